@@ -1,0 +1,135 @@
+// Package api holds the wire types shared by the daemon and its clients.
+// It imports nothing internal: the CLI, the web UI and remote peers all speak
+// exactly these structs, and an xl.cfg file parses into DomainSpec too.
+package api
+
+import "time"
+
+// Version is the API path prefix.
+const Version = "/1.0"
+
+// Domain lifecycle actions, as in xl.cfg's on_poweroff/on_reboot/on_crash.
+const (
+	ActionDestroy       = "destroy"
+	ActionRestart       = "restart"
+	ActionPreserve      = "preserve"
+	ActionRenameRestart = "rename-restart"
+)
+
+// DomainSpec is the one description of a domain: what xl.cfg parses into
+// and what POST /1.0/domains accepts.
+type DomainSpec struct {
+	Name       string `json:"name"`
+	UUID       string `json:"uuid,omitempty"`
+	Type       string `json:"type"` // pv, pvh or hvm
+	MemoryMiB  int    `json:"memory_mib"`
+	MaxMemMiB  int    `json:"maxmem_mib"`
+	VCPUs      int    `json:"vcpus"`
+	MaxVCPUs   int    `json:"maxvcpus"`
+	Kernel     string `json:"kernel,omitempty"`
+	Ramdisk    string `json:"ramdisk,omitempty"`
+	Cmdline    string `json:"cmdline,omitempty"`
+	Disks      []Disk `json:"disks,omitempty"`
+	Vifs       []Vif  `json:"vifs,omitempty"`
+	OnPoweroff string `json:"on_poweroff"`
+	OnReboot   string `json:"on_reboot"`
+	OnCrash    string `json:"on_crash"`
+	// Accel forces "kvm" or "tcg"; empty means the host's best.
+	Accel string `json:"accel,omitempty"`
+}
+
+// Disk is one virtual block device.
+type Disk struct {
+	Target string `json:"target"`          // host path
+	VDev   string `json:"vdev"`            // name in the domain file (xvda, hda1...)
+	Guest  string `json:"guest"`           // what the guest sees (vda, vdb...)
+	Format string `json:"format"`          // raw or qcow2
+	Access string `json:"access"`          // rw or ro
+	CDROM  bool   `json:"cdrom,omitempty"` // devtype=cdrom
+}
+
+// Vif is one virtual network interface.
+type Vif struct {
+	MAC    string   `json:"mac"`
+	Bridge string   `json:"bridge,omitempty"`
+	IP     []string `json:"ip,omitempty"`
+	Model  string   `json:"model,omitempty"` // virtio (default), e1000, rtl8139
+}
+
+// CreateRequest is the body of POST /1.0/domains.
+type CreateRequest struct {
+	Spec   DomainSpec `json:"spec"`
+	Paused bool       `json:"paused,omitempty"` // like xl create -p
+	DryRun bool       `json:"dry_run,omitempty"`
+}
+
+// DryRun is what a dry-run create returns: the validated spec and the argv
+// that would be executed.
+type DryRun struct {
+	Spec DomainSpec `json:"spec"`
+	Argv []string   `json:"argv"`
+}
+
+// Domain states, mapped to xl's letters r b p s c d.
+const (
+	StateRunning  = "running"
+	StateBlocked  = "blocked"
+	StatePaused   = "paused"
+	StateShutdown = "shutdown"
+	StateCrashed  = "crashed"
+	StateDying    = "dying"
+)
+
+// Domain is a domain as the daemon reports it.
+type Domain struct {
+	Spec       DomainSpec `json:"spec"`
+	ID         int        `json:"id"`
+	State      string     `json:"state"`
+	Flags      string     `json:"flags"` // xl's six state letters, e.g. "-b----"
+	CPUTime    float64    `json:"cpu_time_sec"`
+	StartedAt  time.Time  `json:"started_at,omitzero"`
+	UptimeSec  float64    `json:"uptime_sec"`
+	PID        int        `json:"pid,omitempty"`
+	Taps       []string   `json:"taps,omitempty"`
+	LastReason string     `json:"last_reason,omitempty"` // why it last stopped
+}
+
+// ShutdownRequest is the body of the shutdown action.
+type ShutdownRequest struct {
+	Wait       bool `json:"wait"`
+	Force      bool `json:"force"`       // destroy if still up after Timeout
+	TimeoutSec int  `json:"timeout_sec"` // default 60
+}
+
+// HostInfo is GET /1.0/host.
+type HostInfo struct {
+	Hostname      string   `json:"hostname"`
+	CPUs          int      `json:"cpus"`
+	MemTotalMiB   int      `json:"mem_total_mib"`
+	MemFreeMiB    int      `json:"mem_free_mib"` // MemAvailable
+	Accel         string   `json:"accel"`
+	AccelReason   string   `json:"accel_reason"`
+	QEMUVersion   string   `json:"qemu_version"`
+	QEMUBinary    string   `json:"qemu_binary"`
+	Version       string   `json:"ringfence_version"`
+	StateDir      string   `json:"state_dir"`
+	Domains       int      `json:"domains"`
+	Ledger        Ledger   `json:"ledger"`
+	Warnings      []string `json:"warnings,omitempty"`
+}
+
+// Ledger is the host's memory book-keeping: nothing is admitted unless
+// it fits in Total - Reserved - sum(Entries).
+type Ledger struct {
+	TotalMiB    int           `json:"total_mib"`
+	ReservedMiB int           `json:"reserved_mib"` // like Xen's dom0_mem
+	FreeMiB     int           `json:"free_mib"`
+	Entries     []LedgerEntry `json:"entries"`
+}
+
+// LedgerEntry is one domain's admitted memory (guest RAM + QEMU overhead).
+type LedgerEntry struct {
+	Domain      string `json:"domain"`
+	MemoryMiB   int    `json:"memory_mib"`
+	OverheadMiB int    `json:"overhead_mib"`
+}

@@ -1,0 +1,163 @@
+// Package cli is the `ringfence` command line: one table of verbs (like
+// xl's xl_cmdtable.c), each a small function that parses its flags and
+// calls the daemon through internal/client.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/ringfence/ringfence/internal/client"
+	"github.com/ringfence/ringfence/internal/daemon"
+)
+
+// verb is one row of the command table.
+type verb struct {
+	name    string
+	summary string
+	usage   string
+	run     func(e *env, args []string) error
+}
+
+// env is what every verb gets.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	socket string
+}
+
+func (e *env) client() *client.Client { return client.New(e.socket) }
+
+var verbs []verb
+
+func init() {
+	verbs = []verb{
+		{"serve", "run the host daemon", "serve [--state-dir DIR] [--run-dir DIR] [--accel kvm|tcg] [--reserve-mem MiB]", runServe},
+		{"create", "create a domain from a domain file", "create FILE [-p] [-c] [--dry-run] [--json]", runCreate},
+		{"list", "list domains", "list [--json]", runList},
+		{"console", "attach to a domain's serial console (Ctrl-] detaches)", "console NAME", runConsole},
+		{"shutdown", "press the ACPI power button", "shutdown NAME [-w] [--force] [--timeout SEC]", runShutdown},
+		{"reboot", "reset a domain (it then follows on_reboot)", "reboot NAME", actionVerb("reboot")},
+		{"destroy", "terminate a domain immediately", "destroy NAME", actionVerb("destroy")},
+		{"pause", "pause a domain's vCPUs", "pause NAME", actionVerb("pause")},
+		{"unpause", "resume a paused domain", "unpause NAME", actionVerb("unpause")},
+		{"info", "host facts: CPUs, memory, accelerator, QEMU", "info [--json]", runInfo},
+		{"uptime", "domain uptimes", "uptime [--json] [NAME...]", runUptime},
+		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
+		{"version", "print the version", "version", func(e *env, _ []string) error {
+			fmt.Fprintln(e.stdout, "ringfence", daemon.Version)
+			return nil
+		}},
+	}
+}
+
+// Run executes the command line and returns the process exit code.
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, socket: os.Getenv("RINGFENCE_SOCKET")}
+	if e.socket == "" {
+		e.socket = daemon.SocketPath(daemon.DefaultRunDir)
+	}
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		a := args[0]
+		switch {
+		case a == "--socket" && len(args) > 1:
+			e.socket = args[1]
+			args = args[2:]
+		case strings.HasPrefix(a, "--socket="):
+			e.socket = strings.TrimPrefix(a, "--socket=")
+			args = args[1:]
+		case a == "-h" || a == "--help":
+			args = nil
+		default:
+			fmt.Fprintf(stderr, "ringfence: unknown option %s\n", a)
+			return 2
+		}
+	}
+	if len(args) == 0 || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	for _, v := range verbs {
+		if v.name == args[0] {
+			err := v.run(e, args[1:])
+			if err == nil {
+				return 0
+			}
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			var ue usageError
+			if errors.As(err, &ue) {
+				fmt.Fprintf(stderr, "ringfence %s: %s\nusage: ringfence %s\n", v.name, ue.msg, v.usage)
+				return 2
+			}
+			var ee exitError
+			if errors.As(err, &ee) {
+				return ee.code
+			}
+			fmt.Fprintf(stderr, "ringfence %s: error: %v\n", v.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "ringfence: unknown command %q; see `ringfence help`\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "ringfence: guaranteed-resource virtual machines on KVM/QEMU, driven by Xen domain files")
+	fmt.Fprintln(w, "\nusage: ringfence [--socket PATH] COMMAND [ARGS]\n\ncommands:")
+	vs := append([]verb(nil), verbs...)
+	sort.Slice(vs, func(i, j int) bool { return vs[i].name < vs[j].name })
+	for _, v := range vs {
+		fmt.Fprintf(w, "  %-10s %s\n", v.name, v.summary)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// parse parses flags anywhere among the arguments (xl allows
+// `create web01.cfg -c`) and returns the positional ones.
+func parse(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, usageError{"help requested"}
+			}
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if len(pos) < min || (max >= 0 && len(pos) > max) {
+		return nil, usageError{fmt.Sprintf("expected %d to %d arguments, got %d", min, max, len(pos))}
+	}
+	return pos, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func ctx() context.Context { return context.Background() }

@@ -1,0 +1,366 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/config"
+	"github.com/ringfence/ringfence/internal/daemon"
+	"github.com/ringfence/ringfence/internal/image"
+)
+
+func runServe(e *env, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var cfg daemon.Config
+	fs.StringVar(&cfg.StateDir, "state-dir", daemon.DefaultStateDir, "state directory (store, images)")
+	fs.StringVar(&cfg.RunDir, "run-dir", "", "runtime directory (default /run/ringfence, or STATE-DIR/run with --state-dir)")
+	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
+	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
+	fs.IntVar(&cfg.ReserveMiB, "reserve-mem", 0, "host memory kept from domains in MiB (default 10%, >= 512)")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if cfg.RunDir == "" {
+		cfg.RunDir = daemon.DefaultRunDir
+		if cfg.StateDir != daemon.DefaultStateDir {
+			cfg.RunDir = filepath.Join(cfg.StateDir, "run")
+		}
+	}
+	cfg.Socket = e.socket
+	if os.Getenv("RINGFENCE_SOCKET") == "" && e.socket == daemon.SocketPath(daemon.DefaultRunDir) {
+		cfg.Socket = daemon.SocketPath(cfg.RunDir)
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("ringfence serve must run as root (it creates taps and manages QEMU)")
+	}
+	return daemon.Run(cfg)
+}
+
+func runCreate(e *env, args []string) error {
+	fs := flag.NewFlagSet("create", flag.ContinueOnError)
+	paused := fs.Bool("p", false, "leave the domain paused after creating it")
+	attach := fs.Bool("c", false, "attach to the console after creating")
+	dry := fs.Bool("dry-run", false, "print the spec and QEMU argv without starting")
+	fs.BoolVar(dry, "n", false, "same as --dry-run")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	spec, warns, err := config.Load(pos[0])
+	for _, w := range warns {
+		fmt.Fprintln(e.stderr, w.String())
+	}
+	if err != nil {
+		return err
+	}
+	c := e.client()
+	if *dry {
+		d, err := c.DryRun(ctx(), spec)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, d)
+		}
+		fmt.Fprintln(e.stdout, "# spec")
+		printJSON(e.stdout, d.Spec)
+		fmt.Fprintln(e.stdout, "# argv")
+		fmt.Fprintln(e.stdout, shellQuote(d.Argv))
+		return nil
+	}
+	var conn io.ReadWriteCloser
+	if *attach {
+		// Attach first, without history, so no byte of the boot is missed.
+		// The domain does not exist yet, so attach right after creation.
+	}
+	d, err := c.Create(ctx(), api.CreateRequest{Spec: spec, Paused: *paused})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		printJSON(e.stdout, d)
+	} else {
+		fmt.Fprintf(e.stderr, "Created domain %s (id %d)\n", d.Spec.Name, d.ID)
+	}
+	if *attach {
+		cn, err := c.Console(ctx(), d.Spec.Name, true)
+		if err != nil {
+			return err
+		}
+		conn = cn
+		return consoleLoop(e, conn)
+	}
+	return nil
+}
+
+func shellQuote(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && !strings.ContainsAny(a, " \t'\"\\$`;&|<>()*?[]{}!#~") {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func runList(e *env, args []string) error {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	names, err := parse(fs, args, 0, -1)
+	if err != nil {
+		return err
+	}
+	ds, err := e.client().List(ctx())
+	if err != nil {
+		return err
+	}
+	if len(names) > 0 {
+		want := map[string]bool{}
+		for _, n := range names {
+			want[n] = true
+		}
+		var keep []api.Domain
+		for _, d := range ds {
+			if want[d.Spec.Name] {
+				keep = append(keep, d)
+				delete(want, d.Spec.Name)
+			}
+		}
+		for n := range want {
+			return api.Errorf(api.ErrNotFound, "no domain named %q", n)
+		}
+		ds = keep
+	}
+	if *asJSON {
+		if ds == nil {
+			ds = []api.Domain{}
+		}
+		return printJSON(e.stdout, ds)
+	}
+	// xl list's layout.
+	fmt.Fprintf(e.stdout, "%-40s %5s %5s %5s     %-6s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
+	for _, d := range ds {
+		id := fmt.Sprint(d.ID)
+		if d.PID == 0 {
+			id = "-"
+		}
+		fmt.Fprintf(e.stdout, "%-40s %5s %5d %5d     %-6s %9.1f\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
+	}
+	return nil
+}
+
+func runConsole(e *env, args []string) error {
+	fs := flag.NewFlagSet("console", flag.ContinueOnError)
+	noHist := fs.Bool("no-history", false, "do not replay earlier output")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	conn, err := e.client().Console(ctx(), pos[0], !*noHist)
+	if err != nil {
+		return err
+	}
+	return consoleLoop(e, conn)
+}
+
+// consoleLoop connects the terminal to a console stream. On a terminal the
+// input is raw and Ctrl-] detaches, as in xl console.
+func consoleLoop(e *env, conn io.ReadWriteCloser) error {
+	defer conn.Close()
+	in, isFile := e.stdin.(*os.File)
+	tty := isFile && term.IsTerminal(int(in.Fd()))
+	if tty {
+		old, err := term.MakeRaw(int(in.Fd()))
+		if err != nil {
+			return err
+		}
+		defer term.Restore(int(in.Fd()), old)
+		fmt.Fprint(e.stderr, "[connected; Ctrl-] detaches]\r\n")
+	}
+	done := make(chan struct{})
+	go func() {
+		io.Copy(e.stdout, conn)
+		close(done)
+	}()
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			n, err := e.stdin.Read(buf)
+			if n > 0 {
+				p := buf[:n]
+				if tty {
+					if i := strings.IndexByte(string(p), 0x1d); i >= 0 {
+						conn.Write(p[:i])
+						conn.Close()
+						return
+					}
+				}
+				if _, werr := conn.Write(p); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				if !tty {
+					return // keep reading output after stdin ends
+				}
+				conn.Close()
+				return
+			}
+		}
+	}()
+	<-done
+	if tty {
+		fmt.Fprint(e.stderr, "\r\n[detached]\r\n")
+	}
+	return nil
+}
+
+func runShutdown(e *env, args []string) error {
+	fs := flag.NewFlagSet("shutdown", flag.ContinueOnError)
+	wait := fs.Bool("w", false, "wait for the domain to shut down")
+	force := fs.Bool("force", false, "destroy the domain if it has not shut down after --timeout")
+	fs.BoolVar(force, "F", false, "same as --force")
+	timeout := fs.Int("timeout", 60, "seconds to wait with -w or --force")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return e.client().Action(ctx(), pos[0], "shutdown", api.ShutdownRequest{Wait: *wait, Force: *force, TimeoutSec: *timeout})
+}
+
+func actionVerb(action string) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		fs := flag.NewFlagSet(action, flag.ContinueOnError)
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		return e.client().Action(ctx(), pos[0], action, nil)
+	}
+}
+
+func runInfo(e *env, args []string) error {
+	fs := flag.NewFlagSet("info", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	h, err := e.client().Host(ctx())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, h)
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 0, 1, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(w, "%s\t: %v\n", k, v) }
+	row("host", h.Hostname)
+	row("nr_cpus", h.CPUs)
+	row("total_memory", h.MemTotalMiB)
+	row("free_memory", h.MemFreeMiB)
+	row("accelerator", h.Accel)
+	row("accelerator_reason", h.AccelReason)
+	row("qemu_version", h.QEMUVersion)
+	row("ringfence_version", h.Version)
+	row("state_dir", h.StateDir)
+	row("domains", h.Domains)
+	row("ledger_total", h.Ledger.TotalMiB)
+	row("ledger_reserved", h.Ledger.ReservedMiB)
+	row("ledger_free", h.Ledger.FreeMiB)
+	for _, le := range h.Ledger.Entries {
+		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead", le.MemoryMiB, le.OverheadMiB))
+	}
+	return w.Flush()
+}
+
+func runUptime(e *env, args []string) error {
+	fs := flag.NewFlagSet("uptime", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	names, err := parse(fs, args, 0, -1)
+	if err != nil {
+		return err
+	}
+	ds, err := e.client().List(ctx())
+	if err != nil {
+		return err
+	}
+	type up struct {
+		Name   string  `json:"name"`
+		ID     int     `json:"id"`
+		Uptime float64 `json:"uptime_sec"`
+	}
+	var out []up
+	for _, d := range ds {
+		if len(names) > 0 && !contains(names, d.Spec.Name) {
+			continue
+		}
+		out = append(out, up{d.Spec.Name, d.ID, d.UptimeSec})
+	}
+	if *asJSON {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "%-32s %5s %s\n", "Name", "ID", "Uptime")
+	for _, u := range out {
+		fmt.Fprintf(e.stdout, "%-32s %5d %s\n", u.Name, u.ID, fmtUptime(u.Uptime))
+	}
+	return nil
+}
+
+func fmtUptime(sec float64) string {
+	d := time.Duration(sec) * time.Second
+	days := int(d.Hours()) / 24
+	h, m, s := int(d.Hours())%24, int(d.Minutes())%60, int(d.Seconds())%60
+	if days > 0 {
+		return fmt.Sprintf("%d days, %2d:%02d:%02d", days, h, m, s)
+	}
+	return fmt.Sprintf("%2d:%02d:%02d", h, m, s)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func runImage(e *env, args []string) error {
+	fs := flag.NewFlagSet("image", flag.ContinueOnError)
+	dir := fs.String("dir", filepath.Join(daemon.DefaultStateDir, "images", "default"), "where to write the image")
+	force := fs.Bool("force", false, "rebuild even if the image exists")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if pos[0] != "default" {
+		return usageError{fmt.Sprintf("unknown image %q; only `default` can be built", pos[0])}
+	}
+	p := image.PathsIn(*dir)
+	if p.Built() && !*force {
+		fmt.Fprintf(e.stderr, "default guest already built in %s (--force rebuilds)\n", *dir)
+		fmt.Fprintln(e.stdout, p.Config)
+		return nil
+	}
+	p, err = image.BuildDefault(*dir, func(s string) { fmt.Fprintln(e.stderr, "==>", s) })
+	if err != nil {
+		return fmt.Errorf("building the default guest: %w", err)
+	}
+	fmt.Fprintln(e.stdout, p.Config)
+	return nil
+}
+
+var _ = errors.New

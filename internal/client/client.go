@@ -1,0 +1,153 @@
+// Package client is the typed Go client of the daemon's API. The CLI uses
+// it; so can scripts and, later, peers.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/ringfence/ringfence/internal/api"
+)
+
+// Client talks to one daemon over its unix socket.
+type Client struct {
+	Socket string
+	http   *http.Client
+}
+
+// New returns a client for the socket path.
+func New(socket string) *Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	return &Client{Socket: socket, http: &http.Client{Transport: tr}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://ringfence"+api.Version+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the ringfence daemon at %s: %w (is `ringfence serve` running? are you root?)", c.Socket, unwrapDial(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e api.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		return &api.RemoteError{Message: e.Error, Class: e.Class}
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+func unwrapDial(err error) error {
+	var op *net.OpError
+	for e := err; e != nil; {
+		if o, ok := e.(*net.OpError); ok {
+			op = o
+			break
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			break
+		}
+		e = u.Unwrap()
+	}
+	if op != nil {
+		return op.Err
+	}
+	return err
+}
+
+// Host returns host facts.
+func (c *Client) Host(ctx context.Context) (api.HostInfo, error) {
+	var h api.HostInfo
+	return h, c.do(ctx, "GET", "/host", nil, &h)
+}
+
+// List returns every domain.
+func (c *Client) List(ctx context.Context) ([]api.Domain, error) {
+	var ds []api.Domain
+	return ds, c.do(ctx, "GET", "/domains", nil, &ds)
+}
+
+// Get returns one domain.
+func (c *Client) Get(ctx context.Context, name string) (api.Domain, error) {
+	var d api.Domain
+	return d, c.do(ctx, "GET", "/domains/"+name, nil, &d)
+}
+
+// Create starts a domain.
+func (c *Client) Create(ctx context.Context, req api.CreateRequest) (api.Domain, error) {
+	var d api.Domain
+	return d, c.do(ctx, "POST", "/domains", req, &d)
+}
+
+// DryRun validates a spec and returns the argv it would run.
+func (c *Client) DryRun(ctx context.Context, spec api.DomainSpec) (api.DryRun, error) {
+	var d api.DryRun
+	return d, c.do(ctx, "POST", "/domains", api.CreateRequest{Spec: spec, DryRun: true}, &d)
+}
+
+// Action runs shutdown, reboot, destroy, pause or unpause.
+func (c *Client) Action(ctx context.Context, name, action string, body any) error {
+	return c.do(ctx, "POST", "/domains/"+name+"/"+action, body, nil)
+}
+
+// Console opens a raw console stream: reads are guest output (history
+// first unless history is false), writes go to the guest.
+func (c *Client) Console(ctx context.Context, name string, history bool) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.Socket)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the ringfence daemon at %s: %w", c.Socket, unwrapDial(err))
+	}
+	q := ""
+	if !history {
+		q = "?history=0"
+	}
+	fmt.Fprintf(conn, "GET %s/domains/%s/console%s HTTP/1.1\r\nHost: ringfence\r\nConnection: Upgrade\r\nUpgrade: ringfence-console\r\n\r\n", api.Version, name, q)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("opening console: %w", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		var e api.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&e)
+		conn.Close()
+		return nil, &api.RemoteError{Message: strings.TrimSpace(e.Error), Class: e.Class}
+	}
+	return &bufConn{Conn: conn, r: br}, nil
+}
+
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }

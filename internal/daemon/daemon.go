@@ -1,0 +1,299 @@
+// Package daemon is `ringfence serve`: it opens the store, probes the host,
+// recovers domains, and serves the JSON API on a root-only unix socket.
+// It holds no domain logic: every route calls domain.Manager.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/domain"
+	"github.com/ringfence/ringfence/internal/engine/qemu"
+	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// Version of ringfence.
+const Version = "0.1.0"
+
+// Config is the daemon's configuration.
+type Config struct {
+	StateDir   string // store and images; default /var/lib/ringfence
+	RunDir     string // sockets and per-domain runtime; default /run/ringfence
+	Socket     string // API socket; default RunDir/ringfence.sock
+	QEMUBinary string
+	ReserveMiB int // host memory kept from domains; 0 = default
+	Accel      string
+}
+
+// DefaultStateDir and DefaultRunDir are where a production host keeps things.
+const (
+	DefaultStateDir = "/var/lib/ringfence"
+	DefaultRunDir   = "/run/ringfence"
+)
+
+// SocketPath returns the API socket for a run dir.
+func SocketPath(runDir string) string { return filepath.Join(runDir, "ringfence.sock") }
+
+// Server is a running daemon.
+type Server struct {
+	cfg   Config
+	mgr   *domain.Manager
+	st    store.Store
+	info  api.HostInfo
+	accel host.Accel
+	log   *slog.Logger
+}
+
+// Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
+func Run(cfg Config) error {
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir
+	}
+	if cfg.RunDir == "" {
+		cfg.RunDir = DefaultRunDir
+	}
+	if cfg.Socket == "" {
+		cfg.Socket = SocketPath(cfg.RunDir)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// QEMUs we start are our children; re-parented ones (after a restart)
+	// come to us as subreaper so they are reaped at once, not every few
+	// seconds by PID 1.
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	for _, d := range []string{cfg.StateDir, cfg.RunDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	eng := qemu.New(cfg.QEMUBinary)
+	qv, err := eng.Version()
+	if err != nil {
+		return err
+	}
+	accel := host.ProbeAccel("/proc/cpuinfo", "/dev/kvm")
+	switch cfg.Accel {
+	case "":
+	case "tcg":
+		accel = host.Accel{Name: "tcg", Reason: "forced by --accel=tcg"}
+	case "kvm":
+		if accel.Name != "kvm" {
+			return fmt.Errorf("--accel=kvm but %s", accel.Reason)
+		}
+	default:
+		return fmt.Errorf("--accel must be kvm or tcg, not %q", cfg.Accel)
+	}
+	mem, err := host.ReadMemory()
+	if err != nil {
+		return fmt.Errorf("reading host memory: %w", err)
+	}
+	reserve := cfg.ReserveMiB
+	if reserve <= 0 {
+		reserve = host.DefaultReserve(mem.TotalMiB)
+	}
+	ledger := host.NewLedger(mem.TotalMiB, reserve)
+	mgr := domain.New(domain.Options{Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log})
+	hn, _ := os.Hostname()
+	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
+		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
+		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: Version, StateDir: cfg.StateDir,
+	}}
+	log.Info("host probed", "accel", accel.Name, "reason", accel.Reason, "qemu", qv)
+
+	ln, err := listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Socket)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := mgr.Recover(ctx); err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s.routes(ledger), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Info("serving", "socket", cfg.Socket, "state", cfg.StateDir, "domains", mgr.Count())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("daemon stopped; guests keep running")
+	return nil
+}
+
+// listen opens the API socket readable and writable by root only.
+func listen(path string) (net.Listener, error) {
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another ringfence daemon is serving %s", path)
+	}
+	os.Remove(path)
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func (s *Server) routes(ledger *host.Ledger) http.Handler {
+	mux := http.NewServeMux()
+	p := api.Version
+	mux.HandleFunc("GET "+p+"/host", func(w http.ResponseWriter, r *http.Request) {
+		info := s.info
+		if mem, err := host.ReadMemory(); err == nil {
+			info.MemTotalMiB, info.MemFreeMiB = mem.TotalMiB, mem.AvailableMiB
+		}
+		info.Domains = s.mgr.Count()
+		info.Ledger = ledger.Snapshot()
+		reply(w, info, nil)
+	})
+	mux.HandleFunc("GET "+p+"/domains", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, s.mgr.List(), nil)
+	})
+	mux.HandleFunc("POST "+p+"/domains", func(w http.ResponseWriter, r *http.Request) {
+		var req api.CreateRequest
+		if err := decode(r, &req); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		out, err := s.mgr.Create(r.Context(), req)
+		reply(w, out, err)
+	})
+	mux.HandleFunc("GET "+p+"/domains/{name}", func(w http.ResponseWriter, r *http.Request) {
+		d, err := s.mgr.Get(r.PathValue("name"))
+		reply(w, d, err)
+	})
+	mux.HandleFunc("POST "+p+"/domains/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		var err error
+		switch r.PathValue("action") {
+		case "shutdown":
+			var req api.ShutdownRequest
+			if err = decode(r, &req); err == nil {
+				err = s.mgr.Shutdown(r.Context(), name, req)
+			}
+		case "reboot":
+			err = s.mgr.Reboot(r.Context(), name)
+		case "destroy":
+			err = s.mgr.Destroy(r.Context(), name)
+		case "pause":
+			err = s.mgr.Pause(r.Context(), name)
+		case "unpause":
+			err = s.mgr.Unpause(r.Context(), name)
+		default:
+			err = api.Errorf(api.ErrNotFound, "unknown action %q", r.PathValue("action"))
+		}
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		d, err := s.mgr.Get(name)
+		if errors.Is(err, api.ErrNotFound) {
+			reply(w, map[string]string{"status": "gone"}, nil)
+			return
+		}
+		reply(w, d, err)
+	})
+	mux.HandleFunc("GET "+p+"/domains/{name}/console", s.console)
+	return mux
+}
+
+func decode(r *http.Request, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if len(body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return api.Errorf(api.ErrInvalid, "request body: %v", err)
+	}
+	return nil
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code, class := api.StatusOf(err)
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(api.ErrorBody{Error: err.Error(), Class: class})
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
+
+// console upgrades the request to a raw byte stream: the history, then
+// live output; whatever the client sends goes to the guest's serial port.
+func (s *Server) console(w http.ResponseWriter, r *http.Request) {
+	con, err := s.mgr.Console(r.PathValue("name"))
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		reply(w, nil, fmt.Errorf("console needs a hijackable connection"))
+		return
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: ringfence-console\r\nConnection: Upgrade\r\n\r\n")
+	rw.Flush()
+	hist, ch, detach := con.Attach()
+	defer detach()
+	if r.URL.Query().Get("history") != "0" {
+		conn.Write(hist)
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := rw.Read(buf)
+			if n > 0 {
+				con.Write(buf[:n])
+			}
+			if err != nil {
+				conn.Close()
+				return
+			}
+		}
+	}()
+	for p := range ch {
+		if _, err := conn.Write(p); err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,704 @@
+// Package domain holds the operations every frontend (CLI via the API,
+// later the web UI and peers) calls: create, list, shutdown, reboot,
+// destroy, pause, unpause, console, and re-attach at daemon start.
+//
+// Each operation validates first, then takes the steps (ledger, run dir,
+// taps, engine, store) with a revert stack, so a failure leaves nothing
+// behind. Each running incarnation of a domain has one watcher goroutine
+// that applies on_poweroff / on_reboot / on_crash when its VM ends.
+package domain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/config"
+	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/network"
+	"github.com/ringfence/ringfence/internal/procfs"
+	"github.com/ringfence/ringfence/internal/revert"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+const (
+	keyDomains = "domains/"
+	keyNextID  = "meta/next-domid"
+)
+
+// record is what the store keeps per domain.
+type record struct {
+	Spec       api.DomainSpec  `json:"spec"`
+	ID         int             `json:"id"`
+	State      string          `json:"state"`
+	Accel      string          `json:"accel"`
+	StartedAt  time.Time       `json:"started_at"`
+	Engine     json.RawMessage `json:"engine,omitempty"`
+	Taps       []string        `json:"taps,omitempty"`
+	LastReason string          `json:"last_reason,omitempty"`
+	Generation int             `json:"generation"`
+}
+
+type dom struct {
+	mu      sync.Mutex
+	rec     record
+	inst    engine.Instance
+	console *Console
+	intent  string        // "destroy" while we are ending it on purpose
+	ended   chan struct{} // closed when the current incarnation's exit is handled
+}
+
+// Options configure a Manager.
+type Options struct {
+	Store      store.Store
+	Engine     engine.Engine
+	Ledger     *host.Ledger
+	Accel      host.Accel
+	RunDir     string // per-domain runtime dirs go under RunDir/domains
+	Log        *slog.Logger
+	QEMUBinary string
+}
+
+// Manager owns the host's domains.
+type Manager struct {
+	o    Options
+	mu   sync.Mutex // guards doms, admission and ID allocation
+	doms map[string]*dom
+	wg   sync.WaitGroup
+}
+
+// New returns a Manager; call Recover before serving.
+func New(o Options) *Manager {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Manager{o: o, doms: map[string]*dom{}}
+}
+
+func (m *Manager) runDir(name string) string { return filepath.Join(m.o.RunDir, "domains", name) }
+
+// validate checks everything about a spec that can be checked without
+// changing the host: files exist and have the right type, bridges exist.
+func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
+	if err := config.Normalize(spec); err != nil {
+		return "", api.Errorf(api.ErrInvalid, "%v", err)
+	}
+	accel := m.o.Accel.Name
+	switch spec.Accel {
+	case "":
+	case "tcg":
+		accel = "tcg"
+	case "kvm":
+		if m.o.Accel.Name != "kvm" {
+			return "", api.Errorf(api.ErrInvalid, "accel = \"kvm\" asked but this host cannot use KVM: %s; remove accel= to use TCG", m.o.Accel.Reason)
+		}
+		accel = "kvm"
+	}
+	check := func(what, p string, allowBlock bool) error {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return api.Errorf(api.ErrInvalid, "%s %s: %v; fix the path in the domain file", what, p, errors.Unwrap(err))
+		}
+		if fi.Mode().IsRegular() || (allowBlock && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0) {
+			return nil
+		}
+		return api.Errorf(api.ErrInvalid, "%s %s is not a regular file%s", what, p, map[bool]string{true: " or block device", false: ""}[allowBlock])
+	}
+	if spec.Kernel != "" {
+		if err := check("kernel", spec.Kernel, false); err != nil {
+			return "", err
+		}
+	}
+	if spec.Ramdisk != "" {
+		if err := check("ramdisk", spec.Ramdisk, false); err != nil {
+			return "", err
+		}
+	}
+	for _, d := range spec.Disks {
+		if d.Target == "" && d.CDROM {
+			continue
+		}
+		if err := check("disk "+d.VDev, d.Target, true); err != nil {
+			return "", err
+		}
+	}
+	for i, v := range spec.Vifs {
+		if v.Bridge != "" {
+			if err := network.CheckBridge(v.Bridge); err != nil {
+				return "", api.Errorf(api.ErrInvalid, "vif %d: %v", i, err)
+			}
+		}
+	}
+	return accel, nil
+}
+
+// launchSpec turns a domain into the engine's plain data.
+func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.LaunchSpec {
+	ls := engine.LaunchSpec{
+		Name: spec.Name, UUID: spec.UUID, Accel: accel,
+		MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, MaxVCPUs: spec.MaxVCPUs,
+		Kernel: spec.Kernel, Initrd: spec.Ramdisk, Cmdline: spec.Cmdline,
+		RunDir: m.runDir(spec.Name),
+	}
+	// Our console is the first serial port; PV files say hvc0 (mapped by
+	// config) or nothing.
+	if spec.Kernel != "" && !strings.Contains(ls.Cmdline, "console=") {
+		ls.Cmdline = strings.TrimSpace(ls.Cmdline + " console=ttyS0")
+	}
+	for _, d := range spec.Disks {
+		ls.Disks = append(ls.Disks, engine.Disk{ID: d.Guest, Path: d.Target, Format: d.Format, ReadOnly: d.Access == "ro", CDROM: d.CDROM})
+	}
+	for i, v := range spec.Vifs {
+		ls.NICs = append(ls.NICs, engine.NIC{ID: fmt.Sprintf("net%d", i), Tap: network.TapName(id, i), MAC: v.MAC, Model: v.Model})
+	}
+	return ls
+}
+
+// Create admits, starts and records a new domain.
+func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error) {
+	spec := req.Spec
+	accel, err := m.validate(&spec)
+	if err != nil {
+		return nil, err
+	}
+	if req.DryRun {
+		argv, err := m.o.Engine.Argv(m.launchSpec(spec, accel, 0))
+		if err != nil {
+			return nil, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+		return api.DryRun{Spec: spec, Argv: argv}, nil
+	}
+	r := revert.New()
+	defer r.Fail()
+
+	m.mu.Lock()
+	if _, ok := m.doms[spec.Name]; ok {
+		m.mu.Unlock()
+		return nil, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name= or destroy it first", spec.Name)
+	}
+	if err := m.admit(spec.Name, spec.MemoryMiB, accel); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	r.Add(func() { m.o.Ledger.Release(spec.Name) })
+	d := &dom{rec: record{Spec: spec, Accel: accel, State: api.StateDying}}
+	m.doms[spec.Name] = d
+	r.Add(func() { m.mu.Lock(); delete(m.doms, spec.Name); m.mu.Unlock() })
+	d.mu.Lock()
+	m.mu.Unlock()
+	defer d.mu.Unlock()
+
+	if err := os.MkdirAll(m.runDir(spec.Name), 0o700); err != nil {
+		return nil, fmt.Errorf("creating runtime dir: %w", err)
+	}
+	r.Add(func() { os.RemoveAll(m.runDir(spec.Name)) })
+	d.console = newConsole(filepath.Join(m.runDir(spec.Name), "console.log"))
+	r.Add(func() { d.console.Close() })
+	if err := m.start(ctx, d, req.Paused); err != nil {
+		return nil, err
+	}
+	r.Success()
+	return m.view(d), nil
+}
+
+// admit checks the ledger and the host's actually free memory. Caller
+// holds m.mu.
+func (m *Manager) admit(name string, memMiB int, accel string) error {
+	over := host.Overhead(accel)
+	if hm, err := host.ReadMemory(); err == nil && memMiB+over > hm.AvailableMiB {
+		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead) but the host has only %d MiB available; lower memory=",
+			name, memMiB+over, memMiB, over, hm.AvailableMiB)
+	}
+	return m.o.Ledger.Reserve(name, memMiB, over)
+}
+
+// allocID takes the next domain ID (never 0: that is the host, as in Xen).
+func (m *Manager) allocID(ctx context.Context) (int, error) {
+	var id int
+	err := m.o.Store.Update(ctx, func(tx store.Tx) error {
+		id = 1
+		if b, err := tx.Get(keyNextID); err == nil {
+			id, _ = strconv.Atoi(string(b))
+		}
+		if id < 1 {
+			id = 1
+		}
+		return tx.Put(keyNextID, []byte(strconv.Itoa(id+1)))
+	})
+	return id, err
+}
+
+// start launches one incarnation of d. Caller holds d.mu. On error
+// everything this call made is undone.
+func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
+	r := revert.New()
+	defer r.Fail()
+	id, err := m.allocID(ctx)
+	if err != nil {
+		return fmt.Errorf("allocating domain id: %w", err)
+	}
+	spec := d.rec.Spec
+	ls := m.launchSpec(spec, d.rec.Accel, id)
+	if err := os.MkdirAll(ls.RunDir, 0o700); err != nil {
+		return fmt.Errorf("creating runtime dir: %w", err)
+	}
+	var taps []string
+	for i, n := range ls.NICs {
+		if err := network.CreateTap(n.Tap, spec.Vifs[i].Bridge); err != nil {
+			return api.Errorf(api.ErrInvalid, "vif %d: %v", i, err)
+		}
+		tap := n.Tap
+		taps = append(taps, tap)
+		r.Add(func() { network.DeleteTap(tap) })
+	}
+	inst, err := m.o.Engine.Start(ctx, ls)
+	if err != nil {
+		return fmt.Errorf("starting %s: %w", spec.Name, err)
+	}
+	r.Add(func() { inst.Kill(); <-inst.Wait() })
+	if err := d.console.Connect(inst.SerialPath()); err != nil {
+		return fmt.Errorf("attaching console: %w", err)
+	}
+	d.rec.ID = id
+	d.rec.Taps = taps
+	d.rec.StartedAt = time.Now()
+	d.rec.Engine = inst.State()
+	d.rec.State = api.StatePaused
+	d.rec.Generation++
+	if err := m.save(ctx, d); err != nil {
+		return err
+	}
+	if !paused {
+		if err := inst.Resume(ctx); err != nil {
+			m.deleteRecord(spec.Name)
+			return fmt.Errorf("starting vCPUs: %w", err)
+		}
+		d.rec.State = api.StateRunning
+		if err := m.save(ctx, d); err != nil {
+			m.deleteRecord(spec.Name)
+			return err
+		}
+	}
+	d.inst = inst
+	d.intent = ""
+	d.ended = make(chan struct{})
+	r.Success()
+	m.watch(d, inst, d.ended)
+	m.o.Log.Info("domain started", "name", spec.Name, "id", id, "pid", inst.PID(), "accel", d.rec.Accel)
+	return nil
+}
+
+func (m *Manager) save(ctx context.Context, d *dom) error {
+	b, err := json.Marshal(d.rec)
+	if err != nil {
+		return err
+	}
+	if err := store.Put(ctx, m.o.Store, keyDomains+d.rec.Spec.Name, b); err != nil {
+		return fmt.Errorf("saving domain state: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) deleteRecord(name string) {
+	if err := store.Delete(context.Background(), m.o.Store, keyDomains+name); err != nil {
+		m.o.Log.Error("deleting domain record", "name", name, "err", err)
+	}
+}
+
+// watch waits for an incarnation to end and applies the domain's action.
+func (m *Manager) watch(d *dom, inst engine.Instance, ended chan struct{}) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ex := <-inst.Wait()
+		m.handleExit(d, inst, ex)
+		close(ended)
+	}()
+}
+
+func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inst != inst {
+		return // superseded
+	}
+	name := d.rec.Spec.Name
+	for _, t := range d.rec.Taps {
+		if err := network.DeleteTap(t); err != nil {
+			m.o.Log.Error("removing tap", "tap", t, "err", err)
+		}
+	}
+	d.rec.Taps = nil
+	d.inst = nil
+	d.rec.Engine = nil
+	for _, f := range []string{"qmp.sock", "serial.sock", "qemu.pid"} {
+		os.Remove(filepath.Join(m.runDir(name), f))
+	}
+	action, state := api.ActionDestroy, api.StateShutdown
+	switch {
+	case d.intent == "destroy":
+	case ex.Reason == engine.ExitPoweroff:
+		action = d.rec.Spec.OnPoweroff
+	case ex.Reason == engine.ExitReboot:
+		action = d.rec.Spec.OnReboot
+	default: // crash, or killed by someone else
+		action, state = d.rec.Spec.OnCrash, api.StateCrashed
+	}
+	d.rec.LastReason = ex.Reason
+	if ex.Detail != "" {
+		d.rec.LastReason += ": " + ex.Detail
+	}
+	m.o.Log.Info("domain ended", "name", name, "id", d.rec.ID, "reason", ex.Reason, "detail", ex.Detail, "action", action)
+	m.applyAction(d, action, state)
+}
+
+// applyAction does on_poweroff/on_reboot/on_crash. Caller holds d.mu and
+// the domain has no running instance.
+func (m *Manager) applyAction(d *dom, action, state string) {
+	ctx := context.Background()
+	name := d.rec.Spec.Name
+	switch action {
+	case api.ActionRestart:
+		if err := m.start(ctx, d, false); err == nil {
+			return
+		} else {
+			m.o.Log.Error("restart failed; keeping the domain as crashed", "name", name, "err", err)
+			d.rec.LastReason = "restart failed: " + err.Error()
+		}
+		state = api.StateCrashed
+		fallthrough
+	case api.ActionPreserve:
+		d.rec.State = state
+		m.o.Ledger.Release(name)
+		if err := m.save(ctx, d); err != nil {
+			m.o.Log.Error("saving preserved domain", "name", name, "err", err)
+		}
+	case api.ActionRenameRestart:
+		old := fmt.Sprintf("%s--incarnation-%d", name, d.rec.Generation)
+		m.mu.Lock()
+		kept := &dom{rec: d.rec, console: newConsole(filepath.Join(m.runDir(old), "console.log"))}
+		kept.rec.State = state
+		kept.rec.Spec.Name = old
+		os.MkdirAll(m.runDir(old), 0o700)
+		os.WriteFile(filepath.Join(m.runDir(old), "console.log"), d.console.History(), 0o600)
+		kept.console = newConsole(filepath.Join(m.runDir(old), "console.log"))
+		m.doms[old] = kept
+		m.mu.Unlock()
+		m.save(ctx, kept)
+		if err := m.start(ctx, d, false); err != nil {
+			m.o.Log.Error("rename-restart failed", "name", name, "err", err)
+			m.destroyLocked(d)
+		}
+	default:
+		m.destroyLocked(d)
+	}
+}
+
+// destroyLocked removes a domain that has no running instance.
+func (m *Manager) destroyLocked(d *dom) {
+	name := d.rec.Spec.Name
+	m.deleteRecord(name)
+	m.o.Ledger.Release(name)
+	if d.console != nil {
+		d.console.Close()
+	}
+	os.RemoveAll(m.runDir(name))
+	d.rec.State = api.StateDying
+	m.mu.Lock()
+	if m.doms[name] == d {
+		delete(m.doms, name)
+	}
+	m.mu.Unlock()
+}
+
+func (m *Manager) get(name string) (*dom, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.doms[name]
+	if !ok {
+		// xl accepts a domid where it accepts a name.
+		if id, err := strconv.Atoi(name); err == nil {
+			for _, x := range m.doms {
+				if x.rec.ID == id && x.rec.State != api.StateShutdown && x.rec.State != api.StateCrashed {
+					return x, nil
+				}
+			}
+		}
+		return nil, api.Errorf(api.ErrNotFound, "no domain named %q (see `ringfence list`)", name)
+	}
+	return d, nil
+}
+
+// Destroy ends a domain at once, whatever its on_* settings.
+func (m *Manager) Destroy(ctx context.Context, name string) error {
+	d, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	if d.inst == nil {
+		m.destroyLocked(d)
+		d.mu.Unlock()
+		return nil
+	}
+	d.intent = "destroy"
+	inst, ended := d.inst, d.ended
+	d.mu.Unlock()
+	if err := inst.Kill(); err != nil {
+		return fmt.Errorf("killing QEMU of %s: %w", name, err)
+	}
+	select {
+	case <-ended:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// running returns the live instance or a conflict error.
+func (m *Manager) running(name string) (*dom, engine.Instance, error) {
+	d, err := m.get(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inst == nil {
+		return nil, nil, api.Errorf(api.ErrConflict, "%s is %s, not running: `ringfence destroy %s` removes it", name, d.rec.State, name)
+	}
+	return d, d.inst, nil
+}
+
+// Shutdown presses the ACPI power button; with Wait it waits for the
+// guest to go, and with Force it destroys it after the timeout.
+func (m *Manager) Shutdown(ctx context.Context, name string, req api.ShutdownRequest) error {
+	d, inst, err := m.running(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	ended := d.ended
+	d.mu.Unlock()
+	if err := inst.Powerdown(ctx); err != nil {
+		return fmt.Errorf("sending ACPI power button to %s: %w", name, err)
+	}
+	if !req.Wait && !req.Force {
+		return nil
+	}
+	timeout := time.Duration(req.TimeoutSec) * time.Second
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	select {
+	case <-ended:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(timeout):
+	}
+	if req.Force {
+		m.o.Log.Info("guest ignored the power button; destroying", "name", name)
+		return m.Destroy(ctx, name)
+	}
+	return api.Errorf(api.ErrUnavailable, "%s did not shut down within %s: it may ignore ACPI; use --force or `ringfence destroy %s`", name, timeout, name)
+}
+
+// Reboot resets the domain, which then follows on_reboot.
+func (m *Manager) Reboot(ctx context.Context, name string) error {
+	_, inst, err := m.running(name)
+	if err != nil {
+		return err
+	}
+	return inst.Reset(ctx)
+}
+
+// Pause stops the vCPUs.
+func (m *Manager) Pause(ctx context.Context, name string) error {
+	return m.setPaused(ctx, name, true)
+}
+
+// Unpause resumes the vCPUs.
+func (m *Manager) Unpause(ctx context.Context, name string) error {
+	return m.setPaused(ctx, name, false)
+}
+
+func (m *Manager) setPaused(ctx context.Context, name string, pause bool) error {
+	d, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inst == nil {
+		return api.Errorf(api.ErrConflict, "%s is %s, not running", name, d.rec.State)
+	}
+	if pause {
+		err = d.inst.Pause(ctx)
+		d.rec.State = api.StatePaused
+	} else {
+		err = d.inst.Resume(ctx)
+		d.rec.State = api.StateRunning
+	}
+	if err != nil {
+		return err
+	}
+	return m.save(ctx, d)
+}
+
+// Console returns the console of a domain.
+func (m *Manager) Console(name string) (*Console, error) {
+	d, err := m.get(name)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.console, nil
+}
+
+// Get returns one domain.
+func (m *Manager) Get(name string) (api.Domain, error) {
+	d, err := m.get(name)
+	if err != nil {
+		return api.Domain{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return m.view(d), nil
+}
+
+// List returns all domains, by ID.
+func (m *Manager) List() []api.Domain {
+	m.mu.Lock()
+	ds := make([]*dom, 0, len(m.doms))
+	for _, d := range m.doms {
+		ds = append(ds, d)
+	}
+	m.mu.Unlock()
+	out := make([]api.Domain, 0, len(ds))
+	for _, d := range ds {
+		d.mu.Lock()
+		out = append(out, m.view(d))
+		d.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// view renders a domain for the API. Caller holds d.mu.
+func (m *Manager) view(d *dom) api.Domain {
+	v := api.Domain{Spec: d.rec.Spec, ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason}
+	if d.inst != nil {
+		v.PID = d.inst.PID()
+		v.StartedAt = d.rec.StartedAt
+		v.UptimeSec = time.Since(d.rec.StartedAt).Seconds()
+		busy := false
+		for _, tid := range d.inst.VCPUThreads() {
+			if st, err := procfs.ReadStat(v.PID, tid); err == nil {
+				v.CPUTime += st.CPUSeconds()
+				busy = busy || st.State == 'R'
+			}
+		}
+		if v.State == api.StateRunning && !busy {
+			v.State = api.StateBlocked
+		}
+	}
+	v.Flags = Flags(v.State)
+	return v
+}
+
+// Flags renders xl's six state columns r b p s c d.
+func Flags(state string) string {
+	f := []byte("------")
+	switch state {
+	case api.StateRunning:
+		f[0] = 'r'
+	case api.StateBlocked:
+		f[1] = 'b'
+	case api.StatePaused:
+		f[2] = 'p'
+	case api.StateShutdown:
+		f[3] = 's'
+	case api.StateCrashed:
+		f[4] = 'c'
+	case api.StateDying:
+		f[5] = 'd'
+	}
+	return string(f)
+}
+
+// Recover re-attaches to every domain a previous daemon left running and
+// applies on_crash to those that died while no daemon watched them.
+func (m *Manager) Recover(ctx context.Context) error {
+	kvs, err := m.o.Store.List(ctx, keyDomains)
+	if err != nil {
+		return fmt.Errorf("reading domains from the store: %w", err)
+	}
+	for _, kv := range kvs {
+		var rec record
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			m.o.Log.Error("skipping unreadable domain record", "key", kv.Key, "err", err)
+			continue
+		}
+		name := rec.Spec.Name
+		d := &dom{rec: rec, console: newConsole(filepath.Join(m.runDir(name), "console.log"))}
+		m.mu.Lock()
+		m.doms[name] = d
+		m.mu.Unlock()
+		if rec.State == api.StateShutdown || rec.State == api.StateCrashed {
+			continue // preserved: holds no resources
+		}
+		m.o.Ledger.Reserve(name, rec.Spec.MemoryMiB, host.Overhead(rec.Accel))
+		d.mu.Lock()
+		inst, err := m.o.Engine.Attach(ctx, rec.Engine)
+		if err == nil {
+			err = d.console.Connect(inst.SerialPath())
+			if err != nil {
+				inst.Kill()
+			}
+		}
+		if err != nil {
+			m.o.Log.Warn("domain died while the daemon was away; applying on_crash", "name", name, "id", rec.ID, "err", err)
+			for _, t := range rec.Taps {
+				network.DeleteTap(t)
+			}
+			d.rec.Taps = nil
+			d.rec.LastReason = "crash: the VM ended while the daemon was not running"
+			m.applyAction(d, rec.Spec.OnCrash, api.StateCrashed)
+			d.mu.Unlock()
+			continue
+		}
+		d.inst = inst
+		d.ended = make(chan struct{})
+		if st, err := inst.Status(ctx); err == nil {
+			if st == "paused" || st == "prelaunch" {
+				d.rec.State = api.StatePaused
+			} else if st == "running" {
+				d.rec.State = api.StateRunning
+			}
+		}
+		m.save(ctx, d)
+		m.watch(d, inst, d.ended)
+		m.o.Log.Info("re-attached domain", "name", name, "id", rec.ID, "pid", inst.PID())
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// Count is the number of domains.
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.doms)
+}

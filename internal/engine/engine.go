@@ -1,0 +1,93 @@
+// Package engine is the boundary between the domain layer and whatever runs
+// a virtual machine. It takes plain data (a LaunchSpec whose disks and NICs
+// the host side has already prepared) and never reads domain files, the
+// store or the ledger. QEMU is the one implementation (engine/qemu).
+package engine
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// LaunchSpec is everything needed to start one VM.
+type LaunchSpec struct {
+	Name     string
+	UUID     string
+	Accel    string // kvm or tcg, already decided
+	MemoryMiB int
+	VCPUs    int
+	MaxVCPUs int
+	Kernel   string // direct kernel boot when set
+	Initrd   string
+	Cmdline  string
+	Disks    []Disk
+	NICs     []NIC
+	RunDir   string // QMP socket, serial socket, pid file and logs live here
+}
+
+// Disk is a prepared block device.
+type Disk struct {
+	ID       string // guest name, e.g. vda
+	Path     string
+	Format   string // raw or qcow2
+	ReadOnly bool
+	CDROM    bool
+}
+
+// NIC is a prepared network interface: the tap already exists.
+type NIC struct {
+	ID    string
+	Tap   string
+	MAC   string
+	Model string // virtio, e1000, rtl8139
+}
+
+// Exit reasons reported by Instance.Wait.
+const (
+	ExitPoweroff = "poweroff" // the guest powered off
+	ExitReboot   = "reboot"   // the guest asked for a reset
+	ExitCrash    = "crash"    // the guest panicked or the VMM died unexpectedly
+	ExitHost     = "host"     // the host side ended it (quit, signal)
+)
+
+// Exit says why an instance ended.
+type Exit struct {
+	Reason string
+	Detail string
+}
+
+// Instance is a running (or paused) VM.
+type Instance interface {
+	PID() int
+	// SerialPath is the unix socket of the first serial port.
+	SerialPath() string
+	Resume(ctx context.Context) error
+	Pause(ctx context.Context) error
+	// Powerdown presses the ACPI power button.
+	Powerdown(ctx context.Context) error
+	// Reset resets the machine, which the engine reports as ExitReboot.
+	Reset(ctx context.Context) error
+	// Kill ends the VM at once. It is idempotent.
+	Kill() error
+	// Wait is closed-over: it delivers one Exit when the VM has ended and
+	// its process is gone.
+	Wait() <-chan Exit
+	// Status is the VMM's run state: running, paused, shutdown...
+	Status(ctx context.Context) (string, error)
+	// VCPUThreads are the host thread ids of the vCPUs.
+	VCPUThreads() []int
+	// State is an opaque blob to persist; Engine.Attach takes it back.
+	State() json.RawMessage
+}
+
+// Engine starts and re-finds instances.
+type Engine interface {
+	// Argv shows the command a LaunchSpec turns into (for --dry-run).
+	Argv(spec LaunchSpec) ([]string, error)
+	// Start launches a VM stopped before its first instruction; the caller
+	// attaches the console and then calls Resume.
+	Start(ctx context.Context, spec LaunchSpec) (Instance, error)
+	// Attach re-finds a VM started by an earlier daemon. It returns
+	// ErrGone if the VM is no longer there.
+	Attach(ctx context.Context, state json.RawMessage) (Instance, error)
+}

@@ -1,0 +1,161 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ringfence/ringfence/internal/engine"
+)
+
+// prop is one key=value of a QEMU option; an empty key is a bare value.
+type prop struct{ k, v string }
+
+// option is one command-line option: -flag props.
+type option struct {
+	flag  string
+	props []prop
+	raw   *string // a value passed verbatim (the kernel command line)
+}
+
+// escape doubles commas, QEMU's only escape inside option values, so a
+// path or name with a comma cannot inject another property.
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+func (o option) args() []string {
+	if o.raw != nil {
+		return []string{o.flag, *o.raw}
+	}
+	if o.props == nil {
+		return []string{o.flag}
+	}
+	parts := make([]string, 0, len(o.props))
+	for _, p := range o.props {
+		if p.k == "" {
+			parts = append(parts, escape(p.v))
+		} else {
+			parts = append(parts, p.k+"="+escape(p.v))
+		}
+	}
+	return []string{o.flag, strings.Join(parts, ",")}
+}
+
+func opt(flag string, kv ...string) option {
+	o := option{flag: flag, props: []prop{}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		o.props = append(o.props, prop{kv[i], kv[i+1]})
+	}
+	return o
+}
+
+// Paths of the per-domain runtime files inside RunDir.
+func qmpPath(run string) string    { return filepath.Join(run, "qmp.sock") }
+func serialPath(run string) string { return filepath.Join(run, "serial.sock") }
+func pidPath(run string) string    { return filepath.Join(run, "qemu.pid") }
+func logPath(run string) string    { return filepath.Join(run, "qemu.log") }
+
+// options builds the typed QEMU configuration of a LaunchSpec. This is the
+// one place QEMU's device model is chosen; see docs/device-model.md.
+func options(s engine.LaunchSpec) ([]option, error) {
+	if s.Accel != "kvm" && s.Accel != "tcg" {
+		return nil, fmt.Errorf("accelerator %q: must be kvm or tcg", s.Accel)
+	}
+	if s.MemoryMiB <= 0 || s.VCPUs <= 0 {
+		return nil, fmt.Errorf("memory and vcpus must be positive")
+	}
+	maxv := s.MaxVCPUs
+	if maxv < s.VCPUs {
+		maxv = s.VCPUs
+	}
+	o := []option{
+		opt("-name", "guest", s.Name, "debug-threads", "on"),
+		opt("-machine", "", "q35", "accel", s.Accel),
+		opt("-m", "size", strconv.Itoa(s.MemoryMiB)+"M"),
+		opt("-smp", "cpus", strconv.Itoa(s.VCPUs), "maxcpus", strconv.Itoa(maxv)),
+	}
+	if s.Accel == "kvm" {
+		o = append(o, opt("-cpu", "", "host"))
+	}
+	if s.UUID != "" {
+		o = append(o, opt("-uuid", "", s.UUID))
+	}
+	o = append(o,
+		option{flag: "-nodefaults"},
+		option{flag: "-no-user-config"},
+		opt("-display", "", "none"),
+		// A guest reset ends the process; the daemon applies on_reboot,
+		// which is how Xen treats a reboot (a new domain).
+		option{flag: "-no-reboot"},
+		opt("-action", "panic", "shutdown"),
+		// Start stopped so the console is attached before the first byte.
+		option{flag: "-S"},
+		opt("-chardev", "", "socket", "id", "qmp", "path", qmpPath(s.RunDir), "server", "on", "wait", "off"),
+		opt("-mon", "chardev", "qmp", "mode", "control"),
+		opt("-chardev", "", "socket", "id", "serial0", "path", serialPath(s.RunDir), "server", "on", "wait", "off"),
+		opt("-serial", "", "chardev:serial0"),
+		opt("-pidfile", "", pidPath(s.RunDir)),
+		// Least privilege inside QEMU: no new privileges, no spawning, no
+		// obsolete syscalls.
+		opt("-sandbox", "", "on", "obsolete", "deny", "elevateprivileges", "deny", "spawn", "deny", "resourcecontrol", "deny"),
+	)
+	if s.Kernel != "" {
+		o = append(o, opt("-kernel", "", s.Kernel))
+		if s.Initrd != "" {
+			o = append(o, opt("-initrd", "", s.Initrd))
+		}
+		if s.Cmdline != "" {
+			// -append takes the whole string as one value: no comma escaping.
+			cmd := s.Cmdline
+			o = append(o, option{flag: "-append", raw: &cmd})
+		}
+	} else {
+		o = append(o, opt("-boot", "order", "c"))
+	}
+	for i, d := range s.Disks {
+		if strings.ContainsAny(d.Path, "\x00\n") || (d.Path != "" && !filepath.IsAbs(d.Path)) {
+			return nil, fmt.Errorf("disk %s: path %q must be absolute", d.ID, d.Path)
+		}
+		id := "drive-" + d.ID
+		drive := []string{"if", "none", "id", id, "format", d.Format, "cache", "writeback", "aio", "threads", "discard", "unmap"}
+		if d.Path != "" {
+			drive = append(drive, "file", d.Path)
+		}
+		if d.ReadOnly {
+			drive = append(drive, "readonly", "on")
+		}
+		o = append(o, opt("-drive", drive...))
+		dev := []string{"", "virtio-blk-pci", "drive", id, "id", d.ID}
+		if d.CDROM {
+			dev = []string{"", "ide-cd", "drive", id, "id", d.ID}
+		}
+		if i == 0 && s.Kernel == "" {
+			dev = append(dev, "bootindex", "1")
+		}
+		o = append(o, opt("-device", dev...))
+	}
+	for _, n := range s.NICs {
+		model := map[string]string{"virtio": "virtio-net-pci", "e1000": "e1000", "rtl8139": "rtl8139"}[n.Model]
+		if model == "" {
+			return nil, fmt.Errorf("nic %s: unknown model %q", n.ID, n.Model)
+		}
+		o = append(o,
+			opt("-netdev", "", "tap", "id", "net-"+n.ID, "ifname", n.Tap, "script", "no", "downscript", "no"),
+			opt("-device", "", model, "netdev", "net-"+n.ID, "mac", n.MAC, "id", n.ID),
+		)
+	}
+	return o, nil
+}
+
+// Argv returns the full command line.
+func argv(bin string, s engine.LaunchSpec) ([]string, error) {
+	opts, err := options(s)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{bin}
+	for _, o := range opts {
+		out = append(out, o.args()...)
+	}
+	return out, nil
+}

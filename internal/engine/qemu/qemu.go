@@ -1,0 +1,315 @@
+// Package qemu runs domains as QEMU processes and speaks QMP to them.
+//
+// A QEMU is started in its own session so it outlives the daemon; its
+// identity (pid + kernel start time) is persisted so a restarted daemon
+// can re-attach through the QMP socket (Attach).
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/engine/qemu/qmp"
+	"github.com/ringfence/ringfence/internal/procfs"
+)
+
+// ErrGone is returned by Attach when the QEMU is no longer running.
+var ErrGone = errors.New("qemu process is gone")
+
+// Engine launches QEMU.
+type Engine struct {
+	Binary string // qemu-system-x86_64
+}
+
+// New returns an engine for the given binary ("" = qemu-system-x86_64 in PATH).
+func New(bin string) *Engine {
+	if bin == "" {
+		bin = "qemu-system-x86_64"
+	}
+	return &Engine{Binary: bin}
+}
+
+// Version returns the first line of `qemu --version`.
+func (e *Engine) Version() (string, error) {
+	out, err := exec.Command(e.Binary, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("running %s --version: %w (install qemu-system-x86)", e.Binary, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimPrefix(line, "QEMU emulator version "), nil
+}
+
+// Argv implements engine.Engine.
+func (e *Engine) Argv(s engine.LaunchSpec) ([]string, error) { return argv(e.Binary, s) }
+
+// state is what we persist to re-attach.
+type state struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
+	RunDir    string `json:"run_dir"`
+	VCPUs     []int  `json:"vcpu_threads"`
+}
+
+type instance struct {
+	st      state
+	mon     *qmp.Monitor
+	exited  chan struct{} // closed when the process is gone
+	waitCh  chan engine.Exit
+	once    sync.Once
+	mu      sync.Mutex
+	lastEvt string // last SHUTDOWN reason or GUEST_PANICKED
+}
+
+// Start implements engine.Engine.
+func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instance, error) {
+	args, err := argv(e.Binary, s)
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(logPath(s.RunDir), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating QEMU log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = s.RunDir
+	// Own session: a daemon restart or a ^C on the daemon's terminal must
+	// not take the guests with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", e.Binary, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+
+	inst := &instance{st: state{PID: cmd.Process.Pid, RunDir: s.RunDir}, exited: exited, waitCh: make(chan engine.Exit, 1)}
+	fail := func(err error) (engine.Instance, error) {
+		cmd.Process.Kill()
+		<-exited
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-exited:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	mon, err := qmp.Dial(dctx, qmpPath(s.RunDir))
+	if err != nil {
+		select {
+		case <-exited:
+			return fail(fmt.Errorf("qemu exited at start: %s", tailLog(s.RunDir)))
+		default:
+		}
+		return fail(err)
+	}
+	inst.mon = mon
+	if st, err := procfs.ReadStat(inst.st.PID, 0); err == nil {
+		inst.st.StartTime = st.StartTime
+	}
+	if err := inst.loadVCPUs(ctx); err != nil {
+		mon.Close()
+		return fail(err)
+	}
+	inst.watch()
+	return inst, nil
+}
+
+// tailLog returns QEMU's last error lines, which name the bad option.
+func tailLog(run string) string {
+	b, _ := os.ReadFile(logPath(run))
+	s := strings.TrimSpace(string(b))
+	if len(s) > 600 {
+		s = s[len(s)-600:]
+	}
+	if s == "" {
+		return "no output"
+	}
+	return s
+}
+
+// Attach implements engine.Engine.
+func (e *Engine) Attach(ctx context.Context, raw json.RawMessage) (engine.Instance, error) {
+	var st state
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, fmt.Errorf("decoding engine state: %w", err)
+	}
+	if !procfs.Alive(st.PID, st.StartTime) {
+		return nil, ErrGone
+	}
+	pidfd, err := unix.PidfdOpen(st.PID, 0)
+	if err != nil {
+		return nil, ErrGone
+	}
+	exited := make(chan struct{})
+	go func() {
+		// The old daemon was its parent, so we cannot wait(); a pidfd
+		// becomes readable when the process ends.
+		defer unix.Close(pidfd)
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if n > 0 || err != nil {
+				break
+			}
+		}
+		close(exited)
+	}()
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	mon, err := qmp.Dial(dctx, qmpPath(st.RunDir))
+	if err != nil {
+		return nil, fmt.Errorf("re-attaching to pid %d: %w", st.PID, err)
+	}
+	inst := &instance{st: st, mon: mon, exited: exited, waitCh: make(chan engine.Exit, 1)}
+	if err := inst.loadVCPUs(ctx); err != nil {
+		mon.Close()
+		return nil, err
+	}
+	inst.watch()
+	return inst, nil
+}
+
+func (i *instance) loadVCPUs(ctx context.Context) error {
+	cpus, err := i.mon.QueryCPUs(ctx)
+	if err != nil {
+		return err
+	}
+	i.st.VCPUs = i.st.VCPUs[:0]
+	for _, c := range cpus {
+		i.st.VCPUs = append(i.st.VCPUs, c.ThreadID)
+	}
+	return nil
+}
+
+// watch records why the guest stopped and reports the exit once the
+// process is gone.
+func (i *instance) watch() {
+	events, _ := i.mon.Subscribe()
+	go func() {
+		for ev := range events {
+			switch ev.Name {
+			case "SHUTDOWN":
+				var d struct {
+					Reason string `json:"reason"`
+				}
+				json.Unmarshal(ev.Data, &d)
+				i.mu.Lock()
+				if i.lastEvt != "guest-panic" {
+					i.lastEvt = d.Reason
+				}
+				i.mu.Unlock()
+			case "GUEST_PANICKED":
+				i.mu.Lock()
+				i.lastEvt = "guest-panic"
+				i.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		select {
+		case <-i.exited:
+		case <-i.mon.Done():
+			// The monitor closes a moment before the process is reaped.
+			select {
+			case <-i.exited:
+			case <-time.After(10 * time.Second):
+				i.Kill()
+				<-i.exited
+			}
+		}
+		i.mon.Close()
+		i.mu.Lock()
+		reason := i.lastEvt
+		i.mu.Unlock()
+		ex := engine.Exit{Detail: reason}
+		switch reason {
+		case "guest-shutdown":
+			ex.Reason = engine.ExitPoweroff
+		case "guest-reset":
+			ex.Reason = engine.ExitReboot
+		case "guest-panic":
+			ex.Reason = engine.ExitCrash
+		case "host-qmp-quit", "host-qmp-system-reset", "host-signal", "host-ui":
+			ex.Reason = engine.ExitHost
+		default:
+			ex.Reason = engine.ExitCrash
+			ex.Detail = "qemu exited without a shutdown event: " + tailLog(i.st.RunDir)
+		}
+		i.waitCh <- ex
+		close(i.waitCh)
+	}()
+}
+
+func (i *instance) PID() int             { return i.st.PID }
+func (i *instance) SerialPath() string   { return serialPath(i.st.RunDir) }
+func (i *instance) VCPUThreads() []int   { return append([]int(nil), i.st.VCPUs...) }
+func (i *instance) Wait() <-chan engine.Exit { return i.waitCh }
+
+func (i *instance) State() json.RawMessage {
+	b, _ := json.Marshal(i.st)
+	return b
+}
+
+func (i *instance) Resume(ctx context.Context) error { return i.mon.Execute(ctx, "cont", nil, nil) }
+func (i *instance) Pause(ctx context.Context) error  { return i.mon.Execute(ctx, "stop", nil, nil) }
+func (i *instance) Powerdown(ctx context.Context) error {
+	return i.mon.Execute(ctx, "system_powerdown", nil, nil)
+}
+
+func (i *instance) Reset(ctx context.Context) error {
+	// With -no-reboot a reset ends QEMU; mark it so Wait says reboot.
+	i.mu.Lock()
+	i.lastEvt = "guest-reset"
+	i.mu.Unlock()
+	err := i.mon.Execute(ctx, "system_reset", nil, nil)
+	if errors.Is(err, qmp.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (i *instance) Status(ctx context.Context) (string, error) {
+	s, err := i.mon.QueryStatus(ctx)
+	return s.Status, err
+}
+
+// Kill sends SIGKILL, checking first that the pid is still our QEMU.
+func (i *instance) Kill() error {
+	select {
+	case <-i.exited:
+		return nil
+	default:
+	}
+	if !procfs.Alive(i.st.PID, i.st.StartTime) {
+		return nil
+	}
+	i.mu.Lock()
+	if i.lastEvt == "" {
+		i.lastEvt = "host-signal"
+	}
+	i.mu.Unlock()
+	err := syscall.Kill(i.st.PID, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
+}

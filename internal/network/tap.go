@@ -1,0 +1,97 @@
+// Package network prepares the host side of a domain's NICs: taps named
+// like Xen's backends (vif<domid>.<n>) attached to a bridge. It knows
+// nothing of QEMU; the engine receives the tap name.
+package network
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+)
+
+// TapName is Xen's backend name for a vif: vif<domid>.<index>.
+func TapName(domid, idx int) string { return fmt.Sprintf("vif%d.%d", domid, idx) }
+
+// CheckBridge verifies that a bridge exists and is a bridge.
+func CheckBridge(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return fmt.Errorf("bridge %q does not exist: create it (ip link add %s type bridge) or fix bridge= in the vif", name, name)
+		}
+		return fmt.Errorf("looking up bridge %q: %w", name, err)
+	}
+	if l.Type() != "bridge" {
+		return fmt.Errorf("%q is a %s interface, not a bridge: fix bridge= in the vif", name, l.Type())
+	}
+	return nil
+}
+
+// CreateTap makes a persistent tap, enslaves it to bridge (if any) with the
+// bridge's MTU, and brings it up. The tap outlives QEMU (persistent), so
+// the daemon, not QEMU, owns its lifetime.
+func CreateTap(name, bridge string) error {
+	if _, err := netlink.LinkByName(name); err == nil {
+		return fmt.Errorf("tap %q already exists: a stale interface from a crashed run? remove it with `ip link del %s`", name, name)
+	}
+	tap := &netlink.Tuntap{
+		LinkAttrs: netlink.LinkAttrs{Name: name},
+		Mode:      netlink.TUNTAP_MODE_TAP,
+		Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_ONE_QUEUE,
+		Queues:    0,
+	}
+	if err := netlink.LinkAdd(tap); err != nil {
+		return fmt.Errorf("creating tap %s: %w", name, err)
+	}
+	// netlink opened queue fds to create it; persistence is what we want.
+	for _, f := range tap.Fds {
+		f.Close()
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			DeleteTap(name)
+		}
+	}()
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("finding new tap %s: %w", name, err)
+	}
+	if bridge != "" {
+		br, err := netlink.LinkByName(bridge)
+		if err != nil {
+			return CheckBridge(bridge)
+		}
+		if err := netlink.LinkSetMTU(link, br.Attrs().MTU); err != nil {
+			return fmt.Errorf("setting MTU of %s: %w", name, err)
+		}
+		if err := netlink.LinkSetMaster(link, br); err != nil {
+			return fmt.Errorf("attaching %s to bridge %s: %w", name, bridge, err)
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bringing up %s: %w", name, err)
+	}
+	ok = true
+	return nil
+}
+
+// DeleteTap removes a tap; a missing tap is not an error.
+func DeleteTap(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("removing tap %s: %w", name, err)
+	}
+	return nil
+}
+
+// Exists reports whether an interface exists.
+func Exists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
+}

@@ -1,0 +1,65 @@
+// Package procfs reads the few /proc facts Ringfence needs about processes
+// and threads: run state, CPU time and start time.
+package procfs
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ClockTicks is USER_HZ, 100 on every Linux we support.
+const ClockTicks = 100
+
+// Stat is the parsed part of /proc/PID[/task/TID]/stat.
+type Stat struct {
+	State     byte   // R, S, D, Z, T...
+	UTime     uint64 // ticks
+	STime     uint64
+	StartTime uint64 // ticks after boot; with the pid it identifies a process
+}
+
+// CPUSeconds is user+system time in seconds.
+func (s Stat) CPUSeconds() float64 { return float64(s.UTime+s.STime) / ClockTicks }
+
+// ReadStat reads /proc/pid/stat, or a thread's when tid > 0.
+func ReadStat(pid, tid int) (Stat, error) {
+	p := fmt.Sprintf("/proc/%d/stat", pid)
+	if tid > 0 {
+		p = fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return Stat{}, err
+	}
+	// comm may contain spaces and parens: split after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return Stat{}, fmt.Errorf("%s: malformed", p)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return Stat{}, fmt.Errorf("%s: malformed", p)
+	}
+	// f[0] is field 3 (state); utime is field 14, stime 15, starttime 22.
+	var s Stat
+	s.State = f[0][0]
+	s.UTime, _ = strconv.ParseUint(f[11], 10, 64)
+	s.STime, _ = strconv.ParseUint(f[12], 10, 64)
+	s.StartTime, _ = strconv.ParseUint(f[19], 10, 64)
+	return s, nil
+}
+
+// Alive reports whether pid is a live (not zombie) process that started at
+// startTime; a zero startTime skips that check.
+func Alive(pid int, startTime uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	s, err := ReadStat(pid, 0)
+	if err != nil || s.State == 'Z' || s.State == 'X' {
+		return false
+	}
+	return startTime == 0 || s.StartTime == startTime
+}
