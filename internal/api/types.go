@@ -103,19 +103,19 @@ type ShutdownRequest struct {
 
 // HostInfo is GET /1.0/host.
 type HostInfo struct {
-	Hostname      string   `json:"hostname"`
-	CPUs          int      `json:"cpus"`
-	MemTotalMiB   int      `json:"mem_total_mib"`
-	MemFreeMiB    int      `json:"mem_free_mib"` // MemAvailable
-	Accel         string   `json:"accel"`
-	AccelReason   string   `json:"accel_reason"`
-	QEMUVersion   string   `json:"qemu_version"`
-	QEMUBinary    string   `json:"qemu_binary"`
-	Version       string   `json:"ringfence_version"`
-	StateDir      string   `json:"state_dir"`
-	Domains       int      `json:"domains"`
-	Ledger        Ledger   `json:"ledger"`
-	Warnings      []string `json:"warnings,omitempty"`
+	Hostname    string   `json:"hostname"`
+	CPUs        int      `json:"cpus"`
+	MemTotalMiB int      `json:"mem_total_mib"`
+	MemFreeMiB  int      `json:"mem_free_mib"` // MemAvailable
+	Accel       string   `json:"accel"`
+	AccelReason string   `json:"accel_reason"`
+	QEMUVersion string   `json:"qemu_version"`
+	QEMUBinary  string   `json:"qemu_binary"`
+	Version     string   `json:"ringfence_version"`
+	StateDir    string   `json:"state_dir"`
+	Domains     int      `json:"domains"`
+	Ledger      Ledger   `json:"ledger"`
+	Warnings    []string `json:"warnings,omitempty"`
 }
 
 // Ledger is the host's memory book-keeping: nothing is admitted unless

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,6 +167,8 @@ func runList(e *env, args []string) error {
 func runConsole(e *env, args []string) error {
 	fs := flag.NewFlagSet("console", flag.ContinueOnError)
 	noHist := fs.Bool("no-history", false, "do not replay earlier output")
+	until := fs.String("until", "", "print output until this text appears, then exit (for scripts)")
+	timeout := fs.Int("timeout", 60, "with --until: seconds to wait before failing")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -173,7 +177,35 @@ func runConsole(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *until != "" {
+		return consoleUntil(e, conn, *until, time.Duration(*timeout)*time.Second)
+	}
 	return consoleLoop(e, conn)
+}
+
+// consoleUntil copies console output until text appears.
+func consoleUntil(e *env, conn net.Conn, text string, timeout time.Duration) error {
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(timeout))
+	var seen []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := conn.Read(buf)
+		e.stdout.Write(buf[:n])
+		seen = append(seen, buf[:n]...)
+		if bytes.Contains(seen, []byte(text)) {
+			if !bytes.HasSuffix(seen, []byte("\n")) {
+				fmt.Fprintln(e.stdout)
+			}
+			return nil
+		}
+		if len(seen) > 2*len(text)+8192 {
+			seen = seen[len(seen)-len(text):]
+		}
+		if err != nil {
+			return fmt.Errorf("%q did not appear on the console within %s: %v", text, timeout, err)
+		}
+	}
 }
 
 // consoleLoop connects the terminal to a console stream. On a terminal the

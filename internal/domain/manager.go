@@ -500,12 +500,23 @@ func (m *Manager) Shutdown(ctx context.Context, name string, req api.ShutdownReq
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
-	select {
-	case <-ended:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(timeout):
+	deadline := time.After(timeout)
+	// A press that arrives before the guest listens for it (early boot) is
+	// lost, so press again every few seconds while waiting.
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-ended:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			inst.Powerdown(ctx)
+		case <-deadline:
+			break wait
+		}
 	}
 	if req.Force {
 		m.o.Log.Info("guest ignored the power button; destroying", "name", name)

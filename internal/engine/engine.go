@@ -11,18 +11,18 @@ import (
 
 // LaunchSpec is everything needed to start one VM.
 type LaunchSpec struct {
-	Name     string
-	UUID     string
-	Accel    string // kvm or tcg, already decided
+	Name      string
+	UUID      string
+	Accel     string // kvm or tcg, already decided
 	MemoryMiB int
-	VCPUs    int
-	MaxVCPUs int
-	Kernel   string // direct kernel boot when set
-	Initrd   string
-	Cmdline  string
-	Disks    []Disk
-	NICs     []NIC
-	RunDir   string // QMP socket, serial socket, pid file and logs live here
+	VCPUs     int
+	MaxVCPUs  int
+	Kernel    string // direct kernel boot when set
+	Initrd    string
+	Cmdline   string
+	Disks     []Disk
+	NICs      []NIC
+	RunDir    string // QMP socket, serial socket, pid file and logs live here
 }
 
 // Disk is a prepared block device.

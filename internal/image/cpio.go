@@ -47,9 +47,13 @@ func pad4(b []byte) []byte {
 	return b
 }
 
-func (c *cpioWriter) Dir(name string)                  { c.entry(name, modeDir|0o755, nil, 0, 0) }
-func (c *cpioWriter) File(name string, perm uint32, data []byte) { c.entry(name, modeFile|perm, data, 0, 0) }
-func (c *cpioWriter) Symlink(name, target string)      { c.entry(name, modeLink|0o777, []byte(target), 0, 0) }
+func (c *cpioWriter) Dir(name string) { c.entry(name, modeDir|0o755, nil, 0, 0) }
+func (c *cpioWriter) File(name string, perm uint32, data []byte) {
+	c.entry(name, modeFile|perm, data, 0, 0)
+}
+func (c *cpioWriter) Symlink(name, target string) {
+	c.entry(name, modeLink|0o777, []byte(target), 0, 0)
+}
 func (c *cpioWriter) CharDev(name string, major, minor int) {
 	c.entry(name, modeChr|0o600, nil, major, minor)
 }

@@ -244,11 +244,11 @@ func (i *instance) watch() {
 		switch reason {
 		case "guest-shutdown":
 			ex.Reason = engine.ExitPoweroff
-		case "guest-reset":
+		case "guest-reset", "host-qmp-system-reset":
 			ex.Reason = engine.ExitReboot
 		case "guest-panic":
 			ex.Reason = engine.ExitCrash
-		case "host-qmp-quit", "host-qmp-system-reset", "host-signal", "host-ui":
+		case "host-qmp-quit", "host-signal", "host-ui":
 			ex.Reason = engine.ExitHost
 		default:
 			ex.Reason = engine.ExitCrash
@@ -259,9 +259,9 @@ func (i *instance) watch() {
 	}()
 }
 
-func (i *instance) PID() int             { return i.st.PID }
-func (i *instance) SerialPath() string   { return serialPath(i.st.RunDir) }
-func (i *instance) VCPUThreads() []int   { return append([]int(nil), i.st.VCPUs...) }
+func (i *instance) PID() int                 { return i.st.PID }
+func (i *instance) SerialPath() string       { return serialPath(i.st.RunDir) }
+func (i *instance) VCPUThreads() []int       { return append([]int(nil), i.st.VCPUs...) }
 func (i *instance) Wait() <-chan engine.Exit { return i.waitCh }
 
 func (i *instance) State() json.RawMessage {

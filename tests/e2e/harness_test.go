@@ -1,0 +1,404 @@
+// Package e2e runs the real ringfence binary: a real daemon in a temporary
+// state dir inside a network namespace made for the test, real QEMU/TCG
+// guests booting the default image, the real serial console and store.
+// Every test cleans up and fails if a QEMU, tap or namespace is left.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/client"
+	"github.com/ringfence/ringfence/internal/image"
+)
+
+var (
+	binPath  string
+	imgPaths image.Paths
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	// A missing prerequisite fails the run: a green suite that booted
+	// nothing would lie.
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e: must run as root (the daemon creates taps and namespaces)")
+		return 1
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: qemu-system-x86_64 missing: run `make deps`")
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "rf-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	binPath = filepath.Join(dir, "ringfence")
+	out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/ringfence").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building ringfence: %v\n%s", err, out)
+		return 1
+	}
+	imgDir := os.Getenv("RINGFENCE_IMAGE_DIR")
+	if imgDir == "" {
+		imgDir = "/var/lib/ringfence/images/default"
+	}
+	imgPaths = image.PathsIn(imgDir)
+	if !imgPaths.Built() {
+		cmd := exec.Command(binPath, "image", "default", "--dir", imgDir)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: building the default image: %v\n", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// Env is one daemon in its own state dir and network namespace.
+type Env struct {
+	t          *testing.T
+	Dir        string
+	Netns      string
+	Socket     string
+	Client     *client.Client
+	daemon     *exec.Cmd
+	daemonDone chan struct{}
+}
+
+var nsSeq int
+
+// NewEnv starts a daemon for the test. Paths are short on purpose: unix
+// socket paths are limited to 108 bytes.
+func NewEnv(t *testing.T) *Env {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "rf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsSeq++
+	ns := fmt.Sprintf("rft%d-%d", os.Getpid(), nsSeq)
+	mustRun(t, "ip", "netns", "add", ns)
+	mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	e := &Env{t: t, Dir: dir, Netns: ns, Socket: filepath.Join(dir, "run", "ringfence.sock")}
+	e.Client = client.New(e.Socket)
+	t.Cleanup(e.cleanup)
+	e.StartDaemon()
+	return e
+}
+
+// StartDaemon runs `ringfence serve` inside the env's namespace.
+func (e *Env) StartDaemon() {
+	e.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(e.Dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.Dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	logf.Close()
+	e.daemon = cmd
+	e.daemonDone = make(chan struct{})
+	go func(done chan struct{}) { cmd.Wait(); close(done) }(e.daemonDone)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := e.Client.Host(context.Background()); err == nil {
+			return
+		}
+		select {
+		case <-e.daemonDone:
+			e.t.Fatalf("daemon exited at start:\n%s", e.DaemonLog())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	e.t.Fatalf("daemon did not answer within 15s:\n%s", e.DaemonLog())
+}
+
+// KillDaemon kills the daemon with SIGKILL, as a crash would.
+func (e *Env) KillDaemon() {
+	e.t.Helper()
+	if e.daemon == nil {
+		return
+	}
+	// The daemon runs under `ip netns exec` (which execs it), so the pid is
+	// the daemon's own.
+	syscall.Kill(e.daemon.Process.Pid, syscall.SIGKILL)
+	<-e.daemonDone
+	e.daemon = nil
+}
+
+// StopDaemon stops the daemon politely.
+func (e *Env) StopDaemon() {
+	if e.daemon == nil {
+		return
+	}
+	syscall.Kill(e.daemon.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-e.daemonDone:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(e.daemon.Process.Pid, syscall.SIGKILL)
+		<-e.daemonDone
+	}
+	e.daemon = nil
+}
+
+// DaemonLog returns the daemon's log.
+func (e *Env) DaemonLog() string {
+	b, _ := os.ReadFile(filepath.Join(e.Dir, "daemon.log"))
+	return string(b)
+}
+
+// Result of one CLI run.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// RF runs the ringfence CLI against this env's daemon.
+func (e *Env) RF(args ...string) Result {
+	e.t.Helper()
+	cmd := exec.Command(binPath, append([]string{"--socket", e.Socket}, args...)...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("running ringfence %v: %v", args, err)
+	}
+	return Result{so.String(), se.String(), code}
+}
+
+// MustRF runs the CLI and fails the test on a non-zero exit.
+func (e *Env) MustRF(args ...string) string {
+	e.t.Helper()
+	r := e.RF(args...)
+	if r.Code != 0 {
+		e.t.Fatalf("ringfence %s: exit %d\nstdout: %s\nstderr: %s\ndaemon log:\n%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr, e.DaemonLog())
+	}
+	return r.Stdout
+}
+
+// WriteConfig writes a domain file built on the default image.
+func (e *Env) WriteConfig(name string, extra string) string {
+	e.t.Helper()
+	cfg := fmt.Sprintf(`name = "%s"
+kernel = "%s"
+ramdisk = "%s"
+memory = 128
+vcpus = 1
+extra = "console=hvc0"
+%s
+`, name, imgPaths.Kernel, imgPaths.Initrd, extra)
+	p := filepath.Join(e.Dir, name+".cfg")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// List returns the daemon's domains.
+func (e *Env) List() []api.Domain {
+	e.t.Helper()
+	var ds []api.Domain
+	if err := json.Unmarshal([]byte(e.MustRF("list", "--json")), &ds); err != nil {
+		e.t.Fatal(err)
+	}
+	return ds
+}
+
+// Domain returns one domain or fails.
+func (e *Env) Domain(name string) api.Domain {
+	e.t.Helper()
+	d, err := e.Client.Get(context.Background(), name)
+	if err != nil {
+		e.t.Fatalf("get %s: %v", name, err)
+	}
+	return d
+}
+
+// Await polls cond until it holds or the timeout passes.
+func (e *Env) Await(what string, timeout time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out after %s waiting for %s\ndaemon log:\n%s", timeout, what, e.DaemonLog())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Console is a live console connection that accumulates output.
+type Console struct {
+	t    *testing.T
+	conn net.Conn
+	mu   sync.Mutex
+	buf  bytes.Buffer
+}
+
+// Console attaches to a domain's console (with history).
+func (e *Env) Console(name string) *Console {
+	e.t.Helper()
+	conn, err := e.Client.Console(context.Background(), name, true)
+	if err != nil {
+		e.t.Fatalf("console %s: %v", name, err)
+	}
+	c := &Console{t: e.t, conn: conn}
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := conn.Read(b)
+			c.mu.Lock()
+			c.buf.Write(b[:n])
+			c.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	e.t.Cleanup(func() { conn.Close() })
+	return c
+}
+
+// Output is everything read so far.
+func (c *Console) Output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
+// WaitFor waits until text has appeared after offset `from`.
+func (c *Console) WaitFor(text string, from int, timeout time.Duration) int {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out := c.Output()
+		if from <= len(out) {
+			if i := strings.Index(out[from:], text); i >= 0 {
+				return from + i + len(text)
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("console: %q did not appear within %s; output so far:\n%s", text, timeout, tail(out, 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Send types a line into the guest.
+func (c *Console) Send(line string) {
+	c.t.Helper()
+	if _, err := c.conn.Write([]byte(line + "\n")); err != nil {
+		c.t.Fatalf("console write: %v", err)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// QEMUs returns pids of QEMU processes using this env's state dir.
+func (e *Env) QEMUs() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(ent.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmd := string(b)
+		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, e.Dir+"/") {
+			if st, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
+				continue // exited, waiting to be reaped
+			}
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// Links lists interfaces in the env's namespace.
+func (e *Env) Links() string {
+	out, _ := exec.Command("ip", "-n", e.Netns, "-o", "link", "show").CombinedOutput()
+	return string(out)
+}
+
+func (e *Env) cleanup() {
+	t := e.t
+	if e.daemon != nil {
+		for _, d := range e.List() {
+			e.RF("destroy", d.Spec.Name)
+		}
+	}
+	e.StopDaemon()
+	var leaked []int
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		leaked = e.QEMUs()
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, pid := range leaked {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if len(leaked) > 0 {
+		t.Errorf("QEMU processes left behind: %v", leaked)
+	}
+	if strings.Contains(e.Links(), "vif") {
+		t.Errorf("taps left behind:\n%s", e.Links())
+	}
+	exec.Command("ip", "netns", "del", e.Netns).Run()
+	if t.Failed() {
+		t.Logf("daemon log:\n%s", tail(e.DaemonLog(), 4000))
+	}
+	os.RemoveAll(e.Dir)
+}
+
+func mustRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// Boot creates a domain from extra config and waits for its ready line.
+func (e *Env) Boot(name, extra string) *Console {
+	e.t.Helper()
+	e.MustRF("create", e.WriteConfig(name, extra))
+	c := e.Console(name)
+	c.WaitFor(image.ReadyLine, 0, 90*time.Second)
+	return c
+}
