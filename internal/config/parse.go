@@ -227,8 +227,10 @@ func (l *lexer) value() (Value, error) {
 			return Value{}, l.errf(p, "%q is not a number", b.String())
 		}
 		return Value{Kind: Number, Num: n, Str: b.String(), Pos: p}, nil
-	case r == 0 || r == '\n':
-		return Value{}, l.errf(p, "missing value after `=`")
+	case r == 0 || r == '\n' || r == ';':
+		return Value{}, l.errf(p, "expected a value (a number, a 'string' or a [list]) after `=`, found the end of the line")
+	case r == '=' || r == ',' || r == ']':
+		return Value{}, l.errf(p, "expected a value (a number, a 'string' or a [list]), found %q", r)
 	default:
 		var b strings.Builder
 		for c := l.peek(); c != 0 && c != '\n' && c != ';'; c = l.peek() {

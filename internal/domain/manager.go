@@ -76,6 +76,8 @@ type Manager struct {
 	mu   sync.Mutex // guards doms, admission and ID allocation
 	doms map[string]*dom
 	wg   sync.WaitGroup
+	// nextID is the next domain ID; guarded by mu.
+	nextID int
 }
 
 // New returns a Manager; call Recover before serving.
@@ -224,19 +226,17 @@ func (m *Manager) admit(name string, memMiB int, accel string) error {
 }
 
 // allocID takes the next domain ID (never 0: that is the host, as in Xen).
-func (m *Manager) allocID(ctx context.Context) (int, error) {
-	var id int
-	err := m.o.Store.Update(ctx, func(tx store.Tx) error {
-		id = 1
-		if b, err := tx.Get(keyNextID); err == nil {
-			id, _ = strconv.Atoi(string(b))
-		}
-		if id < 1 {
-			id = 1
-		}
-		return tx.Put(keyNextID, []byte(strconv.Itoa(id+1)))
-	})
-	return id, err
+// The counter is persisted with the domain record (save), so a create that
+// fails leaves the store untouched.
+func (m *Manager) allocID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.nextID < 1 {
+		m.nextID = 1
+	}
+	id := m.nextID
+	m.nextID++
+	return id
 }
 
 // start launches one incarnation of d. Caller holds d.mu. On error
@@ -244,10 +244,7 @@ func (m *Manager) allocID(ctx context.Context) (int, error) {
 func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 	r := revert.New()
 	defer r.Fail()
-	id, err := m.allocID(ctx)
-	if err != nil {
-		return fmt.Errorf("allocating domain id: %w", err)
-	}
+	id := m.allocID()
 	spec := d.rec.Spec
 	ls := m.launchSpec(spec, d.rec.Accel, id)
 	if err := os.MkdirAll(ls.RunDir, 0o700); err != nil {
@@ -304,7 +301,16 @@ func (m *Manager) save(ctx context.Context, d *dom) error {
 	if err != nil {
 		return err
 	}
-	if err := store.Put(ctx, m.o.Store, keyDomains+d.rec.Spec.Name, b); err != nil {
+	m.mu.Lock()
+	next := m.nextID
+	m.mu.Unlock()
+	err = m.o.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put(keyNextID, []byte(strconv.Itoa(next))); err != nil {
+			return err
+		}
+		return tx.Put(keyDomains+d.rec.Spec.Name, b)
+	})
+	if err != nil {
 		return fmt.Errorf("saving domain state: %w", err)
 	}
 	return nil
@@ -652,6 +658,9 @@ func Flags(state string) string {
 // Recover re-attaches to every domain a previous daemon left running and
 // applies on_crash to those that died while no daemon watched them.
 func (m *Manager) Recover(ctx context.Context) error {
+	if b, err := m.o.Store.Get(ctx, keyNextID); err == nil {
+		m.nextID, _ = strconv.Atoi(string(b))
+	}
 	kvs, err := m.o.Store.List(ctx, keyDomains)
 	if err != nil {
 		return fmt.Errorf("reading domains from the store: %w", err)

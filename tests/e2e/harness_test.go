@@ -402,3 +402,10 @@ func (e *Env) Boot(name, extra string) *Console {
 	c.WaitFor(image.ReadyLine, 0, 90*time.Second)
 	return c
 }
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
+func runOut(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
