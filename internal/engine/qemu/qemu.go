@@ -111,10 +111,12 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 	}()
 	mon, err := qmp.Dial(dctx, qmpPath(s.RunDir))
 	if err != nil {
+		// QEMU may accept the monitor connection and then exit on a bad
+		// device; its own message is the useful error.
 		select {
 		case <-exited:
 			return fail(fmt.Errorf("qemu exited at start: %s", tailLog(s.RunDir)))
-		default:
+		case <-time.After(2 * time.Second):
 		}
 		return fail(err)
 	}
