@@ -27,6 +27,7 @@ type decoder struct {
 	extra    string
 	cmdline  string
 	hasCmd   bool
+	cmdPos   Pos // where root/extra/cmdline was set, for mapping warnings
 }
 
 type keyRule struct {
@@ -81,6 +82,9 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 			d.warnings = append(d.warnings, Warning{s.Pos, fmt.Sprintf("%q is not used by ringfence on KVM; ignored", s.Key)})
 			continue
 		}
+		if s.Key == "root" || s.Key == "extra" || s.Key == "cmdline" {
+			d.cmdPos = s.Value.Pos
+		}
 		if err := rule.apply(d, s.Value); err != nil {
 			return api.DomainSpec{}, d.warnings, &Error{Pos: s.Value.Pos, Msg: fmt.Sprintf("%s: %v", s.Key, err)}
 		}
@@ -98,6 +102,9 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 		}
 		d.cmdline = strings.Join(parts, " ")
 	}
+	for i := range d.spec.Disks {
+		d.spec.Disks[i].Guest = guestDisk(i)
+	}
 	d.spec.Cmdline = d.mapCmdline(d.cmdline)
 	if err := Normalize(&d.spec); err != nil {
 		return api.DomainSpec{}, d.warnings, &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: err.Error()}
@@ -113,7 +120,7 @@ func (d *decoder) mapCmdline(cmd string) string {
 		for _, disk := range d.spec.Disks {
 			if f == "root=/dev/"+disk.VDev && disk.VDev != disk.Guest {
 				fields[i] = "root=/dev/" + disk.Guest
-				d.warnings = append(d.warnings, Warning{Pos{File: "", Line: 0}, fmt.Sprintf("root=/dev/%s rewritten to root=/dev/%s: under KVM the disk is a whole virtio disk", disk.VDev, disk.Guest)})
+				d.warnings = append(d.warnings, Warning{d.cmdPos, fmt.Sprintf("root=/dev/%s rewritten to root=/dev/%s: under KVM the disk is a whole virtio disk", disk.VDev, disk.Guest)})
 			}
 		}
 		if f == "console=hvc0" {
@@ -203,7 +210,7 @@ func Normalize(s *api.DomainSpec) error {
 		if err := oneOf("rw", "ro")(dk.Access); err != nil {
 			return fmt.Errorf("disk %d access: %w", i, err)
 		}
-		dk.Guest = "vd" + string(rune('a'+i))
+		dk.Guest = guestDisk(i)
 	}
 	if len(s.Disks) > 20 {
 		return fmt.Errorf("at most 20 disks")
@@ -229,6 +236,10 @@ func Normalize(s *api.DomainSpec) error {
 	}
 	return nil
 }
+
+// guestDisk is the virtio name of the i-th disk: disks map to vda, vdb...
+// in the order the domain file lists them.
+func guestDisk(i int) string { return "vd" + string(rune('a'+i)) }
 
 // GenerateMAC derives a stable MAC in Xen's OUI 00:16:3e from the domain
 // name and vif index, so a domain keeps its MAC across restarts and hosts.

@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ringfence/ringfence/internal/api"
+)
+
+func TestSeedWeb01(t *testing.T) {
+	src, err := os.ReadFile("testdata/web01.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, warns, err := Decode("web01.cfg", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "web01_coolvds" || s.MemoryMiB != 1024 || s.MaxMemMiB != 1024 || s.VCPUs != 2 || s.Type != "pv" {
+		t.Fatalf("basics wrong: %+v", s)
+	}
+	if len(s.Disks) != 2 || s.Disks[0].Target != "/dev/VolGroup00/web01_root" || s.Disks[0].VDev != "xvda1" ||
+		s.Disks[0].Guest != "vda" || s.Disks[1].Guest != "vdb" || s.Disks[0].Access != "rw" || s.Disks[0].Format != "raw" {
+		t.Fatalf("disks wrong: %+v", s.Disks)
+	}
+	if len(s.Vifs) != 1 || s.Vifs[0].MAC != "00:16:3e:12:34:56" || s.Vifs[0].Bridge != "xenbr0" || s.Vifs[0].IP[0] != "192.168.1.10" {
+		t.Fatalf("vif wrong: %+v", s.Vifs)
+	}
+	if s.Cmdline != "root=/dev/vda ro" {
+		t.Fatalf("cmdline %q, want root rewritten to /dev/vda", s.Cmdline)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0].String(), "web01.cfg:16:8: warning: root=/dev/xvda1 rewritten") {
+		t.Fatalf("warnings %v", warns)
+	}
+	if s.OnPoweroff != "destroy" || s.OnReboot != "restart" || s.OnCrash != "restart" {
+		t.Fatalf("actions wrong: %+v", s)
+	}
+}
+
+func TestGrammar(t *testing.T) {
+	cases := []struct {
+		name string
+		src  string
+		want func(api.DomainSpec) bool
+	}{
+		{"semicolons and comments", "name='a'; memory=256 # c\nkernel=\"/k\"", func(s api.DomainSpec) bool { return s.MemoryMiB == 256 && s.Kernel == "/k" }},
+		{"double quotes with escape", `name = "a"` + "\n" + `kernel = "/k\"x"`, func(s api.DomainSpec) bool { return s.Kernel == `/k"x` }},
+		{"quoted number", "name='a'\nkernel='/k'\nmemory='512'", func(s api.DomainSpec) bool { return s.MemoryMiB == 512 }},
+		{"multi-line list trailing comma", "name='a'\nkernel='/k'\ndisk=[\n 'file:/a.img,xvda,w',\n # between\n 'file:/b.img,xvdb,r',\n]\n", func(s api.DomainSpec) bool {
+			return len(s.Disks) == 2 && s.Disks[1].Access == "ro"
+		}},
+		{"final comment without newline", "name='a'\nkernel='/k' # end", func(s api.DomainSpec) bool { return s.Name == "a" }},
+		{"last assignment wins", "name='a'\nkernel='/k'\nmemory=64\nmemory=96", func(s api.DomainSpec) bool { return s.MemoryMiB == 96 }},
+		{"defaults", "name='a'\nkernel='/k'", func(s api.DomainSpec) bool {
+			return s.MemoryMiB == 128 && s.VCPUs == 1 && s.OnPoweroff == "destroy" && s.OnReboot == "restart" && s.OnCrash == "destroy"
+		}},
+		{"maxmem only", "name='a'\nkernel='/k'\nmaxmem=300", func(s api.DomainSpec) bool { return s.MemoryMiB == 300 }},
+		{"hvm without kernel", "name='a'\ntype='hvm'\ndisk=['/img,hda,w']", func(s api.DomainSpec) bool { return s.Type == "hvm" && s.Disks[0].Guest == "vda" }},
+		{"builder hvm", "name='a'\nbuilder='hvm'\ndisk=['/img,hda,w']", func(s api.DomainSpec) bool { return s.Type == "hvm" }},
+		{"extra and root", "name='a'\nkernel='/k'\nroot='/dev/xvda'\nextra='console=hvc0 quiet'\ndisk=['phy:/dev/x,xvda,w']", func(s api.DomainSpec) bool {
+			return s.Cmdline == "root=/dev/vda console=ttyS0 quiet"
+		}},
+		{"generated mac is stable", "name='a'\nkernel='/k'\nvif=['bridge=br0']", func(s api.DomainSpec) bool {
+			return s.Vifs[0].MAC == GenerateMAC("a", 0) && strings.HasPrefix(s.Vifs[0].MAC, "00:16:3e:") && s.Vifs[0].Model == "virtio"
+		}},
+		{"single vif string", "name='a'\nkernel='/k'\nvif='bridge=br0'", func(s api.DomainSpec) bool { return len(s.Vifs) == 1 }},
+		{"cdrom", "name='a'\nkernel='/k'\ndisk=[',hdc:cdrom,r']", func(s api.DomainSpec) bool { return s.Disks[0].CDROM && s.Disks[0].Access == "ro" }},
+		{"key=value disk", "name='a'\nkernel='/k'\ndisk=['vdev=xvdb,access=r,format=qcow2,target=/x.qcow2']", func(s api.DomainSpec) bool {
+			return s.Disks[0].Format == "qcow2" && s.Disks[0].Target == "/x.qcow2"
+		}},
+		{"tap:qcow2 prefix", "name='a'\nkernel='/k'\ndisk=['tap:qcow2:/x.qcow2,xvda,w']", func(s api.DomainSpec) bool { return s.Disks[0].Format == "qcow2" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, err := Decode("t.cfg", []byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.want(s) {
+				t.Fatalf("unexpected spec: %+v", s)
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct{ name, src, want string }{
+		{"unquoted", "name = web01", "t.cfg:1:8: value \"web01\" must be quoted"},
+		{"double equals", "name='a'\nmemory = = 5", "t.cfg:2:10: expected a value"},
+		{"unterminated string", "name='a", "t.cfg:1:6: string opened here is not closed"},
+		{"unterminated list", "name='a'\ndisk=['x'", "t.cfg:2:6: list opened here is never closed"},
+		{"python import", "import os\nname='a'", "legacy xm file"},
+		{"python if", "name='a'\nif x:\n  memory=5", "t.cfg:2:4: expected `=`"},
+		{"memory range", "name='a'\nkernel='/k'\nmemory=0", "t.cfg:3:8: memory: 0 is out of range"},
+		{"memory text", "name='a'\nkernel='/k'\nmemory='lots'", "\"lots\" is not a whole number"},
+		{"bad action", "name='a'\nkernel='/k'\non_crash='explode'", "on_crash: \"explode\" is not one of"},
+		{"bad name", "name='a/b'", "not a valid domain name"},
+		{"no name", "memory=64", "name is required"},
+		{"pv needs kernel", "name='a'\ntype='pv'", "needs kernel"},
+		{"nothing to boot", "name='a'", "nothing to boot"},
+		{"relative kernel", "name='a'\nkernel='vmlinuz'", "must be absolute"},
+		{"placeholder mac", "name='a'\nkernel='/k'\nvif=['mac=00:16:3E:XX:XX:XX']", "t.cfg:3:6: vif: mac \"00:16:3E:XX:XX:XX\" is malformed"},
+		{"multicast mac", "name='a'\nkernel='/k'\nvif=['mac=01:16:3e:00:00:01']", "multicast"},
+		{"swapped disk fields", "name='a'\nkernel='/k'\ndisk=['phy:xvda,/dev/vg/lv,w']", "the vdev goes second"},
+		{"bad access", "name='a'\nkernel='/k'\ndisk=['/x,xvda,rwx']", "access \"rwx\""},
+		{"duplicate vdev", "name='a'\nkernel='/k'\ndisk=['/x,xvda,w','/y,xvda,w']", "used twice"},
+		{"maxmem below memory", "name='a'\nkernel='/k'\nmemory=512\nmaxmem=256", "maxmem (256) is below memory (512)"},
+		{"two settings on a line", "name='a' memory=5", "one setting per line"},
+		{"control char in cmdline", "name='a'\nkernel='/k'\nextra='a\\nb'", "control character"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Decode("t.cfg", []byte(tc.src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnknownKeysWarn(t *testing.T) {
+	_, warns, err := Decode("t.cfg", []byte("name='a'\nkernel='/k'\nvfb=['vnc=1']\nxen_platform_pci=1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "t.cfg:3:1: warning: \"vfb\" is not used") {
+		t.Fatalf("warnings %v", warns)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	src, _ := os.ReadFile("testdata/web01.cfg")
+	f.Add(string(src))
+	f.Add("name='a';kernel='/k'\ndisk=[,]")
+	f.Fuzz(func(t *testing.T, s string) {
+		Decode("f.cfg", []byte(s)) // must not panic
+	})
+}
