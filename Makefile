@@ -1,0 +1,38 @@
+# Ringfence. Run as root on Debian 12.
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all build deps install image demo test test-unit test-e2e fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ringfence ./cmd/ringfence
+
+deps:
+	./scripts/deps.sh
+
+install: deps build
+	install -m 0755 bin/ringfence /usr/local/sbin/ringfence
+
+image: install
+	/usr/local/sbin/ringfence image default --dir /var/lib/ringfence/images/default
+
+# The main job: daemon + default guest booted, console to the ready line, list.
+demo: image
+	./scripts/demo.sh
+
+# Everything: unit tests, e2e tests on real QEMU, a short fuzz run.
+test: image
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 20s ./internal/config/
+
+test-unit:
+	$(GO) test -count=1 ./internal/... ./tests/arch/
+
+bench: image
+	$(GO) run ./bench/boot -runs 7
+
+clean:
+	rm -rf bin
