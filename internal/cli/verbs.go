@@ -28,6 +28,7 @@ func runServe(e *env, args []string) error {
 	fs.StringVar(&cfg.RunDir, "run-dir", "", "runtime directory (default /run/ringfence, or STATE-DIR/run with --state-dir)")
 	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
 	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
+	fs.StringVar(&cfg.QEMUUser, "qemu-user", "", "user QEMU drops to (default ringfence-qemu, else nobody; root disables)")
 	fs.IntVar(&cfg.ReserveMiB, "reserve-mem", 0, "host memory kept from domains in MiB (default 10%, >= 512)")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -38,6 +39,9 @@ type Config struct {
 	QEMUBinary string
 	ReserveMiB int // host memory kept from domains; 0 = default
 	Accel      string
+	// QEMUUser is the unprivileged user QEMU runs as; default
+	// ringfence-qemu (created by scripts/deps.sh), else nobody.
+	QEMUUser string
 }
 
 // DefaultStateDir and DefaultRunDir are where a production host keeps things.
@@ -112,7 +116,14 @@ func Run(cfg Config) error {
 		reserve = host.DefaultReserve(mem.TotalMiB)
 	}
 	ledger := host.NewLedger(mem.TotalMiB, reserve)
-	mgr := domain.New(domain.Options{Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log})
+	runAs, err := qemuUser(cfg.QEMUUser)
+	if err != nil {
+		return err
+	}
+	if runAs == "nobody" {
+		log.Warn("user ringfence-qemu does not exist; QEMU will run as nobody (scripts/deps.sh creates the dedicated user)")
+	}
+	mgr := domain.New(domain.Options{Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs})
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
@@ -143,6 +154,25 @@ func Run(cfg Config) error {
 	}
 	log.Info("daemon stopped; guests keep running")
 	return nil
+}
+
+// qemuUser picks the unprivileged user for QEMU.
+func qemuUser(want string) (string, error) {
+	if want == "root" {
+		return "", nil
+	}
+	if want != "" {
+		if _, err := user.Lookup(want); err != nil {
+			return "", fmt.Errorf("--qemu-user %s: %w", want, err)
+		}
+		return want, nil
+	}
+	for _, u := range []string{"ringfence-qemu", "nobody"} {
+		if _, err := user.Lookup(u); err == nil {
+			return u, nil
+		}
+	}
+	return "", fmt.Errorf("neither user ringfence-qemu nor nobody exists: create one (useradd --system ringfence-qemu) or pass --qemu-user")
 }
 
 // listen opens the API socket readable and writable by root only.

@@ -61,13 +61,14 @@ type dom struct {
 
 // Options configure a Manager.
 type Options struct {
-	Store      store.Store
-	Engine     engine.Engine
-	Ledger     *host.Ledger
-	Accel      host.Accel
-	RunDir     string // per-domain runtime dirs go under RunDir/domains
-	Log        *slog.Logger
-	QEMUBinary string
+	Store  store.Store
+	Engine engine.Engine
+	Ledger *host.Ledger
+	Accel  host.Accel
+	RunDir string // per-domain runtime dirs go under RunDir/domains
+	Log    *slog.Logger
+	// RunAs is the user QEMU drops to after opening its devices.
+	RunAs string
 }
 
 // Manager owns the host's domains.
@@ -152,6 +153,7 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 		MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, MaxVCPUs: spec.MaxVCPUs,
 		Kernel: spec.Kernel, Initrd: spec.Ramdisk, Cmdline: spec.Cmdline,
 		RunDir: m.runDir(spec.Name),
+		RunAs:  m.o.RunAs,
 	}
 	// Our console is the first serial port; PV files say hvc0 (mapped by
 	// config) or nothing.

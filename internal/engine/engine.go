@@ -23,6 +23,9 @@ type LaunchSpec struct {
 	Disks     []Disk
 	NICs      []NIC
 	RunDir    string // QMP socket, serial socket, pid file and logs live here
+	// RunAs is the unprivileged user QEMU switches to once its devices are
+	// open (empty: stay root, only for debugging).
+	RunAs string
 }
 
 // Disk is a prepared block device.

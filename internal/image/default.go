@@ -6,6 +6,8 @@ package image
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"debug/elf"
 	"fmt"
 	"io"
@@ -33,14 +35,22 @@ func PathsIn(dir string) Paths {
 		Disk: filepath.Join(dir, "disk.img"), Config: filepath.Join(dir, "default.cfg")}
 }
 
-// Built reports whether every file is there.
+// recipe identifies what the builder puts in the image, so an image made
+// by an older ringfence is rebuilt rather than silently reused.
+func recipe() string {
+	h := sha256.Sum256([]byte(initScript + udhcpcScript + strings.Join(wantModules, ",")))
+	return hex.EncodeToString(h[:8])
+}
+
+// Built reports whether every file is there and made by this recipe.
 func (p Paths) Built() bool {
 	for _, f := range []string{p.Kernel, p.Initrd, p.Disk, p.Config} {
 		if _, err := os.Stat(f); err != nil {
 			return false
 		}
 	}
-	return true
+	b, err := os.ReadFile(filepath.Join(p.Dir, "RECIPE"))
+	return err == nil && strings.TrimSpace(string(b)) == recipe()
 }
 
 // BuildDefault builds the default guest into dir. progress gets one line
@@ -95,6 +105,9 @@ func BuildDefault(dir string, progress func(string)) (Paths, error) {
 		return p, err
 	}
 	if err := writeAtomic(p.Config, []byte(DefaultConfig(p)), 0o644); err != nil {
+		return p, err
+	}
+	if err := writeAtomic(filepath.Join(dir, "RECIPE"), []byte(recipe()+"\n"), 0o644); err != nil {
 		return p, err
 	}
 	progress("default guest ready in " + dir)
@@ -233,8 +246,8 @@ for m in $(cat /etc/modules.order); do insmod /lib/modules/$m.ko 2>/dev/null; do
 # The ACPI power button (ringfence shutdown) powers off cleanly.
 for e in /sys/class/input/event*; do
   if grep -q "Power Button" $e/device/name 2>/dev/null; then
-    (dd if=/dev/input/${e##*/} of=/dev/null bs=24 count=1 2>/dev/null
-     echo "ringfence: power button pressed, powering off"; sync; poweroff -f) &
+    (dd if=/dev/input/${e##*/} of=/dev/null bs=24 count=1 2>/dev/null &&
+     { echo "ringfence: power button pressed, powering off"; sync; poweroff -f; }) &
   fi
 done
 if [ -b /dev/vda ] && mount /dev/vda /mnt 2>/dev/null; then echo "ringfence: /dev/vda mounted on /mnt"; fi

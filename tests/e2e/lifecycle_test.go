@@ -38,6 +38,11 @@ func TestBootListInfo(t *testing.T) {
 	if d.ID < 1 || d.PID == 0 || d.CPUTime <= 0 {
 		t.Fatalf("domain facts wrong: %+v", d)
 	}
+	// QEMU dropped root once its devices were open.
+	status, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(d.PID), "status"))
+	if m := regexp.MustCompile(`(?m)^Uid:\s+(\d+)`).FindStringSubmatch(string(status)); m == nil || m[1] == "0" {
+		t.Fatalf("QEMU runs as root:\n%s", status)
+	}
 	info := e.MustRF("info")
 	if !strings.Contains(info, "accelerator        : tcg") && !strings.Contains(info, "accelerator        : kvm") {
 		t.Fatalf("info lacks the accelerator:\n%s", info)
@@ -200,4 +205,44 @@ func TestRebootRestarts(t *testing.T) {
 	})
 	idx := strings.Index(c.Output(), image.ReadyLine)
 	c.WaitFor(image.ReadyLine, idx+1, 90*time.Second)
+}
+
+func TestRenameRestart(t *testing.T) {
+	e := NewEnv(t)
+	c := e.Boot("rr", `on_reboot = "rename-restart"`)
+	first := e.Domain("rr")
+	e.MustRF("reboot", "rr")
+	e.Await("the renamed old domain and a new one", 30*time.Second, func() bool {
+		ds := e.List()
+		return len(ds) == 2
+	})
+	old := e.Domain("rr--incarnation-1")
+	if old.State != api.StateShutdown || old.ID != first.ID || old.PID != 0 {
+		t.Fatalf("kept domain: %+v", old)
+	}
+	if d := e.Domain("rr"); d.ID == first.ID || d.PID == 0 {
+		t.Fatalf("new domain: %+v", d)
+	}
+	idx := strings.Index(c.Output(), image.ReadyLine)
+	c.WaitFor(image.ReadyLine, idx+1, 90*time.Second)
+}
+
+// A guest that ignores the power button is destroyed by --force.
+func TestShutdownForce(t *testing.T) {
+	e := NewEnv(t)
+	c := e.Boot("deaf", `on_poweroff = "preserve"`)
+	off := len(c.Output())
+	c.Send("killall dd; echo deaf-now")
+	c.WaitFor("deaf-now", off+10, 10*time.Second)
+	t0 := time.Now()
+	r := e.RF("shutdown", "--force", "--timeout", "3", "deaf")
+	if r.Code != 0 {
+		t.Fatalf("shutdown --force: %+v", r)
+	}
+	if time.Since(t0) > 20*time.Second {
+		t.Fatalf("--force took %s", time.Since(t0))
+	}
+	if len(e.List()) != 0 || len(e.QEMUs()) != 0 {
+		t.Fatalf("domain survived --force: %+v", e.List())
+	}
 }

@@ -95,10 +95,22 @@ func options(s engine.LaunchSpec) ([]option, error) {
 		opt("-chardev", "", "socket", "id", "serial0", "path", serialPath(s.RunDir), "server", "on", "wait", "off"),
 		opt("-serial", "", "chardev:serial0"),
 		opt("-pidfile", "", pidPath(s.RunDir)),
-		// Least privilege inside QEMU: no new privileges, no spawning, no
-		// obsolete syscalls.
-		opt("-sandbox", "", "on", "obsolete", "deny", "elevateprivileges", "deny", "spawn", "deny", "resourcecontrol", "deny"),
 	)
+	// Least privilege inside QEMU: a seccomp filter (no spawning, no
+	// obsolete syscalls, no scheduler/affinity changes from inside) and an
+	// unprivileged user. -runas needs setuid/setgid once, and QEMU 7.2's
+	// filter denies them even in "children" mode, so with -runas set*id
+	// stay allowed: an unprivileged process cannot use them to regain root.
+	elevate := "deny"
+	if s.RunAs != "" {
+		elevate = "allow"
+	}
+	o = append(o, opt("-sandbox", "", "on", "obsolete", "deny", "elevateprivileges", elevate, "spawn", "deny", "resourcecontrol", "deny"))
+	if s.RunAs != "" {
+		// QEMU opens disks, kernel and taps as root, then drops to this
+		// user before the guest runs its first instruction.
+		o = append(o, opt("-runas", "", s.RunAs))
+	}
 	if s.Kernel != "" {
 		o = append(o, opt("-kernel", "", s.Kernel))
 		if s.Initrd != "" {
