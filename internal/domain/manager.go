@@ -273,8 +273,13 @@ func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 	d.rec.Taps = taps
 	d.rec.StartedAt = time.Now()
 	d.rec.Engine = inst.State()
-	d.rec.State = api.StatePaused
+	d.rec.State = api.StateRunning
+	if paused {
+		d.rec.State = api.StatePaused
+	}
 	d.rec.Generation++
+	// Recorded before the vCPUs start, so a daemon crash from here on
+	// finds (and re-attaches) the QEMU instead of leaking it.
 	if err := m.save(ctx, d); err != nil {
 		return err
 	}
@@ -282,11 +287,6 @@ func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 		if err := inst.Resume(ctx); err != nil {
 			m.deleteRecord(spec.Name)
 			return fmt.Errorf("starting vCPUs: %w", err)
-		}
-		d.rec.State = api.StateRunning
-		if err := m.save(ctx, d); err != nil {
-			m.deleteRecord(spec.Name)
-			return err
 		}
 	}
 	d.inst = inst
