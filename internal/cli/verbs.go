@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -82,11 +81,6 @@ func runCreate(e *env, args []string) error {
 		fmt.Fprintln(e.stdout, shellQuote(d.Argv))
 		return nil
 	}
-	var conn io.ReadWriteCloser
-	if *attach {
-		// Attach first, without history, so no byte of the boot is missed.
-		// The domain does not exist yet, so attach right after creation.
-	}
 	d, err := c.Create(ctx(), api.CreateRequest{Spec: spec, Paused: *paused})
 	if err != nil {
 		return err
@@ -97,11 +91,12 @@ func runCreate(e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "Created domain %s (id %d)\n", d.Spec.Name, d.ID)
 	}
 	if *attach {
-		cn, err := c.Console(ctx(), d.Spec.Name, true)
+		// History replays everything since the first instruction (QEMU
+		// started paused until the daemon's console was attached).
+		conn, err := c.Console(ctx(), d.Spec.Name, true)
 		if err != nil {
 			return err
 		}
-		conn = cn
 		return consoleLoop(e, conn)
 	}
 	return nil
@@ -126,26 +121,9 @@ func runList(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ds, err := e.client().List(ctx())
+	ds, err := listDomains(e, names)
 	if err != nil {
 		return err
-	}
-	if len(names) > 0 {
-		want := map[string]bool{}
-		for _, n := range names {
-			want[n] = true
-		}
-		var keep []api.Domain
-		for _, d := range ds {
-			if want[d.Spec.Name] {
-				keep = append(keep, d)
-				delete(want, d.Spec.Name)
-			}
-		}
-		for n := range want {
-			return api.Errorf(api.ErrNotFound, "no domain named %q", n)
-		}
-		ds = keep
 	}
 	if *asJSON {
 		if ds == nil {
@@ -163,6 +141,28 @@ func runList(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%-40s %5s %5d %5d     %-6s %9.1f\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
 	}
 	return nil
+}
+
+// listDomains fetches the domains, keeping only names when any are given
+// (an unknown name is an error, as in xl).
+func listDomains(e *env, names []string) ([]api.Domain, error) {
+	ds, err := e.client().List(ctx())
+	if err != nil || len(names) == 0 {
+		return ds, err
+	}
+	byName := map[string]api.Domain{}
+	for _, d := range ds {
+		byName[d.Spec.Name] = d
+	}
+	var keep []api.Domain
+	for _, n := range names {
+		d, ok := byName[n]
+		if !ok {
+			return nil, api.Errorf(api.ErrNotFound, "no domain named %q", n)
+		}
+		keep = append(keep, d)
+	}
+	return keep, nil
 }
 
 func runConsole(e *env, args []string) error {
@@ -326,7 +326,7 @@ func runUptime(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ds, err := e.client().List(ctx())
+	ds, err := listDomains(e, names)
 	if err != nil {
 		return err
 	}
@@ -337,9 +337,6 @@ func runUptime(e *env, args []string) error {
 	}
 	var out []up
 	for _, d := range ds {
-		if len(names) > 0 && !contains(names, d.Spec.Name) {
-			continue
-		}
 		out = append(out, up{d.Spec.Name, d.ID, d.UptimeSec})
 	}
 	if *asJSON {
@@ -360,15 +357,6 @@ func fmtUptime(sec float64) string {
 		return fmt.Sprintf("%d days, %2d:%02d:%02d", days, h, m, s)
 	}
 	return fmt.Sprintf("%2d:%02d:%02d", h, m, s)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func runImage(e *env, args []string) error {
@@ -395,5 +383,3 @@ func runImage(e *env, args []string) error {
 	fmt.Fprintln(e.stdout, p.Config)
 	return nil
 }
-
-var _ = errors.New

@@ -232,8 +232,8 @@ func TestShutdownForce(t *testing.T) {
 	e := NewEnv(t)
 	c := e.Boot("deaf", `on_poweroff = "preserve"`)
 	off := len(c.Output())
-	c.Send("killall dd; echo deaf-now")
-	c.WaitFor("deaf-now", off+10, 10*time.Second)
+	c.Send("killall dd; echo deaf-$((2*3))")
+	c.WaitFor("deaf-6", off, 10*time.Second)
 	t0 := time.Now()
 	r := e.RF("shutdown", "--force", "--timeout", "3", "deaf")
 	if r.Code != 0 {
