@@ -246,3 +246,29 @@ func TestShutdownForce(t *testing.T) {
 		t.Fatalf("domain survived --force: %+v", e.List())
 	}
 }
+
+func TestDryRunAndPausedCreate(t *testing.T) {
+	e := NewEnv(t)
+	cfg := e.WriteConfig("dry", `disk = [ 'file:`+imgPaths.Disk+`,xvda1,r' ]`+"\nroot = '/dev/xvda1'")
+	out := e.MustRF("create", "--dry-run", cfg)
+	for _, want := range []string{`"name": "dry"`, "# argv", "qemu-system-x86_64", "-kernel " + imgPaths.Kernel, "root=/dev/vda", "readonly=on"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+	if len(e.List()) != 0 || len(e.QEMUs()) != 0 {
+		t.Fatal("dry run created something")
+	}
+	e.MustRF("create", "-p", e.WriteConfig("held", ""))
+	d := e.Domain("held")
+	if d.State != api.StatePaused || d.Flags != "--p---" {
+		t.Fatalf("create -p: %+v", d)
+	}
+	c := e.Console("held")
+	time.Sleep(time.Second)
+	if strings.Contains(c.Output(), image.ReadyLine) {
+		t.Fatal("a domain created paused booted")
+	}
+	e.MustRF("unpause", "held")
+	c.WaitFor(image.ReadyLine, 0, 90*time.Second)
+}
