@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -252,6 +253,18 @@ func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 	if err := os.MkdirAll(ls.RunDir, 0o700); err != nil {
 		return fmt.Errorf("creating runtime dir: %w", err)
 	}
+	// Before touching the host, note what this incarnation will create, so
+	// a daemon that dies before the record is saved is cleaned up by the
+	// next one (sweep).
+	var planned []string
+	for _, n := range ls.NICs {
+		planned = append(planned, n.Tap)
+	}
+	pending := filepath.Join(ls.RunDir, "pending-taps")
+	if err := os.WriteFile(pending, []byte(strings.Join(planned, "\n")), 0o600); err != nil {
+		return fmt.Errorf("recording pending taps: %w", err)
+	}
+	defer os.Remove(pending)
 	var taps []string
 	for i, n := range ls.NICs {
 		if err := network.CreateTap(n.Tap, spec.Vifs[i].Bridge); err != nil {
@@ -667,6 +680,11 @@ func (m *Manager) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading domains from the store: %w", err)
 	}
+	known := map[string]bool{}
+	for _, kv := range kvs {
+		known[strings.TrimPrefix(kv.Key, keyDomains)] = true
+	}
+	m.sweep(known)
 	for _, kv := range kvs {
 		var rec record
 		if err := json.Unmarshal(kv.Value, &rec); err != nil {
@@ -716,6 +734,35 @@ func (m *Manager) Recover(ctx context.Context) error {
 		d.mu.Unlock()
 	}
 	return nil
+}
+
+// sweep removes what a daemon that died in the middle of a create left
+// behind: runtime dirs with no record, their QEMU (if it still runs) and
+// the taps it had planned.
+func (m *Manager) sweep(known map[string]bool) {
+	base := filepath.Join(m.o.RunDir, "domains")
+	ents, _ := os.ReadDir(base)
+	for _, ent := range ents {
+		name := ent.Name()
+		if known[name] || !ent.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, name)
+		if b, err := os.ReadFile(filepath.Join(dir, "qemu.pid")); err == nil {
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			if procfs.CmdlineContains(pid, dir+"/") {
+				m.o.Log.Warn("killing a QEMU left by an interrupted create", "dir", dir, "pid", pid)
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "pending-taps")); err == nil {
+			for _, tap := range strings.Fields(string(b)) {
+				network.DeleteTap(tap)
+			}
+		}
+		m.o.Log.Warn("removing a runtime dir with no domain record", "dir", dir)
+		os.RemoveAll(dir)
+	}
 }
 
 // Count is the number of domains.

@@ -63,3 +63,13 @@ func Alive(pid int, startTime uint64) bool {
 	}
 	return startTime == 0 || s.StartTime == startTime
 }
+
+// CmdlineContains reports whether pid's command line contains s; it guards
+// a kill against a recycled pid.
+func CmdlineContains(pid int, s string) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(b), s)
+}
