@@ -56,8 +56,8 @@ func TestGrammar(t *testing.T) {
 			return s.MemoryMiB == 128 && s.VCPUs == 1 && s.OnPoweroff == "destroy" && s.OnReboot == "restart" && s.OnCrash == "destroy"
 		}},
 		{"maxmem only", "name='a'\nkernel='/k'\nmaxmem=300", func(s api.DomainSpec) bool { return s.MemoryMiB == 300 }},
-		{"hvm without kernel", "name='a'\ntype='hvm'\ndisk=['/img,hda,w']", func(s api.DomainSpec) bool { return s.Type == "hvm" && s.Disks[0].Guest == "vda" }},
-		{"builder hvm", "name='a'\nbuilder='hvm'\ndisk=['/img,hda,w']", func(s api.DomainSpec) bool { return s.Type == "hvm" }},
+		{"hvm without kernel", "name='a'\ntype='hvm'\ndisk=['/img,raw,hda,w']", func(s api.DomainSpec) bool { return s.Type == "hvm" && s.Disks[0].Guest == "vda" }},
+		{"builder hvm", "name='a'\nbuilder='hvm'\ndisk=['/img,raw,hda,w']", func(s api.DomainSpec) bool { return s.Type == "hvm" }},
 		{"extra and root", "name='a'\nkernel='/k'\nroot='/dev/xvda'\nextra='console=hvc0 quiet'\ndisk=['phy:/dev/x,xvda,w']", func(s api.DomainSpec) bool {
 			return s.Cmdline == "root=/dev/vda console=ttyS0 quiet"
 		}},
@@ -103,8 +103,8 @@ func TestErrors(t *testing.T) {
 		{"placeholder mac", "name='a'\nkernel='/k'\nvif=['mac=00:16:3E:XX:XX:XX']", "t.cfg:3:6: vif: mac \"00:16:3E:XX:XX:XX\" is malformed"},
 		{"multicast mac", "name='a'\nkernel='/k'\nvif=['mac=01:16:3e:00:00:01']", "multicast"},
 		{"swapped disk fields", "name='a'\nkernel='/k'\ndisk=['phy:xvda,/dev/vg/lv,w']", "the vdev goes second"},
-		{"bad access", "name='a'\nkernel='/k'\ndisk=['/x,xvda,rwx']", "access \"rwx\""},
-		{"duplicate vdev", "name='a'\nkernel='/k'\ndisk=['/x,xvda,w','/y,xvda,w']", "used twice"},
+		{"bad access", "name='a'\nkernel='/k'\ndisk=['file:/x,xvda,rwx']", "access \"rwx\""},
+		{"duplicate vdev", "name='a'\nkernel='/k'\ndisk=['file:/x,xvda,w','file:/y,xvda,w']", "used twice"},
 		{"maxmem below memory", "name='a'\nkernel='/k'\nmemory=512\nmaxmem=256", "maxmem (256) is below memory (512)"},
 		{"two settings on a line", "name='a' memory=5", "one setting per line"},
 		{"control char in cmdline", "name='a'\nkernel='/k'\nextra='a\\nb'", "control character"},
@@ -136,4 +136,79 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		Decode("f.cfg", []byte(s)) // must not panic
 	})
+}
+
+func TestDiskSpecs(t *testing.T) {
+	cases := []struct {
+		spec                         string
+		target, vdev, access, format string
+		cdrom                        bool
+		warn                         string
+	}{
+		{"/dev/vg/lv,,xvda", "/dev/vg/lv", "xvda", "rw", "", false, ""},
+		{"/dev/vg/lv,raw,xvda,rw", "/dev/vg/lv", "xvda", "rw", "raw", false, ""},
+		{"format=raw,vdev=xvda,access=rw,target=/dev/vg/lv", "/dev/vg/lv", "xvda", "rw", "raw", false, ""},
+		{"vdev=xvdb,target=/srv/a,b.img", "/srv/a,b.img", "xvdb", "rw", "", false, ""},
+		{"phy:/dev/VolGroup00/web01_root,xvda1,w", "/dev/VolGroup00/web01_root", "xvda1", "rw", "", false, ""},
+		{"phy:hda1,hda,r", "/dev/hda1", "hda", "ro", "", false, ""},
+		{"file:/srv/x.img,xvda,w", "/srv/x.img", "xvda", "rw", "", false, ""},
+		{"tap:aio:/srv/x.img,xvda,w", "/srv/x.img", "xvda", "rw", "", false, ""},
+		{"tap2:aio:/srv/x.img,xvda,w", "/srv/x.img", "xvda", "rw", "", false, ""},
+		{"tap:qcow2:/srv/x.qcow2,xvda,w", "/srv/x.qcow2", "xvda", "rw", "qcow2", false, ""},
+		{"vhd:/srv/x.vhd,hda,w", "/srv/x.vhd", "hda", "rw", "vhd", false, ""},
+		{"file:/srv/x.iso,hdc:cdrom,r", "/srv/x.iso", "hdc", "ro", "", true, ""},
+		{",hdc:cdrom,r", "", "hdc", "ro", "", true, ""},
+		{"vdev=hdc,devtype=cdrom,target=/x.iso", "/x.iso", "hdc", "ro", "", true, ""},
+		{"phy:/dev/sdb,xvdb,w!", "/dev/sdb", "xvdb", "rw", "", false, "w!"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.spec, func(t *testing.T) {
+			d, warn, err := ParseDisk(tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Target != tc.target || d.VDev != tc.vdev || d.Access != tc.access || d.Format != tc.format || d.CDROM != tc.cdrom {
+				t.Fatalf("got %+v", d)
+			}
+			if !strings.Contains(warn, tc.warn) || (tc.warn == "" && warn != "") {
+				t.Fatalf("warning %q", warn)
+			}
+		})
+	}
+	bad := map[string]string{
+		"/dev/vg/lv,xvda1,w":              "without a prefix the fields are TARGET,FORMAT,VDEV,ACCESS",
+		"iscsi:iqn.2001-05.com.x,xvda,w":  "block-iscsi hotplug script",
+		"foo:/x,xvda,w":                   `unknown prefix "foo:"`,
+		"phy:/x,xvda,w,dom0":              "xm's 4th backend-domain field",
+		"file:/x,xvda,w,script=y":         "not supported on KVM",
+		"format=vmdk,vdev=xvda,target=/x": `format "vmdk"`,
+	}
+	for spec, want := range bad {
+		if _, _, err := ParseDisk(spec); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", spec, err, want)
+		}
+	}
+}
+
+func TestAppendOctalCase(t *testing.T) {
+	s, warns, err := Decode("t.cfg", []byte("name='a'\nkernel='/k'\nextra='quiet'\nextra+=' console=hvc0'\ndisk=['file:/a,xvda,w']\ndisk+=['file:/b,xvdb,w']\nmemory=0400\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Cmdline != "quiet console=ttyS0" || len(s.Disks) != 2 || s.MemoryMiB != 256 {
+		t.Fatalf("spec %+v", s)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0].String(), "t.cfg:7:8: warning: memory = 0400: a leading 0 makes it octal in xl (256)") {
+		t.Fatalf("warnings %v", warns)
+	}
+	if _, _, err := Decode("t.cfg", []byte("name='a'\nMemory=5")); err == nil || !strings.Contains(err.Error(), `t.cfg:2:1: setting names are lower case in xl.cfg: write "memory"`) {
+		t.Fatalf("upper-case key: %v", err)
+	}
+	if _, _, err := Decode("t.cfg", []byte("name='a'\nmemory=5\nmemory+=6")); err == nil || !strings.Contains(err.Error(), "+= appends") {
+		t.Fatalf("+= on a number: %v", err)
+	}
+	s, _, err = Decode("t.cfg", []byte(`name='a'`+"\nkernel='/k'\nextra=\"x\\x41\\101\"\n"))
+	if err != nil || s.Cmdline != "xAA" {
+		t.Fatalf("escapes: %q %v", s.Cmdline, err)
+	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -75,8 +76,15 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 	if err != nil {
 		return api.DomainSpec{}, nil, err
 	}
+	settings, err = merge(settings)
+	if err != nil {
+		return api.DomainSpec{}, nil, err
+	}
 	d := &decoder{}
 	for _, s := range settings {
+		if s.Value.Kind == Number && s.Value.Octal {
+			d.warnings = append(d.warnings, Warning{s.Value.Pos, fmt.Sprintf("%s = %s: a leading 0 makes it octal in xl (%d); drop the 0 if you meant %s", s.Key, s.Value.Str, s.Value.Num, strings.TrimLeft(s.Value.Str, "0"))})
+		}
 		rule, ok := keys[s.Key]
 		if !ok {
 			d.warnings = append(d.warnings, Warning{s.Pos, fmt.Sprintf("%q is not used by ringfence on KVM; ignored", s.Key)})
@@ -86,6 +94,10 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 			d.cmdPos = s.Value.Pos
 		}
 		if err := rule.apply(d, s.Value); err != nil {
+			var pe *Error
+			if errors.As(err, &pe) {
+				return api.DomainSpec{}, d.warnings, pe
+			}
 			return api.DomainSpec{}, d.warnings, &Error{Pos: s.Value.Pos, Msg: fmt.Sprintf("%s: %v", s.Key, err)}
 		}
 	}
@@ -110,6 +122,40 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 		return api.DomainSpec{}, d.warnings, &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: err.Error()}
 	}
 	return d.spec, d.warnings, nil
+}
+
+// merge applies xl's rules for repeated keys: the last assignment wins and
+// += appends to an earlier string or list. Each key keeps the position of
+// its last assignment.
+func merge(in []Setting) ([]Setting, error) {
+	idx := map[string]int{}
+	var out []Setting
+	for _, s := range in {
+		i, seen := idx[s.Key]
+		if !seen {
+			idx[s.Key] = len(out)
+			if s.Append {
+				s.Append = false
+			}
+			out = append(out, s)
+			continue
+		}
+		if !s.Append {
+			out[i] = s
+			continue
+		}
+		prev := out[i].Value
+		switch {
+		case prev.Kind == List && s.Value.Kind == List:
+			prev.Items = append(append([]Value(nil), prev.Items...), s.Value.Items...)
+		case prev.Kind == String && s.Value.Kind == String:
+			prev.Str += s.Value.Str
+		default:
+			return nil, &Error{Pos: s.Pos, Msg: fmt.Sprintf("%s += : += appends a list to a list or a string to a string", s.Key)}
+		}
+		out[i].Value = prev
+	}
+	return out, nil
 }
 
 // mapCmdline rewrites Xen device names on the kernel command line to the
@@ -204,7 +250,7 @@ func Normalize(s *api.DomainSpec) error {
 		if dk.Access == "" {
 			dk.Access = "rw"
 		}
-		if err := oneOf("raw", "qcow2")(dk.Format); err != nil {
+		if err := oneOf("raw", "qcow2", "qcow", "vhd", "qed")(dk.Format); err != nil {
 			return fmt.Errorf("disk %d format: %w", i, err)
 		}
 		if err := oneOf("rw", "ro")(dk.Access); err != nil {
@@ -383,9 +429,12 @@ func decodeDisks(d *decoder, v Value) error {
 	}
 	seen := map[string]bool{}
 	for _, it := range items {
-		disk, err := ParseDisk(it.Str)
+		disk, warn, err := ParseDisk(it.Str)
 		if err != nil {
 			return &Error{Pos: it.Pos, Msg: "disk: " + err.Error()}
+		}
+		if warn != "" {
+			d.warnings = append(d.warnings, Warning{it.Pos, warn})
 		}
 		if seen[disk.VDev] {
 			return &Error{Pos: it.Pos, Msg: fmt.Sprintf("disk: vdev %q is used twice", disk.VDev)}
@@ -398,20 +447,43 @@ func decodeDisks(d *decoder, v Value) error {
 
 var vdevRE = regexp.MustCompile(`^(xvd|hd|sd|vd)[a-z]{1,2}[0-9]*$`)
 
-// ParseDisk parses one disk spec.
-func ParseDisk(s string) (api.Disk, error) {
+// Disk formats xl knows; the engine maps them to QEMU's names.
+var diskFormats = map[string]bool{"raw": true, "qcow": true, "qcow2": true, "vhd": true, "qed": true}
+
+// Legacy (xend) prefixes: stripped, some set the format, they may stack.
+var diskPrefixes = []struct{ prefix, format string }{
+	{"phy:", ""}, {"file:", ""}, {"tap:", ""}, {"tap2:", ""}, {"aio:", ""}, {"tapdisk:", ""}, {"ioemu:", ""},
+	{"raw:", "raw"}, {"qcow:", "qcow"}, {"qcow2:", "qcow2"}, {"vhd:", "vhd"},
+}
+
+var prefixRE = regexp.MustCompile(`^([a-z0-9]+):`)
+
+// ParseDisk parses one xl-disk-configuration(5) spec. It returns a
+// warning (or "") for forms it accepts but xl would not.
+func ParseDisk(s string) (api.Disk, string, error) {
 	var disk api.Disk
+	var warn string
 	var positional []string
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
+	items := strings.Split(s, ",")
+	for i := 0; i < len(items); i++ {
+		f := strings.TrimLeft(items[i], " \t")
+		if strings.HasPrefix(f, "target=") {
+			// target= is last and takes the rest, commas included.
+			disk.Target = strings.TrimPrefix(strings.Join(append([]string{f}, items[i+1:]...), ","), "target=")
+			break
+		}
 		k, val, isKV := strings.Cut(f, "=")
 		if !isKV {
-			positional = append(positional, f)
+			switch f {
+			case "cdrom":
+				disk.CDROM = true
+			case "discard", "no-discard", "direct-io-safe", "trusted", "untrusted":
+			default:
+				positional = append(positional, f)
+			}
 			continue
 		}
 		switch k {
-		case "target":
-			disk.Target = val
 		case "vdev":
 			disk.VDev = val
 		case "access":
@@ -419,67 +491,111 @@ func ParseDisk(s string) (api.Disk, error) {
 		case "format":
 			disk.Format = val
 		case "devtype":
+			if val != "cdrom" && val != "disk" {
+				return disk, "", fmt.Errorf("devtype %q: use cdrom or disk", val)
+			}
 			disk.CDROM = val == "cdrom"
-		case "backendtype", "script":
+		case "script":
+			return disk, "", fmt.Errorf("script=%s: block hotplug scripts are not supported on KVM; give the block device itself as the target", val)
+		case "backendtype", "backend", "specification":
 		default:
-			return disk, fmt.Errorf("unknown key %q in %q", k, s)
+			return disk, "", fmt.Errorf("unknown key %q in %q (keys: target, vdev, access, format, devtype)", k, s)
 		}
 	}
+	legacy := false
 	if len(positional) > 0 {
-		if len(positional) > 3 {
-			return disk, fmt.Errorf("%q has %d positional fields; the form is TARGET,VDEV,ACCESS", s, len(positional))
-		}
-		target := positional[0]
-		for _, p := range []struct{ prefix, format string }{
-			{"phy:", "raw"}, {"file:", "raw"}, {"tap:aio:", "raw"}, {"tap2:aio:", "raw"}, {"aio:", "raw"},
-			{"raw:", "raw"}, {"tap:qcow2:", "qcow2"}, {"qcow2:", "qcow2"},
-		} {
-			if strings.HasPrefix(target, p.prefix) {
-				target = strings.TrimPrefix(target, p.prefix)
-				if disk.Format == "" {
-					disk.Format = p.format
-				}
+		t := positional[0]
+		for {
+			m := prefixRE.FindStringSubmatch(t)
+			if m == nil {
 				break
 			}
+			known := false
+			for _, p := range diskPrefixes {
+				if strings.HasPrefix(t, p.prefix) {
+					t = strings.TrimPrefix(t, p.prefix)
+					if p.prefix == "phy:" && t != "" && !strings.HasPrefix(t, "/") {
+						t = "/dev/" + t // xl's hotplug script does this
+					}
+					if p.format != "" && disk.Format == "" {
+						disk.Format = p.format
+					}
+					known, legacy = true, true
+					break
+				}
+			}
+			if !known {
+				switch m[1] {
+				case "iscsi", "nbd", "enbd", "drbd":
+					return disk, "", fmt.Errorf("%s: targets need Xen's block-%s hotplug script, which KVM does not run: attach the device on the host and give its /dev path", m[1], m[1])
+				}
+				return disk, "", fmt.Errorf("unknown prefix %q in %q (known: phy:, file:, tap:aio:, raw:, qcow2:, vhd:)", m[0], s)
+			}
 		}
-		disk.Target = target
-		if len(positional) > 1 {
-			disk.VDev = positional[1]
+		positional[0] = t
+		if len(positional) > 1 && (strings.HasSuffix(positional[1], ":cdrom") || strings.HasSuffix(positional[1], ":disk")) {
+			legacy = true // `,hdc:cdrom,r`: xend's vdev:type form
 		}
-		if len(positional) > 2 {
-			disk.Access = positional[2]
+		fields := []*string{&disk.Target, &disk.Format, &disk.VDev, &disk.Access}
+		if legacy {
+			// After a prefix the second field is the vdev (xend's form).
+			fields = []*string{&disk.Target, &disk.VDev, &disk.Access}
+		}
+		if len(positional) > len(fields) {
+			if legacy {
+				return disk, "", fmt.Errorf("%q has %d fields; the form is PREFIX:TARGET,VDEV,ACCESS (xm's 4th backend-domain field is not supported)", s, len(positional))
+			}
+			return disk, "", fmt.Errorf("%q has %d positional fields; the form is TARGET,FORMAT,VDEV,ACCESS", s, len(positional))
+		}
+		for i, v := range positional {
+			if v != "" {
+				*fields[i] = v
+			}
+		}
+		if !legacy && len(positional) > 1 && !diskFormats[disk.Format] && vdevRE.MatchString(strings.TrimSuffix(positional[1], ":cdrom")) {
+			return disk, "", fmt.Errorf("%q: without a prefix the fields are TARGET,FORMAT,VDEV,ACCESS, so %q was read as a format; write 'phy:%s' (prefix form: TARGET,VDEV,ACCESS) or '%s,raw,%s'",
+				s, positional[1], s, positional[0], strings.Join(positional[1:], ","))
 		}
 	}
-	if vd, ok := strings.CutSuffix(disk.VDev, ":cdrom"); ok {
-		disk.VDev, disk.CDROM = vd, true
+	for _, suffix := range []string{":cdrom", ":disk"} {
+		if vd, ok := strings.CutSuffix(disk.VDev, suffix); ok {
+			disk.VDev = vd
+			disk.CDROM = disk.CDROM || suffix == ":cdrom"
+		}
+	}
+	if disk.Format != "" && !diskFormats[disk.Format] {
+		return disk, "", fmt.Errorf("format %q: use raw, qcow2, qcow, vhd or qed", disk.Format)
 	}
 	switch disk.Access {
-	case "", "w", "rw", "w!":
+	case "", "w", "rw":
 		disk.Access = "rw"
+	case "w!":
+		disk.Access = "rw"
+		warn = "access w! (xm's shared-writable) is treated as w: two domains writing one disk corrupts it"
 	case "r", "ro":
 		disk.Access = "ro"
 	default:
-		return disk, fmt.Errorf("access %q: use r (read-only) or w (read-write)", disk.Access)
+		return disk, "", fmt.Errorf("access %q: use r (read-only) or w (read-write)", disk.Access)
 	}
 	if disk.CDROM {
 		disk.Access = "ro"
 	}
 	if !vdevRE.MatchString(disk.VDev) {
 		hint := ""
-		if vdevRE.MatchString(disk.Target) {
+		if vdevRE.MatchString(strings.TrimPrefix(disk.Target, "/dev/")) {
 			hint = " (after a prefix the fields are TARGET,VDEV,ACCESS: the vdev goes second, the path first)"
 		}
-		return disk, fmt.Errorf("vdev %q in %q is not a disk name like xvda, hda or sdb%s", disk.VDev, s, hint)
+		return disk, "", fmt.Errorf("vdev %q in %q is not a disk name like xvda, hda or sdb%s", disk.VDev, s, hint)
 	}
 	if disk.Target == "" && !disk.CDROM {
-		return disk, fmt.Errorf("no target path in %q", s)
+		return disk, "", fmt.Errorf("no target path in %q", s)
 	}
 	if disk.Target != "" {
 		if err := absPath(disk.Target); err != nil {
-			return disk, err
+			return disk, "", err
 		}
 	}
-	return disk, nil
+	return disk, warn, nil
 }
 
 func decodeVifs(d *decoder, v Value) error {

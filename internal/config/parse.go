@@ -50,13 +50,15 @@ type Value struct {
 	Num   int64
 	Items []Value
 	Pos   Pos
+	Octal bool // a number with a leading 0, which xl reads as octal
 }
 
-// Setting is one `key = value`.
+// Setting is one `key = value` or `key += value`.
 type Setting struct {
-	Key   string
-	Value Value
-	Pos   Pos
+	Key    string
+	Value  Value
+	Pos    Pos
+	Append bool // +=
 }
 
 type lexer struct {
@@ -116,11 +118,13 @@ func (l *lexer) errf(p Pos, format string, a ...any) error {
 	return &Error{Pos: p, Msg: fmt.Sprintf(format, a...)}
 }
 
-func isKeyStart(r rune) bool {
-	return r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
-}
+// xl keys are [a-z][._0-9a-z]*; we read upper case too, to say exactly
+// what is wrong with it.
+func isKeyStart(r rune) bool { return (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') }
 
-func isKeyChar(r rune) bool { return isKeyStart(r) || (r >= '0' && r <= '9') }
+func isKeyChar(r rune) bool {
+	return isKeyStart(r) || (r >= '0' && r <= '9') || r == '_' || r == '.'
+}
 
 // Parse reads a whole domain file. file names it in diagnostics.
 func Parse(file string, src []byte) ([]Setting, error) {
@@ -143,7 +147,15 @@ func Parse(file string, src []byte) ([]Setting, error) {
 		for isKeyChar(l.peek()) {
 			key.WriteRune(l.next())
 		}
+		if k := key.String(); k != strings.ToLower(k) {
+			return nil, l.errf(p, "setting names are lower case in xl.cfg: write %q, not %q", strings.ToLower(k), k)
+		}
 		l.skip(false)
+		appendOp := false
+		if l.peek() == '+' && l.i+1 < len(l.src) && l.src[l.i+1] == '=' {
+			l.next()
+			appendOp = true
+		}
 		if l.peek() != '=' {
 			return nil, l.errf(l.pos(), "expected `=` after %q; xl.cfg lines are `key = value`%s", key.String(), pythonHint(l))
 		}
@@ -153,7 +165,7 @@ func Parse(file string, src []byte) ([]Setting, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Setting{Key: key.String(), Value: v, Pos: p})
+		out = append(out, Setting{Key: key.String(), Value: v, Pos: p, Append: appendOp})
 		l.skip(false)
 		switch r := l.peek(); r {
 		case '\n', ';', 0:
@@ -222,11 +234,14 @@ func (l *lexer) value() (Value, error) {
 			}
 			b.WriteRune(l.next())
 		}
-		n, err := strconv.ParseInt(b.String(), 0, 64)
+		lit := b.String()
+		n, err := strconv.ParseInt(lit, 0, 64)
 		if err != nil {
-			return Value{}, l.errf(p, "%q is not a number", b.String())
+			return Value{}, l.errf(p, "%q is not a number (xl.cfg numbers are whole: decimal, 0x hex or 0 octal)", lit)
 		}
-		return Value{Kind: Number, Num: n, Str: b.String(), Pos: p}, nil
+		digits := strings.TrimPrefix(lit, "-")
+		octal := len(digits) > 1 && digits[0] == '0' && digits[1] != 'x' && digits[1] != 'X'
+		return Value{Kind: Number, Num: n, Str: lit, Pos: p, Octal: octal}, nil
 	case r == 0 || r == '\n' || r == ';':
 		return Value{}, l.errf(p, "expected a value (a number, a 'string' or a [list]) after `=`, found the end of the line")
 	case r == '=' || r == ',' || r == ']':
@@ -259,6 +274,20 @@ func (l *lexer) str() (string, error) {
 				b.WriteRune('\n')
 			case 't':
 				b.WriteRune('\t')
+			case 'x':
+				h := string(l.next()) + string(l.next())
+				n, err := strconv.ParseUint(h, 16, 8)
+				if err != nil {
+					return "", l.errf(p, "bad escape \\x%s: write two hex digits", h)
+				}
+				b.WriteByte(byte(n))
+			case '0', '1', '2', '3', '4', '5', '6', '7':
+				o := string(e)
+				for len(o) < 3 && l.peek() >= '0' && l.peek() <= '7' {
+					o += string(l.next())
+				}
+				n, _ := strconv.ParseUint(o, 8, 8)
+				b.WriteByte(byte(n))
 			case 0:
 				return "", l.errf(p, "string opened here is not closed with %c", q)
 			default:

@@ -12,7 +12,7 @@ import (
 func TestFlags(t *testing.T) {
 	for state, want := range map[string]string{
 		api.StateRunning: "r-----", api.StateBlocked: "-b----", api.StatePaused: "--p---",
-		api.StateShutdown: "---s--", api.StateCrashed: "----c-", api.StateDying: "-----d",
+		api.StateShutdown: "---s--", api.StateCrashed: "---sc-", api.StateDying: "-----d",
 	} {
 		if got := Flags(state); got != want {
 			t.Errorf("%s: %s, want %s", state, got, want)

@@ -663,7 +663,8 @@ func Flags(state string) string {
 	case api.StateShutdown:
 		f[3] = 's'
 	case api.StateCrashed:
-		f[4] = 'c'
+		// xl shows a crashed domain as shut down with reason c.
+		f[3], f[4] = 's', 'c'
 	case api.StateDying:
 		f[5] = 'd'
 	}

@@ -189,7 +189,7 @@ func TestCrashWhileDaemonDown(t *testing.T) {
 	e.Await("QEMU to die", 10*time.Second, func() bool { return len(e.QEMUs()) == 0 })
 	e.StartDaemon()
 	got := e.Domain("orphan")
-	if got.State != api.StateCrashed || got.Flags != "----c-" {
+	if got.State != api.StateCrashed || got.Flags != "---sc-" {
 		t.Fatalf("domain that died while the daemon was down: %+v", got)
 	}
 }

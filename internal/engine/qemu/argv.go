@@ -129,7 +129,11 @@ func options(s engine.LaunchSpec) ([]option, error) {
 			return nil, fmt.Errorf("disk %s: path %q must be absolute", d.ID, d.Path)
 		}
 		id := "drive-" + d.ID
-		drive := []string{"if", "none", "id", id, "format", d.Format, "cache", "writeback", "aio", "threads", "discard", "unmap"}
+		format := d.Format
+		if format == "vhd" {
+			format = "vpc" // QEMU's name for VHD
+		}
+		drive := []string{"if", "none", "id", id, "format", format, "cache", "writeback", "aio", "threads", "discard", "unmap"}
 		if d.Path != "" {
 			drive = append(drive, "file", d.Path)
 		}
