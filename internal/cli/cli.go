@@ -51,6 +51,7 @@ func init() {
 		{"unpause", "resume a paused domain", "unpause NAME", actionVerb("unpause")},
 		{"info", "host facts: CPUs, memory, accelerator, QEMU", "info [--json]", runInfo},
 		{"uptime", "domain uptimes", "uptime [--json] [NAME...]", runUptime},
+		{"config", "check, show or export domain files", "config check FILE... | config show FILE [--json] | config export NAME", runConfig},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
 		{"version", "print the version", "version", func(e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "ringfence", daemon.Version)

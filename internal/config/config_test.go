@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -133,8 +134,20 @@ func FuzzDecode(f *testing.F) {
 	src, _ := os.ReadFile("testdata/web01.cfg")
 	f.Add(string(src))
 	f.Add("name='a';kernel='/k'\ndisk=[,]")
+	f.Add("name='x'\ntype='hvm'\ndisk=['vdev=hdc,devtype=cdrom']\nvif=['ip=1.2.3.4 5.6.7.8,bridge=br0,model=e1000']")
 	f.Fuzz(func(t *testing.T, s string) {
-		Decode("f.cfg", []byte(s)) // must not panic
+		spec, _, err := Decode("f.cfg", []byte(s)) // must not panic
+		if err != nil {
+			return
+		}
+		// Export then parse gives the same spec.
+		again, _, err := Decode("export.cfg", []byte(Format(spec)))
+		if err != nil {
+			t.Fatalf("exported file does not parse: %v\n%s", err, Format(spec))
+		}
+		if !reflect.DeepEqual(spec, again) {
+			t.Fatalf("round trip changed the spec:\n%+v\n%+v\n%s", spec, again, Format(spec))
+		}
 	})
 }
 
@@ -210,5 +223,20 @@ func TestAppendOctalCase(t *testing.T) {
 	s, _, err = Decode("t.cfg", []byte(`name='a'`+"\nkernel='/k'\nextra=\"x\\x41\\101\"\n"))
 	if err != nil || s.Cmdline != "xAA" {
 		t.Fatalf("escapes: %q %v", s.Cmdline, err)
+	}
+}
+
+func TestExportRoundTrip(t *testing.T) {
+	src, _ := os.ReadFile("testdata/web01.cfg")
+	spec, _, err := Decode("web01.cfg", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, warns, err := Decode("export.cfg", []byte(Format(spec)))
+	if err != nil || len(warns) != 0 || !reflect.DeepEqual(spec, again) {
+		t.Fatalf("round trip: %v %v\n%s", err, warns, Format(spec))
+	}
+	if sum := strings.Join(Summary(spec), "\n"); !strings.Contains(sum, "disk xvda1 -> /dev/vda: virtio-blk /dev/VolGroup00/web01_root, raw, rw") {
+		t.Fatal(sum)
 	}
 }

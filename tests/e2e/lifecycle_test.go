@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
+	"reflect"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -263,6 +265,19 @@ func TestDryRunAndPausedCreate(t *testing.T) {
 	d := e.Domain("held")
 	if d.State != api.StatePaused || d.Flags != "--p---" {
 		t.Fatalf("create -p: %+v", d)
+	}
+	// export -> show gives back the same spec.
+	exported := filepath.Join(e.Dir, "held-export.cfg")
+	os.WriteFile(exported, []byte(e.MustRF("config", "export", "held")), 0o644)
+	var shown api.DomainSpec
+	if err := json.Unmarshal([]byte(e.MustRF("config", "show", exported)), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shown, d.Spec) {
+		t.Fatalf("export/show changed the spec:\n%+v\n%+v", shown, d.Spec)
+	}
+	if r := e.RF("config", "check", exported, filepath.Join(e.Dir, "missing.cfg")); r.Code != 1 || !strings.Contains(r.Stdout, "held-export.cfg: ok") {
+		t.Fatalf("config check: %+v", r)
 	}
 	c := e.Console("held")
 	time.Sleep(time.Second)
