@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/ringfence/ringfence/internal/api"
+
 	"github.com/ringfence/ringfence/internal/config"
 )
 
@@ -64,10 +66,7 @@ func configShow(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	spec, warns, err := config.Load(files[0])
-	for _, w := range warns {
-		fmt.Fprintln(e.stderr, w.String())
-	}
+	spec, err := loadFile(e, files[0])
 	if err != nil {
 		return err
 	}
@@ -88,4 +87,13 @@ func configExport(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "# exported by ringfence from domain %s (id %d)\n", d.Spec.Name, d.ID)
 	fmt.Fprint(e.stdout, config.Format(d.Spec))
 	return nil
+}
+
+// loadFile reads a domain file, printing its warnings on stderr.
+func loadFile(e *env, path string) (api.DomainSpec, error) {
+	spec, warns, err := config.Load(path)
+	for _, w := range warns {
+		fmt.Fprintln(e.stderr, w.String())
+	}
+	return spec, err
 }

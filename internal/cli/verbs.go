@@ -15,7 +15,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/daemon"
 	"github.com/ringfence/ringfence/internal/image"
 )
@@ -59,10 +58,7 @@ func runCreate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	spec, warns, err := config.Load(pos[0])
-	for _, w := range warns {
-		fmt.Fprintln(e.stderr, w.String())
-	}
+	spec, err := loadFile(e, pos[0])
 	if err != nil {
 		return err
 	}
