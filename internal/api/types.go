@@ -14,6 +14,11 @@ const (
 	ActionRestart       = "restart"
 	ActionPreserve      = "preserve"
 	ActionRenameRestart = "rename-restart"
+	// Accepted for Xen files; coredump-* act as their plain action (no core
+	// is written yet) and soft-reset as restart.
+	ActionCoredumpDestroy = "coredump-destroy"
+	ActionCoredumpRestart = "coredump-restart"
+	ActionSoftReset       = "soft-reset"
 )
 
 // DomainSpec is the one description of a domain: what xl.cfg parses into
@@ -34,6 +39,19 @@ type DomainSpec struct {
 	OnPoweroff string `json:"on_poweroff"`
 	OnReboot   string `json:"on_reboot"`
 	OnCrash    string `json:"on_crash"`
+	OnWatchdog string `json:"on_watchdog"`
+	// CPUs is xl's cpus= hard affinity (CPULIST: "all", "0-3,^1"); empty
+	// means no pinning. CPUWeight (1..65535, default 256) and Cap (percent
+	// of one host CPU, 0 = none) are the credit scheduler's settings.
+	CPUs      string `json:"cpus,omitempty"`
+	CPUWeight int    `json:"cpu_weight"`
+	Cap       int    `json:"cap"`
+	// Bootloader (pygrub) means: boot the disk's own bootloader via firmware.
+	Bootloader string `json:"bootloader,omitempty"`
+	// Boot is the firmware boot order, xl letters c (disk), d (cdrom), n (net).
+	Boot         string `json:"boot,omitempty"`
+	Localtime    bool   `json:"localtime,omitempty"`
+	RTCOffsetSec int    `json:"rtc_timeoffset,omitempty"`
 	// Accel forces "kvm" or "tcg"; empty means the host's best.
 	Accel string `json:"accel,omitempty"`
 }
@@ -54,6 +72,13 @@ type Vif struct {
 	Bridge string   `json:"bridge,omitempty"`
 	IP     []string `json:"ip,omitempty"`
 	Model  string   `json:"model,omitempty"` // virtio (default), e1000, rtl8139
+	// Rate is xl's rate= as written (10Mb/s, 1MB/s@20ms); RateBytes per
+	// RateIntervalUS is what it means.
+	Rate           string `json:"rate,omitempty"`
+	RateBytes      int64  `json:"rate_bytes,omitempty"`
+	RateIntervalUS int64  `json:"rate_interval_us,omitempty"`
+	VifName        string `json:"vifname,omitempty"`
+	Type           string `json:"type,omitempty"` // ioemu or vif; both are virtio here
 }
 
 // CreateRequest is the body of POST /1.0/domains.

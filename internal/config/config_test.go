@@ -125,7 +125,7 @@ func TestUnknownKeysWarn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warns) != 2 || !strings.Contains(warns[0].String(), "t.cfg:3:1: warning: \"vfb\" is not used") {
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "t.cfg:3:1: warning: \"vfb\" is ignored: graphics") {
 		t.Fatalf("warnings %v", warns)
 	}
 }
@@ -238,5 +238,58 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	if sum := strings.Join(Summary(spec), "\n"); !strings.Contains(sum, "disk xvda1 -> /dev/vda: virtio-blk /dev/VolGroup00/web01_root, raw, rw") {
 		t.Fatal(sum)
+	}
+}
+
+func TestMoreKeys(t *testing.T) {
+	src := `name='k'
+bootloader='/usr/bin/pygrub'
+disk=['phy:/dev/vg/k,xvda,w']
+cpus='0-3,^1'
+cpu_weight=512
+cap=50
+boot='dc'
+localtime=1
+rtc_timeoffset='-3600'
+on_watchdog='coredump-restart'
+on_crash='soft-reset'
+vif=['mac=00:16:3e:00:00:01,bridge=xenbr0,rate=10Mb/s,vifname=web.0,type=ioemu,script=vif-bridge']
+vnc=1
+usbdevice='tablet'
+`
+	s, warns, err := Decode("t.cfg", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Bootloader != "/usr/bin/pygrub" || s.Kernel != "" || s.CPUs != "0-3,^1" || s.CPUWeight != 512 || s.Cap != 50 ||
+		s.Boot != "dc" || !s.Localtime || s.RTCOffsetSec != -3600 || s.OnWatchdog != "coredump-restart" || s.OnCrash != "soft-reset" {
+		t.Fatalf("spec %+v", s)
+	}
+	v := s.Vifs[0]
+	if v.Rate != "10Mb/s" || v.RateBytes != 62500 || v.RateIntervalUS != 50000 || v.VifName != "web.0" || v.Type != "ioemu" {
+		t.Fatalf("vif %+v", v)
+	}
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), `"vnc" is ignored`) || !strings.Contains(warns[1].String(), `"usbdevice" is ignored`) {
+		t.Fatalf("warnings %v", warns)
+	}
+	again, _, err := Decode("x.cfg", []byte(Format(s)))
+	if err != nil || !reflect.DeepEqual(s, again) {
+		t.Fatalf("round trip: %v\n%s", err, Format(s))
+	}
+	for _, tc := range []struct {
+		rate      string
+		bytes, us int64
+	}{
+		{"1MB/s@20ms", 20000, 20000}, {"100Kb/s", 625, 50000}, {"1GB/s@1s", 1e9, 1e6},
+	} {
+		b, us, err := ParseRate(tc.rate)
+		if err != nil || b != tc.bytes || us != tc.us {
+			t.Errorf("%s: %d per %d us, %v", tc.rate, b, us, err)
+		}
+	}
+	for _, bad := range []string{"cpus='x'", "cpu_weight=0", "cap=-1", "boot='z'", "bootloader='grub2'", "vif=['rate=fast']", "vif=['vifname=this-name-is-too-long']", "on_crash='explode'"} {
+		if _, _, err := Decode("t.cfg", []byte("name='b'\nkernel='/k'\n"+bad)); err == nil || !strings.Contains(err.Error(), "t.cfg:3:") {
+			t.Errorf("%s: %v", bad, err)
+		}
 	}
 }

@@ -63,6 +63,15 @@ func Format(s api.DomainSpec) string {
 			if v.Model != "" {
 				parts = append(parts, "model="+v.Model)
 			}
+			if v.Rate != "" {
+				parts = append(parts, "rate="+v.Rate)
+			}
+			if v.VifName != "" {
+				parts = append(parts, "vifname="+v.VifName)
+			}
+			if v.Type != "" {
+				parts = append(parts, "type="+v.Type)
+			}
 			fmt.Fprintf(&b, "    %s,\n", quote(strings.Join(parts, ",")))
 		}
 		b.WriteString("]\n")
@@ -70,8 +79,34 @@ func Format(s api.DomainSpec) string {
 	kv("on_poweroff", quote(s.OnPoweroff))
 	kv("on_reboot", quote(s.OnReboot))
 	kv("on_crash", quote(s.OnCrash))
+	kv("on_watchdog", quote(s.OnWatchdog))
 	if s.Accel != "" {
 		kv("accel", quote(s.Accel))
+	}
+	if s.CPUs != "" {
+		if strings.Contains(s.CPUs, ";") {
+			var items []string
+			for _, c := range strings.Split(s.CPUs, ";") {
+				items = append(items, quote(c))
+			}
+			kv("cpus", "[ "+strings.Join(items, ", ")+" ]")
+		} else {
+			kv("cpus", quote(s.CPUs))
+		}
+	}
+	kv("cpu_weight", fmt.Sprint(s.CPUWeight))
+	kv("cap", fmt.Sprint(s.Cap))
+	if s.Bootloader != "" {
+		kv("bootloader", quote(s.Bootloader))
+	}
+	if s.Boot != "" {
+		kv("boot", quote(s.Boot))
+	}
+	if s.Localtime {
+		kv("localtime", "1")
+	}
+	if s.RTCOffsetSec != 0 {
+		kv("rtc_timeoffset", quote(fmt.Sprint(s.RTCOffsetSec)))
 	}
 	return b.String()
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -56,8 +58,54 @@ var keys = map[string]keyRule{
 	"on_reboot":   {"action on reboot", func(d *decoder, v Value) error { return str(v, &d.spec.OnReboot, validAction) }},
 	"on_crash":    {"action on crash", func(d *decoder, v Value) error { return str(v, &d.spec.OnCrash, validAction) }},
 	"accel":       {"ringfence: force kvm or tcg", func(d *decoder, v Value) error { return str(v, &d.spec.Accel, oneOf("kvm", "tcg")) }},
-	"disk":        {"list of disk specs", decodeDisks},
-	"vif":         {"list of vif specs", decodeVifs},
+	"on_watchdog": {"action when the watchdog fires", func(d *decoder, v Value) error { return str(v, &d.spec.OnWatchdog, validAction) }},
+	"on_soft_reset": {"action on soft reset (kexec); ringfence restarts", func(d *decoder, v Value) error {
+		var a string
+		return str(v, &a, validAction)
+	}},
+	"cpus":       {"hard CPU affinity (CPULIST)", decodeCPUs},
+	"cpu_weight": {"credit scheduler weight 1..65535", func(d *decoder, v Value) error { return num(v, &d.spec.CPUWeight, 1, 65535) }},
+	"cap":        {"CPU cap in percent of one host CPU (0 = none)", func(d *decoder, v Value) error { return num(v, &d.spec.Cap, 0, 25500) }},
+	"bootloader": {"pygrub: boot the disk's own bootloader", func(d *decoder, v Value) error { return str(v, &d.spec.Bootloader, validBootloader) }},
+	"boot":       {"firmware boot order: c disk, d cdrom, n network", func(d *decoder, v Value) error { return str(v, &d.spec.Boot, validBoot) }},
+	"localtime": {"RTC in host local time (1) or UTC (0)", func(d *decoder, v Value) error {
+		var n int
+		err := num(v, &n, 0, 1)
+		d.spec.Localtime = n == 1
+		return err
+	}},
+	"rtc_timeoffset": {"RTC offset from UTC in seconds", func(d *decoder, v Value) error { return num(v, &d.spec.RTCOffsetSec, -1<<31, 1<<31-1) }},
+	"disk":           {"list of disk specs", decodeDisks},
+	"vif":            {"list of vif specs", decodeVifs},
+}
+
+// ignored are keys a hosting admin uses that mean nothing under Ringfence
+// (yet): accepted with a warning that says why.
+var ignored = map[string]string{
+	"serial":     "the first serial port is always ringfence's console (`ringfence console`)",
+	"vnc":        "graphics are not served yet (a later web console will); the serial console is there",
+	"vnclisten":  "graphics are not served yet",
+	"vncdisplay": "graphics are not served yet",
+	"vncunused":  "graphics are not served yet",
+	"vncpasswd":  "graphics are not served yet",
+	"vncconsole": "graphics are not served yet",
+	"sdl":        "no local display on a server",
+	"keymap":     "graphics are not served yet",
+	"vfb":        "graphics are not served yet",
+	"usb":        "no USB controller in ringfence's device model",
+	"usbdevice":  "no USB controller in ringfence's device model",
+	"pci":        "PCI passthrough is not supported yet",
+	"cpus_soft":  "only hard affinity (cpus=) is used",
+	"cpu_cap":    "this is xm's spelling, which xl ignores too: write cap = N",
+	"acpi":       "ACPI is always on (the power button is how shutdown works)",
+	"apic":       "always on", "pae": "always on", "hap": "hardware paging is KVM's default",
+	"viridian": "no Hyper-V enlightenments", "nestedhvm": "nested virtualization is not offered",
+	"device_model_version": "QEMU is always the device model", "device_model_override": "QEMU is always the device model",
+	"xen_platform_pci": "no Xen platform device under KVM", "vif2": "use vif", "tsc_mode": "KVM manages the TSC",
+	"stdvga": "no graphics", "vga": "no graphics", "videoram": "no graphics", "nographic": "there are no graphics anyway",
+	"soundhw": "no sound", "extid": "no Xen extensions", "vcpu_avail": "xm-only; use vcpus/maxvcpus",
+	"cpu": "xm-only; use cpus", "dhcp": "xm-only; configure networking inside the guest",
+	"bootloader_args": "pygrub's arguments are not needed: the firmware reads the disk's own bootloader",
 }
 
 // Load reads and decodes a domain file.
@@ -87,7 +135,11 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 		}
 		rule, ok := keys[s.Key]
 		if !ok {
-			d.warnings = append(d.warnings, Warning{s.Pos, fmt.Sprintf("%q is not used by ringfence on KVM; ignored", s.Key)})
+			why := "it has no meaning on KVM"
+			if r, known := ignored[s.Key]; known {
+				why = r
+			}
+			d.warnings = append(d.warnings, Warning{s.Pos, fmt.Sprintf("%q is ignored: %s", s.Key, why)})
 			continue
 		}
 		if s.Key == "root" || s.Key == "extra" || s.Key == "cmdline" {
@@ -223,10 +275,16 @@ func Normalize(s *api.DomainSpec) error {
 	if s.OnCrash == "" {
 		s.OnCrash = api.ActionDestroy
 	}
-	if s.Type != "hvm" && s.Kernel == "" {
-		return fmt.Errorf("type %q needs kernel = \"/path/to/vmlinuz\" (or use type = \"hvm\" to boot the first disk)", s.Type)
+	if s.CPUWeight == 0 {
+		s.CPUWeight = 256
 	}
-	if s.Type == "hvm" && s.Kernel == "" && len(s.Disks) == 0 {
+	if s.OnWatchdog == "" {
+		s.OnWatchdog = api.ActionDestroy
+	}
+	if s.Type != "hvm" && s.Kernel == "" && s.Bootloader == "" {
+		return fmt.Errorf("type %q needs kernel = \"/path/to/vmlinuz\" or bootloader = \"pygrub\" (or use type = \"hvm\" to boot the first disk)", s.Type)
+	}
+	if s.Kernel == "" && len(s.Disks) == 0 {
 		return fmt.Errorf("nothing to boot: set kernel = ... or give a disk")
 	}
 	for _, p := range []string{s.Kernel, s.Ramdisk} {
@@ -349,7 +407,52 @@ func safeText(s string) error {
 }
 
 func validAction(s string) error {
-	return oneOf(api.ActionDestroy, api.ActionRestart, api.ActionPreserve, api.ActionRenameRestart)(s)
+	return oneOf(api.ActionDestroy, api.ActionRestart, api.ActionPreserve, api.ActionRenameRestart,
+		api.ActionCoredumpDestroy, api.ActionCoredumpRestart, api.ActionSoftReset)(s)
+}
+
+func validBootloader(s string) error {
+	if filepath.Base(s) != "pygrub" && s != "pvgrub" {
+		return fmt.Errorf("%q: only pygrub is understood (the firmware then boots the disk's own bootloader); or set kernel= for direct boot", s)
+	}
+	return nil
+}
+
+var bootRE = regexp.MustCompile(`^[acdn]{1,4}$`)
+
+func validBoot(s string) error {
+	if !bootRE.MatchString(s) {
+		return fmt.Errorf("%q: the boot order is letters c (disk), d (cdrom), n (network), e.g. \"cd\"", s)
+	}
+	return nil
+}
+
+var cpuListRE = regexp.MustCompile(`^(all|\^?(nodes?:)?[0-9]+(-[0-9]+)?(,\^?(nodes?:)?[0-9]+(-[0-9]+)?)*)$`)
+
+// decodeCPUs reads cpus= as a CPULIST string; a per-vCPU list is joined
+// (pinning each vCPU separately is the resources issue).
+func decodeCPUs(d *decoder, v Value) error {
+	var parts []string
+	switch v.Kind {
+	case String:
+		parts = []string{v.Str}
+	case Number:
+		parts = []string{v.Str}
+	case List:
+		for _, it := range v.Items {
+			if it.Kind == List {
+				return fmt.Errorf("expected a CPU list string per vCPU")
+			}
+			parts = append(parts, it.Str)
+		}
+	}
+	for _, p := range parts {
+		if !cpuListRE.MatchString(strings.ReplaceAll(p, " ", "")) {
+			return fmt.Errorf("%q is not a CPU list: use \"all\", \"2\", \"0-3\", \"0-7,^1\"", p)
+		}
+	}
+	d.spec.CPUs = strings.Join(parts, ";")
+	return nil
 }
 
 func oneOf(allowed ...string) func(string) error {
@@ -641,13 +744,55 @@ func ParseVif(s string) (api.Vif, error) {
 			}
 		case "model":
 			vif.Model = val
-		case "script", "vifname", "rate", "type", "backend", "gatewaydev", "accel":
-			// handled by the networking work; accepted so Xen files load.
+		case "rate":
+			b, us, err := ParseRate(val)
+			if err != nil {
+				return vif, err
+			}
+			vif.Rate, vif.RateBytes, vif.RateIntervalUS = val, b, us
+		case "vifname":
+			if !ifNameRE.MatchString(val) {
+				return vif, fmt.Errorf("vifname %q is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)", val)
+			}
+			vif.VifName = val
+		case "type":
+			if val != "ioemu" && val != "vif" {
+				return vif, fmt.Errorf("type %q: use ioemu or vif", val)
+			}
+			vif.Type = val
+		case "script", "backend", "gatewaydev", "netdev", "accel", "devid", "mtu", "trusted", "untrusted":
+			// Xen hotplug details with no meaning here; accepted so Xen files load.
 		default:
 			return vif, fmt.Errorf("unknown key %q", k)
 		}
 	}
 	return vif, nil
+}
+
+var rateRE = regexp.MustCompile(`^([0-9]+)(GB|MB|KB|B|Gb|Mb|Kb|b)/s(@([0-9]+)(s|ms|us))?$`)
+
+// ParseRate reads xl's rate= (NUM{GB,MB,KB,B,Gb,Mb,Kb,b}/s[@INTERVAL{s,ms,us}])
+// into bytes per interval, the interval defaulting to 50 ms as in Xen.
+func ParseRate(s string) (int64, int64, error) {
+	m := rateRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, 0, fmt.Errorf("rate %q: write a number, a unit (GB MB KB B for bytes, Gb Mb Kb b for bits) and /s, optionally @interval: 10Mb/s, 1MB/s@20ms", s)
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	unit := map[string]int64{"GB": 1e9, "MB": 1e6, "KB": 1e3, "B": 1, "Gb": 1e9 / 8, "Mb": 1e6 / 8, "Kb": 1e3 / 8}[m[2]]
+	perSec := n * unit
+	if m[2] == "b" {
+		perSec = n / 8
+	}
+	intervalUS := int64(50000)
+	if m[4] != "" {
+		iv, _ := strconv.ParseInt(m[4], 10, 64)
+		intervalUS = iv * map[string]int64{"s": 1e6, "ms": 1e3, "us": 1}[m[5]]
+	}
+	if perSec <= 0 || intervalUS <= 0 || intervalUS > 1e6 {
+		return 0, 0, fmt.Errorf("rate %q: the rate must be positive and the interval at most 1s", s)
+	}
+	return perSec * intervalUS / 1e6, intervalUS, nil
 }
 
 // Keys lists the understood keys with their docs, sorted.

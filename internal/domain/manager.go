@@ -155,6 +155,13 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 		Kernel: spec.Kernel, Initrd: spec.Ramdisk, Cmdline: spec.Cmdline,
 		RunDir: m.runDir(spec.Name),
 		RunAs:  m.o.RunAs,
+		Boot:   spec.Boot,
+	}
+	switch {
+	case spec.Localtime:
+		ls.RTCBase = "localtime"
+	case spec.RTCOffsetSec != 0:
+		ls.RTCBase = time.Now().UTC().Add(time.Duration(spec.RTCOffsetSec) * time.Second).Format("2006-01-02T15:04:05")
 	}
 	// Our console is the first serial port; PV files say hvc0 (mapped by
 	// config) or nothing.
@@ -389,6 +396,12 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 func (m *Manager) applyAction(d *dom, action, state string) {
 	ctx := context.Background()
 	name := d.rec.Spec.Name
+	switch action { // Xen's variants we accept act as their plain action
+	case api.ActionCoredumpDestroy:
+		action = api.ActionDestroy
+	case api.ActionCoredumpRestart, api.ActionSoftReset:
+		action = api.ActionRestart
+	}
 	switch action {
 	case api.ActionRestart:
 		if err := m.start(ctx, d, false); err == nil {

@@ -23,6 +23,11 @@ type LaunchSpec struct {
 	Disks     []Disk
 	NICs      []NIC
 	RunDir    string // QMP socket, serial socket, pid file and logs live here
+	// Boot is the firmware boot order (c disk, d cdrom, n network) when
+	// there is no kernel; empty means the first disk.
+	Boot string
+	// RTCBase is QEMU's -rtc base: "utc", "localtime" or a start datetime.
+	RTCBase string
 	// RunAs is the unprivileged user QEMU switches to once its devices are
 	// open (empty: stay root, only for debugging).
 	RunAs string

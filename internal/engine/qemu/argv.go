@@ -122,7 +122,14 @@ func options(s engine.LaunchSpec) ([]option, error) {
 			o = append(o, option{flag: "-append", raw: &cmd})
 		}
 	} else {
-		o = append(o, opt("-boot", "order", "c"))
+		order := s.Boot
+		if order == "" {
+			order = "c"
+		}
+		o = append(o, opt("-boot", "order", order))
+	}
+	if s.RTCBase != "" {
+		o = append(o, opt("-rtc", "base", s.RTCBase))
 	}
 	for i, d := range s.Disks {
 		if strings.ContainsAny(d.Path, "\x00\n") || (d.Path != "" && !filepath.IsAbs(d.Path)) {
@@ -145,7 +152,7 @@ func options(s engine.LaunchSpec) ([]option, error) {
 		if d.CDROM {
 			dev = []string{"", "ide-cd", "drive", id, "id", d.ID}
 		}
-		if i == 0 && s.Kernel == "" {
+		if i == 0 && s.Kernel == "" && s.Boot == "" {
 			dev = append(dev, "bootindex", "1")
 		}
 		o = append(o, opt("-device", dev...))

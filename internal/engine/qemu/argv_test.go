@@ -26,6 +26,10 @@ func TestArgv(t *testing.T) {
 			s.Kernel, s.Initrd, s.Cmdline = "", "", ""
 			s.Disks = []engine.Disk{{ID: "vda", Path: "/d.img", Format: "raw"}}
 		}, []string{"-boot order=c", "-device virtio-blk-pci,drive=drive-vda,id=vda,bootindex=1"}, []string{"-kernel"}},
+		{"boot order and rtc", func(s *engine.LaunchSpec) {
+			s.Kernel, s.Initrd, s.Cmdline, s.Boot, s.RTCBase = "", "", "", "dc", "localtime"
+			s.Disks = []engine.Disk{{ID: "vda", Path: "/d.img", Format: "vhd"}}
+		}, []string{"-boot order=dc", "-rtc base=localtime", "format=vpc"}, []string{"bootindex"}},
 		{"comma in path is escaped", func(s *engine.LaunchSpec) {
 			s.Disks = []engine.Disk{{ID: "vda", Path: "/a,b/d.img,format=qcow2", Format: "raw", ReadOnly: true}}
 		}, []string{"file=/a,,b/d.img,,format=qcow2,readonly=on"}, nil},
