@@ -54,7 +54,7 @@ func TestGrammar(t *testing.T) {
 		{"final comment without newline", "name='a'\nkernel='/k' # end", func(s api.DomainSpec) bool { return s.Name == "a" }},
 		{"last assignment wins", "name='a'\nkernel='/k'\nmemory=64\nmemory=96", func(s api.DomainSpec) bool { return s.MemoryMiB == 96 }},
 		{"defaults", "name='a'\nkernel='/k'", func(s api.DomainSpec) bool {
-			return s.MemoryMiB == 128 && s.VCPUs == 1 && s.OnPoweroff == "destroy" && s.OnReboot == "restart" && s.OnCrash == "destroy"
+			return s.MemoryMiB == 32 && s.VCPUs == 1 && s.OnPoweroff == "destroy" && s.OnReboot == "restart" && s.OnCrash == "destroy"
 		}},
 		{"maxmem only", "name='a'\nkernel='/k'\nmaxmem=300", func(s api.DomainSpec) bool { return s.MemoryMiB == 300 }},
 		{"hvm without kernel", "name='a'\ntype='hvm'\ndisk=['/img,raw,hda,w']", func(s api.DomainSpec) bool { return s.Type == "hvm" && s.Disks[0].Guest == "vda" }},

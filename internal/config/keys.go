@@ -24,13 +24,14 @@ func (w Warning) String() string { return w.Pos.String() + ": warning: " + w.Msg
 
 // decoder carries the spec being built and the diagnostics so far.
 type decoder struct {
-	spec     api.DomainSpec
-	warnings []Warning
-	root     string
-	extra    string
-	cmdline  string
-	hasCmd   bool
-	cmdPos   Pos // where root/extra/cmdline was set, for mapping warnings
+	spec      api.DomainSpec
+	warnings  []Warning
+	root      string
+	extra     string
+	cmdline   string
+	hasCmd    bool
+	cmdPos    Pos // where root/extra/cmdline was set, for mapping warnings
+	kernelPos Pos
 }
 
 type keyRule struct {
@@ -118,7 +119,7 @@ func Load(path string) (api.DomainSpec, []Warning, error) {
 }
 
 // Decode parses src and turns it into a validated spec with defaults
-// applied (xl's: memory 128 MiB... see Normalize).
+// applied (xl's, see Normalize).
 func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 	settings, err := Parse(file, src)
 	if err != nil {
@@ -145,6 +146,9 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 		if s.Key == "root" || s.Key == "extra" || s.Key == "cmdline" {
 			d.cmdPos = s.Value.Pos
 		}
+		if s.Key == "kernel" {
+			d.kernelPos = s.Value.Pos
+		}
 		if err := rule.apply(d, s.Value); err != nil {
 			var pe *Error
 			if errors.As(err, &pe) {
@@ -155,6 +159,14 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 	}
 	if d.spec.Name == "" {
 		return api.DomainSpec{}, d.warnings, &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: "name is required: add a line like `name = \"web01\"`"}
+	}
+	if base := filepath.Base(d.spec.Kernel); d.spec.Kernel != "" && base == "hvmloader" {
+		d.warnings = append(d.warnings, Warning{d.kernelPos, "kernel = hvmloader is Xen's HVM firmware: ignored, the domain boots through firmware as type hvm"})
+		d.spec.Kernel, d.spec.Type = "", "hvm"
+	} else if strings.HasPrefix(base, "pv-grub") || strings.HasPrefix(base, "pvgrub") {
+		d.warnings = append(d.warnings, Warning{d.kernelPos, "kernel = " + base + " is Xen's PV GRUB, which cannot run under KVM: the firmware boots the disk's own GRUB instead (as bootloader = 'pygrub')"})
+		d.spec.Kernel, d.spec.Ramdisk, d.spec.Bootloader = "", "", "pvgrub"
+		d.extra, d.root, d.cmdline, d.hasCmd = "", "", "", false
 	}
 	if !d.hasCmd {
 		parts := []string{}
@@ -215,17 +227,36 @@ func merge(in []Setting) ([]Setting, error) {
 func (d *decoder) mapCmdline(cmd string) string {
 	fields := strings.Fields(cmd)
 	for i, f := range fields {
-		for _, disk := range d.spec.Disks {
-			if f == "root=/dev/"+disk.VDev && disk.VDev != disk.Guest {
-				fields[i] = "root=/dev/" + disk.Guest
-				d.warnings = append(d.warnings, Warning{d.cmdPos, fmt.Sprintf("root=/dev/%s rewritten to root=/dev/%s: under KVM the disk is a whole virtio disk", disk.VDev, disk.Guest)})
+		if dev, ok := strings.CutPrefix(f, "root=/dev/"); ok {
+			if guest := d.guestDevice(dev); guest != "" && guest != dev {
+				fields[i] = "root=/dev/" + guest
+				d.warnings = append(d.warnings, Warning{d.cmdPos, fmt.Sprintf("root=/dev/%s rewritten to root=/dev/%s: that is the device the guest sees under KVM", dev, guest)})
 			}
 		}
-		if f == "console=hvc0" {
-			fields[i] = "console=ttyS0"
+		switch f {
+		case "console=hvc0", "console=xvc0", "console=tty0":
+			fields[i] = "console=ttyS0" // Xen's PV consoles -> our serial console
 		}
 	}
 	return strings.Join(fields, " ")
+}
+
+// guestDevice maps a Xen device name from root= to the virtio name: a
+// vdev listed as a disk (xvda1 -> vda: a partition vdev is a whole disk),
+// or a partition of a whole-disk vdev (xvda + 2 -> vda2).
+func (d *decoder) guestDevice(dev string) string {
+	for _, disk := range d.spec.Disks {
+		if dev == disk.VDev {
+			return disk.Guest
+		}
+	}
+	for _, disk := range d.spec.Disks {
+		last := disk.VDev[len(disk.VDev)-1]
+		if rest, ok := strings.CutPrefix(dev, disk.VDev); ok && rest != "" && !(last >= '0' && last <= '9') && strings.Trim(rest, "0123456789") == "" {
+			return disk.Guest + rest
+		}
+	}
+	return ""
 }
 
 // Normalize applies xl's defaults and checks cross-field rules. The daemon
@@ -236,7 +267,7 @@ func Normalize(s *api.DomainSpec) error {
 	}
 	if s.Type == "" {
 		s.Type = "pv"
-		if s.Kernel == "" {
+		if s.Kernel == "" && s.Bootloader == "" {
 			s.Type = "hvm"
 		}
 	}
@@ -244,7 +275,7 @@ func Normalize(s *api.DomainSpec) error {
 		s.MemoryMiB = s.MaxMemMiB
 	}
 	if s.MemoryMiB == 0 {
-		s.MemoryMiB = 128
+		s.MemoryMiB = 32 // libxl's default
 	}
 	if s.MaxMemMiB == 0 {
 		s.MaxMemMiB = s.MemoryMiB
@@ -660,6 +691,7 @@ func ParseDisk(s string) (api.Disk, string, error) {
 				s, positional[1], s, positional[0], strings.Join(positional[1:], ","))
 		}
 	}
+	disk.VDev = strings.TrimPrefix(disk.VDev, "ioemu:") // xend's "emulated" marker
 	for _, suffix := range []string{":cdrom", ":disk"} {
 		if vd, ok := strings.CutSuffix(disk.VDev, suffix); ok {
 			disk.VDev = vd
