@@ -64,6 +64,10 @@ type Disk struct {
 	Format string `json:"format"`          // raw or qcow2
 	Access string `json:"access"`          // rw or ro
 	CDROM  bool   `json:"cdrom,omitempty"` // devtype=cdrom
+	// Ringfence disk-spec keys iops= and bps= (k/m/g suffixes) throttle
+	// the disk in QEMU; 0 = unlimited.
+	IOPS int   `json:"iops,omitempty"`
+	BPS  int64 `json:"bps,omitempty"`
 }
 
 // Vif is one virtual network interface.
@@ -149,6 +153,9 @@ type Ledger struct {
 	TotalMiB    int           `json:"total_mib"`
 	ReservedMiB int           `json:"reserved_mib"` // like Xen's dom0_mem
 	FreeMiB     int           `json:"free_mib"`
+	CPUs        int           `json:"cpus"`
+	VCPURatio   float64       `json:"vcpu_ratio"` // vCPUs allowed per host CPU (1 = none oversold)
+	VCPUsFree   int           `json:"vcpus_free"`
 	Entries     []LedgerEntry `json:"entries"`
 }
 
@@ -157,4 +164,5 @@ type LedgerEntry struct {
 	Domain      string `json:"domain"`
 	MemoryMiB   int    `json:"memory_mib"`
 	OverheadMiB int    `json:"overhead_mib"`
+	VCPUs       int    `json:"vcpus"`
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/daemon"
+	"github.com/ringfence/ringfence/internal/launch"
 )
 
 // verb is one row of the command table.
@@ -81,6 +82,11 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "ringfence: unknown option %s\n", a)
 			return 2
 		}
+	}
+	if len(args) > 0 && args[0] == launch.Verb {
+		// Not a user command: the daemon's fork-exec trampoline for QEMU.
+		fmt.Fprintln(stderr, launch.Main(args[1:]))
+		return 127
 	}
 	if len(args) == 0 || args[0] == "help" {
 		usage(stdout)

@@ -173,6 +173,7 @@ func TestDiskSpecs(t *testing.T) {
 		{",hdc:cdrom,r", "", "hdc", "ro", "", true, ""},
 		{"vdev=hdc,devtype=cdrom,target=/x.iso", "/x.iso", "hdc", "ro", "", true, ""},
 		{"phy:/dev/sdb,xvdb,w!", "/dev/sdb", "xvdb", "rw", "", false, "w!"},
+		{"phy:/dev/sdb,xvdb,w,iops=500,bps=50m", "/dev/sdb", "xvdb", "rw", "", false, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.spec, func(t *testing.T) {
@@ -195,6 +196,8 @@ func TestDiskSpecs(t *testing.T) {
 		"phy:/x,xvda,w,dom0":              "xm's 4th backend-domain field",
 		"file:/x,xvda,w,script=y":         "not supported on KVM",
 		"format=vmdk,vdev=xvda,target=/x": `format "vmdk"`,
+		"phy:/x,xvda,w,iops=fast":         "iops=fast",
+		"phy:/x,xvda,w,bps=-1":            "bps=-1",
 	}
 	for spec, want := range bad {
 		if _, _, err := ParseDisk(spec); err == nil || !strings.Contains(err.Error(), want) {

@@ -43,6 +43,12 @@ func Format(s api.DomainSpec) string {
 			if d.CDROM {
 				spec += ",devtype=cdrom"
 			}
+			if d.IOPS > 0 {
+				spec += fmt.Sprintf(",iops=%d", d.IOPS)
+			}
+			if d.BPS > 0 {
+				spec += fmt.Sprintf(",bps=%d", d.BPS)
+			}
 			if d.Target != "" {
 				spec += ",target=" + d.Target // last: it may hold commas
 			}

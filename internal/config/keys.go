@@ -629,6 +629,18 @@ func ParseDisk(s string) (api.Disk, string, error) {
 				return disk, "", fmt.Errorf("devtype %q: use cdrom or disk", val)
 			}
 			disk.CDROM = val == "cdrom"
+		case "iops":
+			n, err := strconv.Atoi(val)
+			if err != nil || n <= 0 {
+				return disk, "", fmt.Errorf("iops=%s: a whole number of I/O operations per second, e.g. iops=500", val)
+			}
+			disk.IOPS = n
+		case "bps":
+			n, err := parseSize(val)
+			if err != nil {
+				return disk, "", fmt.Errorf("bps=%s: bytes per second with an optional k, m or g suffix, e.g. bps=50m", val)
+			}
+			disk.BPS = n
 		case "script":
 			return disk, "", fmt.Errorf("script=%s: block hotplug scripts are not supported on KVM; give the block device itself as the target", val)
 		case "backendtype", "backend", "specification":
@@ -799,6 +811,27 @@ func ParseVif(s string) (api.Vif, error) {
 		}
 	}
 	return vif, nil
+}
+
+// parseSize reads 50m, 1g, 4096 (bytes; k/m/g are powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch strings.ToLower(s[len(s)-min(1, len(s)):]) {
+	case "k":
+		mult = 1 << 10
+	case "m":
+		mult = 1 << 20
+	case "g":
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size")
+	}
+	return n * mult, nil
 }
 
 var rateRE = regexp.MustCompile(`^([0-9]+)(GB|MB|KB|B|Gb|Mb|Kb|b)/s(@([0-9]+)(s|ms|us))?$`)

@@ -39,6 +39,11 @@ type Config struct {
 	QEMUBinary string
 	ReserveMiB int // host memory kept from domains; 0 = default
 	Accel      string
+	// VCPURatio is how many vCPUs each host CPU may carry (1 = strict).
+	VCPURatio float64
+	// NoCgroups runs without per-domain cgroups (no limits, weights or
+	// caps are enforced); for development hosts only.
+	NoCgroups bool
 	// QEMUUser is the unprivileged user QEMU runs as; default
 	// ringfence-qemu (created by scripts/deps.sh), else nobody.
 	QEMUUser string
@@ -91,6 +96,9 @@ func Run(cfg Config) error {
 	defer st.Close()
 
 	eng := qemu.New(cfg.QEMUBinary)
+	if self, err := os.Executable(); err == nil {
+		eng.Launcher = self
+	}
 	qv, err := eng.Version()
 	if err != nil {
 		return err
@@ -115,7 +123,15 @@ func Run(cfg Config) error {
 	if reserve <= 0 {
 		reserve = host.DefaultReserve(mem.TotalMiB)
 	}
-	ledger := host.NewLedger(mem.TotalMiB, reserve)
+	ledger := host.NewLedger(mem.TotalMiB, reserve, host.CPUs(), cfg.VCPURatio)
+	var cgroups *host.Cgroups
+	if !cfg.NoCgroups {
+		cgroups, err = host.DetectCgroups()
+		if err != nil {
+			return fmt.Errorf("%w: resources cannot be guaranteed without cgroups (--no-cgroups runs without them)", err)
+		}
+		log.Info("cgroups", "version", cgroups.Version)
+	}
 	runAs, err := qemuUser(cfg.QEMUUser)
 	if err != nil {
 		return err
@@ -123,7 +139,8 @@ func Run(cfg Config) error {
 	if runAs == "nobody" {
 		log.Warn("user ringfence-qemu does not exist; QEMU will run as nobody (scripts/deps.sh creates the dedicated user)")
 	}
-	mgr := domain.New(domain.Options{Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs})
+	mgr := domain.New(domain.Options{Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs,
+		Cgroups: cgroups, HostCPUs: host.CPUs()})
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,

@@ -49,6 +49,9 @@ type record struct {
 	Taps       []string        `json:"taps,omitempty"`
 	LastReason string          `json:"last_reason,omitempty"`
 	Generation int             `json:"generation"`
+	// BootMaxMemMiB is the RAM the VM was started with; mem-max may lower
+	// Spec.MaxMemMiB below it but never raise it above.
+	BootMaxMemMiB int `json:"boot_maxmem_mib,omitempty"`
 }
 
 type dom struct {
@@ -70,6 +73,11 @@ type Options struct {
 	Log    *slog.Logger
 	// RunAs is the user QEMU drops to after opening its devices.
 	RunAs string
+	// Cgroups, when set, puts each QEMU in its own cgroup with the
+	// domain's memory limit, CPU weight and cap.
+	Cgroups *host.Cgroups
+	// HostCPUs is the number of host CPUs cpus= may name.
+	HostCPUs int
 }
 
 // Manager owns the host's domains.
@@ -137,6 +145,9 @@ func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
 			return "", err
 		}
 	}
+	if _, err := host.ParseCPUList(spec.CPUs, spec.MaxVCPUs, m.o.HostCPUs); err != nil {
+		return "", api.Errorf(api.ErrInvalid, "cpus: %v", err)
+	}
 	for i, v := range spec.Vifs {
 		if v.Bridge != "" {
 			if err := network.CheckBridge(v.Bridge); err != nil {
@@ -151,7 +162,8 @@ func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
 func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.LaunchSpec {
 	ls := engine.LaunchSpec{
 		Name: spec.Name, UUID: spec.UUID, Accel: accel,
-		MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, MaxVCPUs: spec.MaxVCPUs,
+		MemoryMiB: spec.MaxMemMiB, VCPUs: spec.VCPUs, MaxVCPUs: spec.MaxVCPUs,
+		Prealloc: true, Balloon: true,
 		Kernel: spec.Kernel, Initrd: spec.Ramdisk, Cmdline: spec.Cmdline,
 		RunDir: m.runDir(spec.Name),
 		RunAs:  m.o.RunAs,
@@ -169,7 +181,8 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 		ls.Cmdline = strings.TrimSpace(ls.Cmdline + " console=ttyS0")
 	}
 	for _, d := range spec.Disks {
-		ls.Disks = append(ls.Disks, engine.Disk{ID: d.Guest, Path: d.Target, Format: d.Format, ReadOnly: d.Access == "ro", CDROM: d.CDROM})
+		ls.Disks = append(ls.Disks, engine.Disk{ID: d.Guest, Path: d.Target, Format: d.Format, ReadOnly: d.Access == "ro", CDROM: d.CDROM,
+			IOPS: d.IOPS, BPS: d.BPS})
 	}
 	for i, v := range spec.Vifs {
 		ls.NICs = append(ls.NICs, engine.NIC{ID: fmt.Sprintf("net%d", i), Tap: network.TapName(id, i), MAC: v.MAC, Model: v.Model})
@@ -199,7 +212,7 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error
 		m.mu.Unlock()
 		return nil, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name= or destroy it first", spec.Name)
 	}
-	if err := m.admit(spec.Name, spec.MemoryMiB, accel); err != nil {
+	if err := m.admit(spec, accel); err != nil {
 		m.mu.Unlock()
 		return nil, err
 	}
@@ -226,13 +239,16 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error
 
 // admit checks the ledger and the host's actually free memory. Caller
 // holds m.mu.
-func (m *Manager) admit(name string, memMiB int, accel string) error {
+// The ledger holds maxmem (the balloon may grow back to it at any time) and
+// maxvcpus, so whatever mem-set or vcpu changes later ask is already paid.
+func (m *Manager) admit(spec api.DomainSpec, accel string) error {
 	over := host.Overhead(accel)
+	memMiB := spec.MaxMemMiB
 	if hm, err := host.ReadMemory(); err == nil && memMiB+over > hm.AvailableMiB {
-		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead) but the host has only %d MiB available; lower memory=",
-			name, memMiB+over, memMiB, over, hm.AvailableMiB)
+		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead) but the host has only %d MiB available; lower memory/maxmem",
+			spec.Name, memMiB+over, memMiB, over, hm.AvailableMiB)
 	}
-	return m.o.Ledger.Reserve(name, memMiB, over)
+	return m.o.Ledger.Reserve(spec.Name, memMiB, over, spec.MaxVCPUs)
 }
 
 // allocID takes the next domain ID (never 0: that is the host, as in Xen).
@@ -281,11 +297,28 @@ func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 		taps = append(taps, tap)
 		r.Add(func() { network.DeleteTap(tap) })
 	}
+	if cg := m.o.Cgroups; cg != nil {
+		if err := cg.Create(spec.Name, m.limits(spec, d.rec.Accel)); err != nil {
+			return fmt.Errorf("creating the domain's cgroup: %w", err)
+		}
+		r.Add(func() { cg.Remove(spec.Name) })
+		ls.CgroupProcs = cg.ProcsFiles(spec.Name)
+	}
 	inst, err := m.o.Engine.Start(ctx, ls)
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", spec.Name, err)
 	}
 	r.Add(func() { inst.Kill(); <-inst.Wait() })
+	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, m.o.HostCPUs); err != nil {
+		return api.Errorf(api.ErrInvalid, "pinning vCPUs: %v", err)
+	}
+	if spec.MemoryMiB < spec.MaxMemMiB {
+		// Boot "pre-ballooned" as xl does: RAM is maxmem, the guest is
+		// asked to give back the difference.
+		if err := inst.SetBalloon(ctx, int64(spec.MemoryMiB)<<20); err != nil {
+			return fmt.Errorf("setting the balloon target: %w", err)
+		}
+	}
 	if err := d.console.Connect(inst.SerialPath()); err != nil {
 		return fmt.Errorf("attaching console: %w", err)
 	}
@@ -298,6 +331,7 @@ func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 		d.rec.State = api.StatePaused
 	}
 	d.rec.Generation++
+	d.rec.BootMaxMemMiB = spec.MaxMemMiB
 	// Recorded before the vCPUs start, so a daemon crash from here on
 	// finds (and re-attaches) the QEMU instead of leaking it.
 	if err := m.save(ctx, d); err != nil {
@@ -372,6 +406,9 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 	d.rec.Engine = nil
 	for _, f := range []string{"qmp.sock", "serial.sock", "qemu.pid"} {
 		os.Remove(filepath.Join(m.runDir(name), f))
+	}
+	if m.o.Cgroups != nil {
+		m.o.Cgroups.Remove(name)
 	}
 	action, state := api.ActionDestroy, api.StateShutdown
 	switch {
@@ -713,7 +750,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		if rec.State == api.StateShutdown || rec.State == api.StateCrashed {
 			continue // preserved: holds no resources
 		}
-		m.o.Ledger.Reserve(name, rec.Spec.MemoryMiB, host.Overhead(rec.Accel))
+		m.o.Ledger.Reserve(name, rec.Spec.MaxMemMiB, host.Overhead(rec.Accel), rec.Spec.MaxVCPUs)
 		d.mu.Lock()
 		inst, err := m.o.Engine.Attach(ctx, rec.Engine)
 		if err == nil {

@@ -33,7 +33,7 @@ func TestRecoverSweepsInterruptedCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	m := New(Options{Store: st, Ledger: host.NewLedger(4096, 512), RunDir: run})
+	m := New(Options{Store: st, Ledger: host.NewLedger(4096, 512, 2, 1), RunDir: run})
 	if err := m.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}

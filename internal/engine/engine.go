@@ -11,6 +11,10 @@ import (
 
 // LaunchSpec is everything needed to start one VM.
 type LaunchSpec struct {
+	// Prealloc touches all guest RAM at start, so it is really there;
+	// Balloon adds a virtio-balloon for mem-set.
+	Prealloc  bool
+	Balloon   bool
 	Name      string
 	UUID      string
 	Accel     string // kvm or tcg, already decided
@@ -28,6 +32,8 @@ type LaunchSpec struct {
 	Boot string
 	// RTCBase is QEMU's -rtc base: "utc", "localtime" or a start datetime.
 	RTCBase string
+	// CgroupProcs are cgroup.procs files the QEMU joins before it execs.
+	CgroupProcs []string
 	// RunAs is the unprivileged user QEMU switches to once its devices are
 	// open (empty: stay root, only for debugging).
 	RunAs string
@@ -40,6 +46,8 @@ type Disk struct {
 	Format   string // raw or qcow2
 	ReadOnly bool
 	CDROM    bool
+	IOPS     int   // total I/O operations per second, 0 = unlimited
+	BPS      int64 // total bytes per second, 0 = unlimited
 }
 
 // NIC is a prepared network interface: the tap already exists.
@@ -84,6 +92,12 @@ type Instance interface {
 	Status(ctx context.Context) (string, error)
 	// VCPUThreads are the host thread ids of the vCPUs.
 	VCPUThreads() []int
+	// SetBalloon asks the guest's balloon driver for a memory size.
+	SetBalloon(ctx context.Context, bytes int64) error
+	// Balloon reports the guest's current memory size per the balloon.
+	Balloon(ctx context.Context) (int64, error)
+	// BlockStats reports per-disk read/write operation and byte counters.
+	BlockStats(ctx context.Context) ([]BlockStats, error)
 	// State is an opaque blob to persist; Engine.Attach takes it back.
 	State() json.RawMessage
 }
@@ -98,4 +112,11 @@ type Engine interface {
 	// Attach re-finds a VM started by an earlier daemon. It returns
 	// ErrGone if the VM is no longer there.
 	Attach(ctx context.Context, state json.RawMessage) (Instance, error)
+}
+
+// BlockStats are one disk's cumulative counters.
+type BlockStats struct {
+	ID                    string
+	ReadOps, WriteOps     int64
+	ReadBytes, WriteBytes int64
 }

@@ -2,6 +2,7 @@ package host
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,23 +39,135 @@ func TestProbeAccel(t *testing.T) {
 }
 
 func TestLedger(t *testing.T) {
-	l := NewLedger(4096, 1024)
-	if err := l.Reserve("a", 1024, 112); err != nil {
+	l := NewLedger(4096, 1024, 2, 1)
+	if err := l.Reserve("a", 1024, 112, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Reserve("b", 1024, 112); err != nil {
+	if err := l.Reserve("b", 1024, 112, 1); err != nil {
 		t.Fatal(err)
 	}
-	err := l.Reserve("c", 1024, 112)
-	if !errors.Is(err, api.ErrInsufficient) || !strings.Contains(err.Error(), "asks 1136 MiB") || !strings.Contains(err.Error(), "800 MiB free of 4096") {
+	err := l.Reserve("c", 1024, 112, 0)
+	if !errors.Is(err, api.ErrInsufficient) || !strings.Contains(err.Error(), "memory: c asks 1136 MiB") ||
+		!strings.Contains(err.Error(), "800 MiB free of 4096") || !strings.Contains(err.Error(), "held by a 1136 MiB, b 1136 MiB") {
 		t.Fatalf("oversell not refused clearly: %v", err)
 	}
-	if s := l.Snapshot(); s.FreeMiB != 800 || len(s.Entries) != 2 {
+	err = l.Reserve("c", 128, 112, 1)
+	if !errors.Is(err, api.ErrInsufficient) || !strings.Contains(err.Error(), "vcpus: c asks 1 vCPUs, 0 free of 2") {
+		t.Fatalf("vCPU oversell not refused: %v", err)
+	}
+	if s := l.Snapshot(); s.FreeMiB != 800 || len(s.Entries) != 2 || s.VCPUsFree != 0 {
 		t.Fatalf("snapshot %+v", s)
+	}
+	// A refused re-reservation keeps the old one.
+	if err := l.Reserve("a", 4000, 112, 1); err == nil || len(l.Snapshot().Entries) != 2 {
+		t.Fatalf("re-reserve: %v %+v", err, l.Snapshot())
 	}
 	l.Release("a")
 	l.Release("a")
-	if err := l.Reserve("c", 1024, 112); err != nil {
+	if err := l.Reserve("c", 1024, 112, 1); err != nil {
 		t.Fatalf("after release: %v", err)
+	}
+	if err := NewLedger(4096, 0, 2, 2).Reserve("x", 64, 0, 4); err != nil {
+		t.Fatalf("ratio 2 should allow 4 vCPUs on 2 CPUs: %v", err)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	cases := []struct {
+		spec  string
+		vcpus int
+		want  string
+		err   string
+	}{
+		{"", 2, "[]", ""},
+		{"all", 2, "[]", ""},
+		{"0-3,^1", 1, "[[0 2 3]]", ""},
+		{"1", 2, "[[1] [1]]", ""},
+		{"0;2-3", 3, "[[0] [2 3] []]", ""},
+		{"4", 1, "", "CPU 4 is outside this host (CPUs 0-3)"},
+		{"0-1,^0-1", 1, "", "leaves no CPU"},
+		{"x", 1, "", "not a CPU list"},
+	}
+	for _, tc := range cases {
+		got, err := ParseCPUList(tc.spec, tc.vcpus, 4)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want %q", tc.spec, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(got) != tc.want && !(tc.want == "[]" && got == nil) {
+			t.Errorf("%q: %v %v, want %s", tc.spec, got, err, tc.want)
+		}
+	}
+}
+
+// The v1 and v2 paths write exactly these files (v2 cannot be exercised on
+// this host, so its writes are checked here against a fake hierarchy).
+func TestCgroupWrites(t *testing.T) {
+	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+	l := Limits{MemoryBytes: 256 << 20, CPUWeight: 512, CapPercent: 50}
+
+	root := t.TempDir()
+	v2 := newCgroupsV2(filepath.Join(root, "ringfence"))
+	if err := v2.Create("web01", l); err != nil {
+		t.Fatal(err)
+	}
+	d := filepath.Join(root, "ringfence", "web01")
+	for file, want := range map[string]string{
+		filepath.Join(root, "cgroup.subtree_control"):              "+cpu +memory",
+		filepath.Join(root, "ringfence", "cgroup.subtree_control"): "+cpu +memory",
+		filepath.Join(d, "cpu.weight"):                             "200",
+		filepath.Join(d, "cpu.max"):                                "50000 100000",
+		filepath.Join(d, "memory.max"):                             "268435456",
+		filepath.Join(d, "memory.swap.max"):                        "0",
+	} {
+		if got := read(file); got != want {
+			t.Errorf("v2 %s = %q, want %q", file, got, want)
+		}
+	}
+	if got := v2.ProcsFiles("web01"); len(got) != 1 || got[0] != filepath.Join(d, "cgroup.procs") {
+		t.Errorf("v2 procs files %v", got)
+	}
+	v2.Update("web01", Limits{MemoryBytes: 256 << 20})
+	if got := read(filepath.Join(d, "cpu.max")); got != "max 100000" {
+		t.Errorf("v2 cap removed: %q", got)
+	}
+
+	v1 := newCgroupsV1(filepath.Join(root, "cpu", "ringfence"), filepath.Join(root, "memory", "ringfence"))
+	if err := v1.Create("web01", l); err != nil {
+		t.Fatal(err)
+	}
+	cpu, mem := filepath.Join(root, "cpu", "ringfence", "web01"), filepath.Join(root, "memory", "ringfence", "web01")
+	for file, want := range map[string]string{
+		filepath.Join(cpu, "cpu.shares"):            "2048",
+		filepath.Join(cpu, "cpu.cfs_quota_us"):      "50000",
+		filepath.Join(cpu, "cpu.cfs_period_us"):     "100000",
+		filepath.Join(mem, "memory.limit_in_bytes"): "268435456",
+		filepath.Join(mem, "memory.swappiness"):     "0",
+	} {
+		if got := read(file); got != want {
+			t.Errorf("v1 %s = %q, want %q", file, got, want)
+		}
+	}
+}
+
+func TestDetectCgroups(t *testing.T) {
+	dir := t.TempDir()
+	mi := filepath.Join(dir, "mountinfo")
+	cg := filepath.Join(dir, "cgroup")
+	os.WriteFile(mi, []byte("30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"+
+		"31 25 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"+
+		"32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"), 0o644)
+	os.WriteFile(cg, []byte("4:memory:/sandbox/x\n1:cpu:/\n0::/\n"), 0o644)
+	c, err := detectCgroups(mi, cg)
+	if err != nil || c.Version != 1 || c.Dirs("d")[1] != "/sys/fs/cgroup/memory/sandbox/x/ringfence/d" {
+		t.Fatalf("hybrid: %+v %v", c, err)
+	}
+	os.WriteFile(mi, []byte("30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"), 0o644)
+	os.WriteFile(cg, []byte("0::/system.slice/ringfence.service\n"), 0o644)
+	c, err = detectCgroups(mi, cg)
+	if err != nil || c.Version != 2 || c.Dirs("d")[0] != "/sys/fs/cgroup/system.slice/ringfence.service/ringfence/d" {
+		t.Fatalf("v2: %+v %v", c, err)
 	}
 }

@@ -3,63 +3,103 @@ package host
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/ringfence/ringfence/internal/api"
 )
 
-// Overhead is QEMU's own memory beyond guest RAM. Measured here: ~95 MiB
-// under TCG (translation cache), much less under KVM. A ledger that
-// counted only guest RAM would oversell (docs/qemu-here).
+// Overhead is QEMU's own memory beyond guest RAM, which the ledger and the
+// cgroup limit count. Measured here under TCG with preallocated RAM: QEMU's
+// RSS is guest RAM + ~95-110 MiB (translation cache, device model); KVM
+// needs far less. A ledger that counted only guest RAM would oversell.
 func Overhead(accel string) int {
 	if accel == "kvm" {
-		return 48
+		return 64
 	}
-	return 112
+	return 144
 }
 
-// Ledger admits domains against host memory: Total - Reserved - sum of
-// admitted (RAM + overhead) never goes below zero. The daemon rebuilds it
+// Ledger admits domains against host memory and CPUs: Total - Reserved -
+// sum(maxmem + overhead) never goes below zero, and admitted vCPUs never
+// exceed host CPUs x ratio (1.0 = no overcommit). The daemon rebuilds it
 // from the store at start, so a restart cannot forget a reservation.
 type Ledger struct {
 	mu       sync.Mutex
 	total    int
 	reserved int
+	cpus     int
+	ratio    float64
 	entries  map[string]api.LedgerEntry
 }
 
 // NewLedger makes a ledger for totalMiB of host memory of which
-// reservedMiB stay with the host (like Xen's dom0_mem).
-func NewLedger(totalMiB, reservedMiB int) *Ledger {
-	return &Ledger{total: totalMiB, reserved: reservedMiB, entries: map[string]api.LedgerEntry{}}
-}
-
-func (l *Ledger) freeLocked() int {
-	free := l.total - l.reserved
-	for _, e := range l.entries {
-		free -= e.MemoryMiB + e.OverheadMiB
+// reservedMiB stay with the host (like Xen's dom0_mem), and cpus host CPUs
+// that may carry cpus x ratio vCPUs.
+func NewLedger(totalMiB, reservedMiB, cpus int, ratio float64) *Ledger {
+	if ratio <= 0 {
+		ratio = 1
 	}
-	return free
+	return &Ledger{total: totalMiB, reserved: reservedMiB, cpus: cpus, ratio: ratio, entries: map[string]api.LedgerEntry{}}
 }
 
-// Reserve admits a domain or returns an ErrInsufficient error naming what
-// was asked, what is free and who holds the rest.
-func (l *Ledger) Reserve(domain string, memMiB, overheadMiB int) error {
+func (l *Ledger) usedLocked() (mem, vcpus int) {
+	for _, e := range l.entries {
+		mem += e.MemoryMiB + e.OverheadMiB
+		vcpus += e.VCPUs
+	}
+	return
+}
+
+func (l *Ledger) vcpuCap() int { return int(float64(l.cpus)*l.ratio + 1e-9) }
+
+// holders lists who holds a resource, biggest first, for refusals.
+func (l *Ledger) holders(what func(api.LedgerEntry) int, unit string) string {
+	es := make([]api.LedgerEntry, 0, len(l.entries))
+	for _, e := range l.entries {
+		es = append(es, e)
+	}
+	sort.Slice(es, func(i, j int) bool { return what(es[i]) > what(es[j]) })
+	var parts []string
+	for i, e := range es {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(es)-5))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %d%s", e.Domain, what(e), unit))
+	}
+	if len(parts) == 0 {
+		return "no domains"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Reserve admits a domain or returns an ErrInsufficient error naming the
+// resource, what was asked, what is free and who holds the rest. Reserving
+// again for the same domain replaces its entry (mem-max, vcpu changes).
+func (l *Ledger) Reserve(domain string, memMiB, overheadMiB, vcpus int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.entries[domain]; ok {
-		return nil
-	}
-	free := l.freeLocked()
-	if ask := memMiB + overheadMiB; ask > free {
-		held := 0
-		for _, e := range l.entries {
-			held += e.MemoryMiB + e.OverheadMiB
+	old, had := l.entries[domain]
+	delete(l.entries, domain)
+	usedMem, usedV := l.usedLocked()
+	restore := func() {
+		if had {
+			l.entries[domain] = old
 		}
-		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead), %d MiB free of %d (host reserve %d MiB, %d domains hold %d MiB); lower memory= or free memory",
-			domain, ask, memMiB, overheadMiB, free, l.total, l.reserved, len(l.entries), held)
 	}
-	l.entries[domain] = api.LedgerEntry{Domain: domain, MemoryMiB: memMiB, OverheadMiB: overheadMiB}
+	free := l.total - l.reserved - usedMem
+	if ask := memMiB + overheadMiB; ask > free {
+		restore()
+		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead), %d MiB free of %d (host keeps %d MiB; held by %s); lower memory/maxmem or free memory",
+			domain, ask, memMiB, overheadMiB, free, l.total, l.reserved, l.holders(func(e api.LedgerEntry) int { return e.MemoryMiB + e.OverheadMiB }, " MiB"))
+	}
+	if freeV := l.vcpuCap() - usedV; vcpus > freeV {
+		restore()
+		return api.Errorf(api.ErrInsufficient, "vcpus: %s asks %d vCPUs, %d free of %d (%d host CPUs x ratio %g; held by %s); lower vcpus/maxvcpus or raise `serve --vcpu-ratio`",
+			domain, vcpus, freeV, l.vcpuCap(), l.cpus, l.ratio, l.holders(func(e api.LedgerEntry) int { return e.VCPUs }, ""))
+	}
+	l.entries[domain] = api.LedgerEntry{Domain: domain, MemoryMiB: memMiB, OverheadMiB: overheadMiB, VCPUs: vcpus}
 	return nil
 }
 
@@ -70,22 +110,13 @@ func (l *Ledger) Release(domain string) {
 	delete(l.entries, domain)
 }
 
-// Rename moves a reservation (rename-restart keeps the old domain).
-func (l *Ledger) Rename(from, to string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e, ok := l.entries[from]; ok {
-		delete(l.entries, from)
-		e.Domain = to
-		l.entries[to] = e
-	}
-}
-
 // Snapshot reports the ledger.
 func (l *Ledger) Snapshot() api.Ledger {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := api.Ledger{TotalMiB: l.total, ReservedMiB: l.reserved, FreeMiB: l.freeLocked()}
+	usedMem, usedV := l.usedLocked()
+	out := api.Ledger{TotalMiB: l.total, ReservedMiB: l.reserved, FreeMiB: l.total - l.reserved - usedMem,
+		CPUs: l.cpus, VCPURatio: l.ratio, VCPUsFree: l.vcpuCap() - usedV}
 	for _, e := range l.entries {
 		out.Entries = append(out.Entries, e)
 	}
@@ -101,9 +132,4 @@ func DefaultReserve(totalMiB int) int {
 		r = 512
 	}
 	return r
-}
-
-func (l *Ledger) String() string {
-	s := l.Snapshot()
-	return fmt.Sprintf("%d MiB free of %d", s.FreeMiB, s.TotalMiB)
 }

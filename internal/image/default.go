@@ -22,7 +22,7 @@ import (
 const ReadyLine = "ringfence: guest ready"
 
 // Modules the default guest loads (with their dependencies).
-var wantModules = []string{"virtio_pci", "virtio_blk", "virtio_net", "button", "evdev"}
+var wantModules = []string{"virtio_pci", "virtio_blk", "virtio_net", "virtio_balloon", "button", "evdev"}
 
 // Paths of a built default image.
 type Paths struct {

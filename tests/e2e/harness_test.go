@@ -110,7 +110,9 @@ func (e *Env) StartDaemon() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.Dir)
+	// nsenter joins only the network namespace: `ip netns exec` would also
+	// remount /sys and hide the cgroup hierarchies the daemon needs.
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.Dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -140,8 +142,7 @@ func (e *Env) KillDaemon() {
 	if e.daemon == nil {
 		return
 	}
-	// The daemon runs under `ip netns exec` (which execs it), so the pid is
-	// the daemon's own.
+	// nsenter execs the daemon, so the pid is the daemon's own.
 	syscall.Kill(e.daemon.Process.Pid, syscall.SIGKILL)
 	<-e.daemonDone
 	e.daemon = nil

@@ -77,6 +77,11 @@ func options(s engine.LaunchSpec) ([]option, error) {
 	if s.Accel == "kvm" {
 		o = append(o, opt("-cpu", "", "host"))
 	}
+	if s.Prealloc {
+		// Guest RAM is allocated at start, inside the domain's cgroup: it
+		// exists, or the start fails now rather than later.
+		o = append(o, option{flag: "-mem-prealloc"})
+	}
 	if s.UUID != "" {
 		o = append(o, opt("-uuid", "", s.UUID))
 	}
@@ -147,6 +152,12 @@ func options(s engine.LaunchSpec) ([]option, error) {
 		if d.ReadOnly {
 			drive = append(drive, "readonly", "on")
 		}
+		if d.IOPS > 0 {
+			drive = append(drive, "throttling.iops-total", strconv.Itoa(d.IOPS))
+		}
+		if d.BPS > 0 {
+			drive = append(drive, "throttling.bps-total", strconv.FormatInt(d.BPS, 10))
+		}
 		o = append(o, opt("-drive", drive...))
 		dev := []string{"", "virtio-blk-pci", "drive", id, "id", d.ID}
 		if d.CDROM {
@@ -156,6 +167,9 @@ func options(s engine.LaunchSpec) ([]option, error) {
 			dev = append(dev, "bootindex", "1")
 		}
 		o = append(o, opt("-device", dev...))
+	}
+	if s.Balloon {
+		o = append(o, opt("-device", "", "virtio-balloon-pci", "id", "balloon0"))
 	}
 	for _, n := range s.NICs {
 		model := map[string]string{"virtio": "virtio-net-pci", "e1000": "e1000", "rtl8139": "rtl8139"}[n.Model]

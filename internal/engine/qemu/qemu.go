@@ -21,6 +21,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/engine/qemu/qmp"
+	"github.com/ringfence/ringfence/internal/launch"
 	"github.com/ringfence/ringfence/internal/procfs"
 )
 
@@ -30,6 +31,9 @@ var ErrGone = errors.New("qemu process is gone")
 // Engine launches QEMU.
 type Engine struct {
 	Binary string // qemu-system-x86_64
+	// Launcher is the ringfence binary, which joins cgroups and execs
+	// QEMU (internal/launch); needed when a LaunchSpec has CgroupProcs.
+	Launcher string
 }
 
 // New returns an engine for the given binary ("" = qemu-system-x86_64 in PATH).
@@ -82,6 +86,12 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 		return nil, fmt.Errorf("creating QEMU log: %w", err)
 	}
 	defer logf.Close()
+	if len(s.CgroupProcs) > 0 {
+		if e.Launcher == "" {
+			return nil, fmt.Errorf("cgroups asked for but no launcher binary is set")
+		}
+		args = launch.Command(e.Launcher, s.CgroupProcs, args)
+	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = s.RunDir
@@ -314,4 +324,39 @@ func (i *instance) Kill() error {
 		return nil
 	}
 	return err
+}
+
+func (i *instance) SetBalloon(ctx context.Context, bytes int64) error {
+	return i.mon.Execute(ctx, "balloon", map[string]any{"value": bytes}, nil)
+}
+
+func (i *instance) Balloon(ctx context.Context) (int64, error) {
+	var r struct {
+		Actual int64 `json:"actual"`
+	}
+	err := i.mon.Execute(ctx, "query-balloon", nil, &r)
+	return r.Actual, err
+}
+
+func (i *instance) BlockStats(ctx context.Context) ([]engine.BlockStats, error) {
+	var r []struct {
+		QDev  string `json:"qdev"`
+		Stats struct {
+			RdOps   int64 `json:"rd_operations"`
+			WrOps   int64 `json:"wr_operations"`
+			RdBytes int64 `json:"rd_bytes"`
+			WrBytes int64 `json:"wr_bytes"`
+		} `json:"stats"`
+	}
+	if err := i.mon.Execute(ctx, "query-blockstats", nil, &r); err != nil {
+		return nil, err
+	}
+	var out []engine.BlockStats
+	for _, b := range r {
+		// qdev is the device path, e.g. /machine/peripheral/vda/virtio-backend
+		id := strings.TrimPrefix(b.QDev, "/machine/peripheral/")
+		id, _, _ = strings.Cut(id, "/")
+		out = append(out, engine.BlockStats{ID: id, ReadOps: b.Stats.RdOps, WriteOps: b.Stats.WrOps, ReadBytes: b.Stats.RdBytes, WriteBytes: b.Stats.WrBytes})
+	}
+	return out, nil
 }

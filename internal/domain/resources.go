@@ -1,0 +1,208 @@
+package domain
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/host"
+)
+
+// limits are the cgroup limits of a spec: memory = maxmem + QEMU overhead
+// (so QEMU cannot grow into others), CPU weight and cap as in Xen's
+// credit scheduler.
+func (m *Manager) limits(spec api.DomainSpec, accel string) host.Limits {
+	return host.Limits{
+		MemoryBytes: int64(spec.MaxMemMiB+host.Overhead(accel)) << 20,
+		CPUWeight:   spec.CPUWeight,
+		CapPercent:  spec.Cap,
+	}
+}
+
+// pinVCPUs applies cpus= to the vCPU threads (hard affinity). "" or "all"
+// lets them run anywhere.
+func pinVCPUs(threads []int, cpus string, hostCPUs int) error {
+	sets, err := host.ParseCPUList(cpus, len(threads), hostCPUs)
+	if err != nil {
+		return err
+	}
+	for i, tid := range threads {
+		var set unix.CPUSet
+		if sets == nil || sets[i] == nil {
+			for c := 0; c < hostCPUs; c++ {
+				set.Set(c)
+			}
+		} else {
+			for _, c := range sets[i] {
+				set.Set(c)
+			}
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("vCPU %d (thread %d): %w", i, tid, err)
+		}
+	}
+	return nil
+}
+
+// running locks d and returns it with its live instance; callers unlock.
+func (m *Manager) lockRunning(name string) (*dom, error) {
+	d, err := m.get(name)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	if d.inst == nil {
+		d.mu.Unlock()
+		return nil, api.Errorf(api.ErrConflict, "%s is %s, not running", name, d.rec.State)
+	}
+	return d, nil
+}
+
+// MemSet changes the balloon target (xl mem-set), within maxmem.
+func (m *Manager) MemSet(ctx context.Context, name string, mib int) error {
+	d, err := m.lockRunning(name)
+	if err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	if mib < 16 || mib > d.rec.Spec.MaxMemMiB {
+		return api.Errorf(api.ErrInvalid, "mem-set %s %d: must be between 16 and maxmem (%d MiB); raise maxmem with mem-max first", name, mib, d.rec.Spec.MaxMemMiB)
+	}
+	if err := d.inst.SetBalloon(ctx, int64(mib)<<20); err != nil {
+		return fmt.Errorf("balloon: %w", err)
+	}
+	d.rec.Spec.MemoryMiB = mib
+	return m.save(ctx, d)
+}
+
+// MemMax lowers the ceiling mem-set may reach (xl mem-max). The VM's RAM
+// is fixed at start, so it cannot rise above the boot-time maxmem; what is
+// given up returns to the ledger.
+func (m *Manager) MemMax(ctx context.Context, name string, mib int) error {
+	d, err := m.lockRunning(name)
+	if err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	boot := d.rec.BootMaxMemMiB
+	if boot == 0 {
+		boot = d.rec.Spec.MaxMemMiB
+	}
+	if mib > boot {
+		return api.Errorf(api.ErrInvalid, "mem-max %s %d: above the %d MiB this domain booted with; RAM cannot be hot-added, restart it with a larger maxmem", name, mib, boot)
+	}
+	if mib < d.rec.Spec.MemoryMiB {
+		return api.Errorf(api.ErrInvalid, "mem-max %s %d: below the current target %d MiB; mem-set it lower first", name, mib, d.rec.Spec.MemoryMiB)
+	}
+	if err := m.o.Ledger.Reserve(name, mib, host.Overhead(d.rec.Accel), d.rec.Spec.MaxVCPUs); err != nil {
+		return err
+	}
+	d.rec.BootMaxMemMiB = boot
+	d.rec.Spec.MaxMemMiB = mib
+	if m.o.Cgroups != nil {
+		m.o.Cgroups.Update(name, m.limits(d.rec.Spec, d.rec.Accel))
+	}
+	return m.save(ctx, d)
+}
+
+// SchedCredit changes weight and/or cap live (negative = unchanged).
+func (m *Manager) SchedCredit(ctx context.Context, name string, weight, cap int) error {
+	d, err := m.lockRunning(name)
+	if err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	spec := d.rec.Spec
+	if weight >= 0 {
+		if weight < 1 || weight > 65535 {
+			return api.Errorf(api.ErrInvalid, "weight %d: must be 1..65535 (default 256)", weight)
+		}
+		spec.CPUWeight = weight
+	}
+	if cap >= 0 {
+		if cap > 100*spec.MaxVCPUs {
+			return api.Errorf(api.ErrInvalid, "cap %d: at most %d (100 per vCPU); 0 removes the cap", cap, 100*spec.MaxVCPUs)
+		}
+		spec.Cap = cap
+	}
+	if m.o.Cgroups == nil {
+		return api.Errorf(api.ErrUnavailable, "no cgroups on this host: weights and caps cannot be enforced")
+	}
+	if err := m.o.Cgroups.Update(name, m.limits(spec, d.rec.Accel)); err != nil {
+		return err
+	}
+	d.rec.Spec = spec
+	return m.save(ctx, d)
+}
+
+// VCPUPin changes the hard affinity of one vCPU (or all, vcpu < 0).
+func (m *Manager) VCPUPin(ctx context.Context, name string, vcpu int, cpus string) error {
+	d, err := m.lockRunning(name)
+	if err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	threads := d.inst.VCPUThreads()
+	if vcpu >= len(threads) {
+		return api.Errorf(api.ErrInvalid, "vcpu %d: %s has vCPUs 0-%d", vcpu, name, len(threads)-1)
+	}
+	sets, err := host.ParseCPUList(cpus, 1, m.o.HostCPUs)
+	if err != nil {
+		return api.Errorf(api.ErrInvalid, "cpus: %v", err)
+	}
+	// Rebuild the per-vCPU list with this change and apply it whole.
+	cur, _ := host.ParseCPUList(d.rec.Spec.CPUs, len(threads), m.o.HostCPUs)
+	lists := make([]string, len(threads))
+	for i := range threads {
+		lists[i] = "all"
+		if cur != nil && cur[i] != nil {
+			lists[i] = cpuString(cur[i])
+		}
+		if vcpu < 0 || i == vcpu {
+			lists[i] = "all"
+			if sets != nil {
+				lists[i] = cpuString(sets[0])
+			}
+		}
+	}
+	spec := joinCPUs(lists)
+	if err := pinVCPUs(threads, spec, m.o.HostCPUs); err != nil {
+		return err
+	}
+	d.rec.Spec.CPUs = spec
+	return m.save(ctx, d)
+}
+
+func cpuString(set []int) string {
+	s := ""
+	for i, c := range set {
+		if i > 0 {
+			s += ","
+		}
+		s += fmt.Sprint(c)
+	}
+	return s
+}
+
+func joinCPUs(lists []string) string {
+	same := true
+	for _, l := range lists {
+		same = same && l == lists[0]
+	}
+	if same {
+		if lists[0] == "all" {
+			return ""
+		}
+		return lists[0]
+	}
+	out := ""
+	for i, l := range lists {
+		if i > 0 {
+			out += ";"
+		}
+		out += l
+	}
+	return out
+}

@@ -1,0 +1,268 @@
+package host
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Limits are what a domain's cgroup enforces.
+type Limits struct {
+	MemoryBytes int64 // guest RAM + bounded QEMU overhead; never swapped
+	CPUWeight   int   // xl cpu_weight, 1..65535 (256 = default share)
+	CapPercent  int   // xl cap: percent of one host CPU, 0 = none
+}
+
+// Cgroups places each domain's QEMU in its own cgroup under the daemon's
+// own (a delegated subtree, as systemd's Delegate=yes gives), on cgroup v1
+// (one hierarchy per controller) or v2 (unified), detected at start.
+type Cgroups struct {
+	Version int               // 1 or 2
+	v1      map[string]string // controller -> base dir (…/<own path>/ringfence)
+	v2      string            // base dir on v2
+}
+
+const cfsPeriod = 100000 // µs
+
+// DetectCgroups finds the cgroup layout from /proc/self/mountinfo and
+// /proc/self/cgroup. v1 is used when its cpu and memory controllers are
+// mounted (hybrid hosts like Debian 10's), else v2.
+func DetectCgroups() (*Cgroups, error) {
+	return detectCgroups("/proc/self/mountinfo", "/proc/self/cgroup")
+}
+
+func detectCgroups(mountinfo, selfCgroup string) (*Cgroups, error) {
+	own := map[string]string{} // controller (or "" for v2) -> own path
+	f, err := os.Open(selfCgroup)
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			own[""] = parts[2]
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			own[c] = parts[2]
+		}
+	}
+	f.Close()
+	mounts, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return nil, err
+	}
+	v1 := map[string]string{}
+	v2 := ""
+	for _, line := range strings.Split(string(mounts), "\n") {
+		// "... mountpoint opts - fstype source superopts"
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 3 {
+			continue
+		}
+		// mountinfo field 4 is the root of the mount within the hierarchy:
+		// inside a container the own path is relative to it.
+		root, mnt := pf[3], pf[4]
+		switch qf[0] {
+		case "cgroup":
+			for _, opt := range strings.Split(qf[2], ",") {
+				if opt == "cpu" || opt == "memory" {
+					v1[opt] = filepath.Join(mnt, strings.TrimPrefix(own[opt], root), "ringfence")
+				}
+			}
+		case "cgroup2":
+			v2 = filepath.Join(mnt, strings.TrimPrefix(own[""], root), "ringfence")
+		}
+	}
+	if v1["cpu"] != "" && v1["memory"] != "" {
+		return &Cgroups{Version: 1, v1: v1}, nil
+	}
+	if v2 != "" {
+		return &Cgroups{Version: 2, v2: v2}, nil
+	}
+	return nil, errors.New("no usable cgroup hierarchy (need v1 cpu+memory controllers or cgroup2) mounted")
+}
+
+// newCgroupsV1/V2 build managers over arbitrary roots, for tests.
+func newCgroupsV1(cpu, memory string) *Cgroups {
+	return &Cgroups{Version: 1, v1: map[string]string{"cpu": cpu, "memory": memory}}
+}
+
+func newCgroupsV2(base string) *Cgroups { return &Cgroups{Version: 2, v2: base} }
+
+// Dirs are the domain's cgroup directories.
+func (c *Cgroups) Dirs(name string) []string {
+	if c.Version == 1 {
+		return []string{filepath.Join(c.v1["cpu"], name), filepath.Join(c.v1["memory"], name)}
+	}
+	return []string{filepath.Join(c.v2, name)}
+}
+
+// ProcsFiles are the files a process writes its pid to to join.
+func (c *Cgroups) ProcsFiles(name string) []string {
+	var out []string
+	for _, d := range c.Dirs(name) {
+		out = append(out, filepath.Join(d, "cgroup.procs"))
+	}
+	return out
+}
+
+// CPUShares maps an xl weight to v1 cpu.shares (256 -> 1024).
+func CPUShares(weight int) int {
+	s := weight * 1024 / 256
+	if s < 2 {
+		s = 2
+	}
+	return s
+}
+
+// CPUWeightV2 maps an xl weight to v2 cpu.weight (256 -> 100).
+func CPUWeightV2(weight int) int {
+	w := weight * 100 / 256
+	if w < 1 {
+		w = 1
+	}
+	if w > 10000 {
+		w = 10000
+	}
+	return w
+}
+
+func write(dir, file, val string) error {
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0o644); err != nil {
+		return fmt.Errorf("cgroup %s/%s = %s: %w", dir, file, val, err)
+	}
+	return nil
+}
+
+// Create makes the domain's cgroups and sets the limits; the QEMU then
+// joins them before it executes (see internal/launch).
+func (c *Cgroups) Create(name string, l Limits) error {
+	if c.Version == 2 {
+		if err := c.enableV2(); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.Dirs(name) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("creating cgroup %s: %w", d, err)
+		}
+	}
+	if err := c.Update(name, l); err != nil {
+		c.Remove(name)
+		return err
+	}
+	return nil
+}
+
+// enableV2 turns on the cpu and memory controllers down to our subtree.
+func (c *Cgroups) enableV2() error {
+	if err := os.MkdirAll(c.v2, 0o755); err != nil {
+		return fmt.Errorf("creating cgroup %s: %w", c.v2, err)
+	}
+	parent := filepath.Dir(c.v2)
+	if err := write(parent, "cgroup.subtree_control", "+cpu +memory"); err != nil {
+		// v2's "no internal processes" rule: move the daemon into a leaf
+		// of its own cgroup, then delegate.
+		leaf := filepath.Join(parent, "supervisor")
+		os.MkdirAll(leaf, 0o755)
+		if werr := write(leaf, "cgroup.procs", strconv.Itoa(os.Getpid())); werr != nil {
+			return err
+		}
+		if err := write(parent, "cgroup.subtree_control", "+cpu +memory"); err != nil {
+			return err
+		}
+	}
+	return write(c.v2, "cgroup.subtree_control", "+cpu +memory")
+}
+
+// Update changes the limits of a running domain.
+func (c *Cgroups) Update(name string, l Limits) error {
+	weight := l.CPUWeight
+	if weight == 0 {
+		weight = 256
+	}
+	if c.Version == 1 {
+		cpu, mem := c.Dirs(name)[0], c.Dirs(name)[1]
+		quota := "-1"
+		if l.CapPercent > 0 {
+			quota = strconv.Itoa(l.CapPercent * cfsPeriod / 100)
+		}
+		steps := [][3]string{
+			{cpu, "cpu.shares", strconv.Itoa(CPUShares(weight))},
+			{cpu, "cpu.cfs_period_us", strconv.Itoa(cfsPeriod)},
+			{cpu, "cpu.cfs_quota_us", quota},
+			{mem, "memory.swappiness", "0"},
+		}
+		if l.MemoryBytes > 0 {
+			// memsw (RAM+swap) must stay >= the RAM limit: order matters.
+			cur, _ := os.ReadFile(filepath.Join(mem, "memory.limit_in_bytes"))
+			curN, _ := strconv.ParseInt(strings.TrimSpace(string(cur)), 10, 64)
+			memSteps := [][3]string{{mem, "memory.limit_in_bytes", fmt.Sprint(l.MemoryBytes)}, {mem, "memory.memsw.limit_in_bytes", fmt.Sprint(l.MemoryBytes)}}
+			if curN > 0 && l.MemoryBytes > curN {
+				memSteps[0], memSteps[1] = memSteps[1], memSteps[0]
+			}
+			steps = append(steps, memSteps...)
+		}
+		for _, s := range steps {
+			if _, err := os.Stat(filepath.Join(s[0], s[1])); os.IsNotExist(err) && s[1] == "memory.memsw.limit_in_bytes" {
+				continue // kernel without swap accounting: swappiness=0 still applies
+			}
+			if err := write(s[0], s[1], s[2]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	dir := c.Dirs(name)[0]
+	max := "max"
+	if l.CapPercent > 0 {
+		max = strconv.Itoa(l.CapPercent * cfsPeriod / 100)
+	}
+	steps := [][2]string{
+		{"cpu.weight", strconv.Itoa(CPUWeightV2(weight))},
+		{"cpu.max", fmt.Sprintf("%s %d", max, cfsPeriod)},
+	}
+	if l.MemoryBytes > 0 {
+		steps = append(steps, [2]string{"memory.max", fmt.Sprint(l.MemoryBytes)}, [2]string{"memory.swap.max", "0"})
+	}
+	for _, s := range steps {
+		if err := write(dir, s[0], s[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove deletes the domain's cgroups (after its processes are gone).
+func (c *Cgroups) Remove(name string) {
+	for _, d := range c.Dirs(name) {
+		os.Remove(d)
+	}
+}
+
+// Usage reads the cgroup's current memory use in bytes.
+func (c *Cgroups) Usage(name string) int64 {
+	file := "memory.current"
+	dir := c.Dirs(name)[0]
+	if c.Version == 1 {
+		file, dir = "memory.usage_in_bytes", c.Dirs(name)[1]
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
