@@ -166,3 +166,57 @@ type LedgerEntry struct {
 	OverheadMiB int    `json:"overhead_mib"`
 	VCPUs       int    `json:"vcpus"`
 }
+
+// DomainStats are one domain's figures for `top` (xentop's columns).
+// Counters are cumulative; Pct fields are rates over the daemon's last
+// sampling interval (1 s).
+type DomainStats struct {
+	Name      string  `json:"name"`
+	ID        int     `json:"id"`
+	Flags     string  `json:"state"`
+	CPUSec    float64 `json:"cpu_sec"`
+	CPUPct    float64 `json:"cpu_pct"`
+	MemKiB    int64   `json:"mem_kib"`
+	MemPct    float64 `json:"mem_pct"`
+	MaxMemKiB int64   `json:"maxmem_kib"`
+	VCPUs     int     `json:"vcpus"`
+	// StealPct is the share of time the vCPU threads were runnable but
+	// waiting for a host CPU, averaged over vCPUs: what the guest sees as st.
+	StealPct float64 `json:"steal_pct"`
+	WaitNs   int64   `json:"vcpu_wait_ns"` // cumulative runnable-but-waiting time
+	RunNs    int64   `json:"vcpu_run_ns"`
+	Nets     int     `json:"nets"`
+	NetTxKiB int64   `json:"net_tx_kib"`
+	NetRxKiB int64   `json:"net_rx_kib"`
+	VBDs     int     `json:"vbds"`
+	VBDRd    int64   `json:"vbd_rd"`
+	VBDWr    int64   `json:"vbd_wr"`
+	PID      int     `json:"pid"`
+}
+
+// Stats is GET /1.0/stats.
+type Stats struct {
+	Time        time.Time     `json:"time"`
+	IntervalSec float64       `json:"interval_sec"`
+	CPUs        int           `json:"cpus"`
+	MemTotalKiB int64         `json:"mem_total_kib"`
+	MemFreeKiB  int64         `json:"mem_free_kib"`
+	Domains     []DomainStats `json:"domains"`
+}
+
+// MemRequest is the body of mem-set and mem-max.
+type MemRequest struct {
+	MemoryMiB int `json:"memory_mib"`
+}
+
+// SchedCreditRequest is the body of sched-credit; -1 leaves a field as is.
+type SchedCreditRequest struct {
+	Weight int `json:"weight"`
+	Cap    int `json:"cap"`
+}
+
+// VCPUPinRequest is the body of vcpu-pin; VCPU -1 means all.
+type VCPUPinRequest struct {
+	VCPU int    `json:"vcpu"`
+	CPUs string `json:"cpus"`
+}

@@ -52,6 +52,11 @@ func init() {
 		{"unpause", "resume a paused domain", "unpause NAME", actionVerb("unpause")},
 		{"info", "host facts: CPUs, memory, accelerator, QEMU", "info [--json]", runInfo},
 		{"uptime", "domain uptimes", "uptime [--json] [NAME...]", runUptime},
+		{"top", "live per-domain CPU, memory, steal, network and disk figures (xentop)", "top [-b] [-i N] [-d SECS] [--sort name|cpu|mem|steal|net|vbd] [--json]", runTop},
+		{"mem-set", "set a domain's memory (balloon), within maxmem", "mem-set NAME MEM (b/k/m/g suffix; KiB without, as xl)", memVerb("mem-set")},
+		{"mem-max", "lower the ceiling mem-set may reach", "mem-max NAME MEM", memVerb("mem-max")},
+		{"sched-credit", "show or set CPU weight and cap", "sched-credit [-d NAME] [-w WEIGHT] [-c CAP]", runSchedCredit},
+		{"vcpu-pin", "pin vCPUs to host CPUs", "vcpu-pin NAME VCPU|all CPUS", runVCPUPin},
 		{"config", "check, show or export domain files", "config check FILE... | config show FILE [--json] | config export NAME", runConfig},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
 		{"version", "print the version", "version", func(e *env, _ []string) error {

@@ -311,8 +311,9 @@ func runInfo(e *env, args []string) error {
 	row("ledger_total", h.Ledger.TotalMiB)
 	row("ledger_reserved", h.Ledger.ReservedMiB)
 	row("ledger_free", h.Ledger.FreeMiB)
+	row("ledger_vcpus", fmt.Sprintf("%d free of %d (%d CPUs x %g)", h.Ledger.VCPUsFree, int(float64(h.Ledger.CPUs)*h.Ledger.VCPURatio+1e-9), h.Ledger.CPUs, h.Ledger.VCPURatio))
 	for _, le := range h.Ledger.Entries {
-		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead", le.MemoryMiB, le.OverheadMiB))
+		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead, %d vCPUs", le.MemoryMiB, le.OverheadMiB, le.VCPUs))
 	}
 	return w.Flush()
 }

@@ -117,6 +117,12 @@ func (c *Client) Action(ctx context.Context, name, action string, body any) erro
 	return c.do(ctx, "POST", "/domains/"+name+"/"+action, body, nil)
 }
 
+// Stats returns the latest per-domain figures (for top).
+func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
+	var s api.Stats
+	return s, c.do(ctx, "GET", "/stats", nil, &s)
+}
+
 // Console opens a raw console stream: reads are guest output (history
 // first unless history is false), writes go to the guest.
 func (c *Client) Console(ctx context.Context, name string, history bool) (net.Conn, error) {

@@ -158,6 +158,7 @@ func Run(cfg Config) error {
 	if err := mgr.Recover(ctx); err != nil {
 		return err
 	}
+	go mgr.RunSampler(ctx, time.Second)
 	srv := &http.Server{Handler: s.routes(ledger), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -257,6 +258,25 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 			err = s.mgr.Pause(r.Context(), name)
 		case "unpause":
 			err = s.mgr.Unpause(r.Context(), name)
+		case "mem-set", "mem-max":
+			var req api.MemRequest
+			if err = decode(r, &req); err == nil {
+				if r.PathValue("action") == "mem-set" {
+					err = s.mgr.MemSet(r.Context(), name, req.MemoryMiB)
+				} else {
+					err = s.mgr.MemMax(r.Context(), name, req.MemoryMiB)
+				}
+			}
+		case "sched-credit":
+			req := api.SchedCreditRequest{Weight: -1, Cap: -1}
+			if err = decode(r, &req); err == nil {
+				err = s.mgr.SchedCredit(r.Context(), name, req.Weight, req.Cap)
+			}
+		case "vcpu-pin":
+			req := api.VCPUPinRequest{VCPU: -1}
+			if err = decode(r, &req); err == nil {
+				err = s.mgr.VCPUPin(r.Context(), name, req.VCPU, req.CPUs)
+			}
 		default:
 			err = api.Errorf(api.ErrNotFound, "unknown action %q", r.PathValue("action"))
 		}
@@ -272,6 +292,9 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 		reply(w, d, err)
 	})
 	mux.HandleFunc("GET "+p+"/domains/{name}/console", s.console)
+	mux.HandleFunc("GET "+p+"/stats", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, s.mgr.Stats(), nil)
+	})
 	return mux
 }
 

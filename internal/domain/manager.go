@@ -87,7 +87,8 @@ type Manager struct {
 	doms map[string]*dom
 	wg   sync.WaitGroup
 	// nextID is the next domain ID; guarded by mu.
-	nextID int
+	nextID  int
+	sampler sampler
 }
 
 // New returns a Manager; call Recover before serving.
@@ -485,6 +486,9 @@ func (m *Manager) destroyLocked(d *dom) {
 		d.console.Close()
 	}
 	os.RemoveAll(m.runDir(name))
+	if m.o.Cgroups != nil {
+		m.o.Cgroups.Remove(name) // idempotent; the QEMU is gone
+	}
 	d.rec.State = api.StateDying
 	m.mu.Lock()
 	if m.doms[name] == d {
@@ -763,6 +767,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 			m.o.Log.Warn("domain died while the daemon was away; applying on_crash", "name", name, "id", rec.ID, "err", err)
 			for _, t := range rec.Taps {
 				network.DeleteTap(t)
+			}
+			if m.o.Cgroups != nil {
+				m.o.Cgroups.Remove(name)
 			}
 			d.rec.Taps = nil
 			d.rec.LastReason = "crash: the VM ended while the daemon was not running"

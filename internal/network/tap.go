@@ -95,3 +95,14 @@ func Exists(name string) bool {
 	_, err := netlink.LinkByName(name)
 	return err == nil
 }
+
+// TapCounters returns a tap's received and transmitted bytes (received by
+// the host = sent by the guest).
+func TapCounters(name string) (rx, tx int64) {
+	l, err := netlink.LinkByName(name)
+	if err != nil || l.Attrs().Statistics == nil {
+		return 0, 0
+	}
+	st := l.Attrs().Statistics
+	return int64(st.RxBytes), int64(st.TxBytes)
+}

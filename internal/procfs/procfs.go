@@ -73,3 +73,19 @@ func CmdlineContains(pid int, s string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && strings.Contains(string(b), s)
 }
+
+// SchedStat is /proc/PID/task/TID/schedstat: time on a CPU and time
+// runnable but waiting for one, in nanoseconds.
+func SchedStat(pid, tid int) (run, wait int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, tid))
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, 0, fmt.Errorf("schedstat of %d/%d: malformed", pid, tid)
+	}
+	run, _ = strconv.ParseInt(f[0], 10, 64)
+	wait, _ = strconv.ParseInt(f[1], 10, 64)
+	return run, wait, nil
+}

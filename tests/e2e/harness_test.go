@@ -79,6 +79,8 @@ type Env struct {
 	Socket     string
 	Client     *client.Client
 	daemon     *exec.Cmd
+	names      []string // domains the test made, for the cgroup leftover check
+	serveArgs  []string
 	daemonDone chan struct{}
 }
 
@@ -86,7 +88,7 @@ var nsSeq int
 
 // NewEnv starts a daemon for the test. Paths are short on purpose: unix
 // socket paths are limited to 108 bytes.
-func NewEnv(t *testing.T) *Env {
+func NewEnv(t *testing.T, serveArgs ...string) *Env {
 	t.Helper()
 	dir, err := os.MkdirTemp("/tmp", "rf")
 	if err != nil {
@@ -96,7 +98,7 @@ func NewEnv(t *testing.T) *Env {
 	ns := fmt.Sprintf("rft%d-%d", os.Getpid(), nsSeq)
 	mustRun(t, "ip", "netns", "add", ns)
 	mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	e := &Env{t: t, Dir: dir, Netns: ns, Socket: filepath.Join(dir, "run", "ringfence.sock")}
+	e := &Env{t: t, Dir: dir, Netns: ns, Socket: filepath.Join(dir, "run", "ringfence.sock"), serveArgs: serveArgs}
 	e.Client = client.New(e.Socket)
 	t.Cleanup(e.cleanup)
 	e.StartDaemon()
@@ -112,7 +114,8 @@ func (e *Env) StartDaemon() {
 	}
 	// nsenter joins only the network namespace: `ip netns exec` would also
 	// remount /sys and hide the cgroup hierarchies the daemon needs.
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.Dir)
+	args := append([]string{"--net=/run/netns/" + e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.Dir}, e.serveArgs...)
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -212,6 +215,7 @@ vcpus = 1
 extra = "console=hvc0"
 %s
 `, name, imgPaths.Kernel, imgPaths.Initrd, extra)
+	e.names = append(e.names, name)
 	p := filepath.Join(e.Dir, name+".cfg")
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		e.t.Fatal(err)
@@ -379,6 +383,14 @@ func (e *Env) cleanup() {
 	if strings.Contains(e.Links(), "vif") {
 		t.Errorf("taps left behind:\n%s", e.Links())
 	}
+	for _, n := range e.names {
+		for _, dir := range cgroupDirs(n) {
+			if _, err := os.Stat(dir); err == nil {
+				t.Errorf("cgroup left behind: %s", dir)
+				os.Remove(dir)
+			}
+		}
+	}
 	exec.Command("ip", "netns", "del", e.Netns).Run()
 	if t.Failed() {
 		t.Logf("daemon log:\n%s", tail(e.DaemonLog(), 4000))
@@ -409,4 +421,11 @@ func itoa(n int) string { return fmt.Sprint(n) }
 func runOut(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// cgroupDirs are the places a domain's cgroups may be on this host.
+func cgroupDirs(name string) []string {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/ringfence/" + name)
+	more, _ := filepath.Glob("/sys/fs/cgroup/memory/*/*/ringfence/" + name)
+	return append(dirs, more...)
 }

@@ -1,0 +1,127 @@
+package domain
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/network"
+	"github.com/ringfence/ringfence/internal/procfs"
+)
+
+// sampler keeps the last two samples so rates can be served without the
+// caller waiting an interval.
+type sampler struct {
+	mu   sync.Mutex
+	last api.Stats
+}
+
+// Sample collects cumulative counters for every running domain: vCPU run
+// and wait time from schedstat, memory from the balloon, NIC bytes from the
+// taps, disk operations from QMP.
+func (m *Manager) Sample(ctx context.Context) api.Stats {
+	st := api.Stats{Time: time.Now(), CPUs: m.o.HostCPUs}
+	if hm, err := host.ReadMemory(); err == nil {
+		st.MemTotalKiB, st.MemFreeKiB = int64(hm.TotalMiB)<<10, int64(hm.AvailableMiB)<<10
+	}
+	m.mu.Lock()
+	ds := make([]*dom, 0, len(m.doms))
+	for _, d := range m.doms {
+		ds = append(ds, d)
+	}
+	m.mu.Unlock()
+	for _, d := range ds {
+		d.mu.Lock()
+		v := m.view(d)
+		s := api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime, PID: v.PID,
+			MemKiB: int64(v.Spec.MemoryMiB) << 10, MaxMemKiB: int64(v.Spec.MaxMemMiB) << 10,
+			VCPUs: v.Spec.VCPUs, Nets: len(v.Spec.Vifs), VBDs: len(v.Spec.Disks)}
+		if d.inst != nil {
+			qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			if b, err := d.inst.Balloon(qctx); err == nil && b > 0 {
+				s.MemKiB = b >> 10
+			}
+			if bs, err := d.inst.BlockStats(qctx); err == nil {
+				for _, b := range bs {
+					s.VBDRd += b.ReadOps
+					s.VBDWr += b.WriteOps
+				}
+			}
+			cancel()
+			for _, tid := range d.inst.VCPUThreads() {
+				if run, wait, err := procfs.SchedStat(v.PID, tid); err == nil {
+					s.RunNs += run
+					s.WaitNs += wait
+				}
+			}
+			for _, tap := range d.rec.Taps {
+				rx, tx := network.TapCounters(tap)
+				s.NetTxKiB += rx >> 10
+				s.NetRxKiB += tx >> 10
+			}
+		}
+		d.mu.Unlock()
+		if st.MemTotalKiB > 0 {
+			s.MemPct = 100 * float64(s.MemKiB) / float64(st.MemTotalKiB)
+		}
+		st.Domains = append(st.Domains, s)
+	}
+	return st
+}
+
+// rates fills the Pct fields of cur from the previous sample.
+func rates(prev, cur *api.Stats) {
+	dt := cur.Time.Sub(prev.Time).Seconds()
+	if dt <= 0 {
+		return
+	}
+	cur.IntervalSec = dt
+	old := map[string]api.DomainStats{}
+	for _, d := range prev.Domains {
+		old[d.Name] = d
+	}
+	for i := range cur.Domains {
+		d := &cur.Domains[i]
+		p, ok := old[d.Name]
+		if !ok || p.PID != d.PID || d.PID == 0 {
+			continue
+		}
+		d.CPUPct = 100 * float64(d.RunNs-p.RunNs) / 1e9 / dt
+		if d.VCPUs > 0 {
+			d.StealPct = 100 * float64(d.WaitNs-p.WaitNs) / 1e9 / dt / float64(d.VCPUs)
+		}
+	}
+}
+
+// RunSampler samples every interval until ctx ends; Stats serves the
+// latest sample with rates.
+func (m *Manager) RunSampler(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	prev := m.Sample(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := m.Sample(ctx)
+		rates(&prev, &cur)
+		m.sampler.mu.Lock()
+		m.sampler.last = cur
+		m.sampler.mu.Unlock()
+		prev = cur
+	}
+}
+
+// Stats returns the latest sample (rates over the last interval).
+func (m *Manager) Stats() api.Stats {
+	m.sampler.mu.Lock()
+	defer m.sampler.mu.Unlock()
+	if m.sampler.last.Time.IsZero() {
+		return m.Sample(context.Background())
+	}
+	return m.sampler.last
+}

@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/procfs"
+)
+
+// cpuSeconds is a QEMU process's total CPU time.
+func cpuSeconds(t *testing.T, pid int) float64 {
+	st, err := procfs.ReadStat(pid, 0)
+	if err != nil {
+		t.Fatalf("reading /proc/%d/stat: %v", pid, err)
+	}
+	return st.CPUSeconds()
+}
+
+// burn starts a busy loop in the guest.
+func burn(c *Console) {
+	off := len(c.Output())
+	c.Send("while :; do :; done & echo burn-$((7*6))")
+	c.WaitFor("burn-42", off, 20*time.Second)
+}
+
+// usage measures the share of one CPU each pid used over d.
+func usage(t *testing.T, d time.Duration, pids ...int) []float64 {
+	before := make([]float64, len(pids))
+	for i, p := range pids {
+		before[i] = cpuSeconds(t, p)
+	}
+	t0 := time.Now()
+	time.Sleep(d)
+	wall := time.Since(t0).Seconds()
+	out := make([]float64, len(pids))
+	for i, p := range pids {
+		out[i] = 100 * (cpuSeconds(t, p) - before[i]) / wall
+	}
+	return out
+}
+
+func TestOversellRefused(t *testing.T) {
+	// Leave ~1.1 GiB to domains so the test does not depend on host size.
+	total := hostMemMiB(t)
+	e := NewEnv(t, "--reserve-mem", strconv.Itoa(total-1100))
+	e.MustRF("create", "-p", e.WriteConfig("a", "memory = 512"))
+	r := e.RF("create", e.WriteConfig("b", "memory = 512"))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "memory: b asks 656 MiB (512 guest + 144 QEMU overhead)") || !strings.Contains(r.Stderr, "held by a 656 MiB") {
+		t.Fatalf("oversold memory: %+v", r)
+	}
+	r = e.RF("create", e.WriteConfig("c", "memory = 64\nvcpus = 2"))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "vcpus: c asks 2 vCPUs, 1 free of 2") {
+		t.Fatalf("oversold vCPUs: %+v", r)
+	}
+	if ds := e.List(); len(ds) != 1 || len(e.QEMUs()) != 1 {
+		t.Fatalf("a refused create left something: %+v", ds)
+	}
+	// The ledger survives a daemon restart.
+	e.KillDaemon()
+	e.StartDaemon()
+	if info := e.MustRF("info"); !strings.Contains(info, "ledger_a") || !strings.Contains(info, "512 MiB + 144 overhead, 1 vCPUs") {
+		t.Fatalf("ledger not rebuilt:\n%s", info)
+	}
+	if r := e.RF("create", e.WriteConfig("b", "memory = 512")); r.Code == 0 {
+		t.Fatal("after a restart the ledger forgot a reservation")
+	}
+	// Guest RAM is preallocated inside the domain's cgroup, whose limit is
+	// RAM + overhead and which the QEMU joined before it ran.
+	d := e.Domain("a")
+	dirs := cgroupDirs("a")
+	var memDir string
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, "memory.limit_in_bytes")); err == nil {
+			memDir = dir
+		}
+	}
+	if memDir == "" {
+		t.Fatalf("no memory cgroup for a: %v", dirs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(memDir, "memory.limit_in_bytes")); strings.TrimSpace(string(b)) != strconv.Itoa(656<<20) {
+		t.Fatalf("memory limit %s", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(memDir, "cgroup.procs")); !strings.Contains(string(b), strconv.Itoa(d.PID)) {
+		t.Fatalf("QEMU %d not in its cgroup: %s", d.PID, b)
+	}
+	status, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(d.PID), "status"))
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindStringSubmatch(string(status))
+	if rss, _ := strconv.Atoi(m[1]); rss < 512*1024 {
+		t.Fatalf("guest RAM not preallocated: RSS %d KiB for 512 MiB (paused, never ran)", rss)
+	}
+}
+
+func hostMemMiB(t *testing.T) int {
+	f, _ := os.Open("/proc/meminfo")
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fs := strings.Fields(sc.Text()); len(fs) > 1 && fs[0] == "MemTotal:" {
+			kb, _ := strconv.Atoi(fs[1])
+			return kb / 1024
+		}
+	}
+	t.Fatal("no MemTotal")
+	return 0
+}
+
+// cap=50 holds a busy guest to half a CPU; removing the cap live frees it;
+// top's batch output parses and agrees with /proc.
+func TestCapAndTop(t *testing.T) {
+	e := NewEnv(t)
+	c := e.Boot("capped", "cap = 50")
+	d := e.Domain("capped")
+	burn(c)
+	time.Sleep(time.Second)
+	u := usage(t, 10*time.Second, d.PID)[0]
+	t.Logf("cap=50: %.1f%% of a CPU over 10 s", u)
+	if u < 35 || u > 65 {
+		t.Fatalf("cap=50 guest used %.1f%% of a CPU over 10 s, want 50 +-15", u)
+	}
+
+	// top -b: parseable, and its figures agree with /proc and the spec.
+	out := e.MustRF("top", "-b", "-i", "2", "-d", "1")
+	var row []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 15 && f[0] == "capped" {
+			row = f
+		}
+	}
+	if row == nil || !strings.Contains(out, "NAME  STATE   CPU(sec) CPU(%)") {
+		t.Fatalf("top batch output:\n%s", out)
+	}
+	cpuSec, _ := strconv.ParseFloat(row[2], 64)
+	cpuPct, _ := strconv.ParseFloat(row[3], 64)
+	proc := cpuSeconds(t, d.PID)
+	if cpuSec > proc+1 || cpuSec < proc*0.8-1 {
+		t.Fatalf("top CPU(sec) %.0f, /proc says %.1f", cpuSec, proc)
+	}
+	if cpuPct < 30 || cpuPct > 70 || row[4] != "131072" || row[7] != "1" {
+		t.Fatalf("top row %v: CPU(%%) %.1f, MEM(k) %s, VCPUS %s", row, cpuPct, row[4], row[7])
+	}
+
+	// Bad input changes nothing.
+	for _, args := range [][]string{
+		{"sched-credit", "-d", "capped", "-w", "0"},
+		{"sched-credit", "-d", "capped", "-c", "-2"},
+		{"sched-credit", "-d", "capped", "-c", "500"},
+		{"vcpu-pin", "capped", "0", "7"},
+	} {
+		if r := e.RF(args...); r.Code == 0 || strings.Count(strings.TrimSpace(r.Stderr), "\n") > 1 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	if out := e.MustRF("sched-credit", "-d", "capped"); !strings.Contains(out, "   256   50") {
+		t.Fatalf("bad input changed the settings:\n%s", out)
+	}
+	if r := e.RF("create", e.WriteConfig("pin7", "cpus = '7'")); r.Code == 0 || !strings.Contains(r.Stderr, "CPU 7 is outside this host") {
+		t.Fatalf("cpus outside the host: %+v", r)
+	}
+
+	// Lifting the cap live lets the guest have a whole CPU.
+	e.MustRF("sched-credit", "-d", "capped", "-c", "0")
+	time.Sleep(500 * time.Millisecond)
+	if u := usage(t, 5*time.Second, d.PID)[0]; u < 75 {
+		t.Fatalf("uncapped guest used only %.1f%%", u)
+	} else {
+		t.Logf("cap lifted live: %.1f%%", u)
+	}
+}
+
+// Two busy guests pinned to one CPU split it by weight; steal is ~0 for a
+// guest alone on its CPU and clearly above 0 when two share it.
+func TestWeightsAndSteal(t *testing.T) {
+	e := NewEnv(t)
+	c1 := e.Boot("light", "cpus = '1'\ncpu_weight = 256")
+	c2 := e.Boot("heavy", "cpus = '1'\ncpu_weight = 512")
+	p1, p2 := e.Domain("light").PID, e.Domain("heavy").PID
+	burn(c1)
+	time.Sleep(2500 * time.Millisecond) // two sampler intervals
+	alone := stealOf(t, e, "light")
+	if alone > 5 {
+		t.Fatalf("steal %.1f%% for a guest alone on its CPU", alone)
+	}
+	burn(c2)
+	time.Sleep(time.Second)
+	u := usage(t, 10*time.Second, p1, p2)
+	ratio := u[1] / u[0]
+	t.Logf("weights 256:512 pinned to CPU 1: %.1f%% : %.1f%% (ratio %.2f); steal alone %.1f%%", u[0], u[1], ratio, alone)
+	if ratio < 1.5 || ratio > 2.5 {
+		t.Fatalf("weights 256:512 gave %.1f%% : %.1f%% (ratio %.2f), want about 1:2", u[0], u[1], ratio)
+	}
+	s := stealOf(t, e, "light")
+	t.Logf("steal while sharing: %.1f%%", s)
+	if s < 20 {
+		t.Fatalf("steal %.1f%% for a guest sharing its CPU with a heavier one", s)
+	}
+}
+
+func stealOf(t *testing.T, e *Env, name string) float64 {
+	out := e.MustRF("top", "-b")
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 15 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[8], 64)
+			return v
+		}
+	}
+	t.Fatalf("no %s in top:\n%s", name, out)
+	return 0
+}
+
+// A disk limited to 50 IOPS serves about 50 direct reads a second, measured
+// inside the guest.
+func TestDiskIOPSLimit(t *testing.T) {
+	e := NewEnv(t)
+	disk := filepath.Join(e.Dir, "io.img")
+	mustRun(t, "truncate", "-s", "16M", disk)
+	c := e.Boot("io", "disk = [ 'format=raw,vdev=xvda,access=w,iops=50,target="+disk+"' ]")
+	off := len(c.Output())
+	c.Send("time dd if=/dev/vda of=/dev/null bs=4k count=150 iflag=direct; echo io-done-$((2*2))")
+	end := c.WaitFor("io-done-4", off, 60*time.Second)
+	m := regexp.MustCompile(`real\s+(\d+)m\s*([\d.]+)s`).FindStringSubmatch(c.Output()[off:end])
+	if m == nil {
+		t.Fatalf("no timing in guest output:\n%s", c.Output()[off:end])
+	}
+	min, _ := strconv.ParseFloat(m[1], 64)
+	sec, _ := strconv.ParseFloat(m[2], 64)
+	iops := 150 / (min*60 + sec)
+	t.Logf("iops=50 disk: %.1f IOPS measured in the guest", iops)
+	if iops < 40 || iops > 60 {
+		t.Fatalf("measured %.1f IOPS in the guest, want 50 +-20%%", iops)
+	}
+}
