@@ -32,7 +32,9 @@ test-unit:
 	$(GO) test -count=1 ./internal/... ./tests/arch/
 
 bench: image
-	$(GO) run ./bench/boot -runs 7
+	$(GO) run ./bench/boot -runs 15
+	$(GO) test -run '^$$' -bench . -benchmem ./bench/resources/
+	RINGFENCE_BENCH=1 $(GO) test -count=1 -run TestTopRefresh200 -v -timeout 20m ./bench/resources/
 
 clean:
 	rm -rf bin

@@ -198,6 +198,7 @@ type DomainStats struct {
 type Stats struct {
 	Time        time.Time     `json:"time"`
 	IntervalSec float64       `json:"interval_sec"`
+	SampleMs    float64       `json:"sample_ms"` // what collecting this sample cost the daemon
 	CPUs        int           `json:"cpus"`
 	MemTotalKiB int64         `json:"mem_total_kib"`
 	MemFreeKiB  int64         `json:"mem_free_kib"`

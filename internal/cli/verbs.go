@@ -27,6 +27,7 @@ func runServe(e *env, args []string) error {
 	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
 	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
 	fs.StringVar(&cfg.QEMUUser, "qemu-user", "", "user QEMU drops to (default ringfence-qemu, else nobody; root disables)")
+	fs.IntVar(&cfg.OverheadMiB, "qemu-overhead", 0, "QEMU memory per domain beyond guest RAM, in MiB, for the ledger and cgroup limit (default: 144 TCG, 64 KVM)")
 	fs.Float64Var(&cfg.VCPURatio, "vcpu-ratio", 1, "vCPUs each host CPU may carry (1 = none oversold)")
 	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", false, "run without per-domain cgroups (nothing is enforced; development only)")
 	fs.IntVar(&cfg.ReserveMiB, "reserve-mem", 0, "host memory kept from domains in MiB (default 10%, >= 512)")

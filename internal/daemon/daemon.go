@@ -39,6 +39,9 @@ type Config struct {
 	QEMUBinary string
 	ReserveMiB int // host memory kept from domains; 0 = default
 	Accel      string
+	// OverheadMiB overrides the per-domain QEMU memory overhead counted by
+	// the ledger and the cgroup limit (default: measured per accelerator).
+	OverheadMiB int
 	// VCPURatio is how many vCPUs each host CPU may carry (1 = strict).
 	VCPURatio float64
 	// NoCgroups runs without per-domain cgroups (no limits, weights or
@@ -140,7 +143,7 @@ func Run(cfg Config) error {
 		log.Warn("user ringfence-qemu does not exist; QEMU will run as nobody (scripts/deps.sh creates the dedicated user)")
 	}
 	mgr := domain.New(domain.Options{Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs,
-		Cgroups: cgroups, HostCPUs: host.CPUs()})
+		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB})
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,

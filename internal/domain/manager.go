@@ -78,6 +78,8 @@ type Options struct {
 	Cgroups *host.Cgroups
 	// HostCPUs is the number of host CPUs cpus= may name.
 	HostCPUs int
+	// OverheadMiB overrides the per-domain QEMU overhead estimate.
+	OverheadMiB int
 }
 
 // Manager owns the host's domains.
@@ -243,7 +245,7 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error
 // The ledger holds maxmem (the balloon may grow back to it at any time) and
 // maxvcpus, so whatever mem-set or vcpu changes later ask is already paid.
 func (m *Manager) admit(spec api.DomainSpec, accel string) error {
-	over := host.Overhead(accel)
+	over := m.overhead(accel)
 	memMiB := spec.MaxMemMiB
 	if hm, err := host.ReadMemory(); err == nil && memMiB+over > hm.AvailableMiB {
 		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead) but the host has only %d MiB available; lower memory/maxmem",
@@ -754,7 +756,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		if rec.State == api.StateShutdown || rec.State == api.StateCrashed {
 			continue // preserved: holds no resources
 		}
-		m.o.Ledger.Reserve(name, rec.Spec.MaxMemMiB, host.Overhead(rec.Accel), rec.Spec.MaxVCPUs)
+		m.o.Ledger.Reserve(name, rec.Spec.MaxMemMiB, m.overhead(rec.Accel), rec.Spec.MaxVCPUs)
 		d.mu.Lock()
 		inst, err := m.o.Engine.Attach(ctx, rec.Engine)
 		if err == nil {

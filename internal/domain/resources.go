@@ -15,10 +15,19 @@ import (
 // credit scheduler.
 func (m *Manager) limits(spec api.DomainSpec, accel string) host.Limits {
 	return host.Limits{
-		MemoryBytes: int64(spec.MaxMemMiB+host.Overhead(accel)) << 20,
+		MemoryBytes: int64(spec.MaxMemMiB+m.overhead(accel)) << 20,
 		CPUWeight:   spec.CPUWeight,
 		CapPercent:  spec.Cap,
 	}
+}
+
+// overhead is QEMU's memory beyond guest RAM that the ledger and the
+// cgroup count: measured defaults per accelerator, or the operator's figure.
+func (m *Manager) overhead(accel string) int {
+	if m.o.OverheadMiB > 0 {
+		return m.o.OverheadMiB
+	}
+	return host.Overhead(accel)
 }
 
 // pinVCPUs applies cpus= to the vCPU threads (hard affinity). "" or "all"
@@ -96,7 +105,7 @@ func (m *Manager) MemMax(ctx context.Context, name string, mib int) error {
 	if mib < d.rec.Spec.MemoryMiB {
 		return api.Errorf(api.ErrInvalid, "mem-max %s %d: below the current target %d MiB; mem-set it lower first", name, mib, d.rec.Spec.MemoryMiB)
 	}
-	if err := m.o.Ledger.Reserve(name, mib, host.Overhead(d.rec.Accel), d.rec.Spec.MaxVCPUs); err != nil {
+	if err := m.o.Ledger.Reserve(name, mib, m.overhead(d.rec.Accel), d.rec.Spec.MaxVCPUs); err != nil {
 		return err
 	}
 	d.rec.BootMaxMemMiB = boot

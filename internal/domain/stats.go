@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
 
@@ -21,8 +22,10 @@ type sampler struct {
 // Sample collects cumulative counters for every running domain: vCPU run
 // and wait time from schedstat, memory from the balloon, NIC bytes from the
 // taps, disk operations from QMP.
-func (m *Manager) Sample(ctx context.Context) api.Stats {
-	st := api.Stats{Time: time.Now(), CPUs: m.o.HostCPUs}
+func (m *Manager) Sample(ctx context.Context) (st api.Stats) {
+	t0 := time.Now()
+	st = api.Stats{Time: t0, CPUs: m.o.HostCPUs}
+	defer func() { st.SampleMs = float64(time.Since(t0).Microseconds()) / 1000 }()
 	if hm, err := host.ReadMemory(); err == nil {
 		st.MemTotalKiB, st.MemFreeKiB = int64(hm.TotalMiB)<<10, int64(hm.AvailableMiB)<<10
 	}
@@ -32,43 +35,59 @@ func (m *Manager) Sample(ctx context.Context) api.Stats {
 		ds = append(ds, d)
 	}
 	m.mu.Unlock()
-	for _, d := range ds {
-		d.mu.Lock()
-		v := m.view(d)
-		s := api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime, PID: v.PID,
-			MemKiB: int64(v.Spec.MemoryMiB) << 10, MaxMemKiB: int64(v.Spec.MaxMemMiB) << 10,
-			VCPUs: v.Spec.VCPUs, Nets: len(v.Spec.Vifs), VBDs: len(v.Spec.Disks)}
-		if d.inst != nil {
-			qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			if b, err := d.inst.Balloon(qctx); err == nil && b > 0 {
-				s.MemKiB = b >> 10
-			}
-			if bs, err := d.inst.BlockStats(qctx); err == nil {
-				for _, b := range bs {
-					s.VBDRd += b.ReadOps
-					s.VBDWr += b.WriteOps
-				}
-			}
-			cancel()
-			for _, tid := range d.inst.VCPUThreads() {
-				if run, wait, err := procfs.SchedStat(v.PID, tid); err == nil {
-					s.RunNs += run
-					s.WaitNs += wait
-				}
-			}
-			for _, tap := range d.rec.Taps {
-				rx, tx := network.TapCounters(tap)
-				s.NetTxKiB += rx >> 10
-				s.NetRxKiB += tx >> 10
-			}
-		}
-		d.mu.Unlock()
-		if st.MemTotalKiB > 0 {
-			s.MemPct = 100 * float64(s.MemKiB) / float64(st.MemTotalKiB)
-		}
-		st.Domains = append(st.Domains, s)
+	// Domains are sampled in parallel: most of the cost is waiting for
+	// each QEMU's monitor to answer.
+	st.Domains = make([]api.DomainStats, len(ds))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, d := range ds {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			st.Domains[i] = m.sampleOne(ctx, d, st.MemTotalKiB)
+		}()
 	}
+	wg.Wait()
+	sort.Slice(st.Domains, func(i, j int) bool { return st.Domains[i].ID < st.Domains[j].ID })
 	return st
+}
+
+func (m *Manager) sampleOne(ctx context.Context, d *dom, memTotalKiB int64) api.DomainStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := m.view(d)
+	s := api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime, PID: v.PID,
+		MemKiB: int64(v.Spec.MemoryMiB) << 10, MaxMemKiB: int64(v.Spec.MaxMemMiB) << 10,
+		VCPUs: v.Spec.VCPUs, Nets: len(v.Spec.Vifs), VBDs: len(v.Spec.Disks)}
+	if d.inst != nil {
+		qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		if b, err := d.inst.Balloon(qctx); err == nil && b > 0 {
+			s.MemKiB = b >> 10
+		}
+		if bs, err := d.inst.BlockStats(qctx); err == nil {
+			for _, b := range bs {
+				s.VBDRd += b.ReadOps
+				s.VBDWr += b.WriteOps
+			}
+		}
+		cancel()
+		for _, tid := range d.inst.VCPUThreads() {
+			if run, wait, err := procfs.SchedStat(v.PID, tid); err == nil {
+				s.RunNs += run
+				s.WaitNs += wait
+			}
+		}
+		for _, tap := range d.rec.Taps {
+			rx, tx := network.TapCounters(tap)
+			s.NetTxKiB += rx >> 10
+			s.NetRxKiB += tx >> 10
+		}
+	}
+	if memTotalKiB > 0 {
+		s.MemPct = 100 * float64(s.MemKiB) / float64(memTotalKiB)
+	}
+	return s
 }
 
 // rates fills the Pct fields of cur from the previous sample.
