@@ -56,7 +56,7 @@ func run(runs int, imgDir string, listN int) error {
 		return fmt.Errorf("build: %v\n%s", err, out)
 	}
 	sock := filepath.Join(dir, "run", "ringfence.sock")
-	daemon := exec.Command(bin, "--socket", sock, "serve", "--state-dir", dir)
+	daemon := exec.Command(bin, "--socket", sock, "serve", "--state-dir", dir, "--vcpu-ratio", "50")
 	logf, _ := os.Create(filepath.Join(dir, "daemon.log"))
 	daemon.Stdout, daemon.Stderr = logf, logf
 	daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
