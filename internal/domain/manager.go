@@ -183,6 +183,10 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 	if spec.Kernel != "" && !strings.Contains(ls.Cmdline, "console=") {
 		ls.Cmdline = strings.TrimSpace(ls.Cmdline + " console=ttyS0")
 	}
+	// Huge pages back guest RAM when the admin configured enough of them.
+	if hp := host.ReadHugePages(); hp.Mount != "" && hp.FreeKiB >= int64(spec.MaxMemMiB)<<10 {
+		ls.HugePages = hp.Mount
+	}
 	for _, d := range spec.Disks {
 		ls.Disks = append(ls.Disks, engine.Disk{ID: d.Guest, Path: d.Target, Format: d.Format, ReadOnly: d.Access == "ro", CDROM: d.CDROM,
 			IOPS: d.IOPS, BPS: d.BPS})

@@ -13,8 +13,10 @@ import (
 type LaunchSpec struct {
 	// Prealloc touches all guest RAM at start, so it is really there;
 	// Balloon adds a virtio-balloon for mem-set.
-	Prealloc  bool
-	Balloon   bool
+	Prealloc bool
+	Balloon  bool
+	// HugePages, when set, is a hugetlbfs mount guest RAM is taken from.
+	HugePages string
 	Name      string
 	UUID      string
 	Accel     string // kvm or tcg, already decided

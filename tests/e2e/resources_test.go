@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -234,4 +235,45 @@ func TestDiskIOPSLimit(t *testing.T) {
 	if iops < 40 || iops > 60 {
 		t.Fatalf("measured %.1f IOPS in the guest, want 50 +-20%%", iops)
 	}
+}
+
+// When the admin configured huge pages, guest RAM comes from them.
+func TestHugePages(t *testing.T) {
+	old, _ := os.ReadFile("/proc/sys/vm/nr_hugepages")
+	mnt, err := os.MkdirTemp("/tmp", "rfhuge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "mount", "-t", "hugetlbfs", "none", mnt)
+	t.Cleanup(func() {
+		exec.Command("umount", mnt).Run()
+		os.Remove(mnt)
+		os.WriteFile("/proc/sys/vm/nr_hugepages", old, 0o644)
+	})
+	if err := os.WriteFile("/proc/sys/vm/nr_hugepages", []byte("100"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := hugeFree(t)
+	if before < 64 {
+		t.Fatalf("could not reserve huge pages (free %d)", before)
+	}
+	e := NewEnv(t)
+	e.MustRF("create", "-p", e.WriteConfig("huge", ""))
+	d := e.Domain("huge")
+	cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(d.PID), "cmdline"))
+	if !strings.Contains(string(cmdline), "-mem-path\x00"+mnt) {
+		t.Fatalf("QEMU not started on huge pages: %q", cmdline)
+	}
+	if used := before - hugeFree(t); used != 64 {
+		t.Fatalf("%d huge pages taken, want 64 (128 MiB of 2 MiB pages, preallocated)", used)
+	}
+	e.MustRF("destroy", "huge")
+	e.Await("huge pages returned", 5*time.Second, func() bool { return hugeFree(t) == before })
+}
+
+func hugeFree(t *testing.T) int {
+	b, _ := os.ReadFile("/proc/meminfo")
+	m := regexp.MustCompile(`HugePages_Free:\s+(\d+)`).FindStringSubmatch(string(b))
+	n, _ := strconv.Atoi(m[1])
+	return n
 }

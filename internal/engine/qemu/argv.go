@@ -77,6 +77,12 @@ func options(s engine.LaunchSpec) ([]option, error) {
 	if s.Accel == "kvm" {
 		o = append(o, opt("-cpu", "", "host"))
 	}
+	if s.HugePages != "" {
+		if !filepath.IsAbs(s.HugePages) {
+			return nil, fmt.Errorf("huge page mount %q must be absolute", s.HugePages)
+		}
+		o = append(o, opt("-mem-path", "", s.HugePages))
+	}
 	if s.Prealloc {
 		// Guest RAM is allocated at start, inside the domain's cgroup: it
 		// exists, or the start fails now rather than later.
