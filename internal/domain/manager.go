@@ -303,6 +303,11 @@ func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 		tap := n.Tap
 		taps = append(taps, tap)
 		r.Add(func() { network.DeleteTap(tap) })
+		if v := spec.Vifs[i]; v.RateBytes > 0 {
+			if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
+				return api.Errorf(api.ErrInvalid, "vif %d rate=%s: %v", i, v.Rate, err)
+			}
+		}
 	}
 	if cg := m.o.Cgroups; cg != nil {
 		if err := cg.Create(spec.Name, m.limits(spec, d.rec.Accel)); err != nil {

@@ -78,8 +78,12 @@ func CreateTap(name, bridge string) error {
 	return nil
 }
 
-// DeleteTap removes a tap; a missing tap is not an error.
+// DeleteTap removes a tap and its rate-limiting IFB, if any; a missing tap
+// is not an error.
 func DeleteTap(name string) error {
+	if l, err := netlink.LinkByName(ifbName(name)); err == nil {
+		netlink.LinkDel(l)
+	}
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return nil

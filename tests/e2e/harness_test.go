@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -380,8 +381,8 @@ func (e *Env) cleanup() {
 	if len(leaked) > 0 {
 		t.Errorf("QEMU processes left behind: %v", leaked)
 	}
-	if strings.Contains(e.Links(), "vif") {
-		t.Errorf("taps left behind:\n%s", e.Links())
+	if links := e.Links(); strings.Contains(links, "vif") || regexp.MustCompile(`ifb\d+\.\d+`).MatchString(links) {
+		t.Errorf("taps or IFBs left behind:\n%s", links)
 	}
 	for _, n := range e.names {
 		for _, dir := range cgroupDirs(n) {

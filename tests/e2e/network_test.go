@@ -15,7 +15,7 @@ func TestBridgedVif(t *testing.T) {
 	mustRun(t, "ip", "-n", e.Netns, "addr", "add", "10.77.0.1/24", "dev", "xenbr0")
 	mustRun(t, "ip", "-n", e.Netns, "link", "set", "xenbr0", "up")
 
-	c := e.Boot("net1", `vif = [ 'mac=00:16:3e:01:02:03,bridge=xenbr0' ]`)
+	c := e.Boot("net1", `vif = [ 'mac=00:16:3e:01:02:03,bridge=xenbr0,rate=8Mb/s' ]`)
 	d := e.Domain("net1")
 	tap := "vif" + itoa(d.ID) + ".0"
 	if len(d.Taps) != 1 || d.Taps[0] != tap {
@@ -24,6 +24,18 @@ func TestBridgedVif(t *testing.T) {
 	link := mustRun(t, "ip", "-n", e.Netns, "-o", "link", "show", tap)
 	if !strings.Contains(link, "master xenbr0") {
 		t.Fatalf("tap not on the bridge: %s", link)
+	}
+	// rate= is enforced on the tap both ways: a token bucket on its egress
+	// (to the guest) and, for what the guest sends, one on the IFB its
+	// ingress is redirected to.
+	ifb := "ifb" + strings.TrimPrefix(tap, "vif")
+	for _, dev := range []string{tap, ifb} {
+		if q := mustRun(t, "ip", "netns", "exec", e.Netns, "tc", "qdisc", "show", "dev", dev); !strings.Contains(q, "tbf") || !strings.Contains(q, "rate 8Mbit") {
+			t.Fatalf("no 8Mbit token bucket on %s:\n%s", dev, q)
+		}
+	}
+	if f := mustRun(t, "ip", "netns", "exec", e.Netns, "tc", "filter", "show", "dev", tap, "ingress"); !strings.Contains(f, "mirred") || !strings.Contains(f, ifb) {
+		t.Fatalf("%s's ingress is not redirected to %s:\n%s", tap, ifb, f)
 	}
 	off := len(c.Output())
 	c.Send("cat /sys/class/net/eth0/address; ip addr add 10.77.0.2/24 dev eth0")
@@ -36,7 +48,7 @@ func TestBridgedVif(t *testing.T) {
 	})
 	_ = out
 	e.MustRF("destroy", "net1")
-	if strings.Contains(e.Links(), tap) {
-		t.Fatalf("tap %s left after destroy", tap)
+	if strings.Contains(e.Links(), tap) || strings.Contains(e.Links(), ifb) {
+		t.Fatalf("tap %s or %s left after destroy:\n%s", tap, ifb, e.Links())
 	}
 }
