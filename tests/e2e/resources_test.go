@@ -277,3 +277,53 @@ func hugeFree(t *testing.T) int {
 	n, _ := strconv.Atoi(m[1])
 	return n
 }
+
+// memory < maxmem boots pre-ballooned; mem-set moves the guest's memory
+// within maxmem, and mem-max lowers the ceiling.
+func TestBalloon(t *testing.T) {
+	e := NewEnv(t)
+	c := e.Boot("bal", "maxmem = 256")
+	guestTotal := func() int {
+		off := len(c.Output())
+		c.Send("echo mt-$(awk '/MemTotal/ {print $2}' /proc/meminfo)-k$((1+1))")
+		end := c.WaitFor("-k2", off, 10*time.Second)
+		m := regexp.MustCompile(`mt-(\d+)-k2`).FindAllStringSubmatch(c.Output()[off:end], -1)
+		if m == nil {
+			t.Fatalf("no MemTotal in %q", c.Output()[off:end])
+		}
+		n, _ := strconv.Atoi(m[len(m)-1][1])
+		return n / 1024
+	}
+	// The balloon's actual size is what QEMU reports the guest gave back;
+	// top's MEM(k) shows it.
+	balloon := func() string {
+		for _, line := range strings.Split(e.MustRF("top", "-b"), "\n") {
+			if f := strings.Fields(line); len(f) == 15 && f[0] == "bal" {
+				return f[4]
+			}
+		}
+		return ""
+	}
+	e.Await("the guest to balloon down to 128 MiB", 30*time.Second, func() bool { return balloon() == "131072" })
+	before := guestTotal()
+	e.MustRF("mem-set", "bal", "200m")
+	e.Await("the guest to take back 72 MiB", 30*time.Second, func() bool { return balloon() == "204800" })
+	after := guestTotal()
+	t.Logf("guest MemTotal %d MiB at 128m, %d MiB after mem-set 200m", before, after)
+	if d := after - before; d < 64 || d > 80 {
+		t.Fatalf("guest MemTotal grew by %d MiB, want 72", d)
+	}
+	if r := e.RF("mem-set", "bal", "300m"); r.Code == 0 || !strings.Contains(r.Stderr, "maxmem (256 MiB)") {
+		t.Fatalf("mem-set beyond maxmem: %+v", r)
+	}
+	if r := e.RF("mem-max", "bal", "150m"); r.Code == 0 || !strings.Contains(r.Stderr, "below the current target 200 MiB") {
+		t.Fatalf("mem-max below the target: %+v", r)
+	}
+	e.MustRF("mem-max", "bal", "220m")
+	if info := e.MustRF("info"); !strings.Contains(info, "220 MiB + 144 overhead") {
+		t.Fatalf("mem-max did not return memory to the ledger:\n%s", info)
+	}
+	if r := e.RF("mem-set", "bal", "250m"); r.Code == 0 {
+		t.Fatal("mem-set above the lowered ceiling was accepted")
+	}
+}
