@@ -221,3 +221,15 @@ type VCPUPinRequest struct {
 	VCPU int    `json:"vcpu"`
 	CPUs string `json:"cpus"`
 }
+
+// SaveRequest is the body of the save action.
+type SaveRequest struct {
+	Path       string `json:"path"`       // absolute, on the daemon's host
+	Checkpoint bool   `json:"checkpoint"` // keep the domain running (xl save -c)
+}
+
+// RestoreRequest is the body of POST /1.0/restore.
+type RestoreRequest struct {
+	Path   string `json:"path"`
+	Paused bool   `json:"paused"`
+}

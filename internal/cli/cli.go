@@ -52,6 +52,8 @@ func init() {
 		{"unpause", "resume a paused domain", "unpause NAME", actionVerb("unpause")},
 		{"info", "host facts: CPUs, memory, accelerator, QEMU", "info [--json]", runInfo},
 		{"uptime", "domain uptimes", "uptime [--json] [NAME...]", runUptime},
+		{"save", "save a domain's state to a file (it is gone afterwards; -c keeps it running)", "save [-c] NAME FILE", runSave},
+		{"restore", "start a domain from a save file", "restore [-p] FILE", runRestore},
 		{"top", "live per-domain CPU, memory, steal, network and disk figures (xentop)", "top [-b] [-i N] [-d SECS] [--sort name|cpu|mem|steal|net|vbd] [--json]", runTop},
 		{"mem-set", "set a domain's memory (balloon), within maxmem", "mem-set NAME MEM (b/k/m/g suffix; KiB without, as xl)", memVerb("mem-set")},
 		{"mem-max", "lower the ceiling mem-set may reach", "mem-max NAME MEM", memVerb("mem-max")},

@@ -3,8 +3,11 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 )
@@ -96,4 +99,47 @@ func runVCPUPin(e *env, args []string) error {
 		}
 	}
 	return e.client().Action(ctx(), pos[0], "vcpu-pin", api.VCPUPinRequest{VCPU: vcpu, CPUs: pos[2]})
+}
+
+func runSave(e *env, args []string) error {
+	fs := flag.NewFlagSet("save", flag.ContinueOnError)
+	keep := fs.Bool("c", false, "checkpoint: leave the domain running")
+	pos, err := parse(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	path, err := filepath.Abs(pos[1])
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := e.client().Action(ctx(), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep}); err != nil {
+		return err
+	}
+	fi, _ := os.Stat(path)
+	size := int64(0)
+	if fi != nil {
+		size = fi.Size()
+	}
+	fmt.Fprintf(e.stderr, "Saved %s to %s (%.1f MiB in %.2f s)\n", pos[0], path, float64(size)/(1<<20), time.Since(t0).Seconds())
+	return nil
+}
+
+func runRestore(e *env, args []string) error {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	paused := fs.Bool("p", false, "leave the domain paused")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	path, err := filepath.Abs(pos[0])
+	if err != nil {
+		return err
+	}
+	d, err := e.client().Restore(ctx(), api.RestoreRequest{Path: path, Paused: *paused})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Restored domain %s (id %d)\n", d.Spec.Name, d.ID)
+	return nil
 }

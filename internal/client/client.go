@@ -117,6 +117,12 @@ func (c *Client) Action(ctx context.Context, name, action string, body any) erro
 	return c.do(ctx, "POST", "/domains/"+name+"/"+action, body, nil)
 }
 
+// Restore starts a domain from a save file on the daemon's host.
+func (c *Client) Restore(ctx context.Context, req api.RestoreRequest) (api.Domain, error) {
+	var d api.Domain
+	return d, c.do(ctx, "POST", "/restore", req, &d)
+}
+
 // Stats returns the latest per-domain figures (for top).
 func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
 	var s api.Stats

@@ -275,6 +275,11 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 			if err = decode(r, &req); err == nil {
 				err = s.mgr.SchedCredit(r.Context(), name, req.Weight, req.Cap)
 			}
+		case "save":
+			var req api.SaveRequest
+			if err = decode(r, &req); err == nil {
+				err = s.mgr.Save(r.Context(), name, req.Path, req.Checkpoint)
+			}
 		case "vcpu-pin":
 			req := api.VCPUPinRequest{VCPU: -1}
 			if err = decode(r, &req); err == nil {
@@ -295,6 +300,15 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 		reply(w, d, err)
 	})
 	mux.HandleFunc("GET "+p+"/domains/{name}/console", s.console)
+	mux.HandleFunc("POST "+p+"/restore", func(w http.ResponseWriter, r *http.Request) {
+		var req api.RestoreRequest
+		if err := decode(r, &req); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		d, err := s.mgr.Restore(r.Context(), req.Path, req.Paused)
+		reply(w, d, err)
+	})
 	mux.HandleFunc("GET "+p+"/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, s.mgr.Stats(), nil)
 	})

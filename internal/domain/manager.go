@@ -211,17 +211,29 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error
 		}
 		return api.DryRun{Spec: spec, Argv: argv}, nil
 	}
+	return m.create(ctx, spec, accel, startOpts{paused: req.Paused})
+}
+
+// startOpts say how an incarnation starts.
+type startOpts struct {
+	paused bool
+	// incoming, when set, loads saved state into the new VM before it runs.
+	incoming func(context.Context, engine.Migratable) error
+}
+
+// create admits and starts a new domain (create and restore).
+func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string, so startOpts) (api.Domain, error) {
 	r := revert.New()
 	defer r.Fail()
 
 	m.mu.Lock()
 	if _, ok := m.doms[spec.Name]; ok {
 		m.mu.Unlock()
-		return nil, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name= or destroy it first", spec.Name)
+		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name= or destroy it first", spec.Name)
 	}
 	if err := m.admit(spec, accel); err != nil {
 		m.mu.Unlock()
-		return nil, err
+		return api.Domain{}, err
 	}
 	r.Add(func() { m.o.Ledger.Release(spec.Name) })
 	d := &dom{rec: record{Spec: spec, Accel: accel, State: api.StateDying}}
@@ -232,13 +244,13 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error
 	defer d.mu.Unlock()
 
 	if err := os.MkdirAll(m.runDir(spec.Name), 0o700); err != nil {
-		return nil, fmt.Errorf("creating runtime dir: %w", err)
+		return api.Domain{}, fmt.Errorf("creating runtime dir: %w", err)
 	}
 	r.Add(func() { os.RemoveAll(m.runDir(spec.Name)) })
 	d.console = newConsole(filepath.Join(m.runDir(spec.Name), "console.log"))
 	r.Add(func() { d.console.Close() })
-	if err := m.start(ctx, d, req.Paused); err != nil {
-		return nil, err
+	if err := m.start(ctx, d, so); err != nil {
+		return api.Domain{}, err
 	}
 	r.Success()
 	return m.view(d), nil
@@ -274,7 +286,8 @@ func (m *Manager) allocID() int {
 
 // start launches one incarnation of d. Caller holds d.mu. On error
 // everything this call made is undone.
-func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
+func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
+	paused := so.paused
 	r := revert.New()
 	defer r.Fail()
 	id := m.allocID()
@@ -309,6 +322,7 @@ func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 			}
 		}
 	}
+	ls.Incoming = so.incoming != nil
 	if cg := m.o.Cgroups; cg != nil {
 		if err := cg.Create(spec.Name, m.limits(spec, d.rec.Accel)); err != nil {
 			return fmt.Errorf("creating the domain's cgroup: %w", err)
@@ -333,6 +347,15 @@ func (m *Manager) start(ctx context.Context, d *dom, paused bool) error {
 	}
 	if err := d.console.Connect(inst.SerialPath()); err != nil {
 		return fmt.Errorf("attaching console: %w", err)
+	}
+	if so.incoming != nil {
+		mig, ok := inst.(engine.Migratable)
+		if !ok {
+			return errNoMigrate
+		}
+		if err := so.incoming(ctx, mig); err != nil {
+			return fmt.Errorf("loading the saved state: %w", err)
+		}
 	}
 	d.rec.ID = id
 	d.rec.Taps = taps
@@ -453,7 +476,7 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 	}
 	switch action {
 	case api.ActionRestart:
-		if err := m.start(ctx, d, false); err == nil {
+		if err := m.start(ctx, d, startOpts{}); err == nil {
 			return
 		} else {
 			m.o.Log.Error("restart failed; keeping the domain as crashed", "name", name, "err", err)
@@ -479,7 +502,7 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 		m.doms[old] = kept
 		m.mu.Unlock()
 		m.save(ctx, kept)
-		if err := m.start(ctx, d, false); err != nil {
+		if err := m.start(ctx, d, startOpts{}); err != nil {
 			m.o.Log.Error("rename-restart failed", "name", name, "err", err)
 			m.destroyLocked(d)
 		}

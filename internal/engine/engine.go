@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"os"
 )
 
 // LaunchSpec is everything needed to start one VM.
@@ -17,6 +18,8 @@ type LaunchSpec struct {
 	Balloon  bool
 	// HugePages, when set, is a hugetlbfs mount guest RAM is taken from.
 	HugePages string
+	// Incoming starts the VM waiting for its state (restore, migration).
+	Incoming  bool
 	Name      string
 	UUID      string
 	Accel     string // kvm or tcg, already decided
@@ -121,4 +124,16 @@ type BlockStats struct {
 	ID                    string
 	ReadOps, WriteOps     int64
 	ReadBytes, WriteBytes int64
+}
+
+// Migratable is the optional ability to stream a VM's state out and in
+// (save/restore now, live migration later). The domain layer checks for it
+// with a type assertion.
+type Migratable interface {
+	// MigrateTo streams the running VM's state into w and returns when the
+	// stream is complete; the VM is then stopped (postmigrate).
+	MigrateTo(ctx context.Context, w *os.File) error
+	// MigrateFrom loads state from r into a VM started with
+	// LaunchSpec.Incoming; it returns when the state is loaded (paused).
+	MigrateFrom(ctx context.Context, r *os.File) error
 }

@@ -117,6 +117,9 @@ func options(s engine.LaunchSpec) ([]option, error) {
 		elevate = "allow"
 	}
 	o = append(o, opt("-sandbox", "", "on", "obsolete", "deny", "elevateprivileges", elevate, "spawn", "deny", "resourcecontrol", "deny"))
+	if s.Incoming {
+		o = append(o, opt("-incoming", "", "defer"))
+	}
 	if s.RunAs != "" {
 		// QEMU opens disks, kernel and taps as root, then drops to this
 		// user before the guest runs its first instruction.

@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -147,6 +149,16 @@ func (m *Monitor) readLoop(dec *json.Decoder) {
 // Execute runs a command. args may be nil; out, if not nil, receives the
 // "return" value.
 func (m *Monitor) Execute(ctx context.Context, cmd string, args any, out any) error {
+	return m.execute(ctx, cmd, args, out, nil)
+}
+
+// ExecuteFD runs a command with a file descriptor attached (SCM_RIGHTS),
+// as `getfd` and `add-fd` expect.
+func (m *Monitor) ExecuteFD(ctx context.Context, cmd string, args any, out any, f *os.File) error {
+	return m.execute(ctx, cmd, args, out, f)
+}
+
+func (m *Monitor) execute(ctx context.Context, cmd string, args any, out any, f *os.File) error {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -170,7 +182,16 @@ func (m *Monitor) Execute(ctx context.Context, cmd string, args any, out any) er
 	if dl, ok := ctx.Deadline(); ok {
 		m.conn.SetWriteDeadline(dl)
 	}
-	_, err = m.conn.Write(b)
+	if f != nil {
+		uc, ok := m.conn.(*net.UnixConn)
+		if !ok {
+			err = fmt.Errorf("fd passing needs a unix socket")
+		} else {
+			_, _, err = uc.WriteMsgUnix(b, syscall.UnixRights(int(f.Fd())), nil)
+		}
+	} else {
+		_, err = m.conn.Write(b)
+	}
 	m.conn.SetWriteDeadline(time.Time{})
 	m.wmu.Unlock()
 	if err != nil {
