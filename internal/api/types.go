@@ -233,3 +233,36 @@ type RestoreRequest struct {
 	Path   string `json:"path"`
 	Paused bool   `json:"paused"`
 }
+
+// MigrateRequest is the body of the migrate action.
+type MigrateRequest struct {
+	Target     string `json:"target"`      // host:port of the destination's peer listener
+	DowntimeMs int    `json:"downtime_ms"` // target for the final pause (0 = 30 ms)
+}
+
+// MigrationProgress is streamed while a migration runs.
+type MigrationProgress struct {
+	Status         string `json:"status"`
+	TransferredB   int64  `json:"transferred_bytes"`
+	RemainingB     int64  `json:"remaining_bytes"`
+	DirtyRateBps   int64  `json:"dirty_bytes_per_sec"`
+	ExpectedDownMs int64  `json:"expected_downtime_ms"`
+	TotalMs        int64  `json:"total_ms"`
+	DowntimeMs     int64  `json:"downtime_ms"`
+}
+
+// MigrationResult is the outcome of a migration.
+type MigrationResult struct {
+	TotalMs      int64 `json:"total_ms"`      // from the command to the source letting go
+	QEMUTotalMs  int64 `json:"qemu_total_ms"` // QEMU's own total-time
+	DowntimeMs   int64 `json:"downtime_ms"`   // QEMU-reported stop-and-copy time
+	TransferredB int64 `json:"transferred_bytes"`
+}
+
+// MigrateEvent is one line of the migrate action's streamed reply.
+type MigrateEvent struct {
+	Progress *MigrationProgress `json:"progress,omitempty"`
+	Result   *MigrationResult   `json:"result,omitempty"`
+	Error    string             `json:"error,omitempty"`
+	Class    string             `json:"class,omitempty"`
+}

@@ -26,6 +26,7 @@ func runServe(e *env, args []string) error {
 	fs.StringVar(&cfg.RunDir, "run-dir", "", "runtime directory (default /run/ringfence, or STATE-DIR/run with --state-dir)")
 	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
 	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
+	fs.StringVar(&cfg.Listen, "listen", "", "peer listener for other hosts (mutual TLS), e.g. :7443")
 	fs.StringVar(&cfg.QEMUUser, "qemu-user", "", "user QEMU drops to (default ringfence-qemu, else nobody; root disables)")
 	fs.IntVar(&cfg.OverheadMiB, "qemu-overhead", 0, "QEMU memory per domain beyond guest RAM, in MiB, for the ledger and cgroup limit (default: 144 TCG, 64 KVM)")
 	fs.Float64Var(&cfg.VCPURatio, "vcpu-ratio", 1, "vCPUs each host CPU may carry (1 = none oversold)")

@@ -123,6 +123,41 @@ func (c *Client) Restore(ctx context.Context, req api.RestoreRequest) (api.Domai
 	return d, c.do(ctx, "POST", "/restore", req, &d)
 }
 
+// Migrate moves a domain to another host, calling progress as the daemon
+// streams it, and returns the result.
+func (c *Client) Migrate(ctx context.Context, name string, req api.MigrateRequest, progress func(api.MigrationProgress)) (api.MigrationResult, error) {
+	b, _ := json.Marshal(req)
+	hreq, err := http.NewRequestWithContext(ctx, "POST", "http://ringfence"+api.Version+"/domains/"+name+"/migrate", bytes.NewReader(b))
+	if err != nil {
+		return api.MigrationResult{}, err
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return api.MigrationResult{}, fmt.Errorf("cannot reach the ringfence daemon at %s: %w", c.Socket, unwrapDial(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e api.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&e)
+		return api.MigrationResult{}, &api.RemoteError{Message: e.Error, Class: e.Class}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev api.MigrateEvent
+		if err := dec.Decode(&ev); err != nil {
+			return api.MigrationResult{}, fmt.Errorf("the daemon ended the migration without a result: %w", err)
+		}
+		switch {
+		case ev.Progress != nil && progress != nil:
+			progress(*ev.Progress)
+		case ev.Error != "":
+			return api.MigrationResult{}, &api.RemoteError{Message: ev.Error, Class: ev.Class}
+		case ev.Result != nil:
+			return *ev.Result, nil
+		}
+	}
+}
+
 // Stats returns the latest per-domain figures (for top).
 func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
 	var s api.Stats

@@ -5,6 +5,9 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +28,7 @@ import (
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine/qemu"
 	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -47,6 +51,9 @@ type Config struct {
 	// NoCgroups runs without per-domain cgroups (no limits, weights or
 	// caps are enforced); for development hosts only.
 	NoCgroups bool
+	// Listen is the peer listener (mutual TLS) for other hosts, e.g. ":7443";
+	// empty: none.
+	Listen string
 	// QEMUUser is the unprivileged user QEMU runs as; default
 	// ringfence-qemu (created by scripts/deps.sh), else nobody.
 	QEMUUser string
@@ -63,12 +70,13 @@ func SocketPath(runDir string) string { return filepath.Join(runDir, "ringfence.
 
 // Server is a running daemon.
 type Server struct {
-	cfg   Config
-	mgr   *domain.Manager
-	st    store.Store
-	info  api.HostInfo
-	accel host.Accel
-	log   *slog.Logger
+	peerTLS *tls.Config // nil until `ringfence host trust` ran
+	cfg     Config
+	mgr     *domain.Manager
+	st      store.Store
+	info    api.HostInfo
+	accel   host.Accel
+	log     *slog.Logger
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -129,7 +137,14 @@ func Run(cfg Config) error {
 	ledger := host.NewLedger(mem.TotalMiB, reserve, host.CPUs(), cfg.VCPURatio)
 	var cgroups *host.Cgroups
 	if !cfg.NoCgroups {
-		cgroups, err = host.DetectCgroups()
+		// The default state dir owns "ringfence"; any other (a second
+		// daemon on the host, tests) gets its own subtree.
+		sub := "ringfence"
+		if abs, _ := filepath.Abs(cfg.StateDir); abs != DefaultStateDir {
+			sum := sha256.Sum256([]byte(abs))
+			sub = "ringfence-" + hex.EncodeToString(sum[:4])
+		}
+		cgroups, err = host.DetectCgroups(sub)
 		if err != nil {
 			return fmt.Errorf("%w: resources cannot be guaranteed without cgroups (--no-cgroups runs without them)", err)
 		}
@@ -162,7 +177,23 @@ func Run(cfg Config) error {
 		return err
 	}
 	go mgr.RunSampler(ctx, time.Second)
-	srv := &http.Server{Handler: s.routes(ledger), ReadHeaderTimeout: 10 * time.Second}
+	if tc, err := peer.Config(peer.Files{Dir: filepath.Join(cfg.StateDir, "tls")}); err == nil {
+		s.peerTLS = tc
+	} else if cfg.Listen != "" {
+		return err
+	}
+	handler := s.routes(ledger)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.Listen != "" {
+		tl, err := tls.Listen("tcp", cfg.Listen, s.peerTLS)
+		if err != nil {
+			return fmt.Errorf("peer listener %s: %w", cfg.Listen, err)
+		}
+		psrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go psrv.Serve(tl)
+		defer psrv.Close()
+		log.Info("peer listener (mutual TLS)", "addr", tl.Addr().String())
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -172,6 +203,9 @@ func Run(cfg Config) error {
 	log.Info("serving", "socket", cfg.Socket, "state", cfg.StateDir, "domains", mgr.Count())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	if cgroups != nil {
+		cgroups.RemoveBase() // only when no domain is left in it
 	}
 	log.Info("daemon stopped; guests keep running")
 	return nil
@@ -275,6 +309,9 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 			if err = decode(r, &req); err == nil {
 				err = s.mgr.SchedCredit(r.Context(), name, req.Weight, req.Cap)
 			}
+		case "migrate":
+			s.migrate(w, r, name)
+			return
 		case "save":
 			var req api.SaveRequest
 			if err = decode(r, &req); err == nil {
@@ -300,6 +337,7 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 		reply(w, d, err)
 	})
 	mux.HandleFunc("GET "+p+"/domains/{name}/console", s.console)
+	mux.HandleFunc("POST "+p+"/migrate/incoming", s.incoming)
 	mux.HandleFunc("POST "+p+"/restore", func(w http.ResponseWriter, r *http.Request) {
 		var req api.RestoreRequest
 		if err := decode(r, &req); err != nil {

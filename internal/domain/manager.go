@@ -59,8 +59,10 @@ type dom struct {
 	rec     record
 	inst    engine.Instance
 	console *Console
-	intent  string        // "destroy" while we are ending it on purpose
-	ended   chan struct{} // closed when the current incarnation's exit is handled
+	intent  string // "destroy" while we are ending it on purpose
+	// migrating is set while the domain streams to another host.
+	migrating bool
+	ended     chan struct{} // closed when the current incarnation's exit is handled
 }
 
 // Options configure a Manager.

@@ -105,7 +105,7 @@ func (m *Manager) writeSave(ctx context.Context, path string, hdr saveHeader, mi
 		pr.Close()
 		done <- copied{n, err}
 	}()
-	merr := mig.MigrateTo(ctx, pw)
+	_, merr := mig.MigrateTo(ctx, pw, engine.MigrateOptions{})
 	pw.Close() // QEMU closed its copy when the stream ended
 	c := <-done
 	if merr != nil {

@@ -132,8 +132,25 @@ type BlockStats struct {
 type Migratable interface {
 	// MigrateTo streams the running VM's state into w and returns when the
 	// stream is complete; the VM is then stopped (postmigrate).
-	MigrateTo(ctx context.Context, w *os.File) error
+	MigrateTo(ctx context.Context, w *os.File, o MigrateOptions) (MigrationStats, error)
 	// MigrateFrom loads state from r into a VM started with
 	// LaunchSpec.Incoming; it returns when the state is loaded (paused).
 	MigrateFrom(ctx context.Context, r *os.File) error
+}
+
+// MigrateOptions tune an outgoing stream.
+type MigrateOptions struct {
+	DowntimeMs int                  // target for the final stop-and-copy (0 = QEMU's default)
+	Progress   func(MigrationStats) // called about every 100 ms while streaming
+}
+
+// MigrationStats are QEMU's figures for a stream.
+type MigrationStats struct {
+	Status         string `json:"status"`
+	TransferredB   int64  `json:"transferred_bytes"`
+	RemainingB     int64  `json:"remaining_bytes"`
+	DirtyRateBps   int64  `json:"dirty_bytes_per_sec"`
+	ExpectedDownMs int64  `json:"expected_downtime_ms"`
+	TotalMs        int64  `json:"total_ms"`
+	DowntimeMs     int64  `json:"downtime_ms"`
 }

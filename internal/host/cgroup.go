@@ -31,11 +31,14 @@ const cfsPeriod = 100000 // µs
 // DetectCgroups finds the cgroup layout from /proc/self/mountinfo and
 // /proc/self/cgroup. v1 is used when its cpu and memory controllers are
 // mounted (hybrid hosts like Debian 10's), else v2.
-func DetectCgroups() (*Cgroups, error) {
-	return detectCgroups("/proc/self/mountinfo", "/proc/self/cgroup")
+//
+// sub names this daemon's subtree ("ringfence" on a normal host; two
+// daemons on one host, as in tests, need different ones).
+func DetectCgroups(sub string) (*Cgroups, error) {
+	return detectCgroups("/proc/self/mountinfo", "/proc/self/cgroup", sub)
 }
 
-func detectCgroups(mountinfo, selfCgroup string) (*Cgroups, error) {
+func detectCgroups(mountinfo, selfCgroup, sub string) (*Cgroups, error) {
 	own := map[string]string{} // controller (or "" for v2) -> own path
 	f, err := os.Open(selfCgroup)
 	if err != nil {
@@ -78,11 +81,11 @@ func detectCgroups(mountinfo, selfCgroup string) (*Cgroups, error) {
 		case "cgroup":
 			for _, opt := range strings.Split(qf[2], ",") {
 				if opt == "cpu" || opt == "memory" {
-					v1[opt] = filepath.Join(mnt, strings.TrimPrefix(own[opt], root), "ringfence")
+					v1[opt] = filepath.Join(mnt, strings.TrimPrefix(own[opt], root), sub)
 				}
 			}
 		case "cgroup2":
-			v2 = filepath.Join(mnt, strings.TrimPrefix(own[""], root), "ringfence")
+			v2 = filepath.Join(mnt, strings.TrimPrefix(own[""], root), sub)
 		}
 	}
 	if v1["cpu"] != "" && v1["memory"] != "" {
@@ -265,4 +268,16 @@ func (c *Cgroups) Usage(name string) int64 {
 	}
 	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	return n
+}
+
+// RemoveBase removes this daemon's subtree if it is empty (no domains
+// left), so stopped test daemons leave nothing behind.
+func (c *Cgroups) RemoveBase() {
+	if c.Version == 1 {
+		for _, d := range c.v1 {
+			os.Remove(d)
+		}
+		return
+	}
+	os.Remove(c.v2)
 }

@@ -160,13 +160,13 @@ func TestDetectCgroups(t *testing.T) {
 		"31 25 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"+
 		"32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"), 0o644)
 	os.WriteFile(cg, []byte("4:memory:/sandbox/x\n1:cpu:/\n0::/\n"), 0o644)
-	c, err := detectCgroups(mi, cg)
+	c, err := detectCgroups(mi, cg, "ringfence")
 	if err != nil || c.Version != 1 || c.Dirs("d")[1] != "/sys/fs/cgroup/memory/sandbox/x/ringfence/d" {
 		t.Fatalf("hybrid: %+v %v", c, err)
 	}
 	os.WriteFile(mi, []byte("30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"), 0o644)
 	os.WriteFile(cg, []byte("0::/system.slice/ringfence.service\n"), 0o644)
-	c, err = detectCgroups(mi, cg)
+	c, err = detectCgroups(mi, cg, "ringfence")
 	if err != nil || c.Version != 2 || c.Dirs("d")[0] != "/sys/fs/cgroup/system.slice/ringfence.service/ringfence/d" {
 		t.Fatalf("v2: %+v %v", c, err)
 	}

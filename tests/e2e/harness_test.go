@@ -91,14 +91,34 @@ var nsSeq int
 // socket paths are limited to 108 bytes.
 func NewEnv(t *testing.T, serveArgs ...string) *Env {
 	t.Helper()
+	return NewEnvWith(t, EnvOptions{ServeArgs: serveArgs})
+}
+
+// EnvOptions tune NewEnvWith.
+type EnvOptions struct {
+	ServeArgs []string
+	Netns     string           // share another env's namespace (for peers)
+	Before    func(dir string) // runs before the daemon starts
+}
+
+// NewEnvWith starts a daemon with options.
+func NewEnvWith(t *testing.T, o EnvOptions) *Env {
+	t.Helper()
+	serveArgs := o.ServeArgs
 	dir, err := os.MkdirTemp("/tmp", "rf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	nsSeq++
-	ns := fmt.Sprintf("rft%d-%d", os.Getpid(), nsSeq)
-	mustRun(t, "ip", "netns", "add", ns)
-	mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	ns := o.Netns
+	if ns == "" {
+		nsSeq++
+		ns = fmt.Sprintf("rft%d-%d", os.Getpid(), nsSeq)
+		mustRun(t, "ip", "netns", "add", ns)
+		mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	if o.Before != nil {
+		o.Before(dir)
+	}
 	e := &Env{t: t, Dir: dir, Netns: ns, Socket: filepath.Join(dir, "run", "ringfence.sock"), serveArgs: serveArgs}
 	e.Client = client.New(e.Socket)
 	t.Cleanup(e.cleanup)
@@ -426,7 +446,7 @@ func runOut(name string, args ...string) (string, error) {
 
 // cgroupDirs are the places a domain's cgroups may be on this host.
 func cgroupDirs(name string) []string {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/ringfence/" + name)
-	more, _ := filepath.Glob("/sys/fs/cgroup/memory/*/*/ringfence/" + name)
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/ringfence*/" + name)
+	more, _ := filepath.Glob("/sys/fs/cgroup/memory/*/*/ringfence*/" + name)
 	return append(dirs, more...)
 }

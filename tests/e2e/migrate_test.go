@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// peers starts a source and a destination daemon sharing one namespace,
+// trusting the same CA, plus a third with a CA of its own.
+func peers(t *testing.T) (src, dst, stranger *Env, dstAddr, strangerAddr string) {
+	port := 20000 + os.Getpid()%20000
+	dstAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	strangerAddr = fmt.Sprintf("127.0.0.1:%d", port+1)
+	src = NewEnvWith(t, EnvOptions{Before: func(dir string) {
+		mustRun(t, binPath, "host", "trust", "--state-dir", dir)
+	}})
+	caFrom := filepath.Join(src.Dir, "tls")
+	dst = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", dstAddr}, Before: func(dir string) {
+		mustRun(t, binPath, "host", "trust", "--state-dir", dir, "--ca-from", caFrom)
+	}})
+	stranger = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", strangerAddr}, Before: func(dir string) {
+		mustRun(t, binPath, "host", "trust", "--state-dir", dir)
+	}})
+	return
+}
+
+func TestLiveMigration(t *testing.T) {
+	src, dst, stranger, dstAddr, strangerAddr := peers(t)
+	c := src.Boot("mover", "")
+	c.Send(`i=0; while true; do echo tick$i; i=$((i+1)); usleep 10000; done &`)
+	c.WaitFor("tick50", 0, 20*time.Second)
+
+	// A host with another CA is refused and nothing moves.
+	if r := src.RF("migrate", "mover", strangerAddr); r.Code == 0 || !strings.Contains(r.Stderr, "certificate") {
+		t.Fatalf("migration to an untrusted host: %+v", r)
+	}
+	if len(stranger.List()) != 0 || len(stranger.QEMUs()) != 0 || src.Domain("mover").PID == 0 {
+		t.Fatal("an untrusted peer received something, or the source lost the domain")
+	}
+
+	// Kill the destination's QEMU as soon as it appears: the source keeps
+	// the guest running, the destination keeps nothing.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var killed bool
+	go func() {
+		defer wg.Done()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			// Kill it once it has read 20 MB of the stream: mid-transfer.
+			if q := dst.QEMUs(); len(q) > 0 && readChars(q[0]) > 20<<20 {
+				syscall.Kill(q[0], syscall.SIGKILL)
+				killed = true
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	r := src.RF("migrate", "mover", dstAddr)
+	wg.Wait()
+	if !killed || r.Code == 0 || !strings.Contains(r.Stderr, "keeps running here") {
+		t.Fatalf("migration with the destination QEMU killed (killed=%v): %+v", killed, r)
+	}
+	dst.Await("the destination to clean up", 10*time.Second, func() bool { return len(dst.List()) == 0 && len(dst.QEMUs()) == 0 })
+	off := len(c.Output())
+	c.WaitFor("tick", off, 5*time.Second) // the source guest still runs
+
+	// The real move: the counter continues on the destination.
+	before := lastTick(t, c.Output())
+	out := src.MustRF("migrate", "--json", "mover", dstAddr)
+	if len(src.List()) != 0 || len(src.QEMUs()) != 0 {
+		t.Fatal("the source kept a copy after a successful migration")
+	}
+	c2 := dst.Console("mover")
+	c2.WaitFor(fmt.Sprintf("tick%d", before+20), 0, 20*time.Second)
+	got := c2.Output()
+	if strings.Contains(got, "ringfence: guest ready") {
+		t.Fatal("the guest rebooted on the destination")
+	}
+	for _, bad := range []string{"BUG:", "Oops", "Kernel panic"} {
+		if strings.Contains(got, bad) {
+			t.Fatalf("destination console shows %q:\n%s", bad, tail(got, 2000))
+		}
+	}
+	first := firstTick(got)
+	if first < 0 || first > before+200 {
+		t.Fatalf("counter on the destination starts at %d; it was %d shortly before the move", first, before)
+	}
+	t.Logf("migrate result %s; counter %d before, %d first on the destination", strings.TrimSpace(out), before, first)
+	if d := dst.Domain("mover"); d.PID == 0 {
+		t.Fatal("not running on the destination")
+	}
+	// Migrating a domain the source no longer has is a clear error.
+	if r := src.RF("migrate", "mover", dstAddr); r.Code == 0 || !strings.Contains(r.Stderr, "no domain named") {
+		t.Fatalf("second migration: %+v", r)
+	}
+}
+
+// readChars is /proc/PID/io's rchar: bytes the process read, pipes included.
+func readChars(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+			fmt.Sscan(v, &n)
+		}
+	}
+	return n
+}
