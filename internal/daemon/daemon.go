@@ -386,18 +386,11 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, err)
 		return
 	}
-	hj, ok := w.(http.Hijacker)
+	conn, rw, ok := upgrade(w, "ringfence-console")
 	if !ok {
-		reply(w, nil, fmt.Errorf("console needs a hijackable connection"))
-		return
-	}
-	conn, rw, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer conn.Close()
-	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: ringfence-console\r\nConnection: Upgrade\r\n\r\n")
-	rw.Flush()
 	hist, ch, detach := con.Attach()
 	defer detach()
 	if r.URL.Query().Get("history") != "0" {

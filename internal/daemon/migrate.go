@@ -30,22 +30,32 @@ func (c *rwConn) CloseWrite() error {
 	return nil
 }
 
-// incoming is the destination side: only reachable over the mutual-TLS
-// peer listener (and the root-only socket).
-func (s *Server) incoming(w http.ResponseWriter, r *http.Request) {
+// upgrade takes over the connection as a raw stream (101 Switching
+// Protocols); the console and migration speak their own bytes on it.
+func upgrade(w http.ResponseWriter, proto string) (net.Conn, *bufio.ReadWriter, bool) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		reply(w, nil, fmt.Errorf("migration needs a hijackable connection"))
-		return
+		reply(w, nil, fmt.Errorf("%s needs a hijackable connection", proto))
+		return nil, nil, false
 	}
 	conn, rw, err := hj.Hijack()
 	if err != nil {
+		return nil, nil, false
+	}
+	conn.SetDeadline(time.Time{}) // streams run as long as they need
+	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + proto + "\r\nConnection: Upgrade\r\n\r\n")
+	rw.Flush()
+	return conn, rw, true
+}
+
+// incoming is the destination side: only reachable over the mutual-TLS
+// peer listener (and the root-only socket).
+func (s *Server) incoming(w http.ResponseWriter, r *http.Request) {
+	conn, rw, ok := upgrade(w, "ringfence-migration")
+	if !ok {
 		return
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Time{})
-	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: ringfence-migration\r\nConnection: Upgrade\r\n\r\n")
-	rw.Flush()
 	if err := s.mgr.MigrateIn(context.Background(), &rwConn{Conn: conn, r: rw.Reader}); err != nil {
 		s.log.Warn("incoming migration failed", "err", err)
 	}
