@@ -856,6 +856,9 @@ func (m *Manager) sweep(known map[string]bool) {
 		}
 		m.o.Log.Warn("removing a runtime dir with no domain record", "dir", dir)
 		os.RemoveAll(dir)
+		if m.o.Cgroups != nil {
+			m.o.Cgroups.Remove(name)
+		}
 	}
 }
 

@@ -59,7 +59,12 @@ func (l *Ledger) holders(what func(api.LedgerEntry) int, unit string) string {
 	for _, e := range l.entries {
 		es = append(es, e)
 	}
-	sort.Slice(es, func(i, j int) bool { return what(es[i]) > what(es[j]) })
+	sort.Slice(es, func(i, j int) bool {
+		if what(es[i]) != what(es[j]) {
+			return what(es[i]) > what(es[j])
+		}
+		return es[i].Domain < es[j].Domain
+	})
 	var parts []string
 	for i, e := range es {
 		if i == 5 {

@@ -7,6 +7,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -405,7 +407,7 @@ func (e *Env) cleanup() {
 		t.Errorf("taps or IFBs left behind:\n%s", links)
 	}
 	for _, n := range e.names {
-		for _, dir := range cgroupDirs(n) {
+		for _, dir := range cgroupDirs(e.Dir, n) {
 			if _, err := os.Stat(dir); err == nil {
 				t.Errorf("cgroup left behind: %s", dir)
 				os.Remove(dir)
@@ -444,9 +446,12 @@ func runOut(name string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// cgroupDirs are the places a domain's cgroups may be on this host.
-func cgroupDirs(name string) []string {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/ringfence*/" + name)
-	more, _ := filepath.Glob("/sys/fs/cgroup/memory/*/*/ringfence*/" + name)
+// cgroupDirs are the places a domain of the daemon on stateDir may have
+// cgroups (its subtree is ringfence-<hash of the state dir>).
+func cgroupDirs(stateDir, name string) []string {
+	sum := sha256.Sum256([]byte(stateDir))
+	sub := "ringfence-" + hex.EncodeToString(sum[:4])
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + sub + "/" + name)
+	more, _ := filepath.Glob("/sys/fs/cgroup/memory/*/*/" + sub + "/" + name)
 	return append(dirs, more...)
 }
