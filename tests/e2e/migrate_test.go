@@ -44,6 +44,28 @@ func TestLiveMigration(t *testing.T) {
 		t.Fatal("an untrusted peer received something, or the source lost the domain")
 	}
 
+	// Bad input: an unknown host, a name the destination already has, a
+	// destination without the memory (refused before anything is copied).
+	if r := src.RF("migrate", "mover", "127.0.0.1:1"); r.Code == 0 || !strings.Contains(r.Stderr, "connecting to 127.0.0.1:1") {
+		t.Fatalf("migration to nowhere: %+v", r)
+	}
+	dst.MustRF("create", "-p", dst.WriteConfig("mover", ""))
+	if r := src.RF("migrate", "mover", dstAddr); r.Code == 0 || !strings.Contains(r.Stderr, `destination refused: a domain named "mover" already exists`) {
+		t.Fatalf("migration onto a name clash: %+v", r)
+	}
+	dst.MustRF("destroy", "mover")
+	smallAddr := fmt.Sprintf("127.0.0.1:%d", 20002+os.Getpid()%20000)
+	caFrom := filepath.Join(src.Dir, "tls")
+	NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", smallAddr, "--reserve-mem", fmt.Sprint(hostMemMiB(t) - 200)}, Before: func(dir string) {
+		mustRun(t, binPath, "host", "trust", "--state-dir", dir, "--ca-from", caFrom)
+	}})
+	if r := src.RF("migrate", "mover", smallAddr); r.Code == 0 || !strings.Contains(r.Stderr, "destination refused: memory: mover asks") {
+		t.Fatalf("migration to a host without memory: %+v", r)
+	}
+	if src.Domain("mover").PID == 0 {
+		t.Fatal("the source lost the domain after refused migrations")
+	}
+
 	// Kill the destination's QEMU as soon as it appears: the source keeps
 	// the guest running, the destination keeps nothing.
 	var wg sync.WaitGroup
@@ -71,9 +93,18 @@ func TestLiveMigration(t *testing.T) {
 	off := len(c.Output())
 	c.WaitFor("tick", off, 5*time.Second) // the source guest still runs
 
-	// The real move: the counter continues on the destination.
+	// The real move: the counter continues on the destination. A second
+	// migrate while it runs is refused.
 	before := lastTick(t, c.Output())
+	second := make(chan Result, 1)
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		second <- src.RF("migrate", "mover", dstAddr)
+	}()
 	out := src.MustRF("migrate", "--json", "mover", dstAddr)
+	if r := <-second; r.Code == 0 || !(strings.Contains(r.Stderr, "already being migrated") || strings.Contains(r.Stderr, "no domain named")) {
+		t.Fatalf("a second migration of a migrating domain: %+v", r)
+	}
 	if len(src.List()) != 0 || len(src.QEMUs()) != 0 {
 		t.Fatal("the source kept a copy after a successful migration")
 	}
@@ -98,7 +129,7 @@ func TestLiveMigration(t *testing.T) {
 	}
 	// Migrating a domain the source no longer has is a clear error.
 	if r := src.RF("migrate", "mover", dstAddr); r.Code == 0 || !strings.Contains(r.Stderr, "no domain named") {
-		t.Fatalf("second migration: %+v", r)
+		t.Fatalf("migrating a domain that left: %+v", r)
 	}
 }
 
