@@ -48,9 +48,19 @@ func runMigrate(e *env, args []string) error {
 	downtime := fs.Int("max-downtime", 30, "target for the final pause, in ms")
 	fs.Bool("live", true, "live migration (always; accepted for xl compatibility)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := parse(fs, args, 2, 2)
+	cancel := fs.Bool("cancel", false, "stop the running migration of NAME (it keeps running here)")
+	pos, err := parse(fs, args, 1, 2)
 	if err != nil {
 		return err
+	}
+	if *cancel {
+		if len(pos) != 1 {
+			return usageError{"--cancel takes only the domain name"}
+		}
+		return e.client().Action(ctx(), pos[0], "migrate-cancel", nil)
+	}
+	if len(pos) != 2 {
+		return usageError{"expected NAME HOST:PORT"}
 	}
 	tty := false
 	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {

@@ -312,6 +312,8 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 		case "migrate":
 			s.migrate(w, r, name)
 			return
+		case "migrate-cancel":
+			err = s.mgr.CancelMigration(name)
 		case "save":
 			var req api.SaveRequest
 			if err = decode(r, &req); err == nil {

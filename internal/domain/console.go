@@ -123,7 +123,7 @@ func (c *Console) writeLog(p []byte) {
 func (c *Console) Attach() ([]byte, <-chan []byte, func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch := make(chan []byte, 1024)
+	ch := make(chan []byte, 4096)
 	c.subs[ch] = struct{}{}
 	hist := append([]byte(nil), c.ring...)
 	return hist, ch, func() {

@@ -60,8 +60,10 @@ type dom struct {
 	inst    engine.Instance
 	console *Console
 	intent  string // "destroy" while we are ending it on purpose
-	// migrating is set while the domain streams to another host.
+	// migrating is set while the domain streams to another host;
+	// cancelMig stops that stream.
 	migrating bool
+	cancelMig context.CancelFunc
 	ended     chan struct{} // closed when the current incarnation's exit is handled
 }
 

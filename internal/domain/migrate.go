@@ -64,9 +64,11 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, conn net.Conn, do
 		return res, api.Errorf(api.ErrConflict, "%s is already being migrated", name)
 	}
 	d.migrating = true
+	ctx, cancel := context.WithCancel(ctx)
+	d.cancelMig = cancel
 	inst, spec, accel := d.inst, d.rec.Spec, d.rec.Accel
 	d.mu.Unlock()
-	defer func() { d.mu.Lock(); d.migrating = false; d.mu.Unlock() }()
+	defer func() { cancel(); d.mu.Lock(); d.migrating = false; d.cancelMig = nil; d.mu.Unlock() }()
 	mig, ok := inst.(engine.Migratable)
 	if !ok {
 		return res, api.Errorf(api.ErrUnavailable, "this engine cannot migrate domains")
@@ -102,6 +104,11 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, conn net.Conn, do
 			progress(api.MigrationProgress(s))
 		}
 	}})
+	if merr != nil {
+		// Unblock the copy: QEMU may be stuck writing into a full pipe
+		// behind a destination that stopped reading.
+		conn.Close()
+	}
 	pw.Close()
 	cerr := <-copied
 	resume := func(why error) (api.MigrationResult, error) {
@@ -115,6 +122,9 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, conn net.Conn, do
 	}
 	if merr != nil {
 		conn.Close()
+		if errors.Is(merr, context.Canceled) {
+			return resume(api.Errorf(api.ErrConflict, "migration of %s cancelled; it keeps running here", name))
+		}
 		return resume(fmt.Errorf("migration failed, %s keeps running here: %w", name, merr))
 	}
 	if cerr != nil {
@@ -136,6 +146,50 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, conn net.Conn, do
 	res.DowntimeMs = stats.DowntimeMs
 	res.TransferredB = stats.TransferredB
 	return res, nil
+}
+
+// CancelMigration stops an outgoing migration; the domain keeps running
+// here.
+func (m *Manager) CancelMigration(name string) error {
+	d, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.migrating || d.cancelMig == nil {
+		return api.Errorf(api.ErrConflict, "%s is not being migrated", name)
+	}
+	d.cancelMig()
+	return nil
+}
+
+// loadStream feeds src into the VM through the pipe pr/pw. If the stream
+// breaks, or ends and QEMU has not finished loading soon after (QEMU 7.2
+// can spin on a truncated incoming stream instead of failing), the load is
+// abandoned so the caller's revert removes the half-made domain.
+func loadStream(ctx context.Context, mig engine.Migratable, pr, pw *os.File, src io.Reader) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, err := io.Copy(pw, src)
+		pw.Close()
+		if err != nil {
+			cancel()
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			cancel()
+		}
+	}()
+	err := mig.MigrateFrom(ctx, pr)
+	pr.Close()
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("the state stream broke or ended early: %w", err)
+	}
+	return err
 }
 
 func readReply(br *bufio.Reader, rep *migReply) error {
@@ -181,13 +235,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 			return err
 		}
 		okSent = true
-		go func() {
-			io.Copy(pw, br)
-			pw.Close()
-		}()
-		err = mig.MigrateFrom(ctx, pr)
-		pr.Close()
-		return err
+		return loadStream(ctx, mig, pr, pw, br)
 	}
 	if _, err := m.create(ctx, spec, accel, startOpts{incoming: incoming}); err != nil {
 		if !okSent {

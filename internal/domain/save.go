@@ -208,13 +208,7 @@ func (m *Manager) Restore(ctx context.Context, path string, paused bool) (api.Do
 		if err != nil {
 			return err
 		}
-		go func() {
-			io.Copy(pw, io.NewSectionReader(f, start, end-start))
-			pw.Close()
-		}()
-		err = mig.MigrateFrom(ctx, pr)
-		pr.Close()
-		return err
+		return loadStream(ctx, mig, pr, pw, io.NewSectionReader(f, start, end-start))
 	}
 	v, err := m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming})
 	if err != nil {

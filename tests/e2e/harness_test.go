@@ -204,7 +204,10 @@ type Result struct {
 // RF runs the ringfence CLI against this env's daemon.
 func (e *Env) RF(args ...string) Result {
 	e.t.Helper()
-	cmd := exec.Command(binPath, append([]string{"--socket", e.Socket}, args...)...)
+	// No CLI call in a test may hang the suite.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, append([]string{"--socket", e.Socket}, args...)...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
