@@ -35,6 +35,7 @@ bench: image
 	$(GO) run ./bench/boot -runs 15
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/resources/
 	RINGFENCE_BENCH=1 $(GO) test -count=1 -run TestTopRefresh200 -v -timeout 20m ./bench/resources/
+	$(GO) run ./bench/migrate
 
 clean:
 	rm -rf bin
