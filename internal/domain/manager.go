@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,7 +65,10 @@ type dom struct {
 	// cancelMig stops that stream.
 	migrating bool
 	cancelMig context.CancelFunc
-	ended     chan struct{} // closed when the current incarnation's exit is handled
+	// snap is the last rendered view, served while an operation holds mu
+	// for long (an incoming migration loads for seconds): list never hangs.
+	snap  atomic.Pointer[api.Domain]
+	ended chan struct{} // closed when the current incarnation's exit is handled
 }
 
 // Options configure a Manager.
@@ -241,6 +245,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	}
 	r.Add(func() { m.o.Ledger.Release(spec.Name) })
 	d := &dom{rec: record{Spec: spec, Accel: accel, State: api.StateDying}}
+	d.snap.Store(&api.Domain{Spec: spec, State: api.StateDying, Flags: Flags(api.StateDying)})
 	m.doms[spec.Name] = d
 	r.Add(func() { m.mu.Lock(); delete(m.doms, spec.Name); m.mu.Unlock() })
 	d.mu.Lock()
@@ -697,9 +702,7 @@ func (m *Manager) Get(name string) (api.Domain, error) {
 	if err != nil {
 		return api.Domain{}, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return m.view(d), nil
+	return m.current(d), nil
 }
 
 // List returns all domains, by ID.
@@ -712,16 +715,33 @@ func (m *Manager) List() []api.Domain {
 	m.mu.Unlock()
 	out := make([]api.Domain, 0, len(ds))
 	for _, d := range ds {
-		d.mu.Lock()
-		out = append(out, m.view(d))
-		d.mu.Unlock()
+		out = append(out, m.current(d))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
-// view renders a domain for the API. Caller holds d.mu.
+// current renders d, or its last view while a long operation holds it.
+func (m *Manager) current(d *dom) api.Domain {
+	if d.mu.TryLock() {
+		defer d.mu.Unlock()
+		return m.view(d)
+	}
+	if v := d.snap.Load(); v != nil {
+		return *v
+	}
+	return api.Domain{}
+}
+
+// view renders a domain for the API and keeps it as the snapshot. Caller
+// holds d.mu.
 func (m *Manager) view(d *dom) api.Domain {
+	v := m.render(d)
+	d.snap.Store(&v)
+	return v
+}
+
+func (m *Manager) render(d *dom) api.Domain {
 	v := api.Domain{Spec: d.rec.Spec, ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason}
 	if d.inst != nil {
 		v.PID = d.inst.PID()
@@ -786,6 +806,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		name := rec.Spec.Name
 		d := &dom{rec: rec, console: newConsole(filepath.Join(m.runDir(name), "console.log"))}
+		d.snap.Store(&api.Domain{Spec: rec.Spec, ID: rec.ID, State: rec.State, Flags: Flags(rec.State)})
 		m.mu.Lock()
 		m.doms[name] = d
 		m.mu.Unlock()

@@ -54,7 +54,12 @@ func (m *Manager) Sample(ctx context.Context) (st api.Stats) {
 }
 
 func (m *Manager) sampleOne(ctx context.Context, d *dom, memTotalKiB int64) api.DomainStats {
-	d.mu.Lock()
+	if !d.mu.TryLock() {
+		// Busy (creating, migrating): report what we last knew.
+		v := m.current(d)
+		return api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime,
+			MemKiB: int64(v.Spec.MemoryMiB) << 10, MaxMemKiB: int64(v.Spec.MaxMemMiB) << 10, VCPUs: v.Spec.VCPUs}
+	}
 	defer d.mu.Unlock()
 	v := m.view(d)
 	s := api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime, PID: v.PID,
