@@ -696,13 +696,16 @@ func (m *Manager) Console(name string) (*Console, error) {
 	return d.console, nil
 }
 
-// Get returns one domain.
+// Get returns one domain, waiting for an operation on it to finish so the
+// answer is exact (List does not wait).
 func (m *Manager) Get(name string) (api.Domain, error) {
 	d, err := m.get(name)
 	if err != nil {
 		return api.Domain{}, err
 	}
-	return m.current(d), nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return m.view(d), nil
 }
 
 // List returns all domains, by ID.
