@@ -56,10 +56,10 @@ func TestSaveRestore(t *testing.T) {
 		t.Fatalf("restore -p: %s", d.State)
 	}
 	c2 := e.Console("svr")
-	e.MustRF("unpause", "svr")
 	off := len(c2.Output())
-	c2.WaitFor("tick"+strconv.Itoa(before+3), 0, 20*time.Second)
-	after := c2.Output()[off:]
+	e.MustRF("unpause", "svr")
+	end := c2.WaitFor("tick"+strconv.Itoa(before+3), off, 20*time.Second)
+	after := c2.Output()[off:end]
 	if strings.Contains(after, "tick0\r") || strings.Contains(after, image0) {
 		t.Fatalf("the restored guest restarted:\n%s", tail(after, 500))
 	}
