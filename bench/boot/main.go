@@ -10,8 +10,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -21,9 +19,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/ringfence/ringfence/bench/internal/benchenv"
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/host"
@@ -51,29 +49,16 @@ func run(runs int, imgDir string, listN int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "ringfence")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ringfence").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
-	}
-	sock := filepath.Join(dir, "run", "ringfence.sock")
-	daemon := exec.Command(bin, "--socket", sock, "serve", "--state-dir", dir, "--vcpu-ratio", "50")
-	logf, _ := os.Create(filepath.Join(dir, "daemon.log"))
-	daemon.Stdout, daemon.Stderr = logf, logf
-	daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := daemon.Start(); err != nil {
+	bin, err := benchenv.Build(dir)
+	if err != nil {
 		return err
 	}
-	defer func() { daemon.Process.Signal(syscall.SIGTERM); daemon.Wait() }()
-	c := client.New(sock)
-	for i := 0; ; i++ {
-		if _, err := c.Host(context.Background()); err == nil {
-			break
-		}
-		if i > 200 {
-			return fmt.Errorf("daemon did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
+	c, stop, err := benchenv.Daemon(bin, dir, "--vcpu-ratio", "50")
+	if err != nil {
+		return err
 	}
+	defer stop()
+	sock := c.Socket
 	h, _ := c.Host(context.Background())
 	disk := filepath.Join(dir, "disk.img")
 	exec.Command("cp", "--sparse=always", img.Disk, disk).Run()
@@ -151,7 +136,7 @@ func bootRingfence(bin, sock string, c *client.Client, cfg string) (time.Duratio
 		return 0, err
 	}
 	defer conn.Close()
-	if err := waitFor(conn, image.ReadyLine, 120*time.Second); err != nil {
+	if err := benchenv.WaitFor(conn, image.ReadyLine, 120*time.Second); err != nil {
 		return 0, err
 	}
 	d := time.Since(t0)
@@ -172,39 +157,10 @@ func bootBare(accel string, img image.Paths, cmdline, disk string) (time.Duratio
 		return 0, err
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	if err := waitFor(out, image.ReadyLine, 120*time.Second); err != nil {
+	if err := benchenv.WaitFor(out, image.ReadyLine, 120*time.Second); err != nil {
 		return 0, err
 	}
 	return time.Since(t0), nil
-}
-
-type reader interface{ Read([]byte) (int, error) }
-
-func waitFor(r reader, text string, timeout time.Duration) error {
-	done := make(chan error, 1)
-	go func() {
-		br := bufio.NewReader(r)
-		var seen []byte
-		buf := make([]byte, 4096)
-		for {
-			n, err := br.Read(buf)
-			seen = append(seen, buf[:n]...)
-			if bytes.Contains(seen, []byte(text)) {
-				done <- nil
-				return
-			}
-			if err != nil {
-				done <- fmt.Errorf("stream ended before %q: %v", text, err)
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(timeout):
-		return fmt.Errorf("%q not seen within %s", text, timeout)
-	}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

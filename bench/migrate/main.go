@@ -19,9 +19,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/ringfence/ringfence/bench/internal/benchenv"
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/engine/qemu/qmp"
@@ -76,38 +76,20 @@ func (w *watcher) times() (time.Time, time.Time, bool) {
 func run(img image.Paths) error {
 	dir, _ := os.MkdirTemp("/tmp", "rfmig")
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "ringfence")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ringfence").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
+	bin, err := benchenv.Build(dir)
+	if err != nil {
+		return err
 	}
 	port := 30000 + os.Getpid()%20000
 	srcDir, dstDir := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	exec.Command(bin, "host", "trust", "--state-dir", srcDir).Run()
 	exec.Command(bin, "host", "trust", "--state-dir", dstDir, "--ca-from", filepath.Join(srcDir, "tls")).Run()
-	start := func(state string, extra ...string) (*client.Client, func(), error) {
-		sock := filepath.Join(state, "s.sock")
-		cmd := exec.Command(bin, append([]string{"--socket", sock, "serve", "--state-dir", state}, extra...)...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		logf, _ := os.Create(filepath.Join(state, "daemon.log"))
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			return nil, nil, err
-		}
-		c := client.New(sock)
-		for i := 0; i < 300; i++ {
-			if _, err := c.Host(context.Background()); err == nil {
-				return c, func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }, nil
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return nil, nil, fmt.Errorf("daemon on %s did not start", state)
-	}
-	src, stopSrc, err := start(srcDir)
+	src, stopSrc, err := benchenv.Daemon(bin, srcDir)
 	if err != nil {
 		return err
 	}
 	defer stopSrc()
-	dst, stopDst, err := start(dstDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	dst, stopDst, err := benchenv.Daemon(bin, dstDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return err
 	}
@@ -147,7 +129,7 @@ func viaRingfence(src, dst *client.Client, img image.Paths, mem int, dirty bool,
 	if err != nil {
 		return result{}, err
 	}
-	if err := waitLine(con, image.ReadyLine); err != nil {
+	if err := benchenv.WaitFor(con, image.ReadyLine, 2*time.Minute); err != nil {
 		return result{}, err
 	}
 	ws := &watcher{}
@@ -198,30 +180,6 @@ func finish(ws, wd *watcher, total, down float64) (result, error) {
 	return result{}, fmt.Errorf("no counter on the destination")
 }
 
-func waitLine(r io.Reader, text string) error {
-	br := bufio.NewReader(r)
-	done := make(chan error, 1)
-	go func() {
-		for {
-			line, err := br.ReadString('\n')
-			if strings.Contains(line, text) {
-				done <- nil
-				return
-			}
-			if err != nil {
-				done <- err
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(2 * time.Minute):
-		return fmt.Errorf("%q not seen", text)
-	}
-}
-
 // viaBare migrates the same guest between two plain QEMUs over TCP.
 func viaBare(dir string, img image.Paths, mem int, dirty bool, port int) (result, error) {
 	ctx := context.Background()
@@ -246,7 +204,7 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, port int) (result
 	defer func() { dstCmd.Process.Kill(); dstCmd.Wait() }()
 	pr, pw := io.Pipe()
 	go io.Copy(pw, sout)
-	if err := waitLine(pr, image.ReadyLine); err != nil {
+	if err := benchenv.WaitFor(pr, image.ReadyLine, 2*time.Minute); err != nil {
 		return result{}, err
 	}
 	ws, wd := &watcher{}, &watcher{}

@@ -4,16 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ringfence/ringfence/bench/internal/benchenv"
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/image"
 )
 
@@ -32,29 +29,15 @@ func TestTopRefresh200(t *testing.T) {
 	img := image.PathsIn("/var/lib/ringfence/images/default")
 	dir, _ := os.MkdirTemp("/tmp", "rfbench")
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "ringfence")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/ringfence").CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	sock := filepath.Join(dir, "run", "ringfence.sock")
-	d := exec.Command(bin, "--socket", sock, "serve", "--state-dir", dir, "--vcpu-ratio", "200", "--qemu-overhead", "64", "--reserve-mem", "1024")
-	d.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logf, _ := os.Create(filepath.Join(dir, "daemon.log"))
-	d.Stdout, d.Stderr = logf, logf
-	if err := d.Start(); err != nil {
+	bin, err := benchenv.Build(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }()
-	c := client.New(sock)
-	for i := 0; ; i++ {
-		if _, err := c.Host(context.Background()); err == nil {
-			break
-		}
-		if i > 200 {
-			t.Fatal("daemon did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
+	c, stop, err := benchenv.Daemon(bin, dir, "--vcpu-ratio", "200", "--qemu-overhead", "64", "--reserve-mem", "1024")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer stop()
 	defer func() {
 		for i := 0; i < n; i++ {
 			c.Action(context.Background(), fmt.Sprintf("t%03d", i), "destroy", nil)

@@ -1,0 +1,93 @@
+// Package benchenv is what every benchmark needs: the ringfence binary
+// built from this tree, a daemon on a state dir of its own, and waiting for
+// a line on a console or serial stream.
+package benchenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/client"
+)
+
+// Build compiles cmd/ringfence into dir and returns the binary's path.
+func Build(dir string) (string, error) {
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	bin := filepath.Join(dir, "ringfence")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/ringfence")
+	cmd.Dir = strings.TrimSpace(string(root))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building ringfence: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Daemon starts `ringfence serve` on stateDir (log in stateDir/daemon.log)
+// and waits until it answers; stop ends it (guests are the caller's).
+func Daemon(bin, stateDir string, args ...string) (c *client.Client, stop func(), err error) {
+	os.MkdirAll(stateDir, 0o700)
+	sock := filepath.Join(stateDir, "s.sock")
+	cmd := exec.Command(bin, append([]string{"--socket", sock, "serve", "--state-dir", stateDir}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	logf, err := os.Create(filepath.Join(stateDir, "daemon.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	stop = func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); logf.Close() }
+	c = client.New(sock)
+	for i := 0; i < 300; i++ {
+		if _, err := c.Host(context.Background()); err == nil {
+			return c, stop, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	return nil, nil, fmt.Errorf("daemon on %s did not start; see %s/daemon.log", stateDir, stateDir)
+}
+
+// WaitFor reads r until text appears (it may span reads).
+func WaitFor(r io.Reader, text string, timeout time.Duration) error {
+	done := make(chan error, 1)
+	go func() {
+		br := bufio.NewReader(r)
+		var seen []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := br.Read(buf)
+			seen = append(seen, buf[:n]...)
+			if bytes.Contains(seen, []byte(text)) {
+				done <- nil
+				return
+			}
+			if len(seen) > 1<<16 {
+				seen = seen[len(seen)-len(text):]
+			}
+			if err != nil {
+				done <- fmt.Errorf("stream ended before %q: %v", text, err)
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout):
+		return fmt.Errorf("%q not seen within %s", text, timeout)
+	}
+}
