@@ -164,6 +164,16 @@ func TestCapAndTop(t *testing.T) {
 		t.Fatalf("cpus outside the host: %+v", r)
 	}
 
+	// vcpu-pin moves the vCPU thread live.
+	e.MustRF("vcpu-pin", "capped", "0", "1")
+	if got := vcpuAffinity(t, d.PID); got != "1" {
+		t.Fatalf("vCPU 0 allowed on %q after vcpu-pin 0 1", got)
+	}
+	e.MustRF("vcpu-pin", "capped", "all", "all")
+	if got := vcpuAffinity(t, d.PID); got != "0-1" && got != "0" {
+		t.Fatalf("vCPU 0 allowed on %q after vcpu-pin all all", got)
+	}
+
 	// Lifting the cap live lets the guest have a whole CPU.
 	e.MustRF("sched-credit", "-d", "capped", "-c", "0")
 	time.Sleep(500 * time.Millisecond)
@@ -181,6 +191,11 @@ func TestWeightsAndSteal(t *testing.T) {
 	c1 := e.Boot("light", "cpus = '1'\ncpu_weight = 256")
 	c2 := e.Boot("heavy", "cpus = '1'\ncpu_weight = 512")
 	p1, p2 := e.Domain("light").PID, e.Domain("heavy").PID
+	for _, p := range []int{p1, p2} {
+		if got := vcpuAffinity(t, p); got != "1" {
+			t.Fatalf("cpus = '1' but the vCPU thread may run on %q", got)
+		}
+	}
 	burn(c1)
 	time.Sleep(2500 * time.Millisecond) // two sampler intervals
 	alone := stealOf(t, e, "light")
@@ -326,4 +341,21 @@ func TestBalloon(t *testing.T) {
 	if r := e.RF("mem-set", "bal", "250m"); r.Code == 0 {
 		t.Fatal("mem-set above the lowered ceiling was accepted")
 	}
+}
+
+// vcpuAffinity is Cpus_allowed_list of a QEMU's first vCPU thread.
+func vcpuAffinity(t *testing.T, pid int) string {
+	tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*"))
+	for _, task := range tasks {
+		comm, _ := os.ReadFile(filepath.Join(task, "comm"))
+		if strings.HasPrefix(string(comm), "CPU 0/") {
+			status, _ := os.ReadFile(filepath.Join(task, "status"))
+			m := regexp.MustCompile(`Cpus_allowed_list:\s+(\S+)`).FindStringSubmatch(string(status))
+			if m != nil {
+				return m[1]
+			}
+		}
+	}
+	t.Fatalf("no vCPU thread in QEMU %d", pid)
+	return ""
 }
