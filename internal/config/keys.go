@@ -244,7 +244,14 @@ func (d *decoder) mapCmdline(cmd string) string {
 // guestDevice maps a Xen device name from root= to the virtio name: a
 // vdev listed as a disk (xvda1 -> vda: a partition vdev is a whole disk),
 // or a partition of a whole-disk vdev (xvda + 2 -> vda2).
+//
+// Only Xen names are mapped: root=/dev/vdX already names what the guest
+// sees, whatever a vdev happens to be called (and mapping it again would
+// make the rewrite apply twice on export and re-parse).
 func (d *decoder) guestDevice(dev string) string {
+	if strings.HasPrefix(dev, "vd") {
+		return ""
+	}
 	for _, disk := range d.spec.Disks {
 		if dev == disk.VDev {
 			return disk.Guest
