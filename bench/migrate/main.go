@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -26,10 +27,13 @@ import (
 	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/engine/qemu/qmp"
 	"github.com/ringfence/ringfence/internal/image"
+	"github.com/ringfence/ringfence/internal/peer"
 )
 
 const counter = `i=0; while true; do echo tick$i; i=$((i+1)); usleep 10000; done &`
 const dirtier = `(while true; do dd if=/dev/zero of=/dev/shm/d bs=1M count=48 2>/dev/null; done) &`
+
+var reps *int
 
 type result struct {
 	totalMs, qemuMs, downMs, gapMs float64
@@ -37,6 +41,7 @@ type result struct {
 
 func main() {
 	imgDir := flag.String("image", "/var/lib/ringfence/images/default", "default image")
+	reps = flag.Int("n", 3, "runs per row (medians are shown)")
 	flag.Parse()
 	img := image.PathsIn(*imgDir)
 	if err := run(img); err != nil {
@@ -95,29 +100,77 @@ func run(img image.Paths) error {
 	}
 	defer stopDst()
 	h, _ := src.Host(context.Background())
-	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited on both sides\n\n", h.Accel, h.QEMUVersion)
-	fmt.Printf("%-18s %-10s %10s %10s %12s %10s\n", "guest", "side", "total ms", "qemu ms", "downtime ms", "gap ms")
+	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited, auto-converge, RAM preallocated on both sides; median of %d runs;\n\"tls\": QEMU encrypts the stream (default), \"plain\": --plain-stream; bare QEMU uses the same setting\n\n", h.Accel, h.QEMUVersion, *reps)
+	fmt.Printf("%-20s %-10s %10s %10s %12s %10s\n", "guest, stream", "side", "total ms", "qemu ms", "downtime ms", "gap ms")
+	// QEMU's own TLS credentials for the bare runs, from the same CA.
+	bareCreds := func(endpoint string) string {
+		d, _ := os.MkdirTemp(dir, "creds")
+		if err := peer.QEMUCreds(peer.Files{Dir: filepath.Join(srcDir, "tls")}, d, endpoint, 0, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: creds:", err)
+		}
+		return d
+	}
 	for _, mem := range []int{128, 512} {
 		for _, dirty := range []bool{false, true} {
-			name := fmt.Sprintf("%d MiB %s", mem, map[bool]string{false: "idle", true: "dirtying"}[dirty])
-			// A failed run is reported and the table goes on: one bad
-			// migration under TCG should not hide the other figures.
-			if rf, err := viaRingfence(src, dst, img, mem, dirty, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
-				fmt.Printf("%-18s %-10s failed: %v\n", name, "ringfence", err)
-			} else {
-				fmt.Printf("%-18s %-10s %10.0f %10.0f %12.0f %10.0f\n", name, "ringfence", rf.totalMs, rf.qemuMs, rf.downMs, rf.gapMs)
-			}
-			if bare, err := viaBare(dir, img, mem, dirty, port+1); err != nil {
-				fmt.Printf("%-18s %-10s failed: %v\n", "", "bare qemu", err)
-			} else {
-				fmt.Printf("%-18s %-10s %10.0f %10.0f %12.0f %10.0f\n", "", "bare qemu", bare.totalMs, bare.totalMs, bare.downMs, bare.gapMs)
+			for _, plain := range []bool{false, true} {
+				name := fmt.Sprintf("%d MiB %s %s", mem, map[bool]string{false: "idle", true: "dirty"}[dirty], map[bool]string{false: "tls", true: "plain"}[plain])
+				var rfs, bares []result
+				// Alternate the two sides so drift on the host hits both.
+				// A failed run is reported and the table goes on: one bad
+				// migration under TCG should not hide the other figures.
+				for i := 0; i < *reps; i++ {
+					if rf, err := viaRingfence(src, dst, img, mem, dirty, plain, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+						fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "ringfence", i+1, err)
+					} else {
+						rfs = append(rfs, rf)
+					}
+					var tls *bareTLS
+					if !plain {
+						tls = &bareTLS{client: bareCreds("client"), server: bareCreds("server")}
+					}
+					if b, err := viaBare(dir, img, mem, dirty, tls, port+1+i); err != nil {
+						fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "bare qemu", i+1, err)
+					} else {
+						bares = append(bares, b)
+					}
+				}
+				rf, bare := median(rfs), median(bares)
+				fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", name, "ringfence", rf.totalMs, rf.qemuMs, rf.downMs, rf.gapMs)
+				fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", "", "bare qemu", bare.totalMs, bare.qemuMs, bare.downMs, bare.gapMs)
+				if bare.totalMs > 0 && bare.gapMs > 0 {
+					fmt.Printf("%-20s %-10s %10.2f %10s %12s %10.2f\n", "", "ratio", rf.totalMs/bare.totalMs, "", "", rf.gapMs/bare.gapMs)
+				}
 			}
 		}
 	}
 	return nil
 }
 
-func viaRingfence(src, dst *client.Client, img image.Paths, mem int, dirty bool, target string) (result, error) {
+// median takes each column's median on its own.
+func median(rs []result) result {
+	col := func(f func(result) float64) float64 {
+		if len(rs) == 0 {
+			return 0
+		}
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return result{
+		totalMs: col(func(r result) float64 { return r.totalMs }),
+		qemuMs:  col(func(r result) float64 { return r.qemuMs }),
+		downMs:  col(func(r result) float64 { return r.downMs }),
+		gapMs:   col(func(r result) float64 { return r.gapMs }),
+	}
+}
+
+func viaRingfence(src, dst *client.Client, img image.Paths, mem int, dirty, plain bool, target string) (result, error) {
 	ctx := context.Background()
 	spec := api.DomainSpec{Name: "mig", Kernel: img.Kernel, Ramdisk: img.Initrd, MemoryMiB: mem, Cmdline: "console=ttyS0 quiet"}
 	if _, err := src.Create(ctx, api.CreateRequest{Spec: spec}); err != nil {
@@ -153,7 +206,7 @@ func viaRingfence(src, dst *client.Client, img image.Paths, mem int, dirty bool,
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	res, err := src.Migrate(ctx, "mig", api.MigrateRequest{Target: target, DowntimeMs: 30}, nil)
+	res, err := src.Migrate(ctx, "mig", api.MigrateRequest{Target: target, DowntimeMs: 30, PlainStream: plain}, nil)
 	if err != nil {
 		return result{}, err
 	}
@@ -180,28 +233,38 @@ func finish(ws, wd *watcher, total, down float64) (result, error) {
 	return result{}, fmt.Errorf("no counter on the destination")
 }
 
-// viaBare migrates the same guest between two plain QEMUs over TCP.
-func viaBare(dir string, img image.Paths, mem int, dirty bool, port int) (result, error) {
+// viaBare migrates the same guest between two plain QEMUs over TCP, the
+// way a careful script would: the destination is started with the same
+// memory settings and -incoming defer, told to listen over QMP once it is
+// up, then the source migrates. "total" runs from starting the destination
+// to the guest running there, as ringfence's does.
+// bareTLS are QEMU credential dirs for a bare run with TLS.
+type bareTLS struct{ client, server string }
+
+func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, port int) (result, error) {
 	ctx := context.Background()
 	args := func(qmpSock string, extra ...string) []string {
-		return append([]string{"-machine", "q35,accel=tcg", "-m", fmt.Sprint(mem), "-smp", "1", "-nodefaults", "-no-user-config",
+		return append([]string{"-machine", "q35,accel=tcg", "-m", fmt.Sprint(mem), "-mem-prealloc", "-smp", "1", "-nodefaults", "-no-user-config",
 			"-display", "none", "-serial", "stdio", "-kernel", img.Kernel, "-initrd", img.Initrd, "-append", "console=ttyS0 quiet",
 			"-qmp", "unix:" + qmpSock + ",server=on,wait=off"}, extra...)
 	}
 	sq, dq := filepath.Join(dir, "bs.qmp"), filepath.Join(dir, "bd.qmp")
-	srcCmd := exec.Command("qemu-system-x86_64", args(sq)...)
+	os.Remove(sq)
+	os.Remove(dq)
+	var srcTLS, dstTLS []string
+	if tls != nil {
+		defer os.RemoveAll(tls.client)
+		defer os.RemoveAll(tls.server)
+		srcTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=client,dir=" + tls.client}
+		dstTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=server,verify-peer=on,dir=" + tls.server}
+	}
+	srcCmd := exec.Command("qemu-system-x86_64", args(sq, srcTLS...)...)
 	sin, _ := srcCmd.StdinPipe()
 	sout, _ := srcCmd.StdoutPipe()
 	if err := srcCmd.Start(); err != nil {
 		return result{}, err
 	}
 	defer func() { srcCmd.Process.Kill(); srcCmd.Wait() }()
-	dstCmd := exec.Command("qemu-system-x86_64", args(dq, "-incoming", fmt.Sprintf("tcp:127.0.0.1:%d", port))...)
-	dout, _ := dstCmd.StdoutPipe()
-	if err := dstCmd.Start(); err != nil {
-		return result{}, err
-	}
-	defer func() { dstCmd.Process.Kill(); dstCmd.Wait() }()
 	pr, pw := io.Pipe()
 	go io.Copy(pw, sout)
 	if err := benchenv.WaitFor(pr, image.ReadyLine, 2*time.Minute); err != nil {
@@ -213,20 +276,46 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, port int) (result
 		fmt.Fprintf(sin, "%s\n", dirtier)
 	}
 	go ws.read(pr)
-	go wd.read(dout)
 	time.Sleep(2 * time.Second)
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	m, err := qmp.Dial(qctx, sq)
 	if err != nil {
 		return result{}, err
 	}
 	defer m.Close()
-	m.Execute(qctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40, "downtime-limit": 30}, nil)
+	params := map[string]any{"max-bandwidth": int64(1) << 40, "downtime-limit": 30}
+	if tls != nil {
+		params["tls-creds"], params["tls-hostname"] = "t0", "127.0.0.1"
+	}
+	if err := m.Execute(qctx, "migrate-set-parameters", params, nil); err != nil {
+		return result{}, err
+	}
 	m.Execute(qctx, "migrate-set-capabilities", map[string]any{"capabilities": []map[string]any{{"capability": "auto-converge", "state": true}}}, nil)
-	// The destination listens shortly after it starts; a probe connection
-	// would be taken as the stream, so just give it time (it has had 2 s).
-	if err := m.Execute(qctx, "migrate", map[string]any{"uri": fmt.Sprintf("tcp:127.0.0.1:%d", port)}, nil); err != nil {
+
+	t0 := time.Now()
+	dstCmd := exec.Command("qemu-system-x86_64", args(dq, append(dstTLS, "-incoming", "defer")...)...)
+	dout, _ := dstCmd.StdoutPipe()
+	if err := dstCmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() { dstCmd.Process.Kill(); dstCmd.Wait() }()
+	go wd.read(dout)
+	dm, err := qmp.Dial(qctx, dq)
+	if err != nil {
+		return result{}, err
+	}
+	defer dm.Close()
+	if tls != nil {
+		if err := dm.Execute(qctx, "migrate-set-parameters", map[string]any{"tls-creds": "t0"}, nil); err != nil {
+			return result{}, err
+		}
+	}
+	uri := fmt.Sprintf("tcp:127.0.0.1:%d", port)
+	if err := dm.Execute(qctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
+		return result{}, err
+	}
+	if err := m.Execute(qctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
 		return result{}, err
 	}
 	var st struct {
@@ -249,5 +338,18 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, port int) (result
 		time.Sleep(2 * time.Millisecond)
 	}
 	// An incoming QEMU started without -S runs the guest once loaded.
-	return finish(ws, wd, float64(st.TotalTime), float64(st.Downtime))
+	for {
+		s, err := dm.QueryStatus(qctx)
+		if err != nil {
+			return result{}, err
+		}
+		if s.Status == "running" {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	total := float64(time.Since(t0).Milliseconds())
+	r, err := finish(ws, wd, total, float64(st.Downtime))
+	r.qemuMs = float64(st.TotalTime)
+	return r, err
 }

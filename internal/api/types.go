@@ -238,6 +238,14 @@ type RestoreRequest struct {
 type MigrateRequest struct {
 	Target     string `json:"target"`      // host:port of the destination's peer listener
 	DowntimeMs int    `json:"downtime_ms"` // target for the final pause (0 = 30 ms)
+	// PlainStream sends guest memory unencrypted (a dedicated, trusted
+	// migration network); the hosts still authenticate each other and the
+	// stream. Default: QEMU encrypts it with TLS.
+	PlainStream bool `json:"plain_stream,omitempty"`
+	// WithStorage copies the writable disks live (no shared storage),
+	// into StorageDir on the destination ("" = the same paths).
+	WithStorage bool   `json:"with_storage,omitempty"`
+	StorageDir  string `json:"storage_dir,omitempty"`
 }
 
 // MigrationProgress is streamed while a migration runs.
@@ -253,10 +261,11 @@ type MigrationProgress struct {
 
 // MigrationResult is the outcome of a migration.
 type MigrationResult struct {
-	TotalMs      int64 `json:"total_ms"`      // from the command to the source letting go
+	TotalMs      int64 `json:"total_ms"`      // from the command to the guest running on the destination
 	QEMUTotalMs  int64 `json:"qemu_total_ms"` // QEMU's own total-time
 	DowntimeMs   int64 `json:"downtime_ms"`   // QEMU-reported stop-and-copy time
 	TransferredB int64 `json:"transferred_bytes"`
+	DiskBytes    int64 `json:"disk_bytes,omitempty"` // copied with --with-storage
 }
 
 // MigrateEvent is one line of the migrate action's streamed reply.

@@ -52,7 +52,7 @@ func init() {
 		{"unpause", "resume a paused domain", "unpause NAME", actionVerb("unpause")},
 		{"info", "host facts: CPUs, memory, accelerator, QEMU", "info [--json]", runInfo},
 		{"uptime", "domain uptimes", "uptime [--json] [NAME...]", runUptime},
-		{"migrate", "live-migrate a domain to another host", "migrate NAME HOST:PORT [--max-downtime MS] [--json] | migrate --cancel NAME", runMigrate},
+		{"migrate", "live-migrate a domain to another host", "migrate NAME HOST:PORT [--max-downtime MS] [--with-storage [--storage-dir DIR]] [--plain-stream] [--json] | migrate --cancel NAME", runMigrate},
 		{"host", "set up this host's peer certificate", "host trust [--state-dir D] [--ca-from DIR] [--name HOST]...", runHostTrust},
 		{"save", "save a domain's state to a file (it is gone afterwards; -c keeps it running)", "save [-c] NAME FILE", runSave},
 		{"restore", "start a domain from a save file", "restore [-p] FILE", runRestore},

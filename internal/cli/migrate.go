@@ -49,6 +49,9 @@ func runMigrate(e *env, args []string) error {
 	fs.Bool("live", true, "live migration (always; accepted for xl compatibility)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	cancel := fs.Bool("cancel", false, "stop the running migration of NAME (it keeps running here)")
+	withStorage := fs.Bool("with-storage", false, "copy the writable disks live (no shared storage); the destination creates them")
+	storageDir := fs.String("storage-dir", "", "with --with-storage: directory on the destination for the copied disks (default: the same paths)")
+	plain := fs.Bool("plain-stream", false, "send guest memory unencrypted, for a dedicated trusted migration network (hosts still authenticate each other; faster where CPU is short)")
 	pos, err := parse(fs, args, 1, 2)
 	if err != nil {
 		return err
@@ -66,7 +69,7 @@ func runMigrate(e *env, args []string) error {
 	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		tty = true
 	}
-	res, err := e.client().Migrate(ctx(), pos[0], api.MigrateRequest{Target: pos[1], DowntimeMs: *downtime}, func(p api.MigrationProgress) {
+	res, err := e.client().Migrate(ctx(), pos[0], api.MigrateRequest{Target: pos[1], DowntimeMs: *downtime, PlainStream: *plain, WithStorage: *withStorage, StorageDir: *storageDir}, func(p api.MigrationProgress) {
 		if !tty {
 			return
 		}
@@ -76,6 +79,10 @@ func runMigrate(e *env, args []string) error {
 			pct = 100 * float64(p.TransferredB) / float64(total)
 		}
 		bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
+		if p.Status == "disk-copy" {
+			fmt.Fprintf(e.stderr, "\r[%s] %5.1f%% disks: copied %d MiB of %d MiB ", bar, pct, p.TransferredB>>20, total>>20)
+			return
+		}
 		fmt.Fprintf(e.stderr, "\r[%s] %5.1f%% sent %d MiB, left %d MiB, dirty %d MiB/s, expected downtime %d ms ",
 			bar, pct, p.TransferredB>>20, p.RemainingB>>20, p.DirtyRateBps>>20, p.ExpectedDownMs)
 	})
@@ -88,7 +95,11 @@ func runMigrate(e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, res)
 	}
-	fmt.Fprintf(e.stderr, "Migrated %s to %s: total %d ms, downtime %d ms (QEMU), %d MiB sent\n",
-		pos[0], pos[1], res.TotalMs, res.DowntimeMs, res.TransferredB>>20)
+	disks := ""
+	if res.DiskBytes > 0 {
+		disks = fmt.Sprintf(" (+%d MiB of disks)", res.DiskBytes>>20)
+	}
+	fmt.Fprintf(e.stderr, "Migrated %s to %s: total %d ms, downtime %d ms (QEMU), %d MiB sent%s\n",
+		pos[0], pos[1], res.TotalMs, res.DowntimeMs, res.TransferredB>>20, disks)
 	return nil
 }

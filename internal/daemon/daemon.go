@@ -158,7 +158,7 @@ func Run(cfg Config) error {
 		log.Warn("user ringfence-qemu does not exist; QEMU will run as nobody (scripts/deps.sh creates the dedicated user)")
 	}
 	mgr := domain.New(domain.Options{Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs,
-		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB})
+		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, TLSDir: filepath.Join(cfg.StateDir, "tls")})
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
@@ -185,10 +185,11 @@ func Run(cfg Config) error {
 	handler := s.routes(ledger)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	if cfg.Listen != "" {
-		tl, err := tls.Listen("tcp", cfg.Listen, s.peerTLS)
+		raw, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("peer listener %s: %w", cfg.Listen, err)
 		}
+		tl := newPeerListener(raw, s.peerTLS, mgr, log)
 		psrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go psrv.Serve(tl)
 		defer psrv.Close()

@@ -6,11 +6,15 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/domain"
 )
 
 // rwConn reads through the hijacked connection's buffer so no byte the
@@ -95,7 +99,11 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request, name string) {
 			fl.Flush()
 		}
 	}
-	res, err := s.mgr.MigrateOut(r.Context(), name, conn, req.DowntimeMs, func(p api.MigrationProgress) {
+	host, _, _ := net.SplitHostPort(req.Target)
+	mp := domain.MigrationPeer{Control: conn, Hostname: host, DialData: func(ctx context.Context, token string) (*net.TCPConn, error) {
+		return dialData(ctx, req.Target, token)
+	}}
+	res, err := s.mgr.MigrateOut(r.Context(), name, mp, domain.MigrateOptions{DowntimeMs: req.DowntimeMs, Plain: req.PlainStream, WithStorage: req.WithStorage, StorageDir: req.StorageDir}, func(p api.MigrationProgress) {
 		send(api.MigrateEvent{Progress: &p})
 	})
 	if err != nil {
@@ -131,4 +139,105 @@ func dialPeer(ctx context.Context, target string, cfg *tls.Config) (net.Conn, er
 		return nil, fmt.Errorf("%s answered %s", target, resp.Status)
 	}
 	return &rwConn{Conn: raw, r: br}, nil
+}
+
+// dialData opens a migration data connection: plain TCP, named by the
+// token the destination gave on the authenticated control channel; the
+// QEMUs then run TLS over it with certificates from the same CA.
+func dialData(ctx context.Context, target, token string) (*net.TCPConn, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", target, err)
+	}
+	if _, err := io.WriteString(c, domain.DataPreface+token+"\n"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// peerListener serves mutual TLS on the peer port and, on the same port,
+// takes migration data connections (which start with DataPreface, never
+// with a TLS record) and hands them to the waiting incoming migration.
+type peerListener struct {
+	raw   net.Listener
+	tls   *tls.Config
+	conns chan net.Conn
+	mgr   *domain.Manager
+	log   *slog.Logger
+}
+
+func newPeerListener(raw net.Listener, cfg *tls.Config, mgr *domain.Manager, log *slog.Logger) *peerListener {
+	l := &peerListener{raw: raw, tls: cfg, conns: make(chan net.Conn), mgr: mgr, log: log}
+	go l.loop()
+	return l
+}
+
+func (l *peerListener) loop() {
+	defer close(l.conns)
+	for {
+		c, err := l.raw.Accept()
+		if err != nil {
+			return
+		}
+		go l.sniff(c)
+	}
+}
+
+// sniff reads the first byte without buffering past what it consumes, so
+// a data connection reaches QEMU with its stream intact.
+func (l *peerListener) sniff(c net.Conn) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(c, first); err != nil {
+		c.Close()
+		return
+	}
+	if first[0] != domain.DataPreface[0] {
+		c.SetReadDeadline(time.Time{})
+		l.conns <- tls.Server(&prefixed{Conn: c, pre: first}, l.tls)
+		return
+	}
+	line := first
+	b := make([]byte, 1)
+	for len(line) < 128 && line[len(line)-1] != '\n' {
+		if _, err := io.ReadFull(c, b); err != nil {
+			c.Close()
+			return
+		}
+		line = append(line, b[0])
+	}
+	c.SetReadDeadline(time.Time{})
+	token, ok := strings.CutPrefix(strings.TrimSpace(string(line)), strings.TrimSpace(domain.DataPreface))
+	if !ok || !l.mgr.DeliverMigrationData(strings.TrimSpace(token), c) {
+		l.log.Warn("refused a migration data connection with no matching migration", "from", c.RemoteAddr().String())
+		c.Close()
+	}
+}
+
+func (l *peerListener) Accept() (net.Conn, error) {
+	c, ok := <-l.conns
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+
+func (l *peerListener) Close() error   { return l.raw.Close() }
+func (l *peerListener) Addr() net.Addr { return l.raw.Addr() }
+
+// prefixed replays bytes already read from a connection.
+type prefixed struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixed) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
 }

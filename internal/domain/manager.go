@@ -88,6 +88,9 @@ type Options struct {
 	HostCPUs int
 	// OverheadMiB overrides the per-domain QEMU overhead estimate.
 	OverheadMiB int
+	// TLSDir is this host's peer TLS dir (CA and host certificate); live
+	// migration mints QEMU's stream credentials from it.
+	TLSDir string
 }
 
 // Manager owns the host's domains.
@@ -99,6 +102,9 @@ type Manager struct {
 	// nextID is the next domain ID; guarded by mu.
 	nextID  int
 	sampler sampler
+	// migData holds incoming migrations waiting for their data
+	// connection, by token; guarded by mu.
+	migData map[string]*inMig
 }
 
 // New returns a Manager; call Recover before serving.
@@ -106,7 +112,7 @@ func New(o Options) *Manager {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Manager{o: o, doms: map[string]*dom{}}
+	return &Manager{o: o, doms: map[string]*dom{}, migData: map[string]*inMig{}}
 }
 
 func (m *Manager) runDir(name string) string { return filepath.Join(m.o.RunDir, "domains", name) }
@@ -114,6 +120,12 @@ func (m *Manager) runDir(name string) string { return filepath.Join(m.o.RunDir, 
 // validate checks everything about a spec that can be checked without
 // changing the host: files exist and have the right type, bridges exist.
 func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
+	return m.validateExcept(spec, nil)
+}
+
+// validateExcept is validate, without the file checks of the disks in
+// skip (by guest name): an incoming migration creates those itself.
+func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool) (string, error) {
 	if err := config.Normalize(spec); err != nil {
 		return "", api.Errorf(api.ErrInvalid, "%v", err)
 	}
@@ -149,7 +161,7 @@ func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
 		}
 	}
 	for _, d := range spec.Disks {
-		if d.Target == "" && d.CDROM {
+		if d.Target == "" && d.CDROM || skip[d.Guest] {
 			continue
 		}
 		if err := check("disk "+d.VDev, d.Target, true); err != nil {
@@ -227,6 +239,11 @@ type startOpts struct {
 	paused bool
 	// incoming, when set, loads saved state into the new VM before it runs.
 	incoming func(context.Context, engine.Migratable) error
+	// admitted, when set, runs once the ledger has admitted the domain and
+	// before anything is made on the host; an error aborts the create. A
+	// migration destination answers the source here, so admission refuses
+	// before any copying and the stream overlaps QEMU's start.
+	admitted func() error
 }
 
 // create admits and starts a new domain (create and restore).
@@ -238,6 +255,10 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	if _, ok := m.doms[spec.Name]; ok {
 		m.mu.Unlock()
 		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name= or destroy it first", spec.Name)
+	}
+	if err := m.diskInUse(spec); err != nil {
+		m.mu.Unlock()
+		return api.Domain{}, err
 	}
 	if err := m.admit(spec, accel); err != nil {
 		m.mu.Unlock()
@@ -251,6 +272,11 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	d.mu.Lock()
 	m.mu.Unlock()
 	defer d.mu.Unlock()
+	if so.admitted != nil {
+		if err := so.admitted(); err != nil {
+			return api.Domain{}, err
+		}
+	}
 
 	if err := os.MkdirAll(m.runDir(spec.Name), 0o700); err != nil {
 		return api.Domain{}, fmt.Errorf("creating runtime dir: %w", err)
@@ -263,6 +289,38 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	}
 	r.Success()
 	return m.view(d), nil
+}
+
+// diskInUse refuses a disk another live domain here has open, unless both
+// only read it. (QEMU's own image locking is off: see the engine.) Caller
+// holds m.mu; other domains are read from their last view, never locked.
+func (m *Manager) diskInUse(spec api.DomainSpec) error {
+	for _, d := range spec.Disks {
+		if d.Target == "" {
+			continue
+		}
+		fi, err := os.Stat(d.Target)
+		if err != nil {
+			continue // validation reports it
+		}
+		ro := d.Access == "ro" || d.CDROM
+		for name, od := range m.doms {
+			v := od.snap.Load()
+			if v == nil || v.State == api.StateShutdown || v.State == api.StateCrashed {
+				continue
+			}
+			for _, x := range v.Spec.Disks {
+				if x.Target == "" || ro && (x.Access == "ro" || x.CDROM) {
+					continue
+				}
+				if xi, err := os.Stat(x.Target); err == nil && os.SameFile(fi, xi) {
+					return api.Errorf(api.ErrConflict, "disk %s: %s is already in use by domain %s (%s); a disk can be shared only read-only: add ,r to both or give this domain its own copy",
+						d.VDev, d.Target, name, x.VDev)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // admit checks the ledger and the host's actually free memory. Caller

@@ -135,13 +135,51 @@ type Migratable interface {
 	MigrateTo(ctx context.Context, w *os.File, o MigrateOptions) (MigrationStats, error)
 	// MigrateFrom loads state from r into a VM started with
 	// LaunchSpec.Incoming; it returns when the state is loaded (paused).
-	MigrateFrom(ctx context.Context, r *os.File) error
+	// With tls, r is a socket and QEMU itself runs TLS over it.
+	MigrateFrom(ctx context.Context, r *os.File, tls *StreamTLS) error
 }
 
 // MigrateOptions tune an outgoing stream.
 type MigrateOptions struct {
 	DowntimeMs int                  // target for the final stop-and-copy (0 = QEMU's default)
 	Progress   func(MigrationStats) // called about every 100 ms while streaming
+	// TLS, when set, has QEMU encrypt and authenticate the stream itself,
+	// so a host-to-host stream goes socket to socket with no copy in the
+	// daemons.
+	TLS *StreamTLS
+}
+
+// DiskMigrator is the optional ability to copy disks live to another host
+// (migration without shared storage).
+type DiskMigrator interface {
+	// ServeDisks (destination) exports the disks, writable, over NBD on
+	// the listening socket l.
+	ServeDisks(ctx context.Context, l *os.File, disks []string, tls *StreamTLS) error
+	StopServingDisks()
+	// MirrorDisks (source) copies each disk into the destination's export
+	// reached through its connected socket; it returns once all are in
+	// sync, after which every guest write goes to both sides.
+	MirrorDisks(ctx context.Context, targets []MirrorTarget, tls *StreamTLS, progress func(done, total int64)) error
+	// FinishMirrors ends the in-sync mirrors once the guest has stopped.
+	FinishMirrors(ctx context.Context) error
+	// AbortMirrors stops them at once (failure paths).
+	AbortMirrors()
+}
+
+// MirrorTarget is one disk's connection to the destination's export.
+type MirrorTarget struct {
+	Disk string // guest disk ID, e.g. vda
+	Conn *os.File
+}
+
+// StreamTLS is QEMU's side of an authenticated migration stream.
+type StreamTLS struct {
+	// Dir holds the credentials in QEMU's tls-creds-x509 layout, readable
+	// by QEMU's user. The engine removes it as soon as QEMU has loaded it.
+	Dir string
+	// Hostname is the name the destination's certificate must carry
+	// (outgoing only).
+	Hostname string
 }
 
 // MigrationStats are QEMU's figures for a stream.

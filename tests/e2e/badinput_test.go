@@ -35,7 +35,9 @@ func TestBadInputLeavesNothing(t *testing.T) {
 	e := NewEnv(t)
 	// A bridge for the case that fails late, after the tap exists.
 	mustRun(t, "ip", "-n", e.Netns, "link", "add", "rfbr0", "type", "bridge")
-	e.Boot("dup", "")
+	shared := filepath.Join(e.Dir, "shared.img")
+	mustRun(t, "cp", "--sparse=always", imgPaths.Disk, shared)
+	e.Boot("dup", "disk = [ 'file:"+shared+",xvda,w' ]")
 	before := e.dumpStore()
 	runDirs := func() []string {
 		ents, _ := os.ReadDir(filepath.Join(e.Dir, "run", "domains"))
@@ -71,6 +73,8 @@ func TestBadInputLeavesNothing(t *testing.T) {
 			[]string{`bridge "nosuchbr0" does not exist`}},
 		{"missing disk", e.WriteConfig("nodisk", "disk = [ 'file:/nonexistent/d.img,xvda,w' ]"),
 			[]string{"disk xvda /nonexistent/d.img", "no such file"}},
+		{"disk in use", e.WriteConfig("twin", "disk = [ 'file:"+shared+",xvda,r' ]"),
+			[]string{"already in use by domain dup", "shared only read-only"}},
 		{"placeholder mac", e.WriteConfig("mac", "vif = [ 'ip=192.168.1.10,mac=00:16:3E:XX:XX:XX,bridge=rfbr0' ]"),
 			[]string{"mac \"00:16:3E:XX:XX:XX\" is malformed"}},
 		{"disk swapped fields", e.WriteConfig("swap", "disk = [ 'phy:xvda,/dev/loop0,w' ]"),

@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
 )
 
 // peers starts a source and a destination daemon sharing one namespace,
@@ -17,7 +22,8 @@ func peers(t *testing.T) (src, dst, stranger *Env, dstAddr, strangerAddr string)
 	port := 20000 + os.Getpid()%20000
 	dstAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	strangerAddr = fmt.Sprintf("127.0.0.1:%d", port+1)
-	src = NewEnvWith(t, EnvOptions{Before: func(dir string) {
+	srcAddr := fmt.Sprintf("127.0.0.1:%d", port+3)
+	src = NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}, Before: func(dir string) {
 		mustRun(t, binPath, "host", "trust", "--state-dir", dir)
 	}})
 	caFrom := filepath.Join(src.Dir, "tls")
@@ -76,7 +82,7 @@ func TestLiveMigration(t *testing.T) {
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
 			// Kill it once it has read 20 MB of the stream: mid-transfer.
-			if q := dst.QEMUs(); len(q) > 0 && readChars(q[0]) > 20<<20 {
+			if q := dst.QEMUs(); len(q) > 0 && received(t, dst.Netns, dstAddr) > 20<<20 {
 				syscall.Kill(q[0], syscall.SIGKILL)
 				killed = true
 				return
@@ -100,7 +106,7 @@ func TestLiveMigration(t *testing.T) {
 	c.WaitFor("dirty-9", off, 10*time.Second)
 	cancelled := make(chan Result, 1)
 	go func() { cancelled <- src.RF("migrate", "--max-downtime", "1", "mover", dstAddr) }()
-	src.Await("the migration to start", 10*time.Second, func() bool { return len(dst.QEMUs()) > 0 && readChars(dst.QEMUs()[0]) > 10<<20 })
+	src.Await("the migration to start", 10*time.Second, func() bool { return len(dst.QEMUs()) > 0 && received(t, dst.Netns, dstAddr) > 10<<20 })
 	src.MustRF("migrate", "--cancel", "mover")
 	if r := <-cancelled; r.Code == 0 || !strings.Contains(r.Stderr, "cancelled; it keeps running here") {
 		t.Fatalf("cancelled migration: %+v", r)
@@ -149,19 +155,96 @@ func TestLiveMigration(t *testing.T) {
 	if r := src.RF("migrate", "mover", dstAddr); r.Code == 0 || !strings.Contains(r.Stderr, "no domain named") {
 		t.Fatalf("migrating a domain that left: %+v", r)
 	}
+
+	// And back, with the stream unencrypted (--plain-stream): the counter
+	// goes on from where it was.
+	before = lastTick(t, c2.Output())
+	srcAddr := fmt.Sprintf("127.0.0.1:%d", 20000+os.Getpid()%20000+3)
+	dst.MustRF("migrate", "--plain-stream", "mover", srcAddr)
+	c3 := src.Console("mover")
+	c3.WaitFor("tick", 0, 20*time.Second)
+	if back := firstTick(c3.Output()); back < before {
+		t.Fatalf("after the plain-stream move back the counter starts at %d, below %d", back, before)
+	}
+	if len(dst.List()) != 0 || len(dst.QEMUs()) != 0 {
+		t.Fatal("the destination kept a copy after moving the domain back")
+	}
 }
 
-// readChars is /proc/PID/io's rchar: bytes the process read, pipes included.
-func readChars(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+// received is how many bytes the destination has taken in on its peer
+// port (the migration stream goes socket to socket, QEMU to QEMU).
+func received(t *testing.T, ns, addr string) int64 {
+	_, port, _ := strings.Cut(addr, ":")
+	out, err := exec.Command("ip", "netns", "exec", ns, "ss", "-Htin", "state", "established", "sport", "=", ":"+port).Output()
 	if err != nil {
+		t.Logf("ss: %v", err)
 		return 0
 	}
-	var n int64
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+	var total int64
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "bytes_received:"); ok {
+			var n int64
 			fmt.Sscan(v, &n)
+			total += n
 		}
 	}
-	return n
+	return total
+}
+
+// TestMigrateWithStorage moves a guest whose disk exists only on the
+// source: the disk is copied live while the guest keeps writing to it,
+// and every write is there on the destination.
+func TestMigrateWithStorage(t *testing.T) {
+	src, dst, _, dstAddr, _ := peers(t)
+	disk := filepath.Join(src.Dir, "data.img")
+	mustRun(t, "cp", "--sparse=always", imgPaths.Disk, disk)
+	c := src.Boot("keeper", fmt.Sprintf(`disk = ["file:%s,xvda,w"]`, disk))
+	c.WaitFor("/dev/vda mounted on /mnt", 0, 10*time.Second)
+	// A file with a known checksum, then a writer that appends a numbered
+	// line every 20 ms during the whole migration.
+	c.Send("dd if=/dev/urandom of=/mnt/blob bs=1k count=2048 2>/dev/null; sync; md5sum /mnt/blob")
+	sumRe := regexp.MustCompile(`([0-9a-f]{32})  /mnt/blob`)
+	c.WaitFor("  /mnt/blob", 0, 20*time.Second)
+	before := sumRe.FindStringSubmatch(c.Output())[1]
+	c.Send(`(i=0; while [ $i -lt 250 ]; do echo line$i >> /mnt/log; i=$((i+1)); usleep 20000; done; sync; echo writer-$((6*7))) &`)
+	time.Sleep(500 * time.Millisecond)
+
+	// Without --storage-dir the destination would use the same path, which
+	// exists here (both daemons share this host): refused, nothing moves.
+	if r := src.RF("migrate", "--with-storage", "keeper", dstAddr); r.Code == 0 || !strings.Contains(r.Stderr, "already exists on the destination") {
+		t.Fatalf("copying onto an existing disk: %+v", r)
+	}
+	if len(dst.List()) != 0 || src.Domain("keeper").PID == 0 {
+		t.Fatal("a refused storage migration changed something")
+	}
+
+	into := filepath.Join(dst.Dir, "disks")
+	os.MkdirAll(into, 0o700)
+	out := src.MustRF("migrate", "--with-storage", "--storage-dir", into, "--json", "keeper", dstAddr)
+	var res api.MigrationResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.DiskBytes == 0 {
+		t.Fatalf("migrate result %q: %v", out, err)
+	}
+	t.Logf("storage migration: %s", strings.TrimSpace(out))
+	if d := dst.Domain("keeper"); d.PID == 0 || d.Spec.Disks[0].Target != filepath.Join(into, "data.img") {
+		t.Fatalf("on the destination: pid %d, disk %s", d.PID, d.Spec.Disks[0].Target)
+	}
+	if len(src.List()) != 0 {
+		t.Fatal("the source kept the domain")
+	}
+	if _, err := os.Stat(disk); err != nil {
+		t.Fatalf("the source's disk file must stay (it is the admin's data): %v", err)
+	}
+	c2 := dst.Console("keeper")
+	c2.WaitFor("writer-42", 0, 30*time.Second)
+	// Read back from the copied disk, not the page cache.
+	c2.Send("echo 3 > /proc/sys/vm/drop_caches; md5sum /mnt/blob; wc -l < /mnt/log; tail -n 1 /mnt/log; grep -c . /mnt/log; echo check-$((2*5))")
+	c2.WaitFor("check-10", 0, 20*time.Second)
+	got := c2.Output()
+	if m := sumRe.FindAllStringSubmatch(got, -1); len(m) == 0 || m[len(m)-1][1] != before {
+		t.Fatalf("blob checksum on the destination %v, want %s", m, before)
+	}
+	if !strings.Contains(got, "\r\n250\r\n") || !strings.Contains(got, "line249") {
+		t.Fatalf("the writer's 250 lines are not all on the destination:\n%s", tail(got, 800))
+	}
 }

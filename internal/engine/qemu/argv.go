@@ -57,7 +57,7 @@ func logPath(run string) string    { return filepath.Join(run, "qemu.log") }
 
 // options builds the typed QEMU configuration of a LaunchSpec. This is the
 // one place QEMU's device model is chosen; see docs/device-model.md.
-func options(s engine.LaunchSpec) ([]option, error) {
+func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	if s.Accel != "kvm" && s.Accel != "tcg" {
 		return nil, fmt.Errorf("accelerator %q: must be kvm or tcg", s.Accel)
 	}
@@ -155,7 +155,16 @@ func options(s engine.LaunchSpec) ([]option, error) {
 			format = "vpc" // QEMU's name for VHD
 		}
 		drive := []string{"if", "none", "id", id, "format", format, "cache", "writeback", "aio", "threads", "discard", "unmap"}
-		if d.Path != "" {
+		if f, ok := fds[d.ID]; ok {
+			for _, n := range f.fds {
+				o = append(o, opt("-add-fd", "fd", strconv.Itoa(n), "set", strconv.Itoa(f.set)))
+			}
+			// QEMU's lock bytes assume each reopen is a new open file
+			// description; dups from an fd set share one, and its lock
+			// checks fail mid-run (a block job aborts QEMU). The daemon
+			// refuses a disk another domain uses instead.
+			drive = append(drive, "file", "/dev/fdset/"+strconv.Itoa(f.set), "file.locking", "off")
+		} else if d.Path != "" {
 			drive = append(drive, "file", d.Path)
 		}
 		if d.ReadOnly {
@@ -193,9 +202,22 @@ func options(s engine.LaunchSpec) ([]option, error) {
 	return o, nil
 }
 
-// Argv returns the full command line.
-func argv(bin string, s engine.LaunchSpec) ([]string, error) {
-	opts, err := options(s)
+// diskFD is a disk opened by the daemon and handed to QEMU as an fd set:
+// QEMU (running unprivileged) never opens disk paths itself, and can still
+// reopen the image read-write when it activates it after an incoming
+// migration, because the set holds a read-write descriptor.
+type diskFD struct {
+	set int
+	fds []int // descriptor numbers in QEMU
+}
+
+// argv returns the full command line, disks by path.
+func argv(bin string, s engine.LaunchSpec) ([]string, error) { return argvFDs(bin, s, nil) }
+
+// argvFDs returns the full command line with the disks in fds passed as
+// fd sets.
+func argvFDs(bin string, s engine.LaunchSpec, fds map[string]diskFD) ([]string, error) {
+	opts, err := options(s, fds)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -40,9 +41,16 @@ func (st migrationStatus) stats() engine.MigrationStats {
 func (i *instance) MigrateTo(ctx context.Context, w *os.File, o engine.MigrateOptions) (engine.MigrationStats, error) {
 	// The default 128 MiB/s cap dominates total time; lift it. Dirtying
 	// faster than the link triggers auto-converge (vCPU throttling).
-	params := map[string]any{"max-bandwidth": int64(1) << 40}
+	params := map[string]any{"max-bandwidth": int64(1) << 40, "tls-creds": "", "tls-hostname": ""}
 	if o.DowntimeMs > 0 {
 		params["downtime-limit"] = o.DowntimeMs
+	}
+	if o.TLS != nil {
+		if err := i.loadTLS(ctx, o.TLS.Dir, "client"); err != nil {
+			return engine.MigrationStats{}, err
+		}
+		defer i.dropTLS()
+		params["tls-creds"], params["tls-hostname"] = tlsID, o.TLS.Hostname
 	}
 	if err := i.mon.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
 		return engine.MigrationStats{}, err
@@ -92,52 +100,134 @@ func (i *instance) waitOut(ctx context.Context, progress func(engine.MigrationSt
 	}
 }
 
+const tlsID = "migtls"
+
+// loadTLS creates QEMU's TLS credentials object from dir (which it then
+// removes: QEMU has the key in memory and the files were readable by its
+// user). The server side requires the peer's certificate from our CA.
+func (i *instance) loadTLS(ctx context.Context, dir, endpoint string) error {
+	return i.addTLS(ctx, tlsID, dir, endpoint)
+}
+
+func (i *instance) addTLS(ctx context.Context, id, dir, endpoint string) error {
+	defer os.RemoveAll(dir)
+	i.mon.Execute(ctx, "object-del", map[string]any{"id": id}, nil) // a leftover from a failed run
+	args := map[string]any{"qom-type": "tls-creds-x509", "id": id, "dir": dir, "endpoint": endpoint}
+	if endpoint == "server" {
+		args["verify-peer"] = true
+	}
+	if err := i.mon.Execute(ctx, "object-add", args, nil); err != nil {
+		return fmt.Errorf("loading the migration credentials into QEMU: %w", err)
+	}
+	return nil
+}
+
+// dropTLS forgets the credentials once the stream is over, so a later save
+// to a file is not wrapped in TLS and the key leaves QEMU's memory.
+func (i *instance) dropTLS() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	i.mon.Execute(ctx, "migrate-set-parameters", map[string]any{"tls-creds": "", "tls-hostname": ""}, nil)
+	i.mon.Execute(ctx, "object-del", map[string]any{"id": tlsID}, nil)
+}
+
 // MigrateFrom loads state from r into a VM started with -incoming defer.
-func (i *instance) MigrateFrom(ctx context.Context, r *os.File) error {
+// Completion is taken from QEMU's MIGRATION event, so the guest can be
+// resumed the moment its state is in (the poll behind it is a fallback).
+func (i *instance) MigrateFrom(ctx context.Context, r *os.File, tls *engine.StreamTLS) error {
+	events, stop := i.mon.Subscribe()
+	defer stop()
+	caps := []map[string]any{{"capability": "events", "state": true}}
+	if err := i.mon.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
+		return err
+	}
+	params := map[string]any{"tls-creds": ""}
+	if tls != nil {
+		if err := i.loadTLS(ctx, tls.Dir, "server"); err != nil {
+			return err
+		}
+		defer i.dropTLS()
+		params["tls-creds"] = tlsID
+	}
+	if err := i.mon.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
+		return err
+	}
 	if err := i.mon.ExecuteFD(ctx, "getfd", map[string]any{"fdname": "migin"}, nil, r); err != nil {
 		return fmt.Errorf("passing the restore stream to QEMU: %w", err)
 	}
 	if err := i.mon.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:migin"}, nil); err != nil {
 		return err
 	}
-	return i.waitMigration(ctx, "query-migrate")
-}
-
-func (i *instance) waitMigration(ctx context.Context, query string) error {
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
 	for {
-		var st migrationStatus
-		if err := i.mon.Execute(ctx, query, nil, &st); err != nil {
-			return err
-		}
-		switch st.Status {
-		case "completed":
-			return nil
-		case "failed", "cancelled":
-			if st.ErrorDesc == "" {
-				st.ErrorDesc = st.Status
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("qemu exited during the state transfer: " + tailLog(i.st.RunDir))
 			}
-			return errors.New("qemu: migration " + st.ErrorDesc)
-		}
-		// An incoming VM reports completion by leaving "inmigrate".
-		if st.Status == "" {
-			s, err := i.mon.QueryStatus(ctx)
-			if err != nil {
+			if ev.Name != "MIGRATION" {
+				continue
+			}
+			var d struct {
+				Status string `json:"status"`
+			}
+			json.Unmarshal(ev.Data, &d)
+			switch d.Status {
+			case "completed":
+				// "completed" comes before QEMU's post-load step (which
+				// leaves "inmigrate"); wait for that step, briefly.
+				for {
+					done, err := i.incomingDone(ctx)
+					if done || err != nil {
+						return err
+					}
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(time.Millisecond):
+					}
+				}
+			case "failed", "cancelled":
+				return errors.New("qemu: incoming migration " + d.Status + ": " + tailLog(i.st.RunDir))
+			}
+		case <-poll.C:
+			if done, err := i.incomingDone(ctx); done || err != nil {
 				return err
 			}
-			if s.Status != "inmigrate" {
-				if s.Status == "paused" || s.Status == "running" || s.Status == "postmigrate" {
-					return nil
-				}
-				return fmt.Errorf("qemu: incoming state ended as %q", s.Status)
-			}
-		}
-		select {
 		case <-ctx.Done():
 			i.mon.Execute(context.Background(), "migrate_cancel", nil, nil)
 			return ctx.Err()
 		case <-i.exited:
 			return errors.New("qemu exited during the state transfer: " + tailLog(i.st.RunDir))
-		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// incomingDone reports whether an incoming VM has left "inmigrate".
+func (i *instance) incomingDone(ctx context.Context) (bool, error) {
+	var st migrationStatus
+	if err := i.mon.Execute(ctx, "query-migrate", nil, &st); err != nil {
+		return false, err
+	}
+	switch st.Status {
+	case "completed":
+		return true, nil
+	case "failed", "cancelled":
+		if st.ErrorDesc == "" {
+			st.ErrorDesc = st.Status
+		}
+		return false, errors.New("qemu: migration " + st.ErrorDesc)
+	}
+	s, err := i.mon.QueryStatus(ctx)
+	if err != nil {
+		return false, err
+	}
+	switch s.Status {
+	case "inmigrate":
+		return false, nil
+	case "paused", "running", "postmigrate":
+		return true, nil
+	}
+	return false, fmt.Errorf("qemu: incoming state ended as %q", s.Status)
 }

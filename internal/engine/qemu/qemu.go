@@ -77,7 +77,16 @@ type instance struct {
 
 // Start implements engine.Engine.
 func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instance, error) {
-	args, err := argv(e.Binary, s)
+	files, fds, err := openDisks(s.Disks)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	args, err := argvFDs(e.Binary, s, fds)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +104,7 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = s.RunDir
+	cmd.ExtraFiles = files // fds 3.. in order, kept across the launcher's exec
 	// Own session: a daemon restart or a ^C on the daemon's terminal must
 	// not take the guests with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -359,4 +369,38 @@ func (i *instance) BlockStats(ctx context.Context) ([]engine.BlockStats, error) 
 		out = append(out, engine.BlockStats{ID: id, ReadOps: b.Stats.RdOps, WriteOps: b.Stats.WrOps, ReadBytes: b.Stats.RdBytes, WriteBytes: b.Stats.WrBytes})
 	}
 	return out, nil
+}
+
+// openDisks opens every disk image for QEMU: read-only, and read-write too
+// unless the disk is read-only (QEMU picks the descriptor whose mode
+// matches each open it does).
+func openDisks(disks []engine.Disk) ([]*os.File, map[string]diskFD, error) {
+	var files []*os.File
+	fds := map[string]diskFD{}
+	fail := func(err error) ([]*os.File, map[string]diskFD, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, nil, err
+	}
+	for i, d := range disks {
+		if d.Path == "" {
+			continue
+		}
+		modes := []int{os.O_RDONLY}
+		if !d.ReadOnly && !d.CDROM {
+			modes = append(modes, os.O_RDWR)
+		}
+		fd := diskFD{set: i + 1}
+		for _, m := range modes {
+			f, err := os.OpenFile(d.Path, m, 0)
+			if err != nil {
+				return fail(fmt.Errorf("disk %s: %w", d.ID, err))
+			}
+			fd.fds = append(fd.fds, 3+len(files))
+			files = append(files, f)
+		}
+		fds[d.ID] = fd
+	}
+	return files, fds, nil
 }
