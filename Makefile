@@ -36,6 +36,7 @@ bench: image
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/resources/
 	RINGFENCE_BENCH=1 $(GO) test -count=1 -run TestTopRefresh200 -v -timeout 20m ./bench/resources/
 	$(GO) run ./bench/migrate
+	$(GO) run ./bench/clone
 
 clean:
 	rm -rf bin

@@ -275,3 +275,28 @@ type MigrateEvent struct {
 	Error    string             `json:"error,omitempty"`
 	Class    string             `json:"class,omitempty"`
 }
+
+// Pool is a directory that holds volumes.
+type Pool struct {
+	Name string `json:"name"`
+	Dir  string `json:"dir"`
+}
+
+// Volume is a disk image in a pool.
+type Volume struct {
+	Pool       string `json:"pool"`
+	Name       string `json:"name"`
+	Path       string `json:"path"`
+	Format     string `json:"format"`
+	VirtualB   int64  `json:"virtual_bytes"`
+	AllocatedB int64  `json:"allocated_bytes"`
+	Backing    string `json:"backing,omitempty"` // template of a thin clone
+}
+
+// VolumeRequest creates (or, with only SizeB, resizes) a volume.
+type VolumeRequest struct {
+	Name   string `json:"name"`
+	SizeB  int64  `json:"size_bytes,omitempty"`
+	Format string `json:"format,omitempty"` // raw (default) or qcow2
+	From   string `json:"from,omitempty"`   // template volume in the same pool: thin qcow2 clone
+}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -198,3 +199,48 @@ type bufConn struct {
 }
 
 func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// Pools lists the storage pools.
+func (c *Client) Pools(ctx context.Context) ([]api.Pool, error) {
+	var out []api.Pool
+	err := c.do(ctx, "GET", "/pools", nil, &out)
+	return out, err
+}
+
+// CreatePool registers a directory pool.
+func (c *Client) CreatePool(ctx context.Context, p api.Pool) (api.Pool, error) {
+	var out api.Pool
+	err := c.do(ctx, "POST", "/pools", p, &out)
+	return out, err
+}
+
+// DeletePool forgets an empty pool.
+func (c *Client) DeletePool(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/pools/"+url.PathEscape(name), nil, nil)
+}
+
+// Volumes lists a pool's volumes.
+func (c *Client) Volumes(ctx context.Context, pool string) ([]api.Volume, error) {
+	var out []api.Volume
+	err := c.do(ctx, "GET", "/pools/"+url.PathEscape(pool)+"/volumes", nil, &out)
+	return out, err
+}
+
+// CreateVolume makes a volume (a thin clone with From).
+func (c *Client) CreateVolume(ctx context.Context, pool string, req api.VolumeRequest) (api.Volume, error) {
+	var out api.Volume
+	err := c.do(ctx, "POST", "/pools/"+url.PathEscape(pool)+"/volumes", req, &out)
+	return out, err
+}
+
+// ResizeVolume grows a volume.
+func (c *Client) ResizeVolume(ctx context.Context, pool, name string, size int64) (api.Volume, error) {
+	var out api.Volume
+	err := c.do(ctx, "PUT", "/pools/"+url.PathEscape(pool)+"/volumes/"+url.PathEscape(name), api.VolumeRequest{SizeB: size}, &out)
+	return out, err
+}
+
+// DeleteVolume removes a volume no domain uses.
+func (c *Client) DeleteVolume(ctx context.Context, pool, name string) error {
+	return c.do(ctx, "DELETE", "/pools/"+url.PathEscape(pool)+"/volumes/"+url.PathEscape(name), nil, nil)
+}

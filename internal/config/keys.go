@@ -643,7 +643,7 @@ func ParseDisk(s string) (api.Disk, string, error) {
 			}
 			disk.IOPS = n
 		case "bps":
-			n, err := parseSize(val)
+			n, err := ParseSize(val)
 			if err != nil {
 				return disk, "", fmt.Errorf("bps=%s: bytes per second with an optional k, m or g suffix, e.g. bps=50m", val)
 			}
@@ -820,8 +820,10 @@ func ParseVif(s string) (api.Vif, error) {
 	return vif, nil
 }
 
-// parseSize reads 50m, 1g, 4096 (bytes; k/m/g are powers of 1024).
-func parseSize(s string) (int64, error) {
+// ParseSize reads 50m, 1g, 10G, 2T, 4096 (bytes; k/m/g/t are powers of
+// 1024, either case), as xl and qemu-img write sizes.
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
 	mult := int64(1)
 	switch strings.ToLower(s[len(s)-min(1, len(s)):]) {
 	case "k":
@@ -830,12 +832,14 @@ func parseSize(s string) (int64, error) {
 		mult = 1 << 20
 	case "g":
 		mult = 1 << 30
+	case "t":
+		mult = 1 << 40
 	}
 	if mult > 1 {
 		s = s[:len(s)-1]
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
+	if err != nil || n <= 0 || n > (1<<62)/mult {
 		return 0, fmt.Errorf("bad size")
 	}
 	return n * mult, nil

@@ -29,6 +29,7 @@ import (
 	"github.com/ringfence/ringfence/internal/engine/qemu"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/peer"
+	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -71,6 +72,7 @@ func SocketPath(runDir string) string { return filepath.Join(runDir, "ringfence.
 // Server is a running daemon.
 type Server struct {
 	peerTLS *tls.Config // nil until `ringfence host trust` ran
+	pools   *storage.Pools
 	cfg     Config
 	mgr     *domain.Manager
 	st      store.Store
@@ -164,6 +166,7 @@ func Run(cfg Config) error {
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
 		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: Version, StateDir: cfg.StateDir,
 	}}
+	s.pools = storage.NewPools(st, mgr.DiskUsers)
 	log.Info("host probed", "accel", accel.Name, "reason", accel.Reason, "qemu", qv)
 
 	ln, err := listen(cfg.Socket)
@@ -350,6 +353,7 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 		d, err := s.mgr.Restore(r.Context(), req.Path, req.Paused)
 		reply(w, d, err)
 	})
+	s.storageRoutes(mux)
 	mux.HandleFunc("GET "+p+"/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, s.mgr.Stats(), nil)
 	})

@@ -323,6 +323,29 @@ func (m *Manager) diskInUse(spec api.DomainSpec) error {
 	return nil
 }
 
+// DiskUsers names the domains (in any state) whose disks include path.
+func (m *Manager) DiskUsers(path string) []string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for name, d := range m.doms {
+		if v := d.snap.Load(); v != nil {
+			for _, x := range v.Spec.Disks {
+				if xi, err := os.Stat(x.Target); err == nil && x.Target != "" && os.SameFile(fi, xi) {
+					out = append(out, name)
+					break
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // admit checks the ledger and the host's actually free memory. Caller
 // holds m.mu.
 // The ledger holds maxmem (the balloon may grow back to it at any time) and

@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/storage"
+)
+
+// runPool: pool create NAME --dir PATH | pool list [--json] | pool delete NAME
+func runPool(e *env, args []string) error {
+	if len(args) == 0 {
+		return usageError{"expected create, list or delete"}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("pool "+sub, flag.ContinueOnError)
+	switch sub {
+	case "create":
+		dir := fs.String("dir", "", "directory that holds the pool's volumes (made if missing)")
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		if *dir == "" {
+			return usageError{"pool create needs --dir PATH"}
+		}
+		p, err := e.client().CreatePool(ctx(), api.Pool{Name: pos[0], Dir: *dir})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "Created pool %s on %s\n", p.Name, p.Dir)
+		return nil
+	case "list":
+		asJSON := fs.Bool("json", false, "JSON output")
+		if _, err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		pools, err := e.client().Pools(ctx())
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, pools)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tDIRECTORY")
+		for _, p := range pools {
+			fmt.Fprintf(tw, "%s\t%s\n", p.Name, p.Dir)
+		}
+		return tw.Flush()
+	case "delete":
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		return e.client().DeletePool(ctx(), pos[0])
+	}
+	return usageError{"unknown pool command " + sub}
+}
+
+// runVolume: volume create|list|resize|delete.
+func runVolume(e *env, args []string) error {
+	if len(args) == 0 {
+		return usageError{"expected create, list, resize or delete"}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("volume "+sub, flag.ContinueOnError)
+	switch sub {
+	case "create":
+		format := fs.String("format", "", "raw (default) or qcow2")
+		from := fs.String("from", "", "template volume in the same pool: make a thin qcow2 clone of it")
+		asJSON := fs.Bool("json", false, "JSON output")
+		pos, err := parse(fs, args, 2, 3)
+		if err != nil {
+			return err
+		}
+		req := api.VolumeRequest{Name: pos[1], Format: *format, From: *from}
+		if len(pos) == 3 {
+			if req.SizeB, err = storage.ParseSize(pos[2]); err != nil {
+				return err
+			}
+		} else if *from == "" {
+			return usageError{"volume create POOL NAME SIZE (SIZE may be left out only with --from)"}
+		}
+		v, err := e.client().CreateVolume(ctx(), pos[0], req)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, v)
+		}
+		fmt.Fprintf(e.stderr, "Created volume %s (%s, %s) at %s\n", v.Name, v.Format, size(v.VirtualB), v.Path)
+		return nil
+	case "list":
+		asJSON := fs.Bool("json", false, "JSON output")
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		vols, err := e.client().Volumes(ctx(), pos[0])
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, vols)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tFORMAT\tVIRTUAL\tALLOCATED\tTEMPLATE")
+		for _, v := range vols {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Format, size(v.VirtualB), size(v.AllocatedB), v.Backing)
+		}
+		return tw.Flush()
+	case "resize":
+		pos, err := parse(fs, args, 3, 3)
+		if err != nil {
+			return err
+		}
+		sz, err := storage.ParseSize(pos[2])
+		if err != nil {
+			return err
+		}
+		v, err := e.client().ResizeVolume(ctx(), pos[0], pos[1], sz)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "Volume %s is now %s\n", v.Name, size(v.VirtualB))
+		return nil
+	case "delete":
+		pos, err := parse(fs, args, 2, 2)
+		if err != nil {
+			return err
+		}
+		return e.client().DeleteVolume(ctx(), pos[0], pos[1])
+	}
+	return usageError{"unknown volume command " + sub}
+}
+
+// size prints bytes the way df -h does.
+func size(b int64) string {
+	f := float64(b)
+	for _, u := range []string{"B", "K", "M", "G", "T"} {
+		if f < 1024 || u == "T" {
+			if u == "B" {
+				return fmt.Sprintf("%d%s", b, u)
+			}
+			return fmt.Sprintf("%.1f%s", f, u)
+		}
+		f /= 1024
+	}
+	return ""
+}
