@@ -33,7 +33,10 @@ import (
 const counter = `i=0; while true; do echo tick$i; i=$((i+1)); usleep 10000; done &`
 const dirtier = `(while true; do dd if=/dev/zero of=/dev/shm/d bs=1M count=48 2>/dev/null; done) &`
 
-var reps *int
+var (
+	reps                 *int
+	mems, streams, loads *string
+)
 
 type result struct {
 	totalMs, qemuMs, downMs, gapMs float64
@@ -42,6 +45,9 @@ type result struct {
 func main() {
 	imgDir := flag.String("image", "/var/lib/ringfence/images/default", "default image")
 	reps = flag.Int("n", 3, "runs per row (medians are shown)")
+	mems = flag.String("mem", "128,512", "guest sizes in MiB")
+	streams = flag.String("stream", "tls,plain", "stream modes")
+	loads = flag.String("load", "idle,dirty", "guest workloads")
 	flag.Parse()
 	img := image.PathsIn(*imgDir)
 	if err := run(img); err != nil {
@@ -113,6 +119,10 @@ func run(img image.Paths) error {
 	for _, mem := range []int{128, 512} {
 		for _, dirty := range []bool{false, true} {
 			for _, plain := range []bool{false, true} {
+				if !strings.Contains(*mems, fmt.Sprint(mem)) || !strings.Contains(*loads, map[bool]string{false: "idle", true: "dirty"}[dirty]) ||
+					!strings.Contains(*streams, map[bool]string{false: "tls", true: "plain"}[plain]) {
+					continue
+				}
 				name := fmt.Sprintf("%d MiB %s %s", mem, map[bool]string{false: "idle", true: "dirty"}[dirty], map[bool]string{false: "tls", true: "plain"}[plain])
 				var rfs, bares []result
 				// Alternate the two sides so drift on the host hits both.

@@ -300,3 +300,10 @@ type VolumeRequest struct {
 	Format string `json:"format,omitempty"` // raw (default) or qcow2
 	From   string `json:"from,omitempty"`   // template volume in the same pool: thin qcow2 clone
 }
+
+// CloneRequest makes a new domain from an existing one (thin-cloned disks,
+// new MACs).
+type CloneRequest struct {
+	Name   string `json:"name"`
+	Paused bool   `json:"paused,omitempty"`
+}

@@ -62,6 +62,7 @@ func init() {
 		{"sched-credit", "show or set CPU weight and cap", "sched-credit [-d NAME] [-w WEIGHT] [-c CAP]", runSchedCredit},
 		{"vcpu-pin", "pin vCPUs to host CPUs", "vcpu-pin NAME VCPU|all CPUS", runVCPUPin},
 		{"config", "check, show or export domain files", "config check FILE... | config show FILE [--json] | config export NAME", runConfig},
+		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--json]", runClone},
 		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", runPool},
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},

@@ -151,3 +151,31 @@ func size(b int64) string {
 	}
 	return ""
 }
+
+// runClone: clone SRC NEW [-p] [--json]
+func runClone(e *env, args []string) error {
+	fs := flag.NewFlagSet("clone", flag.ContinueOnError)
+	paused := fs.Bool("p", false, "leave the clone paused")
+	asJSON := fs.Bool("json", false, "print the new domain as JSON")
+	pos, err := parse(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	if err := e.client().Action(ctx(), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused}); err != nil {
+		return err
+	}
+	d, err := e.client().Get(ctx(), pos[1])
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, d)
+	}
+	fmt.Fprintf(e.stderr, "Cloned %s to %s (id %d)\n", pos[0], pos[1], d.ID)
+	for _, dk := range d.Spec.Disks {
+		if dk.Target != "" && dk.Access != "ro" && !dk.CDROM {
+			fmt.Fprintf(e.stderr, "  %s: %s (thin clone)\n", dk.VDev, dk.Target)
+		}
+	}
+	return nil
+}

@@ -323,6 +323,15 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 			if err = decode(r, &req); err == nil {
 				err = s.mgr.Save(r.Context(), name, req.Path, req.Checkpoint)
 			}
+		case "clone":
+			var req api.CloneRequest
+			if err = decode(r, &req); err == nil {
+				var d api.Domain
+				if d, err = s.mgr.Clone(r.Context(), name, req.Name, req.Paused); err == nil {
+					reply(w, d, nil)
+					return
+				}
+			}
 		case "vcpu-pin":
 			req := api.VCPUPinRequest{VCPU: -1}
 			if err = decode(r, &req); err == nil {

@@ -68,6 +68,10 @@ type dom struct {
 	// snap is the last rendered view, served while an operation holds mu
 	// for long (an incoming migration loads for seconds): list never hangs.
 	snap  atomic.Pointer[api.Domain]
+	// con is console, readable without mu: a client attaches while a
+	// create or an incoming migration still holds mu, and so sees the
+	// guest's first line as it comes.
+	con atomic.Pointer[Console]
 	ended chan struct{} // closed when the current incarnation's exit is handled
 }
 
@@ -283,6 +287,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	}
 	r.Add(func() { os.RemoveAll(m.runDir(spec.Name)) })
 	d.console = newConsole(filepath.Join(m.runDir(spec.Name), "console.log"))
+	d.con.Store(d.console)
 	r.Add(func() { d.console.Close() })
 	if err := m.start(ctx, d, so); err != nil {
 		return api.Domain{}, err
@@ -589,6 +594,7 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 		os.MkdirAll(m.runDir(old), 0o700)
 		os.WriteFile(filepath.Join(m.runDir(old), "console.log"), d.console.History(), 0o600)
 		kept.console = newConsole(filepath.Join(m.runDir(old), "console.log"))
+		kept.con.Store(kept.console)
 		m.doms[old] = kept
 		m.mu.Unlock()
 		m.save(ctx, kept)
@@ -772,6 +778,9 @@ func (m *Manager) Console(name string) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c := d.con.Load(); c != nil {
+		return c, nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.console, nil
@@ -890,6 +899,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		name := rec.Spec.Name
 		d := &dom{rec: rec, console: newConsole(filepath.Join(m.runDir(name), "console.log"))}
+		d.con.Store(d.console)
 		d.snap.Store(&api.Domain{Spec: rec.Spec, ID: rec.ID, State: rec.State, Flags: Flags(rec.State)})
 		m.mu.Lock()
 		m.doms[name] = d

@@ -76,9 +76,12 @@ type migReply struct {
 	Token   string `json:"token,omitempty"`
 	Running bool   `json:"running,omitempty"`
 	// DisksReady: the destination's NBD server is up (--with-storage).
-	DisksReady bool   `json:"disks_ready,omitempty"`
-	Error      string `json:"error,omitempty"`
-	Class      string `json:"class,omitempty"`
+	DisksReady bool `json:"disks_ready,omitempty"`
+	// Listening: the destination QEMU reads the memory stream; the source
+	// starts it only then (see engine.IncomingOptions.Listening).
+	Listening bool   `json:"listening,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Class     string `json:"class,omitempty"`
 }
 
 // DataPreface starts a migration data connection; the token follows.
@@ -184,7 +187,7 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	// A destination that fails tells us on the control channel; stop our
 	// side then instead of waiting for a socket timeout.
 	remote := make(chan migReply, 1)
-	disksReady := make(chan struct{})
+	disksReady, listening := make(chan struct{}), make(chan struct{})
 	var destErr atomic.Pointer[string]
 	go func() {
 		var r migReply
@@ -192,10 +195,13 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 			if err := readReply(br, &r); err != nil {
 				r = migReply{Error: err.Error()}
 			}
-			if !r.DisksReady {
+			if r.DisksReady {
+				close(disksReady)
+			} else if r.Listening {
+				close(listening)
+			} else {
 				break
 			}
-			close(disksReady)
 		}
 		if !r.Running {
 			destErr.Store(&r.Error)
@@ -233,6 +239,13 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 			return resume(fmt.Errorf("copying the disks failed, %s keeps running here: %w", name, err))
 		}
 		res.DiskBytes = n
+	}
+	// Start the stream only once the destination QEMU reads it.
+	select {
+	case <-listening:
+	case <-ctx.Done():
+	case <-time.After(2 * time.Minute):
+		cancel()
 	}
 	stats, merr := mig.MigrateTo(ctx, df, engine.MigrateOptions{DowntimeMs: o.DowntimeMs, TLS: tls,
 		Progress: func(s engine.MigrationStats) {
@@ -272,7 +285,11 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	// Total time ends when the guest runs there; letting go of our
 	// (already stopped) copy is cleanup after that.
 	res.TotalMs = time.Since(t0).Milliseconds()
-	// The destination runs the guest: let go of ours.
+	// The destination runs the guest: let go of ours, at the lowest CPU
+	// priority (freeing its RAM takes a while).
+	if cg := m.o.Cgroups; cg != nil {
+		cg.Deprioritize(name)
+	}
 	if err := m.Destroy(context.Background(), name); err != nil {
 		m.o.Log.Error("destroying the migrated-away copy", "name", name, "err", err)
 	}
@@ -344,7 +361,7 @@ func loadStream(ctx context.Context, mig engine.Migratable, pr, pw *os.File, src
 			cancel()
 		}
 	}()
-	err := mig.MigrateFrom(ctx, pr, nil)
+	err := mig.MigrateFrom(ctx, pr, engine.IncomingOptions{})
 	pr.Close()
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("the state stream broke or ended early: %w", err)
@@ -554,7 +571,12 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 			}
 			tls = &engine.StreamTLS{Dir: creds}
 		}
-		if err := mig.MigrateFrom(ctx, f, tls); err != nil {
+		listening := func() {
+			if err := writeLine(conn, migReply{Listening: true}); err != nil {
+				cancel()
+			}
+		}
+		if err := mig.MigrateFrom(ctx, f, engine.IncomingOptions{TLS: tls, Listening: listening}); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("the source stopped the migration: %w", err)
 			}

@@ -248,6 +248,16 @@ func (c *Cgroups) Update(name string, l Limits) error {
 	return nil
 }
 
+// Deprioritize gives the domain the smallest CPU share: a stopped copy
+// about to be torn down (after migrating away) must not take CPU from the
+// guests that run, the migrated one included.
+func (c *Cgroups) Deprioritize(name string) error {
+	if c.Version == 1 {
+		return write(c.Dirs(name)[0], "cpu.shares", "2")
+	}
+	return write(c.Dirs(name)[0], "cpu.weight", "1")
+}
+
 // Remove deletes the domain's cgroups (after its processes are gone).
 func (c *Cgroups) Remove(name string) {
 	for _, d := range c.Dirs(name) {

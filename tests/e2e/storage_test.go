@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/image"
 )
 
 func fileSum(t *testing.T, p string) string {
@@ -114,4 +115,85 @@ func fileSize(t *testing.T, p string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// TestCloneRunning: clone a running domain (its disk in a pool), the
+// clone boots with its own MAC, and neither sees the other's writes.
+func TestCloneRunning(t *testing.T) {
+	e := NewEnv(t)
+	mustRun(t, "ip", "-n", e.Netns, "link", "add", "clbr0", "type", "bridge")
+	dir := filepath.Join(e.Dir, "pool")
+	e.MustRF("pool", "create", "p", "--dir", dir)
+	disk := filepath.Join(dir, "prod.img")
+	mustRun(t, "cp", "--sparse=always", imgPaths.Disk, disk)
+	c := e.Boot("prod", "disk = [ 'file:"+disk+",xvda,w' ]\nvif = [ 'bridge=clbr0' ]")
+	c.WaitFor("/dev/vda mounted on /mnt", 0, 10*time.Second)
+	c.Send("echo before > /mnt/mark; sync; echo marked-$((3*3))")
+	c.WaitFor("marked-9", 0, 10*time.Second)
+
+	out := e.MustRF("clone", "--json", "prod", "test")
+	var d api.Domain
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatal(err)
+	}
+	src := e.Domain("prod")
+	if d.Spec.Vifs[0].MAC == src.Spec.Vifs[0].MAC {
+		t.Fatalf("the clone has the source's MAC %s", d.Spec.Vifs[0].MAC)
+	}
+	if d.Spec.Disks[0].Target != filepath.Join(dir, "test-vda.qcow2") || !strings.HasPrefix(src.Spec.Disks[0].Target, filepath.Join(dir, "prod-vda.")) {
+		t.Fatalf("disks: clone %s, source now %s", d.Spec.Disks[0].Target, src.Spec.Disks[0].Target)
+	}
+	var vols []api.Volume
+	json.Unmarshal([]byte(e.MustRF("volume", "list", "p", "--json")), &vols)
+	for _, v := range vols {
+		if v.Name != "prod.img" && v.Backing != disk {
+			t.Errorf("volume %s backs onto %q, want the frozen %s", v.Name, v.Backing, disk)
+		}
+	}
+	frozen := fileSum(t, disk)
+
+	c2 := e.Console("test")
+	c2.WaitFor(image.ReadyLine, 0, 90*time.Second)
+	c2.Send("cat /mnt/mark; cat /sys/class/net/eth0/address; echo clone > /mnt/mark; sync; echo cl-$((2*2))")
+	c2.WaitFor("cl-4", 0, 10*time.Second)
+	if got := c2.Output(); !strings.Contains(got, "before") || !strings.Contains(got, d.Spec.Vifs[0].MAC) {
+		t.Fatalf("the clone should see the source's data and its own MAC %s:\n%s", d.Spec.Vifs[0].MAC, tail(got, 600))
+	}
+	// The source keeps running on its overlay; its writes stay its own.
+	off := len(c.Output())
+	c.Send("echo 3 > /proc/sys/vm/drop_caches; cat /mnt/mark; echo after > /mnt/mark2; sync; echo src-$((5*5))")
+	c.WaitFor("src-25", off, 10*time.Second)
+	if got := c.Output()[off:]; !strings.Contains(got, "before") || strings.Contains(got, "clone") {
+		t.Fatalf("the source sees the clone's write:\n%s", got)
+	}
+	off = len(c2.Output())
+	c2.Send("echo 3 > /proc/sys/vm/drop_caches; ls /mnt; echo ls-$((6*6))")
+	c2.WaitFor("ls-36", off, 10*time.Second)
+	if strings.Contains(c2.Output()[off:], "mark2") {
+		t.Fatal("the clone sees the source's later write")
+	}
+	if fileSum(t, disk) != frozen {
+		t.Fatal("the frozen image changed")
+	}
+	// Bad input: the name is taken; an unknown source.
+	if r := e.RF("clone", "prod", "test"); r.Code == 0 || !strings.Contains(r.Stderr, "already exists") {
+		t.Fatalf("clone onto a taken name: %+v", r)
+	}
+	if r := e.RF("clone", "nosuch", "x"); r.Code == 0 || !strings.Contains(r.Stderr, "no domain") {
+		t.Fatalf("clone of an unknown domain: %+v", r)
+	}
+	// The source restarts from its record: its overlay, not the frozen image.
+	e.MustRF("destroy", "test")
+	oldID := e.Domain("prod").ID
+	e.MustRF("reboot", "prod")
+	e.Await("prod to come back", 30*time.Second, func() bool { d := e.Domain("prod"); return d.ID != oldID && d.PID != 0 })
+	c3 := e.Console("prod")
+	time.Sleep(300 * time.Millisecond) // the history first
+	c3.WaitFor(image.ReadyLine, len(c3.Output()), 90*time.Second)
+	off = len(c3.Output())
+	c3.Send("ls /mnt; echo re-$((7*7))")
+	c3.WaitFor("re-49", off, 10*time.Second)
+	if !strings.Contains(c3.Output()[off:], "mark2") {
+		t.Fatal("after a restart the source lost the writes it made on its overlay")
+	}
 }

@@ -134,7 +134,8 @@ func (i *instance) dropTLS() {
 // MigrateFrom loads state from r into a VM started with -incoming defer.
 // Completion is taken from QEMU's MIGRATION event, so the guest can be
 // resumed the moment its state is in (the poll behind it is a fallback).
-func (i *instance) MigrateFrom(ctx context.Context, r *os.File, tls *engine.StreamTLS) error {
+func (i *instance) MigrateFrom(ctx context.Context, r *os.File, o engine.IncomingOptions) error {
+	tls := o.TLS
 	events, stop := i.mon.Subscribe()
 	defer stop()
 	caps := []map[string]any{{"capability": "events", "state": true}}
@@ -146,7 +147,8 @@ func (i *instance) MigrateFrom(ctx context.Context, r *os.File, tls *engine.Stre
 		if err := i.loadTLS(ctx, tls.Dir, "server"); err != nil {
 			return err
 		}
-		defer i.dropTLS()
+		// Off the path to resuming the guest.
+		defer func() { go i.dropTLS() }()
 		params["tls-creds"] = tlsID
 	}
 	if err := i.mon.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
@@ -157,6 +159,9 @@ func (i *instance) MigrateFrom(ctx context.Context, r *os.File, tls *engine.Stre
 	}
 	if err := i.mon.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:migin"}, nil); err != nil {
 		return err
+	}
+	if o.Listening != nil {
+		o.Listening()
 	}
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()

@@ -1,0 +1,80 @@
+package qemu
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/ringfence/ringfence/internal/engine"
+)
+
+// SnapshotDisks implements engine.DiskSnapshotter with blockdev-snapshot:
+// the overlay is opened by the daemon and handed over as an fd set (QEMU
+// runs unprivileged), added as a node without its backing chain, then
+// put on top of the disk's current node. QEMU reopens the old image
+// read-only, from the read-only descriptor of its own fd set.
+func (i *instance) SnapshotDisks(ctx context.Context, overlays []engine.Overlay) (int, error) {
+	var blocks []struct {
+		Device   string `json:"device"`
+		Inserted *struct {
+			NodeName string `json:"node-name"`
+		} `json:"inserted"`
+	}
+	if err := i.mon.Execute(ctx, "query-block", nil, &blocks); err != nil {
+		return 0, err
+	}
+	node := map[string]string{}
+	for _, b := range blocks {
+		if b.Inserted != nil {
+			node[b.Device] = b.Inserted.NodeName
+		}
+	}
+	for n, o := range overlays {
+		cur, ok := node["drive-"+o.Disk]
+		if !ok {
+			return n, fmt.Errorf("disk %s has no image to snapshot", o.Disk)
+		}
+		set, err := i.addFDs(ctx, o.Path)
+		if err != nil {
+			return n, fmt.Errorf("disk %s: %w", o.Disk, err)
+		}
+		name := fmt.Sprintf("ov-%s-%d", o.Disk, set)
+		add := map[string]any{"driver": "qcow2", "node-name": name, "backing": nil,
+			"file": map[string]any{"driver": "file", "filename": fmt.Sprintf("/dev/fdset/%d", set), "locking": "off"}}
+		if err := i.mon.Execute(ctx, "blockdev-add", add, nil); err != nil {
+			i.mon.Execute(ctx, "remove-fd", map[string]any{"fdset-id": set}, nil)
+			return n, fmt.Errorf("disk %s: opening the overlay: %w", o.Disk, err)
+		}
+		if err := i.mon.Execute(ctx, "blockdev-snapshot", map[string]any{"node": cur, "overlay": name}, nil); err != nil {
+			i.mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": name}, nil)
+			return n, fmt.Errorf("disk %s: switching to the overlay: %w", o.Disk, err)
+		}
+	}
+	return len(overlays), nil
+}
+
+// addFDs opens path read-only and read-write and puts both into a new fd
+// set; it returns the set's id.
+func (i *instance) addFDs(ctx context.Context, path string) (int, error) {
+	set := -1
+	for _, mode := range []int{os.O_RDONLY, os.O_RDWR} {
+		f, err := os.OpenFile(path, mode, 0)
+		if err != nil {
+			return 0, err
+		}
+		args := map[string]any{}
+		if set >= 0 {
+			args["fdset-id"] = set
+		}
+		var out struct {
+			FDSetID int `json:"fdset-id"`
+		}
+		err = i.mon.ExecuteFD(ctx, "add-fd", args, &out, f)
+		f.Close()
+		if err != nil {
+			return 0, fmt.Errorf("passing %s to QEMU: %w", path, err)
+		}
+		set = out.FDSetID
+	}
+	return set, nil
+}
