@@ -67,11 +67,11 @@ type dom struct {
 	cancelMig context.CancelFunc
 	// snap is the last rendered view, served while an operation holds mu
 	// for long (an incoming migration loads for seconds): list never hangs.
-	snap  atomic.Pointer[api.Domain]
+	snap atomic.Pointer[api.Domain]
 	// con is console, readable without mu: a client attaches while a
 	// create or an incoming migration still holds mu, and so sees the
 	// guest's first line as it comes.
-	con atomic.Pointer[Console]
+	con   atomic.Pointer[Console]
 	ended chan struct{} // closed when the current incarnation's exit is handled
 }
 
