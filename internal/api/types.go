@@ -307,3 +307,24 @@ type CloneRequest struct {
 	Name   string `json:"name"`
 	Paused bool   `json:"paused,omitempty"`
 }
+
+// Snapshot is a named point of a domain's disks (and memory).
+type Snapshot struct {
+	Name    string         `json:"name"`
+	Domain  string         `json:"domain"`
+	Created time.Time      `json:"created"`
+	Disks   []SnapshotDisk `json:"disks"`
+	Memory  bool           `json:"memory"` // the running state too: revert resumes that moment
+}
+
+// SnapshotDisk is one disk a snapshot covers.
+type SnapshotDisk struct {
+	Guest string `json:"guest"`
+	Path  string `json:"path"`
+}
+
+// SnapshotRequest creates a snapshot.
+type SnapshotRequest struct {
+	Name   string `json:"name"`
+	Memory bool   `json:"memory,omitempty"`
+}

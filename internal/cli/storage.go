@@ -3,6 +3,7 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -178,4 +179,76 @@ func runClone(e *env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// runSnapshot: snapshot create NAME SNAP [--memory] | list NAME | revert NAME SNAP | delete NAME SNAP
+func runSnapshot(e *env, args []string) error {
+	if len(args) == 0 {
+		return usageError{"expected create, list, revert or delete"}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("snapshot "+sub, flag.ContinueOnError)
+	switch sub {
+	case "create":
+		memory := fs.Bool("memory", false, "save the running state too: revert resumes this exact moment")
+		pos, err := parse(fs, args, 2, 2)
+		if err != nil {
+			return err
+		}
+		s, err := e.client().CreateSnapshot(ctx(), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
+		if err != nil {
+			return err
+		}
+		what := "disks"
+		if s.Memory {
+			what = "disks and memory"
+		}
+		fmt.Fprintf(e.stderr, "Snapshot %s of %s taken (%s)\n", s.Name, s.Domain, what)
+		return nil
+	case "list":
+		asJSON := fs.Bool("json", false, "JSON output")
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		snaps, err := e.client().Snapshots(ctx(), pos[0])
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, snaps)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tCREATED\tMEMORY\tDISKS")
+		for _, s := range snaps {
+			var disks []string
+			for _, d := range s.Disks {
+				disks = append(disks, d.Guest)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", s.Name, s.Created.Local().Format("2006-01-02 15:04:05"), s.Memory, strings.Join(disks, ","))
+		}
+		return tw.Flush()
+	case "revert":
+		pos, err := parse(fs, args, 2, 2)
+		if err != nil {
+			return err
+		}
+		d, err := e.client().RevertSnapshot(ctx(), pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		if d.PID != 0 {
+			fmt.Fprintf(e.stderr, "%s is back at snapshot %s, running (id %d)\n", pos[0], pos[1], d.ID)
+		} else {
+			fmt.Fprintf(e.stderr, "%s's disks are back at snapshot %s; create the domain to start it\n", pos[0], pos[1])
+		}
+		return nil
+	case "delete":
+		pos, err := parse(fs, args, 2, 2)
+		if err != nil {
+			return err
+		}
+		return e.client().DeleteSnapshot(ctx(), pos[0], pos[1])
+	}
+	return usageError{"unknown snapshot command " + sub}
 }

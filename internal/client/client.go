@@ -244,3 +244,29 @@ func (c *Client) ResizeVolume(ctx context.Context, pool, name string, size int64
 func (c *Client) DeleteVolume(ctx context.Context, pool, name string) error {
 	return c.do(ctx, "DELETE", "/pools/"+url.PathEscape(pool)+"/volumes/"+url.PathEscape(name), nil, nil)
 }
+
+// Snapshots lists a domain's snapshots.
+func (c *Client) Snapshots(ctx context.Context, name string) ([]api.Snapshot, error) {
+	var out []api.Snapshot
+	err := c.do(ctx, "GET", "/domains/"+url.PathEscape(name)+"/snapshots", nil, &out)
+	return out, err
+}
+
+// CreateSnapshot takes a snapshot (with the memory when req.Memory).
+func (c *Client) CreateSnapshot(ctx context.Context, name string, req api.SnapshotRequest) (api.Snapshot, error) {
+	var out api.Snapshot
+	err := c.do(ctx, "POST", "/domains/"+url.PathEscape(name)+"/snapshots", req, &out)
+	return out, err
+}
+
+// RevertSnapshot returns a domain to a snapshot.
+func (c *Client) RevertSnapshot(ctx context.Context, name, snap string) (api.Domain, error) {
+	var out api.Domain
+	err := c.do(ctx, "POST", "/domains/"+url.PathEscape(name)+"/snapshots/"+url.PathEscape(snap)+"/revert", nil, &out)
+	return out, err
+}
+
+// DeleteSnapshot removes a snapshot.
+func (c *Client) DeleteSnapshot(ctx context.Context, name, snap string) error {
+	return c.do(ctx, "DELETE", "/domains/"+url.PathEscape(name)+"/snapshots/"+url.PathEscape(snap), nil, nil)
+}

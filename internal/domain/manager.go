@@ -92,6 +92,8 @@ type Options struct {
 	HostCPUs int
 	// OverheadMiB overrides the per-domain QEMU overhead estimate.
 	OverheadMiB int
+	// StateDir holds files the daemon keeps (snapshot memory states).
+	StateDir string
 	// TLSDir is this host's peer TLS dir (CA and host certificate); live
 	// migration mints QEMU's stream credentials from it.
 	TLSDir string

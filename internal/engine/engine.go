@@ -214,6 +214,13 @@ type DiskSnapshotter interface {
 	SnapshotDisks(ctx context.Context, overlays []Overlay) (int, error)
 }
 
+// InternalSnapshotter is the optional ability to take and drop named
+// snapshots inside a running VM's qcow2 disks.
+type InternalSnapshotter interface {
+	SnapshotInternal(ctx context.Context, disk, name string) error
+	DeleteSnapshotInternal(ctx context.Context, disk, name string) error
+}
+
 // Overlay is one disk's new top image.
 type Overlay struct {
 	Disk string // guest disk ID, e.g. vda

@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +197,105 @@ func TestCloneRunning(t *testing.T) {
 	c3.WaitFor("re-49", off, 10*time.Second)
 	if !strings.Contains(c3.Output()[off:], "mark2") {
 		t.Fatal("after a restart the source lost the writes it made on its overlay")
+	}
+}
+
+// TestSnapshots: a memory snapshot brings back the running moment (the
+// counter resumes from its value then) and the disk bytes of then; a
+// disk-only snapshot restores the disk of a stopped domain.
+func TestSnapshots(t *testing.T) {
+	e := NewEnv(t)
+	disk := filepath.Join(e.Dir, "vm.qcow2")
+	mustRun(t, "qemu-img", "convert", "-O", "qcow2", imgPaths.Disk, disk)
+	raw := filepath.Join(e.Dir, "raw.img")
+	mustRun(t, "cp", "--sparse=always", imgPaths.Disk, raw)
+	cfg := "disk = [ 'format=qcow2,vdev=xvda,access=rw,target=" + disk + "' ]"
+	c := e.Boot("snappy", cfg)
+	c.WaitFor("/dev/vda mounted on /mnt", 0, 10*time.Second)
+	sumRe := regexp.MustCompile(`([0-9a-f]{32})  /mnt/blob`)
+	c.Send("dd if=/dev/urandom of=/mnt/blob bs=1k count=512 2>/dev/null; sync; md5sum /mnt/blob")
+	c.WaitFor("  /mnt/blob", 0, 20*time.Second)
+	orig := sumRe.FindStringSubmatch(c.Output())[1]
+	c.Send(`i=0; while true; do echo tick$i; i=$((i+1)); usleep 100000; done &`)
+	c.WaitFor("tick20", 0, 20*time.Second)
+
+	e.MustRF("snapshot", "create", "snappy", "s1", "--memory")
+	at := lastTick(t, c.Output())
+	c.WaitFor(fmt.Sprintf("tick%d\r", at+20), 0, 20*time.Second) // it runs on
+	off := len(c.Output())
+	c.Send("dd if=/dev/zero of=/mnt/blob bs=1k count=512 2>/dev/null; sync; md5sum /mnt/blob")
+	c.WaitFor("  /mnt/blob", off, 20*time.Second)
+	if m := sumRe.FindAllStringSubmatch(c.Output()[off:], -1); len(m) == 0 || m[0][1] == orig {
+		t.Fatal("the overwrite did not change the blob")
+	}
+	before := lastTick(t, c.Output())
+
+	var snaps []api.Snapshot
+	json.Unmarshal([]byte(e.MustRF("snapshot", "list", "snappy", "--json")), &snaps)
+	if len(snaps) != 1 || !snaps[0].Memory || snaps[0].Disks[0].Guest != "vda" {
+		t.Fatalf("snapshots: %+v", snaps)
+	}
+	// Bad input: a taken name, an unknown snapshot, a raw disk.
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"snapshot", "create", "snappy", "s1"}, "already has a snapshot s1"},
+		{[]string{"snapshot", "revert", "snappy", "nope"}, "has no snapshot nope"},
+		{[]string{"snapshot", "create", "snappy", "../x"}, "no '/' or '..'"},
+	} {
+		if r := e.RF(bad.args...); r.Code == 0 || !strings.Contains(r.Stderr, bad.want) {
+			t.Errorf("%v: %+v, want %q", bad.args, r, bad.want)
+		}
+	}
+	e.Boot("flat", "disk = [ 'file:"+raw+",xvda,w' ]")
+	if r := e.RF("snapshot", "create", "flat", "s"); r.Code == 0 || !strings.Contains(r.Stderr, "qcow2") {
+		t.Fatalf("snapshot of a raw disk: %+v", r)
+	}
+	e.MustRF("destroy", "flat")
+
+	e.MustRF("snapshot", "revert", "snappy", "s1")
+	c2 := e.Console("snappy") // a new console: only what the restored guest printed
+	c2.WaitFor("tick", 0, 20*time.Second)
+	first := firstTick(c2.Output())
+	if first > at+5 || first >= before || first < at-5 {
+		t.Fatalf("after revert the counter resumes at %d; it was %d at the snapshot and %d before the revert", first, at, before)
+	}
+	if strings.Contains(c2.Output(), image.ReadyLine) {
+		t.Fatal("the guest booted instead of resuming")
+	}
+	off = len(c2.Output())
+	c2.Send("kill %1; echo 3 > /proc/sys/vm/drop_caches; md5sum /mnt/blob")
+	c2.WaitFor("  /mnt/blob", off, 20*time.Second)
+	if m := sumRe.FindAllStringSubmatch(c2.Output()[off:], -1); len(m) == 0 || m[0][1] != orig {
+		t.Fatalf("blob after revert %v, want %s", m, orig)
+	}
+
+	// Disk only: snapshot, overwrite, stop; revert; the next boot sees the
+	// bytes of the snapshot.
+	e.MustRF("snapshot", "create", "snappy", "s2")
+	off = len(c2.Output())
+	c2.Send("dd if=/dev/zero of=/mnt/blob bs=1k count=512 2>/dev/null; sync; echo zeroed-$((8*8))")
+	c2.WaitFor("zeroed-64", off, 20*time.Second)
+	if r := e.RF("snapshot", "revert", "snappy", "s2"); r.Code == 0 || !strings.Contains(r.Stderr, "holds no memory") {
+		t.Fatalf("disk-only revert of a running domain: %+v", r)
+	}
+	e.MustRF("destroy", "snappy")
+	e.MustRF("snapshot", "revert", "snappy", "s2")
+	c3 := e.Boot("snappy", cfg)
+	off = len(c3.Output())
+	c3.Send("md5sum /mnt/blob")
+	c3.WaitFor("  /mnt/blob", off, 20*time.Second)
+	if m := sumRe.FindAllStringSubmatch(c3.Output()[off:], -1); len(m) == 0 || m[0][1] != orig {
+		t.Fatalf("blob after a disk-only revert %v, want %s", m, orig)
+	}
+	e.MustRF("destroy", "snappy")
+	e.MustRF("snapshot", "delete", "snappy", "s1")
+	e.MustRF("snapshot", "delete", "snappy", "s2")
+	if out, _ := runOut("qemu-img", "snapshot", "-l", disk); strings.Contains(out, "s1") || strings.Contains(out, "s2") {
+		t.Fatalf("snapshots left in the image:\n%s", out)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(e.Dir, "snapshots", "snappy")); len(ents) != 0 {
+		t.Fatalf("memory state files left: %v", ents)
 	}
 }

@@ -78,3 +78,13 @@ func (i *instance) addFDs(ctx context.Context, path string) (int, error) {
 	}
 	return set, nil
 }
+
+// SnapshotInternal takes a named snapshot inside a qcow2 disk, live.
+func (i *instance) SnapshotInternal(ctx context.Context, disk, name string) error {
+	return i.mon.Execute(ctx, "blockdev-snapshot-internal-sync", map[string]any{"device": "drive-" + disk, "name": name}, nil)
+}
+
+// DeleteSnapshotInternal drops it again.
+func (i *instance) DeleteSnapshotInternal(ctx context.Context, disk, name string) error {
+	return i.mon.Execute(ctx, "blockdev-snapshot-delete-internal-sync", map[string]any{"device": "drive-" + disk, "name": name}, nil)
+}

@@ -1,0 +1,275 @@
+package domain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/storage"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// Snapshots are internal qcow2 snapshots, one per writable disk, under
+// the snapshot's name: each disk stays one file (clones, migration and
+// backups need no chain to follow), revert is by name, delete frees the
+// space inside the file. With --memory the running state is saved too,
+// to STATE/snapshots/DOMAIN/SNAP.state in the save-file format, taken
+// while the guest is paused right after the disk snapshots, so the two
+// match; revert then restores that file and the guest resumes at the
+// exact moment. Records live in the store (snapshots/DOMAIN/SNAP).
+
+const keySnapshots = "snapshots/"
+
+type snapRecord struct {
+	api.Snapshot
+	StatePath string `json:"state_path,omitempty"`
+}
+
+func snapKey(dom, snap string) string { return keySnapshots + dom + "/" + snap }
+
+// snapDisks are the disks a snapshot covers: every writable one, and all
+// must be qcow2.
+func snapDisks(spec api.DomainSpec) ([]api.SnapshotDisk, error) {
+	var out []api.SnapshotDisk
+	for _, d := range spec.Disks {
+		if d.Target == "" || d.CDROM || d.Access == "ro" {
+			continue
+		}
+		if d.Format != "qcow2" {
+			return nil, api.Errorf(api.ErrInvalid, "disk %s (%s) is %s: snapshots live inside qcow2 images; convert it (qemu-img convert -O qcow2) or clone the domain (clones are qcow2)",
+				d.VDev, d.Target, orRaw(d.Format))
+		}
+		out = append(out, api.SnapshotDisk{Guest: d.Guest, Path: d.Target})
+	}
+	if len(out) == 0 {
+		return nil, api.Errorf(api.ErrInvalid, "%s has no writable disk to snapshot", spec.Name)
+	}
+	return out, nil
+}
+
+func orRaw(f string) string {
+	if f == "" {
+		return "raw"
+	}
+	return f
+}
+
+func qemuImgSnapshot(op, snap, path string) error {
+	out, err := exec.Command("qemu-img", "snapshot", op, snap, path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("qemu-img snapshot %s %s %s: %v: %s", op, snap, path, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// SnapshotCreate takes snapshot snap of domain name (live when it runs).
+func (m *Manager) SnapshotCreate(ctx context.Context, name, snap string, memory bool) (api.Snapshot, error) {
+	if err := storage.CheckName("snapshot", snap); err != nil {
+		return api.Snapshot{}, err
+	}
+	d, err := m.get(name)
+	if err != nil {
+		return api.Snapshot{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.migrating {
+		return api.Snapshot{}, api.Errorf(api.ErrConflict, "%s is being migrated", name)
+	}
+	if b, _ := m.o.Store.Get(ctx, snapKey(name, snap)); b != nil {
+		return api.Snapshot{}, api.Errorf(api.ErrConflict, "%s already has a snapshot %s; delete it or pick another name", name, snap)
+	}
+	disks, err := snapDisks(d.rec.Spec)
+	if err != nil {
+		return api.Snapshot{}, err
+	}
+	rec := snapRecord{Snapshot: api.Snapshot{Name: snap, Domain: name, Created: time.Now().UTC(), Disks: disks, Memory: memory}}
+	var done []api.SnapshotDisk
+	if d.inst == nil {
+		if memory {
+			return api.Snapshot{}, api.Errorf(api.ErrConflict, "%s is not running: there is no memory to snapshot; leave out --memory", name)
+		}
+		for _, dk := range disks {
+			if err := qemuImgSnapshot("-c", snap, dk.Path); err != nil {
+				m.dropDiskSnaps(ctx, nil, done, snap)
+				return api.Snapshot{}, err
+			}
+			done = append(done, dk)
+		}
+	} else {
+		is, ok := d.inst.(engine.InternalSnapshotter)
+		if !ok {
+			return api.Snapshot{}, api.Errorf(api.ErrUnavailable, "this engine cannot snapshot a running domain")
+		}
+		// Paused across all disks (and the memory), so they agree.
+		wasRunning := false
+		if st, err := d.inst.Status(ctx); err == nil && st == "running" {
+			if err := d.inst.Pause(ctx); err != nil {
+				return api.Snapshot{}, err
+			}
+			wasRunning = true
+		}
+		resume := func() {
+			if wasRunning {
+				d.inst.Resume(context.Background())
+			}
+		}
+		for _, dk := range disks {
+			if err := is.SnapshotInternal(ctx, dk.Guest, snap); err != nil {
+				m.dropDiskSnaps(ctx, is, done, snap)
+				resume()
+				return api.Snapshot{}, fmt.Errorf("snapshotting disk %s: %w", dk.Guest, err)
+			}
+			done = append(done, dk)
+		}
+		if memory {
+			mig, ok := d.inst.(engine.Migratable)
+			if !ok {
+				m.dropDiskSnaps(ctx, is, done, snap)
+				resume()
+				return api.Snapshot{}, api.Errorf(api.ErrUnavailable, "this engine cannot save memory")
+			}
+			dir := filepath.Join(m.o.StateDir, "snapshots", name)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				m.dropDiskSnaps(ctx, is, done, snap)
+				resume()
+				return api.Snapshot{}, err
+			}
+			rec.StatePath = filepath.Join(dir, snap+".state")
+			hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: rec.Created}
+			hdr.Host, _ = os.Hostname()
+			if err := m.writeSave(ctx, rec.StatePath, hdr, mig); err != nil {
+				m.dropDiskSnaps(ctx, is, done, snap)
+				resume()
+				return api.Snapshot{}, fmt.Errorf("saving %s's memory: %w", name, err)
+			}
+			// A paused VM that was saved is "postmigrate": cont resumes it.
+		}
+		resume()
+	}
+	b, _ := json.Marshal(rec)
+	if err := store.Put(ctx, m.o.Store, snapKey(name, snap), b); err != nil {
+		var is engine.InternalSnapshotter
+		if d.inst != nil {
+			is, _ = d.inst.(engine.InternalSnapshotter)
+		}
+		m.dropDiskSnaps(ctx, is, done, snap)
+		if rec.StatePath != "" {
+			os.Remove(rec.StatePath)
+		}
+		return api.Snapshot{}, err
+	}
+	m.o.Log.Info("snapshot taken", "name", name, "snapshot", snap, "memory", memory, "disks", len(disks))
+	return rec.Snapshot, nil
+}
+
+// dropDiskSnaps deletes snap from disks: through QEMU when it has them
+// open, else with qemu-img.
+func (m *Manager) dropDiskSnaps(ctx context.Context, is engine.InternalSnapshotter, disks []api.SnapshotDisk, snap string) error {
+	var first error
+	for _, dk := range disks {
+		var err error
+		if is != nil {
+			err = is.DeleteSnapshotInternal(ctx, dk.Guest, snap)
+		} else {
+			err = qemuImgSnapshot("-d", snap, dk.Path)
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (m *Manager) snapRecord(ctx context.Context, name, snap string) (snapRecord, error) {
+	var rec snapRecord
+	if err := storage.CheckName("snapshot", snap); err != nil {
+		return rec, err
+	}
+	b, err := m.o.Store.Get(ctx, snapKey(name, snap))
+	if err != nil || b == nil {
+		return rec, api.Errorf(api.ErrNotFound, "%s has no snapshot %s (see `ringfence snapshot list %s`)", name, snap, name)
+	}
+	err = json.Unmarshal(b, &rec)
+	return rec, err
+}
+
+// SnapshotList returns name's snapshots, oldest first.
+func (m *Manager) SnapshotList(ctx context.Context, name string) ([]api.Snapshot, error) {
+	kvs, err := m.o.Store.List(ctx, keySnapshots+name+"/")
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Snapshot{}
+	for _, kv := range kvs {
+		var rec snapRecord
+		if json.Unmarshal(kv.Value, &rec) == nil {
+			out = append(out, rec.Snapshot)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// SnapshotDelete removes a snapshot from the disks and the store.
+func (m *Manager) SnapshotDelete(ctx context.Context, name, snap string) error {
+	rec, err := m.snapRecord(ctx, name, snap)
+	if err != nil {
+		return err
+	}
+	var is engine.InternalSnapshotter
+	if d, err := m.get(name); err == nil {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.inst != nil {
+			is, _ = d.inst.(engine.InternalSnapshotter)
+		}
+	}
+	if err := m.dropDiskSnaps(ctx, is, rec.Disks, snap); err != nil {
+		return fmt.Errorf("deleting snapshot %s: %w", snap, err)
+	}
+	if rec.StatePath != "" {
+		os.Remove(rec.StatePath)
+	}
+	return store.Delete(ctx, m.o.Store, snapKey(name, snap))
+}
+
+// SnapshotRevert returns the domain to a snapshot. With memory, whatever
+// runs now is destroyed and the saved moment resumes; a disk-only
+// snapshot cannot bring back a running guest's memory, so it is refused
+// while the domain runs (shut it down, revert, create it again).
+func (m *Manager) SnapshotRevert(ctx context.Context, name, snap string) (api.Domain, error) {
+	rec, err := m.snapRecord(ctx, name, snap)
+	if err != nil {
+		return api.Domain{}, err
+	}
+	if d, err := m.get(name); err == nil {
+		running := d.snap.Load() != nil && d.snap.Load().PID != 0
+		if running && !rec.Memory {
+			return api.Domain{}, api.Errorf(api.ErrConflict, "%s runs and snapshot %s holds no memory: reverting its disks under a running guest would corrupt them; shut it down first (or take snapshots with --memory)", name, snap)
+		}
+		// Its record goes (running or kept after shutdown): the snapshot
+		// replaces it.
+		if err := m.Destroy(ctx, name); err != nil && !errors.Is(err, api.ErrNotFound) {
+			return api.Domain{}, err
+		}
+	}
+	for _, dk := range rec.Disks {
+		if err := qemuImgSnapshot("-a", snap, dk.Path); err != nil {
+			return api.Domain{}, fmt.Errorf("reverting disk %s: %w", dk.Guest, err)
+		}
+	}
+	if !rec.Memory {
+		return api.Domain{Spec: api.DomainSpec{Name: name}}, nil
+	}
+	return m.Restore(ctx, rec.StatePath, false)
+}
