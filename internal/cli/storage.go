@@ -34,23 +34,8 @@ func runPool(e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "Created pool %s on %s\n", p.Name, p.Dir)
 		return nil
 	case "list":
-		asJSON := fs.Bool("json", false, "JSON output")
-		if _, err := parse(fs, args, 0, 0); err != nil {
-			return err
-		}
-		pools, err := e.client().Pools(ctx())
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(e.stdout, pools)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tDIRECTORY")
-		for _, p := range pools {
-			fmt.Fprintf(tw, "%s\t%s\n", p.Name, p.Dir)
-		}
-		return tw.Flush()
+		return listTable(e, fs, args, 0, func([]string) ([]api.Pool, error) { return e.client().Pools(ctx()) },
+			"NAME\tDIRECTORY", func(p api.Pool) string { return p.Name + "\t" + p.Dir })
 	case "delete":
 		pos, err := parse(fs, args, 1, 1)
 		if err != nil {
@@ -95,24 +80,10 @@ func runVolume(e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "Created volume %s (%s, %s) at %s\n", v.Name, v.Format, size(v.VirtualB), v.Path)
 		return nil
 	case "list":
-		asJSON := fs.Bool("json", false, "JSON output")
-		pos, err := parse(fs, args, 1, 1)
-		if err != nil {
-			return err
-		}
-		vols, err := e.client().Volumes(ctx(), pos[0])
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(e.stdout, vols)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tFORMAT\tVIRTUAL\tALLOCATED\tTEMPLATE")
-		for _, v := range vols {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Format, size(v.VirtualB), size(v.AllocatedB), v.Backing)
-		}
-		return tw.Flush()
+		return listTable(e, fs, args, 1, func(pos []string) ([]api.Volume, error) { return e.client().Volumes(ctx(), pos[0]) },
+			"NAME\tFORMAT\tVIRTUAL\tALLOCATED\tTEMPLATE", func(v api.Volume) string {
+				return strings.Join([]string{v.Name, v.Format, size(v.VirtualB), size(v.AllocatedB), v.Backing}, "\t")
+			})
 	case "resize":
 		pos, err := parse(fs, args, 3, 3)
 		if err != nil {
@@ -206,28 +177,14 @@ func runSnapshot(e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "Snapshot %s of %s taken (%s)\n", s.Name, s.Domain, what)
 		return nil
 	case "list":
-		asJSON := fs.Bool("json", false, "JSON output")
-		pos, err := parse(fs, args, 1, 1)
-		if err != nil {
-			return err
-		}
-		snaps, err := e.client().Snapshots(ctx(), pos[0])
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(e.stdout, snaps)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tCREATED\tMEMORY\tDISKS")
-		for _, s := range snaps {
-			var disks []string
-			for _, d := range s.Disks {
-				disks = append(disks, d.Guest)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", s.Name, s.Created.Local().Format("2006-01-02 15:04:05"), s.Memory, strings.Join(disks, ","))
-		}
-		return tw.Flush()
+		return listTable(e, fs, args, 1, func(pos []string) ([]api.Snapshot, error) { return e.client().Snapshots(ctx(), pos[0]) },
+			"NAME\tCREATED\tMEMORY\tDISKS", func(s api.Snapshot) string {
+				var disks []string
+				for _, d := range s.Disks {
+					disks = append(disks, d.Guest)
+				}
+				return fmt.Sprintf("%s\t%s\t%v\t%s", s.Name, s.Created.Local().Format("2006-01-02 15:04:05"), s.Memory, strings.Join(disks, ","))
+			})
 	case "revert":
 		pos, err := parse(fs, args, 2, 2)
 		if err != nil {
@@ -251,4 +208,27 @@ func runSnapshot(e *env, args []string) error {
 		return e.client().DeleteSnapshot(ctx(), pos[0], pos[1])
 	}
 	return usageError{"unknown snapshot command " + sub}
+}
+
+// listTable is every "X list": nargs positional arguments, a table with
+// header and one row per item, or --json.
+func listTable[T any](e *env, fs *flag.FlagSet, args []string, nargs int, fetch func([]string) ([]T, error), header string, row func(T) string) error {
+	asJSON := fs.Bool("json", false, "JSON output")
+	pos, err := parse(fs, args, nargs, nargs)
+	if err != nil {
+		return err
+	}
+	items, err := fetch(pos)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, items)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, row(it))
+	}
+	return tw.Flush()
 }
