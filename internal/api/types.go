@@ -3,7 +3,10 @@
 // exactly these structs, and an xl.cfg file parses into DomainSpec too.
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Version is the API path prefix.
 const Version = "/1.0"
@@ -327,4 +330,40 @@ type SnapshotDisk struct {
 type SnapshotRequest struct {
 	Name   string `json:"name"`
 	Memory bool   `json:"memory,omitempty"`
+}
+
+// JobProgress is streamed while a long operation (export, import) runs.
+type JobProgress struct {
+	Phase string `json:"phase"`
+	Done  int64  `json:"done_bytes"`
+	Total int64  `json:"total_bytes,omitempty"` // 0 when unknown
+}
+
+// JobEvent is one line of a long operation's streamed reply: progress,
+// then a result or an error.
+type JobEvent struct {
+	Progress *JobProgress    `json:"progress,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Class    string          `json:"class,omitempty"`
+}
+
+// ExportRequest writes a domain to an archive.
+type ExportRequest struct {
+	Path string `json:"path"`
+}
+
+// ExportResult describes the archive written.
+type ExportResult struct {
+	Path       string `json:"path"`
+	Bytes      int64  `json:"bytes"`       // archive size
+	InputBytes int64  `json:"input_bytes"` // disks and boot files before compression
+	Ms         int64  `json:"ms"`
+}
+
+// ImportRequest creates a domain from an archive.
+type ImportRequest struct {
+	Path string `json:"path"`
+	Dir  string `json:"dir,omitempty"`  // where its files go (default STATE/imports)
+	Name string `json:"name,omitempty"` // import under another name (new MACs)
 }

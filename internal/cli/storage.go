@@ -3,8 +3,12 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/storage"
@@ -231,4 +235,89 @@ func listTable[T any](e *env, fs *flag.FlagSet, args []string, nargs int, fetch 
 		fmt.Fprintln(tw, row(it))
 	}
 	return tw.Flush()
+}
+
+// jobBar draws a long operation's progress on a terminal (nothing
+// otherwise); the returned func ends the line.
+func jobBar(e *env) (func(api.JobProgress), func()) {
+	f, ok := e.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, func() {}
+	}
+	drawn := false
+	return func(p api.JobProgress) {
+			drawn = true
+			if p.Total <= 0 {
+				fmt.Fprintf(e.stderr, "\r%s: %d MiB          ", p.Phase, p.Done>>20)
+				return
+			}
+			pct := 100 * float64(p.Done) / float64(p.Total)
+			n := int(pct / 5)
+			fmt.Fprintf(e.stderr, "\r[%s%s] %5.1f%% %s: %d of %d MiB ", strings.Repeat("#", n), strings.Repeat(".", 20-n), pct, p.Phase, p.Done>>20, p.Total>>20)
+		}, func() {
+			if drawn {
+				fmt.Fprintln(e.stderr)
+			}
+		}
+}
+
+// runExport: export NAME -o FILE [--json]
+func runExport(e *env, args []string) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	out := fs.String("o", "", "archive to write (absolute path on this host; must not exist)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageError{"export needs -o FILE"}
+	}
+	path, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	bar, end := jobBar(e)
+	res, err := e.client().Export(ctx(), pos[0], api.ExportRequest{Path: path}, bar)
+	end()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, res)
+	}
+	fmt.Fprintf(e.stderr, "Exported %s to %s: %s (from %s) in %.1f s\n", pos[0], res.Path, size(res.Bytes), size(res.InputBytes), float64(res.Ms)/1000)
+	return nil
+}
+
+// runImport: import FILE [--dir DIR] [--name NEW] [--json]
+func runImport(e *env, args []string) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	dir := fs.String("dir", "", "directory for the domain's files (default STATE/imports)")
+	name := fs.String("name", "", "import under another name (new MACs)")
+	asJSON := fs.Bool("json", false, "print the new domain as JSON")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	path, err := filepath.Abs(pos[0])
+	if err != nil {
+		return err
+	}
+	if *dir != "" {
+		if *dir, err = filepath.Abs(*dir); err != nil {
+			return err
+		}
+	}
+	bar, end := jobBar(e)
+	d, err := e.client().Import(ctx(), api.ImportRequest{Path: path, Dir: *dir, Name: *name}, bar)
+	end()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, d)
+	}
+	fmt.Fprintf(e.stderr, "Imported %s (id %d)\n", d.Spec.Name, d.ID)
+	return nil
 }

@@ -270,3 +270,53 @@ func (c *Client) RevertSnapshot(ctx context.Context, name, snap string) (api.Dom
 func (c *Client) DeleteSnapshot(ctx context.Context, name, snap string) error {
 	return c.do(ctx, "DELETE", "/domains/"+url.PathEscape(name)+"/snapshots/"+url.PathEscape(snap), nil, nil)
 }
+
+// job runs a long operation whose reply is a stream of api.JobEvent lines.
+func (c *Client) job(ctx context.Context, path string, in any, progress func(api.JobProgress), out any) error {
+	b, _ := json.Marshal(in)
+	hreq, err := http.NewRequestWithContext(ctx, "POST", "http://ringfence"+api.Version+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("cannot reach the ringfence daemon at %s: %w", c.Socket, unwrapDial(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e api.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&e)
+		return &api.RemoteError{Message: e.Error, Class: e.Class}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev api.JobEvent
+		if err := dec.Decode(&ev); err != nil {
+			return fmt.Errorf("the daemon ended the operation without a result: %w", err)
+		}
+		switch {
+		case ev.Progress != nil:
+			if progress != nil {
+				progress(*ev.Progress)
+			}
+		case ev.Error != "":
+			return &api.RemoteError{Message: ev.Error, Class: ev.Class}
+		case ev.Result != nil:
+			return json.Unmarshal(ev.Result, out)
+		}
+	}
+}
+
+// Export writes a domain to an archive on the daemon's host.
+func (c *Client) Export(ctx context.Context, name string, req api.ExportRequest, progress func(api.JobProgress)) (api.ExportResult, error) {
+	var out api.ExportResult
+	err := c.job(ctx, "/domains/"+url.PathEscape(name)+"/export", req, progress, &out)
+	return out, err
+}
+
+// Import creates a domain from an archive on the daemon's host.
+func (c *Client) Import(ctx context.Context, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
+	var out api.Domain
+	err := c.job(ctx, "/import", req, progress, &out)
+	return out, err
+}

@@ -364,6 +364,7 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 	})
 	s.storageRoutes(mux)
 	s.snapshotRoutes(mux)
+	s.jobRoutes(mux)
 	mux.HandleFunc("GET "+p+"/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, s.mgr.Stats(), nil)
 	})

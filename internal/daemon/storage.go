@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"encoding/json"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 )
@@ -76,4 +79,61 @@ func (s *Server) snapshotRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE "+p+"/domains/{name}/snapshots/{snap}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, struct{}{}, s.mgr.SnapshotDelete(r.Context(), r.PathValue("name"), r.PathValue("snap")))
 	})
+}
+
+// jobRoutes are the long operations that stream progress.
+func (s *Server) jobRoutes(mux *http.ServeMux) {
+	p := api.Version
+	mux.HandleFunc("POST "+p+"/domains/{name}/export", func(w http.ResponseWriter, r *http.Request) {
+		var req api.ExportRequest
+		if err := decode(r, &req); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		stream(w, func(progress func(api.JobProgress)) (any, error) {
+			return s.mgr.Export(r.Context(), r.PathValue("name"), req.Path, progress)
+		})
+	})
+	mux.HandleFunc("POST "+p+"/import", func(w http.ResponseWriter, r *http.Request) {
+		var req api.ImportRequest
+		if err := decode(r, &req); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		stream(w, func(progress func(api.JobProgress)) (any, error) {
+			return s.mgr.Import(r.Context(), req.Path, req.Dir, req.Name, progress)
+		})
+	})
+}
+
+// stream runs fn, sending its progress (at most every 200 ms) and then
+// its result or error as JSON lines.
+func stream(w http.ResponseWriter, fn func(func(api.JobProgress)) (any, error)) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	fl, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	var mu sync.Mutex
+	send := func(ev api.JobEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		enc.Encode(ev)
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	var last time.Time
+	out, err := fn(func(p api.JobProgress) {
+		if time.Since(last) < 200*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		send(api.JobEvent{Progress: &p})
+	})
+	if err != nil {
+		_, class := api.StatusOf(err)
+		send(api.JobEvent{Error: err.Error(), Class: class})
+		return
+	}
+	b, _ := json.Marshal(out)
+	send(api.JobEvent{Result: b})
 }

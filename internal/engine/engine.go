@@ -226,3 +226,17 @@ type Overlay struct {
 	Disk string // guest disk ID, e.g. vda
 	Path string
 }
+
+// DiskBackup is the optional ability to copy a running VM's disks at one
+// instant while it keeps running (copy-before-write).
+type DiskBackup interface {
+	// BackupDisks copies each disk, as of one common instant, into its
+	// target: a raw file of the disk's virtual size the caller made.
+	BackupDisks(ctx context.Context, targets []BackupTarget, progress func(done, total int64)) error
+}
+
+// BackupTarget is one disk's copy.
+type BackupTarget struct {
+	Disk string // guest disk ID
+	Path string
+}

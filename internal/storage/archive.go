@@ -1,0 +1,215 @@
+package storage
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/ringfence/ringfence/internal/api"
+)
+
+// An export archive is a zstd-compressed tar: domain.cfg (the domain
+// file), disks/<guest>.<format> for every disk image, and manifest.json
+// last, with the spec and the size and SHA-256 of every other member. The
+// manifest goes last so the disks can be streamed without a first hashing
+// pass; an import therefore unpacks into a scratch directory, checks
+// everything against the manifest, and only then moves files into place.
+
+// ArchiveFormat names this layout in the manifest.
+const ArchiveFormat = "ringfence-export/1"
+
+// Manifest is the archive's table of contents.
+type Manifest struct {
+	Format  string         `json:"format"`
+	Created time.Time      `json:"created"`
+	Host    string         `json:"host"`
+	Spec    api.DomainSpec `json:"spec"` // disk targets are member names
+	Members []Member       `json:"members"`
+}
+
+// Member is one file of the archive.
+type Member struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// ArchiveWriter writes an archive to FILE.part and renames it on Close.
+type ArchiveWriter struct {
+	path    string
+	f       *os.File
+	zw      *zstd.Encoder
+	tw      *tar.Writer
+	members []Member
+	// Progress, when set, is called with bytes of input written so far.
+	Progress func(done int64)
+	done     int64
+}
+
+// CreateArchive starts an archive at path (which must not exist).
+func CreateArchive(path string) (*ArchiveWriter, error) {
+	if !filepath.IsAbs(path) {
+		return nil, api.Errorf(api.ErrInvalid, "archive %q must be an absolute path", path)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return nil, api.Errorf(api.ErrConflict, "%s already exists; remove it or pick another file", path)
+	}
+	f, err := os.OpenFile(path+".part", os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating the archive: %w", err)
+	}
+	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return &ArchiveWriter{path: path, f: f, zw: zw, tw: tar.NewWriter(zw)}, nil
+}
+
+// Add writes one member of size bytes from r.
+func (a *ArchiveWriter) Add(name string, size int64, r io.Reader) error {
+	if err := a.tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, ModTime: time.Now(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	h := sha256.New()
+	n, err := io.Copy(a.tw, io.TeeReader(r, &progressWriter{h: h, a: a}))
+	if err != nil {
+		return fmt.Errorf("archiving %s: %w", name, err)
+	}
+	if n != size {
+		return fmt.Errorf("archiving %s: read %d bytes, expected %d", name, n, size)
+	}
+	a.members = append(a.members, Member{Name: name, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))})
+	return nil
+}
+
+type progressWriter struct {
+	h io.Writer
+	a *ArchiveWriter
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.h.Write(b)
+	p.a.done += int64(len(b))
+	if p.a.Progress != nil {
+		p.a.Progress(p.a.done)
+	}
+	return len(b), nil
+}
+
+// Close writes the manifest, flushes, syncs and renames FILE.part to FILE.
+func (a *ArchiveWriter) Close(m Manifest) error {
+	m.Format, m.Members = ArchiveFormat, a.members
+	b, _ := json.MarshalIndent(m, "", "  ")
+	if err := a.tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o600, Size: int64(len(b)), ModTime: time.Now(), Typeflag: tar.TypeReg}); err != nil {
+		a.Abort()
+		return err
+	}
+	if _, err := a.tw.Write(b); err != nil {
+		a.Abort()
+		return err
+	}
+	for _, step := range []func() error{a.tw.Close, a.zw.Close, a.f.Sync, a.f.Close} {
+		if err := step(); err != nil {
+			a.Abort()
+			return err
+		}
+	}
+	return os.Rename(a.f.Name(), a.path)
+}
+
+// Abort removes the partial archive.
+func (a *ArchiveWriter) Abort() {
+	a.zw.Close()
+	a.f.Close()
+	os.Remove(a.f.Name())
+}
+
+// Unpack reads the archive at path into dir (a fresh scratch directory)
+// and checks it: every member named in the manifest present, with its
+// size and SHA-256, nothing else, zstd's own checksums intact. On any
+// error dir may hold partial files: the caller removes it.
+func Unpack(path, dir string, progress func(done int64)) (Manifest, error) {
+	var m Manifest
+	f, err := os.Open(path)
+	if err != nil {
+		return m, api.Errorf(api.ErrInvalid, "opening the archive: %v", err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		return m, api.Errorf(api.ErrInvalid, "%s is not a Ringfence export (zstd): %v", path, err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	got := map[string]Member{}
+	var done int64
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return m, api.Errorf(api.ErrInvalid, "%s is damaged or truncated: %v", path, err)
+		}
+		name := filepath.Clean(h.Name)
+		if h.Typeflag != tar.TypeReg || filepath.IsAbs(name) || strings.HasPrefix(name, "..") {
+			return m, api.Errorf(api.ErrInvalid, "%s holds an unexpected member %q", path, h.Name)
+		}
+		if name == "manifest.json" {
+			b, err := io.ReadAll(io.LimitReader(tr, 16<<20))
+			if err != nil {
+				return m, api.Errorf(api.ErrInvalid, "%s is damaged or truncated: %v", path, err)
+			}
+			if err := json.Unmarshal(b, &m); err != nil || m.Format != ArchiveFormat {
+				return m, api.Errorf(api.ErrInvalid, "%s has no readable %s manifest", path, ArchiveFormat)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o700); err != nil {
+			return m, err
+		}
+		out, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return m, err
+		}
+		hs := sha256.New()
+		n, err := io.Copy(out, io.TeeReader(tr, hs))
+		out.Close()
+		done += n
+		if progress != nil {
+			progress(done)
+		}
+		if err != nil {
+			return m, api.Errorf(api.ErrInvalid, "%s is damaged or truncated (in %s): %v", path, name, err)
+		}
+		got[name] = Member{Name: name, Size: n, SHA256: hex.EncodeToString(hs.Sum(nil))}
+	}
+	if m.Format == "" {
+		return m, api.Errorf(api.ErrInvalid, "%s is truncated: its manifest is missing", path)
+	}
+	if len(got) != len(m.Members) {
+		return m, api.Errorf(api.ErrInvalid, "%s holds %d files, its manifest lists %d", path, len(got), len(m.Members))
+	}
+	for _, want := range m.Members {
+		g, ok := got[filepath.Clean(want.Name)]
+		if !ok {
+			return m, api.Errorf(api.ErrInvalid, "%s lacks %s", path, want.Name)
+		}
+		if g.Size != want.Size || g.SHA256 != want.SHA256 {
+			return m, api.Errorf(api.ErrInvalid, "%s is corrupt: %s does not match its checksum", path, want.Name)
+		}
+	}
+	return m, nil
+}
