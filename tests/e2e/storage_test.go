@@ -299,3 +299,79 @@ func TestSnapshots(t *testing.T) {
 		t.Fatalf("memory state files left: %v", ents)
 	}
 }
+
+// TestExportImport: a running domain exported (it keeps running), the
+// archive imported on a second daemon boots with identical disk bytes;
+// a truncated or bit-flipped archive is refused with nothing imported.
+func TestExportImport(t *testing.T) {
+	a := NewEnv(t)
+	b := NewEnvWith(t, EnvOptions{Netns: a.Netns})
+	disk := filepath.Join(a.Dir, "data.qcow2")
+	mustRun(t, "qemu-img", "convert", "-O", "qcow2", imgPaths.Disk, disk)
+	c := a.Boot("carry", "disk = [ 'format=qcow2,vdev=xvda,access=rw,target="+disk+"' ]")
+	c.WaitFor("/dev/vda mounted on /mnt", 0, 10*time.Second)
+	sumRe := regexp.MustCompile(`([0-9a-f]{32})  /mnt/blob`)
+	c.Send("dd if=/dev/urandom of=/mnt/blob bs=1k count=1024 2>/dev/null; sync; md5sum /mnt/blob")
+	c.WaitFor("  /mnt/blob", 0, 20*time.Second)
+	orig := sumRe.FindStringSubmatch(c.Output())[1]
+	pid := a.Domain("carry").PID
+
+	archive := filepath.Join(a.Dir, "carry.rfx")
+	var res api.ExportResult
+	if err := json.Unmarshal([]byte(a.MustRF("export", "carry", "-o", archive, "--json")), &res); err != nil || res.Bytes == 0 {
+		t.Fatalf("export: %+v %v", res, err)
+	}
+	t.Logf("export: %d bytes from %d in %d ms", res.Bytes, res.InputBytes, res.Ms)
+	if a.Domain("carry").PID != pid {
+		t.Fatal("the domain did not keep running through the export")
+	}
+	off := len(c.Output())
+	c.Send("echo still-$((4*4))")
+	c.WaitFor("still-16", off, 10*time.Second)
+	if ents, _ := filepath.Glob(filepath.Join(a.Dir, ".ringfence-export-*")); len(ents) != 0 {
+		t.Fatalf("scratch left: %v", ents)
+	}
+	if r := a.RF("export", "carry", "-o", archive); r.Code == 0 || !strings.Contains(r.Stderr, "already exists") {
+		t.Fatalf("export over an existing file: %+v", r)
+	}
+
+	// Damaged archives: refused, nothing imported, nothing left.
+	data, _ := os.ReadFile(archive)
+	truncated := filepath.Join(b.Dir, "trunc.rfx")
+	os.WriteFile(truncated, data[:len(data)*2/3], 0o600)
+	flipped := filepath.Join(b.Dir, "flip.rfx")
+	bad := append([]byte(nil), data...)
+	bad[len(bad)/2] ^= 0x40
+	os.WriteFile(flipped, bad, 0o600)
+	for _, f := range []string{truncated, flipped} {
+		r := b.RF("import", f)
+		if r.Code == 0 || !(strings.Contains(r.Stderr, "truncated") || strings.Contains(r.Stderr, "corrupt") || strings.Contains(r.Stderr, "damaged")) {
+			t.Fatalf("import of %s: %+v", filepath.Base(f), r)
+		}
+		if len(b.List()) != 0 || len(b.QEMUs()) != 0 {
+			t.Fatalf("a damaged archive (%s) created something", filepath.Base(f))
+		}
+		if ents, _ := os.ReadDir(filepath.Join(b.Dir, "imports")); len(ents) != 0 {
+			t.Fatalf("a damaged archive (%s) left files: %v", filepath.Base(f), ents)
+		}
+	}
+
+	// The real import, on the second daemon, under the same name.
+	b.names = append(b.names, "carry")
+	b.MustRF("import", archive)
+	c2 := b.Console("carry")
+	c2.WaitFor(image.ReadyLine, 0, 90*time.Second)
+	off = len(c2.Output())
+	c2.Send("md5sum /mnt/blob")
+	c2.WaitFor("  /mnt/blob", off, 20*time.Second)
+	if m := sumRe.FindAllStringSubmatch(c2.Output()[off:], -1); len(m) == 0 || m[0][1] != orig {
+		t.Fatalf("blob on the imported domain %v, want %s", m, orig)
+	}
+	d := b.Domain("carry")
+	if !strings.HasPrefix(d.Spec.Disks[0].Target, filepath.Join(b.Dir, "imports", "carry")) || d.Spec.Vifs != nil && len(d.Spec.Vifs) != len(a.Domain("carry").Spec.Vifs) {
+		t.Fatalf("imported spec: %+v", d.Spec)
+	}
+	if r := b.RF("import", archive); r.Code == 0 || !strings.Contains(r.Stderr, "already exists") {
+		t.Fatalf("importing a name that exists: %+v", r)
+	}
+}
