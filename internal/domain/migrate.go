@@ -247,6 +247,9 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	case <-time.After(2 * time.Minute):
 		cancel()
 	}
+	if cg := m.o.Cgroups; cg != nil {
+		go m.chargeToHost(ctx, inst.PID(), "live_migration")
+	}
 	stats, merr := mig.MigrateTo(ctx, df, engine.MigrateOptions{DowntimeMs: o.DowntimeMs, TLS: tls,
 		Progress: func(s engine.MigrationStats) {
 			if progress != nil {
@@ -617,4 +620,23 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 	}
 	m.o.Log.Info("domain migrated in", "name", spec.Name)
 	return nil
+}
+
+// chargeToHost waits (briefly) for QEMU's thread named comm to appear and
+// moves it to the host's share of CPU (see host.Cgroups.HostThread).
+func (m *Manager) chargeToHost(ctx context.Context, pid int, comm string) {
+	for i := 0; i < 200 && ctx.Err() == nil; i++ {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/comm", pid, t.Name()))
+			if err == nil && strings.TrimSpace(string(b)) == comm {
+				tid, _ := strconv.Atoi(t.Name())
+				if err := m.o.Cgroups.HostThread(tid); err != nil {
+					m.o.Log.Warn("charging the migration thread to the host", "err", err)
+				}
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -248,6 +248,18 @@ func (c *Cgroups) Update(name string, l Limits) error {
 	return nil
 }
 
+// HostThread charges one thread of a domain's QEMU to the host instead of
+// the domain (v1 cpu controller only: v2 cannot split a process). Used
+// for the migration thread: encrypting and sending the stream is the
+// host's work, as in Xen, where dom0 does it; left in the domain's group
+// it competes with the guest's own vCPUs for the domain's share.
+func (c *Cgroups) HostThread(tid int) error {
+	if c.Version != 1 {
+		return nil
+	}
+	return write(c.v1["cpu"], "tasks", strconv.Itoa(tid))
+}
+
 // Deprioritize gives the domain the smallest CPU share: a stopped copy
 // about to be torn down (after migrating away) must not take CPU from the
 // guests that run, the migrated one included.
