@@ -163,7 +163,11 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 			// description; dups from an fd set share one, and its lock
 			// checks fail mid-run (a block job aborts QEMU). The daemon
 			// refuses a disk another domain uses instead.
-			drive = append(drive, "file", "/dev/fdset/"+strconv.Itoa(f.set), "file.locking", "off")
+			driver := "file"
+			if f.block {
+				driver = "host_device"
+			}
+			drive = append(drive, "file.driver", driver, "file.filename", "/dev/fdset/"+strconv.Itoa(f.set), "file.locking", "off")
 		} else if d.Path != "" {
 			drive = append(drive, "file", d.Path)
 		}
@@ -207,8 +211,9 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 // reopen the image read-write when it activates it after an incoming
 // migration, because the set holds a read-write descriptor.
 type diskFD struct {
-	set int
-	fds []int // descriptor numbers in QEMU
+	set   int
+	fds   []int // descriptor numbers in QEMU
+	block bool  // a block device (QEMU's host_device driver), not a file
 }
 
 // argv returns the full command line, disks by path.

@@ -392,6 +392,9 @@ func openDisks(disks []engine.Disk) ([]*os.File, map[string]diskFD, error) {
 			modes = append(modes, os.O_RDWR)
 		}
 		fd := diskFD{set: i + 1}
+		if fi, err := os.Stat(d.Path); err == nil && fi.Mode()&os.ModeDevice != 0 {
+			fd.block = true
+		}
 		for _, m := range modes {
 			f, err := os.OpenFile(d.Path, m, 0)
 			if err != nil {
