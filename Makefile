@@ -37,6 +37,7 @@ bench: image
 	RINGFENCE_BENCH=1 $(GO) test -count=1 -run TestTopRefresh200 -v -timeout 20m ./bench/resources/
 	$(GO) run ./bench/migrate
 	$(GO) run ./bench/clone
+	$(GO) run ./bench/export
 
 clean:
 	rm -rf bin

@@ -71,6 +71,25 @@ type Disk struct {
 	// the disk in QEMU; 0 = unlimited.
 	IOPS int   `json:"iops,omitempty"`
 	BPS  int64 `json:"bps,omitempty"`
+	// Port is the hot-plug slot (a PCIe root port) of a disk attached
+	// while the domain ran; its device stays there, so an incoming
+	// migration or restore builds the same machine.
+	Port string `json:"port,omitempty"`
+}
+
+// BlockRequest attaches a disk (Spec: an xl disk spec) or changes a
+// CD-ROM's medium (VDev and Path; Path "" ejects).
+type BlockRequest struct {
+	Spec string `json:"spec,omitempty"`
+	VDev string `json:"vdev,omitempty"`
+	Path string `json:"path,omitempty"`
+}
+
+// BlockDevice is one disk as the running VM has it.
+type BlockDevice struct {
+	Disk
+	Inserted bool `json:"inserted"` // QEMU has a medium in it
+	ReadOnly bool `json:"read_only"`
 }
 
 // Vif is one virtual network interface.

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/daemon"
 	"github.com/ringfence/ringfence/internal/launch"
@@ -62,6 +63,11 @@ func init() {
 		{"sched-credit", "show or set CPU weight and cap", "sched-credit [-d NAME] [-w WEIGHT] [-c CAP]", runSchedCredit},
 		{"vcpu-pin", "pin vCPUs to host CPUs", "vcpu-pin NAME VCPU|all CPUS", runVCPUPin},
 		{"config", "check, show or export domain files", "config check FILE... | config show FILE [--json] | config export NAME", runConfig},
+		{"block-attach", "add a disk to a running domain (xl disk spec)", "block-attach NAME DISKSPEC", blockVerb("block-attach", 2, func(p []string) api.BlockRequest { return api.BlockRequest{Spec: p[1]} })},
+		{"block-detach", "remove a disk attached while the domain runs", "block-detach NAME VDEV", blockVerb("block-detach", 2, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1]} })},
+		{"block-list", "a domain's disks, and what its VM has in them", "block-list NAME [--json]", runBlockList},
+		{"cd-insert", "put a medium in a CD-ROM drive", "cd-insert NAME VDEV FILE", blockVerb("cd-insert", 3, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1], Path: absPath(p[2])} })},
+		{"cd-eject", "empty a CD-ROM drive", "cd-eject NAME VDEV", blockVerb("cd-eject", 2, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1]} })},
 		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--json]", runClone},
 		{"snapshot", "named snapshots of a domain's qcow2 disks (and memory)", "snapshot create NAME SNAP [--memory] | snapshot list NAME [--json] | snapshot revert NAME SNAP | snapshot delete NAME SNAP", runSnapshot},
 		{"export", "write a domain (running or not) to one checked, compressed archive", "export NAME -o FILE [--json]", runExport},

@@ -321,3 +321,39 @@ func runImport(e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "Imported %s (id %d)\n", d.Spec.Name, d.ID)
 	return nil
 }
+
+// blockVerb is block-attach, block-detach, cd-insert and cd-eject: NAME
+// and the verb's arguments into an api.BlockRequest.
+func blockVerb(action string, nargs int, req func([]string) api.BlockRequest) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		fs := flag.NewFlagSet(action, flag.ContinueOnError)
+		pos, err := parse(fs, args, nargs, nargs)
+		if err != nil {
+			return err
+		}
+		return e.client().Action(ctx(), pos[0], action, req(pos))
+	}
+}
+
+func runBlockList(e *env, args []string) error {
+	fs := flag.NewFlagSet("block-list", flag.ContinueOnError)
+	return listTable(e, fs, args, 1, func(pos []string) ([]api.BlockDevice, error) { return e.client().Blocks(ctx(), pos[0]) },
+		"VDEV\tGUEST\tTARGET\tFORMAT\tACCESS\tINSERTED\tSLOT", func(b api.BlockDevice) string {
+			kind := b.Access
+			if b.CDROM {
+				kind = "cdrom"
+			}
+			slot := b.Port
+			if slot == "" {
+				slot = "boot"
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%v\t%s", b.VDev, b.Guest, b.Target, b.Format, kind, b.Inserted, slot)
+		})
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

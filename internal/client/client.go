@@ -320,3 +320,10 @@ func (c *Client) Import(ctx context.Context, req api.ImportRequest, progress fun
 	err := c.job(ctx, "/import", req, progress, &out)
 	return out, err
 }
+
+// Blocks lists a domain's disks with what the running VM has.
+func (c *Client) Blocks(ctx context.Context, name string) ([]api.BlockDevice, error) {
+	var out []api.BlockDevice
+	err := c.do(ctx, "GET", "/domains/"+url.PathEscape(name)+"/blocks", nil, &out)
+	return out, err
+}

@@ -323,6 +323,24 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 			if err = decode(r, &req); err == nil {
 				err = s.mgr.Save(r.Context(), name, req.Path, req.Checkpoint)
 			}
+		case "block-attach", "block-detach", "cd-insert", "cd-eject":
+			var req api.BlockRequest
+			if err = decode(r, &req); err == nil {
+				switch r.PathValue("action") {
+				case "block-attach":
+					_, err = s.mgr.BlockAttach(r.Context(), name, req.Spec)
+				case "block-detach":
+					err = s.mgr.BlockDetach(r.Context(), name, req.VDev)
+				case "cd-insert":
+					if req.Path == "" {
+						err = api.Errorf(api.ErrInvalid, "cd-insert needs a file")
+					} else {
+						err = s.mgr.CDChange(r.Context(), name, req.VDev, req.Path)
+					}
+				case "cd-eject":
+					err = s.mgr.CDChange(r.Context(), name, req.VDev, "")
+				}
+			}
 		case "clone":
 			var req api.CloneRequest
 			if err = decode(r, &req); err == nil {
@@ -365,6 +383,7 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 	s.storageRoutes(mux)
 	s.snapshotRoutes(mux)
 	s.jobRoutes(mux)
+	s.blockRoutes(mux)
 	mux.HandleFunc("GET "+p+"/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, s.mgr.Stats(), nil)
 	})

@@ -55,6 +55,14 @@ func (s *Server) storageRoutes(mux *http.ServeMux) {
 	})
 }
 
+// blockRoutes: what the running VM has in its disk slots.
+func (s *Server) blockRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+api.Version+"/domains/{name}/blocks", func(w http.ResponseWriter, r *http.Request) {
+		out, err := s.mgr.BlockList(r.Context(), r.PathValue("name"))
+		reply(w, out, err)
+	})
+}
+
 // snapshotRoutes are a domain's snapshots; they outlive the domain's
 // record (a disk-only snapshot is reverted while no domain runs).
 func (s *Server) snapshotRoutes(mux *http.ServeMux) {

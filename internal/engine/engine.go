@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"fmt"
 	"context"
 	"encoding/json"
 	"os"
@@ -47,6 +48,7 @@ type LaunchSpec struct {
 // Disk is a prepared block device.
 type Disk struct {
 	ID       string // guest name, e.g. vda
+	Port     string // hot-plug root port the device sits on ("" = the root bus)
 	Path     string
 	Format   string // raw or qcow2
 	ReadOnly bool
@@ -239,4 +241,24 @@ type DiskBackup interface {
 type BackupTarget struct {
 	Disk string // guest disk ID
 	Path string
+}
+
+// HotplugPorts is how many spare PCIe root ports a VM gets for disks
+// attached while it runs.
+const HotplugPorts = 4
+
+// PortName names hot-plug root port i.
+func PortName(i int) string { return fmt.Sprintf("hp%d", i) }
+
+// BlockHotplug is the optional ability to change a running VM's disks.
+type BlockHotplug interface {
+	// AttachDisk adds a virtio disk on root port d.Port.
+	AttachDisk(ctx context.Context, d Disk) error
+	// DetachDisk unplugs it (waiting for the guest to let go) and closes
+	// the image.
+	DetachDisk(ctx context.Context, id string) error
+	// ChangeMedium puts path in CD-ROM id, or empties it ("").
+	ChangeMedium(ctx context.Context, id, path string) error
+	// Blocks reports, per disk ID, whether a medium is in and read-only.
+	Blocks(ctx context.Context) (map[string][2]bool, error)
 }

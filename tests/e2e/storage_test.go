@@ -413,3 +413,69 @@ func TestPhyLoopDevice(t *testing.T) {
 		t.Fatalf("the guest's write is not in the backing file: %v %q", err, got)
 	}
 }
+
+// TestBlockHotplugAndCD: a disk attached to a running guest appears as
+// /sys/block/vdX and goes away on detach; a CD-ROM drive takes and gives
+// back a medium; refusals for what cannot be done.
+func TestBlockHotplugAndCD(t *testing.T) {
+	e := NewEnv(t)
+	extra := filepath.Join(e.Dir, "extra.img")
+	mustRun(t, "truncate", "-s", "64M", extra)
+	iso := filepath.Join(e.Dir, "tools.iso")
+	mustRun(t, "truncate", "-s", "4M", iso)
+	c := e.Boot("hot", "disk = [ ',hdc:cdrom,r' ]")
+	list := func() []api.BlockDevice {
+		var out []api.BlockDevice
+		json.Unmarshal([]byte(e.MustRF("block-list", "hot", "--json")), &out)
+		return out
+	}
+	if l := list(); len(l) != 1 || !l[0].CDROM || l[0].Inserted {
+		t.Fatalf("at boot: %+v", l)
+	}
+
+	e.MustRF("block-attach", "hot", "file:"+extra+",xvdb,w")
+	l := list()
+	if len(l) != 2 || l[1].Guest == "" || !l[1].Inserted || l[1].Port == "" {
+		t.Fatalf("after attach: %+v", l)
+	}
+	vd := l[1].Guest
+	off := len(c.Output())
+	c.Send("sleep 1; ls /sys/block; cat /sys/block/" + vd + "/size; echo seen-$((3*11))")
+	c.WaitFor("seen-33", off, 20*time.Second)
+	if got := c.Output()[off:]; !strings.Contains(got, vd) || !strings.Contains(got, "131072") {
+		t.Fatalf("the guest does not see %s (64 MiB = 131072 sectors):\n%s", vd, got)
+	}
+	// Refusals: the same image again (in use), a boot-time device.
+	if r := e.RF("block-attach", "hot", "file:"+extra+",xvdc,w"); r.Code == 0 || !strings.Contains(r.Stderr, "already in use") {
+		t.Fatalf("attaching an image in use: %+v", r)
+	}
+	if r := e.RF("block-detach", "hot", "hdc"); r.Code == 0 || !strings.Contains(r.Stderr, "was there at boot") {
+		t.Fatalf("detaching a boot-time device: %+v", r)
+	}
+	e.MustRF("block-detach", "hot", "xvdb")
+	off = len(c.Output())
+	c.Send("sleep 1; ls /sys/block; echo gone-$((4*11))")
+	c.WaitFor("gone-44", off, 20*time.Second)
+	if got := c.Output()[off:]; strings.Contains(got, vd+"\r") || strings.Contains(got, vd+" ") {
+		t.Fatalf("%s is still in the guest after detach:\n%s", vd, got)
+	}
+	if l := list(); len(l) != 1 {
+		t.Fatalf("after detach: %+v", l)
+	}
+
+	// The CD-ROM: insert, see it in QEMU, eject.
+	e.MustRF("cd-insert", "hot", "hdc", iso)
+	if l := list(); !l[0].Inserted || !l[0].ReadOnly || l[0].Target != iso {
+		t.Fatalf("after cd-insert: %+v", l)
+	}
+	if r := e.RF("cd-insert", "hot", "xvda", iso); r.Code == 0 || !strings.Contains(r.Stderr, "no CD-ROM drive xvda") {
+		t.Fatalf("cd-insert into a non-CD: %+v", r)
+	}
+	if r := e.RF("cd-insert", "hot", "hdc", "/nonexistent.iso"); r.Code == 0 || !strings.Contains(r.Stderr, "no such file") {
+		t.Fatalf("cd-insert of a missing file: %+v", r)
+	}
+	e.MustRF("cd-eject", "hot", "hdc")
+	if l := list(); l[0].Inserted || l[0].Target != "" {
+		t.Fatalf("after cd-eject: %+v", l)
+	}
+}

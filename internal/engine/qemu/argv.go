@@ -145,6 +145,11 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	if s.RTCBase != "" {
 		o = append(o, opt("-rtc", "base", s.RTCBase))
 	}
+	// Spare PCIe root ports: q35's root bus cannot hot-plug, a root port
+	// can (disks attached while the VM runs).
+	for i := 0; i < engine.HotplugPorts; i++ {
+		o = append(o, opt("-device", "", "pcie-root-port", "id", engine.PortName(i), "chassis", strconv.Itoa(i+1), "bus", "pcie.0"))
+	}
 	for i, d := range s.Disks {
 		if strings.ContainsAny(d.Path, "\x00\n") || (d.Path != "" && !filepath.IsAbs(d.Path)) {
 			return nil, fmt.Errorf("disk %s: path %q must be absolute", d.ID, d.Path)
@@ -155,6 +160,10 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 			format = "vpc" // QEMU's name for VHD
 		}
 		drive := []string{"if", "none", "id", id, "format", format, "cache", "writeback", "aio", "threads", "discard", "unmap"}
+		if d.Path == "" {
+			// An empty (CD-ROM) drive: no image, so no format or cache mode.
+			drive = []string{"if", "none", "id", id}
+		}
 		if f, ok := fds[d.ID]; ok {
 			for _, n := range f.fds {
 				o = append(o, opt("-add-fd", "fd", strconv.Itoa(n), "set", strconv.Itoa(f.set)))
@@ -182,6 +191,9 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 		}
 		o = append(o, opt("-drive", drive...))
 		dev := []string{"", "virtio-blk-pci", "drive", id, "id", d.ID}
+		if d.Port != "" {
+			dev = append(dev, "bus", d.Port)
+		}
 		if d.CDROM {
 			dev = []string{"", "ide-cd", "drive", id, "id", d.ID}
 		}

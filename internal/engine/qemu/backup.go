@@ -31,7 +31,7 @@ func (i *instance) BackupDisks(ctx context.Context, targets []engine.BackupTarge
 	var actions []map[string]any
 	pending := map[string]bool{}
 	for _, t := range targets {
-		set, err := i.addFDs(ctx, t.Path)
+		set, err := i.addFDs(ctx, t.Path, true)
 		if err != nil {
 			return fmt.Errorf("disk %s: %w", t.Disk, err)
 		}

@@ -73,6 +73,10 @@ type instance struct {
 	once    sync.Once
 	mu      sync.Mutex
 	lastEvt string // last SHUTDOWN reason or GUEST_PANICKED
+	// sets are the fd sets of disks and media added while running (by
+	// disk ID, "cd-<id>" for media), removed with them.
+	setMu sync.Mutex
+	sets  map[string]int
 }
 
 // Start implements engine.Engine.

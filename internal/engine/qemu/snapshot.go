@@ -34,7 +34,7 @@ func (i *instance) SnapshotDisks(ctx context.Context, overlays []engine.Overlay)
 		if !ok {
 			return n, fmt.Errorf("disk %s has no image to snapshot", o.Disk)
 		}
-		set, err := i.addFDs(ctx, o.Path)
+		set, err := i.addFDs(ctx, o.Path, true)
 		if err != nil {
 			return n, fmt.Errorf("disk %s: %w", o.Disk, err)
 		}
@@ -53,11 +53,15 @@ func (i *instance) SnapshotDisks(ctx context.Context, overlays []engine.Overlay)
 	return len(overlays), nil
 }
 
-// addFDs opens path read-only and read-write and puts both into a new fd
-// set; it returns the set's id.
-func (i *instance) addFDs(ctx context.Context, path string) (int, error) {
+// addFDs opens path read-only (and read-write when writable) and puts
+// the descriptors into a new fd set; it returns the set's id.
+func (i *instance) addFDs(ctx context.Context, path string, writable bool) (int, error) {
 	set := -1
-	for _, mode := range []int{os.O_RDONLY, os.O_RDWR} {
+	modes := []int{os.O_RDONLY}
+	if writable {
+		modes = append(modes, os.O_RDWR)
+	}
+	for _, mode := range modes {
 		f, err := os.OpenFile(path, mode, 0)
 		if err != nil {
 			return 0, err

@@ -1,0 +1,200 @@
+package domain
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/config"
+	"github.com/ringfence/ringfence/internal/engine"
+)
+
+func (m *Manager) hotplugOf(d *dom) (engine.BlockHotplug, error) {
+	hp, ok := d.inst.(engine.BlockHotplug)
+	if !ok {
+		return nil, api.Errorf(api.ErrUnavailable, "this engine cannot change a running domain's disks")
+	}
+	return hp, nil
+}
+
+func checkImage(what, p string) error {
+	if !filepath.IsAbs(p) {
+		return api.Errorf(api.ErrInvalid, "%s %q must be an absolute path", what, p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return api.Errorf(api.ErrInvalid, "%s %s: %v", what, p, err)
+	}
+	if !fi.Mode().IsRegular() && (fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0) {
+		return api.Errorf(api.ErrInvalid, "%s %s is not a regular file or block device", what, p)
+	}
+	return nil
+}
+
+// BlockAttach adds a disk (an xl disk spec) to a running domain, on a
+// spare root port; the guest sees a new /dev/vdX.
+func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk, error) {
+	dk, _, err := config.ParseDisk(spec)
+	if err != nil {
+		return dk, api.Errorf(api.ErrInvalid, "disk spec %q: %v", spec, err)
+	}
+	if dk.CDROM {
+		return dk, api.Errorf(api.ErrInvalid, "CD-ROM drives cannot be hot-plugged; give the domain an empty drive (',hdc:cdrom,r') and use cd-insert")
+	}
+	if dk.Format == "" {
+		dk.Format = "raw"
+	}
+	if dk.Access == "" {
+		dk.Access = "rw"
+	}
+	if err := checkImage("disk", dk.Target); err != nil {
+		return dk, err
+	}
+	d, err := m.lockRunning(name)
+	if err != nil {
+		return dk, err
+	}
+	defer d.mu.Unlock()
+	hp, err := m.hotplugOf(d)
+	if err != nil {
+		return dk, err
+	}
+	used, ports := map[string]bool{}, map[string]bool{}
+	for _, x := range d.rec.Spec.Disks {
+		used[x.Guest], ports[x.Port] = true, true
+		if x.VDev == dk.VDev {
+			return dk, api.Errorf(api.ErrConflict, "%s already has a disk %s", name, dk.VDev)
+		}
+	}
+	for i := 0; i < 26 && dk.Guest == ""; i++ {
+		if g := "vd" + string(rune('a'+i)); !used[g] {
+			dk.Guest = g
+		}
+	}
+	for i := 0; i < engine.HotplugPorts && dk.Port == ""; i++ {
+		if !ports[engine.PortName(i)] {
+			dk.Port = engine.PortName(i)
+		}
+	}
+	if dk.Port == "" {
+		return dk, api.Errorf(api.ErrInsufficient, "%s has no free hot-plug slot (%d are made at boot); detach a disk first", name, engine.HotplugPorts)
+	}
+	m.mu.Lock()
+	err = m.diskInUse(api.DomainSpec{Disks: []api.Disk{dk}})
+	m.mu.Unlock()
+	if err != nil {
+		return dk, err
+	}
+	if err := hp.AttachDisk(ctx, engine.Disk{ID: dk.Guest, Port: dk.Port, Path: dk.Target, Format: dk.Format, ReadOnly: dk.Access == "ro"}); err != nil {
+		return dk, err
+	}
+	d.rec.Spec.Disks = append(append([]api.Disk(nil), d.rec.Spec.Disks...), dk)
+	if err := m.save(ctx, d); err != nil {
+		return dk, err
+	}
+	m.view(d)
+	m.o.Log.Info("disk attached", "name", name, "disk", dk.Guest, "target", dk.Target)
+	return dk, nil
+}
+
+func findDisk(spec api.DomainSpec, vdev string) int {
+	for i, x := range spec.Disks {
+		if x.VDev == vdev || x.Guest == vdev {
+			return i
+		}
+	}
+	return -1
+}
+
+// BlockDetach removes a hot-plugged disk from a running domain.
+func (m *Manager) BlockDetach(ctx context.Context, name, vdev string) error {
+	d, err := m.lockRunning(name)
+	if err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	hp, err := m.hotplugOf(d)
+	if err != nil {
+		return err
+	}
+	i := findDisk(d.rec.Spec, vdev)
+	if i < 0 {
+		return api.Errorf(api.ErrNotFound, "%s has no disk %s (see `ringfence block-list %s`)", name, vdev, name)
+	}
+	x := d.rec.Spec.Disks[i]
+	if x.Port == "" {
+		return api.Errorf(api.ErrConflict, "%s (%s) was there at boot, on a bus that cannot unplug; remove it from the domain file and restart the domain", vdev, x.Guest)
+	}
+	if err := hp.DetachDisk(ctx, x.Guest); err != nil {
+		return err
+	}
+	disks := append([]api.Disk(nil), d.rec.Spec.Disks[:i]...)
+	d.rec.Spec.Disks = append(disks, d.rec.Spec.Disks[i+1:]...)
+	if err := m.save(ctx, d); err != nil {
+		return err
+	}
+	m.view(d)
+	m.o.Log.Info("disk detached", "name", name, "disk", x.Guest)
+	return nil
+}
+
+// BlockList returns the domain's disks and, when it runs, what QEMU has.
+func (m *Manager) BlockList(ctx context.Context, name string) ([]api.BlockDevice, error) {
+	d, err := m.get(name)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var have map[string][2]bool
+	if d.inst != nil {
+		if hp, ok := d.inst.(engine.BlockHotplug); ok {
+			have, _ = hp.Blocks(ctx)
+		}
+	}
+	out := []api.BlockDevice{}
+	for _, x := range d.rec.Spec.Disks {
+		st := have[x.Guest]
+		out = append(out, api.BlockDevice{Disk: x, Inserted: st[0], ReadOnly: st[1]})
+	}
+	return out, nil
+}
+
+// CDChange puts path into CD-ROM drive vdev of a running domain, or
+// ejects its medium when path is "" (xl cd-insert / cd-eject).
+func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) error {
+	if path != "" {
+		if err := checkImage("medium", path); err != nil {
+			return err
+		}
+	}
+	d, err := m.lockRunning(name)
+	if err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	hp, err := m.hotplugOf(d)
+	if err != nil {
+		return err
+	}
+	i := findDisk(d.rec.Spec, vdev)
+	if i < 0 || !d.rec.Spec.Disks[i].CDROM {
+		return api.Errorf(api.ErrNotFound, "%s has no CD-ROM drive %s; give it one in the domain file, e.g. disk = [ ',hdc:cdrom,r' ]", name, vdev)
+	}
+	if err := hp.ChangeMedium(ctx, d.rec.Spec.Disks[i].Guest, path); err != nil {
+		return fmt.Errorf("changing the medium in %s: %w", vdev, err)
+	}
+	disks := append([]api.Disk(nil), d.rec.Spec.Disks...)
+	disks[i].Target = path
+	if path != "" {
+		disks[i].Format = "raw"
+	}
+	d.rec.Spec.Disks = disks
+	if err := m.save(ctx, d); err != nil {
+		return err
+	}
+	m.view(d)
+	return nil
+}
