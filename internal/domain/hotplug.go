@@ -11,12 +11,19 @@ import (
 	"github.com/ringfence/ringfence/internal/engine"
 )
 
-func (m *Manager) hotplugOf(d *dom) (engine.BlockHotplug, error) {
+// lockHotplug returns the running domain, locked, and its engine's
+// hot-plug side.
+func (m *Manager) lockHotplug(name string) (*dom, engine.BlockHotplug, error) {
+	d, err := m.lockRunning(name)
+	if err != nil {
+		return nil, nil, err
+	}
 	hp, ok := d.inst.(engine.BlockHotplug)
 	if !ok {
-		return nil, api.Errorf(api.ErrUnavailable, "this engine cannot change a running domain's disks")
+		d.mu.Unlock()
+		return nil, nil, api.Errorf(api.ErrUnavailable, "this engine cannot change a running domain's disks")
 	}
-	return hp, nil
+	return d, hp, nil
 }
 
 func checkImage(what, p string) error {
@@ -52,15 +59,11 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk,
 	if err := checkImage("disk", dk.Target); err != nil {
 		return dk, err
 	}
-	d, err := m.lockRunning(name)
+	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return dk, err
 	}
 	defer d.mu.Unlock()
-	hp, err := m.hotplugOf(d)
-	if err != nil {
-		return dk, err
-	}
 	used, ports := map[string]bool{}, map[string]bool{}
 	for _, x := range d.rec.Spec.Disks {
 		used[x.Guest], ports[x.Port] = true, true
@@ -110,15 +113,11 @@ func findDisk(spec api.DomainSpec, vdev string) int {
 
 // BlockDetach removes a hot-plugged disk from a running domain.
 func (m *Manager) BlockDetach(ctx context.Context, name, vdev string) error {
-	d, err := m.lockRunning(name)
+	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return err
 	}
 	defer d.mu.Unlock()
-	hp, err := m.hotplugOf(d)
-	if err != nil {
-		return err
-	}
 	i := findDisk(d.rec.Spec, vdev)
 	if i < 0 {
 		return api.Errorf(api.ErrNotFound, "%s has no disk %s (see `ringfence block-list %s`)", name, vdev, name)
@@ -170,15 +169,11 @@ func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) error {
 			return err
 		}
 	}
-	d, err := m.lockRunning(name)
+	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return err
 	}
 	defer d.mu.Unlock()
-	hp, err := m.hotplugOf(d)
-	if err != nil {
-		return err
-	}
 	i := findDisk(d.rec.Spec, vdev)
 	if i < 0 || !d.rec.Spec.Disks[i].CDROM {
 		return api.Errorf(api.ErrNotFound, "%s has no CD-ROM drive %s; give it one in the domain file, e.g. disk = [ ',hdc:cdrom,r' ]", name, vdev)

@@ -5,9 +5,9 @@
 package engine
 
 import (
-	"fmt"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 )
 
