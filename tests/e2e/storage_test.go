@@ -438,12 +438,14 @@ func TestBlockHotplugAndCD(t *testing.T) {
 	if len(l) != 2 || l[1].Guest == "" || !l[1].Inserted || l[1].Port == "" {
 		t.Fatalf("after attach: %+v", l)
 	}
-	vd := l[1].Guest
+	// The guest names virtio disks in the order it finds them, so look
+	// for the 64 MiB one (131072 sectors), waiting for the hot-plug.
+	has64 := `grep -l '^131072$' /sys/block/*/size 2>/dev/null | grep -q .`
 	off := len(c.Output())
-	c.Send("sleep 1; ls /sys/block; cat /sys/block/" + vd + "/size; echo seen-$((3*11))")
-	c.WaitFor("seen-33", off, 20*time.Second)
-	if got := c.Output()[off:]; !strings.Contains(got, vd) || !strings.Contains(got, "131072") {
-		t.Fatalf("the guest does not see %s (64 MiB = 131072 sectors):\n%s", vd, got)
+	c.Send("for i in $(seq 1 60); do " + has64 + " && break; sleep 0.5; done; " + has64 + " && echo present-$((3*11)) || echo absent-$((3*11))")
+	c.WaitFor("-33", off, 40*time.Second)
+	if got := c.Output()[off:]; !strings.Contains(got, "present-33") {
+		t.Fatalf("the guest does not see the attached 64 MiB disk:\n%s", got)
 	}
 	// Refusals: the same image again (in use), a boot-time device.
 	if r := e.RF("block-attach", "hot", "file:"+extra+",xvdc,w"); r.Code == 0 || !strings.Contains(r.Stderr, "already in use") {
@@ -454,10 +456,10 @@ func TestBlockHotplugAndCD(t *testing.T) {
 	}
 	e.MustRF("block-detach", "hot", "xvdb")
 	off = len(c.Output())
-	c.Send("sleep 1; ls /sys/block; echo gone-$((4*11))")
-	c.WaitFor("gone-44", off, 20*time.Second)
-	if got := c.Output()[off:]; strings.Contains(got, vd+"\r") || strings.Contains(got, vd+" ") {
-		t.Fatalf("%s is still in the guest after detach:\n%s", vd, got)
+	c.Send(has64 + " && echo present-$((4*11)) || echo absent-$((4*11))")
+	c.WaitFor("-44", off, 20*time.Second)
+	if got := c.Output()[off:]; !strings.Contains(got, "absent-44") {
+		t.Fatalf("the disk is still in the guest after detach:\n%s", got)
 	}
 	if l := list(); len(l) != 1 {
 		t.Fatalf("after detach: %+v", l)
