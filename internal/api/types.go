@@ -386,3 +386,13 @@ type ImportRequest struct {
 	Dir  string `json:"dir,omitempty"`  // where its files go (default STATE/imports)
 	Name string `json:"name,omitempty"` // import under another name (new MACs)
 }
+
+// Network is a managed network: a bridge (and its uplink) the daemon
+// keeps; vifs name it in bridge=.
+type Network struct {
+	Name    string   `json:"name"`
+	Bridge  string   `json:"bridge"`
+	Uplink  string   `json:"uplink,omitempty"`
+	Created bool     `json:"created,omitempty"` // the daemon made the bridge (and removes it)
+	Ports   []string `json:"ports,omitempty"`   // interfaces on the bridge now
+}

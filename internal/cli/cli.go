@@ -72,6 +72,7 @@ func init() {
 		{"snapshot", "named snapshots of a domain's qcow2 disks (and memory)", "snapshot create NAME SNAP [--memory] | snapshot list NAME [--json] | snapshot revert NAME SNAP | snapshot delete NAME SNAP", runSnapshot},
 		{"export", "write a domain (running or not) to one checked, compressed archive", "export NAME -o FILE [--json]", runExport},
 		{"import", "create a domain from an export archive (checked before anything changes)", "import FILE [--dir DIR] [--name NEW] [--json]", runImport},
+		{"network", "managed networks: bridges (with an uplink) that vifs name in bridge=", "network create NAME [--bridge BR] [--uplink IF] | network list [--json] | network show NAME | network delete NAME", runNetwork},
 		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", runPool},
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},

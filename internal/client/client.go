@@ -327,3 +327,29 @@ func (c *Client) Blocks(ctx context.Context, name string) ([]api.BlockDevice, er
 	err := c.do(ctx, "GET", "/domains/"+url.PathEscape(name)+"/blocks", nil, &out)
 	return out, err
 }
+
+// Networks lists the managed networks.
+func (c *Client) Networks(ctx context.Context) ([]api.Network, error) {
+	var out []api.Network
+	err := c.do(ctx, "GET", "/networks", nil, &out)
+	return out, err
+}
+
+// Network returns one managed network.
+func (c *Client) Network(ctx context.Context, name string) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, "GET", "/networks/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// CreateNetwork makes a managed network.
+func (c *Client) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, "POST", "/networks", n, &out)
+	return out, err
+}
+
+// DeleteNetwork removes a managed network no domain uses.
+func (c *Client) DeleteNetwork(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/networks/"+url.PathEscape(name), nil, nil)
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine/qemu"
 	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/netmgr"
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
@@ -73,6 +74,7 @@ func SocketPath(runDir string) string { return filepath.Join(runDir, "ringfence.
 type Server struct {
 	peerTLS *tls.Config // nil until `ringfence host trust` ran
 	pools   *storage.Pools
+	nets    *netmgr.Manager
 	cfg     Config
 	mgr     *domain.Manager
 	st      store.Store
@@ -159,7 +161,11 @@ func Run(cfg Config) error {
 	if runAs == "nobody" {
 		log.Warn("user ringfence-qemu does not exist; QEMU will run as nobody (scripts/deps.sh creates the dedicated user)")
 	}
-	mgr := domain.New(domain.Options{Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs,
+	nets, err := netmgr.New(context.Background(), st)
+	if err != nil {
+		return fmt.Errorf("loading networks: %w", err)
+	}
+	mgr := domain.New(domain.Options{ResolveBridge: nets.Bridge, Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs,
 		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, TLSDir: filepath.Join(cfg.StateDir, "tls"), StateDir: cfg.StateDir})
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
@@ -167,6 +173,8 @@ func Run(cfg Config) error {
 		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: Version, StateDir: cfg.StateDir,
 	}}
 	s.pools = storage.NewPools(st, mgr.DiskUsers)
+	nets.Users = mgr.BridgeUsers
+	s.nets = nets
 	log.Info("host probed", "accel", accel.Name, "reason", accel.Reason, "qemu", qv)
 
 	ln, err := listen(cfg.Socket)
@@ -384,6 +392,7 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 	s.snapshotRoutes(mux)
 	s.jobRoutes(mux)
 	s.blockRoutes(mux)
+	s.networkRoutes(mux)
 	mux.HandleFunc("GET "+p+"/stats", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, s.mgr.Stats(), nil)
 	})

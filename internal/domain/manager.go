@@ -92,6 +92,9 @@ type Options struct {
 	HostCPUs int
 	// OverheadMiB overrides the per-domain QEMU overhead estimate.
 	OverheadMiB int
+	// ResolveBridge maps a vif's bridge= to the bridge to use: a managed
+	// network's bridge, or the name itself (nil = the name itself).
+	ResolveBridge func(string) string
 	// StateDir holds files the daemon keeps (snapshot memory states).
 	StateDir string
 	// TLSDir is this host's peer TLS dir (CA and host certificate); live
@@ -179,7 +182,7 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool) (st
 	}
 	for i, v := range spec.Vifs {
 		if v.Bridge != "" {
-			if err := network.CheckBridge(v.Bridge); err != nil {
+			if err := network.CheckBridge(m.bridge(v.Bridge)); err != nil {
 				return "", api.Errorf(api.ErrInvalid, "vif %d: %v", i, err)
 			}
 		}
@@ -330,6 +333,35 @@ func (m *Manager) diskInUse(spec api.DomainSpec) error {
 	return nil
 }
 
+// bridge resolves a vif's bridge= (see Options.ResolveBridge).
+func (m *Manager) bridge(name string) string {
+	if m.o.ResolveBridge == nil || name == "" {
+		return name
+	}
+	return m.o.ResolveBridge(name)
+}
+
+// BridgeUsers names the live domains with a vif on bridge.
+func (m *Manager) BridgeUsers(bridge string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for name, d := range m.doms {
+		v := d.snap.Load()
+		if v == nil || v.State == api.StateShutdown || v.State == api.StateCrashed {
+			continue
+		}
+		for _, x := range v.Spec.Vifs {
+			if m.bridge(x.Bridge) == bridge {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // DiskUsers names the domains (in any state) whose disks include path.
 func (m *Manager) DiskUsers(path string) []string {
 	fi, err := os.Stat(path)
@@ -407,7 +439,7 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	defer os.Remove(pending)
 	var taps []string
 	for i, n := range ls.NICs {
-		if err := network.CreateTap(n.Tap, spec.Vifs[i].Bridge); err != nil {
+		if err := network.CreateTap(n.Tap, m.bridge(spec.Vifs[i].Bridge)); err != nil {
 			return api.Errorf(api.ErrInvalid, "vif %d: %v", i, err)
 		}
 		tap := n.Tap

@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
 )
 
 // A vif with bridge= gets a tap named like Xen's backend, enslaved to that
@@ -50,5 +55,63 @@ func TestBridgedVif(t *testing.T) {
 	e.MustRF("destroy", "net1")
 	if strings.Contains(e.Links(), tap) || strings.Contains(e.Links(), ifb) {
 		t.Fatalf("tap %s or %s left after destroy:\n%s", tap, ifb, e.Links())
+	}
+}
+
+// TestManagedNetwork: `network create` makes the bridge and puts the
+// uplink on it; a guest whose vif names the network shares the uplink's
+// segment (it reaches a host in another namespace behind the uplink);
+// refusals for bad input and for deleting a network in use; delete
+// removes what create made.
+func TestManagedNetwork(t *testing.T) {
+	e := NewEnv(t)
+	outside := fmt.Sprintf("rfout%d", os.Getpid())
+	mustRun(t, "ip", "netns", "add", outside)
+	t.Cleanup(func() { runOut("ip", "netns", "del", outside) })
+	mustRun(t, "ip", "-n", e.Netns, "link", "add", "up0", "type", "veth", "peer", "name", "up0p", "netns", outside)
+	mustRun(t, "ip", "-n", outside, "addr", "add", "10.78.0.1/24", "dev", "up0p")
+	mustRun(t, "ip", "-n", outside, "link", "set", "up0p", "up")
+
+	e.MustRF("network", "create", "lan", "--bridge", "rfbr1", "--uplink", "up0")
+	var nets []api.Network
+	json.Unmarshal([]byte(e.MustRF("network", "list", "--json")), &nets)
+	if len(nets) != 1 || nets[0].Bridge != "rfbr1" || !nets[0].Created || strings.Join(nets[0].Ports, ",") != "up0" {
+		t.Fatalf("networks: %+v", nets)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "create", "lan"}, "already exists"},
+		{[]string{"network", "create", "wan", "--uplink", "nosuch0"}, `uplink "nosuch0" does not exist`},
+		{[]string{"network", "create", "wan", "--bridge", "rfbr2", "--uplink", "up0"}, "already part of rfbr1"},
+		{[]string{"network", "create", "wan", "--bridge", "a-very-long-bridge-name"}, "1-15 letters"},
+		{[]string{"network", "create", "../x"}, "no '/' or '..'"},
+		{[]string{"network", "delete", "nope"}, "no network named"},
+	} {
+		if r := e.RF(c.args...); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+			t.Errorf("%v: %+v, want %q", c.args, r, c.want)
+		}
+	}
+	if strings.Contains(e.Links(), "rfbr2") || strings.Contains(e.Links(), "wan") {
+		t.Fatalf("a refused create left a link:\n%s", e.Links())
+	}
+
+	c := e.Boot("onlan", `vif = [ 'mac=00:16:3e:0a:0b:0c,bridge=lan' ]`)
+	tap := "vif" + itoa(e.Domain("onlan").ID) + ".0"
+	if link := mustRun(t, "ip", "-n", e.Netns, "-o", "link", "show", tap); !strings.Contains(link, "master rfbr1") {
+		t.Fatalf("tap not on the network's bridge: %s", link)
+	}
+	off := len(c.Output())
+	c.Send("ip addr add 10.78.0.5/24 dev eth0; ping -c 3 -W 2 10.78.0.1 && echo reached-$((6*7))")
+	c.WaitFor("reached-42", off, 30*time.Second)
+	if r := e.RF("network", "delete", "lan"); r.Code == 0 || !strings.Contains(r.Stderr, "in use by onlan") {
+		t.Fatalf("deleting a network in use: %+v", r)
+	}
+	e.MustRF("destroy", "onlan")
+	e.MustRF("network", "delete", "lan")
+	links := e.Links()
+	if strings.Contains(links, "rfbr1") || strings.Contains(mustRun(t, "ip", "-n", e.Netns, "-o", "link", "show", "up0"), "master") {
+		t.Fatalf("delete left the bridge or the uplink enslaved:\n%s", links)
 	}
 }

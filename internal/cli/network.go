@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/ringfence/ringfence/internal/api"
+)
+
+// runNetwork: network create NAME [--bridge BR] [--uplink IF] | list | show NAME | delete NAME
+func runNetwork(e *env, args []string) error {
+	if len(args) == 0 {
+		return usageError{"expected create, list, show or delete"}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("network "+sub, flag.ContinueOnError)
+	switch sub {
+	case "create":
+		bridge := fs.String("bridge", "", "bridge to use (made if missing; default: the network's name)")
+		uplink := fs.String("uplink", "", "host interface put on the bridge, so guests share its segment (as xenbr0 with eth0)")
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		n, err := e.client().CreateNetwork(ctx(), api.Network{Name: pos[0], Bridge: *bridge, Uplink: *uplink})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "Created network %s on bridge %s%s\n", n.Name, n.Bridge, map[bool]string{true: " (uplink " + n.Uplink + ")", false: ""}[n.Uplink != ""])
+		return nil
+	case "list":
+		return listTable(e, fs, args, 0, func([]string) ([]api.Network, error) { return e.client().Networks(ctx()) },
+			"NAME\tBRIDGE\tUPLINK\tPORTS", func(n api.Network) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s", n.Name, n.Bridge, n.Uplink, strings.Join(n.Ports, ","))
+			})
+	case "show":
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		n, err := e.client().Network(ctx(), pos[0])
+		if err != nil {
+			return err
+		}
+		return printJSON(e.stdout, n)
+	case "delete":
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		return e.client().DeleteNetwork(ctx(), pos[0])
+	}
+	return usageError{"unknown network command " + sub}
+}

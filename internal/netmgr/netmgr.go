@@ -1,0 +1,178 @@
+// Package netmgr owns the daemon's managed networks: records in the state
+// store, bridges (and their uplinks) made with netlink through
+// internal/network. A vif's bridge= may name a managed network; any other
+// name is an existing bridge used as it is (unmanaged, as in Xen).
+package netmgr
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/network"
+	"github.com/ringfence/ringfence/internal/storage"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+const keyNets = "networks/"
+
+// Manager is the registry.
+type Manager struct {
+	st store.Store
+	mu sync.Mutex
+	// Users names the domains whose vifs are on bridge (set by the
+	// daemon); a network in use cannot be deleted.
+	Users func(bridge string) []string
+
+	cacheMu sync.RWMutex
+	byName  map[string]api.Network
+}
+
+// New loads the registry and makes sure every managed bridge exists (a
+// host reboot drops them) with its uplink.
+func New(ctx context.Context, st store.Store) (*Manager, error) {
+	m := &Manager{st: st, byName: map[string]api.Network{}}
+	kvs, err := st.List(ctx, keyNets)
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range kvs {
+		var n api.Network
+		if json.Unmarshal(kv.Value, &n) != nil {
+			continue
+		}
+		m.byName[n.Name] = n
+		if n.Created {
+			network.CreateBridge(n.Bridge)
+		}
+		if n.Uplink != "" {
+			network.Enslave(n.Uplink, n.Bridge)
+		}
+	}
+	return m, nil
+}
+
+// Bridge resolves a vif's bridge=: a managed network's bridge, or the
+// name itself.
+func (m *Manager) Bridge(name string) string {
+	m.cacheMu.RLock()
+	defer m.cacheMu.RUnlock()
+	if n, ok := m.byName[name]; ok {
+		return n.Bridge
+	}
+	return name
+}
+
+// List returns the networks by name.
+func (m *Manager) List() []api.Network {
+	m.cacheMu.RLock()
+	defer m.cacheMu.RUnlock()
+	out := []api.Network{}
+	for _, n := range m.byName {
+		n.Ports = network.Ports(n.Bridge)
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Get returns one network.
+func (m *Manager) Get(name string) (api.Network, error) {
+	m.cacheMu.RLock()
+	defer m.cacheMu.RUnlock()
+	n, ok := m.byName[name]
+	if !ok {
+		return n, api.Errorf(api.ErrNotFound, "no network named %q (see `ringfence network list`)", name)
+	}
+	n.Ports = network.Ports(n.Bridge)
+	return n, nil
+}
+
+// Create makes a bridged network: the bridge (made if missing, kept if it
+// exists) and its uplink. Nothing is left behind on error.
+func (m *Manager) Create(ctx context.Context, req api.Network) (api.Network, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := storage.CheckName("network", req.Name); err != nil {
+		return req, err
+	}
+	if req.Bridge == "" {
+		req.Bridge = req.Name
+	}
+	if err := network.CheckIfName("bridge", req.Bridge); err != nil {
+		return req, api.Errorf(api.ErrInvalid, "%v", err)
+	}
+	if req.Uplink != "" {
+		if err := network.CheckIfName("uplink", req.Uplink); err != nil {
+			return req, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+	}
+	if _, err := m.Get(req.Name); err == nil {
+		return req, api.Errorf(api.ErrConflict, "a network named %q already exists", req.Name)
+	}
+	for _, n := range m.List() {
+		if n.Bridge == req.Bridge {
+			return req, api.Errorf(api.ErrConflict, "bridge %s already belongs to network %s", req.Bridge, n.Name)
+		}
+	}
+	created, err := network.CreateBridge(req.Bridge)
+	if err != nil {
+		return req, api.Errorf(api.ErrInvalid, "%v", err)
+	}
+	undo := func() {
+		if created {
+			network.DeleteLink(req.Bridge)
+		}
+	}
+	if req.Uplink != "" {
+		if err := network.Enslave(req.Uplink, req.Bridge); err != nil {
+			undo()
+			return req, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+	}
+	n := api.Network{Name: req.Name, Bridge: req.Bridge, Uplink: req.Uplink, Created: created}
+	b, _ := json.Marshal(n)
+	if err := store.Put(ctx, m.st, keyNets+n.Name, b); err != nil {
+		if req.Uplink != "" {
+			network.Release(req.Uplink)
+		}
+		undo()
+		return req, err
+	}
+	m.cacheMu.Lock()
+	m.byName[n.Name] = n
+	m.cacheMu.Unlock()
+	return n, nil
+}
+
+// Delete removes a network no domain uses: its uplink is released and a
+// bridge it made is deleted.
+func (m *Manager) Delete(ctx context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.Get(name)
+	if err != nil {
+		return err
+	}
+	if m.Users != nil {
+		if users := m.Users(n.Bridge); len(users) > 0 {
+			return api.Errorf(api.ErrConflict, "network %s is in use by %s; destroy or move those domains first", name, strings.Join(users, ", "))
+		}
+	}
+	if err := store.Delete(ctx, m.st, keyNets+name); err != nil {
+		return err
+	}
+	m.cacheMu.Lock()
+	delete(m.byName, name)
+	m.cacheMu.Unlock()
+	if n.Uplink != "" {
+		network.Release(n.Uplink)
+	}
+	if n.Created {
+		return network.DeleteLink(n.Bridge)
+	}
+	return nil
+}
