@@ -105,6 +105,23 @@ type Vif struct {
 	RateIntervalUS int64  `json:"rate_interval_us,omitempty"`
 	VifName        string `json:"vifname,omitempty"`
 	Type           string `json:"type,omitempty"` // ioemu or vif; both are virtio here
+	// Port is the hot-plug slot of a vif attached while the domain ran
+	// (see Disk.Port).
+	Port string `json:"port,omitempty"`
+}
+
+// NetworkRequest attaches a vif (Spec: an xl vif spec) or detaches one
+// (Dev: its index or MAC).
+type NetworkRequest struct {
+	Spec string `json:"spec,omitempty"`
+	Dev  string `json:"dev,omitempty"`
+}
+
+// NetworkDevice is one vif of a domain as xl network-list shows it.
+type NetworkDevice struct {
+	Vif
+	Index int    `json:"index"`
+	Tap   string `json:"tap,omitempty"`
 }
 
 // CreateRequest is the body of POST /1.0/domains.

@@ -72,6 +72,16 @@ func init() {
 		{"snapshot", "named snapshots of a domain's qcow2 disks (and memory)", "snapshot create NAME SNAP [--memory] | snapshot list NAME [--json] | snapshot revert NAME SNAP | snapshot delete NAME SNAP", runSnapshot},
 		{"export", "write a domain (running or not) to one checked, compressed archive", "export NAME -o FILE [--json]", runExport},
 		{"import", "create a domain from an export archive (checked before anything changes)", "import FILE [--dir DIR] [--name NEW] [--json]", runImport},
+		{"network-attach", "add a vif to a running domain (xl vif spec; defaults without one)", "network-attach NAME [VIFSPEC]", runNetworkAttach},
+		{"network-detach", "remove a vif attached while the domain runs", "network-detach NAME DEVID|MAC", func(e *env, args []string) error {
+			fs := flag.NewFlagSet("network-detach", flag.ContinueOnError)
+			pos, err := parse(fs, args, 2, 2)
+			if err != nil {
+				return err
+			}
+			return e.client().Action(ctx(), pos[0], "network-detach", api.NetworkRequest{Dev: pos[1]})
+		}},
+		{"network-list", "a domain's vifs with taps and slots", "network-list NAME [--json]", runNetworkList},
 		{"network", "managed networks: bridges (with an uplink) that vifs name in bridge=", "network create NAME [--bridge BR] [--uplink IF] | network list [--json] | network show NAME | network delete NAME", runNetwork},
 		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", runPool},
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},

@@ -53,3 +53,29 @@ func runNetwork(e *env, args []string) error {
 	}
 	return usageError{"unknown network command " + sub}
 }
+
+// runNetworkAttach: network-attach NAME [VIFSPEC] (xl)
+func runNetworkAttach(e *env, args []string) error {
+	fs := flag.NewFlagSet("network-attach", flag.ContinueOnError)
+	pos, err := parse(fs, args, 1, 2)
+	if err != nil {
+		return err
+	}
+	req := api.NetworkRequest{}
+	if len(pos) == 2 {
+		req.Spec = pos[1]
+	}
+	return e.client().Action(ctx(), pos[0], "network-attach", req)
+}
+
+func runNetworkList(e *env, args []string) error {
+	fs := flag.NewFlagSet("network-list", flag.ContinueOnError)
+	return listTable(e, fs, args, 1, func(pos []string) ([]api.NetworkDevice, error) { return e.client().Vifs(ctx(), pos[0]) },
+		"IDX\tMAC\tBRIDGE\tTAP\tMODEL\tSLOT", func(n api.NetworkDevice) string {
+			slot := n.Port
+			if slot == "" {
+				slot = "boot"
+			}
+			return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s", n.Index, n.MAC, n.Bridge, n.Tap, n.Model, slot)
+		})
+}

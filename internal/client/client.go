@@ -353,3 +353,10 @@ func (c *Client) CreateNetwork(ctx context.Context, n api.Network) (api.Network,
 func (c *Client) DeleteNetwork(ctx context.Context, name string) error {
 	return c.do(ctx, "DELETE", "/networks/"+url.PathEscape(name), nil, nil)
 }
+
+// Vifs lists a domain's vifs with their taps.
+func (c *Client) Vifs(ctx context.Context, name string) ([]api.NetworkDevice, error) {
+	var out []api.NetworkDevice
+	err := c.do(ctx, "GET", "/domains/"+url.PathEscape(name)+"/vifs", nil, &out)
+	return out, err
+}

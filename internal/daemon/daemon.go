@@ -349,6 +349,15 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 					err = s.mgr.CDChange(r.Context(), name, req.VDev, "")
 				}
 			}
+		case "network-attach", "network-detach":
+			var req api.NetworkRequest
+			if err = decode(r, &req); err == nil {
+				if r.PathValue("action") == "network-attach" {
+					_, err = s.mgr.NetworkAttach(r.Context(), name, req.Spec)
+				} else {
+					err = s.mgr.NetworkDetach(r.Context(), name, req.Dev)
+				}
+			}
 		case "clone":
 			var req api.CloneRequest
 			if err = decode(r, &req); err == nil {

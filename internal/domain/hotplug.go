@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/network"
 )
 
 // lockHotplug returns the running domain, locked, and its engine's
@@ -64,9 +66,9 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk,
 		return dk, err
 	}
 	defer d.mu.Unlock()
-	used, ports := map[string]bool{}, map[string]bool{}
+	used := map[string]bool{}
 	for _, x := range d.rec.Spec.Disks {
-		used[x.Guest], ports[x.Port] = true, true
+		used[x.Guest] = true
 		if x.VDev == dk.VDev {
 			return dk, api.Errorf(api.ErrConflict, "%s already has a disk %s", name, dk.VDev)
 		}
@@ -76,12 +78,7 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk,
 			dk.Guest = g
 		}
 	}
-	for i := 0; i < engine.HotplugPorts && dk.Port == ""; i++ {
-		if !ports[engine.PortName(i)] {
-			dk.Port = engine.PortName(i)
-		}
-	}
-	if dk.Port == "" {
+	if dk.Port = freePort(d.rec.Spec); dk.Port == "" {
 		return dk, api.Errorf(api.ErrInsufficient, "%s has no free hot-plug slot (%d are made at boot); detach a disk first", name, engine.HotplugPorts)
 	}
 	m.mu.Lock()
@@ -192,4 +189,177 @@ func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) error {
 	}
 	m.view(d)
 	return nil
+}
+
+// freePort is the first hot-plug root port no disk or vif of spec holds.
+func freePort(spec api.DomainSpec) string {
+	used := map[string]bool{}
+	for _, x := range spec.Disks {
+		used[x.Port] = true
+	}
+	for _, x := range spec.Vifs {
+		used[x.Port] = true
+	}
+	for i := 0; i < engine.HotplugPorts; i++ {
+		if p := engine.PortName(i); !used[p] {
+			return p
+		}
+	}
+	return ""
+}
+
+// macInUse refuses a vif whose MAC another live domain's vif has on the
+// same bridge (two would fight over one address). Caller holds m.mu.
+func (m *Manager) macInUse(name string, vifs []api.Vif) error {
+	for _, v := range vifs {
+		br := m.bridge(v.Bridge)
+		for other, od := range m.doms {
+			if other == name {
+				continue
+			}
+			ov := od.snap.Load()
+			if ov == nil || ov.State == api.StateShutdown || ov.State == api.StateCrashed {
+				continue
+			}
+			for _, x := range ov.Spec.Vifs {
+				if x.MAC == v.MAC && m.bridge(x.Bridge) == br {
+					return api.Errorf(api.ErrConflict, "mac %s is already used by domain %s on bridge %s; give this vif its own mac= (or leave it out for a generated one)", v.MAC, other, br)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// NetworkAttach adds a vif (an xl vif spec) to a running domain: a new
+// tap on the bridge, a NIC on a spare root port (xl network-attach).
+func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif, error) {
+	v, err := config.ParseVif(spec)
+	if err != nil {
+		return v, api.Errorf(api.ErrInvalid, "vif spec %q: %v", spec, err)
+	}
+	if v.Model == "" {
+		v.Model = "virtio"
+	}
+	d, hp, err := m.lockHotplug(name)
+	if err != nil {
+		return v, err
+	}
+	defer d.mu.Unlock()
+	idx := len(d.rec.Spec.Vifs)
+	if v.MAC == "" {
+		v.MAC = config.GenerateMAC(name, idx)
+	}
+	if v.Bridge != "" {
+		if err := network.CheckBridge(m.bridge(v.Bridge)); err != nil {
+			return v, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+	}
+	for _, x := range d.rec.Spec.Vifs {
+		if x.MAC == v.MAC {
+			return v, api.Errorf(api.ErrConflict, "%s already has a vif with mac %s", name, v.MAC)
+		}
+	}
+	if v.Port = freePort(d.rec.Spec); v.Port == "" {
+		return v, api.Errorf(api.ErrInsufficient, "%s has no free hot-plug slot (%d are made at boot); detach a disk or vif first", name, engine.HotplugPorts)
+	}
+	m.mu.Lock()
+	err = m.macInUse(name, []api.Vif{v})
+	m.mu.Unlock()
+	if err != nil {
+		return v, err
+	}
+	tap := network.TapName(d.rec.ID, idx)
+	if err := network.CreateTap(tap, m.bridge(v.Bridge)); err != nil {
+		return v, api.Errorf(api.ErrInvalid, "%v", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			network.DeleteTap(tap)
+		}
+	}()
+	if v.RateBytes > 0 {
+		if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
+			return v, api.Errorf(api.ErrInvalid, "rate=%s: %v", v.Rate, err)
+		}
+	}
+	f, err := network.OpenTap(tap)
+	if err != nil {
+		return v, err
+	}
+	err = hp.AttachNIC(ctx, engine.NIC{ID: engine.NICID(idx, v.Port), Tap: tap, MAC: v.MAC, Model: v.Model, Port: v.Port}, f)
+	f.Close()
+	if err != nil {
+		return v, err
+	}
+	d.rec.Spec.Vifs = append(append([]api.Vif(nil), d.rec.Spec.Vifs...), v)
+	d.rec.Taps = append(append([]string(nil), d.rec.Taps...), tap)
+	if err := m.save(ctx, d); err != nil {
+		return v, err
+	}
+	ok = true
+	m.view(d)
+	m.o.Log.Info("vif attached", "name", name, "mac", v.MAC, "tap", tap)
+	return v, nil
+}
+
+// findVif finds a vif by index (xl's devid) or MAC.
+func findVif(spec api.DomainSpec, dev string) int {
+	for i, x := range spec.Vifs {
+		if fmt.Sprint(i) == dev || strings.EqualFold(x.MAC, dev) {
+			return i
+		}
+	}
+	return -1
+}
+
+// NetworkDetach removes a vif attached while the domain runs, and its tap.
+func (m *Manager) NetworkDetach(ctx context.Context, name, dev string) error {
+	d, hp, err := m.lockHotplug(name)
+	if err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	i := findVif(d.rec.Spec, dev)
+	if i < 0 {
+		return api.Errorf(api.ErrNotFound, "%s has no vif %s (see `ringfence network-list %s`)", name, dev, name)
+	}
+	v := d.rec.Spec.Vifs[i]
+	if v.Port == "" {
+		return api.Errorf(api.ErrConflict, "vif %d was there at boot, on a bus that cannot unplug; remove it from the domain file and restart the domain", i)
+	}
+	if err := hp.DetachNIC(ctx, engine.NICID(i, v.Port)); err != nil {
+		return err
+	}
+	if i < len(d.rec.Taps) {
+		network.DeleteTap(d.rec.Taps[i])
+		taps := append([]string(nil), d.rec.Taps[:i]...)
+		d.rec.Taps = append(taps, d.rec.Taps[i+1:]...)
+	}
+	vifs := append([]api.Vif(nil), d.rec.Spec.Vifs[:i]...)
+	d.rec.Spec.Vifs = append(vifs, d.rec.Spec.Vifs[i+1:]...)
+	if err := m.save(ctx, d); err != nil {
+		return err
+	}
+	m.view(d)
+	return nil
+}
+
+// NetworkList returns a domain's vifs with their taps.
+func (m *Manager) NetworkList(name string) ([]api.NetworkDevice, error) {
+	d, err := m.get(name)
+	if err != nil {
+		return nil, err
+	}
+	v := d.snap.Load()
+	out := []api.NetworkDevice{}
+	for i, x := range v.Spec.Vifs {
+		nd := api.NetworkDevice{Vif: x, Index: i}
+		if i < len(v.Taps) {
+			nd.Tap = v.Taps[i]
+		}
+		out = append(out, nd)
+	}
+	return out, nil
 }

@@ -221,7 +221,7 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 			IOPS: d.IOPS, BPS: d.BPS})
 	}
 	for i, v := range spec.Vifs {
-		ls.NICs = append(ls.NICs, engine.NIC{ID: fmt.Sprintf("net%d", i), Tap: network.TapName(id, i), MAC: v.MAC, Model: v.Model})
+		ls.NICs = append(ls.NICs, engine.NIC{ID: engine.NICID(i, v.Port), Tap: network.TapName(id, i), MAC: v.MAC, Model: v.Model, Port: v.Port})
 	}
 	return ls
 }
@@ -266,6 +266,10 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name= or destroy it first", spec.Name)
 	}
 	if err := m.diskInUse(spec); err != nil {
+		m.mu.Unlock()
+		return api.Domain{}, err
+	}
+	if err := m.macInUse(spec.Name, spec.Vifs); err != nil {
 		m.mu.Unlock()
 		return api.Domain{}, err
 	}

@@ -63,6 +63,7 @@ type NIC struct {
 	Tap   string
 	MAC   string
 	Model string // virtio, e1000, rtl8139
+	Port  string // hot-plug root port ("" = the root bus)
 }
 
 // Exit reasons reported by Instance.Wait.
@@ -261,4 +262,18 @@ type BlockHotplug interface {
 	ChangeMedium(ctx context.Context, id, path string) error
 	// Blocks reports, per disk ID, whether a medium is in and read-only.
 	Blocks(ctx context.Context) (map[string][2]bool, error)
+	// AttachNIC plugs a NIC on n.Port, on tap (an open queue of n.Tap:
+	// QEMU, unprivileged, cannot attach to a tap itself).
+	AttachNIC(ctx context.Context, n NIC, tap *os.File) error
+	// DetachNIC unplugs it (waiting for the guest to let go).
+	DetachNIC(ctx context.Context, id string) error
+}
+
+// NICID is the device ID of a NIC: by index for boot-time NICs, by port
+// for hot-plugged ones (so it stays the same when others go).
+func NICID(index int, port string) string {
+	if port != "" {
+		return "nic" + port
+	}
+	return fmt.Sprintf("net%d", index)
 }

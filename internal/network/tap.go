@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"os"
 )
 
 // TapName is Xen's backend name for a vif: vif<domid>.<index>.
@@ -109,4 +111,24 @@ func TapCounters(name string) (rx, tx int64) {
 	}
 	st := l.Attrs().Statistics
 	return int64(st.RxBytes), int64(st.TxBytes)
+}
+
+// OpenTap opens a queue of an existing persistent tap (as root), to hand
+// to an unprivileged QEMU.
+func OpenTap(name string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_ONE_QUEUE)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("attaching to tap %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), "tap:"+name), nil
 }

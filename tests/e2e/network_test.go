@@ -115,3 +115,53 @@ func TestManagedNetwork(t *testing.T) {
 		t.Fatalf("delete left the bridge or the uplink enslaved:\n%s", links)
 	}
 }
+
+// TestNICHotplug: network-attach gives a running guest a NIC (its MAC,
+// reachable over the bridge), network-detach takes it and its tap away;
+// a MAC another domain has on the bridge is refused.
+func TestNICHotplug(t *testing.T) {
+	e := NewEnv(t)
+	mustRun(t, "ip", "-n", e.Netns, "link", "add", "hpbr0", "type", "bridge")
+	mustRun(t, "ip", "-n", e.Netns, "addr", "add", "10.79.0.1/24", "dev", "hpbr0")
+	mustRun(t, "ip", "-n", e.Netns, "link", "set", "hpbr0", "up")
+	c := e.Boot("plug", "")
+	e.Boot("other", `vif = [ 'mac=00:16:3e:11:22:33,bridge=hpbr0' ]`)
+	if r := e.RF("network-attach", "plug", "mac=00:16:3e:11:22:33,bridge=hpbr0"); r.Code == 0 || !strings.Contains(r.Stderr, "already used by domain other") {
+		t.Fatalf("attaching a MAC in use on the bridge: %+v", r)
+	}
+	if r := e.RF("network-attach", "plug", "bridge=nosuchbr"); r.Code == 0 || !strings.Contains(r.Stderr, "does not exist") {
+		t.Fatalf("attaching to a missing bridge: %+v", r)
+	}
+	e.MustRF("network-attach", "plug", "mac=00:16:3e:44:55:66,bridge=hpbr0")
+	var vifs []api.NetworkDevice
+	json.Unmarshal([]byte(e.MustRF("network-list", "plug", "--json")), &vifs)
+	if len(vifs) != 1 || vifs[0].Tap == "" || vifs[0].Port == "" {
+		t.Fatalf("network-list: %+v", vifs)
+	}
+	tap := vifs[0].Tap
+	if link := mustRun(t, "ip", "-n", e.Netns, "-o", "link", "show", tap); !strings.Contains(link, "master hpbr0") {
+		t.Fatalf("tap not on the bridge: %s", link)
+	}
+	has := `grep -l 00:16:3e:44:55:66 /sys/class/net/*/address 2>/dev/null | grep -q .`
+	off := len(c.Output())
+	c.Send("for i in $(seq 1 60); do " + has + " && break; sleep 0.5; done; " +
+		"dev=$(basename $(dirname $(grep -l 00:16:3e:44:55:66 /sys/class/net/*/address))); ip link set $dev up; ip addr add 10.79.0.7/24 dev $dev; echo nic-$dev-up")
+	c.WaitFor("-up", off, 40*time.Second)
+	e.Await("the hot-plugged NIC to answer ping", 30*time.Second, func() bool {
+		_, err := runOut("ip", "netns", "exec", e.Netns, "ping", "-c", "1", "-W", "1", "10.79.0.7")
+		return err == nil
+	})
+	e.MustRF("network-detach", "plug", "00:16:3e:44:55:66")
+	off = len(c.Output())
+	c.Send(has + " && echo still-$((5*9)) || echo gone-$((5*9))")
+	c.WaitFor("-45", off, 20*time.Second)
+	if !strings.Contains(c.Output()[off:], "gone-45") {
+		t.Fatalf("the NIC is still in the guest:\n%s", c.Output()[off:])
+	}
+	if strings.Contains(e.Links(), tap+":") || strings.Contains(e.Links(), tap+"@") {
+		t.Fatalf("tap %s left after detach:\n%s", tap, e.Links())
+	}
+	if r := e.RF("network-detach", "other", "0"); r.Code == 0 || !strings.Contains(r.Stderr, "was there at boot") {
+		t.Fatalf("detaching a boot-time vif: %+v", r)
+	}
+}

@@ -206,13 +206,13 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 		o = append(o, opt("-device", "", "virtio-balloon-pci", "id", "balloon0"))
 	}
 	for _, n := range s.NICs {
-		model := map[string]string{"virtio": "virtio-net-pci", "e1000": "e1000", "rtl8139": "rtl8139"}[n.Model]
+		model := nicModels[n.Model]
 		if model == "" {
 			return nil, fmt.Errorf("nic %s: unknown model %q", n.ID, n.Model)
 		}
 		o = append(o,
 			opt("-netdev", "", "tap", "id", "net-"+n.ID, "ifname", n.Tap, "script", "no", "downscript", "no"),
-			opt("-device", "", model, "netdev", "net-"+n.ID, "mac", n.MAC, "id", n.ID),
+			opt("-device", append([]string{"", model, "netdev", "net-" + n.ID, "mac", n.MAC, "id", n.ID}, busOf(n.Port)...)...),
 		)
 	}
 	return o, nil
@@ -244,3 +244,14 @@ func argvFDs(bin string, s engine.LaunchSpec, fds map[string]diskFD) ([]string, 
 	}
 	return out, nil
 }
+
+// busOf places a hot-plugged device back on its root port.
+func busOf(port string) []string {
+	if port == "" {
+		return nil
+	}
+	return []string{"bus", port}
+}
+
+// nicModels maps vif model= to QEMU devices.
+var nicModels = map[string]string{"virtio": "virtio-net-pci", "e1000": "e1000", "rtl8139": "rtl8139"}

@@ -58,10 +58,27 @@ func (i *instance) AttachDisk(ctx context.Context, d engine.Disk) error {
 // DetachDisk implements engine.BlockHotplug: the guest must release the
 // device (ACPI/PCIe unplug); QEMU then reports DEVICE_DELETED.
 func (i *instance) DetachDisk(ctx context.Context, id string) error {
+	if err := i.unplug(ctx, id); err != nil {
+		return err
+	}
+	i.mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": "drive-" + id}, nil)
+	i.setMu.Lock()
+	set, ok := i.sets[id]
+	delete(i.sets, id)
+	i.setMu.Unlock()
+	if ok {
+		i.mon.Execute(ctx, "remove-fd", map[string]any{"fdset-id": set}, nil)
+	}
+	return nil
+}
+
+// unplug asks the guest to release device id and waits for QEMU's
+// DEVICE_DELETED.
+func (i *instance) unplug(ctx context.Context, id string) error {
 	events, stop := i.mon.Subscribe()
 	defer stop()
 	if err := i.mon.Execute(ctx, "device_del", map[string]any{"id": id}, nil); err != nil {
-		return fmt.Errorf("unplugging disk %s: %w", id, err)
+		return fmt.Errorf("unplugging %s: %w", id, err)
 	}
 	deadline := time.After(30 * time.Second)
 	for done := false; !done; {
@@ -76,18 +93,10 @@ func (i *instance) DetachDisk(ctx context.Context, id string) error {
 			json.Unmarshal(ev.Data, &d)
 			done = ev.Name == "DEVICE_DELETED" && d.Device == id
 		case <-deadline:
-			return fmt.Errorf("the guest did not release disk %s within 30 s (is it mounted? the guest must support PCIe hot-unplug)", id)
+			return fmt.Errorf("the guest did not release %s within 30 s (in use? the guest must support PCIe hot-unplug)", id)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}
-	i.mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": "drive-" + id}, nil)
-	i.setMu.Lock()
-	set, ok := i.sets[id]
-	delete(i.sets, id)
-	i.setMu.Unlock()
-	if ok {
-		i.mon.Execute(ctx, "remove-fd", map[string]any{"fdset-id": set}, nil)
 	}
 	return nil
 }
@@ -164,4 +173,35 @@ func (i *instance) Blocks(ctx context.Context) (map[string][2]bool, error) {
 		out[id] = [2]bool{b.Inserted != nil, b.Inserted != nil && b.Inserted.RO}
 	}
 	return out, nil
+}
+
+// AttachNIC implements engine.BlockHotplug: the tap queue the daemon
+// opened goes to QEMU by getfd, netdev_add uses it, device_add plugs the
+// NIC on its port.
+func (i *instance) AttachNIC(ctx context.Context, n engine.NIC, tap *os.File) error {
+	model := nicModels[n.Model]
+	if model == "" {
+		return fmt.Errorf("nic %s: unknown model %q", n.ID, n.Model)
+	}
+	if err := i.mon.ExecuteFD(ctx, "getfd", map[string]any{"fdname": "tap-" + n.ID}, nil, tap); err != nil {
+		return fmt.Errorf("passing tap %s to QEMU: %w", n.Tap, err)
+	}
+	if err := i.mon.Execute(ctx, "netdev_add", map[string]any{"type": "tap", "id": "net-" + n.ID, "fd": "tap-" + n.ID}, nil); err != nil {
+		i.mon.Execute(context.Background(), "closefd", map[string]any{"fdname": "tap-" + n.ID}, nil)
+		return fmt.Errorf("opening tap %s in QEMU: %w", n.Tap, err)
+	}
+	dev := map[string]any{"driver": model, "netdev": "net-" + n.ID, "mac": n.MAC, "id": n.ID, "bus": n.Port}
+	if err := i.mon.Execute(ctx, "device_add", dev, nil); err != nil {
+		i.mon.Execute(context.Background(), "netdev_del", map[string]any{"id": "net-" + n.ID}, nil)
+		return fmt.Errorf("plugging NIC %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// DetachNIC implements engine.BlockHotplug.
+func (i *instance) DetachNIC(ctx context.Context, id string) error {
+	if err := i.unplug(ctx, id); err != nil {
+		return err
+	}
+	return i.mon.Execute(ctx, "netdev_del", map[string]any{"id": "net-" + id}, nil)
 }
