@@ -481,3 +481,28 @@ func TestBlockHotplugAndCD(t *testing.T) {
 		t.Fatalf("after cd-eject: %+v", l)
 	}
 }
+
+// TestCloneStopped: a domain kept after shutdown is cloned from its
+// disk as it was; the clone boots and sees the source's last write.
+func TestCloneStopped(t *testing.T) {
+	e := NewEnv(t)
+	disk := filepath.Join(e.Dir, "old.img")
+	mustRun(t, "cp", "--sparse=always", imgPaths.Disk, disk)
+	c := e.Boot("old", "disk = [ 'file:"+disk+",xvda,w' ]\non_poweroff = \"preserve\"")
+	c.WaitFor("/dev/vda mounted on /mnt", 0, 10*time.Second)
+	c.Send("echo last-words > /mnt/note; sync; echo ok-$((2*21))")
+	c.WaitFor("ok-42", 0, 10*time.Second)
+	e.MustRF("shutdown", "-w", "--timeout", "60", "old")
+	if d := e.Domain("old"); d.PID != 0 {
+		t.Fatalf("old still runs: %+v", d)
+	}
+	e.MustRF("clone", "old", "young")
+	if got := e.Domain("old").Spec.Disks[0].Target; got == disk {
+		t.Fatal("the stopped source still names the image its clone is built on")
+	}
+	c2 := e.Console("young")
+	c2.WaitFor(image.ReadyLine, 0, 90*time.Second)
+	off := len(c2.Output())
+	c2.Send("cat /mnt/note")
+	c2.WaitFor("last-words", off, 10*time.Second)
+}
