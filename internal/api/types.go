@@ -49,6 +49,11 @@ type DomainSpec struct {
 	CPUs      string `json:"cpus,omitempty"`
 	CPUWeight int    `json:"cpu_weight"`
 	Cap       int    `json:"cap"`
+	// HotplugSlots (Ringfence key hotplug_slots, 0..8) is how many PCIe
+	// root ports the VM gets for disks and NICs attached while it runs.
+	// Each costs ~50 ms of guest boot under TCG (the guest probes the
+	// port), so none unless asked for.
+	HotplugSlots int `json:"hotplug_slots,omitempty"`
 	// Bootloader (pygrub) means: boot the disk's own bootloader via firmware.
 	Bootloader string `json:"bootloader,omitempty"`
 	// Boot is the firmware boot order, xl letters c (disk), d (cdrom), n (net).

@@ -102,6 +102,9 @@ func Format(s api.DomainSpec) string {
 	}
 	kv("cpu_weight", fmt.Sprint(s.CPUWeight))
 	kv("cap", fmt.Sprint(s.Cap))
+	if s.HotplugSlots > 0 {
+		kv("hotplug_slots", fmt.Sprint(s.HotplugSlots))
+	}
 	if s.Bootloader != "" {
 		kv("bootloader", quote(s.Bootloader))
 	}

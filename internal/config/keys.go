@@ -64,11 +64,12 @@ var keys = map[string]keyRule{
 		var a string
 		return str(v, &a, validAction)
 	}},
-	"cpus":       {"hard CPU affinity (CPULIST)", decodeCPUs},
-	"cpu_weight": {"credit scheduler weight 1..65535", func(d *decoder, v Value) error { return num(v, &d.spec.CPUWeight, 1, 65535) }},
-	"cap":        {"CPU cap in percent of one host CPU (0 = none)", func(d *decoder, v Value) error { return num(v, &d.spec.Cap, 0, 25500) }},
-	"bootloader": {"pygrub: boot the disk's own bootloader", func(d *decoder, v Value) error { return str(v, &d.spec.Bootloader, validBootloader) }},
-	"boot":       {"firmware boot order: c disk, d cdrom, n network", func(d *decoder, v Value) error { return str(v, &d.spec.Boot, validBoot) }},
+	"cpus":          {"hard CPU affinity (CPULIST)", decodeCPUs},
+	"hotplug_slots": {"PCIe slots for disks/NICs attached while running, 0..8 (Ringfence)", func(d *decoder, v Value) error { return num(v, &d.spec.HotplugSlots, 0, 8) }},
+	"cpu_weight":    {"credit scheduler weight 1..65535", func(d *decoder, v Value) error { return num(v, &d.spec.CPUWeight, 1, 65535) }},
+	"cap":           {"CPU cap in percent of one host CPU (0 = none)", func(d *decoder, v Value) error { return num(v, &d.spec.Cap, 0, 25500) }},
+	"bootloader":    {"pygrub: boot the disk's own bootloader", func(d *decoder, v Value) error { return str(v, &d.spec.Bootloader, validBootloader) }},
+	"boot":          {"firmware boot order: c disk, d cdrom, n network", func(d *decoder, v Value) error { return str(v, &d.spec.Boot, validBoot) }},
 	"localtime": {"RTC in host local time (1) or UTC (0)", func(d *decoder, v Value) error {
 		var n int
 		err := num(v, &n, 0, 1)

@@ -79,7 +79,7 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk,
 		}
 	}
 	if dk.Port = freePort(d.rec.Spec); dk.Port == "" {
-		return dk, api.Errorf(api.ErrInsufficient, "%s has no free hot-plug slot (%d are made at boot); detach a disk first", name, engine.HotplugPorts)
+		return dk, noSlot(name, d.rec.Spec)
 	}
 	m.mu.Lock()
 	err = m.diskInUse(api.DomainSpec{Disks: []api.Disk{dk}})
@@ -200,12 +200,19 @@ func freePort(spec api.DomainSpec) string {
 	for _, x := range spec.Vifs {
 		used[x.Port] = true
 	}
-	for i := 0; i < engine.HotplugPorts; i++ {
+	for i := 0; i < spec.HotplugSlots; i++ {
 		if p := engine.PortName(i); !used[p] {
 			return p
 		}
 	}
 	return ""
+}
+
+func noSlot(name string, spec api.DomainSpec) error {
+	if spec.HotplugSlots == 0 {
+		return api.Errorf(api.ErrInsufficient, "%s has no hot-plug slots: add hotplug_slots = 2 (up to 8) to its domain file and restart it (each slot costs the guest ~50 ms of boot under TCG)", name)
+	}
+	return api.Errorf(api.ErrInsufficient, "%s's %d hot-plug slots are all in use; detach a disk or vif first, or raise hotplug_slots", name, spec.HotplugSlots)
 }
 
 // macInUse refuses a vif whose MAC another live domain's vif has on the
@@ -261,7 +268,7 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif
 		}
 	}
 	if v.Port = freePort(d.rec.Spec); v.Port == "" {
-		return v, api.Errorf(api.ErrInsufficient, "%s has no free hot-plug slot (%d are made at boot); detach a disk or vif first", name, engine.HotplugPorts)
+		return v, noSlot(name, d.rec.Spec)
 	}
 	m.mu.Lock()
 	err = m.macInUse(name, []api.Vif{v})

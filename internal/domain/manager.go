@@ -195,7 +195,7 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 	ls := engine.LaunchSpec{
 		Name: spec.Name, UUID: spec.UUID, Accel: accel,
 		MemoryMiB: spec.MaxMemMiB, VCPUs: spec.VCPUs, MaxVCPUs: spec.MaxVCPUs,
-		Prealloc: true, Balloon: true,
+		Prealloc: true, Balloon: true, HotplugSlots: spec.HotplugSlots,
 		Kernel: spec.Kernel, Initrd: spec.Ramdisk, Cmdline: spec.Cmdline,
 		RunDir: m.runDir(spec.Name),
 		RunAs:  m.o.RunAs,

@@ -43,6 +43,8 @@ type LaunchSpec struct {
 	// RunAs is the unprivileged user QEMU switches to once its devices are
 	// open (empty: stay root, only for debugging).
 	RunAs string
+	// HotplugSlots spare PCIe root ports (hp0..) for hot-plug.
+	HotplugSlots int
 }
 
 // Disk is a prepared block device.
@@ -58,6 +60,9 @@ type Disk struct {
 }
 
 // NIC is a prepared network interface: the tap already exists.
+// MaxHotplugSlots bounds LaunchSpec.HotplugSlots.
+const MaxHotplugSlots = 8
+
 type NIC struct {
 	ID    string
 	Tap   string
@@ -243,10 +248,6 @@ type BackupTarget struct {
 	Disk string // guest disk ID
 	Path string
 }
-
-// HotplugPorts is how many spare PCIe root ports a VM gets for disks
-// attached while it runs.
-const HotplugPorts = 4
 
 // PortName names hot-plug root port i.
 func PortName(i int) string { return fmt.Sprintf("hp%d", i) }

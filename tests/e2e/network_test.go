@@ -124,8 +124,11 @@ func TestNICHotplug(t *testing.T) {
 	mustRun(t, "ip", "-n", e.Netns, "link", "add", "hpbr0", "type", "bridge")
 	mustRun(t, "ip", "-n", e.Netns, "addr", "add", "10.79.0.1/24", "dev", "hpbr0")
 	mustRun(t, "ip", "-n", e.Netns, "link", "set", "hpbr0", "up")
-	c := e.Boot("plug", "")
+	c := e.Boot("plug", "hotplug_slots = 1")
 	e.Boot("other", `vif = [ 'mac=00:16:3e:11:22:33,bridge=hpbr0' ]`)
+	if r := e.RF("network-attach", "other", "bridge=hpbr0"); r.Code == 0 || !strings.Contains(r.Stderr, "hotplug_slots = 2") {
+		t.Fatalf("attaching to a domain without hot-plug slots: %+v", r)
+	}
 	if r := e.RF("network-attach", "plug", "mac=00:16:3e:11:22:33,bridge=hpbr0"); r.Code == 0 || !strings.Contains(r.Stderr, "already used by domain other") {
 		t.Fatalf("attaching a MAC in use on the bridge: %+v", r)
 	}

@@ -423,7 +423,7 @@ func TestBlockHotplugAndCD(t *testing.T) {
 	mustRun(t, "truncate", "-s", "64M", extra)
 	iso := filepath.Join(e.Dir, "tools.iso")
 	mustRun(t, "truncate", "-s", "4M", iso)
-	c := e.Boot("hot", "disk = [ ',hdc:cdrom,r' ]")
+	c := e.Boot("hot", "disk = [ ',hdc:cdrom,r' ]\nhotplug_slots = 2")
 	list := func() []api.BlockDevice {
 		var out []api.BlockDevice
 		json.Unmarshal([]byte(e.MustRF("block-list", "hot", "--json")), &out)

@@ -147,7 +147,7 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	}
 	// Spare PCIe root ports: q35's root bus cannot hot-plug, a root port
 	// can (disks attached while the VM runs).
-	for i := 0; i < engine.HotplugPorts; i++ {
+	for i := 0; i < s.HotplugSlots && i < engine.MaxHotplugSlots; i++ {
 		o = append(o, opt("-device", "", "pcie-root-port", "id", engine.PortName(i), "chassis", strconv.Itoa(i+1), "bus", "pcie.0"))
 	}
 	for i, d := range s.Disks {
