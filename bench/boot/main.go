@@ -44,15 +44,11 @@ func run(runs int, imgDir string, listN int) error {
 	if !img.Built() {
 		return fmt.Errorf("no default image in %s: run `make image`", imgDir)
 	}
-	dir, err := os.MkdirTemp("/tmp", "rfbench")
+	dir, bin, cleanup, err := benchenv.Workdir("/tmp", "rfbench")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := benchenv.Build(dir)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	c, stop, err := benchenv.Daemon(bin, dir, "--vcpu-ratio", "50")
 	if err != nil {
 		return err

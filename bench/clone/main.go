@@ -29,15 +29,11 @@ func main() {
 }
 
 func run(n int) error {
-	dir, err := os.MkdirTemp("/var/tmp", "rfclone")
+	dir, bin, cleanup, err := benchenv.Workdir("/var/tmp", "rfclone")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := benchenv.Build(dir)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	c, stop, err := benchenv.Daemon(bin, filepath.Join(dir, "state"))
 	if err != nil {
 		return err

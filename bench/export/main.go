@@ -39,15 +39,11 @@ func sh(script string) (time.Duration, error) {
 }
 
 func run(img image.Paths) error {
-	dir, err := os.MkdirTemp("/var/tmp", "rfexport")
+	dir, bin, cleanup, err := benchenv.Workdir("/var/tmp", "rfexport")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := benchenv.Build(dir)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	a, stopA, err := benchenv.Daemon(bin, filepath.Join(dir, "a"))
 	if err != nil {
 		return err

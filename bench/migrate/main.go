@@ -85,12 +85,11 @@ func (w *watcher) times() (time.Time, time.Time, bool) {
 }
 
 func run(img image.Paths) error {
-	dir, _ := os.MkdirTemp("/tmp", "rfmig")
-	defer os.RemoveAll(dir)
-	bin, err := benchenv.Build(dir)
+	dir, bin, cleanup, err := benchenv.Workdir("/tmp", "rfmig")
 	if err != nil {
 		return err
 	}
+	defer cleanup()
 	port := 30000 + os.Getpid()%20000
 	srcDir, dstDir := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	exec.Command(bin, "host", "trust", "--state-dir", srcDir).Run()

@@ -78,13 +78,12 @@ func runMigrate(e *env, args []string) error {
 		if total > 0 {
 			pct = 100 * float64(p.TransferredB) / float64(total)
 		}
-		bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
 		if p.Status == "disk-copy" {
-			fmt.Fprintf(e.stderr, "\r[%s] %5.1f%% disks: copied %d MiB of %d MiB ", bar, pct, p.TransferredB>>20, total>>20)
+			fmt.Fprint(e.stderr, barLine(pct, fmt.Sprintf("disks: copied %d MiB of %d MiB", p.TransferredB>>20, total>>20)))
 			return
 		}
-		fmt.Fprintf(e.stderr, "\r[%s] %5.1f%% sent %d MiB, left %d MiB, dirty %d MiB/s, expected downtime %d ms ",
-			bar, pct, p.TransferredB>>20, p.RemainingB>>20, p.DirtyRateBps>>20, p.ExpectedDownMs)
+		fmt.Fprint(e.stderr, barLine(pct, fmt.Sprintf("sent %d MiB, left %d MiB, dirty %d MiB/s, expected downtime %d ms",
+			p.TransferredB>>20, p.RemainingB>>20, p.DirtyRateBps>>20, p.ExpectedDownMs)))
 	})
 	if tty {
 		fmt.Fprintln(e.stderr)

@@ -251,14 +251,18 @@ func jobBar(e *env) (func(api.JobProgress), func()) {
 				fmt.Fprintf(e.stderr, "\r%s: %d MiB          ", p.Phase, p.Done>>20)
 				return
 			}
-			pct := 100 * float64(p.Done) / float64(p.Total)
-			n := int(pct / 5)
-			fmt.Fprintf(e.stderr, "\r[%s%s] %5.1f%% %s: %d of %d MiB ", strings.Repeat("#", n), strings.Repeat(".", 20-n), pct, p.Phase, p.Done>>20, p.Total>>20)
+			fmt.Fprint(e.stderr, barLine(100*float64(p.Done)/float64(p.Total), fmt.Sprintf("%s: %d of %d MiB", p.Phase, p.Done>>20, p.Total>>20)))
 		}, func() {
 			if drawn {
 				fmt.Fprintln(e.stderr)
 			}
 		}
+}
+
+// barLine is one redrawn progress line: a 20-cell bar, percent, text.
+func barLine(pct float64, text string) string {
+	n := min(max(int(pct/5), 0), 20)
+	return fmt.Sprintf("\r[%s%s] %5.1f%% %s ", strings.Repeat("#", n), strings.Repeat(".", 20-n), pct, text)
 }
 
 // runExport: export NAME -o FILE [--json]

@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // clonePlan is one writable disk of a clone: src's image (frozen from now
@@ -82,7 +81,7 @@ func (m *Manager) Clone(ctx context.Context, src, newName string, paused bool) (
 	}
 	for _, p := range plans {
 		for _, f := range []string{p.overlay, p.cloneTo} {
-			if err := overlayOn(p.base, p.fmt, f); err != nil {
+			if err := storage.Overlay(p.base, p.fmt, f, 0); err != nil {
 				undo()
 				return api.Domain{}, err
 			}
@@ -183,18 +182,4 @@ func cloneSpec(src api.DomainSpec, name string) api.DomainSpec {
 		s.Vifs[i].VifName = ""
 	}
 	return s
-}
-
-// overlayOn makes a qcow2 image at path backed by base (absolute name:
-// QEMU gets images as fd sets and resolves relative names against those).
-func overlayOn(base, format, path string) error {
-	if format == "" {
-		format = "raw"
-	}
-	out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", format, "-b", base, path).CombinedOutput()
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("creating %s: %v: %s", path, err, strings.TrimSpace(string(out)))
-	}
-	return os.Chmod(path, 0o600)
 }

@@ -70,9 +70,9 @@ func (m *Manager) Export(ctx context.Context, name, path string, progress func(a
 		}
 		var targets []engine.BackupTarget
 		for _, j := range jobs {
-			size, err := virtualSize(j.src, spec.Disks[j.idx].Format)
+			size, err := storage.VirtualSize(j.src, spec.Disks[j.idx].Format)
 			if err == nil {
-				err = makeSparse(j.dst, size)
+				err = storage.CreateImage(j.dst, "raw", size)
 			}
 			if err != nil {
 				d.mu.Unlock()
@@ -153,15 +153,6 @@ func (m *Manager) Export(ctx context.Context, name, path string, progress func(a
 	res = api.ExportResult{Path: path, Bytes: fi.Size(), InputBytes: total, Ms: time.Since(t0).Milliseconds()}
 	m.o.Log.Info("domain exported", "name", name, "path", path, "bytes", res.Bytes)
 	return res, nil
-}
-
-func makeSparse(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Truncate(size)
 }
 
 // Import unpacks an archive made by Export and creates the domain from

@@ -220,12 +220,8 @@ func noSlot(name string, spec api.DomainSpec) error {
 func (m *Manager) macInUse(name string, vifs []api.Vif) error {
 	for _, v := range vifs {
 		br := m.bridge(v.Bridge)
-		for other, od := range m.doms {
+		for other, ov := range m.views(true) {
 			if other == name {
-				continue
-			}
-			ov := od.snap.Load()
-			if ov == nil || ov.State == api.StateShutdown || ov.State == api.StateCrashed {
 				continue
 			}
 			for _, x := range ov.Spec.Vifs {

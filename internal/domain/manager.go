@@ -318,16 +318,12 @@ func (m *Manager) diskInUse(spec api.DomainSpec) error {
 			continue // validation reports it
 		}
 		ro := d.Access == "ro" || d.CDROM
-		for name, od := range m.doms {
-			v := od.snap.Load()
-			if v == nil || v.State == api.StateShutdown || v.State == api.StateCrashed {
-				continue
-			}
+		for name, v := range m.views(true) {
 			for _, x := range v.Spec.Disks {
-				if x.Target == "" || ro && (x.Access == "ro" || x.CDROM) {
+				if ro && (x.Access == "ro" || x.CDROM) {
 					continue
 				}
-				if xi, err := os.Stat(x.Target); err == nil && os.SameFile(fi, xi) {
+				if sameFile(fi, x.Target) {
 					return api.Errorf(api.ErrConflict, "disk %s: %s is already in use by domain %s (%s); a disk can be shared only read-only: add ,r to both or give this domain its own copy",
 						d.VDev, d.Target, name, x.VDev)
 				}
@@ -335,6 +331,29 @@ func (m *Manager) diskInUse(spec api.DomainSpec) error {
 		}
 	}
 	return nil
+}
+
+// views are the domains' last views by name (only live ones: not shut
+// down or crashed, when live). Caller holds m.mu; no domain is locked.
+func (m *Manager) views(live bool) map[string]*api.Domain {
+	out := map[string]*api.Domain{}
+	for name, d := range m.doms {
+		v := d.snap.Load()
+		if v == nil || live && (v.State == api.StateShutdown || v.State == api.StateCrashed) {
+			continue
+		}
+		out[name] = v
+	}
+	return out
+}
+
+// sameFile reports whether path names the file fi describes.
+func sameFile(fi os.FileInfo, path string) bool {
+	if path == "" {
+		return false
+	}
+	xi, err := os.Stat(path)
+	return err == nil && os.SameFile(fi, xi)
 }
 
 // bridge resolves a vif's bridge= (see Options.ResolveBridge).
@@ -350,11 +369,7 @@ func (m *Manager) BridgeUsers(bridge string) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string
-	for name, d := range m.doms {
-		v := d.snap.Load()
-		if v == nil || v.State == api.StateShutdown || v.State == api.StateCrashed {
-			continue
-		}
+	for name, v := range m.views(true) {
 		for _, x := range v.Spec.Vifs {
 			if m.bridge(x.Bridge) == bridge {
 				out = append(out, name)
@@ -375,13 +390,11 @@ func (m *Manager) DiskUsers(path string) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string
-	for name, d := range m.doms {
-		if v := d.snap.Load(); v != nil {
-			for _, x := range v.Spec.Disks {
-				if xi, err := os.Stat(x.Target); err == nil && x.Target != "" && os.SameFile(fi, xi) {
-					out = append(out, name)
-					break
-				}
+	for name, v := range m.views(false) {
+		for _, x := range v.Spec.Disks {
+			if sameFile(fi, x.Target) {
+				out = append(out, name)
+				break
 			}
 		}
 	}

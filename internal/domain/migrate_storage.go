@@ -2,18 +2,16 @@ package domain
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // Migration without shared storage (--with-storage): the header lists the
@@ -43,38 +41,13 @@ func copiedDisks(spec api.DomainSpec) ([]migDisk, error) {
 		if d.Target == "" || d.CDROM || d.Access == "ro" {
 			continue
 		}
-		size, err := virtualSize(d.Target, d.Format)
+		size, err := storage.VirtualSize(d.Target, d.Format)
 		if err != nil {
 			return nil, fmt.Errorf("disk %s: %w", d.Guest, err)
 		}
 		out = append(out, migDisk{ID: d.Guest, Path: d.Target, Format: d.Format, SizeB: size})
 	}
 	return out, nil
-}
-
-func virtualSize(path, format string) (int64, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0, err
-	}
-	if format == "" || format == "raw" {
-		if fi.Mode().IsRegular() {
-			return fi.Size(), nil
-		}
-	}
-	// Block devices and image formats: ask qemu-img (shared lock, the
-	// guest has the image open).
-	out, err := exec.Command("qemu-img", "info", "--force-share", "--output=json", path).Output()
-	if err != nil {
-		return 0, fmt.Errorf("reading the size of %s: %w", path, err)
-	}
-	var info struct {
-		VirtualSize int64 `json:"virtual-size"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return 0, err
-	}
-	return info.VirtualSize, nil
 }
 
 // planStorage (destination) maps the source's disks to paths here and
@@ -120,23 +93,9 @@ func planStorage(spec *api.DomainSpec, disks []migDisk, dir string) ([]migDisk, 
 // made. The caller removes them all if the migration fails later.
 func createDisks(plan []migDisk) error {
 	for i, d := range plan {
-		var err error
-		if d.Format == "qcow2" {
-			var out []byte
-			out, err = exec.Command("qemu-img", "create", "-q", "-f", "qcow2", d.Path, strconv.FormatInt(d.SizeB, 10)).CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("%v: %s", err, out)
-			}
-		} else {
-			var f *os.File
-			f, err = os.OpenFile(d.Path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err == nil {
-				err = f.Truncate(d.SizeB)
-				f.Close()
-			}
-		}
+		err := storage.CreateImage(d.Path, d.Format, d.SizeB)
 		if err != nil {
-			removeDisks(plan[:i+1])
+			removeDisks(plan[:i]) // not plan[i]: it may be a file that was already there
 			return fmt.Errorf("creating disk %s at %s: %w", d.ID, d.Path, err)
 		}
 	}

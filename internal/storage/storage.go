@@ -143,7 +143,6 @@ func CreateVolume(p api.Pool, req api.VolumeRequest) (api.Volume, error) {
 		return api.Volume{}, api.Errorf(api.ErrConflict, "pool %s already has a volume %s", p.Name, req.Name)
 	}
 	format := req.Format
-	var args []string
 	if req.From != "" {
 		tpl, err := Volume(p, req.From)
 		if err != nil {
@@ -152,15 +151,11 @@ func CreateVolume(p api.Pool, req api.VolumeRequest) (api.Volume, error) {
 		if format != "" && format != "qcow2" {
 			return api.Volume{}, api.Errorf(api.ErrInvalid, "a clone (--from) is always qcow2, not %s", format)
 		}
-		format = "qcow2"
-		// The backing name is absolute: QEMU gets the clone as an fd
-		// (/dev/fdset/N) and resolves a relative name against that.
-		args = []string{"create", "-q", "-f", "qcow2", "-F", tpl.Format, "-b", tpl.Path, path}
-		if req.SizeB > 0 {
-			if req.SizeB < tpl.VirtualB {
-				return api.Volume{}, api.Errorf(api.ErrInvalid, "a clone cannot be smaller than its template (%d bytes)", tpl.VirtualB)
-			}
-			args = append(args, strconv.FormatInt(req.SizeB, 10))
+		if req.SizeB > 0 && req.SizeB < tpl.VirtualB {
+			return api.Volume{}, api.Errorf(api.ErrInvalid, "a clone cannot be smaller than its template (%d bytes)", tpl.VirtualB)
+		}
+		if err := Overlay(tpl.Path, tpl.Format, path, req.SizeB); err != nil {
+			return api.Volume{}, err
 		}
 	} else {
 		if format == "" {
@@ -172,13 +167,10 @@ func CreateVolume(p api.Pool, req api.VolumeRequest) (api.Volume, error) {
 		if req.SizeB <= 0 {
 			return api.Volume{}, api.Errorf(api.ErrInvalid, "a new volume needs a size, e.g. 10G")
 		}
-		args = []string{"create", "-q", "-f", format, path, strconv.FormatInt(req.SizeB, 10)}
+		if err := CreateImage(path, format, req.SizeB); err != nil {
+			return api.Volume{}, err
+		}
 	}
-	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
-		os.Remove(path)
-		return api.Volume{}, fmt.Errorf("qemu-img %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
-	}
-	os.Chmod(path, 0o600)
 	return Volume(p, req.Name)
 }
 
@@ -192,8 +184,8 @@ func ResizeVolume(p api.Pool, name string, size int64) (api.Volume, error) {
 	if size < v.VirtualB {
 		return v, api.Errorf(api.ErrInvalid, "volume %s is %d bytes; shrinking would cut off data the guest may use: give a size of at least that", name, v.VirtualB)
 	}
-	if out, err := exec.Command("qemu-img", "resize", "-q", "-f", v.Format, v.Path, strconv.FormatInt(size, 10)).CombinedOutput(); err != nil {
-		return v, fmt.Errorf("qemu-img resize: %v: %s", err, strings.TrimSpace(string(out)))
+	if err := qemuImg("resize", "-q", "-f", v.Format, v.Path, strconv.FormatInt(size, 10)); err != nil {
+		return v, err
 	}
 	return Volume(p, name)
 }

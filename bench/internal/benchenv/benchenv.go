@@ -34,6 +34,21 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
+// Workdir makes a scratch directory (under parent) and builds the
+// ringfence binary into it; cleanup removes it.
+func Workdir(parent, prefix string) (dir, bin string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp(parent, prefix)
+	if err != nil {
+		return "", "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if bin, err = Build(dir); err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return dir, bin, cleanup, nil
+}
+
 // Daemon starts `ringfence serve` on stateDir (log in stateDir/daemon.log)
 // and waits until it answers; stop ends it (guests are the caller's).
 func Daemon(bin, stateDir string, args ...string) (c *client.Client, stop func(), err error) {
