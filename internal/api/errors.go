@@ -76,3 +76,14 @@ type classed struct {
 
 func (e *classed) Error() string { return e.msg }
 func (e *classed) Unwrap() error { return e.class }
+
+// ErrCode returns err's class, or def when it has none: for wrapping a
+// lower layer's error in context without losing a class it already has.
+func ErrCode(err error, def error) error {
+	for _, c := range classes {
+		if errors.Is(err, c.err) {
+			return c.err
+		}
+	}
+	return def
+}

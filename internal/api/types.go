@@ -417,4 +417,24 @@ type Network struct {
 	Uplink  string   `json:"uplink,omitempty"`
 	Created bool     `json:"created,omitempty"` // the daemon made the bridge (and removes it)
 	Ports   []string `json:"ports,omitempty"`   // interfaces on the bridge now
+	// A NAT network is a private bridge: the daemon gives it Gateway
+	// (the subnet's first address), serves DHCP and DNS there, and
+	// masquerades the subnet out of the host.
+	NAT     bool   `json:"nat,omitempty"`
+	Subnet  string `json:"subnet,omitempty"` // 10.77.0.0/24
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// Lease is one address a NAT network's DHCP server hands out. Every vif on
+// a NAT network has one from the moment its domain starts (Fixed when the
+// vif's ip= names it); it is kept after the domain goes until Expires, so
+// a domain created again gets its address back.
+type Lease struct {
+	Network string    `json:"network"`
+	MAC     string    `json:"mac"`
+	IP      string    `json:"ip"`
+	Domain  string    `json:"domain,omitempty"`
+	Fixed   bool      `json:"fixed,omitempty"`
+	Active  bool      `json:"active"` // a running domain's vif holds it
+	Expires time.Time `json:"expires"`
 }

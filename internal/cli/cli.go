@@ -82,7 +82,7 @@ func init() {
 			return e.client().Action(ctx(), pos[0], "network-detach", api.NetworkRequest{Dev: pos[1]})
 		}},
 		{"network-list", "a domain's vifs with taps and slots", "network-list NAME [--json]", runNetworkList},
-		{"network", "managed networks: bridges (with an uplink) that vifs name in bridge=", "network create NAME [--bridge BR] [--uplink IF] | network list [--json] | network show NAME | network delete NAME", runNetwork},
+		{"network", "managed networks that vifs name in bridge=: bridged (with an uplink) or NAT (DHCP, DNS, masquerade)", "network create NAME [--bridge BR] [--uplink IF | --nat --subnet CIDR] | network list [--json] | network show NAME | network leases NAME [--json] | network delete NAME", runNetwork},
 		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", runPool},
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},

@@ -11,7 +11,7 @@ import (
 // runNetwork: network create NAME [--bridge BR] [--uplink IF] | list | show NAME | delete NAME
 func runNetwork(e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError{"expected create, list, show or delete"}
+		return usageError{"expected create, list, show, leases or delete"}
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("network "+sub, flag.ContinueOnError)
@@ -19,20 +19,48 @@ func runNetwork(e *env, args []string) error {
 	case "create":
 		bridge := fs.String("bridge", "", "bridge to use (made if missing; default: the network's name)")
 		uplink := fs.String("uplink", "", "host interface put on the bridge, so guests share its segment (as xenbr0 with eth0)")
+		nat := fs.Bool("nat", false, "a private network: DHCP, DNS and masquerading out of the host (needs --subnet)")
+		subnet := fs.String("subnet", "", "the NAT network's IPv4 range, e.g. 10.77.0.0/24 (the gateway is its first address)")
 		pos, err := parse(fs, args, 1, 1)
 		if err != nil {
 			return err
 		}
-		n, err := e.client().CreateNetwork(ctx(), api.Network{Name: pos[0], Bridge: *bridge, Uplink: *uplink})
+		if *nat && *subnet == "" {
+			return usageError{"--nat needs --subnet, e.g. --subnet 10.77.0.0/24"}
+		}
+		n, err := e.client().CreateNetwork(ctx(), api.Network{Name: pos[0], Bridge: *bridge, Uplink: *uplink, NAT: *nat, Subnet: *subnet})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "Created network %s on bridge %s%s\n", n.Name, n.Bridge, map[bool]string{true: " (uplink " + n.Uplink + ")", false: ""}[n.Uplink != ""])
+		extra := ""
+		switch {
+		case n.NAT:
+			extra = fmt.Sprintf(" (NAT %s, gateway, DHCP and DNS at %s)", n.Subnet, n.Gateway)
+		case n.Uplink != "":
+			extra = " (uplink " + n.Uplink + ")"
+		}
+		fmt.Fprintf(e.stderr, "Created network %s on bridge %s%s\n", n.Name, n.Bridge, extra)
 		return nil
 	case "list":
 		return listTable(e, fs, args, 0, func([]string) ([]api.Network, error) { return e.client().Networks(ctx()) },
-			"NAME\tBRIDGE\tUPLINK\tPORTS", func(n api.Network) string {
-				return fmt.Sprintf("%s\t%s\t%s\t%s", n.Name, n.Bridge, n.Uplink, strings.Join(n.Ports, ","))
+			"NAME\tBRIDGE\tKIND\tUPLINK/SUBNET\tPORTS", func(n api.Network) string {
+				kind, where := "bridged", n.Uplink
+				if n.NAT {
+					kind, where = "nat", n.Subnet
+				}
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", n.Name, n.Bridge, kind, where, strings.Join(n.Ports, ","))
+			})
+	case "leases":
+		return listTable(e, fs, args, 1, func(pos []string) ([]api.Lease, error) { return e.client().Leases(ctx(), pos[0]) },
+			"IP\tMAC\tDOMAIN\tSTATE\tEXPIRES", func(l api.Lease) string {
+				state := "gone"
+				if l.Active {
+					state = "running"
+				}
+				if l.Fixed {
+					state += ",fixed"
+				}
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", l.IP, l.MAC, l.Domain, state, l.Expires.Local().Format("2006-01-02 15:04:05"))
 			})
 	case "show":
 		pos, err := parse(fs, args, 1, 1)

@@ -354,6 +354,13 @@ func (c *Client) DeleteNetwork(ctx context.Context, name string) error {
 	return c.do(ctx, "DELETE", "/networks/"+url.PathEscape(name), nil, nil)
 }
 
+// Leases lists a NAT network's DHCP leases.
+func (c *Client) Leases(ctx context.Context, name string) ([]api.Lease, error) {
+	var out []api.Lease
+	err := c.do(ctx, "GET", "/networks/"+url.PathEscape(name)+"/leases", nil, &out)
+	return out, err
+}
+
 // Vifs lists a domain's vifs with their taps.
 func (c *Client) Vifs(ctx context.Context, name string) ([]api.NetworkDevice, error) {
 	var out []api.NetworkDevice

@@ -290,7 +290,7 @@ usbdevice='tablet'
 			t.Errorf("%s: %d per %d us, %v", tc.rate, b, us, err)
 		}
 	}
-	for _, bad := range []string{"cpus='x'", "cpu_weight=0", "cap=-1", "boot='z'", "bootloader='grub2'", "vif=['rate=fast']", "vif=['vifname=this-name-is-too-long']", "on_crash='explode'"} {
+	for _, bad := range []string{"cpus='x'", "cpu_weight=0", "cap=-1", "boot='z'", "bootloader='grub2'", "vif=['rate=fast']", "vif=['ip=10.0.0.300']", "vif=['ip=fe80::1%eth0']", "vif=['vifname=this-name-is-too-long']", "on_crash='explode'"} {
 		if _, _, err := Decode("t.cfg", []byte("name='b'\nkernel='/k'\n"+bad)); err == nil || !strings.Contains(err.Error(), "t.cfg:3:") {
 			t.Errorf("%s: %v", bad, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -792,7 +793,11 @@ func ParseVif(s string) (api.Vif, error) {
 			vif.Bridge = val
 		case "ip":
 			for _, ip := range strings.Fields(val) {
-				vif.IP = append(vif.IP, ip)
+				a, err := netip.ParseAddr(ip)
+				if err != nil || a.Zone() != "" {
+					return vif, fmt.Errorf("ip %q is not an IPv4 or IPv6 address (several go space-separated: ip=10.0.0.5 2001:db8::5)", ip)
+				}
+				vif.IP = append(vif.IP, a.String())
 			}
 		case "model":
 			vif.Model = val

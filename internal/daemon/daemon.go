@@ -161,11 +161,11 @@ func Run(cfg Config) error {
 	if runAs == "nobody" {
 		log.Warn("user ringfence-qemu does not exist; QEMU will run as nobody (scripts/deps.sh creates the dedicated user)")
 	}
-	nets, err := netmgr.New(context.Background(), st)
+	nets, err := netmgr.New(context.Background(), st, log)
 	if err != nil {
 		return fmt.Errorf("loading networks: %w", err)
 	}
-	mgr := domain.New(domain.Options{ResolveBridge: nets.Bridge, Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs,
+	mgr := domain.New(domain.Options{Networks: nets, Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs,
 		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, TLSDir: filepath.Join(cfg.StateDir, "tls"), StateDir: cfg.StateDir})
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
@@ -186,6 +186,11 @@ func Run(cfg Config) error {
 	defer stop()
 	if err := mgr.Recover(ctx); err != nil {
 		return err
+	}
+	defer nets.Close()
+	if err := nets.Sync(); err != nil {
+		// The kernel keeps the previous daemon's rules; say so loudly.
+		log.Error("the network filter could not be rendered; the previous rules stay in force", "err", err)
 	}
 	go mgr.RunSampler(ctx, time.Second)
 	if tc, err := peer.Config(peer.Files{Dir: filepath.Join(cfg.StateDir, "tls")}); err == nil {

@@ -25,6 +25,10 @@ func (s *Server) networkRoutes(mux *http.ServeMux) {
 		out, err := s.nets.Get(r.PathValue("name"))
 		reply(w, out, err)
 	})
+	mux.HandleFunc("GET "+p+"/networks/{name}/leases", func(w http.ResponseWriter, r *http.Request) {
+		out, err := s.nets.Leases(r.PathValue("name"))
+		reply(w, out, err)
+	})
 	mux.HandleFunc("GET "+p+"/domains/{name}/vifs", func(w http.ResponseWriter, r *http.Request) {
 		out, err := s.mgr.NetworkList(r.PathValue("name"))
 		reply(w, out, err)

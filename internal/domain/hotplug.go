@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -273,20 +274,18 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif
 		return v, err
 	}
 	tap := network.TapName(d.rec.ID, idx)
-	if err := network.CreateTap(tap, m.bridge(v.Bridge)); err != nil {
-		return v, api.Errorf(api.ErrInvalid, "%v", err)
+	for n := idx; slices.Contains(d.rec.Taps, tap); n++ {
+		tap = network.TapName(d.rec.ID, n+1) // an earlier detach freed a lower index
+	}
+	if err := m.plugTap(ctx, name, tap, v); err != nil {
+		return v, api.Errorf(api.ErrCode(err, api.ErrInvalid), "%v", err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			network.DeleteTap(tap)
+			m.unplugTap(tap)
 		}
 	}()
-	if v.RateBytes > 0 {
-		if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
-			return v, api.Errorf(api.ErrInvalid, "rate=%s: %v", v.Rate, err)
-		}
-	}
 	f, err := network.OpenTap(tap)
 	if err != nil {
 		return v, err
@@ -336,7 +335,7 @@ func (m *Manager) NetworkDetach(ctx context.Context, name, dev string) error {
 		return err
 	}
 	if i < len(d.rec.Taps) {
-		network.DeleteTap(d.rec.Taps[i])
+		m.unplugTap(d.rec.Taps[i])
 		taps := append([]string(nil), d.rec.Taps[:i]...)
 		d.rec.Taps = append(taps, d.rec.Taps[i+1:]...)
 	}

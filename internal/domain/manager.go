@@ -92,9 +92,9 @@ type Options struct {
 	HostCPUs int
 	// OverheadMiB overrides the per-domain QEMU overhead estimate.
 	OverheadMiB int
-	// ResolveBridge maps a vif's bridge= to the bridge to use: a managed
-	// network's bridge, or the name itself (nil = the name itself).
-	ResolveBridge func(string) string
+	// Networks is the network side of vifs (internal/netmgr); nil: bridge=
+	// names a bridge as it is and no tap is filtered.
+	Networks Networks
 	// StateDir holds files the daemon keeps (snapshot memory states).
 	StateDir string
 	// TLSDir is this host's peer TLS dir (CA and host certificate); live
@@ -356,12 +356,55 @@ func sameFile(fi os.FileInfo, path string) bool {
 	return err == nil && os.SameFile(fi, xi)
 }
 
-// bridge resolves a vif's bridge= (see Options.ResolveBridge).
+// Networks is what the domain manager needs from the owner of networks.
+type Networks interface {
+	// Bridge maps a vif's bridge= to the bridge to use: a managed
+	// network's bridge, or the name itself.
+	Bridge(name string) string
+	// Plug registers a vif whose tap was just made (its address on a NAT
+	// network, its anti-spoofing filter); Unplug forgets it once the tap
+	// is gone.
+	Plug(ctx context.Context, domain, tap string, v api.Vif) error
+	Unplug(tap string)
+}
+
+// bridge resolves a vif's bridge= (see Networks.Bridge).
 func (m *Manager) bridge(name string) string {
-	if m.o.ResolveBridge == nil || name == "" {
+	if m.o.Networks == nil || name == "" {
 		return name
 	}
-	return m.o.ResolveBridge(name)
+	return m.o.Networks.Bridge(name)
+}
+
+// plugTap makes vif's tap on its bridge with its rate limit and filter;
+// on error nothing of it is left.
+func (m *Manager) plugTap(ctx context.Context, domain, tap string, v api.Vif) error {
+	if err := network.CreateTap(tap, m.bridge(v.Bridge)); err != nil {
+		return err
+	}
+	if v.RateBytes > 0 {
+		if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
+			network.DeleteTap(tap)
+			return fmt.Errorf("rate=%s: %w", v.Rate, err)
+		}
+	}
+	if m.o.Networks != nil {
+		if err := m.o.Networks.Plug(ctx, domain, tap, v); err != nil {
+			network.DeleteTap(tap)
+			return err
+		}
+	}
+	return nil
+}
+
+// unplugTap removes a tap plugTap made.
+func (m *Manager) unplugTap(tap string) {
+	if err := network.DeleteTap(tap); err != nil {
+		m.o.Log.Error("removing tap", "tap", tap, "err", err)
+	}
+	if m.o.Networks != nil {
+		m.o.Networks.Unplug(tap)
+	}
 }
 
 // BridgeUsers names the live domains with a vif on bridge.
@@ -456,17 +499,12 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	defer os.Remove(pending)
 	var taps []string
 	for i, n := range ls.NICs {
-		if err := network.CreateTap(n.Tap, m.bridge(spec.Vifs[i].Bridge)); err != nil {
-			return api.Errorf(api.ErrInvalid, "vif %d: %v", i, err)
+		if err := m.plugTap(ctx, spec.Name, n.Tap, spec.Vifs[i]); err != nil {
+			return api.Errorf(api.ErrCode(err, api.ErrInvalid), "vif %d: %v", i, err)
 		}
 		tap := n.Tap
 		taps = append(taps, tap)
-		r.Add(func() { network.DeleteTap(tap) })
-		if v := spec.Vifs[i]; v.RateBytes > 0 {
-			if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
-				return api.Errorf(api.ErrInvalid, "vif %d rate=%s: %v", i, v.Rate, err)
-			}
-		}
+		r.Add(func() { m.unplugTap(tap) })
 	}
 	ls.Incoming = so.incoming != nil
 	if cg := m.o.Cgroups; cg != nil {
@@ -578,9 +616,7 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 	}
 	name := d.rec.Spec.Name
 	for _, t := range d.rec.Taps {
-		if err := network.DeleteTap(t); err != nil {
-			m.o.Log.Error("removing tap", "tap", t, "err", err)
-		}
+		m.unplugTap(t)
 	}
 	d.rec.Taps = nil
 	d.inst = nil
@@ -970,7 +1006,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		if err != nil {
 			m.o.Log.Warn("domain died while the daemon was away; applying on_crash", "name", name, "id", rec.ID, "err", err)
 			for _, t := range rec.Taps {
-				network.DeleteTap(t)
+				m.unplugTap(t)
 			}
 			if m.o.Cgroups != nil {
 				m.o.Cgroups.Remove(name)
@@ -983,6 +1019,17 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		d.inst = inst
 		d.ended = make(chan struct{})
+		if m.o.Networks != nil {
+			// Its taps kept running; the network side learns them again
+			// (leases, filters) before it renders the filter.
+			for i, t := range rec.Taps {
+				if i < len(rec.Spec.Vifs) {
+					if err := m.o.Networks.Plug(ctx, name, t, rec.Spec.Vifs[i]); err != nil {
+						m.o.Log.Error("re-registering a vif", "name", name, "tap", t, "err", err)
+					}
+				}
+			}
+		}
 		if st, err := inst.Status(ctx); err == nil {
 			if st == "paused" || st == "prelaunch" {
 				d.rec.State = api.StatePaused

@@ -266,6 +266,7 @@ bound|renew)
   ip addr flush dev $interface
   ip addr add $ip/${mask:-24} dev $interface
   [ -n "$router" ] && ip route add default via ${router%% *} dev $interface
+  [ -n "$dns" ] && for d in $dns; do echo "nameserver $d"; done > /etc/resolv.conf
   echo "ringfence: $interface has $ip" > /dev/console ;;
 esac
 `

@@ -1,12 +1,17 @@
 // Package netmgr owns the daemon's managed networks: records in the state
 // store, bridges (and their uplinks) made with netlink through
-// internal/network. A vif's bridge= may name a managed network; any other
-// name is an existing bridge used as it is (unmanaged, as in Xen).
+// internal/network, and for NAT networks the gateway address, DHCP leases,
+// DNS and masquerading. It also owns the per-vif anti-spoofing filter: the
+// domain manager plugs every vif it starts and unplugs it when the tap
+// goes. A vif's bridge= may name a managed network; any other name is an
+// existing bridge used as it is (unmanaged, as in Xen).
 package netmgr
 
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -29,12 +34,28 @@ type Manager struct {
 
 	cacheMu sync.RWMutex
 	byName  map[string]api.Network
+
+	log *slog.Logger
+	// fw guards the vif ports, the leases and the nftables tables, which
+	// are rendered from both.
+	fw     sync.Mutex
+	ports  map[string]port // by tap
+	leases map[string]map[string]api.Lease
+	ready  bool // Sync has run: changes reach the kernel at once
+	svcs   map[string]*services
 }
 
 // New loads the registry and makes sure every managed bridge exists (a
 // host reboot drops them) with its uplink.
-func New(ctx context.Context, st store.Store) (*Manager, error) {
-	m := &Manager{st: st, byName: map[string]api.Network{}}
+// The filter is not rendered until Sync, once the domain manager has
+// plugged the vifs of the domains it re-attached: until then the kernel
+// keeps the rules the previous daemon left, so guests are never unfiltered.
+func New(ctx context.Context, st store.Store, log *slog.Logger) (*Manager, error) {
+	m := &Manager{st: st, byName: map[string]api.Network{}, log: log, ports: map[string]port{},
+		leases: map[string]map[string]api.Lease{}, svcs: map[string]*services{}}
+	if err := m.loadLeases(ctx); err != nil {
+		return nil, err
+	}
 	kvs, err := st.List(ctx, keyNets)
 	if err != nil {
 		return nil, err
@@ -51,8 +72,23 @@ func New(ctx context.Context, st store.Store) (*Manager, error) {
 		if n.Uplink != "" {
 			network.Enslave(n.Uplink, n.Bridge)
 		}
+		if n.NAT {
+			if err := m.startNAT(n); err != nil {
+				log.Error("NAT network not serving", "network", n.Name, "err", err)
+			}
+		}
 	}
 	return m, nil
+}
+
+// Close stops the DHCP and DNS servers (bridges, leases and rules stay).
+func (m *Manager) Close() {
+	m.fw.Lock()
+	defer m.fw.Unlock()
+	for name, s := range m.svcs {
+		s.close()
+		delete(m.svcs, name)
+	}
 }
 
 // Bridge resolves a vif's bridge=: a managed network's bridge, or the
@@ -110,6 +146,20 @@ func (m *Manager) Create(ctx context.Context, req api.Network) (api.Network, err
 			return req, api.Errorf(api.ErrInvalid, "%v", err)
 		}
 	}
+	var subnet netip.Prefix
+	if req.NAT || req.Subnet != "" {
+		if req.Uplink != "" {
+			return req, api.Errorf(api.ErrInvalid, "a NAT network has no uplink: its guests reach out through the host's routing; drop --uplink (or --nat for a bridged network)")
+		}
+		var err error
+		if subnet, err = parseSubnet(req.Subnet); err != nil {
+			return req, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+		if err := m.checkOverlap(subnet); err != nil {
+			return req, err
+		}
+		req.NAT = true
+	}
 	if _, err := m.Get(req.Name); err == nil {
 		return req, api.Errorf(api.ErrConflict, "a network named %q already exists", req.Name)
 	}
@@ -134,10 +184,21 @@ func (m *Manager) Create(ctx context.Context, req api.Network) (api.Network, err
 		}
 	}
 	n := api.Network{Name: req.Name, Bridge: req.Bridge, Uplink: req.Uplink, Created: created}
+	if req.NAT {
+		n.NAT, n.Subnet, n.Gateway = true, subnet.String(), subnet.Addr().Next().String()
+		if err := m.startNAT(n); err != nil {
+			m.stopNAT(n)
+			undo()
+			return req, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+	}
 	b, _ := json.Marshal(n)
 	if err := store.Put(ctx, m.st, keyNets+n.Name, b); err != nil {
 		if req.Uplink != "" {
 			network.Release(req.Uplink)
+		}
+		if n.NAT {
+			m.stopNAT(n)
 		}
 		undo()
 		return req, err
@@ -145,6 +206,17 @@ func (m *Manager) Create(ctx context.Context, req api.Network) (api.Network, err
 	m.cacheMu.Lock()
 	m.byName[n.Name] = n
 	m.cacheMu.Unlock()
+	if n.NAT {
+		if err := m.apply(); err != nil {
+			m.cacheMu.Lock()
+			delete(m.byName, n.Name)
+			m.cacheMu.Unlock()
+			store.Delete(ctx, m.st, keyNets+n.Name)
+			m.stopNAT(n)
+			undo()
+			return req, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+	}
 	return n, nil
 }
 
@@ -168,6 +240,13 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	m.cacheMu.Lock()
 	delete(m.byName, name)
 	m.cacheMu.Unlock()
+	if n.NAT {
+		m.stopNAT(n)
+		m.dropLeases(ctx, name)
+		if err := m.apply(); err != nil {
+			m.log.Error("removing the network's masquerade rule", "network", name, "err", err)
+		}
+	}
 	if n.Uplink != "" {
 		network.Release(n.Uplink)
 	}

@@ -3,9 +3,13 @@ package network
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
 	"regexp"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
@@ -104,4 +108,72 @@ func Ports(bridge string) []string {
 		}
 	}
 	return out
+}
+
+// AddAddr gives link the address (a NAT network's gateway); already
+// having it is fine.
+func AddAddr(name string, p netip.Prefix) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if err := netlink.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("adding %s to %s: %w", p, name, err)
+	}
+	return nil
+}
+
+// DelAddr removes an address AddAddr gave (missing is fine).
+func DelAddr(name string, p netip.Prefix) {
+	if l, err := netlink.LinkByName(name); err == nil {
+		netlink.AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}})
+	}
+}
+
+// Overlapping names what on this host already uses addresses in p: an
+// interface address or a route (the default route aside), or "".
+func Overlapping(p netip.Prefix) string {
+	addrs, _ := netlink.AddrList(nil, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if ap, ok := netipPrefix(a.IPNet); ok && ap.Overlaps(p) {
+			name := "an interface"
+			if l, err := netlink.LinkByIndex(a.LinkIndex); err == nil {
+				name = l.Attrs().Name
+			}
+			return fmt.Sprintf("address %s on %s", ap, name)
+		}
+	}
+	routes, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if rp, ok := netipPrefix(r.Dst); ok && rp.Bits() > 0 && rp.Overlaps(p) {
+			return fmt.Sprintf("route %s", rp.Masked())
+		}
+	}
+	return ""
+}
+
+func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+// EnableForwarding turns on IPv4 forwarding in this network namespace, as
+// NAT needs (libvirt does the same; it is not turned off again, since
+// other things on the host may rely on it by then).
+func EnableForwarding() error {
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("enabling IPv4 forwarding for NAT: %w", err)
+	}
+	return nil
 }

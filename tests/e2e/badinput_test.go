@@ -77,6 +77,10 @@ func TestBadInputLeavesNothing(t *testing.T) {
 			[]string{"already in use by domain dup", "shared only read-only"}},
 		{"placeholder mac", e.WriteConfig("mac", "vif = [ 'ip=192.168.1.10,mac=00:16:3E:XX:XX:XX,bridge=rfbr0' ]"),
 			[]string{"mac \"00:16:3E:XX:XX:XX\" is malformed"}},
+		{"malformed ip", e.WriteConfig("badip", "vif = [ 'bridge=rfbr0,ip=10.0.0.300' ]"),
+			[]string{"badip.cfg:", `ip "10.0.0.300" is not an IPv4 or IPv6 address`}},
+		{"malformed rate", e.WriteConfig("badrate", "vif = [ 'bridge=rfbr0,rate=fast' ]"),
+			[]string{"badrate.cfg:", `rate "fast"`}},
 		{"disk swapped fields", e.WriteConfig("swap", "disk = [ 'phy:xvda,/dev/loop0,w' ]"),
 			[]string{"vdev goes second"}},
 		// Fails inside QEMU, after the tap was made: the revert must undo it.

@@ -409,6 +409,9 @@ func (e *Env) cleanup() {
 	if links := e.Links(); strings.Contains(links, "vif") || regexp.MustCompile(`ifb\d+\.\d+`).MatchString(links) {
 		t.Errorf("taps or IFBs left behind:\n%s", links)
 	}
+	if rules, err := exec.Command("ip", "netns", "exec", e.Netns, "nft", "list", "ruleset").CombinedOutput(); err == nil && strings.Contains(string(rules), `iifname "vif`) {
+		t.Errorf("a vif's filter left behind:\n%s", rules)
+	}
 	for _, n := range e.names {
 		for _, dir := range cgroupDirs(e.Dir, n) {
 			if _, err := os.Stat(dir); err == nil {

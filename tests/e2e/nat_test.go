@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+)
+
+// nft lists the ruleset of the env's namespace.
+func (e *Env) nft() string {
+	out, _ := runOut("ip", "netns", "exec", e.Netns, "nft", "list", "ruleset")
+	return out
+}
+
+// TestNATNetwork: a NAT network gives its guests DHCP leases (a fixed one
+// for ip=), answers DNS for their names and masquerades them out: a guest
+// reaches a host in another namespace that has no route back to the
+// private subnet. Overlapping subnets and taken or foreign addresses are
+// refused with nothing made. Leases, taps and filters survive a daemon
+// restart and DHCP still answers after it; delete removes the bridge, the
+// rules and the leases.
+func TestNATNetwork(t *testing.T) {
+	e := NewEnv(t, "--vcpu-ratio", "4") // the refused creates must reach the network check
+	outside := fmt.Sprintf("rfwan%d", os.Getpid())
+	mustRun(t, "ip", "netns", "add", outside)
+	t.Cleanup(func() { runOut("ip", "netns", "del", outside) })
+	mustRun(t, "ip", "-n", e.Netns, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p", "netns", outside)
+	mustRun(t, "ip", "-n", e.Netns, "addr", "add", "192.0.2.2/24", "dev", "wan0")
+	mustRun(t, "ip", "-n", e.Netns, "link", "set", "wan0", "up")
+	mustRun(t, "ip", "-n", outside, "addr", "add", "192.0.2.1/24", "dev", "wan0p")
+	mustRun(t, "ip", "-n", outside, "link", "set", "wan0p", "up")
+	mustRun(t, "ip", "-n", outside, "link", "set", "lo", "up")
+
+	e.MustRF("network", "create", "nat0", "--nat", "--subnet", "10.77.0.0/24")
+	if a := mustRun(t, "ip", "-n", e.Netns, "-o", "addr", "show", "dev", "nat0"); !strings.Contains(a, "10.77.0.1/24") {
+		t.Fatalf("the bridge has no gateway address: %s", a)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "create", "nat1", "--nat", "--subnet", "10.77.0.0/16"}, "overlaps network nat0"},
+		{[]string{"network", "create", "nat1", "--nat", "--subnet", "192.0.2.0/25"}, "overlaps address 192.0.2.2/24 on wan0"},
+		{[]string{"network", "create", "nat1", "--nat", "--subnet", "10.78.0.1/24"}, "write 10.78.0.0/24"},
+		{[]string{"network", "create", "nat1", "--nat", "--subnet", "10.78.0.0/8"}, "prefix length must be 16 to 29"},
+		{[]string{"network", "create", "nat1", "--nat"}, "--nat needs --subnet"},
+		{[]string{"network", "create", "nat1", "--nat", "--subnet", "10.78.0.0/24", "--uplink", "wan0"}, "NAT network has no uplink"},
+		{[]string{"network", "leases", "nosuch"}, "no network named"},
+	} {
+		if r := e.RF(c.args...); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+			t.Errorf("%v: %+v, want %q", c.args, r, c.want)
+		}
+	}
+	if strings.Contains(e.Links(), "nat1") {
+		t.Fatalf("a refused create left a bridge:\n%s", e.Links())
+	}
+
+	ca := e.Boot("nata", `vif = [ 'bridge=nat0' ]`)
+	ca.WaitFor("eth0 has 10.77.0.2", 0, 60*time.Second)
+	cb := e.Boot("natb", `vif = [ 'bridge=nat0,ip=10.77.0.50' ]`)
+	cb.WaitFor("eth0 has 10.77.0.50", 0, 60*time.Second)
+	for _, c := range []struct{ name, vif, want string }{
+		{"natc", "bridge=nat0,ip=10.77.0.50", "ip=10.77.0.50 is already used by natb"},
+		{"natd", "bridge=nat0,ip=10.99.0.5", "not a guest address of network nat0"},
+		{"nate", "bridge=nat0,ip=10.77.0.1", "10.77.0.1 is the gateway"},
+	} {
+		if r := e.RF("create", e.WriteConfig(c.name, "vif = [ '"+c.vif+"' ]")); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+			t.Errorf("%s: %+v, want %q", c.name, r, c.want)
+		}
+	}
+	if len(e.List()) != 2 || strings.Count(e.Links(), "vif") != 2 {
+		t.Fatalf("a refused create left a domain or a tap:\n%v\n%s", e.List(), e.Links())
+	}
+
+	// Out through the masquerade: the outside has no route to 10.77/24,
+	// so a reply only comes back if the source was rewritten.
+	off := len(ca.Output())
+	ca.Send("ping -c 2 -W 3 192.0.2.1 && echo wan-$((6*7)); nslookup natb 10.77.0.1")
+	ca.WaitFor("wan-42", off, 30*time.Second)
+	ca.WaitFor("10.77.0.50", off, 15*time.Second)
+	leases := func() map[string]api.Lease {
+		var ls []api.Lease
+		if err := json.Unmarshal([]byte(e.MustRF("network", "leases", "nat0", "--json")), &ls); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]api.Lease{}
+		for _, l := range ls {
+			out[l.Domain] = l
+		}
+		return out
+	}
+	ls := leases()
+	if len(ls) != 2 || ls["nata"].IP != "10.77.0.2" || !ls["nata"].Active || ls["natb"].IP != "10.77.0.50" || !ls["natb"].Fixed {
+		t.Fatalf("leases: %+v", ls)
+	}
+	rules := e.nft()
+	for _, w := range []string{"masquerade", `iifname "vif`, "10.77.0.50"} {
+		if !strings.Contains(rules, w) {
+			t.Fatalf("ruleset lacks %q:\n%s", w, rules)
+		}
+	}
+
+	// A restart keeps taps, leases and rules, and DHCP answers again.
+	links := e.Links()
+	e.StopDaemon()
+	e.StartDaemon()
+	if got := leases(); got["nata"] != ls["nata"] && got["nata"].IP != "10.77.0.2" {
+		t.Fatalf("leases after restart: %+v, before %+v", got, ls)
+	}
+	for _, tap := range regexp.MustCompile(`vif\d+\.\d+`).FindAllString(links, -1) {
+		if !strings.Contains(e.Links(), tap) {
+			t.Fatalf("tap %s gone after restart", tap)
+		}
+	}
+	if r := e.nft(); !strings.Contains(r, "10.77.0.50") || !strings.Contains(r, "masquerade") {
+		t.Fatalf("rules after restart:\n%s", r)
+	}
+	ca = e.Console("nata") // the old one ended with the daemon
+	off = len(ca.Output())
+	ca.Send("udhcpc -i eth0 -q -n -t 5 -s /etc/udhcpc.script >/dev/null 2>&1; ping -c 1 -W 3 192.0.2.1 && echo again-$((6*7))")
+	ca.WaitFor("eth0 has 10.77.0.2", off, 30*time.Second)
+	ca.WaitFor("again-42", off, 30*time.Second)
+
+	if r := e.RF("network", "delete", "nat0"); r.Code == 0 || !strings.Contains(r.Stderr, "in use by") {
+		t.Fatalf("deleting a network in use: %+v", r)
+	}
+	e.MustRF("destroy", "nata")
+	e.MustRF("destroy", "natb")
+	if r := e.nft(); strings.Contains(r, "iifname") || !strings.Contains(r, "masquerade") {
+		t.Fatalf("after destroy the vif filters should be gone and NAT stay:\n%s", r)
+	}
+	if ls := leases(); ls["nata"].Active || ls["nata"].IP != "10.77.0.2" {
+		t.Fatalf("a lease should outlive its domain, inactive: %+v", ls)
+	}
+	e.MustRF("network", "delete", "nat0")
+	if r := e.nft(); strings.Contains(r, "ringfence") {
+		t.Fatalf("delete left rules:\n%s", r)
+	}
+	if strings.Contains(e.Links(), "nat0") {
+		t.Fatalf("delete left the bridge:\n%s", e.Links())
+	}
+}
+
+// nftCounter sums the packets counted by the rules of tap's chain that
+// contain match.
+func nftCounter(t *testing.T, e *Env, tap, match string) int {
+	t.Helper()
+	rules := e.nft()
+	i := strings.Index(rules, fmt.Sprintf("comment %q", tap))
+	if i < 0 {
+		t.Fatalf("no chain for %s:\n%s", tap, rules)
+	}
+	chain := rules[i:]
+	if j := strings.Index(chain, "\n\t}"); j > 0 { // the chain's end, not a set's
+		chain = chain[:j]
+	}
+	n := 0
+	for _, line := range strings.Split(chain, "\n") {
+		if strings.Contains(line, match) {
+			if m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(line); m != nil {
+				k, _ := strconv.Atoi(m[1])
+				n += k
+			}
+		}
+	}
+	return n
+}
+
+// TestAntiSpoof: a vif with ip= may send only from its MAC and addresses.
+// Two guests on one bridge ping each other and the host; a guest that
+// forges its source IP, or its MAC, gets nothing through (the host never
+// answers and the filter counts the drops) while its honest traffic does.
+func TestAntiSpoof(t *testing.T) {
+	e := NewEnv(t, "--vcpu-ratio", "4")
+	mustRun(t, "ip", "-n", e.Netns, "link", "add", "sbr0", "type", "bridge")
+	mustRun(t, "ip", "-n", e.Netns, "addr", "add", "10.80.0.1/24", "dev", "sbr0")
+	mustRun(t, "ip", "-n", e.Netns, "link", "set", "sbr0", "up")
+	cg := e.Boot("honest", `vif = [ 'mac=00:16:3e:aa:00:01,bridge=sbr0,ip=10.80.0.5' ]`)
+	ch := e.Boot("peer", `vif = [ 'mac=00:16:3e:aa:00:02,bridge=sbr0,ip=10.80.0.6' ]`)
+	tap := "vif" + itoa(e.Domain("honest").ID) + ".0"
+	off := len(ch.Output())
+	ch.Send("ip addr add 10.80.0.6/24 dev eth0; echo peer-up")
+	ch.WaitFor("peer-up", off, 10*time.Second)
+
+	off = len(cg.Output())
+	cg.Send("ip addr add 10.80.0.5/24 dev eth0; ping -c 2 -W 3 10.80.0.6 && ping -c 1 -W 3 10.80.0.1 && echo honest-$((6*7))")
+	cg.WaitFor("honest-42", off, 30*time.Second)
+
+	// Forged source address: the neighbour's MAC is cached, so only the
+	// IPv4 rule stands between the forged packet and the host.
+	before := nftCounter(t, e, tap, "ip saddr")
+	off = len(cg.Output())
+	cg.Send("ip addr add 10.80.0.9/24 dev eth0; ping -c 2 -W 2 -I 10.80.0.9 10.80.0.1 >/dev/null || echo forged-$((6*7))-blocked")
+	cg.WaitFor("forged-42-blocked", off, 30*time.Second)
+	if after := nftCounter(t, e, tap, "ip saddr"); after < before+2 {
+		t.Fatalf("the IPv4 rule counted %d drops, want at least 2 more than %d\n%s\n%s", after, before, e.nft(), tail(cg.Output(), 1500))
+	}
+	off = len(cg.Output())
+	cg.Send("ip addr del 10.80.0.9/24 dev eth0; ping -c 1 -W 3 -I 10.80.0.5 10.80.0.1 && echo honest-again-$((6*7))")
+	cg.WaitFor("honest-again-42", off, 30*time.Second)
+
+	// Forged MAC.
+	before = nftCounter(t, e, tap, "ether saddr")
+	off = len(cg.Output())
+	cg.Send("ip link set eth0 address 00:16:3e:aa:00:66; ping -c 2 -W 2 10.80.0.6 >/dev/null || echo mac-$((6*7))-blocked; ip link set eth0 address 00:16:3e:aa:00:01")
+	cg.WaitFor("mac-42-blocked", off, 30*time.Second)
+	if after := nftCounter(t, e, tap, "ether saddr"); after <= before {
+		t.Fatalf("the MAC rule counted no drops (%d -> %d)", before, after)
+	}
+	off = len(cg.Output())
+	cg.Send("ping -c 2 -W 3 10.80.0.6 && echo mac-back-$((6*7))")
+	cg.WaitFor("mac-back-42", off, 30*time.Second)
+
+	// The neighbour's address is taken on this bridge.
+	if r := e.RF("create", e.WriteConfig("thief", `vif = [ 'bridge=sbr0,ip=10.80.0.6' ]`)); r.Code == 0 || !strings.Contains(r.Stderr, "ip=10.80.0.6 is already used by peer") {
+		t.Fatalf("taking a neighbour's ip=: %+v", r)
+	}
+	e.MustRF("destroy", "honest")
+	e.MustRF("destroy", "peer")
+	if r := e.nft(); strings.Contains(r, "iifname") {
+		t.Fatalf("filters left after destroy:\n%s", r)
+	}
+}
