@@ -127,6 +127,8 @@ type NetworkDevice struct {
 	Vif
 	Index int    `json:"index"`
 	Tap   string `json:"tap,omitempty"`
+	// Addresses the tap may send from: ip=, or its lease on a NAT network.
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // CreateRequest is the body of POST /1.0/domains.

@@ -99,11 +99,15 @@ func runNetworkAttach(e *env, args []string) error {
 func runNetworkList(e *env, args []string) error {
 	fs := flag.NewFlagSet("network-list", flag.ContinueOnError)
 	return listTable(e, fs, args, 1, func(pos []string) ([]api.NetworkDevice, error) { return e.client().Vifs(ctx(), pos[0]) },
-		"IDX\tMAC\tBRIDGE\tTAP\tMODEL\tSLOT", func(n api.NetworkDevice) string {
+		"IDX\tMAC\tBRIDGE\tTAP\tMODEL\tSLOT\tIP", func(n api.NetworkDevice) string {
 			slot := n.Port
 			if slot == "" {
 				slot = "boot"
 			}
-			return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s", n.Index, n.MAC, n.Bridge, n.Tap, n.Model, slot)
+			ip := strings.Join(n.Addresses, ",")
+			if ip == "" {
+				ip = "-"
+			}
+			return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s", n.Index, n.MAC, n.Bridge, n.Tap, n.Model, slot, ip)
 		})
 }

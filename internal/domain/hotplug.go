@@ -360,6 +360,9 @@ func (m *Manager) NetworkList(name string) ([]api.NetworkDevice, error) {
 		nd := api.NetworkDevice{Vif: x, Index: i}
 		if i < len(v.Taps) {
 			nd.Tap = v.Taps[i]
+			if m.o.Networks != nil {
+				nd.Addresses = m.o.Networks.Addresses(nd.Tap)
+			}
 		}
 		out = append(out, nd)
 	}

@@ -366,6 +366,8 @@ type Networks interface {
 	// is gone.
 	Plug(ctx context.Context, domain, tap string, v api.Vif) error
 	Unplug(tap string)
+	// Addresses are what a plugged tap may send from (ip= or its lease).
+	Addresses(tap string) []string
 }
 
 // bridge resolves a vif's bridge= (see Networks.Bridge).

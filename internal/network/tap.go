@@ -21,7 +21,7 @@ func CheckBridge(name string) error {
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
-			return fmt.Errorf("bridge %q does not exist: create it (ip link add %s type bridge) or fix bridge= in the vif", name, name)
+			return fmt.Errorf("bridge %q does not exist and no network has that name: create one (ringfence network create %s [--uplink IF | --nat --subnet CIDR]) or fix bridge= in the vif", name, name)
 		}
 		return fmt.Errorf("looking up bridge %q: %w", name, err)
 	}

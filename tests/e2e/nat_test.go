@@ -62,7 +62,7 @@ func TestNATNetwork(t *testing.T) {
 		t.Fatalf("a refused create left a bridge:\n%s", e.Links())
 	}
 
-	ca := e.Boot("nata", `vif = [ 'bridge=nat0' ]`)
+	ca := e.Boot("nata", "vif = [ 'bridge=nat0' ]\nhotplug_slots = 1")
 	ca.WaitFor("eth0 has 10.77.0.2", 0, 60*time.Second)
 	cb := e.Boot("natb", `vif = [ 'bridge=nat0,ip=10.77.0.50' ]`)
 	cb.WaitFor("eth0 has 10.77.0.50", 0, 60*time.Second)
@@ -92,14 +92,30 @@ func TestNATNetwork(t *testing.T) {
 		}
 		out := map[string]api.Lease{}
 		for _, l := range ls {
-			out[l.Domain] = l
+			out[l.IP] = l
 		}
 		return out
 	}
 	ls := leases()
-	if len(ls) != 2 || ls["nata"].IP != "10.77.0.2" || !ls["nata"].Active || ls["natb"].IP != "10.77.0.50" || !ls["natb"].Fixed {
+	if len(ls) != 2 || ls["10.77.0.2"].Domain != "nata" || !ls["10.77.0.2"].Active || ls["10.77.0.50"].Domain != "natb" || !ls["10.77.0.50"].Fixed {
 		t.Fatalf("leases: %+v", ls)
 	}
+	if out := e.MustRF("network-list", "nata"); !strings.Contains(out, "10.77.0.2") {
+		t.Fatalf("network-list does not show the lease:\n%s", out)
+	}
+	// A NIC plugged in later gets its lease and its filter too.
+	e.MustRF("network-attach", "nata", "bridge=nat0")
+	off = len(ca.Output())
+	ca.Send("ip link set eth1 up; udhcpc -i eth1 -q -n -t 5 -s /etc/udhcpc.script >/dev/null 2>&1")
+	ca.WaitFor("eth1 has 10.77.0.3", off, 60*time.Second)
+	if r := e.nft(); strings.Count(r, `iifname "vif`) != 3 {
+		t.Fatalf("want 3 filtered vifs:\n%s", r)
+	}
+	e.MustRF("network-detach", "nata", "1")
+	if r := e.nft(); strings.Count(r, `iifname "vif`) != 2 {
+		t.Fatalf("the detached vif's filter stayed:\n%s", r)
+	}
+	ls = leases()
 	rules := e.nft()
 	for _, w := range []string{"masquerade", `iifname "vif`, "10.77.0.50"} {
 		if !strings.Contains(rules, w) {
@@ -111,7 +127,10 @@ func TestNATNetwork(t *testing.T) {
 	links := e.Links()
 	e.StopDaemon()
 	e.StartDaemon()
-	if got := leases(); got["nata"] != ls["nata"] && got["nata"].IP != "10.77.0.2" {
+	same := func(a, b api.Lease) bool { // the expiry moves on: a running vif's lease is renewed
+		return a.MAC == b.MAC && a.Domain == b.Domain && a.Fixed == b.Fixed && a.Active == b.Active
+	}
+	if got := leases(); len(got) != 3 || !same(got["10.77.0.2"], ls["10.77.0.2"]) || !same(got["10.77.0.50"], ls["10.77.0.50"]) || got["10.77.0.3"].Active {
 		t.Fatalf("leases after restart: %+v, before %+v", got, ls)
 	}
 	for _, tap := range regexp.MustCompile(`vif\d+\.\d+`).FindAllString(links, -1) {
@@ -136,7 +155,7 @@ func TestNATNetwork(t *testing.T) {
 	if r := e.nft(); strings.Contains(r, "iifname") || !strings.Contains(r, "masquerade") {
 		t.Fatalf("after destroy the vif filters should be gone and NAT stay:\n%s", r)
 	}
-	if ls := leases(); ls["nata"].Active || ls["nata"].IP != "10.77.0.2" {
+	if ls := leases(); ls["10.77.0.2"].Active || ls["10.77.0.2"].Domain != "nata" {
 		t.Fatalf("a lease should outlive its domain, inactive: %+v", ls)
 	}
 	e.MustRF("network", "delete", "nat0")
