@@ -38,6 +38,7 @@ bench: image
 	$(GO) run ./bench/migrate
 	$(GO) run ./bench/clone
 	$(GO) run ./bench/export
+	$(GO) run ./bench/net
 
 clean:
 	rm -rf bin

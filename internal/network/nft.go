@@ -99,9 +99,11 @@ func Ruleset(ports []PortFilter, nats []NATNet) (string, error) {
 		b.WriteString("\t}\n")
 		// Guests may open connections out; nothing outside may open one
 		// in (as on a home router). Traffic between guests on one bridge
-		// is bridged and never reaches this hook.
+		// reaches this hook only when br_netfilter is loaded (Docker
+		// hosts), in and out on the bridge: it stays allowed.
 		b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
 		for _, n := range nats {
+			fmt.Fprintf(&b, "\t\tiifname %q oifname %q accept\n", n.Bridge, n.Bridge)
 			fmt.Fprintf(&b, "\t\toifname %q ct state established,related accept\n", n.Bridge)
 			fmt.Fprintf(&b, "\t\toifname %q drop\n", n.Bridge)
 		}

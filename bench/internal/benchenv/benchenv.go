@@ -52,9 +52,21 @@ func Workdir(parent, prefix string) (dir, bin string, cleanup func(), err error)
 // Daemon starts `ringfence serve` on stateDir (log in stateDir/daemon.log)
 // and waits until it answers; stop ends it (guests are the caller's).
 func Daemon(bin, stateDir string, args ...string) (c *client.Client, stop func(), err error) {
+	return DaemonIn("", bin, stateDir, args...)
+}
+
+// DaemonIn is Daemon inside network namespace netns ("" = this one), so a
+// benchmark's taps, bridges and rules stay in a namespace it owns. Only
+// the network namespace is joined (nsenter --net): `ip netns exec` would
+// also remount /sys and hide the cgroup hierarchies.
+func DaemonIn(netns, bin, stateDir string, args ...string) (c *client.Client, stop func(), err error) {
 	os.MkdirAll(stateDir, 0o700)
 	sock := filepath.Join(stateDir, "s.sock")
-	cmd := exec.Command(bin, append([]string{"--socket", sock, "serve", "--state-dir", stateDir}, args...)...)
+	argv := append([]string{bin, "--socket", sock, "serve", "--state-dir", stateDir}, args...)
+	if netns != "" {
+		argv = append([]string{"nsenter", "--net=/run/netns/" + netns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, err := os.Create(filepath.Join(stateDir, "daemon.log"))
 	if err != nil {
