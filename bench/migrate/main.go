@@ -36,10 +36,12 @@ const dirtier = `(while true; do dd if=/dev/zero of=/dev/shm/d bs=1M count=48 2>
 var (
 	reps                 *int
 	mems, streams, loads *string
+	showTimeline         *bool
 )
 
 type result struct {
 	totalMs, qemuMs, downMs, gapMs float64
+	timeline                       string
 }
 
 func main() {
@@ -48,6 +50,7 @@ func main() {
 	mems = flag.String("mem", "128,512", "guest sizes in MiB")
 	streams = flag.String("stream", "tls,plain", "stream modes")
 	loads = flag.String("load", "idle,dirty", "guest workloads")
+	showTimeline = flag.Bool("timeline", false, "print where each run's time went (ringfence: the destination daemon's timeline)")
 	flag.Parse()
 	img := image.PathsIn(*imgDir)
 	if err := run(img); err != nil {
@@ -132,6 +135,9 @@ func run(img image.Paths) error {
 						fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "ringfence", i+1, err)
 					} else {
 						rfs = append(rfs, rf)
+						if *showTimeline {
+							fmt.Printf("  ringfence run %d: total %.0f; destination %s\n", i+1, rf.totalMs, lastTimeline(filepath.Join(dstDir, "daemon.log")))
+						}
 					}
 					var tls *bareTLS
 					if !plain {
@@ -141,6 +147,9 @@ func run(img image.Paths) error {
 						fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "bare qemu", i+1, err)
 					} else {
 						bares = append(bares, b)
+						if *showTimeline {
+							fmt.Printf("  bare run %d: total %.0f; %s\n", i+1, b.totalMs, b.timeline)
+						}
 					}
 				}
 				rf, bare := median(rfs), median(bares)
@@ -153,6 +162,20 @@ func run(img image.Paths) error {
 		}
 	}
 	return nil
+}
+
+// lastTimeline is the newest migration timeline in a daemon's log.
+func lastTimeline(logPath string) string {
+	b, _ := os.ReadFile(logPath)
+	lines := strings.Split(string(b), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "domain migrated in") {
+			if j := strings.Index(lines[i], "ms="); j >= 0 {
+				return lines[i][j:]
+			}
+		}
+	}
+	return "(none)"
 }
 
 // median takes each column's median on its own.
@@ -303,6 +326,10 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, por
 	m.Execute(qctx, "migrate-set-capabilities", map[string]any{"capabilities": []map[string]any{{"capability": "auto-converge", "state": true}}}, nil)
 
 	t0 := time.Now()
+	var tl []string
+	mark := func(step string) {
+		tl = append(tl, fmt.Sprintf("%s=%.1f", step, float64(time.Since(t0).Microseconds())/1000))
+	}
 	dstCmd := exec.Command("qemu-system-x86_64", args(dq, append(dstTLS, "-incoming", "defer")...)...)
 	dout, _ := dstCmd.StdoutPipe()
 	if err := dstCmd.Start(); err != nil {
@@ -315,6 +342,7 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, por
 		return result{}, err
 	}
 	defer dm.Close()
+	mark("qemu-up")
 	if tls != nil {
 		if err := dm.Execute(qctx, "migrate-set-parameters", map[string]any{"tls-creds": "t0"}, nil); err != nil {
 			return result{}, err
@@ -324,6 +352,7 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, por
 	if err := dm.Execute(qctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
 		return result{}, err
 	}
+	mark("listening")
 	if err := m.Execute(qctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
 		return result{}, err
 	}
@@ -339,6 +368,7 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, por
 		}
 		json.Unmarshal(raw, &st)
 		if st.Status == "completed" {
+			mark("completed")
 			break
 		}
 		if st.Status == "failed" {
@@ -358,7 +388,9 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, por
 		time.Sleep(time.Millisecond)
 	}
 	total := float64(time.Since(t0).Milliseconds())
+	mark("running")
 	r, err := finish(ws, wd, total, float64(st.Downtime))
 	r.qemuMs = float64(st.TotalTime)
+	r.timeline = strings.Join(tl, " ")
 	return r, err
 }

@@ -253,6 +253,8 @@ type startOpts struct {
 	// migration destination answers the source here, so admission refuses
 	// before any copying and the stream overlaps QEMU's start.
 	admitted func() error
+	// tl, when set, notes the steps of the start (migration timeline).
+	tl *timeline
 }
 
 // create admits and starts a new domain (create and restore).
@@ -291,6 +293,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 		}
 	}
 
+	so.tl.mark("admitted")
 	if err := os.MkdirAll(m.runDir(spec.Name), 0o700); err != nil {
 		return api.Domain{}, fmt.Errorf("creating runtime dir: %w", err)
 	}
@@ -516,11 +519,13 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 		r.Add(func() { cg.Remove(spec.Name) })
 		ls.CgroupProcs = cg.ProcsFiles(spec.Name)
 	}
+	so.tl.mark("host-ready")
 	inst, err := m.o.Engine.Start(ctx, ls)
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", spec.Name, err)
 	}
 	r.Add(func() { inst.Kill(); <-inst.Wait() })
+	so.tl.mark("qemu-up")
 	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, m.o.HostCPUs); err != nil {
 		return api.Errorf(api.ErrInvalid, "pinning vCPUs: %v", err)
 	}
@@ -534,6 +539,7 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	if err := d.console.Connect(inst.SerialPath()); err != nil {
 		return fmt.Errorf("attaching console: %w", err)
 	}
+	so.tl.mark("console")
 	if so.incoming != nil {
 		mig, ok := inst.(engine.Migratable)
 		if !ok {
@@ -558,11 +564,13 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	if err := m.save(ctx, d); err != nil {
 		return err
 	}
+	so.tl.mark("recorded")
 	if !paused {
 		if err := inst.Resume(ctx); err != nil {
 			m.deleteRecord(spec.Name)
 			return fmt.Errorf("starting vCPUs: %w", err)
 		}
+		so.tl.mark("running")
 	}
 	d.inst = inst
 	d.intent = ""

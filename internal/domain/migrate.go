@@ -413,6 +413,7 @@ func (m *Manager) DeliverMigrationData(token string, c net.Conn) bool {
 
 // MigrateIn receives a domain on conn (the destination side).
 func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
+	tl := newTimeline()
 	br := bufio.NewReader(conn)
 	line, err := br.ReadBytes('\n')
 	if err != nil {
@@ -547,6 +548,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 			// The memory stream follows the disk copy, however long.
 			wait = 24 * time.Hour
 		}
+		tl.mark("incoming")
 		var data net.Conn
 		select {
 		case data = <-dataCh:
@@ -574,7 +576,9 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 			}
 			tls = &engine.StreamTLS{Dir: creds}
 		}
+		tl.mark("data")
 		listening := func() {
+			tl.mark("listening")
 			if err := writeLine(conn, migReply{Listening: true}); err != nil {
 				cancel()
 			}
@@ -585,6 +589,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 			}
 			return err
 		}
+		tl.mark("loaded")
 		if len(plan) > 0 {
 			// Run the guest only once the source says the disks are final.
 			select {
@@ -598,7 +603,8 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 		}
 		return nil
 	}
-	if _, err := m.create(ctx, spec, accel, startOpts{admitted: admitted, incoming: incoming}); err != nil {
+	tl.mark("validated")
+	if _, err := m.create(ctx, spec, accel, startOpts{admitted: admitted, incoming: incoming, tl: tl}); err != nil {
 		if disksMade {
 			removeDisks(plan)
 		}
@@ -618,7 +624,8 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 		}
 		return err
 	}
-	m.o.Log.Info("domain migrated in", "name", spec.Name)
+	tl.mark("confirmed")
+	tl.log(m.o.Log, "domain migrated in", spec.Name)
 	return nil
 }
 

@@ -1,0 +1,30 @@
+package domain
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// timeline notes when the steps of a long operation finished, and logs them
+// as one line at the end: where a migration's time went, for an operator
+// and for the benchmark. A nil timeline records nothing.
+type timeline struct {
+	t0    time.Time
+	steps []string
+}
+
+func newTimeline() *timeline { return &timeline{t0: time.Now()} }
+
+func (t *timeline) mark(step string) {
+	if t != nil {
+		t.steps = append(t.steps, fmt.Sprintf("%s=%.1f", step, float64(time.Since(t.t0).Microseconds())/1000))
+	}
+}
+
+func (t *timeline) log(l *slog.Logger, msg, name string) {
+	if t != nil {
+		l.Info(msg, "name", name, "ms", strings.Join(t.steps, " "))
+	}
+}
