@@ -25,7 +25,7 @@ func TestRuleset(t *testing.T) {
 		{name: "v6 listed and DHCP", ports: []PortFilter{{Tap: "vif3.0", MAC: "00:16:3e:00:00:01", IPs: []netip.Addr{a("10.0.0.5"), a("2001:db8::5")}, DHCP: true}},
 			want: []string{"ip6 saddr != { ::, fe80::/10, 2001:db8::5 } counter drop", "udp dport 67 accept"}},
 		{name: "nat", nats: []NATNet{{Bridge: "rfnat0", Subnet: netip.MustParsePrefix("10.77.0.0/24")}},
-			want: []string{"ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade", `oifname "rfnat0" ct state established,related accept`},
+			want:    []string{"ip saddr 10.77.0.0/24 ip daddr != 10.77.0.0/24 masquerade", `oifname "rfnat0" ct state established,related accept`},
 			notWant: []string{"table bridge ringfence {"}},
 		{name: "hostile tap name", ports: []PortFilter{{Tap: `x" drop`, MAC: "00:16:3e:00:00:01", IPs: []netip.Addr{a("10.0.0.5")}}}, err: "tap"},
 		{name: "bad mac", ports: []PortFilter{{Tap: "vif1.0", MAC: "zz", IPs: []netip.Addr{a("10.0.0.5")}}}, err: "MAC"},

@@ -80,7 +80,7 @@ func Dial(ctx context.Context, path string) (*Monitor, error) {
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("connecting to QMP socket %s: %w", path, err)
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(time.Millisecond): // QEMU is starting: every ms counts on a migration's path
 		}
 	}
 	m := &Monitor{conn: conn, pending: map[uint64]chan reply{}, subs: map[int]chan Event{}, done: make(chan struct{})}
