@@ -8,12 +8,14 @@ all: build
 
 build:
 	$(GO) build -o bin/ringfence ./cmd/ringfence
+	$(GO) build -o bin/ringfence-launch ./cmd/ringfence-launch
 
 deps:
 	./scripts/deps.sh
 
 install: deps build
 	install -m 0755 bin/ringfence /usr/local/sbin/ringfence
+	install -m 0755 bin/ringfence-launch /usr/local/sbin/ringfence-launch
 
 image: install
 	/usr/local/sbin/ringfence image default --dir /var/lib/ringfence/images/default

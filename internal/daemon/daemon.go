@@ -28,6 +28,7 @@ import (
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine/qemu"
 	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/launch"
 	"github.com/ringfence/ringfence/internal/netmgr"
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
@@ -112,7 +113,7 @@ func Run(cfg Config) error {
 
 	eng := qemu.New(cfg.QEMUBinary)
 	if self, err := os.Executable(); err == nil {
-		eng.Launcher = self
+		eng.Launcher = launch.Prefix(self)
 	}
 	qv, err := eng.Version()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -16,9 +17,25 @@ import (
 // Verb is the hidden command the ringfence binary dispatches to Main.
 const Verb = "__launch"
 
-// Command returns the argv that joins procsFiles and then runs argv.
-func Command(self string, procsFiles []string, argv []string) []string {
-	out := []string{self, Verb}
+// Helper is the small binary that does only this (cmd/ringfence-launch),
+// looked for next to the ringfence binary.
+const Helper = "ringfence-launch"
+
+// Prefix is how to run the launcher from the ringfence binary at self:
+// the helper beside it when installed (it starts in ~1 ms), else the
+// ringfence binary itself with the hidden verb (~20 ms).
+func Prefix(self string) []string {
+	h := filepath.Join(filepath.Dir(self), Helper)
+	if fi, err := os.Stat(h); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		return []string{h}
+	}
+	return []string{self, Verb}
+}
+
+// Command returns the argv that runs the launcher (prefix, see Prefix),
+// which joins procsFiles and then runs argv.
+func Command(prefix []string, procsFiles []string, argv []string) []string {
+	out := append([]string(nil), prefix...)
 	for _, f := range procsFiles {
 		out = append(out, "--cgroup", f)
 	}

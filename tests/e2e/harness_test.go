@@ -54,6 +54,10 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	binPath = filepath.Join(dir, "ringfence")
 	out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/ringfence").CombinedOutput()
+	if err == nil {
+		// The daemon's QEMU launcher, found beside the binary.
+		out, err = exec.Command("go", "build", "-o", filepath.Join(dir, "ringfence-launch"), "../../cmd/ringfence-launch").CombinedOutput()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building ringfence: %v\n%s", err, out)
 		return 1

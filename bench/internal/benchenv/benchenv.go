@@ -31,6 +31,11 @@ func Build(dir string) (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building ringfence: %v\n%s", err, out)
 	}
+	cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "ringfence-launch"), "./cmd/ringfence-launch")
+	cmd.Dir = strings.TrimSpace(string(root))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building ringfence-launch: %v\n%s", err, out)
+	}
 	return bin, nil
 }
 

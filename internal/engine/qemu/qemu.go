@@ -31,9 +31,9 @@ var ErrGone = errors.New("qemu process is gone")
 // Engine launches QEMU.
 type Engine struct {
 	Binary string // qemu-system-x86_64
-	// Launcher is the ringfence binary, which joins cgroups and execs
-	// QEMU (internal/launch); needed when a LaunchSpec has CgroupProcs.
-	Launcher string
+	// Launcher is the argv prefix of the program that joins cgroups and
+	// execs QEMU (launch.Prefix); needed when a LaunchSpec has CgroupProcs.
+	Launcher []string
 }
 
 // New returns an engine for the given binary ("" = qemu-system-x86_64 in PATH).
@@ -100,7 +100,7 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 	}
 	defer logf.Close()
 	if len(s.CgroupProcs) > 0 {
-		if e.Launcher == "" {
+		if len(e.Launcher) == 0 {
 			return nil, fmt.Errorf("cgroups asked for but no launcher binary is set")
 		}
 		args = launch.Command(e.Launcher, s.CgroupProcs, args)
