@@ -65,11 +65,17 @@ type watcher struct {
 	last  time.Time
 	first time.Time
 	seen  bool
+	tail  []string // the last lines, for a failed run's report
 }
 
 func (w *watcher) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
+		w.mu.Lock()
+		if w.tail = append(w.tail, sc.Text()); len(w.tail) > 40 {
+			w.tail = w.tail[1:]
+		}
+		w.mu.Unlock()
 		if strings.Contains(sc.Text(), "tick") {
 			w.mu.Lock()
 			w.last = time.Now()
@@ -275,7 +281,15 @@ func finish(ws, wd *watcher, total, down float64) (result, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return result{}, fmt.Errorf("no counter on the destination")
+	// Keep what the destination printed: the one such failure seen so far
+	// could not be explained afterwards.
+	wd.mu.Lock()
+	lines := strings.Join(wd.tail, "\n")
+	wd.mu.Unlock()
+	f := filepath.Join("bench", "results", fmt.Sprintf("migrate-no-counter-%d.log", time.Now().Unix()))
+	os.MkdirAll(filepath.Dir(f), 0o755)
+	os.WriteFile(f, []byte(lines+"\n"), 0o644)
+	return result{}, fmt.Errorf("no counter on the destination (its console's last lines: %s)", f)
 }
 
 // viaBare migrates the same guest between two plain QEMUs over TCP, the
