@@ -197,6 +197,7 @@ func (m *Manager) renew(netName, mac string) {
 // resolve answers DNS for a domain's name on a network (its vifs'
 // leases; the running one first).
 func (m *Manager) resolve(netName, name string) (netip.Addr, bool) {
+	n := m.netByName(netName)
 	m.fw.Lock()
 	defer m.fw.Unlock()
 	var best netip.Addr
@@ -208,7 +209,6 @@ func (m *Manager) resolve(netName, name string) (netip.Addr, bool) {
 		if err != nil {
 			continue
 		}
-		n := m.netByName(netName)
 		if m.activeMAC(n.Bridge, l.MAC) {
 			return ip, true
 		}

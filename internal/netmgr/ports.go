@@ -34,8 +34,8 @@ func (m *Manager) Plug(ctx context.Context, domain, tap string, v api.Vif) error
 	}
 	m.fw.Lock()
 	defer m.fw.Unlock()
-	n, managed := m.netByName(v.Bridge), false
-	managed = n.Name != ""
+	n := m.netByName(v.Bridge)
+	managed := n.Name != ""
 	bridge := v.Bridge
 	if managed {
 		bridge = n.Bridge
