@@ -114,7 +114,7 @@ func run(img image.Paths) error {
 	}
 	defer stopDst()
 	h, _ := src.Host(context.Background())
-	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited, auto-converge, RAM preallocated on both sides; median of %d runs;\n\"tls\": QEMU encrypts the stream (default), \"plain\": --plain-stream; bare QEMU uses the same setting\n\n", h.Accel, h.QEMUVersion, *reps)
+	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited, auto-converge, RAM preallocated on both sides; median of %d runs;\n\"tls\": the stream is encrypted (default; ringfence: its daemons' TLS relay, bare: QEMU's own TLS), \"plain\": --plain-stream / no TLS\n\n", h.Accel, h.QEMUVersion, *reps)
 	fmt.Printf("%-20s %-10s %10s %10s %12s %10s\n", "guest, stream", "side", "total ms", "qemu ms", "downtime ms", "gap ms")
 	// QEMU's own TLS credentials for the bare runs, from the same CA.
 	bareCreds := func(endpoint string) string {
@@ -370,6 +370,17 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, por
 	}
 	defer dm.Close()
 	mark("qemu-up")
+	{
+		var run, wait float64
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", dstCmd.Process.Pid))
+		for _, t := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", dstCmd.Process.Pid, t.Name()))
+			var r, w float64
+			fmt.Sscan(string(b), &r, &w)
+			run, wait = run+r/1e6, wait+w/1e6
+		}
+		tl = append(tl, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", run, wait))
+	}
 	if tls != nil {
 		if err := dm.Execute(qctx, "migrate-set-parameters", map[string]any{"tls-creds": "t0"}, nil); err != nil {
 			return result{}, err

@@ -394,6 +394,7 @@ func (s *Server) routes(ledger *host.Ledger) http.Handler {
 	})
 	mux.HandleFunc("GET "+p+"/domains/{name}/console", s.console)
 	mux.HandleFunc("POST "+p+"/migrate/incoming", s.incoming)
+	mux.HandleFunc("POST "+p+"/migrate/data/{token}", s.incomingData)
 	mux.HandleFunc("POST "+p+"/restore", func(w http.ResponseWriter, r *http.Request) {
 		var req api.RestoreRequest
 		if err := decode(r, &req); err != nil {

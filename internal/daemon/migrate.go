@@ -65,6 +65,20 @@ func (s *Server) incoming(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// incomingData takes an encrypted migration data connection and hands it
+// to the incoming migration that gave out its token.
+func (s *Server) incomingData(w http.ResponseWriter, r *http.Request) {
+	token := r.PathValue("token")
+	conn, rw, ok := upgrade(w, "ringfence-migration-data")
+	if !ok {
+		return
+	}
+	if !s.mgr.DeliverMigrationData(token, &rwConn{Conn: conn, r: rw.Reader}) {
+		s.log.Warn("refused a migration data connection with no matching migration", "from", conn.RemoteAddr().String())
+		conn.Close()
+	}
+}
+
 // migrate is the source side: dial the destination's peer listener with
 // this host's certificate, then stream, reporting progress as JSON lines.
 func (s *Server) migrate(w http.ResponseWriter, r *http.Request, name string) {
@@ -84,7 +98,7 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request, name string) {
 		reply(w, nil, err)
 		return
 	}
-	conn, err := dialPeer(r.Context(), req.Target, s.peerTLS)
+	conn, err := dialUpgrade(r.Context(), req.Target, s.peerTLS, "/migrate/incoming", "ringfence-migration")
 	if err != nil {
 		reply(w, nil, api.Errorf(api.ErrUnavailable, "%v", err))
 		return
@@ -100,8 +114,11 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request, name string) {
 		}
 	}
 	host, _, _ := net.SplitHostPort(req.Target)
-	mp := domain.MigrationPeer{Control: conn, Hostname: host, DialData: func(ctx context.Context, token string) (*net.TCPConn, error) {
-		return dialData(ctx, req.Target, token)
+	mp := domain.MigrationPeer{Control: conn, Hostname: host, DialData: func(ctx context.Context, token string, plain bool) (net.Conn, error) {
+		if plain {
+			return dialData(ctx, req.Target, token)
+		}
+		return dialUpgrade(ctx, req.Target, s.peerTLS, "/migrate/data/"+token, "ringfence-migration-data")
 	}}
 	res, err := s.mgr.MigrateOut(r.Context(), name, mp, domain.MigrateOptions{DowntimeMs: req.DowntimeMs, Plain: req.PlainStream, WithStorage: req.WithStorage, StorageDir: req.StorageDir}, func(p api.MigrationProgress) {
 		send(api.MigrateEvent{Progress: &p})
@@ -114,8 +131,9 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request, name string) {
 	send(api.MigrateEvent{Result: &res})
 }
 
-// dialPeer opens the migration channel to another daemon.
-func dialPeer(ctx context.Context, target string, cfg *tls.Config) (net.Conn, error) {
+// dialUpgrade opens a mutual-TLS stream to another daemon: an HTTP
+// upgrade of path to proto (the migration channel, its data connection).
+func dialUpgrade(ctx context.Context, target string, cfg *tls.Config, path, proto string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(target)
 	if err != nil {
 		return nil, fmt.Errorf("destination %q: want HOST:PORT", target)
@@ -127,7 +145,7 @@ func dialPeer(ctx context.Context, target string, cfg *tls.Config) (net.Conn, er
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", target, err)
 	}
-	fmt.Fprintf(raw, "POST %s/migrate/incoming HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: ringfence-migration\r\n\r\n", api.Version, host)
+	fmt.Fprintf(raw, "POST %s%s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", api.Version, path, host, proto)
 	br := bufio.NewReader(raw)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

@@ -526,6 +526,7 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	}
 	r.Add(func() { inst.Kill(); <-inst.Wait() })
 	so.tl.mark("qemu-up")
+	so.tl.sched(inst.PID())
 	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, m.o.HostCPUs); err != nil {
 		return api.Errorf(api.ErrInvalid, "pinning vCPUs: %v", err)
 	}

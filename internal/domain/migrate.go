@@ -25,22 +25,27 @@ import (
 
 // Live migration between two daemons. The control channel is a connection
 // the caller has already authenticated (mutual TLS); the state itself goes
-// on a second, plain TCP connection straight from the source QEMU to the
-// destination QEMU, which run TLS over it themselves with one-off
-// certificates from the same CA: no daemon copies the stream, so the
-// daemons add nothing to its time or to the final stop.
+// on a second connection: by default another mutual-TLS connection between
+// the daemons, each relaying to its QEMU through a socket pair (see
+// relay.go); with --plain-stream a plain TCP connection handed to the QEMUs
+// themselves, token-bound to the control channel.
 //
 //	source -> dest   {"spec":..., "accel":...}
 //	dest -> source   {"ok":true,"token":T}  (validated and admitted)
 //	                 or {"error":...}       (nothing was created)
-//	source -> dest   data connection: "RFMIG1 T\n", then QEMU's TLS stream
+//	source -> dest   data connection named by T (the source QEMU is made
+//	                 ready to send while the destination QEMU starts)
+//	dest -> source   {"listening":true}     (the source QEMU starts sending)
+//	source -> dest   {"go":true}      (the stream is complete; handover)
 //	dest -> source   {"running":true} (the guest runs on dest)
 //	                 or {"error":...} (dest removed everything)
 //
-// Either side closing the control channel early aborts: the destination
-// drops its half-made domain, the source resumes its guest. The source
-// lets go only after "running", so the guest never runs on two hosts and
-// never on none.
+// Before "go", either side closing the control channel aborts: the
+// destination drops its half-made domain, the source resumes its guest.
+// After "go" only the destination decides: "running" and the source lets
+// go; "error" and the source resumes; silence (the link or the
+// destination died) and the source keeps its copy paused and says so, as
+// the guest may run there. So the guest never runs on two hosts.
 
 type migHeader struct {
 	Spec  api.DomainSpec `json:"spec"`
@@ -52,10 +57,13 @@ type migHeader struct {
 	StorageDir string    `json:"storage_dir,omitempty"`
 }
 
-// migSynced is the source's word that the disk copies are complete and
-// final (its guest is stopped): the destination may run the guest.
-type migSynced struct {
-	Synced bool `json:"synced"`
+// migGo is the source's handover: its QEMU has sent everything (and the
+// disk copies are final), its guest is stopped and it will not resume it
+// unless the destination answers with an error. The destination runs the
+// guest only after this; without it (the control channel closes) it drops
+// its copy.
+type migGo struct {
+	Go bool `json:"go"`
 }
 
 // MigrateOptions tune an outgoing migration.
@@ -98,8 +106,9 @@ type MigrationPeer struct {
 	Control net.Conn // authenticated control channel
 	// Hostname is the name the destination's certificate carries.
 	Hostname string
-	// DialData opens the data connection and sends DataPreface+token.
-	DialData func(ctx context.Context, token string) (*net.TCPConn, error)
+	// DialData opens the data connection named by token: mutual TLS, or
+	// with plain a *net.TCPConn that QEMU may use directly.
+	DialData func(ctx context.Context, token string, plain bool) (net.Conn, error)
 }
 
 // MigrateOut moves a running domain to the daemon at the other end of p.
@@ -150,26 +159,17 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	}
 	// From here the destination holds a reservation: closing the control
 	// channel (deferred by the caller) tells it to drop everything.
-	data, err := p.DialData(ctx, rep.Token)
+	data, err := p.DialData(ctx, rep.Token, o.Plain)
 	if err != nil {
 		conn.Close()
 		return res, fmt.Errorf("opening the migration data connection: %w", err)
 	}
-	df, err := data.File()
-	data.Close()
+	// The relay's own result is not needed: the destination runs the
+	// guest only once it has loaded the whole stream.
+	df, _, err := streamFile(ctx, data, true)
 	if err != nil {
 		conn.Close()
 		return res, err
-	}
-	var tls *engine.StreamTLS
-	if !o.Plain {
-		creds, err := m.qemuCreds("client")
-		if err != nil {
-			df.Close()
-			conn.Close()
-			return res, err
-		}
-		tls = &engine.StreamTLS{Dir: creds, Hostname: p.Hostname}
 	}
 	resume := func(why error) (api.MigrationResult, error) {
 		conn.Close()
@@ -186,14 +186,14 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	}
 	// A destination that fails tells us on the control channel; stop our
 	// side then instead of waiting for a socket timeout.
-	remote := make(chan migReply, 1)
+	remote := make(chan remoteReply, 1)
 	disksReady, listening := make(chan struct{}), make(chan struct{})
 	var destErr atomic.Pointer[string]
 	go func() {
-		var r migReply
+		var r remoteReply
 		for {
-			if err := readReply(br, &r); err != nil {
-				r = migReply{Error: err.Error()}
+			if err := readReply(br, &r.migReply); err != nil {
+				r = remoteReply{lost: true, migReply: migReply{Error: err.Error()}}
 			}
 			if r.DisksReady {
 				close(disksReady)
@@ -240,17 +240,23 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 		}
 		res.DiskBytes = n
 	}
-	// Start the stream only once the destination QEMU reads it.
-	select {
-	case <-listening:
-	case <-ctx.Done():
-	case <-time.After(2 * time.Minute):
-		cancel()
+	// QEMU is made ready now; it sends only once the destination QEMU
+	// reads the stream.
+	start := func(ctx context.Context) error {
+		select {
+		case <-listening:
+			if cg := m.o.Cgroups; cg != nil {
+				// The thread appears with `migrate`: look for it from now.
+				go m.chargeToHost(ctx, inst.PID(), "live_migration")
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Minute):
+			return errors.New("the destination did not start listening within 2 minutes")
+		}
 	}
-	if cg := m.o.Cgroups; cg != nil {
-		go m.chargeToHost(ctx, inst.PID(), "live_migration")
-	}
-	stats, merr := mig.MigrateTo(ctx, df, engine.MigrateOptions{DowntimeMs: o.DowntimeMs, TLS: tls,
+	stats, merr := mig.MigrateTo(ctx, df, engine.MigrateOptions{DowntimeMs: o.DowntimeMs, Start: start,
 		Progress: func(s engine.MigrationStats) {
 			if progress != nil {
 				progress(api.MigrationProgress(s))
@@ -268,19 +274,33 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	}
 	if len(disks) > 0 {
 		// Our guest is stopped: finish the mirrors (the copies are now
-		// exact) and tell the destination it may run the guest.
+		// exact) before the handover.
 		if err := dm.FinishMirrors(ctx); err != nil {
 			return resume(fmt.Errorf("finishing the disk copies failed, %s keeps running here: %w", name, err))
 		}
-		if err := writeLine(conn, migSynced{Synced: true}); err != nil {
-			return resume(fmt.Errorf("the destination went away, %s keeps running here: %w", name, err))
-		}
 	}
-	var r migReply
+	// A destination that already failed or went away gets no handover.
+	select {
+	case r := <-remote:
+		return resume(fmt.Errorf("the destination failed before the handover (%s); %s keeps running here", r.Error, name))
+	default:
+	}
+	// The relay (the encrypted stream's last bytes) is not awaited: the
+	// destination runs the guest only once it has loaded all of them.
+	if err := writeLine(conn, migGo{Go: true}); err != nil {
+		return resume(fmt.Errorf("the destination went away, %s keeps running here: %w", name, err))
+	}
+	var r remoteReply
 	select {
 	case r = <-remote:
 	case <-time.After(2 * time.Minute):
-		r = migReply{Error: "no answer within 2 minutes"}
+		r = remoteReply{lost: true, migReply: migReply{Error: "no answer within 2 minutes"}}
+	}
+	if r.lost {
+		// Handed over but unconfirmed: the guest may run there. Never
+		// resume it here on a guess.
+		return res, api.Errorf(api.ErrConflict, "lost contact with the destination after handing %s over (%s): it is paused here; "+
+			"if it runs on the destination, destroy this copy, otherwise `ringfence unpause %s`", name, r.Error, name)
 	}
 	if !r.Running {
 		return resume(fmt.Errorf("the destination did not take over (%s); %s keeps running here", r.Error, name))
@@ -370,6 +390,13 @@ func loadStream(ctx context.Context, mig engine.Migratable, pr, pw *os.File, src
 		return fmt.Errorf("the state stream broke or ended early: %w", err)
 	}
 	return err
+}
+
+// remoteReply is the destination's last word; lost: the channel broke
+// instead.
+type remoteReply struct {
+	migReply
+	lost bool
 }
 
 func readReply(br *bufio.Reader, rep *migReply) error {
@@ -474,7 +501,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 	// The source closing the control channel before we run the guest
 	// aborts the load (its QEMU failed, or it was cancelled or died).
 	aborted := make(chan struct{})
-	synced := make(chan struct{})
+	handover := make(chan struct{})
 	okSent, disksMade := false, false
 	admitted := func() error {
 		if len(plan) > 0 {
@@ -494,9 +521,9 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 				if err != nil {
 					return
 				}
-				var sy migSynced
-				if json.Unmarshal(line, &sy) == nil && sy.Synced {
-					close(synced)
+				var g migGo
+				if json.Unmarshal(line, &g) == nil && g.Go {
+					close(handover)
 				}
 			}
 		}()
@@ -557,24 +584,26 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 		case <-time.After(wait):
 			return fmt.Errorf("the source did not open the data connection within %v", wait)
 		}
-		tc, ok := data.(*net.TCPConn)
-		if !ok {
+		// The stream must come the way the header said: a TLS migration
+		// never accepts a plain connection.
+		if _, isTCP := data.(*net.TCPConn); isTCP != hdr.Plain {
 			data.Close()
-			return fmt.Errorf("the data connection is not TCP")
+			return fmt.Errorf("the data connection is not the kind announced (plain=%v)", hdr.Plain)
 		}
-		f, err := tc.File()
-		tc.Close()
+		f, relayed, err := streamFile(ctx, data, false)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		var tls *engine.StreamTLS
-		if !hdr.Plain {
-			creds, err := m.qemuCreds("server")
-			if err != nil {
-				return err
-			}
-			tls = &engine.StreamTLS{Dir: creds}
+		var loaded atomic.Bool
+		if relayed != nil {
+			// A broken relay is a broken stream: stop loading (QEMU 7.2
+			// may wait forever on a truncated one).
+			go func() {
+				if err := <-relayed; err != nil && !loaded.Load() {
+					cancel()
+				}
+			}()
 		}
 		tl.mark("data")
 		listening := func() {
@@ -583,22 +612,38 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 				cancel()
 			}
 		}
-		if err := mig.MigrateFrom(ctx, f, engine.IncomingOptions{TLS: tls, Listening: listening}); err != nil {
+		if err := mig.MigrateFrom(ctx, f, engine.IncomingOptions{Listening: listening}); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("the source stopped the migration: %w", err)
 			}
 			return err
 		}
+		loaded.Store(true)
 		tl.mark("loaded")
+		// Run the guest only once the source hands it over (after the
+		// disk copies are final, with --with-storage).
+		wait = time.Minute
 		if len(plan) > 0 {
-			// Run the guest only once the source says the disks are final.
+			wait = 5 * time.Minute
+		}
+		select {
+		case <-handover:
+		default:
 			select {
-			case <-synced:
+			case <-handover:
 			case <-ctx.Done():
-				return fmt.Errorf("the source stopped before the disk copies were final")
-			case <-time.After(5 * time.Minute):
-				return fmt.Errorf("the source did not finish the disk copies within 5 minutes")
+				// A handover followed at once by the channel closing
+				// still counts.
+				select {
+				case <-handover:
+				default:
+					return fmt.Errorf("the source stopped before handing the guest over")
+				}
+			case <-time.After(wait):
+				return fmt.Errorf("the source did not hand the guest over within %v", wait)
 			}
+		}
+		if len(plan) > 0 {
 			dm.StopServingDisks()
 		}
 		return nil
@@ -615,13 +660,9 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 		return err
 	}
 	if err := writeLine(conn, migReply{Running: true}); err != nil {
-		// The source cannot know we run it; it will resume its copy, so ours
-		// must go.
-		m.o.Log.Error("could not confirm a migration; destroying the incoming copy", "name", spec.Name, "err", err)
-		m.Destroy(context.Background(), spec.Name)
-		if disksMade {
-			removeDisks(plan)
-		}
+		// The source handed the guest over and keeps its copy paused
+		// until told otherwise: ours is the one that runs.
+		m.o.Log.Error("could not confirm a migration to the source; the guest runs here, the source keeps a paused copy", "name", spec.Name, "err", err)
 		return err
 	}
 	tl.mark("confirmed")

@@ -149,12 +149,13 @@ func mirrorOut(ctx context.Context, dm engine.DiskMigrator, disks []migDisk, p M
 		}
 	}()
 	for _, d := range disks {
-		c, err := p.DialData(ctx, token+nbdSuffix)
+		// NBD runs its own TLS (QEMU's, in the NBD handshake): the socket
+		// goes to QEMU as it is.
+		c, err := p.DialData(ctx, token+nbdSuffix, true)
 		if err != nil {
 			return 0, fmt.Errorf("connecting disk %s: %w", d.ID, err)
 		}
-		f, err := c.File()
-		c.Close()
+		f, _, err := streamFile(ctx, c, true)
 		if err != nil {
 			return 0, err
 		}

@@ -148,8 +148,6 @@ type Migratable interface {
 
 // IncomingOptions tune an incoming stream.
 type IncomingOptions struct {
-	// TLS: r is a socket and QEMU itself runs TLS over it.
-	TLS *StreamTLS
 	// Listening, when set, is called once QEMU reads the stream. A source
 	// must not start sending before that: QEMU 7.2 under TCG corrupts
 	// guest memory (12 of 20 bare runs here) when its outgoing stream
@@ -161,10 +159,11 @@ type IncomingOptions struct {
 type MigrateOptions struct {
 	DowntimeMs int                  // target for the final stop-and-copy (0 = QEMU's default)
 	Progress   func(MigrationStats) // called about every 100 ms while streaming
-	// TLS, when set, has QEMU encrypt and authenticate the stream itself,
-	// so a host-to-host stream goes socket to socket with no copy in the
-	// daemons.
-	TLS *StreamTLS
+	// Start, when set, is called once the stream is ready to go (QEMU
+	// tuned, w handed over) and before any byte is sent; an error aborts
+	// with the VM untouched. A live migration waits there for the
+	// destination to listen.
+	Start func(ctx context.Context) error
 }
 
 // DiskMigrator is the optional ability to copy disks live to another host
@@ -190,7 +189,7 @@ type MirrorTarget struct {
 	Conn *os.File
 }
 
-// StreamTLS is QEMU's side of an authenticated migration stream.
+// StreamTLS is QEMU's side of an authenticated disk-copy (NBD) stream.
 type StreamTLS struct {
 	// Dir holds the credentials in QEMU's tls-creds-x509 layout, readable
 	// by QEMU's user. The engine removes it as soon as QEMU has loaded it.

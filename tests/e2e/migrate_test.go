@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +42,12 @@ func TestLiveMigration(t *testing.T) {
 	c := src.Boot("mover", "")
 	c.Send(`i=0; while true; do echo tick$i; i=$((i+1)); usleep 10000; done &`)
 	c.WaitFor("tick50", 0, 20*time.Second)
+	// 3.5 MiB of a marker in guest RAM, to look for on the wire later.
+	marker := []byte("RFMARK-7f3a9c\nRFMARK-7f3a9c\n")
+	c.Send("printf 'RFMARK-7f3a9c\\n' > /tmp/m; i=0")
+	c.Send("while [ $i -lt 18 ]; do cat /tmp/m /tmp/m > /tmp/n; mv /tmp/n /tmp/m; i=$((i+1)); done")
+	c.Send("echo marked-$(($(wc -c < /tmp/m)))")
+	c.WaitFor("marked-3670016", 0, 20*time.Second)
 
 	// A host with another CA is refused and nothing moves.
 	if r := src.RF("migrate", "mover", strangerAddr); r.Code == 0 || !strings.Contains(r.Stderr, "certificate") {
@@ -117,7 +124,10 @@ func TestLiveMigration(t *testing.T) {
 	c.WaitFor("tick", off, 5*time.Second)
 
 	// The real move: the counter continues on the destination. A second
-	// migrate while it runs is refused.
+	// migrate while it runs is refused. The marker in guest RAM must not
+	// cross the wire in clear (the stream is encrypted by default).
+	dstPort, _ := strconv.Atoi(dstAddr[strings.LastIndex(dstAddr, ":")+1:])
+	wire := sniff(t, src.Netns, dstPort, marker)
 	before := lastTick(t, c.Output())
 	second := make(chan Result, 1)
 	go func() {
@@ -127,6 +137,9 @@ func TestLiveMigration(t *testing.T) {
 	out := src.MustRF("migrate", "--json", "mover", dstAddr)
 	if r := <-second; r.Code == 0 || !(strings.Contains(r.Stderr, "already being migrated") || strings.Contains(r.Stderr, "no domain named")) {
 		t.Fatalf("a second migration of a migrating domain: %+v", r)
+	}
+	if n, clear := wire.stop(); clear || n < 4<<20 {
+		t.Fatalf("encrypted migration: %d bytes on the wire, guest memory seen in clear: %v", n, clear)
 	}
 	if len(src.List()) != 0 || len(src.QEMUs()) != 0 {
 		t.Fatal("the source kept a copy after a successful migration")
@@ -159,8 +172,15 @@ func TestLiveMigration(t *testing.T) {
 	// And back, with the stream unencrypted (--plain-stream): the counter
 	// goes on from where it was.
 	before = lastTick(t, c2.Output())
-	srcAddr := fmt.Sprintf("127.0.0.1:%d", 20000+os.Getpid()%20000+3)
+	srcPort := 20000 + os.Getpid()%20000 + 3
+	srcAddr := fmt.Sprintf("127.0.0.1:%d", srcPort)
+	wire = sniff(t, src.Netns, srcPort, marker)
 	dst.MustRF("migrate", "--plain-stream", "mover", srcAddr)
+	// The same capture sees the marker when the stream is plain: the
+	// check above can fail.
+	if n, clear := wire.stop(); !clear {
+		t.Fatalf("plain migration: %d bytes on the wire and no marker in clear: the capture is blind", n)
+	}
 	c3 := src.Console("mover")
 	c3.WaitFor("tick", 0, 20*time.Second)
 	if back := firstTick(c3.Output()); back < before {

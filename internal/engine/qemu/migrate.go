@@ -35,22 +35,17 @@ func (st migrationStatus) stats() engine.MigrationStats {
 	return out
 }
 
-// MigrateTo streams the VM's state into w (a pipe or file) through QMP's
-// fd passing: QEMU's seccomp filter forbids exec: URIs, and an fd lets the
-// daemon hash and frame the stream.
+// MigrateTo streams the VM's state into w (a pipe, file or socket) through
+// QMP's fd passing: QEMU's seccomp filter forbids exec: URIs, and an fd
+// lets the daemon hash, frame or encrypt the stream. Everything but the
+// final `migrate` is done before o.Start is called, so a live migration
+// prepares the source while the destination starts.
 func (i *instance) MigrateTo(ctx context.Context, w *os.File, o engine.MigrateOptions) (engine.MigrationStats, error) {
 	// The default 128 MiB/s cap dominates total time; lift it. Dirtying
 	// faster than the link triggers auto-converge (vCPU throttling).
 	params := map[string]any{"max-bandwidth": int64(1) << 40, "tls-creds": "", "tls-hostname": ""}
 	if o.DowntimeMs > 0 {
 		params["downtime-limit"] = o.DowntimeMs
-	}
-	if o.TLS != nil {
-		if err := i.loadTLS(ctx, o.TLS.Dir, "client"); err != nil {
-			return engine.MigrationStats{}, err
-		}
-		defer i.dropTLS()
-		params["tls-creds"], params["tls-hostname"] = tlsID, o.TLS.Hostname
 	}
 	if err := i.mon.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
 		return engine.MigrationStats{}, err
@@ -61,6 +56,12 @@ func (i *instance) MigrateTo(ctx context.Context, w *os.File, o engine.MigrateOp
 	}
 	if err := i.mon.ExecuteFD(ctx, "getfd", map[string]any{"fdname": "migout"}, nil, w); err != nil {
 		return engine.MigrationStats{}, fmt.Errorf("passing the stream to QEMU: %w", err)
+	}
+	if o.Start != nil {
+		if err := o.Start(ctx); err != nil {
+			i.mon.Execute(context.Background(), "closefd", map[string]any{"fdname": "migout"}, nil)
+			return engine.MigrationStats{}, err
+		}
 	}
 	if err := i.mon.Execute(ctx, "migrate", map[string]any{"uri": "fd:migout"}, nil); err != nil {
 		return engine.MigrationStats{}, err
@@ -100,15 +101,9 @@ func (i *instance) waitOut(ctx context.Context, progress func(engine.MigrationSt
 	}
 }
 
-const tlsID = "migtls"
-
-// loadTLS creates QEMU's TLS credentials object from dir (which it then
+// addTLS creates a QEMU TLS credentials object from dir (which it then
 // removes: QEMU has the key in memory and the files were readable by its
 // user). The server side requires the peer's certificate from our CA.
-func (i *instance) loadTLS(ctx context.Context, dir, endpoint string) error {
-	return i.addTLS(ctx, tlsID, dir, endpoint)
-}
-
 func (i *instance) addTLS(ctx context.Context, id, dir, endpoint string) error {
 	defer os.RemoveAll(dir)
 	i.mon.Execute(ctx, "object-del", map[string]any{"id": id}, nil) // a leftover from a failed run
@@ -122,36 +117,14 @@ func (i *instance) addTLS(ctx context.Context, id, dir, endpoint string) error {
 	return nil
 }
 
-// dropTLS forgets the credentials once the stream is over, so a later save
-// to a file is not wrapped in TLS and the key leaves QEMU's memory.
-func (i *instance) dropTLS() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	i.mon.Execute(ctx, "migrate-set-parameters", map[string]any{"tls-creds": "", "tls-hostname": ""}, nil)
-	i.mon.Execute(ctx, "object-del", map[string]any{"id": tlsID}, nil)
-}
-
 // MigrateFrom loads state from r into a VM started with -incoming defer.
 // Completion is taken from QEMU's MIGRATION event, so the guest can be
 // resumed the moment its state is in (the poll behind it is a fallback).
 func (i *instance) MigrateFrom(ctx context.Context, r *os.File, o engine.IncomingOptions) error {
-	tls := o.TLS
 	events, stop := i.mon.Subscribe()
 	defer stop()
 	caps := []map[string]any{{"capability": "events", "state": true}}
 	if err := i.mon.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
-		return err
-	}
-	params := map[string]any{"tls-creds": ""}
-	if tls != nil {
-		if err := i.loadTLS(ctx, tls.Dir, "server"); err != nil {
-			return err
-		}
-		// Off the path to resuming the guest.
-		defer func() { go i.dropTLS() }()
-		params["tls-creds"] = tlsID
-	}
-	if err := i.mon.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
 		return err
 	}
 	if err := i.mon.ExecuteFD(ctx, "getfd", map[string]any{"fdname": "migin"}, nil, r); err != nil {

@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// sniffer records every TCP payload byte on the namespace's loopback to
+// or from port, so a test can tell whether a string crossed the wire in
+// clear.
+type sniffer struct {
+	marker  []byte
+	stopped atomic.Bool
+	done    chan struct{}
+	bytes   int  // payload bytes seen (both directions, each packet once per direction)
+	found   bool // marker seen in clear in one packet
+}
+
+// sniff opens a packet socket on lo inside namespace ns (from a thread
+// that enters it and is then discarded) and captures until stop.
+func sniff(t *testing.T, ns string, port int, marker []byte) *sniffer {
+	t.Helper()
+	s := &sniffer{marker: marker, done: make(chan struct{})}
+	ready := make(chan error, 1)
+	go func() {
+		// The thread is left in the namespace: never unlocked, so the
+		// runtime ends it with this goroutine.
+		runtime.LockOSThread()
+		f, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			ready <- err
+			return
+		}
+		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+		f.Close()
+		if err != nil {
+			ready <- err
+			return
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)))
+		if err != nil {
+			ready <- err
+			return
+		}
+		// lo is index 1 in every namespace. A receive timeout lets stop
+		// end the loop (closing does not wake a blocked recvfrom).
+		// A big buffer: a migration bursts faster than this loop reads.
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 256<<20)
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: 1}); err != nil {
+			unix.Close(fd)
+			ready <- err
+			return
+		}
+		ready <- nil
+		defer close(s.done)
+		defer unix.Close(fd)
+		buf := make([]byte, 1<<17)
+		for !s.stopped.Load() {
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				if err == unix.EAGAIN || err == unix.EINTR {
+					continue
+				}
+				return
+			}
+			if p := tcpPayload(buf[:n], port); len(p) > 0 {
+				s.bytes += len(p)
+				s.found = s.found || bytes.Contains(p, s.marker)
+			}
+		}
+	}()
+	if err := <-ready; err != nil {
+		t.Fatalf("capturing on lo in %s: %v", ns, err)
+	}
+	return s
+}
+
+// stop ends the capture and reports how many payload bytes it saw and
+// whether the marker crossed in clear.
+func (s *sniffer) stop() (bytesSeen int, found bool) {
+	s.stopped.Store(true)
+	<-s.done
+	return s.bytes, s.found
+}
+
+// tcpPayload is the payload of an IPv4 TCP packet from or to port.
+func tcpPayload(b []byte, port int) []byte {
+	if len(b) < 20 || b[0]>>4 != 4 || b[9] != unix.IPPROTO_TCP {
+		return nil
+	}
+	ihl := int(b[0]&0x0f) * 4
+	if len(b) < ihl+20 {
+		return nil
+	}
+	tcp := b[ihl:]
+	sp, dp := int(tcp[0])<<8|int(tcp[1]), int(tcp[2])<<8|int(tcp[3])
+	if sp != port && dp != port {
+		return nil
+	}
+	off := int(tcp[12]>>4) * 4
+	if len(tcp) < off {
+		return nil
+	}
+	return tcp[off:]
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
