@@ -243,18 +243,21 @@ func viaRingfence(src, dst *client.Client, img image.Paths, mem int, dirty, plai
 	}
 	go ws.read(con)
 	time.Sleep(2 * time.Second)
-	// Attach to the destination's console as soon as the incoming domain
-	// exists (before it resumes), so its first line is timed when it comes.
+	// Attach to the destination's console once the incoming domain exists
+	// (before it resumes), so its first line is timed when it comes. Every
+	// 10 ms: the stream phase lasts >100 ms, and polling every 2 ms (500
+	// API calls a second) loaded the destination daemon and the CPU its
+	// QEMU starts on, which bare QEMU's side does not have.
 	wd := &watcher{}
 	attached := make(chan io.Closer, 1)
 	go func() {
-		for i := 0; i < 6000; i++ {
+		for i := 0; i < 1200; i++ {
 			if dcon, err := dst.Console(ctx, "mig", true); err == nil {
 				attached <- dcon
 				wd.read(dcon)
 				return
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond)
 		}
 	}()
 	res, err := src.Migrate(ctx, "mig", api.MigrateRequest{Target: target, DowntimeMs: 30, PlainStream: plain}, nil)

@@ -1042,7 +1042,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 			}
 		}
 		if st, err := inst.Status(ctx); err == nil {
-			if st == "paused" || st == "prelaunch" {
+			// postmigrate: handed over to another host, unconfirmed.
+			if st == "paused" || st == "prelaunch" || st == "postmigrate" {
 				d.rec.State = api.StatePaused
 			} else if st == "running" {
 				d.rec.State = api.StateRunning

@@ -298,7 +298,11 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	}
 	if r.lost {
 		// Handed over but unconfirmed: the guest may run there. Never
-		// resume it here on a guess.
+		// resume it here on a guess; record it as what it is, paused.
+		d.mu.Lock()
+		d.rec.State = api.StatePaused
+		m.save(context.Background(), d)
+		d.mu.Unlock()
 		return res, api.Errorf(api.ErrConflict, "lost contact with the destination after handing %s over (%s): it is paused here; "+
 			"if it runs on the destination, destroy this copy, otherwise `ringfence unpause %s`", name, r.Error, name)
 	}
