@@ -29,8 +29,8 @@ const (
 // relayFile connects c to a new socket pair and returns the end for QEMU.
 // out: QEMU writes and the bytes go to c (c's write side is closed after
 // the last one); otherwise c's bytes go to QEMU. done receives the copy's
-// result once it has ended; ctx ending stops it. Either side failing
-// closes the other, so QEMU and the peer both see the break.
+// result once it has ended; ctx ending stops it. Both ends are closed when
+// it ends, so a failure on one side is seen on the other.
 func relayFile(ctx context.Context, c net.Conn, out bool) (qemu *os.File, done <-chan error, err error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -63,10 +63,10 @@ func relayFile(ctx context.Context, c net.Conn, out bool) (qemu *os.File, done <
 				err = closeWrite(sc)
 			}
 		}
+		// Done either way: the data went out (the kernel still delivers
+		// it after close) or the stream is broken.
 		sc.Close()
-		if err != nil {
-			c.Close()
-		}
+		c.Close()
 		ch <- err
 	}()
 	return qemu, ch, nil

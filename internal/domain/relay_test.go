@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -64,6 +65,13 @@ func TestRelayCarriesTheStreamWhole(t *testing.T) {
 	}
 	if err := <-dstDone; err != nil {
 		t.Fatalf("destination relay: %v", err)
+	}
+	// A finished relay lets go of its connection (a daemon migrates many
+	// times: nothing may leak).
+	for _, c := range []net.Conn{a, b} {
+		if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("connection still open after the relay ended: %v", err)
+		}
 	}
 }
 
