@@ -28,6 +28,7 @@ import (
 	"github.com/ringfence/ringfence/internal/engine/qemu/qmp"
 	"github.com/ringfence/ringfence/internal/image"
 	"github.com/ringfence/ringfence/internal/peer"
+	"github.com/ringfence/ringfence/internal/procfs"
 )
 
 const counter = `i=0; while true; do echo tick$i; i=$((i+1)); usleep 10000; done &`
@@ -373,17 +374,8 @@ func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, por
 	}
 	defer dm.Close()
 	mark("qemu-up")
-	{
-		var run, wait float64
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", dstCmd.Process.Pid))
-		for _, t := range tasks {
-			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", dstCmd.Process.Pid, t.Name()))
-			var r, w float64
-			fmt.Sscan(string(b), &r, &w)
-			run, wait = run+r/1e6, wait+w/1e6
-		}
-		tl = append(tl, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", run, wait))
-	}
+	run, wait := procfs.ProcessSchedStat(dstCmd.Process.Pid)
+	tl = append(tl, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", float64(run)/1e6, float64(wait)/1e6))
 	if tls != nil {
 		if err := dm.Execute(qctx, "migrate-set-parameters", map[string]any{"tls-creds": "t0"}, nil); err != nil {
 			return result{}, err

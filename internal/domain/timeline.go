@@ -3,9 +3,10 @@ package domain
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/procfs"
 )
 
 // timeline notes when the steps of a long operation finished, and logs them
@@ -35,22 +36,7 @@ func (t *timeline) log(l *slog.Logger, msg, name string) {
 // a slow QEMU start was work or a busy host.
 func (t *timeline) sched(pid int) {
 	if t != nil {
-		run, wait := schedMs(pid)
-		t.steps = append(t.steps, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", run, wait))
+		run, wait := procfs.ProcessSchedStat(pid)
+		t.steps = append(t.steps, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", float64(run)/1e6, float64(wait)/1e6))
 	}
-}
-
-func schedMs(pid int) (run, wait float64) {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
-		if err != nil {
-			continue
-		}
-		var r, w float64
-		fmt.Sscan(string(b), &r, &w)
-		run += r / 1e6
-		wait += w / 1e6
-	}
-	return
 }

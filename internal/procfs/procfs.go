@@ -89,3 +89,19 @@ func SchedStat(pid, tid int) (run, wait int64, err error) {
 	wait, _ = strconv.ParseInt(f[1], 10, 64)
 	return run, wait, nil
 }
+
+// ProcessSchedStat sums SchedStat over all of pid's threads (threads that
+// end meanwhile are skipped).
+func ProcessSchedStat(pid int) (run, wait int64) {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if r, w, err := SchedStat(pid, tid); err == nil {
+			run, wait = run+r, wait+w
+		}
+	}
+	return run, wait
+}

@@ -10,45 +10,24 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/peer"
-	"golang.org/x/sys/unix"
 )
 
-// listenIn opens a TCP listener inside namespace ns (from a thread that
-// joins it and is then discarded; the socket stays in ns).
+// listenIn opens a TCP listener inside namespace ns.
 func listenIn(t *testing.T, ns, addr string) net.Listener {
 	t.Helper()
-	type res struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with us
-		f, err := os.Open("/run/netns/" + ns)
-		if err == nil {
-			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-			f.Close()
-		}
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		l, err := net.Listen("tcp", addr)
-		ch <- res{l, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("listening in %s: %v", ns, r.err)
-	}
-	t.Cleanup(func() { r.l.Close() })
-	return r.l
+	var l net.Listener
+	inNetns(t, ns, func() (err error) {
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	t.Cleanup(func() { l.Close() })
+	return l
 }
 
 // fakeDestination is a peer with a certificate from the source's CA that

@@ -21,43 +21,52 @@ type sniffer struct {
 	found   bool // marker seen in clear in one packet
 }
 
-// sniff opens a packet socket on lo inside namespace ns (from a thread
-// that enters it and is then discarded) and captures until stop.
+// inNetns runs f on a thread that has joined namespace ns; sockets f
+// opens stay in ns. The thread is never unlocked, so the runtime ends it
+// with its goroutine instead of reusing it elsewhere.
+func inNetns(t *testing.T, ns string, f func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		nsf, err := os.Open("/run/netns/" + ns)
+		if err == nil {
+			err = unix.Setns(int(nsf.Fd()), unix.CLONE_NEWNET)
+			nsf.Close()
+		}
+		if err == nil {
+			err = f()
+		}
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatalf("in namespace %s: %v", ns, err)
+	}
+}
+
+// sniff opens a packet socket on lo inside namespace ns and captures
+// until stop.
 func sniff(t *testing.T, ns string, port int, marker []byte) *sniffer {
 	t.Helper()
 	s := &sniffer{marker: marker, done: make(chan struct{})}
-	ready := make(chan error, 1)
-	go func() {
-		// The thread is left in the namespace: never unlocked, so the
-		// runtime ends it with this goroutine.
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
+	var fd int
+	inNetns(t, ns, func() (err error) {
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)))
 		if err != nil {
-			ready <- err
-			return
-		}
-		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-		f.Close()
-		if err != nil {
-			ready <- err
-			return
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)))
-		if err != nil {
-			ready <- err
-			return
+			return err
 		}
 		// lo is index 1 in every namespace. A receive timeout lets stop
-		// end the loop (closing does not wake a blocked recvfrom).
-		// A big buffer: a migration bursts faster than this loop reads.
+		// end the loop (closing does not wake a blocked recvfrom); a big
+		// buffer, as a migration bursts faster than the loop reads.
 		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 256<<20)
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: 1}); err != nil {
 			unix.Close(fd)
-			ready <- err
-			return
+			return err
 		}
-		ready <- nil
+		return nil
+	})
+	go func() {
 		defer close(s.done)
 		defer unix.Close(fd)
 		buf := make([]byte, 1<<17)
@@ -75,9 +84,6 @@ func sniff(t *testing.T, ns string, port int, marker []byte) *sniffer {
 			}
 		}
 	}()
-	if err := <-ready; err != nil {
-		t.Fatalf("capturing on lo in %s: %v", ns, err)
-	}
 	return s
 }
 
