@@ -49,7 +49,7 @@ func run(runs int, imgDir string, listN int) error {
 		return err
 	}
 	defer cleanup()
-	c, stop, err := benchenv.Daemon(bin, dir, "--vcpu-ratio", "50")
+	c, stop, err := benchenv.Daemon(bin, filepath.Join(dir, "state"), "--vcpu-ratio", "50")
 	if err != nil {
 		return err
 	}

@@ -102,9 +102,7 @@ func run(img image.Paths) error {
 	defer cleanup()
 	port := 30000 + os.Getpid()%20000
 	srcDir, dstDir := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	exec.Command(bin, "host", "trust", "--state-dir", srcDir).Run()
-	exec.Command(bin, "host", "trust", "--state-dir", dstDir, "--ca-from", filepath.Join(srcDir, "tls")).Run()
-	src, stopSrc, err := benchenv.Daemon(bin, srcDir)
+	src, stopSrc, err := benchenv.Daemon(bin, srcDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port+100))
 	if err != nil {
 		return err
 	}
@@ -114,6 +112,18 @@ func run(img image.Paths) error {
 		return err
 	}
 	defer stopDst()
+	// The source is the authority; the destination joins with a token.
+	ctx := context.Background()
+	if _, err := src.Trust(ctx, api.TrustRequest{PeerName: "src", Names: []string{"127.0.0.1"}}); err != nil {
+		return err
+	}
+	tok, err := src.Token(ctx, api.TokenRequest{PeerName: "dst"})
+	if err != nil {
+		return err
+	}
+	if _, err := dst.Join(ctx, api.JoinRequest{Token: tok.Token, PeerName: "dst", Names: []string{"127.0.0.1"}}); err != nil {
+		return err
+	}
 	h, _ := src.Host(context.Background())
 	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited, auto-converge, RAM preallocated on both sides; median of %d runs;\n\"tls\": the stream is encrypted (default; ringfence: its daemons' TLS relay, bare: QEMU's own TLS), \"plain\": --plain-stream / no TLS\n\n", h.Accel, h.QEMUVersion, *reps)
 	fmt.Printf("%-20s %-10s %10s %10s %12s %10s\n", "guest, stream", "side", "total ms", "qemu ms", "downtime ms", "gap ms")

@@ -15,6 +15,11 @@ var (
 	ErrInvalid      = errors.New("invalid")
 	ErrInsufficient = errors.New("insufficient resources")
 	ErrUnavailable  = errors.New("unavailable")
+	// ErrForbidden: the caller may not call this route (its identity or
+	// listener does not allow it).
+	ErrForbidden = errors.New("forbidden")
+	// ErrTooLarge: the request body is over the limit.
+	ErrTooLarge = errors.New("too large")
 )
 
 // ErrorBody is every error response: {"error": "...", "class": "..."}.
@@ -33,6 +38,8 @@ var classes = []struct {
 	{ErrInvalid, http.StatusBadRequest, "invalid"},
 	{ErrInsufficient, http.StatusInsufficientStorage, "insufficient"},
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{ErrForbidden, http.StatusForbidden, "forbidden"},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
 }
 
 // StatusOf maps an error to its HTTP status and class name.

@@ -191,6 +191,74 @@ type HostInfo struct {
 	Domains     int      `json:"domains"`
 	Ledger      Ledger   `json:"ledger"`
 	Warnings    []string `json:"warnings,omitempty"`
+	// Peer is this host's peer trust (nil until `host trust`/`host join`).
+	Peer *PeerStatus `json:"peer,omitempty"`
+}
+
+// PeerStatus is this host's identity among its peers.
+type PeerStatus struct {
+	Role          string    `json:"role"` // authority, member or offline
+	Name          string    `json:"name"`
+	Serial        string    `json:"serial"`
+	NotAfter      time.Time `json:"not_after"` // the certificate's expiry
+	Names         []string  `json:"names"`     // what peers may call it (SANs)
+	CAFingerprint string    `json:"ca_fingerprint"`
+	Authority     string    `json:"authority,omitempty"`
+	ListVersion   int64     `json:"list_version,omitempty"`
+	Members       int       `json:"members,omitempty"`
+	Warning       string    `json:"warning,omitempty"`
+}
+
+// TrustRequest makes this host trusted (POST /1.0/host/trust): a new CA
+// (the authority), or an offline copy of one.
+type TrustRequest struct {
+	PeerName string   `json:"peer_name,omitempty"` // default: the hostname
+	Names    []string `json:"names,omitempty"`     // extra SANs (names, IPs)
+	Offline  bool     `json:"offline,omitempty"`   // shared CA key, no peer list
+	CAFrom   string   `json:"ca_from,omitempty"`   // copy an offline CA from this dir
+}
+
+// TokenRequest asks the authority for a join token.
+type TokenRequest struct {
+	PeerName string `json:"peer_name,omitempty"` // only this host may use it
+	TTLSec   int    `json:"ttl_sec,omitempty"`   // default 600, at most 3600
+	Addr     string `json:"addr,omitempty"`      // HOST:PORT joiners dial
+}
+
+// PeerToken is a join token (shown once).
+type PeerToken struct {
+	Token   string    `json:"token"`
+	Name    string    `json:"peer_name,omitempty"`
+	Expires time.Time `json:"expires"`
+	Addr    string    `json:"addr"`
+}
+
+// JoinRequest joins this host with a token from the authority.
+type JoinRequest struct {
+	Token    string   `json:"token"`
+	PeerName string   `json:"peer_name,omitempty"`
+	Names    []string `json:"names,omitempty"`
+}
+
+// PeerList is `host peers`.
+type PeerList struct {
+	Role      string `json:"role"`
+	Self      string `json:"self"`
+	Authority string `json:"authority,omitempty"`
+	Version   int64  `json:"version,omitempty"`
+	Peers     []Peer `json:"peers"`
+}
+
+// Peer is one trusted host on the peer list.
+type Peer struct {
+	Name     string    `json:"name"`
+	Serial   string    `json:"serial"` // of its current certificate, hex
+	NotAfter time.Time `json:"not_after"`
+	// Authority marks the host that holds the CA key.
+	Authority bool `json:"authority,omitempty"`
+	// Addr is where the authority sends list updates (its peer listener).
+	Addr     string    `json:"addr,omitempty"`
+	JoinedAt time.Time `json:"joined_at"`
 }
 
 // Ledger is the host's memory book-keeping: nothing is admitted unless

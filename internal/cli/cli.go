@@ -54,7 +54,7 @@ func init() {
 		{"info", "host facts: CPUs, memory, accelerator, QEMU", "info [--json]", runInfo},
 		{"uptime", "domain uptimes", "uptime [--json] [NAME...]", runUptime},
 		{"migrate", "live-migrate a domain to another host", "migrate NAME HOST:PORT [--max-downtime MS] [--with-storage [--storage-dir DIR]] [--plain-stream] [--json] | migrate --cancel NAME", runMigrate},
-		{"host", "set up this host's peer certificate", "host trust [--state-dir D] [--ca-from DIR] [--name HOST]...", runHostTrust},
+		{"host", "this host's trust among its peers: the authority, join tokens, the peer list", "host trust [--peer-name N] [--name HOST]... [--offline | --ca-from DIR] | host token [--peer-name N] [--ttl 10m] | host join TOKEN [--peer-name N] [--name HOST]... | host peers [--json] | host revoke NAME | host renew", runHost},
 		{"save", "save a domain's state to a file (it is gone afterwards; -c keeps it running)", "save [-c] NAME FILE", runSave},
 		{"restore", "start a domain from a save file", "restore [-p] FILE", runRestore},
 		{"top", "live per-domain CPU, memory, steal, network and disk figures (xentop)", "top [-b] [-i N] [-d SECS] [--sort name|cpu|mem|steal|net|vbd] [--json]", runTop},

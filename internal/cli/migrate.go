@@ -4,38 +4,132 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/daemon"
-	"github.com/ringfence/ringfence/internal/peer"
 )
 
-// runHostTrust makes this host's peer certificate (and the CA if needed).
-func runHostTrust(e *env, args []string) error {
-	fs := flag.NewFlagSet("host trust", flag.ContinueOnError)
-	stateDir := fs.String("state-dir", daemon.DefaultStateDir, "the daemon's state directory")
-	caFrom := fs.String("ca-from", "", "a TLS dir (STATE/tls) of a host whose CA this host should share")
-	var names multiFlag
-	fs.Var(&names, "name", "a hostname or IP other hosts reach this one by (repeatable)")
-	pos, err := parse(fs, args, 1, 1)
-	if err != nil {
-		return err
+// runHost is the host's trust: `host trust` (the first host becomes the
+// authority), `host token` / `host join` for the others, `host peers`,
+// `host revoke`, `host renew`.
+func runHost(e *env, args []string) error {
+	if len(args) == 0 {
+		return usageError{"expected trust, token, join, peers, revoke or renew"}
 	}
-	if pos[0] != "trust" {
-		return usageError{"expected `host trust`"}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("host "+sub, flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	peerName := fs.String("peer-name", "", "this host's name among its peers (default: the hostname)")
+	var sans multiFlag
+	fs.Var(&sans, "name", "a host name or IP other hosts reach this one by (repeatable)")
+	switch sub {
+	case "trust":
+		offline := fs.Bool("offline", false, "share the CA key instead (air-gapped set-ups: no peer list, no revocation)")
+		caFrom := fs.String("ca-from", "", "copy an offline CA from this TLS dir (implies --offline)")
+		if _, err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		if *caFrom != "" {
+			*caFrom = absPath(*caFrom)
+		}
+		st, err := e.client().Trust(ctx(), api.TrustRequest{PeerName: *peerName, Names: sans, Offline: *offline, CAFrom: *caFrom})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, st)
+		}
+		if st.Warning != "" {
+			fmt.Fprintf(e.stderr, "warning: %s\n", st.Warning)
+		}
+		fmt.Fprintf(e.stdout, "This host is %s, the %s. Other hosts join with a token from `ringfence host token`.\n", st.Name, st.Role)
+		return nil
+	case "token":
+		ttl := fs.Duration("ttl", peerTokenTTL, "how long the token may be used (at most 1h)")
+		addr := fs.String("addr", "", "HOST:PORT the joining host dials (default: this daemon's --listen address)")
+		if _, err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		tok, err := e.client().Token(ctx(), api.TokenRequest{PeerName: *peerName, TTLSec: int(ttl.Seconds()), Addr: *addr})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, tok)
+		}
+		fmt.Fprintln(e.stdout, tok.Token)
+		fmt.Fprintf(e.stderr, "Single use, expires %s. On the new host: ringfence host join TOKEN\n", tok.Expires.Local().Format("15:04:05"))
+		return nil
+	case "join":
+		pos, err := parse(fs, args, 1, 1)
+		if err != nil {
+			return err
+		}
+		st, err := e.client().Join(ctx(), api.JoinRequest{Token: pos[0], PeerName: *peerName, Names: sans})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, st)
+		}
+		fmt.Fprintf(e.stdout, "Joined as %s; the authority is %s; certificate valid until %s.\n", st.Name, st.Authority, st.NotAfter.Format("2006-01-02"))
+		return nil
+	case "renew":
+		if _, err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		st, err := e.client().Renew(ctx())
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, st)
+		}
+		fmt.Fprintf(e.stdout, "New certificate for %s (serial %s), valid until %s.\n", st.Name, st.Serial, st.NotAfter.Format("2006-01-02"))
+		return nil
+	case "peers", "revoke":
+		min := 0
+		if sub == "revoke" {
+			min = 1
+		}
+		pos, err := parse(fs, args, min, min)
+		if err != nil {
+			return err
+		}
+		var l api.PeerList
+		if sub == "revoke" {
+			l, err = e.client().Revoke(ctx(), pos[0])
+		} else {
+			l, err = e.client().Peers(ctx())
+		}
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, l)
+		}
+		if l.Role == "offline" {
+			fmt.Fprintln(e.stdout, "offline trust: no peer list (any certificate from the shared CA is accepted)")
+			return nil
+		}
+		fmt.Fprintf(e.stdout, "%-24s %-10s %-21s %s\n", "HOST", "ROLE", "ADDRESS", "CERT EXPIRES")
+		for _, p := range l.Peers {
+			role := "member"
+			if p.Authority {
+				role = "authority"
+			}
+			fmt.Fprintf(e.stdout, "%-24s %-10s %-21s %s\n", p.Name, role, p.Addr, p.NotAfter.Format("2006-01-02"))
+		}
+		fmt.Fprintf(e.stdout, "(list version %d, from %s)\n", l.Version, l.Authority)
+		return nil
 	}
-	f := peer.Files{Dir: filepath.Join(*stateDir, "tls")}
-	if err := peer.Trust(f, *caFrom, names); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s: CA %s, certificate %s\nCopy %s (and ca-key.pem, kept secret) to other hosts with `ringfence host trust --ca-from DIR`; restart the daemon with --listen to accept peers.\n",
-		f.Dir, f.CA(), f.Cert(), f.Dir)
-	return nil
+	return usageError{fmt.Sprintf("unknown `host %s`: expected trust, token, join, peers, revoke or renew", sub)}
 }
+
+const peerTokenTTL = 10 * time.Minute
 
 type multiFlag []string
 

@@ -27,13 +27,20 @@ func runServe(e *env, args []string) error {
 	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
 	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
 	fs.StringVar(&cfg.Listen, "listen", "", "peer listener for other hosts (mutual TLS), e.g. :7443")
-	fs.StringVar(&cfg.QEMUUser, "qemu-user", "", "user QEMU drops to (default ringfence-qemu, else nobody; root disables)")
+	fs.StringVar(&cfg.QEMUIDs, "qemu-ids", "", "uid range QEMUs run as, one uid per running domain: BASE[:COUNT] (default 2000000000:65536; root: QEMU stays root, development only)")
+	var roots multiFlag
+	fs.Var(&roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")
+	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest a client may take to send one request")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 120*time.Second, "idle keep-alive connections are closed after this")
 	fs.IntVar(&cfg.OverheadMiB, "qemu-overhead", 0, "QEMU memory per domain beyond guest RAM, in MiB, for the ledger and cgroup limit (default: 144 TCG, 64 KVM)")
 	fs.Float64Var(&cfg.VCPURatio, "vcpu-ratio", 1, "vCPUs each host CPU may carry (1 = none oversold)")
 	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", false, "run without per-domain cgroups (nothing is enforced; development only)")
 	fs.IntVar(&cfg.ReserveMiB, "reserve-mem", 0, "host memory kept from domains in MiB (default 10%, >= 512)")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
+	}
+	for _, r := range roots {
+		cfg.DiskRoots = append(cfg.DiskRoots, strings.Split(r, ",")...)
 	}
 	if cfg.RunDir == "" {
 		cfg.RunDir = daemon.DefaultRunDir
@@ -316,6 +323,18 @@ func runInfo(e *env, args []string) error {
 	row("ledger_vcpus", fmt.Sprintf("%d free of %d (%d CPUs x %g)", h.Ledger.VCPUsFree, int(float64(h.Ledger.CPUs)*h.Ledger.VCPURatio+1e-9), h.Ledger.CPUs, h.Ledger.VCPURatio))
 	for _, le := range h.Ledger.Entries {
 		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead, %d vCPUs", le.MemoryMiB, le.OverheadMiB, le.VCPUs))
+	}
+	if p := h.Peer; p != nil {
+		row("peer_name", fmt.Sprintf("%s (%s)", p.Name, p.Role))
+		row("peer_certificate", fmt.Sprintf("serial %s, certificate expires %s", p.Serial, p.NotAfter.Format("2006-01-02")))
+		if p.Authority != "" {
+			row("peer_authority", fmt.Sprintf("%s (peer list version %d, %d hosts)", p.Authority, p.ListVersion, p.Members))
+		}
+		if p.Warning != "" {
+			row("peer_warning", p.Warning)
+		}
+	} else {
+		row("peer_name", "none (`ringfence host trust` or `host join TOKEN`)")
 	}
 	return w.Flush()
 }

@@ -29,35 +29,67 @@ func New(socket string) *Client {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socket)
 	}}
-	return &Client{Socket: socket, http: &http.Client{Transport: tr}}
+	// Never follow a redirect: a POST must reach the route it names or fail.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{Socket: socket, http: &http.Client{Transport: tr, CheckRedirect: noRedirect}}
 }
 
-func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+// seg escapes one path segment. Every name a caller gives goes through it,
+// so "g1/destroy?" or "../domains/g1" stay one segment (which the daemon
+// then refuses by its name rule) instead of becoming another route.
+func seg(s string) string { return url.PathEscape(s) }
+
+// checkPath refuses a request path that is not canonical: a segment "."
+// or ".." would make the server's router redirect to another route.
+func checkPath(path string) error {
+	for _, p := range strings.Split(path, "/") {
+		if p == "." || p == ".." {
+			return api.Errorf(api.ErrInvalid, "%q is not a valid name: '.' and '..' name no object", p)
+		}
+	}
+	return nil
+}
+
+// send makes one request and returns the response when its status is a
+// success; an error status becomes the daemon's error (with its class).
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://ringfence"+api.Version+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the ringfence daemon at %s: %w (is `ringfence serve` running? are you root?)", c.Socket, unwrapDial(err))
+		return nil, fmt.Errorf("cannot reach the ringfence daemon at %s: %w (is `ringfence serve` running? are you root?)", c.Socket, unwrapDial(err))
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
 		var e api.ErrorBody
-		json.NewDecoder(resp.Body).Decode(&e)
+		json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
 		if e.Error == "" {
 			e.Error = resp.Status
 		}
-		return &api.RemoteError{Message: e.Error, Class: e.Class}
+		return nil, &api.RemoteError{Message: e.Error, Class: e.Class}
 	}
+	return resp, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
@@ -98,7 +130,7 @@ func (c *Client) List(ctx context.Context) ([]api.Domain, error) {
 // Get returns one domain.
 func (c *Client) Get(ctx context.Context, name string) (api.Domain, error) {
 	var d api.Domain
-	return d, c.do(ctx, "GET", "/domains/"+name, nil, &d)
+	return d, c.do(ctx, "GET", "/domains/"+seg(name), nil, &d)
 }
 
 // Create starts a domain.
@@ -115,7 +147,7 @@ func (c *Client) DryRun(ctx context.Context, spec api.DomainSpec) (api.DryRun, e
 
 // Action runs shutdown, reboot, destroy, pause or unpause.
 func (c *Client) Action(ctx context.Context, name, action string, body any) error {
-	return c.do(ctx, "POST", "/domains/"+name+"/"+action, body, nil)
+	return c.do(ctx, "POST", "/domains/"+seg(name)+"/"+seg(action), body, nil)
 }
 
 // Restore starts a domain from a save file on the daemon's host.
@@ -127,21 +159,11 @@ func (c *Client) Restore(ctx context.Context, req api.RestoreRequest) (api.Domai
 // Migrate moves a domain to another host, calling progress as the daemon
 // streams it, and returns the result.
 func (c *Client) Migrate(ctx context.Context, name string, req api.MigrateRequest, progress func(api.MigrationProgress)) (api.MigrationResult, error) {
-	b, _ := json.Marshal(req)
-	hreq, err := http.NewRequestWithContext(ctx, "POST", "http://ringfence"+api.Version+"/domains/"+name+"/migrate", bytes.NewReader(b))
+	resp, err := c.send(ctx, "POST", "/domains/"+seg(name)+"/migrate", req)
 	if err != nil {
 		return api.MigrationResult{}, err
 	}
-	resp, err := c.http.Do(hreq)
-	if err != nil {
-		return api.MigrationResult{}, fmt.Errorf("cannot reach the ringfence daemon at %s: %w", c.Socket, unwrapDial(err))
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e api.ErrorBody
-		json.NewDecoder(resp.Body).Decode(&e)
-		return api.MigrationResult{}, &api.RemoteError{Message: e.Error, Class: e.Class}
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ev api.MigrateEvent
@@ -168,6 +190,9 @@ func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
 // Console opens a raw console stream: reads are guest output (history
 // first unless history is false), writes go to the guest.
 func (c *Client) Console(ctx context.Context, name string, history bool) (net.Conn, error) {
+	if err := checkPath("/domains/" + name); err != nil {
+		return nil, err
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.Socket)
 	if err != nil {
@@ -177,7 +202,9 @@ func (c *Client) Console(ctx context.Context, name string, history bool) (net.Co
 	if !history {
 		q = "?history=0"
 	}
-	fmt.Fprintf(conn, "GET %s/domains/%s/console%s HTTP/1.1\r\nHost: ringfence\r\nConnection: Upgrade\r\nUpgrade: ringfence-console\r\n\r\n", api.Version, name, q)
+	// The request line is written by hand (an upgrade), so the name is
+	// escaped like every other path segment: no CR LF can reach it.
+	fmt.Fprintf(conn, "GET %s/domains/%s/console%s HTTP/1.1\r\nHost: ringfence\r\nConnection: Upgrade\r\nUpgrade: ringfence-console\r\n\r\n", api.Version, seg(name), q)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -216,78 +243,68 @@ func (c *Client) CreatePool(ctx context.Context, p api.Pool) (api.Pool, error) {
 
 // DeletePool forgets an empty pool.
 func (c *Client) DeletePool(ctx context.Context, name string) error {
-	return c.do(ctx, "DELETE", "/pools/"+url.PathEscape(name), nil, nil)
+	return c.do(ctx, "DELETE", "/pools/"+seg(name), nil, nil)
 }
 
 // Volumes lists a pool's volumes.
 func (c *Client) Volumes(ctx context.Context, pool string) ([]api.Volume, error) {
 	var out []api.Volume
-	err := c.do(ctx, "GET", "/pools/"+url.PathEscape(pool)+"/volumes", nil, &out)
+	err := c.do(ctx, "GET", "/pools/"+seg(pool)+"/volumes", nil, &out)
 	return out, err
 }
 
 // CreateVolume makes a volume (a thin clone with From).
 func (c *Client) CreateVolume(ctx context.Context, pool string, req api.VolumeRequest) (api.Volume, error) {
 	var out api.Volume
-	err := c.do(ctx, "POST", "/pools/"+url.PathEscape(pool)+"/volumes", req, &out)
+	err := c.do(ctx, "POST", "/pools/"+seg(pool)+"/volumes", req, &out)
 	return out, err
 }
 
 // ResizeVolume grows a volume.
 func (c *Client) ResizeVolume(ctx context.Context, pool, name string, size int64) (api.Volume, error) {
 	var out api.Volume
-	err := c.do(ctx, "PUT", "/pools/"+url.PathEscape(pool)+"/volumes/"+url.PathEscape(name), api.VolumeRequest{SizeB: size}, &out)
+	err := c.do(ctx, "PUT", "/pools/"+seg(pool)+"/volumes/"+seg(name), api.VolumeRequest{SizeB: size}, &out)
 	return out, err
 }
 
 // DeleteVolume removes a volume no domain uses.
 func (c *Client) DeleteVolume(ctx context.Context, pool, name string) error {
-	return c.do(ctx, "DELETE", "/pools/"+url.PathEscape(pool)+"/volumes/"+url.PathEscape(name), nil, nil)
+	return c.do(ctx, "DELETE", "/pools/"+seg(pool)+"/volumes/"+seg(name), nil, nil)
 }
 
 // Snapshots lists a domain's snapshots.
 func (c *Client) Snapshots(ctx context.Context, name string) ([]api.Snapshot, error) {
 	var out []api.Snapshot
-	err := c.do(ctx, "GET", "/domains/"+url.PathEscape(name)+"/snapshots", nil, &out)
+	err := c.do(ctx, "GET", "/domains/"+seg(name)+"/snapshots", nil, &out)
 	return out, err
 }
 
 // CreateSnapshot takes a snapshot (with the memory when req.Memory).
 func (c *Client) CreateSnapshot(ctx context.Context, name string, req api.SnapshotRequest) (api.Snapshot, error) {
 	var out api.Snapshot
-	err := c.do(ctx, "POST", "/domains/"+url.PathEscape(name)+"/snapshots", req, &out)
+	err := c.do(ctx, "POST", "/domains/"+seg(name)+"/snapshots", req, &out)
 	return out, err
 }
 
 // RevertSnapshot returns a domain to a snapshot.
 func (c *Client) RevertSnapshot(ctx context.Context, name, snap string) (api.Domain, error) {
 	var out api.Domain
-	err := c.do(ctx, "POST", "/domains/"+url.PathEscape(name)+"/snapshots/"+url.PathEscape(snap)+"/revert", nil, &out)
+	err := c.do(ctx, "POST", "/domains/"+seg(name)+"/snapshots/"+seg(snap)+"/revert", nil, &out)
 	return out, err
 }
 
 // DeleteSnapshot removes a snapshot.
 func (c *Client) DeleteSnapshot(ctx context.Context, name, snap string) error {
-	return c.do(ctx, "DELETE", "/domains/"+url.PathEscape(name)+"/snapshots/"+url.PathEscape(snap), nil, nil)
+	return c.do(ctx, "DELETE", "/domains/"+seg(name)+"/snapshots/"+seg(snap), nil, nil)
 }
 
 // job runs a long operation whose reply is a stream of api.JobEvent lines.
 func (c *Client) job(ctx context.Context, path string, in any, progress func(api.JobProgress), out any) error {
-	b, _ := json.Marshal(in)
-	hreq, err := http.NewRequestWithContext(ctx, "POST", "http://ringfence"+api.Version+path, bytes.NewReader(b))
+	resp, err := c.send(ctx, "POST", path, in)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(hreq)
-	if err != nil {
-		return fmt.Errorf("cannot reach the ringfence daemon at %s: %w", c.Socket, unwrapDial(err))
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e api.ErrorBody
-		json.NewDecoder(resp.Body).Decode(&e)
-		return &api.RemoteError{Message: e.Error, Class: e.Class}
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ev api.JobEvent
@@ -310,7 +327,7 @@ func (c *Client) job(ctx context.Context, path string, in any, progress func(api
 // Export writes a domain to an archive on the daemon's host.
 func (c *Client) Export(ctx context.Context, name string, req api.ExportRequest, progress func(api.JobProgress)) (api.ExportResult, error) {
 	var out api.ExportResult
-	err := c.job(ctx, "/domains/"+url.PathEscape(name)+"/export", req, progress, &out)
+	err := c.job(ctx, "/domains/"+seg(name)+"/export", req, progress, &out)
 	return out, err
 }
 
@@ -324,7 +341,7 @@ func (c *Client) Import(ctx context.Context, req api.ImportRequest, progress fun
 // Blocks lists a domain's disks with what the running VM has.
 func (c *Client) Blocks(ctx context.Context, name string) ([]api.BlockDevice, error) {
 	var out []api.BlockDevice
-	err := c.do(ctx, "GET", "/domains/"+url.PathEscape(name)+"/blocks", nil, &out)
+	err := c.do(ctx, "GET", "/domains/"+seg(name)+"/blocks", nil, &out)
 	return out, err
 }
 
@@ -338,7 +355,7 @@ func (c *Client) Networks(ctx context.Context) ([]api.Network, error) {
 // Network returns one managed network.
 func (c *Client) Network(ctx context.Context, name string) (api.Network, error) {
 	var out api.Network
-	err := c.do(ctx, "GET", "/networks/"+url.PathEscape(name), nil, &out)
+	err := c.do(ctx, "GET", "/networks/"+seg(name), nil, &out)
 	return out, err
 }
 
@@ -351,19 +368,55 @@ func (c *Client) CreateNetwork(ctx context.Context, n api.Network) (api.Network,
 
 // DeleteNetwork removes a managed network no domain uses.
 func (c *Client) DeleteNetwork(ctx context.Context, name string) error {
-	return c.do(ctx, "DELETE", "/networks/"+url.PathEscape(name), nil, nil)
+	return c.do(ctx, "DELETE", "/networks/"+seg(name), nil, nil)
 }
 
 // Leases lists a NAT network's DHCP leases.
 func (c *Client) Leases(ctx context.Context, name string) ([]api.Lease, error) {
 	var out []api.Lease
-	err := c.do(ctx, "GET", "/networks/"+url.PathEscape(name)+"/leases", nil, &out)
+	err := c.do(ctx, "GET", "/networks/"+seg(name)+"/leases", nil, &out)
 	return out, err
 }
 
 // Vifs lists a domain's vifs with their taps.
 func (c *Client) Vifs(ctx context.Context, name string) ([]api.NetworkDevice, error) {
 	var out []api.NetworkDevice
-	err := c.do(ctx, "GET", "/domains/"+url.PathEscape(name)+"/vifs", nil, &out)
+	err := c.do(ctx, "GET", "/domains/"+seg(name)+"/vifs", nil, &out)
 	return out, err
+}
+
+// Trust makes this host trusted (the authority, or offline).
+func (c *Client) Trust(ctx context.Context, req api.TrustRequest) (*api.PeerStatus, error) {
+	var out api.PeerStatus
+	return &out, c.do(ctx, "POST", "/host/trust", req, &out)
+}
+
+// Token makes a single-use join token (on the authority).
+func (c *Client) Token(ctx context.Context, req api.TokenRequest) (api.PeerToken, error) {
+	var out api.PeerToken
+	return out, c.do(ctx, "POST", "/host/tokens", req, &out)
+}
+
+// Join joins this host with a token.
+func (c *Client) Join(ctx context.Context, req api.JoinRequest) (*api.PeerStatus, error) {
+	var out api.PeerStatus
+	return &out, c.do(ctx, "POST", "/host/join", req, &out)
+}
+
+// Renew gives this host a new certificate.
+func (c *Client) Renew(ctx context.Context) (*api.PeerStatus, error) {
+	var out api.PeerStatus
+	return &out, c.do(ctx, "POST", "/host/renew", nil, &out)
+}
+
+// Peers lists the trusted hosts.
+func (c *Client) Peers(ctx context.Context) (api.PeerList, error) {
+	var out api.PeerList
+	return out, c.do(ctx, "GET", "/host/peers", nil, &out)
+}
+
+// Revoke takes a host off the peer list (on the authority).
+func (c *Client) Revoke(ctx context.Context, name string) (api.PeerList, error) {
+	var out api.PeerList
+	return out, c.do(ctx, "POST", "/host/peers/"+seg(name)+"/revoke", nil, &out)
 }

@@ -296,3 +296,54 @@ usbdevice='tablet'
 		}
 	}
 }
+
+// A spec from the JSON API, a restore or a migration header gets the same
+// rules as a domain file; each error names the JSON field.
+func TestNormalizeFields(t *testing.T) {
+	base := func() api.DomainSpec {
+		return api.DomainSpec{Name: "v", Kernel: "/k", MemoryMiB: 128}
+	}
+	for _, tc := range []struct {
+		field string
+		set   func(s *api.DomainSpec)
+	}{
+		{"memory_mib", func(s *api.DomainSpec) { s.MemoryMiB = -5 }},
+		{"memory_mib", func(s *api.DomainSpec) { s.MemoryMiB = 8 }},
+		{"maxmem_mib", func(s *api.DomainSpec) { s.MaxMemMiB = -1 }},
+		{"vcpus", func(s *api.DomainSpec) { s.VCPUs = 256 }},
+		{"cpu_weight", func(s *api.DomainSpec) { s.CPUWeight = 70000 }},
+		{"cpu_weight", func(s *api.DomainSpec) { s.CPUWeight = -1 }},
+		{"cap", func(s *api.DomainSpec) { s.Cap = -1 }},
+		{"hotplug_slots", func(s *api.DomainSpec) { s.HotplugSlots = 9 }},
+		{"accel", func(s *api.DomainSpec) { s.Accel = "xen" }},
+		{"type", func(s *api.DomainSpec) { s.Type = "container" }},
+		{"uuid", func(s *api.DomainSpec) { s.UUID = "not-a-uuid" }},
+		{"on_watchdog", func(s *api.DomainSpec) { s.OnWatchdog = "explode" }},
+		{"boot", func(s *api.DomainSpec) { s.Boot = "z" }},
+		{"disks[0].iops", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d", VDev: "xvda", IOPS: -1}} }},
+		{"disks[0].bps", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d", VDev: "xvda", BPS: -1}} }},
+		{"disks[0].vdev", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d", VDev: "x y"}} }},
+		{"disks[0].vdev", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d"}} }},
+		{"disks[0].port", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d", VDev: "xvda", Port: "pcie.0"}} }},
+		{"vifs[0].vifname", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{VifName: "a;b"}} }},
+		{"vifs[0].type", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{Type: "netfront"}} }},
+		{"vifs[0].ip", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{IP: []string{"10.0.0.300"}}} }},
+		{"vifs[0].rate_bytes", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{RateBytes: -1}} }},
+		{"vifs[0].rate", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{RateBytes: 100, RateIntervalUS: 50000}} }},
+		{"vifs[0].rate", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{Rate: "10Mb/s", RateBytes: 1}} }},
+	} {
+		s := base()
+		tc.set(&s)
+		err := Normalize(&s)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.field+":") {
+			t.Errorf("%s: %v", tc.field, err)
+		}
+	}
+	s := base()
+	s.Vifs = []api.Vif{{Rate: "10Mb/s"}}
+	b, us, _ := ParseRate("10Mb/s")
+	s.Vifs[0].RateBytes, s.Vifs[0].RateIntervalUS = b, us
+	if err := Normalize(&s); err != nil {
+		t.Errorf("a consistent rate: %v", err)
+	}
+}

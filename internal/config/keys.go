@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/names"
 )
 
 // Warning is a non-fatal diagnostic.
@@ -268,11 +269,16 @@ func (d *decoder) guestDevice(dev string) string {
 	return ""
 }
 
-// Normalize applies xl's defaults and checks cross-field rules. The daemon
-// runs it on every spec it receives, whether from a file or the API.
+// Normalize applies xl's defaults and checks every field and cross-field
+// rule. The daemon runs it on every spec it receives, whether from a
+// file, the JSON API, a restore or a migrating peer: none may carry what
+// the file parser would refuse.
 func Normalize(s *api.DomainSpec) error {
 	if err := ValidName(s.Name); err != nil {
 		return fmt.Errorf("name: %w", err)
+	}
+	if err := checkFields(s); err != nil {
+		return err
 	}
 	if s.Type == "" {
 		s.Type = "pv"
@@ -381,6 +387,124 @@ func Normalize(s *api.DomainSpec) error {
 	return nil
 }
 
+// field checks one JSON field against the same rule as its xl.cfg key.
+type fieldRule struct {
+	name string
+	err  error
+}
+
+// rng says whether v is 0 (the default) or within [lo, hi].
+func rng(name string, v, lo, hi int64) fieldRule {
+	if v != 0 && (v < lo || v > hi) {
+		return fieldRule{name, fmt.Errorf("%d is out of range: use %d..%d (0 for the default)", v, lo, hi)}
+	}
+	return fieldRule{}
+}
+
+func strRule(name, v string, check func(string) error) fieldRule {
+	if v == "" {
+		return fieldRule{}
+	}
+	if err := check(v); err != nil {
+		return fieldRule{name, err}
+	}
+	return fieldRule{}
+}
+
+// checkFields applies each key's rule to a spec that did not come from a
+// domain file (the JSON API, a restore or migration header). Errors name
+// the JSON field.
+func checkFields(s *api.DomainSpec) error {
+	rules := []fieldRule{
+		strRule("uuid", s.UUID, validUUID),
+		strRule("type", s.Type, oneOf("pv", "pvh", "hvm")),
+		rng("memory_mib", int64(s.MemoryMiB), 16, 1<<22),
+		rng("maxmem_mib", int64(s.MaxMemMiB), 16, 1<<22),
+		rng("vcpus", int64(s.VCPUs), 1, 255),
+		rng("maxvcpus", int64(s.MaxVCPUs), 1, 255),
+		rng("cpu_weight", int64(s.CPUWeight), 1, 65535),
+		rng("cap", int64(s.Cap), 0, 25500),
+		rng("hotplug_slots", int64(s.HotplugSlots), 0, 8),
+		rng("rtc_timeoffset", int64(s.RTCOffsetSec), -1<<31, 1<<31-1),
+		strRule("accel", s.Accel, oneOf("kvm", "tcg")),
+		strRule("on_poweroff", s.OnPoweroff, validAction),
+		strRule("on_reboot", s.OnReboot, validAction),
+		strRule("on_crash", s.OnCrash, validAction),
+		strRule("on_watchdog", s.OnWatchdog, validAction),
+		strRule("bootloader", s.Bootloader, validBootloader),
+		strRule("boot", s.Boot, validBoot),
+	}
+	// cpus= is checked against the host's CPUs by the daemon (ParseCPUList).
+	for i, d := range s.Disks {
+		p := fmt.Sprintf("disks[%d].", i)
+		rules = append(rules,
+			strRule(p+"vdev", d.VDev, func(v string) error {
+				if !vdevRE.MatchString(v) {
+					return fmt.Errorf("%q is not a disk name like xvda, hdc or vdb", v)
+				}
+				return nil
+			}),
+			rng(p+"iops", int64(d.IOPS), 1, 1<<40),
+			rng(p+"bps", d.BPS, 1, 1<<50),
+			strRule(p+"port", d.Port, validPort),
+		)
+		if d.VDev == "" {
+			rules = append(rules, fieldRule{p + "vdev", fmt.Errorf("is missing: every disk needs its name in the domain, like xvda")})
+		}
+	}
+	for i := range s.Vifs {
+		v := &s.Vifs[i]
+		p := fmt.Sprintf("vifs[%d].", i)
+		if v.Rate != "" && v.RateBytes == 0 && v.RateIntervalUS == 0 {
+			// rate alone (what a client writes): its meaning filled in.
+			v.RateBytes, v.RateIntervalUS, _ = ParseRate(v.Rate)
+		}
+		rules = append(rules,
+			strRule(p+"vifname", v.VifName, func(x string) error {
+				if !ifNameRE.MatchString(x) {
+					return fmt.Errorf("%q is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)", x)
+				}
+				return nil
+			}),
+			strRule(p+"type", v.Type, oneOf("ioemu", "vif")),
+			strRule(p+"port", v.Port, validPort),
+			rng(p+"rate_bytes", v.RateBytes, 1, 1<<50),
+			rng(p+"rate_interval_us", v.RateIntervalUS, 1, 1<<40),
+		)
+		for _, ip := range v.IP {
+			if a, err := netip.ParseAddr(ip); err != nil || a.Zone() != "" {
+				rules = append(rules, fieldRule{p + "ip", fmt.Errorf("%q is not an IPv4 or IPv6 address", ip)})
+			}
+		}
+		if v.Rate != "" {
+			b, us, err := ParseRate(v.Rate)
+			if err != nil {
+				rules = append(rules, fieldRule{p + "rate", err})
+			} else if b != v.RateBytes || us != v.RateIntervalUS {
+				rules = append(rules, fieldRule{p + "rate", fmt.Errorf("%q does not match rate_bytes/rate_interval_us (%d/%d): send rate alone", v.Rate, v.RateBytes, v.RateIntervalUS)})
+			}
+		} else if v.RateBytes != 0 || v.RateIntervalUS != 0 {
+			rules = append(rules, fieldRule{p + "rate", fmt.Errorf("rate_bytes/rate_interval_us need rate (xl's rate=, e.g. \"10Mb/s\")")})
+		}
+	}
+	for _, r := range rules {
+		if r.err != nil {
+			return fmt.Errorf("%s: %w", r.name, r.err)
+		}
+	}
+	return nil
+}
+
+var portRE = regexp.MustCompile(`^hp[0-7]$`)
+
+// validPort is a hot-plug slot name (engine.PortName: hp0..hp7).
+func validPort(s string) error {
+	if !portRE.MatchString(s) {
+		return fmt.Errorf("%q is not a hot-plug slot (hp0..hp7)", s)
+	}
+	return nil
+}
+
 // guestDisk is the virtio name of the i-th disk: disks map to vda, vdb...
 // in the order the domain file lists them.
 func guestDisk(i int) string { return "vd" + string(rune('a'+i)) }
@@ -393,20 +517,13 @@ func GenerateMAC(name string, idx int) string {
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 	uuidRE   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	macRE    = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)
 	ifNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 )
 
-// ValidName is the rule for domain names: they become directory and
-// interface-related names, so only a safe alphabet is accepted.
-func ValidName(s string) error {
-	if !nameRE.MatchString(s) {
-		return fmt.Errorf("%q is not a valid domain name: use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit", s)
-	}
-	return nil
-}
+// ValidName is the domain name rule (internal/names).
+func ValidName(s string) error { return names.Check("domain", s) }
 
 func validUUID(s string) error {
 	if !uuidRE.MatchString(s) {

@@ -6,19 +6,16 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"os/user"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -57,9 +54,17 @@ type Config struct {
 	// Listen is the peer listener (mutual TLS) for other hosts, e.g. ":7443";
 	// empty: none.
 	Listen string
-	// QEMUUser is the unprivileged user QEMU runs as; default
-	// ringfence-qemu (created by scripts/deps.sh), else nobody.
-	QEMUUser string
+	// QEMUIDs is the uid range QEMUs run as, one uid per running domain:
+	// "BASE[:COUNT]" ("" = the default; "root": QEMU stays root,
+	// development only).
+	QEMUIDs string
+	// DiskRoots, when set, are the only directories file disks, kernels,
+	// ramdisks, media and pools may be in.
+	DiskRoots []string
+	// ReadTimeout bounds reading one request (headers and body) on every
+	// listener; IdleTimeout closes a kept-alive connection that sends
+	// nothing. Zero: the defaults (30 s, 120 s).
+	ReadTimeout, IdleTimeout time.Duration
 }
 
 // DefaultStateDir and DefaultRunDir are where a production host keeps things.
@@ -73,15 +78,16 @@ func SocketPath(runDir string) string { return filepath.Join(runDir, "ringfence.
 
 // Server is a running daemon.
 type Server struct {
-	peerTLS *tls.Config // nil until `ringfence host trust` ran
-	pools   *storage.Pools
-	nets    *netmgr.Manager
-	cfg     Config
-	mgr     *domain.Manager
-	st      store.Store
-	info    api.HostInfo
-	accel   host.Accel
-	log     *slog.Logger
+	trust  *peer.Trust
+	ledger *host.Ledger
+	pools  *storage.Pools
+	nets   *netmgr.Manager
+	cfg    Config
+	mgr    *domain.Manager
+	st     store.Store
+	info   api.HostInfo
+	accel  host.Accel
+	log    *slog.Logger
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -105,6 +111,13 @@ func Run(cfg Config) error {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
+	// Before anything else touches the run dir: a daemon that took over
+	// another's run dir would kill that daemon's guests as leftovers.
+	unlock, err := lockRunDir(cfg.RunDir, cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
 	if err != nil {
 		return err
@@ -155,30 +168,45 @@ func Run(cfg Config) error {
 		}
 		log.Info("cgroups", "version", cgroups.Version)
 	}
-	runAs, err := qemuUser(cfg.QEMUUser)
-	if err != nil {
+	qemuIDs := host.DefaultIDRange
+	if cfg.QEMUIDs != "" {
+		if qemuIDs, err = host.ParseIDRange(cfg.QEMUIDs); err != nil {
+			return err
+		}
+	}
+	if err := qemuIDs.Check("/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"); err != nil {
 		return err
 	}
-	if runAs == "nobody" {
-		log.Warn("user ringfence-qemu does not exist; QEMU will run as nobody (scripts/deps.sh creates the dedicated user)")
+	if qemuIDs.Count == 0 {
+		log.Warn("QEMU runs as root (--qemu-ids root): a guest that takes over its QEMU owns the host; development only")
+	}
+	policy, err := diskPolicy(cfg)
+	if err != nil {
+		return err
 	}
 	nets, err := netmgr.New(context.Background(), st, log)
 	if err != nil {
 		return fmt.Errorf("loading networks: %w", err)
 	}
-	mgr := domain.New(domain.Options{Networks: nets, Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, RunAs: runAs,
-		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, TLSDir: filepath.Join(cfg.StateDir, "tls"), StateDir: cfg.StateDir})
+	mgr := domain.New(domain.Options{Networks: nets, Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, QEMUIDs: qemuIDs,
+		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, StateDir: cfg.StateDir, Policy: policy})
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
 		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: Version, StateDir: cfg.StateDir,
 	}}
 	s.pools = storage.NewPools(st, mgr.DiskUsers)
+	s.pools.Policy = policy
+	policy.Pools = s.pools.Dirs
 	nets.Users = mgr.BridgeUsers
 	s.nets = nets
 	log.Info("host probed", "accel", accel.Name, "reason", accel.Reason, "qemu", qv)
 
-	ln, err := listen(cfg.Socket)
+	if s.trust, err = peer.Open(peer.Files{Dir: filepath.Join(cfg.StateDir, "tls")}, cfg.Listen, log); err != nil {
+		return err
+	}
+	s.ledger = ledger
+	raw, err := listen(cfg.Socket)
 	if err != nil {
 		return err
 	}
@@ -194,23 +222,19 @@ func Run(cfg Config) error {
 		log.Error("the network filter could not be rendered; the previous rules stay in force", "err", err)
 	}
 	go mgr.RunSampler(ctx, time.Second)
-	if tc, err := peer.Config(peer.Files{Dir: filepath.Join(cfg.StateDir, "tls")}); err == nil {
-		s.peerTLS = tc
-	} else if cfg.Listen != "" {
-		return err
-	}
-	handler := s.routes(ledger)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go s.trust.RunSync(ctx)
+	srv := s.server(s.handler(Admin, nil), adminConn)
 	if cfg.Listen != "" {
-		raw, err := net.Listen("tcp", cfg.Listen)
+		praw, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("peer listener %s: %w", cfg.Listen, err)
 		}
-		tl := newPeerListener(raw, s.peerTLS, mgr, log)
-		psrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		gl := newGuardedListener(praw, "peer", maxConns, maxConnsPerSource, log)
+		tl := newPeerListener(gl, s.trust.ServerConfig(), mgr, log)
+		psrv := s.server(s.handler(Peer|Anonymous, forbidden), peerConn)
 		go psrv.Serve(tl)
 		defer psrv.Close()
-		log.Info("peer listener (mutual TLS)", "addr", tl.Addr().String())
+		log.Info("peer listener (mutual TLS)", "addr", tl.Addr().String(), "trusted", s.trust.Status() != nil)
 	}
 	go func() {
 		<-ctx.Done()
@@ -219,7 +243,8 @@ func Run(cfg Config) error {
 		srv.Shutdown(sctx)
 	}()
 	log.Info("serving", "socket", cfg.Socket, "state", cfg.StateDir, "domains", mgr.Count())
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	// Root's own socket: one source, the same cap and timeouts.
+	if err := srv.Serve(newGuardedListener(raw, "api", maxConns, maxConns, log)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	if cgroups != nil {
@@ -229,23 +254,77 @@ func Run(cfg Config) error {
 	return nil
 }
 
-// qemuUser picks the unprivileged user for QEMU.
-func qemuUser(want string) (string, error) {
-	if want == "root" {
-		return "", nil
+// server is an HTTP server for one listener: who its callers are comes
+// from tag, and slow or idle clients are cut off (a stream, once upgraded
+// or started, is the handler's to time).
+func (s *Server) server(h http.Handler, tag func(context.Context, net.Conn) context.Context) *http.Server {
+	rt, it := s.cfg.ReadTimeout, s.cfg.IdleTimeout
+	if rt <= 0 {
+		rt = 30 * time.Second
 	}
-	if want != "" {
-		if _, err := user.Lookup(want); err != nil {
-			return "", fmt.Errorf("--qemu-user %s: %w", want, err)
+	if it <= 0 {
+		it = 120 * time.Second
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(rt, 10*time.Second),
+		ReadTimeout:       rt,
+		IdleTimeout:       it,
+		MaxHeaderBytes:    64 << 10,
+		ConnContext:       tag,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// diskPolicy is the host's rule for what may become a guest's disk, boot
+// file, medium or pool (internal/storage.Policy).
+func diskPolicy(cfg Config) (*storage.Policy, error) {
+	state, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	run, err := filepath.Abs(cfg.RunDir)
+	if err != nil {
+		return nil, err
+	}
+	// Symlinks resolved, as the policy compares real paths.
+	if r, err := filepath.EvalSymlinks(state); err == nil {
+		state = r
+	}
+	if r, err := filepath.EvalSymlinks(run); err == nil {
+		run = r
+	}
+	p := &storage.Policy{StateDir: state, RunDir: run,
+		Managed: []string{filepath.Join(state, "images"), filepath.Join(state, "imports")}}
+	for _, r := range cfg.DiskRoots {
+		if !filepath.IsAbs(r) {
+			return nil, fmt.Errorf("--disk-roots %q must be an absolute path", r)
 		}
-		return want, nil
-	}
-	for _, u := range []string{"ringfence-qemu", "nobody"} {
-		if _, err := user.Lookup(u); err == nil {
-			return u, nil
+		if _, err := os.Stat(r); err != nil {
+			return nil, fmt.Errorf("--disk-roots %s: %w", r, err)
 		}
+		p.Roots = append(p.Roots, filepath.Clean(r))
 	}
-	return "", fmt.Errorf("neither user ringfence-qemu nor nobody exists: create one (useradd --system ringfence-qemu) or pass --qemu-user")
+	return p, nil
+}
+
+// lockRunDir takes the run dir for this daemon (an flock held for its
+// life; the file says who holds it) or says who has it.
+func lockRunDir(runDir, stateDir string) (func(), error) {
+	p := filepath.Join(runDir, "daemon.lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking the run dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(p)
+		f.Close()
+		return nil, fmt.Errorf("run dir %s is in use by another ringfence daemon (%s): give each daemon its own --run-dir and --state-dir", runDir, strings.TrimSpace(string(holder)))
+	}
+	abs, _ := filepath.Abs(stateDir)
+	f.Truncate(0)
+	f.WriteAt([]byte(fmt.Sprintf("pid %d, state dir %s\n", os.Getpid(), abs)), 0)
+	return func() { f.Close() }, nil
 }
 
 // listen opens the API socket readable and writable by root only.
@@ -268,176 +347,53 @@ func listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-func (s *Server) routes(ledger *host.Ledger) http.Handler {
-	mux := http.NewServeMux()
-	p := api.Version
-	mux.HandleFunc("GET "+p+"/host", func(w http.ResponseWriter, r *http.Request) {
-		info := s.info
-		if mem, err := host.ReadMemory(); err == nil {
-			info.MemTotalMiB, info.MemFreeMiB = mem.TotalMiB, mem.AvailableMiB
-		}
-		info.Domains = s.mgr.Count()
-		info.Ledger = ledger.Snapshot()
-		reply(w, info, nil)
-	})
-	mux.HandleFunc("GET "+p+"/domains", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, s.mgr.List(), nil)
-	})
-	mux.HandleFunc("POST "+p+"/domains", func(w http.ResponseWriter, r *http.Request) {
-		var req api.CreateRequest
-		if err := decode(r, &req); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		out, err := s.mgr.Create(r.Context(), req)
-		reply(w, out, err)
-	})
-	mux.HandleFunc("GET "+p+"/domains/{name}", func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.mgr.Get(r.PathValue("name"))
-		reply(w, d, err)
-	})
-	mux.HandleFunc("POST "+p+"/domains/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		var err error
-		switch r.PathValue("action") {
-		case "shutdown":
-			var req api.ShutdownRequest
-			if err = decode(r, &req); err == nil {
-				err = s.mgr.Shutdown(r.Context(), name, req)
-			}
-		case "reboot":
-			err = s.mgr.Reboot(r.Context(), name)
-		case "destroy":
-			err = s.mgr.Destroy(r.Context(), name)
-		case "pause":
-			err = s.mgr.Pause(r.Context(), name)
-		case "unpause":
-			err = s.mgr.Unpause(r.Context(), name)
-		case "mem-set", "mem-max":
-			var req api.MemRequest
-			if err = decode(r, &req); err == nil {
-				if r.PathValue("action") == "mem-set" {
-					err = s.mgr.MemSet(r.Context(), name, req.MemoryMiB)
-				} else {
-					err = s.mgr.MemMax(r.Context(), name, req.MemoryMiB)
-				}
-			}
-		case "sched-credit":
-			req := api.SchedCreditRequest{Weight: -1, Cap: -1}
-			if err = decode(r, &req); err == nil {
-				err = s.mgr.SchedCredit(r.Context(), name, req.Weight, req.Cap)
-			}
-		case "migrate":
-			s.migrate(w, r, name)
-			return
-		case "migrate-cancel":
-			err = s.mgr.CancelMigration(name)
-		case "save":
-			var req api.SaveRequest
-			if err = decode(r, &req); err == nil {
-				err = s.mgr.Save(r.Context(), name, req.Path, req.Checkpoint)
-			}
-		case "block-attach", "block-detach", "cd-insert", "cd-eject":
-			var req api.BlockRequest
-			if err = decode(r, &req); err == nil {
-				switch r.PathValue("action") {
-				case "block-attach":
-					_, err = s.mgr.BlockAttach(r.Context(), name, req.Spec)
-				case "block-detach":
-					err = s.mgr.BlockDetach(r.Context(), name, req.VDev)
-				case "cd-insert":
-					if req.Path == "" {
-						err = api.Errorf(api.ErrInvalid, "cd-insert needs a file")
-					} else {
-						err = s.mgr.CDChange(r.Context(), name, req.VDev, req.Path)
-					}
-				case "cd-eject":
-					err = s.mgr.CDChange(r.Context(), name, req.VDev, "")
-				}
-			}
-		case "network-attach", "network-detach":
-			var req api.NetworkRequest
-			if err = decode(r, &req); err == nil {
-				if r.PathValue("action") == "network-attach" {
-					_, err = s.mgr.NetworkAttach(r.Context(), name, req.Spec)
-				} else {
-					err = s.mgr.NetworkDetach(r.Context(), name, req.Dev)
-				}
-			}
-		case "clone":
-			var req api.CloneRequest
-			if err = decode(r, &req); err == nil {
-				var d api.Domain
-				if d, err = s.mgr.Clone(r.Context(), name, req.Name, req.Paused); err == nil {
-					reply(w, d, nil)
-					return
-				}
-			}
-		case "vcpu-pin":
-			req := api.VCPUPinRequest{VCPU: -1}
-			if err = decode(r, &req); err == nil {
-				err = s.mgr.VCPUPin(r.Context(), name, req.VCPU, req.CPUs)
-			}
-		default:
-			err = api.Errorf(api.ErrNotFound, "unknown action %q", r.PathValue("action"))
-		}
-		if err != nil {
-			reply(w, nil, err)
-			return
-		}
-		d, err := s.mgr.Get(name)
-		if errors.Is(err, api.ErrNotFound) {
-			reply(w, map[string]string{"status": "gone"}, nil)
-			return
-		}
-		reply(w, d, err)
-	})
-	mux.HandleFunc("GET "+p+"/domains/{name}/console", s.console)
-	mux.HandleFunc("POST "+p+"/migrate/incoming", s.incoming)
-	mux.HandleFunc("POST "+p+"/migrate/data/{token}", s.incomingData)
-	mux.HandleFunc("POST "+p+"/restore", func(w http.ResponseWriter, r *http.Request) {
-		var req api.RestoreRequest
-		if err := decode(r, &req); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		d, err := s.mgr.Restore(r.Context(), req.Path, req.Paused)
-		reply(w, d, err)
-	})
-	s.storageRoutes(mux)
-	s.snapshotRoutes(mux)
-	s.jobRoutes(mux)
-	s.blockRoutes(mux)
-	s.networkRoutes(mux)
-	mux.HandleFunc("GET "+p+"/stats", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, s.mgr.Stats(), nil)
-	})
-	return mux
+func (s *Server) hostInfo(w http.ResponseWriter, r *http.Request) {
+	info := s.info
+	if mem, err := host.ReadMemory(); err == nil {
+		info.MemTotalMiB, info.MemFreeMiB = mem.TotalMiB, mem.AvailableMiB
+	}
+	info.Domains = s.mgr.Count()
+	info.Ledger = s.ledger.Snapshot()
+	info.Peer = s.trust.Status()
+	reply(w, info, nil)
 }
 
-func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	if err != nil {
-		return err
-	}
-	if len(body) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return api.Errorf(api.ErrInvalid, "request body: %v", err)
-	}
-	return nil
-}
-
-func reply(w http.ResponseWriter, v any, err error) {
-	w.Header().Set("Content-Type", "application/json")
-	if err != nil {
-		code, class := api.StatusOf(err)
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(api.ErrorBody{Error: err.Error(), Class: class})
+func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateRequest
+	if err := decode(r, &req); err != nil {
+		reply(w, nil, err)
 		return
 	}
-	json.NewEncoder(w).Encode(v)
+	out, err := s.mgr.Create(r.Context(), req)
+	reply(w, out, err)
+}
+
+// schedCredit and vcpuPin take bodies whose fields default to -1
+// (unchanged; every vCPU), so they decode onto those defaults.
+func (s *Server) schedCredit(w http.ResponseWriter, r *http.Request) {
+	s.withDefaults(w, r, &api.SchedCreditRequest{Weight: -1, Cap: -1}, func(name string, req any) error {
+		q := req.(*api.SchedCreditRequest)
+		return s.mgr.SchedCredit(r.Context(), name, q.Weight, q.Cap)
+	})
+}
+
+func (s *Server) vcpuPin(w http.ResponseWriter, r *http.Request) {
+	s.withDefaults(w, r, &api.VCPUPinRequest{VCPU: -1}, func(name string, req any) error {
+		q := req.(*api.VCPUPinRequest)
+		return s.mgr.VCPUPin(r.Context(), name, q.VCPU, q.CPUs)
+	})
+}
+
+// withDefaults decodes the body onto req (pre-filled with defaults), runs
+// fn on the domain and replies with the domain as it is then.
+func (s *Server) withDefaults(w http.ResponseWriter, r *http.Request, req any, fn func(name string, req any) error) {
+	if err := decode(r, req); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	name := r.PathValue("name")
+	out, err := s.domainView(name, fn(name, req))
+	reply(w, out, err)
 }
 
 // console upgrades the request to a raw byte stream: the history, then

@@ -4,17 +4,21 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/domain"
+	"github.com/ringfence/ringfence/internal/names"
+	"github.com/ringfence/ringfence/internal/peer"
 )
 
 // rwConn reads through the hijacked connection's buffer so no byte the
@@ -81,14 +85,21 @@ func (s *Server) incomingData(w http.ResponseWriter, r *http.Request) {
 
 // migrate is the source side: dial the destination's peer listener with
 // this host's certificate, then stream, reporting progress as JSON lines.
-func (s *Server) migrate(w http.ResponseWriter, r *http.Request, name string) {
+func (s *Server) migrate(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
 	var req api.MigrateRequest
 	if err := decode(r, &req); err != nil {
 		reply(w, nil, err)
 		return
 	}
-	if s.peerTLS == nil {
-		reply(w, nil, api.Errorf(api.ErrUnavailable, "this host has no peer certificate: run `ringfence host trust` (with the same CA on both hosts)"))
+	host, err := checkTarget(req.Target)
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	tc, err := s.peerTLS(host)
+	if err != nil {
+		reply(w, nil, err)
 		return
 	}
 	if req.DowntimeMs <= 0 {
@@ -98,27 +109,20 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request, name string) {
 		reply(w, nil, err)
 		return
 	}
-	conn, err := dialUpgrade(r.Context(), req.Target, s.peerTLS, "/migrate/incoming", "ringfence-migration")
+	conn, err := dialUpgrade(r.Context(), req.Target, tc, "/migrate/incoming", "ringfence-migration")
 	if err != nil {
 		reply(w, nil, api.Errorf(api.ErrUnavailable, "%v", err))
 		return
 	}
 	defer conn.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	fl, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
-	send := func(ev api.MigrateEvent) {
-		enc.Encode(ev)
-		if fl != nil {
-			fl.Flush()
-		}
-	}
-	host, _, _ := net.SplitHostPort(req.Target)
+	sendLine := streamWriter(w)
+	send := func(ev api.MigrateEvent) { sendLine(ev) }
 	mp := domain.MigrationPeer{Control: conn, Hostname: host, DialData: func(ctx context.Context, token string, plain bool) (net.Conn, error) {
 		if plain {
 			return dialData(ctx, req.Target, token)
 		}
-		return dialUpgrade(ctx, req.Target, s.peerTLS, "/migrate/data/"+token, "ringfence-migration-data")
+		return dialUpgrade(ctx, req.Target, tc, "/migrate/data/"+token, "ringfence-migration-data")
 	}}
 	res, err := s.mgr.MigrateOut(r.Context(), name, mp, domain.MigrateOptions{DowntimeMs: req.DowntimeMs, Plain: req.PlainStream, WithStorage: req.WithStorage, StorageDir: req.StorageDir}, func(p api.MigrationProgress) {
 		send(api.MigrateEvent{Progress: &p})
@@ -143,8 +147,10 @@ func dialUpgrade(ctx context.Context, target string, cfg *tls.Config, path, prot
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: c}
 	raw, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", target, err)
+		return nil, fmt.Errorf("connecting to %s: %w", target, explainTLS(err, host))
 	}
+	// Hand-written request line: path and proto are ours (the token is
+	// hex from the destination), host is a parsed address.
 	fmt.Fprintf(raw, "POST %s%s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", api.Version, path, host, proto)
 	br := bufio.NewReader(raw)
 	resp, err := http.ReadResponse(br, nil)
@@ -157,6 +163,44 @@ func dialUpgrade(ctx context.Context, target string, cfg *tls.Config, path, prot
 		return nil, fmt.Errorf("%s answered %s", target, resp.Status)
 	}
 	return &rwConn{Conn: raw, r: br}, nil
+}
+
+// checkTarget checks a migration destination (it reaches a request line
+// and a TLS server name): HOST:PORT with a host name or IP and a port.
+func checkTarget(target string) (string, error) {
+	host, port, err := net.SplitHostPort(target)
+	bad := api.Errorf(api.ErrInvalid, "destination %q: want HOST:PORT (a host name or IP address, and the peer listener's port)", target)
+	if err != nil {
+		return "", bad
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", bad
+	}
+	if net.ParseIP(host) == nil {
+		for _, label := range strings.Split(host, ".") {
+			if !names.Valid(label) {
+				return "", bad
+			}
+		}
+	}
+	return host, nil
+}
+
+// explainTLS says in a peer's words why a handshake failed.
+func explainTLS(err error, host string) error {
+	var hn x509.HostnameError
+	var ua x509.UnknownAuthorityError
+	var alert tls.AlertError
+	switch {
+	case errors.As(err, &hn):
+		return fmt.Errorf("the certificate there is for %s, not %s: dial a name it carries, or renew that host's certificate with the right --name (%w)",
+			strings.Join(append(hn.Certificate.DNSNames, peer.IPStrings(hn.Certificate.IPAddresses)...), ", "), host, err)
+	case errors.As(err, &ua):
+		return fmt.Errorf("that host's certificate is not from this host's CA: it must join with a token from this cluster's authority (%w)", err)
+	case errors.As(err, &alert):
+		return fmt.Errorf("that host refused this host's certificate (revoked, not yet on its peer list, or another CA: see `ringfence host peers` on the authority): %w", err)
+	}
+	return err
 }
 
 // dialData opens a migration data connection: plain TCP, named by the
@@ -195,7 +239,7 @@ func newPeerListener(raw net.Listener, cfg *tls.Config, mgr *domain.Manager, log
 func (l *peerListener) loop() {
 	defer close(l.conns)
 	for {
-		c, err := l.raw.Accept()
+		c, err := l.raw.Accept() // retries and caps: guardedListener
 		if err != nil {
 			return
 		}
@@ -204,17 +248,25 @@ func (l *peerListener) loop() {
 }
 
 // sniff reads the first byte without buffering past what it consumes, so
-// a data connection reaches QEMU with its stream intact.
+// a data connection reaches QEMU with its stream intact. A TLS connection
+// is handshaken here, under a deadline, so only a finished handshake (and
+// a peer-list check) costs the HTTP server anything.
 func (l *peerListener) sniff(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
 	first := make([]byte, 1)
 	if _, err := io.ReadFull(c, first); err != nil {
 		c.Close()
 		return
 	}
 	if first[0] != domain.DataPreface[0] {
-		c.SetReadDeadline(time.Time{})
-		l.conns <- tls.Server(&prefixed{Conn: c, pre: first}, l.tls)
+		tc := tls.Server(&prefixed{Conn: c, pre: first}, l.tls)
+		if err := tc.Handshake(); err != nil {
+			l.log.Debug("peer handshake failed", "from", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+		c.SetDeadline(time.Time{})
+		l.conns <- tc
 		return
 	}
 	line := first
@@ -226,9 +278,13 @@ func (l *peerListener) sniff(c net.Conn) {
 		}
 		line = append(line, b[0])
 	}
-	c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Time{})
 	token, ok := strings.CutPrefix(strings.TrimSpace(string(line)), strings.TrimSpace(domain.DataPreface))
-	if !ok || !l.mgr.DeliverMigrationData(strings.TrimSpace(token), c) {
+	raw := c
+	if tc, isTracked := c.(*trackedConn); isTracked {
+		raw = tc.Detach()
+	}
+	if !ok || checkToken(strings.TrimSpace(token)) != nil || !l.mgr.DeliverMigrationData(strings.TrimSpace(token), raw) {
 		l.log.Warn("refused a migration data connection with no matching migration", "from", c.RemoteAddr().String())
 		c.Close()
 	}

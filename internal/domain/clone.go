@@ -97,7 +97,7 @@ func (m *Manager) Clone(ctx context.Context, src, newName string, paused bool) (
 		}
 		var ovs []engine.Overlay
 		for _, p := range plans {
-			ovs = append(ovs, engine.Overlay{Disk: d.rec.Spec.Disks[p.idx].Guest, Path: p.overlay})
+			ovs = append(ovs, engine.Overlay{Disk: d.rec.Spec.Disks[p.idx].Guest, Path: p.overlay, Base: d.rec.Spec.Disks[p.idx].Target})
 		}
 		wasRunning := false
 		if st, err := d.inst.Status(ctx); err == nil && st == "running" && len(ovs) > 1 {

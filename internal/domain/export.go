@@ -169,6 +169,9 @@ func (m *Manager) Import(ctx context.Context, path, dir, rename string, progress
 	if !filepath.IsAbs(dir) {
 		return api.Domain{}, api.Errorf(api.ErrInvalid, "directory %q must be an absolute path", dir)
 	}
+	if err := m.o.Policy.Check(storage.UseNew, dir); err != nil {
+		return api.Domain{}, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return api.Domain{}, err
 	}

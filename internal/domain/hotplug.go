@@ -12,6 +12,7 @@ import (
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/network"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // lockHotplug returns the running domain, locked, and its engine's
@@ -29,7 +30,9 @@ func (m *Manager) lockHotplug(name string) (*dom, engine.BlockHotplug, error) {
 	return d, hp, nil
 }
 
-func checkImage(what, p string) error {
+// checkImage checks an image for a running domain: it exists, is a file
+// or block device, and the disk policy allows it for use.
+func (m *Manager) checkImage(what, p string, use storage.Use) error {
 	if !filepath.IsAbs(p) {
 		return api.Errorf(api.ErrInvalid, "%s %q must be an absolute path", what, p)
 	}
@@ -40,7 +43,10 @@ func checkImage(what, p string) error {
 	if !fi.Mode().IsRegular() && (fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0) {
 		return api.Errorf(api.ErrInvalid, "%s %s is not a regular file or block device", what, p)
 	}
-	return nil
+	if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
+		return err
+	}
+	return m.o.Policy.Check(use, p)
 }
 
 // BlockAttach adds a disk (an xl disk spec) to a running domain, on a
@@ -59,7 +65,11 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk,
 	if dk.Access == "" {
 		dk.Access = "rw"
 	}
-	if err := checkImage("disk", dk.Target); err != nil {
+	use := storage.UseDisk
+	if dk.Access == "ro" {
+		use = storage.UseDiskRO
+	}
+	if err := m.checkImage("disk "+dk.VDev, dk.Target, use); err != nil {
 		return dk, err
 	}
 	d, hp, err := m.lockHotplug(name)
@@ -163,7 +173,7 @@ func (m *Manager) BlockList(ctx context.Context, name string) ([]api.BlockDevice
 // ejects its medium when path is "" (xl cd-insert / cd-eject).
 func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) error {
 	if path != "" {
-		if err := checkImage("medium", path); err != nil {
+		if err := m.checkImage("medium", path, storage.UseDiskRO); err != nil {
 			return err
 		}
 	}

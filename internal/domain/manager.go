@@ -31,6 +31,7 @@ import (
 	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/revert"
+	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -53,6 +54,9 @@ type record struct {
 	// BootMaxMemMiB is the RAM the VM was started with; mem-max may lower
 	// Spec.MaxMemMiB below it but never raise it above.
 	BootMaxMemMiB int `json:"boot_maxmem_mib,omitempty"`
+	// QEMUUID is the uid (and gid) the running incarnation's QEMU runs
+	// as, from Options.QEMUIDs; 0 = root (no range configured).
+	QEMUUID int `json:"qemu_uid,omitempty"`
 }
 
 type dom struct {
@@ -73,6 +77,9 @@ type dom struct {
 	// guest's first line as it comes.
 	con   atomic.Pointer[Console]
 	ended chan struct{} // closed when the current incarnation's exit is handled
+	// uid is the uid of the QEMU this domain runs (0: none), readable
+	// under Manager.mu without d.mu.
+	uid atomic.Int64
 }
 
 // Options configure a Manager.
@@ -83,8 +90,9 @@ type Options struct {
 	Accel  host.Accel
 	RunDir string // per-domain runtime dirs go under RunDir/domains
 	Log    *slog.Logger
-	// RunAs is the user QEMU drops to after opening its devices.
-	RunAs string
+	// QEMUIDs is the uid range QEMUs run as, one uid per running domain
+	// (QEMU drops to it after opening its devices). Count 0: root.
+	QEMUIDs host.IDRange
 	// Cgroups, when set, puts each QEMU in its own cgroup with the
 	// domain's memory limit, CPU weight and cap.
 	Cgroups *host.Cgroups
@@ -97,9 +105,9 @@ type Options struct {
 	Networks Networks
 	// StateDir holds files the daemon keeps (snapshot memory states).
 	StateDir string
-	// TLSDir is this host's peer TLS dir (CA and host certificate); live
-	// migration mints QEMU's stream credentials from it.
-	TLSDir string
+	// Policy decides which host paths may be disks, boot files and media
+	// (nil: no policy; tests of the manager alone).
+	Policy *storage.Policy
 }
 
 // Manager owns the host's domains.
@@ -127,14 +135,17 @@ func New(o Options) *Manager {
 func (m *Manager) runDir(name string) string { return filepath.Join(m.o.RunDir, "domains", name) }
 
 // validate checks everything about a spec that can be checked without
-// changing the host: files exist and have the right type, bridges exist.
+// changing the host: files exist and have the right type and the disk
+// policy allows them, bridges exist.
 func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
-	return m.validateExcept(spec, nil)
+	return m.validateExcept(spec, nil, false)
 }
 
 // validateExcept is validate, without the file checks of the disks in
-// skip (by guest name): an incoming migration creates those itself.
-func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool) (string, error) {
+// skip (by guest name): an incoming migration creates those itself; and
+// with incoming, without testing the images' locks (on shared storage the
+// source holds them until the handover).
+func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, incoming bool) (string, error) {
 	if err := config.Normalize(spec); err != nil {
 		return "", api.Errorf(api.ErrInvalid, "%v", err)
 	}
@@ -149,23 +160,30 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool) (st
 		}
 		accel = "kvm"
 	}
-	check := func(what, p string, allowBlock bool) error {
+	check := func(what, p string, use storage.Use) error {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return api.Errorf(api.ErrInvalid, "%s %s: %v; fix the path in the domain file", what, p, errors.Unwrap(err))
 		}
-		if fi.Mode().IsRegular() || (allowBlock && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0) {
-			return nil
+		allowBlock := use != storage.UseBoot
+		if !fi.Mode().IsRegular() && !(allowBlock && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0) {
+			return api.Errorf(api.ErrInvalid, "%s %s is not a regular file%s", what, p, map[bool]string{true: " or block device", false: ""}[allowBlock])
 		}
-		return api.Errorf(api.ErrInvalid, "%s %s is not a regular file%s", what, p, map[bool]string{true: " or block device", false: ""}[allowBlock])
+		if incoming {
+			return m.o.Policy.CheckNoLocks(use, p)
+		}
+		if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
+			return err
+		}
+		return m.o.Policy.Check(use, p)
 	}
 	if spec.Kernel != "" {
-		if err := check("kernel", spec.Kernel, false); err != nil {
+		if err := check("kernel", spec.Kernel, storage.UseBoot); err != nil {
 			return "", err
 		}
 	}
 	if spec.Ramdisk != "" {
-		if err := check("ramdisk", spec.Ramdisk, false); err != nil {
+		if err := check("ramdisk", spec.Ramdisk, storage.UseBoot); err != nil {
 			return "", err
 		}
 	}
@@ -173,7 +191,11 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool) (st
 		if d.Target == "" && d.CDROM || skip[d.Guest] {
 			continue
 		}
-		if err := check("disk "+d.VDev, d.Target, true); err != nil {
+		use := storage.UseDisk
+		if d.Access == "ro" || d.CDROM {
+			use = storage.UseDiskRO
+		}
+		if err := check("disk "+d.VDev, d.Target, use); err != nil {
 			return "", err
 		}
 	}
@@ -198,7 +220,6 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 		Prealloc: true, Balloon: true, HotplugSlots: spec.HotplugSlots,
 		Kernel: spec.Kernel, Initrd: spec.Ramdisk, Cmdline: spec.Cmdline,
 		RunDir: m.runDir(spec.Name),
-		RunAs:  m.o.RunAs,
 		Boot:   spec.Boot,
 	}
 	switch {
@@ -336,6 +357,22 @@ func (m *Manager) diskInUse(spec api.DomainSpec) error {
 	return nil
 }
 
+// ownUse says which of this host's domains already uses an image in a way
+// use conflicts with (a clearer answer than the image locks, which only
+// say "another process"; create checks again under the lock).
+func (m *Manager) ownUse(path, vdev string, use storage.Use) error {
+	if use == storage.UseBoot {
+		return nil
+	}
+	d := api.Disk{Target: path, VDev: vdev, Access: "rw"}
+	if use == storage.UseDiskRO {
+		d.Access = "ro"
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.diskInUse(api.DomainSpec{Disks: []api.Disk{d}})
+}
+
 // views are the domains' last views by name (only live ones: not shut
 // down or crashed, when live). Caller holds m.mu; no domain is locked.
 func (m *Manager) views(live bool) map[string]*api.Domain {
@@ -464,6 +501,34 @@ func (m *Manager) admit(spec api.DomainSpec, accel string) error {
 	return m.o.Ledger.Reserve(spec.Name, memMiB, over, spec.MaxVCPUs)
 }
 
+// allocUID picks the QEMU uid for d's next incarnation: the lowest in the
+// range that no other domain's live QEMU runs as. A uid is free again
+// only once its QEMU has exited (exit handling runs after the process is
+// gone), so no two QEMUs ever share one.
+func (m *Manager) allocUID(d *dom) (int, error) {
+	r := m.o.QEMUIDs
+	if r.Count == 0 {
+		return 0, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := map[int]bool{}
+	for _, x := range m.doms {
+		if x != d {
+			if v := x.uid.Load(); v != 0 {
+				used[int(v)] = true
+			}
+		}
+	}
+	for u := r.Base; u < r.Base+r.Count; u++ {
+		if !used[u] {
+			d.uid.Store(int64(u))
+			return u, nil
+		}
+	}
+	return 0, api.Errorf(api.ErrInsufficient, "every QEMU uid in %d-%d is taken by a running domain: widen serve --qemu-ids", r.Base, r.Base+r.Count-1)
+}
+
 // allocID takes the next domain ID (never 0: that is the host, as in Xen).
 // The counter is persisted with the domain record (save), so a create that
 // fails leaves the store untouched.
@@ -487,6 +552,14 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	id := m.allocID()
 	spec := d.rec.Spec
 	ls := m.launchSpec(spec, d.rec.Accel, id)
+	uid, err := m.allocUID(d)
+	if err != nil {
+		return err
+	}
+	r.Add(func() { d.uid.Store(0) })
+	if uid != 0 {
+		ls.RunAs = fmt.Sprintf("%d:%d", uid, uid)
+	}
 	if err := os.MkdirAll(ls.RunDir, 0o700); err != nil {
 		return fmt.Errorf("creating runtime dir: %w", err)
 	}
@@ -560,6 +633,7 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	}
 	d.rec.Generation++
 	d.rec.BootMaxMemMiB = spec.MaxMemMiB
+	d.rec.QEMUUID = uid
 	// Recorded before the vCPUs start, so a daemon crash from here on
 	// finds (and re-attaches) the QEMU instead of leaking it.
 	if err := m.save(ctx, d); err != nil {
@@ -572,6 +646,13 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 			return fmt.Errorf("starting vCPUs: %w", err)
 		}
 		so.tl.mark("running")
+	}
+	if so.incoming != nil {
+		// Started unlocked while the source held the images; the source
+		// let go of them before the handover.
+		if err := m.takeLocks(inst, spec); err != nil {
+			m.o.Log.Error("locking the images of a migrated-in domain", "name", spec.Name, "err", err)
+		}
 	}
 	d.inst = inst
 	d.intent = ""
@@ -631,6 +712,7 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 	}
 	d.rec.Taps = nil
 	d.inst = nil
+	d.uid.Store(0) // its QEMU is gone: the uid may serve another domain
 	d.rec.Engine = nil
 	for _, f := range []string{"qmp.sock", "serial.sock", "qemu.pid"} {
 		os.Remove(filepath.Join(m.runDir(name), f))
@@ -861,6 +943,11 @@ func (m *Manager) setPaused(ctx context.Context, name string, pause bool) error 
 		err = d.inst.Pause(ctx)
 		d.rec.State = api.StatePaused
 	} else {
+		// Its images must be its own again (after a handover that was never
+		// confirmed, the destination may hold them: then it runs there).
+		if lerr := m.takeLocks(d.inst, d.rec.Spec); lerr != nil {
+			return api.Errorf(api.ErrConflict, "%s cannot run here: %v; if it runs on a migration's destination, destroy this copy", name, lerr)
+		}
 		err = d.inst.Resume(ctx)
 		d.rec.State = api.StateRunning
 	}
@@ -1029,6 +1116,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			continue
 		}
 		d.inst = inst
+		d.uid.Store(int64(rec.QEMUUID))
 		d.ended = make(chan struct{})
 		if m.o.Networks != nil {
 			// Its taps kept running; the network side learns them again

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
-	"github.com/ringfence/ringfence/internal/peer"
 )
 
 // Live migration between two daemons. The control channel is a connection
@@ -84,7 +82,11 @@ type migReply struct {
 	Token   string `json:"token,omitempty"`
 	Running bool   `json:"running,omitempty"`
 	// DisksReady: the destination's NBD server is up (--with-storage).
-	DisksReady bool `json:"disks_ready,omitempty"`
+	// NBDKey is the pre-shared key its TLS takes, made for this migration
+	// and sent over the authenticated control channel (so no host needs
+	// the CA key to mint QEMU certificates).
+	DisksReady bool   `json:"disks_ready,omitempty"`
+	NBDKey     string `json:"nbd_key,omitempty"`
 	// Listening: the destination QEMU reads the memory stream; the source
 	// starts it only then (see engine.IncomingOptions.Listening).
 	Listening bool   `json:"listening,omitempty"`
@@ -176,7 +178,10 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 		if len(disks) > 0 {
 			dm.AbortMirrors()
 		}
-		// Only our copy may run: take it back.
+		// Only our copy may run: take it (and its images' locks) back.
+		if err := m.takeLocks(inst, d.rec.Spec); err != nil {
+			m.o.Log.Error("re-locking the images after a failed migration", "name", name, "err", err)
+		}
 		if st, err := inst.Status(context.Background()); err == nil && st != "running" {
 			if rerr := inst.Resume(context.Background()); rerr != nil {
 				m.o.Log.Error("resuming after a failed migration", "name", name, "err", rerr)
@@ -189,6 +194,7 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	remote := make(chan remoteReply, 1)
 	disksReady, listening := make(chan struct{}), make(chan struct{})
 	var destErr atomic.Pointer[string]
+	var nbdKey string // set before disksReady closes
 	go func() {
 		var r remoteReply
 		for {
@@ -196,6 +202,7 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 				r = remoteReply{lost: true, migReply: migReply{Error: err.Error()}}
 			}
 			if r.DisksReady {
+				nbdKey = r.NBDKey
 				close(disksReady)
 			} else if r.Listening {
 				close(listening)
@@ -210,15 +217,6 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 		remote <- r
 	}()
 	if len(disks) > 0 {
-		var ntls *engine.StreamTLS
-		if !o.Plain {
-			creds, err := m.qemuCreds("client")
-			if err != nil {
-				df.Close()
-				return resume(err)
-			}
-			ntls = &engine.StreamTLS{Dir: creds, Hostname: p.Hostname}
-		}
 		// Connect only once the destination serves the disks: QEMU 7.2's
 		// NBD client negotiates inside blockdev-add, blocking its monitor.
 		select {
@@ -226,6 +224,15 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 		case <-ctx.Done():
 		case <-time.After(2 * time.Minute):
 			cancel()
+		}
+		var ntls *engine.StreamTLS
+		if !o.Plain && ctx.Err() == nil {
+			creds, err := m.pskCreds(nbdKey, int(d.uid.Load()))
+			if err != nil {
+				df.Close()
+				return resume(err)
+			}
+			ntls = &engine.StreamTLS{Dir: creds, Username: pskUser}
 		}
 		n, err := mirrorOut(ctx, dm, disks, p, rep.Token, ntls, progress)
 		if err != nil {
@@ -285,6 +292,13 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 		return resume(fmt.Errorf("the destination failed before the handover (%s); %s keeps running here", r.Error, name))
 	default:
 	}
+	// The images are the destination's from the handover on (same storage
+	// on one host, or shared): it takes their locks when it runs the guest.
+	if dl, ok := inst.(engine.DiskLocker); ok {
+		if err := dl.ReleaseDiskLocks(m.launchSpec(d.rec.Spec, d.rec.Accel, 0).Disks); err != nil {
+			return resume(fmt.Errorf("releasing the image locks for the destination failed, %s keeps running here: %w", name, err))
+		}
+	}
 	// The relay (the encrypted stream's last bytes) is not awaited: the
 	// destination runs the guest only once it has loaded all of them.
 	if err := writeLine(conn, migGo{Go: true}); err != nil {
@@ -326,30 +340,57 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 	return res, nil
 }
 
-// qemuCreds mints one-off stream credentials in a fresh directory readable
-// by QEMU's user (the engine removes it once loaded).
-func (m *Manager) qemuCreds(endpoint string) (string, error) {
-	if m.o.TLSDir == "" {
-		return "", api.Errorf(api.ErrUnavailable, "this host has no peer certificate: run `ringfence host trust`")
+// pskUser is the identity QEMU's NBD client presents with the key.
+const pskUser = "ringfence"
+
+// pskCreds writes QEMU's tls-creds-psk directory (keys.psk) for one disk
+// copy, readable only by the domain's QEMU user (uid); the engine removes
+// it once QEMU has loaded it.
+func (m *Manager) pskCreds(key string, uid int) (string, error) {
+	if len(key) != 64 || strings.Trim(key, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("the destination sent no usable disk-copy key")
 	}
-	uid, gid := os.Getuid(), os.Getgid()
-	if m.o.RunAs != "" {
-		u, err := user.Lookup(m.o.RunAs)
-		if err != nil {
-			return "", fmt.Errorf("looking up QEMU's user %s: %w", m.o.RunAs, err)
-		}
-		uid, _ = strconv.Atoi(u.Uid)
-		gid, _ = strconv.Atoi(u.Gid)
-	}
-	dir, err := os.MkdirTemp("", "ringfence-migtls-")
+	dir, err := os.MkdirTemp("", "ringfence-nbdpsk-")
 	if err != nil {
 		return "", err
 	}
-	if err := peer.QEMUCreds(peer.Files{Dir: m.o.TLSDir}, dir, endpoint, uid, gid); err != nil {
+	p := filepath.Join(dir, "keys.psk")
+	if err := os.WriteFile(p, []byte(pskUser+":"+key+"\n"), 0o400); err != nil {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("making the migration stream's credentials: %w", err)
+		return "", err
+	}
+	for _, f := range []string{p, dir} {
+		if err := os.Chown(f, uid, uid); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("handing the disk-copy key to QEMU's user: %w", err)
+		}
 	}
 	return dir, nil
+}
+
+// takeLocks (re)takes the image locks of a running instance's disks.
+func (m *Manager) takeLocks(inst engine.Instance, spec api.DomainSpec) error {
+	dl, ok := inst.(engine.DiskLocker)
+	if !ok {
+		return nil
+	}
+	return dl.TakeDiskLocks(m.launchSpec(spec, "", 0).Disks)
+}
+
+// uidOf is the uid of a domain's running QEMU (0: root or none).
+func (m *Manager) uidOf(name string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d, ok := m.doms[name]; ok {
+		return int(d.uid.Load())
+	}
+	return 0
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // CancelMigration stops an outgoing migration; the domain keeps running
@@ -460,7 +501,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 		return fail(api.Errorf(api.ErrInvalid, "bad migration header: %v", err))
 	}
 	spec := hdr.Spec
-	plan, err := planStorage(&spec, hdr.Storage, hdr.StorageDir)
+	plan, err := m.planStorage(&spec, hdr.Storage, hdr.StorageDir)
 	if err != nil {
 		return fail(err)
 	}
@@ -468,7 +509,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 	for _, d := range plan {
 		skip[d.ID] = true
 	}
-	accel, err := m.validateExcept(&spec, skip)
+	accel, err := m.validateExcept(&spec, skip, true)
 	if err != nil {
 		return fail(err)
 	}
@@ -555,8 +596,10 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 				return err
 			}
 			var ntls *engine.StreamTLS
+			nbdKey := ""
 			if !hdr.Plain {
-				creds, err := m.qemuCreds("server")
+				nbdKey = randomHex(32)
+				creds, err := m.pskCreds(nbdKey, m.uidOf(spec.Name))
 				if err != nil {
 					lf.Close()
 					return err
@@ -573,7 +616,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 				return err
 			}
 			defer dm.StopServingDisks()
-			if err := writeLine(conn, migReply{DisksReady: true}); err != nil {
+			if err := writeLine(conn, migReply{DisksReady: true, NBDKey: nbdKey}); err != nil {
 				return err
 			}
 			// The memory stream follows the disk copy, however long.

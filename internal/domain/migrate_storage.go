@@ -53,7 +53,7 @@ func copiedDisks(spec api.DomainSpec) ([]migDisk, error) {
 // planStorage (destination) maps the source's disks to paths here and
 // checks they can be created: the directory exists, the file does not.
 // It rewrites spec's disk targets and returns the paths to create.
-func planStorage(spec *api.DomainSpec, disks []migDisk, dir string) ([]migDisk, error) {
+func (m *Manager) planStorage(spec *api.DomainSpec, disks []migDisk, dir string) ([]migDisk, error) {
 	if dir != "" && !filepath.IsAbs(dir) {
 		return nil, api.Errorf(api.ErrInvalid, "storage dir %q must be an absolute path", dir)
 	}
@@ -76,6 +76,11 @@ func planStorage(spec *api.DomainSpec, disks []migDisk, dir string) ([]migDisk, 
 		p := md.Path
 		if dir != "" {
 			p = filepath.Join(dir, filepath.Base(md.Path))
+		}
+		// A peer names the paths: the disk policy decides where this host
+		// lets a disk be created (never its system or its own state).
+		if err := m.o.Policy.Check(storage.UseNew, p); err != nil {
+			return nil, err
 		}
 		if fi, err := os.Stat(filepath.Dir(p)); err != nil || !fi.IsDir() {
 			return nil, api.Errorf(api.ErrInvalid, "disk %s: directory %s does not exist on the destination; create it or pass --storage-dir", md.ID, filepath.Dir(p))

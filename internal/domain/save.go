@@ -16,6 +16,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/safefile"
 )
 
 // A save file is: saveMagic, a 4-byte big-endian header length, the JSON
@@ -70,18 +71,15 @@ func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) 
 }
 
 func (m *Manager) writeSave(ctx context.Context, path string, hdr saveHeader, mig engine.Migratable) error {
-	tmp := path + ".part"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	// A new root-only file beside the target, renamed over it at the end:
+	// nothing already at the path (a symlink, someone's file) is followed
+	// or reused, and the guest's RAM is never readable by anyone else.
+	f, err := safefile.Create(path)
 	if err != nil {
-		return api.Errorf(api.ErrInvalid, "creating %s: %v", tmp, err)
+		return api.Errorf(api.ErrInvalid, "creating %s: %v", path, err)
 	}
-	ok := false
-	defer func() {
-		f.Close()
-		if !ok {
-			os.Remove(tmp)
-		}
-	}()
+	tmp := f.Name()
+	defer f.Abort() // a no-op once committed
 	hb, _ := json.Marshal(hdr)
 	var pre bytes.Buffer
 	pre.WriteString(saveMagic)
@@ -121,14 +119,7 @@ func (m *Manager) writeSave(ctx context.Context, path string, hdr saveHeader, mi
 	if _, err := f.Write(tr.Bytes()); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	return f.Commit()
 }
 
 // readSave checks a save file completely and returns its header and where

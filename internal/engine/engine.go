@@ -189,14 +189,22 @@ type MirrorTarget struct {
 	Conn *os.File
 }
 
-// StreamTLS is QEMU's side of an authenticated disk-copy (NBD) stream.
+// DiskLocker moves the image locks of a running instance's disks (see
+// internal/imagelock): a migration source releases them for the
+// destination, which takes them once it runs the guest.
+type DiskLocker interface {
+	ReleaseDiskLocks(disks []Disk) error
+	TakeDiskLocks(disks []Disk) error
+}
+
+// StreamTLS is QEMU's side of an encrypted disk-copy (NBD) stream: TLS
+// with a key the two daemons agreed on over their mutual-TLS channel.
 type StreamTLS struct {
-	// Dir holds the credentials in QEMU's tls-creds-x509 layout, readable
-	// by QEMU's user. The engine removes it as soon as QEMU has loaded it.
+	// Dir holds keys.psk (QEMU's tls-creds-psk layout), readable by QEMU's
+	// user. The engine removes it as soon as QEMU has loaded it.
 	Dir string
-	// Hostname is the name the destination's certificate must carry
-	// (outgoing only).
-	Hostname string
+	// Username is the identity the client presents (outgoing only).
+	Username string
 }
 
 // MigrationStats are QEMU's figures for a stream.
@@ -232,6 +240,9 @@ type InternalSnapshotter interface {
 type Overlay struct {
 	Disk string // guest disk ID, e.g. vda
 	Path string
+	// Base is the image the disk is on now; it becomes a read-only
+	// backing file (its locks are lowered to a reader's).
+	Base string
 }
 
 // DiskBackup is the optional ability to copy a running VM's disks at one

@@ -171,3 +171,37 @@ func TestDetectCgroups(t *testing.T) {
 		t.Fatalf("v2: %+v %v", c, err)
 	}
 }
+
+func TestIDRangeCheck(t *testing.T) {
+	dir := t.TempDir()
+	w := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	passwd := w("passwd", "root:x:0:0::/root:/bin/sh\nodd:x:2000000100:2000000100::/:/bin/false\n")
+	group := w("group", "root:x:0:\n")
+	subuid := w("subuid", "alice:100000:65536\n")
+	none := filepath.Join(dir, "missing")
+	for _, tc := range []struct {
+		r    IDRange
+		want string
+	}{
+		{DefaultIDRange, "odd's id 2000000100"},
+		{IDRange{Base: 3_000_000_000, Count: 100}, ""},
+		{IDRange{Base: 150000, Count: 10}, "subordinate ids 100000-165535"},
+		{IDRange{Base: 10, Count: 10}, "BASE >= 1000"},
+		{IDRange{}, ""},
+	} {
+		err := tc.r.Check(passwd, group, subuid, none)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.r, err, tc.want)
+		}
+	}
+	if r, err := ParseIDRange("5000:10"); err != nil || r != (IDRange{5000, 10}) {
+		t.Errorf("parse: %v %v", r, err)
+	}
+	if _, err := ParseIDRange("x"); err == nil {
+		t.Error("a bad range parsed")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -15,7 +16,11 @@ import (
 func TestQEMUCreds(t *testing.T) {
 	dir := t.TempDir()
 	f := Files{Dir: filepath.Join(dir, "tls")}
-	if err := Trust(f, "", []string{"127.0.0.1", "localhost"}); err != nil {
+	tr, err := Open(f, "", slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Init("h1", []string{"127.0.0.1", "localhost"}, false, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, ep := range []string{"server", "client"} {

@@ -1,16 +1,29 @@
-// Package peer is how daemons talk to each other: HTTPS with mutual TLS,
-// where trust means "holds a certificate signed by the same Ringfence CA".
-// `ringfence host trust` makes the CA (or takes one copied from a host that
-// has it) and this host's certificate.
+// Package peer is how daemons trust each other: mutual TLS with
+// certificates from one Ringfence CA, and a peer list the CA's host signs.
+//
+// Roles (docs/trust-model.md):
+//   - the authority: the host that ran `ringfence host trust` first. It
+//     alone holds the CA key. It issues certificates to hosts that join
+//     with a single-use token, keeps the peer list (who is trusted, by
+//     certificate serial), signs it, and sends it to every peer when it
+//     changes;
+//   - members: hosts that joined. They hold their own key and certificate,
+//     the CA certificate and the signed list, never the CA key;
+//   - offline holders: hosts set up with `host trust --offline` or
+//     `--ca-from DIR`. They share the CA key and have no list: any
+//     certificate the CA signed is accepted (the old model, kept for
+//     air-gapped set-ups, with a warning).
 package peer
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -19,59 +32,61 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/names"
+	"github.com/ringfence/ringfence/internal/safefile"
 )
 
-// Files of a TLS dir.
+// Files of a TLS dir (STATE/tls).
 type Files struct{ Dir string }
 
-func (f Files) CA() string      { return filepath.Join(f.Dir, "ca.pem") }
-func (f Files) CAKey() string   { return filepath.Join(f.Dir, "ca-key.pem") }
-func (f Files) Cert() string    { return filepath.Join(f.Dir, "host.pem") }
-func (f Files) CertKey() string { return filepath.Join(f.Dir, "host-key.pem") }
+func (f Files) CA() string        { return filepath.Join(f.Dir, "ca.pem") }
+func (f Files) CAKey() string     { return filepath.Join(f.Dir, "ca-key.pem") }
+func (f Files) Cert() string      { return filepath.Join(f.Dir, "host.pem") }
+func (f Files) CertKey() string   { return filepath.Join(f.Dir, "host-key.pem") }
+func (f Files) List() string      { return filepath.Join(f.Dir, "peers.json") }
+func (f Files) Tokens() string    { return filepath.Join(f.Dir, "tokens.json") }
+func (f Files) Authority() string { return filepath.Join(f.Dir, "authority.json") }
+func (f Files) Offline() string   { return filepath.Join(f.Dir, "offline") }
 
-// Trust makes this host's CA (unless one is there or caDir gives one to
-// copy) and issues the host certificate for names (hostnames/IPs).
-func Trust(f Files, caDir string, names []string) error {
-	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
-		return err
-	}
-	if caDir != "" {
-		src := Files{Dir: caDir}
-		for _, p := range [][2]string{{src.CA(), f.CA()}, {src.CAKey(), f.CAKey()}} {
-			b, err := os.ReadFile(p[0])
-			if err != nil {
-				return fmt.Errorf("reading the CA to trust: %w", err)
-			}
-			if err := os.WriteFile(p[1], b, 0o600); err != nil {
-				return err
-			}
-		}
-	}
-	if _, err := os.Stat(f.CA()); errors.Is(err, os.ErrNotExist) {
-		if err := newCA(f); err != nil {
-			return err
-		}
-	}
-	return issue(f, names)
-}
+// CertValidity is how long a host certificate lasts (`host renew` makes
+// a new one; `info` shows the expiry).
+const CertValidity = 365 * 24 * time.Hour
 
 func writePEM(path, typ string, der []byte) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+	return safefile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
+
+func newKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	return n.Add(n, big.NewInt(1))
+}
+
+// SerialHex is how serials are written in lists and messages.
+func SerialHex(n *big.Int) string { return hex.EncodeToString(n.Bytes()) }
+
+// Fingerprint is the SHA-256 of a certificate's DER, in hex.
+func Fingerprint(der []byte) string {
+	s := sha256.Sum256(der)
+	return hex.EncodeToString(s[:])
 }
 
 func newCA(f Files) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := newKey()
 	if err != nil {
 		return err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "Ringfence CA"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().AddDate(10, 0, 0),
 		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
+		MaxPathLenZero:        true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -84,81 +99,140 @@ func newCA(f Files) error {
 	return writePEM(f.CA(), "CERTIFICATE", der)
 }
 
-func loadCA(f Files) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	cb, err := os.ReadFile(f.CA())
+func readCert(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	kb, err := os.ReadFile(f.CAKey())
-	if err != nil {
-		return nil, nil, err
+	p, _ := pem.Decode(b)
+	if p == nil || p.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s holds no certificate", path)
 	}
-	cp, _ := pem.Decode(cb)
-	kp, _ := pem.Decode(kb)
-	if cp == nil || kp == nil {
-		return nil, nil, errors.New("malformed CA files")
-	}
-	cert, err := x509.ParseCertificate(cp.Bytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := x509.ParseECPrivateKey(kp.Bytes)
-	return cert, key, err
+	return x509.ParseCertificate(p.Bytes)
 }
 
-func issue(f Files, names []string) error {
-	ca, caKey, err := loadCA(f)
+func readKey(path string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("loading the CA: %w", err)
+		return nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, _ := pem.Decode(b)
+	if p == nil {
+		return nil, fmt.Errorf("%s holds no key", path)
+	}
+	return x509.ParseECPrivateKey(p.Bytes)
+}
+
+func loadCA(f Files) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	cert, err := readCert(f.CA())
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	host, _ := os.Hostname()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: host},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(2, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	key, err := readKey(f.CAKey())
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, n := range append(names, host, "localhost", "127.0.0.1") {
+	return cert, key, nil
+}
+
+// csr makes a key and a certificate request for a host: CN is its peer
+// name, the SANs the names and addresses others reach it by.
+func csr(name string, sans []string) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}
+	for _, n := range sans {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	if err := writePEM(f.CertKey(), "EC PRIVATE KEY", kb); err != nil {
-		return err
-	}
-	return writePEM(f.Cert(), "CERTIFICATE", der)
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	return key, der, err
 }
 
-// Config is the mutual-TLS configuration of this host, for both serving
-// and dialing: only certificates from our CA are accepted either way.
-func Config(f Files) (*tls.Config, error) {
+// checkSAN is the rule for a certificate's names: an IP address or a DNS
+// name made of name-rule labels.
+func checkSAN(s string) error {
+	if net.ParseIP(s) != nil {
+		return nil
+	}
+	if len(s) > 253 {
+		return fmt.Errorf("%q is too long for a host name", s)
+	}
+	for _, label := range splitDots(s) {
+		if !names.Valid(label) {
+			return fmt.Errorf("%q is not a host name or IP address", s)
+		}
+	}
+	return nil
+}
+
+func splitDots(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// issue signs a host certificate for a parsed request (its signature
+// checked by the caller).
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, req *x509.CertificateRequest) ([]byte, error) {
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: req.Subject.CommonName},
+		NotBefore:    time.Now().Add(-5 * time.Minute),
+		NotAfter:     time.Now().Add(CertValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     req.DNSNames,
+		IPAddresses:  req.IPAddresses,
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, ca, req.PublicKey, caKey)
+}
+
+// parseCSR checks a request's signature and names.
+func parseCSR(der []byte) (*x509.CertificateRequest, error) {
+	req, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	if err := req.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	if err := names.Check("host", req.Subject.CommonName); err != nil {
+		return nil, err
+	}
+	for _, n := range req.DNSNames {
+		if err := checkSAN(n); err != nil {
+			return nil, err
+		}
+	}
+	if len(req.URIs) > 0 || len(req.EmailAddresses) > 0 {
+		return nil, errors.New("certificate request: only host names and IP addresses may be asked for")
+	}
+	return req, nil
+}
+
+// keyPair loads this host's certificate with the CA appended, so a joining
+// host (which has no CA yet) can check it against the fingerprint in its
+// token.
+func keyPair(f Files) (*tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(f.Cert(), f.CertKey())
 	if err != nil {
-		return nil, fmt.Errorf("loading this host's certificate (run `ringfence host trust`): %w", err)
+		return nil, err
 	}
-	pool := x509.NewCertPool()
-	cb, err := os.ReadFile(f.CA())
-	if err != nil || !pool.AppendCertsFromPEM(cb) {
-		return nil, fmt.Errorf("loading the CA from %s (run `ringfence host trust`)", f.CA())
+	if ca, err := readCert(f.CA()); err == nil {
+		cert.Certificate = append(cert.Certificate, ca.Raw)
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS13,
-	}, nil
+	cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	return &cert, err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/safefile"
 )
 
 // An export archive is a zstd-compressed tar: domain.cfg (the domain
@@ -44,10 +45,11 @@ type Member struct {
 	SHA256 string `json:"sha256"`
 }
 
-// ArchiveWriter writes an archive to FILE.part and renames it on Close.
+// ArchiveWriter writes an archive to a new file beside FILE (see
+// internal/safefile) and renames it onto FILE on Close.
 type ArchiveWriter struct {
 	path    string
-	f       *os.File
+	f       *safefile.File
 	zw      *zstd.Encoder
 	tw      *tar.Writer
 	members []Member
@@ -64,14 +66,13 @@ func CreateArchive(path string) (*ArchiveWriter, error) {
 	if _, err := os.Lstat(path); err == nil {
 		return nil, api.Errorf(api.ErrConflict, "%s already exists; remove it or pick another file", path)
 	}
-	f, err := os.OpenFile(path+".part", os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := safefile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("creating the archive: %w", err)
 	}
 	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		f.Abort()
 		return nil, err
 	}
 	return &ArchiveWriter{path: path, f: f, zw: zw, tw: tar.NewWriter(zw)}, nil
@@ -108,7 +109,8 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Close writes the manifest, flushes, syncs and renames FILE.part to FILE.
+// Close writes the manifest, flushes, syncs and renames the file onto
+// FILE (refused if something appeared there meanwhile).
 func (a *ArchiveWriter) Close(m Manifest) error {
 	m.Format, m.Members = ArchiveFormat, a.members
 	b, _ := json.MarshalIndent(m, "", "  ")
@@ -120,20 +122,19 @@ func (a *ArchiveWriter) Close(m Manifest) error {
 		a.Abort()
 		return err
 	}
-	for _, step := range []func() error{a.tw.Close, a.zw.Close, a.f.Sync, a.f.Close} {
+	for _, step := range []func() error{a.tw.Close, a.zw.Close} {
 		if err := step(); err != nil {
 			a.Abort()
 			return err
 		}
 	}
-	return os.Rename(a.f.Name(), a.path)
+	return a.f.CommitNoReplace()
 }
 
 // Abort removes the partial archive.
 func (a *ArchiveWriter) Abort() {
 	a.zw.Close()
-	a.f.Close()
-	os.Remove(a.f.Name())
+	a.f.Abort()
 }
 
 // Unpack reads the archive at path into dir (a fresh scratch directory)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/ringfence/ringfence/internal/safefile"
 )
 
 // Image operations shared by volumes, clones, storage migration and
@@ -18,29 +20,34 @@ func qemuImg(args ...string) error {
 	return nil
 }
 
-// CreateImage makes an empty image of size bytes (raw: a sparse file;
-// qcow2 via qemu-img) at path, which must not exist; mode 0600.
-func CreateImage(path, format string, size int64) error {
-	if format == "" || format == "raw" {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		err = f.Truncate(size)
-		f.Close()
-		if err != nil {
-			os.Remove(path)
-		}
-		return err
-	}
+// newImage makes a file at path, which must not exist: fill writes it
+// under a new name of ours beside path (root-only, never a file or
+// symlink someone planted), then it is renamed onto path unless something
+// appeared there meanwhile.
+func newImage(path string, fill func(tmp string) error) error {
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("%s already exists", path)
 	}
-	if err := qemuImg("create", "-q", "-f", format, path, strconv.FormatInt(size, 10)); err != nil {
-		os.Remove(path)
+	f, err := safefile.Create(path)
+	if err != nil {
 		return err
 	}
-	return os.Chmod(path, 0o600)
+	if err := fill(f.Name()); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.CommitNoReplace()
+}
+
+// CreateImage makes an empty image of size bytes (raw: a sparse file;
+// qcow2 via qemu-img) at path, which must not exist; mode 0600.
+func CreateImage(path, format string, size int64) error {
+	return newImage(path, func(tmp string) error {
+		if format == "" || format == "raw" {
+			return os.Truncate(tmp, size)
+		}
+		return qemuImg("create", "-q", "-f", format, tmp, strconv.FormatInt(size, 10))
+	})
 }
 
 // Overlay makes a qcow2 image at path backed by base (of baseFormat), the
@@ -50,15 +57,13 @@ func Overlay(base, baseFormat, path string, size int64) error {
 	if baseFormat == "" {
 		baseFormat = "raw"
 	}
-	args := []string{"create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, path}
-	if size > 0 {
-		args = append(args, strconv.FormatInt(size, 10))
-	}
-	if err := qemuImg(args...); err != nil {
-		os.Remove(path)
-		return err
-	}
-	return os.Chmod(path, 0o600)
+	return newImage(path, func(tmp string) error {
+		args := []string{"create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, tmp}
+		if size > 0 {
+			args = append(args, strconv.FormatInt(size, 10))
+		}
+		return qemuImg(args...)
+	})
 }
 
 // VirtualSize is the size the guest sees: a raw file's length, else what

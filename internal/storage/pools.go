@@ -20,6 +20,18 @@ type Pools struct {
 	// Users reports the domains whose disks include path (set by the
 	// daemon); volumes in use cannot be deleted.
 	Users func(path string) []string
+	// Policy limits where pools may be (nil: anywhere).
+	Policy *Policy
+}
+
+// Dirs are the pools' directories (for the disk policy).
+func (p *Pools) Dirs() []string {
+	pools, _ := p.List(context.Background())
+	var out []string
+	for _, pl := range pools {
+		out = append(out, pl.Dir)
+	}
+	return out
 }
 
 // NewPools returns the registry on st.
@@ -74,6 +86,9 @@ func (p *Pools) Create(ctx context.Context, req api.Pool) (api.Pool, error) {
 	}
 	dir, err := CheckPoolDir(req.Dir, pools)
 	if err != nil {
+		return req, err
+	}
+	if err := p.Policy.Check(UsePool, dir); err != nil {
 		return req, err
 	}
 	made := false

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,15 +19,14 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
+	"github.com/ringfence/ringfence/internal/names"
 )
 
-var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// CheckName validates a pool or volume name: it becomes a file name, so
-// no "/" and no "..".
+// CheckName validates a pool, volume, snapshot or network name (the one
+// rule in internal/names) as an invalid-input error.
 func CheckName(kind, name string) error {
-	if !nameRe.MatchString(name) || strings.Contains(name, "..") {
-		return api.Errorf(api.ErrInvalid, "%s name %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/' or '..')", kind, name)
+	if err := names.Check(kind, name); err != nil {
+		return api.Errorf(api.ErrInvalid, "%v", err)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 func (e *Env) dumpStore() map[string]string {
 	e.t.Helper()
 	e.StopDaemon()
-	st, err := store.OpenBolt(filepath.Join(e.Dir, "state.db"))
+	st, err := store.OpenBolt(filepath.Join(e.State, "state.db"))
 	if err != nil {
 		e.t.Fatal(err)
 	}

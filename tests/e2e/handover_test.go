@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -35,15 +36,18 @@ func listenIn(t *testing.T, ns, addr string) net.Listener {
 // (and throws it away), and once the source says "go" it does what
 // handover says with the control channel. It stands in for a destination
 // that dies, or fails, at the worst moment.
-func fakeDestination(t *testing.T, ns, addr, caFrom string, handover func(ctrl net.Conn)) {
+func fakeDestination(t *testing.T, src *Env, addr, name string, handover func(ctrl net.Conn)) {
 	t.Helper()
-	dir := t.TempDir()
-	mustRun(t, binPath, "host", "trust", "--state-dir", dir, "--ca-from", caFrom)
-	cfg, err := peer.Config(peer.Files{Dir: filepath.Join(dir, "tls")})
+	// A real host joins src's cluster for its certificate, then stops: the
+	// fake serves with that identity.
+	host := NewEnvWith(t, EnvOptions{Netns: src.Netns})
+	host.JoinTo(src, name)
+	host.StopDaemon()
+	tr, err := peer.Open(peer.Files{Dir: filepath.Join(host.State, "tls")}, "", slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := tls.NewListener(listenIn(t, ns, addr), cfg)
+	l := tls.NewListener(listenIn(t, src.Netns, addr), tr.ServerConfig())
 	dataIn := make(chan struct{}, 1)
 	go func() {
 		for {
@@ -96,14 +100,12 @@ func fakeDestination(t *testing.T, ns, addr, caFrom string, handover func(ctrl n
 func TestMigrationHandover(t *testing.T) {
 	port := 20000 + os.Getpid()%20000 + 5
 	srcAddr := fmt.Sprintf("127.0.0.1:%d", port)
-	src := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}, Before: func(dir string) {
-		mustRun(t, binPath, "host", "trust", "--state-dir", dir)
-	}})
-	caFrom := filepath.Join(src.Dir, "tls")
+	src := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}})
+	src.MustRF("host", "trust", "--peer-name", "src", "--name", "127.0.0.1")
 	vanish := fmt.Sprintf("127.0.0.1:%d", port+1)
 	refuse := fmt.Sprintf("127.0.0.1:%d", port+2)
-	fakeDestination(t, src.Netns, vanish, caFrom, func(ctrl net.Conn) {})
-	fakeDestination(t, src.Netns, refuse, caFrom, func(ctrl net.Conn) {
+	fakeDestination(t, src, vanish, "vanish", func(ctrl net.Conn) {})
+	fakeDestination(t, src, refuse, "refuse", func(ctrl net.Conn) {
 		fmt.Fprintln(ctrl, `{"error":"the test's destination could not start the guest"}`)
 	})
 	c := src.Boot("mover", "")

@@ -80,8 +80,11 @@ func run(m *testing.M) int {
 
 // Env is one daemon in its own state dir and network namespace.
 type Env struct {
-	t          *testing.T
-	Dir        string
+	t   *testing.T
+	Dir string // the test's scratch dir: domain files and images go here
+	// State is the daemon's state dir (inside Dir; the disk policy refuses
+	// guest images in it, as it would on a host).
+	State      string
 	Netns      string
 	Socket     string
 	Client     *client.Client
@@ -104,7 +107,7 @@ func NewEnv(t *testing.T, serveArgs ...string) *Env {
 type EnvOptions struct {
 	ServeArgs []string
 	Netns     string           // share another env's namespace (for peers)
-	Before    func(dir string) // runs before the daemon starts
+	Before    func(dir string) // runs before the daemon starts (dir: the env's scratch dir)
 }
 
 // NewEnvWith starts a daemon with options.
@@ -125,7 +128,7 @@ func NewEnvWith(t *testing.T, o EnvOptions) *Env {
 	if o.Before != nil {
 		o.Before(dir)
 	}
-	e := &Env{t: t, Dir: dir, Netns: ns, Socket: filepath.Join(dir, "run", "ringfence.sock"), serveArgs: serveArgs}
+	e := &Env{t: t, Dir: dir, State: filepath.Join(dir, "state"), Netns: ns, Socket: filepath.Join(dir, "run", "ringfence.sock"), serveArgs: serveArgs}
 	e.Client = client.New(e.Socket)
 	t.Cleanup(e.cleanup)
 	e.StartDaemon()
@@ -141,7 +144,7 @@ func (e *Env) StartDaemon() {
 	}
 	// nsenter joins only the network namespace: `ip netns exec` would also
 	// remount /sys and hide the cgroup hierarchies the daemon needs.
-	args := append([]string{"--net=/run/netns/" + e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.Dir}, e.serveArgs...)
+	args := append([]string{"--net=/run/netns/" + e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.State, "--run-dir", filepath.Join(e.Dir, "run")}, e.serveArgs...)
 	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -417,7 +420,7 @@ func (e *Env) cleanup() {
 		t.Errorf("a vif's filter left behind:\n%s", rules)
 	}
 	for _, n := range e.names {
-		for _, dir := range cgroupDirs(e.Dir, n) {
+		for _, dir := range cgroupDirs(e.State, n) {
 			if _, err := os.Stat(dir); err == nil {
 				t.Errorf("cgroup left behind: %s", dir)
 				os.Remove(dir)

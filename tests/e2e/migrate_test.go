@@ -24,17 +24,20 @@ func peers(t *testing.T) (src, dst, stranger *Env, dstAddr, strangerAddr string)
 	dstAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	strangerAddr = fmt.Sprintf("127.0.0.1:%d", port+1)
 	srcAddr := fmt.Sprintf("127.0.0.1:%d", port+3)
-	src = NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}, Before: func(dir string) {
-		mustRun(t, binPath, "host", "trust", "--state-dir", dir)
-	}})
-	caFrom := filepath.Join(src.Dir, "tls")
-	dst = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", dstAddr}, Before: func(dir string) {
-		mustRun(t, binPath, "host", "trust", "--state-dir", dir, "--ca-from", caFrom)
-	}})
-	stranger = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", strangerAddr}, Before: func(dir string) {
-		mustRun(t, binPath, "host", "trust", "--state-dir", dir)
-	}})
+	src = NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}})
+	src.MustRF("host", "trust", "--peer-name", "src", "--name", "127.0.0.1")
+	dst = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", dstAddr}})
+	dst.JoinTo(src, "dst")
+	stranger = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", strangerAddr}})
+	stranger.MustRF("host", "trust", "--peer-name", "stranger", "--name", "127.0.0.1")
 	return
+}
+
+// JoinTo makes e a peer of auth's cluster: a token from auth, a join here.
+func (e *Env) JoinTo(auth *Env, name string) {
+	e.t.Helper()
+	tok := strings.TrimSpace(auth.MustRF("host", "token", "--peer-name", name))
+	e.MustRF("host", "join", tok, "--peer-name", name, "--name", "127.0.0.1")
 }
 
 func TestLiveMigration(t *testing.T) {
@@ -68,10 +71,8 @@ func TestLiveMigration(t *testing.T) {
 	}
 	dst.MustRF("destroy", "mover")
 	smallAddr := fmt.Sprintf("127.0.0.1:%d", 20002+os.Getpid()%20000)
-	caFrom := filepath.Join(src.Dir, "tls")
-	NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", smallAddr, "--reserve-mem", fmt.Sprint(hostMemMiB(t) - 200)}, Before: func(dir string) {
-		mustRun(t, binPath, "host", "trust", "--state-dir", dir, "--ca-from", caFrom)
-	}})
+	small := NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", smallAddr, "--reserve-mem", fmt.Sprint(hostMemMiB(t) - 200)}})
+	small.JoinTo(src, "small")
 	if r := src.RF("migrate", "mover", smallAddr); r.Code == 0 || !strings.Contains(r.Stderr, "destination refused: memory: mover asks") {
 		t.Fatalf("migration to a host without memory: %+v", r)
 	}

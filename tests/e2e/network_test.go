@@ -86,7 +86,7 @@ func TestManagedNetwork(t *testing.T) {
 		{[]string{"network", "create", "wan", "--uplink", "nosuch0"}, `uplink "nosuch0" does not exist`},
 		{[]string{"network", "create", "wan", "--bridge", "rfbr2", "--uplink", "up0"}, "already part of rfbr1"},
 		{[]string{"network", "create", "wan", "--bridge", "a-very-long-bridge-name"}, "1-15 letters"},
-		{[]string{"network", "create", "../x"}, "no '/' or '..'"},
+		{[]string{"network", "create", "../x"}, "is not a valid"},
 		{[]string{"network", "delete", "nope"}, "no network named"},
 	} {
 		if r := e.RF(c.args...); r.Code == 0 || !strings.Contains(r.Stderr, c.want) {

@@ -74,7 +74,7 @@ func TestOversellRefused(t *testing.T) {
 	// Guest RAM is preallocated inside the domain's cgroup, whose limit is
 	// RAM + overhead and which the QEMU joined before it ran.
 	d := e.Domain("a")
-	dirs := cgroupDirs(e.Dir, "a")
+	dirs := cgroupDirs(e.State, "a")
 	var memDir string
 	for _, dir := range dirs {
 		if _, err := os.Stat(filepath.Join(dir, "memory.limit_in_bytes")); err == nil {

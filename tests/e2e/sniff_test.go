@@ -26,6 +26,13 @@ type sniffer struct {
 // with its goroutine instead of reusing it elsewhere.
 func inNetns(t *testing.T, ns string, f func() error) {
 	t.Helper()
+	if err := inNetnsErr(ns, f); err != nil {
+		t.Fatalf("in namespace %s: %v", ns, err)
+	}
+}
+
+// inNetnsErr runs f on a thread inside namespace ns and returns its error.
+func inNetnsErr(ns string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -39,9 +46,7 @@ func inNetns(t *testing.T, ns string, f func() error) {
 		}
 		errc <- err
 	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("in namespace %s: %v", ns, err)
-	}
+	return <-errc
 }
 
 // sniff opens a packet socket on lo inside namespace ns and captures

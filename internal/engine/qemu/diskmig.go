@@ -26,12 +26,13 @@ func (i *instance) ServeDisks(ctx context.Context, l *os.File, disks []string, t
 	}
 	args := map[string]any{"addr": map[string]any{"type": "fd", "data": map[string]any{"str": "nbdlisten"}}}
 	if tls != nil {
-		if err := i.addTLS(ctx, nbdTLSID, tls.Dir, "server"); err != nil {
+		if err := i.addTLS(ctx, nbdTLSID, tls.Dir, "server", ""); err != nil {
 			return err
 		}
 		args["tls-creds"] = nbdTLSID
 	}
 	if err := i.mon.Execute(ctx, "nbd-server-start", args, nil); err != nil {
+		i.StopServingDisks()
 		return fmt.Errorf("starting the NBD server: %w", err)
 	}
 	for _, d := range disks {
@@ -49,6 +50,12 @@ func (i *instance) StopServingDisks() {
 	defer cancel()
 	i.mon.Execute(ctx, "nbd-server-stop", nil, nil)
 	i.mon.Execute(ctx, "object-del", map[string]any{"id": nbdTLSID}, nil)
+	i.setMu.Lock()
+	if i.pskDir != "" {
+		os.RemoveAll(i.pskDir)
+		i.pskDir = ""
+	}
+	i.setMu.Unlock()
 }
 
 type blockJob struct {
@@ -69,7 +76,7 @@ func (i *instance) MirrorDisks(ctx context.Context, targets []engine.MirrorTarge
 		}
 	}()
 	if tls != nil {
-		if err := i.addTLS(ctx, nbdTLSID, tls.Dir, "client"); err != nil {
+		if err := i.addTLS(ctx, nbdTLSID, tls.Dir, "client", tls.Username); err != nil {
 			return err
 		}
 	}
@@ -82,7 +89,6 @@ func (i *instance) MirrorDisks(ctx context.Context, targets []engine.MirrorTarge
 			"server": map[string]any{"type": "fd", "str": fdname}}
 		if tls != nil {
 			node["tls-creds"] = nbdTLSID
-			node["tls-hostname"] = tls.Hostname
 		}
 		if err := i.mon.Execute(ctx, "blockdev-add", node, nil); err != nil {
 			return fmt.Errorf("connecting disk %s to the destination: %w", t.Disk, err)

@@ -101,15 +101,23 @@ func (i *instance) waitOut(ctx context.Context, progress func(engine.MigrationSt
 	}
 }
 
-// addTLS creates a QEMU TLS credentials object from dir (which it then
-// removes: QEMU has the key in memory and the files were readable by its
-// user). The server side requires the peer's certificate from our CA.
-func (i *instance) addTLS(ctx context.Context, id, dir, endpoint string) error {
-	defer os.RemoveAll(dir)
-	i.mon.Execute(ctx, "object-del", map[string]any{"id": id}, nil) // a leftover from a failed run
-	args := map[string]any{"qom-type": "tls-creds-x509", "id": id, "dir": dir, "endpoint": endpoint}
+// addTLS creates a QEMU pre-shared-key TLS credentials object from dir.
+// A client presents user and reads the key now (the dir is removed at
+// once); a server reads it at each handshake (GnuTLS keeps the file
+// name), so its dir stays until StopServingDisks. Either way the file is
+// readable by this QEMU's uid only, and the key serves one migration.
+func (i *instance) addTLS(ctx context.Context, id, dir, endpoint, user string) error {
 	if endpoint == "server" {
-		args["verify-peer"] = true
+		i.setMu.Lock()
+		i.pskDir = dir
+		i.setMu.Unlock()
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	i.mon.Execute(ctx, "object-del", map[string]any{"id": id}, nil) // a leftover from a failed run
+	args := map[string]any{"qom-type": "tls-creds-psk", "id": id, "dir": dir, "endpoint": endpoint}
+	if endpoint == "client" {
+		args["username"] = user
 	}
 	if err := i.mon.Execute(ctx, "object-add", args, nil); err != nil {
 		return fmt.Errorf("loading the migration credentials into QEMU: %w", err)

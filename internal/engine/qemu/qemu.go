@@ -77,11 +77,15 @@ type instance struct {
 	// disk ID, "cd-<id>" for media), removed with them.
 	setMu sync.Mutex
 	sets  map[string]int
+	// pskDir is the NBD server's key dir while it serves disks.
+	pskDir string
 }
 
 // Start implements engine.Engine.
 func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instance, error) {
-	files, fds, err := openDisks(s.Disks)
+	// An incoming migration's images are still the source's (same storage):
+	// its locks are taken after the handover (DiskLocker).
+	files, fds, err := openDisks(s.Disks, !s.Incoming)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +382,7 @@ func (i *instance) BlockStats(ctx context.Context) ([]engine.BlockStats, error) 
 // openDisks opens every disk image for QEMU: read-only, and read-write too
 // unless the disk is read-only (QEMU picks the descriptor whose mode
 // matches each open it does).
-func openDisks(disks []engine.Disk) ([]*os.File, map[string]diskFD, error) {
+func openDisks(disks []engine.Disk, lock bool) ([]*os.File, map[string]diskFD, error) {
 	var files []*os.File
 	fds := map[string]diskFD{}
 	fail := func(err error) ([]*os.File, map[string]diskFD, error) {
@@ -400,12 +404,19 @@ func openDisks(disks []engine.Disk) ([]*os.File, map[string]diskFD, error) {
 			fd.block = true
 		}
 		for _, m := range modes {
-			f, err := os.OpenFile(d.Path, m, 0)
+			f, err := openImage(d.Path, m, fd.block && m == os.O_RDWR && lock)
 			if err != nil {
 				return fail(fmt.Errorf("disk %s: %w", d.ID, err))
 			}
 			fd.fds = append(fd.fds, 3+len(files))
 			files = append(files, f)
+		}
+		// One description carries the locks (two would conflict): the
+		// last opened, read-write when the disk is writable.
+		if lock {
+			if err := lockImage(files[len(files)-1], d); err != nil {
+				return fail(err)
+			}
 		}
 		fds[d.ID] = fd
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/imagelock"
 )
 
 // SnapshotDisks implements engine.DiskSnapshotter with blockdev-snapshot:
@@ -49,6 +50,13 @@ func (i *instance) SnapshotDisks(ctx context.Context, overlays []engine.Overlay)
 			i.mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": name}, nil)
 			return n, fmt.Errorf("disk %s: switching to the overlay: %w", o.Disk, err)
 		}
+		// The old image is now a backing file: a reader's locks, so a
+		// clone's QEMU can read it too (and nobody may write it).
+		if o.Base != "" {
+			if err := i.relock(o.Base, "read"); err != nil {
+				return n + 1, fmt.Errorf("disk %s: lowering the old image's lock: %w", o.Disk, err)
+			}
+		}
 	}
 	return len(overlays), nil
 }
@@ -61,10 +69,24 @@ func (i *instance) addFDs(ctx context.Context, path string, writable bool) (int,
 	if writable {
 		modes = append(modes, os.O_RDWR)
 	}
-	for _, mode := range modes {
-		f, err := os.OpenFile(path, mode, 0)
+	block := false
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeDevice != 0 {
+		block = true
+	}
+	for n, mode := range modes {
+		f, err := openImage(path, mode, block && mode == os.O_RDWR)
 		if err != nil {
 			return 0, err
+		}
+		// The last description opened carries the image's locks.
+		if n == len(modes)-1 {
+			if err := imagelock.Lock(f, writable); err != nil {
+				f.Close()
+				if set >= 0 {
+					i.mon.Execute(ctx, "remove-fd", map[string]any{"fdset-id": set}, nil)
+				}
+				return 0, err
+			}
 		}
 		args := map[string]any{}
 		if set >= 0 {

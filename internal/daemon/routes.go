@@ -1,0 +1,266 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+
+	"github.com/ringfence/ringfence/internal/api"
+)
+
+// route is one row of the API: method and path (under /1.0), who may call
+// it, and its handler. The table is the only way a handler is registered,
+// so a route cannot exist without a rule (TestRouteTable walks it).
+type route struct {
+	method, path string
+	who          Caller
+	h            http.HandlerFunc
+}
+
+var paramRE = regexp.MustCompile(`\{([a-z]+)\}`)
+
+// params are the path parameters of the route's pattern.
+func (rt route) params() []string {
+	var out []string
+	for _, m := range paramRE.FindAllStringSubmatch(rt.path, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// routes is the whole API. Peer and Anonymous appear only on the routes a
+// peer host needs: migrating a domain here, and joining/renewing trust.
+func (s *Server) routes() []route {
+	d := "/domains/{name}"
+	rs := []route{
+		{"GET", "/host", Admin, s.hostInfo},
+		{"GET", "/stats", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.mgr.Stats(), nil) }},
+		{"GET", "/domains", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.mgr.List(), nil) }},
+		{"POST", "/domains", Admin, s.createDomain},
+		{"GET", d, Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.mgr.Get(r.PathValue("name"))
+			reply(w, out, err)
+		}},
+		{"GET", d + "/console", Admin, s.console},
+		{"POST", d + "/shutdown", Admin, domainAction(s, func(r *http.Request, name string, req api.ShutdownRequest) error {
+			return s.mgr.Shutdown(r.Context(), name, req)
+		})},
+		{"POST", d + "/reboot", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Reboot(r.Context(), name) })},
+		{"POST", d + "/destroy", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Destroy(r.Context(), name) })},
+		{"POST", d + "/pause", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Pause(r.Context(), name) })},
+		{"POST", d + "/unpause", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Unpause(r.Context(), name) })},
+		{"POST", d + "/mem-set", Admin, domainAction(s, func(r *http.Request, name string, req api.MemRequest) error {
+			return s.mgr.MemSet(r.Context(), name, req.MemoryMiB)
+		})},
+		{"POST", d + "/mem-max", Admin, domainAction(s, func(r *http.Request, name string, req api.MemRequest) error {
+			return s.mgr.MemMax(r.Context(), name, req.MemoryMiB)
+		})},
+		{"POST", d + "/sched-credit", Admin, s.schedCredit},
+		{"POST", d + "/vcpu-pin", Admin, s.vcpuPin},
+		{"POST", d + "/save", Admin, domainAction(s, func(r *http.Request, name string, req api.SaveRequest) error {
+			return s.mgr.Save(r.Context(), name, req.Path, req.Checkpoint)
+		})},
+		{"POST", d + "/migrate", Admin, s.migrate},
+		{"POST", d + "/migrate-cancel", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.CancelMigration(name) })},
+		{"POST", d + "/block-attach", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
+			_, err := s.mgr.BlockAttach(r.Context(), name, req.Spec)
+			return err
+		})},
+		{"POST", d + "/block-detach", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
+			return s.mgr.BlockDetach(r.Context(), name, req.VDev)
+		})},
+		{"POST", d + "/cd-insert", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
+			if req.Path == "" {
+				return api.Errorf(api.ErrInvalid, "cd-insert needs a file")
+			}
+			return s.mgr.CDChange(r.Context(), name, req.VDev, req.Path)
+		})},
+		{"POST", d + "/cd-eject", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
+			return s.mgr.CDChange(r.Context(), name, req.VDev, "")
+		})},
+		{"POST", d + "/network-attach", Admin, domainAction(s, func(r *http.Request, name string, req api.NetworkRequest) error {
+			_, err := s.mgr.NetworkAttach(r.Context(), name, req.Spec)
+			return err
+		})},
+		{"POST", d + "/network-detach", Admin, domainAction(s, func(r *http.Request, name string, req api.NetworkRequest) error {
+			return s.mgr.NetworkDetach(r.Context(), name, req.Dev)
+		})},
+		{"POST", d + "/clone", Admin, handle(func(r *http.Request, req api.CloneRequest) (any, error) {
+			return s.mgr.Clone(r.Context(), r.PathValue("name"), req.Name, req.Paused)
+		})},
+		{"GET", d + "/blocks", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.mgr.BlockList(r.Context(), r.PathValue("name"))
+			reply(w, out, err)
+		}},
+		{"GET", d + "/vifs", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.mgr.NetworkList(r.PathValue("name"))
+			reply(w, out, err)
+		}},
+		{"GET", d + "/snapshots", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.mgr.SnapshotList(r.Context(), r.PathValue("name"))
+			reply(w, out, err)
+		}},
+		{"POST", d + "/snapshots", Admin, handle(func(r *http.Request, req api.SnapshotRequest) (any, error) {
+			return s.mgr.SnapshotCreate(r.Context(), r.PathValue("name"), req.Name, req.Memory)
+		})},
+		{"POST", d + "/snapshots/{snap}/revert", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+			return s.mgr.SnapshotRevert(r.Context(), r.PathValue("name"), r.PathValue("snap"))
+		})},
+		{"DELETE", d + "/snapshots/{snap}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+			return struct{}{}, s.mgr.SnapshotDelete(r.Context(), r.PathValue("name"), r.PathValue("snap"))
+		})},
+		{"POST", d + "/export", Admin, s.export},
+		{"POST", "/import", Admin, s.importArchive},
+		{"POST", "/restore", Admin, handle(func(r *http.Request, req api.RestoreRequest) (any, error) {
+			return s.mgr.Restore(r.Context(), req.Path, req.Paused)
+		})},
+
+		{"GET", "/pools", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.pools.List(r.Context())
+			reply(w, out, err)
+		}},
+		{"POST", "/pools", Admin, handle(func(r *http.Request, req api.Pool) (any, error) { return s.pools.Create(r.Context(), req) })},
+		{"DELETE", "/pools/{pool}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+			return struct{}{}, s.pools.Delete(r.Context(), r.PathValue("pool"))
+		})},
+		{"GET", "/pools/{pool}/volumes", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.pools.Volumes(r.Context(), r.PathValue("pool"))
+			reply(w, out, err)
+		}},
+		{"POST", "/pools/{pool}/volumes", Admin, handle(func(r *http.Request, req api.VolumeRequest) (any, error) {
+			return s.pools.CreateVolume(r.Context(), r.PathValue("pool"), req)
+		})},
+		{"PUT", "/pools/{pool}/volumes/{vol}", Admin, handle(func(r *http.Request, req api.VolumeRequest) (any, error) {
+			return s.pools.ResizeVolume(r.Context(), r.PathValue("pool"), r.PathValue("vol"), req.SizeB)
+		})},
+		{"DELETE", "/pools/{pool}/volumes/{vol}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+			return struct{}{}, s.pools.DeleteVolume(r.Context(), r.PathValue("pool"), r.PathValue("vol"))
+		})},
+
+		{"GET", "/networks", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.nets.List(), nil) }},
+		{"POST", "/networks", Admin, handle(func(r *http.Request, req api.Network) (any, error) { return s.nets.Create(r.Context(), req) })},
+		{"GET", "/networks/{network}", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.nets.Get(r.PathValue("network"))
+			reply(w, out, err)
+		}},
+		{"GET", "/networks/{network}/leases", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.nets.Leases(r.PathValue("network"))
+			reply(w, out, err)
+		}},
+		{"DELETE", "/networks/{network}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+			return struct{}{}, s.nets.Delete(r.Context(), r.PathValue("network"))
+		})},
+
+		// What a peer host may do here: migrate a domain in.
+		{"POST", "/migrate/incoming", Peer, s.incoming},
+		{"POST", "/migrate/data/{token}", Peer, s.incomingData},
+	}
+	return append(rs, s.trustRoutes()...)
+}
+
+// handler builds the mux for a listener that serves callers: only the
+// routes that admit one of them are registered; every other request gets
+// fallback (nil: the mux's own 404).
+func (s *Server) handler(callers Caller, fallback http.HandlerFunc) http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		if rt.who&callers != 0 {
+			mux.HandleFunc(rt.method+" "+api.Version+rt.path, guard(rt))
+		}
+	}
+	if fallback != nil {
+		mux.HandleFunc("/", fallback)
+	}
+	return canonical(mux)
+}
+
+// handle adapts fn (a request body of type In, a reply) to a handler.
+func handle[In any](fn func(*http.Request, In) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in In
+		if err := decode(r, &in); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		out, err := fn(r, in)
+		reply(w, out, err)
+	}
+}
+
+// domainAction adapts a verb on a domain: its reply is the domain as it
+// is afterwards ({"status":"gone"} once it no longer exists).
+func domainAction[In any](s *Server, fn func(*http.Request, string, In) error) http.HandlerFunc {
+	return handle(func(r *http.Request, in In) (any, error) {
+		name := r.PathValue("name")
+		return s.domainView(name, fn(r, name, in))
+	})
+}
+
+// domainView is the reply after a verb on a domain: err, or the domain as
+// it is now ({"status":"gone"} once it no longer exists).
+func (s *Server) domainView(name string, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.mgr.Get(name)
+	if errors.Is(err, api.ErrNotFound) {
+		return map[string]string{"status": "gone"}, nil
+	}
+	return d, err
+}
+
+// decode reads a JSON body into v: unknown fields are an error (a typo
+// must not be silently ignored), and a body over the cap answers 413.
+func decode(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return api.Errorf(api.ErrTooLarge, "request body over %d bytes", tooBig.Limit)
+		}
+		return api.Errorf(api.ErrInvalid, "reading the request body: %v", err)
+	}
+	if len(body) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.Errorf(api.ErrInvalid, "request body: %v", err)
+	}
+	if dec.More() {
+		return api.Errorf(api.ErrInvalid, "request body: more than one JSON value")
+	}
+	return nil
+}
+
+// reply writes v, or err as the error body with its status.
+func reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code, class := api.StatusOf(err)
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(api.ErrorBody{Error: err.Error(), Class: class})
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
+
+// RouteInfo is one API route and who may call it (for the docs and the
+// end-to-end walk over a real listener).
+type RouteInfo struct {
+	Method, Path string // Path under /1.0, with {parameters}
+	Who          Caller
+}
+
+// Routes lists the API.
+func Routes() []RouteInfo {
+	var out []RouteInfo
+	for _, rt := range (&Server{}).routes() {
+		out = append(out, RouteInfo{rt.method, rt.path, rt.who})
+	}
+	return out
+}

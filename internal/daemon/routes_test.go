@@ -1,0 +1,138 @@
+package daemon
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/ringfence/ringfence/internal/api"
+)
+
+// fill replaces a route's parameters with valid values.
+func fill(path string) string {
+	return paramRE.ReplaceAllStringFunc(path, func(p string) string {
+		if p == "{token}" {
+			return "0123abcd"
+		}
+		return "x1"
+	})
+}
+
+func call(h http.Handler, who Caller, method, path, body string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r = r.WithContext(withIdentity(context.Background(), identity{who: who, remote: "192.0.2.1:1"}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// TestRouteTable walks every registered route with every caller: a peer
+// host and an anonymous caller reach exactly the routes named here (a
+// migration, and joining or renewing trust) and get 403 everywhere else,
+// so a new route cannot be exposed to peers by accident.
+func TestRouteTable(t *testing.T) {
+	s := &Server{}
+	peerOK := map[string]Caller{
+		"POST /migrate/incoming":     Peer,
+		"POST /migrate/data/{token}": Peer,
+		"POST /peer/join":            Anonymous,
+		"POST /peer/renew":           Peer,
+		"GET /peer/list":             Peer,
+		"PUT /peer/list":             Peer,
+	}
+	peerMux := s.handler(Peer|Anonymous, forbidden)
+	seen := map[string]bool{}
+	var exposed []string
+	for _, rt := range s.routes() {
+		key := rt.method + " " + rt.path
+		if seen[key] {
+			t.Errorf("%s is registered twice", key)
+		}
+		seen[key] = true
+		if rt.who == 0 {
+			t.Errorf("%s admits nobody", key)
+		}
+		if rt.who&(Peer|Anonymous) != 0 {
+			exposed = append(exposed, key)
+			if peerOK[key] != rt.who&(Peer|Anonymous) {
+				t.Errorf("%s is open to %s on the peer listener; only the migration and trust routes may be (add it to this test only if a peer must call it)", key, rt.who)
+			}
+		}
+		if rt.who&Admin != 0 && peerOK[key] != 0 {
+			t.Errorf("%s is a peer route but also admits the admin socket", key)
+		}
+		for _, who := range []Caller{Peer, Anonymous} {
+			if rt.who&who != 0 {
+				continue
+			}
+			w := call(peerMux, who, rt.method, api.Version+fill(rt.path), "{}")
+			if w.Code != http.StatusForbidden {
+				t.Errorf("%s as %s on the peer listener: %d %s, want 403", key, who, w.Code, w.Body)
+			}
+		}
+	}
+	sort.Strings(exposed)
+	if len(exposed) != len(peerOK) {
+		t.Errorf("routes open to peers: %v, want exactly %d", exposed, len(peerOK))
+	}
+	// Paths outside the table: 403 on the peer listener too.
+	for _, p := range []string{"/", api.Version + "/nope", "/debug/pprof/"} {
+		if w := call(peerMux, Peer, "GET", p, ""); w.Code != http.StatusForbidden {
+			t.Errorf("GET %s on the peer listener: %d", p, w.Code)
+		}
+	}
+}
+
+// Names in paths follow the name rule on every route; a non-canonical
+// path is refused rather than redirected; bodies are strict and capped.
+func TestRouteInputRules(t *testing.T) {
+	s := &Server{}
+	admin := s.handler(Admin, nil)
+	for _, rt := range s.routes() {
+		if rt.who&Admin == 0 || len(rt.params()) == 0 {
+			continue
+		}
+		bad := strings.Replace(rt.path, "{"+rt.params()[0]+"}", "a..b", 1)
+		w := call(admin, Admin, rt.method, api.Version+fill(bad), "{}")
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "not a valid") {
+			t.Errorf("%s %s: %d %s", rt.method, bad, w.Code, w.Body)
+		}
+		ctl := strings.Replace(rt.path, "{"+rt.params()[0]+"}", "g1%0D%0AX-Evil:%201", 1)
+		if w := call(admin, Admin, rt.method, api.Version+fill(ctl), "{}"); w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "\r\n") {
+			t.Errorf("%s with CR LF in a name: %d %q", rt.method, w.Code, w.Body)
+		}
+	}
+	for _, p := range []string{"/domains/../domains/g1/destroy", "/domains/g1/./destroy", "/domains//destroy"} {
+		w := call(admin, Admin, "POST", api.Version+p, "")
+		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+			t.Errorf("POST %s: %d (Location %q), want 400 and no redirect", p, w.Code, w.Header().Get("Location"))
+		}
+	}
+	if w := call(admin, Admin, "POST", api.Version+"/pools", `{"name":"p","dir":"/x","bogus":1}`); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "bogus") {
+		t.Errorf("unknown field: %d %s", w.Code, w.Body)
+	}
+	big := `{"name":"` + strings.Repeat("a", maxBody) + `"}`
+	if w := call(admin, Admin, "POST", api.Version+"/pools", big); w.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %d %s", w.Code, w.Body.String()[:min(200, w.Body.Len())])
+	}
+}
+
+// A migration target reaches a request line and a TLS server name: only a
+// host name or IP and a port pass.
+func TestCheckTarget(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"127.0.0.1:7443", true}, {"[2001:db8::1]:7443", true}, {"host-2.example.net:7443", true},
+		{"a\r\nX-Evil: 1:7443", false}, {"host:0", false}, {"host:99999", false}, {"host", false},
+		{"../x:1", false}, {"h/x:1", false}, {":7443", false},
+	} {
+		if _, err := checkTarget(tc.in); (err == nil) != tc.ok {
+			t.Errorf("checkTarget(%q) = %v, want ok=%v", tc.in, err, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"crypto/tls"
+	"net/http"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/peer"
+)
+
+// trustRoutes: the admin's verbs on this host's trust (host trust, token,
+// join, renew, peers, revoke) and what peers call on each other: a join
+// (anonymous, token in hand), a renewal and the peer list (peer hosts).
+func (s *Server) trustRoutes() []route {
+	return []route{
+		{"POST", "/host/trust", Admin, handle(func(r *http.Request, req api.TrustRequest) (any, error) {
+			if err := s.trust.Init(req.PeerName, req.Names, req.Offline, req.CAFrom); err != nil {
+				return nil, err
+			}
+			return s.trust.Status(), nil
+		})},
+		{"POST", "/host/tokens", Admin, handle(func(r *http.Request, req api.TokenRequest) (any, error) {
+			return s.trust.NewToken(req.PeerName, time.Duration(req.TTLSec)*time.Second, req.Addr)
+		})},
+		{"POST", "/host/join", Admin, handle(func(r *http.Request, req api.JoinRequest) (any, error) {
+			if err := s.trust.JoinWith(r.Context(), req.Token, req.PeerName, req.Names); err != nil {
+				return nil, err
+			}
+			return s.trust.Status(), nil
+		})},
+		{"POST", "/host/renew", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+			if err := s.trust.Renew(r.Context()); err != nil {
+				return nil, err
+			}
+			return s.trust.Status(), nil
+		})},
+		{"GET", "/host/peers", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.trust.Peers()
+			reply(w, out, err)
+		}},
+		{"POST", "/host/peers/{peer}/revoke", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+			if err := s.trust.Revoke(r.PathValue("peer")); err != nil {
+				return nil, err
+			}
+			return s.trust.Peers()
+		})},
+
+		{"POST", "/peer/join", Anonymous, handle(func(r *http.Request, call peer.JoinCall) (any, error) {
+			return s.trust.Admit(r.Context(), call, identityOf(r.Context()).remote)
+		})},
+		{"POST", "/peer/renew", Peer, handle(func(r *http.Request, call peer.RenewCall) (any, error) {
+			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+				return nil, api.Errorf(api.ErrForbidden, "a renewal needs the host's current certificate")
+			}
+			return s.trust.RenewFor(r.TLS.PeerCertificates[0], call)
+		})},
+		{"GET", "/peer/list", Peer, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.trust.Signed()
+			reply(w, out, err)
+		}},
+		{"PUT", "/peer/list", Peer, handle(func(r *http.Request, sl peer.Signed) (any, error) {
+			return struct{}{}, s.trust.Accept(sl)
+		})},
+	}
+}
+
+// peerTLS is the TLS to dial the peer at target (HOST:PORT).
+func (s *Server) peerTLS(host string) (*tls.Config, error) { return s.trust.ClientConfig(host) }

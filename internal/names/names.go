@@ -1,0 +1,44 @@
+// Package names is the one rule for the names people give things here
+// (domains, pools, volumes, snapshots, networks, peer hosts). Names become
+// directory names, store keys, URL path segments and parts of QEMU and
+// interface names, so one safe alphabet is accepted everywhere: the file
+// parser, the API server on every route, and the client before it builds
+// a request.
+package names
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// MaxLen is the longest name accepted.
+const MaxLen = 64
+
+var re = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// Valid reports whether s follows the rule.
+func Valid(s string) bool { return re.MatchString(s) && !strings.Contains(s, "..") }
+
+// Check returns an error naming what is wrong with s as a kind ("domain",
+// "pool", ...). The bad name is quoted with %q so control characters are
+// shown escaped, never echoed raw into a terminal or a header.
+func Check(kind, s string) error {
+	if Valid(s) {
+		return nil
+	}
+	why := "use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+	switch {
+	case s == "":
+		why = "it is empty; " + why
+	case strings.Contains(s, ".."):
+		why = "'..' is not allowed (names become file names); " + why
+	case strings.ContainsAny(s, "/\\"):
+		why = "'/' is not allowed (names become file names and URL segments); " + why
+	case strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		why = "it contains a control character; " + why
+	case len(s) > MaxLen:
+		why = fmt.Sprintf("it is %d bytes long; %s", len(s), why)
+	}
+	return fmt.Errorf("%q is not a valid %s name: %s", s, kind, why)
+}
