@@ -107,7 +107,9 @@ func run(img image.Paths) error {
 		return err
 	}
 	defer stopSrc()
-	dst, stopDst, err := benchenv.Daemon(bin, dstDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	// The destination takes migrated guests whose files are in the
+	// default image dir (a peer may name only declared guest storage).
+	dst, stopDst, err := benchenv.Daemon(bin, dstDir, "--listen", fmt.Sprintf("127.0.0.2:%d", port), "--disk-roots", filepath.Dir(filepath.Dir(img.Kernel)))
 	if err != nil {
 		return err
 	}
@@ -121,7 +123,7 @@ func run(img image.Paths) error {
 	if err != nil {
 		return err
 	}
-	if _, err := dst.Join(ctx, api.JoinRequest{Token: tok.Token, PeerName: "dst", Names: []string{"127.0.0.1"}}); err != nil {
+	if _, err := dst.Join(ctx, api.JoinRequest{Token: tok.Token, PeerName: "dst", Names: []string{"127.0.0.2"}}); err != nil {
 		return err
 	}
 	h, _ := src.Host(context.Background())
@@ -149,7 +151,7 @@ func run(img image.Paths) error {
 				// migration under TCG should not hide the other figures.
 				for i := 0; i < *reps; i++ {
 					runRF := func() {
-						if rf, err := viaRingfence(src, dst, img, mem, dirty, plain, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+						if rf, err := viaRingfence(src, dst, img, mem, dirty, plain, fmt.Sprintf("127.0.0.2:%d", port)); err != nil {
 							fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "ringfence", i+1, err)
 						} else {
 							rfs = append(rfs, rf)

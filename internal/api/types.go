@@ -259,6 +259,9 @@ type Peer struct {
 	// Addr is where the authority sends list updates (its peer listener).
 	Addr     string    `json:"addr,omitempty"`
 	JoinedAt time.Time `json:"joined_at"`
+	// Names are the host names and addresses in its certificate: no two
+	// hosts may claim one, so none can pose as another's address.
+	Names []string `json:"names,omitempty"`
 }
 
 // Ledger is the host's memory book-keeping: nothing is admitted unless

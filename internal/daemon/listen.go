@@ -31,6 +31,7 @@ type guardedListener struct {
 	mu     sync.Mutex
 	active int
 	bySrc  map[string]int
+	peers  int // promoted: verified peer hosts
 
 	shed     atomic.Int64 // connections closed at accept since the last log line
 	lastNote atomic.Int64 // unix nanos of that line
@@ -70,11 +71,17 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 	}
 }
 
+// sourceOf is what the per-source cap counts: an IPv4 address, an IPv6
+// /64 (one site's whole block), or the unix socket.
 func sourceOf(a net.Addr) string {
-	if h, _, err := net.SplitHostPort(a.String()); err == nil {
-		return h
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String() // unix sockets: one source
 	}
-	return a.String() // unix sockets: one source
+	if ip := net.ParseIP(h); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return h
 }
 
 func (l *guardedListener) take(src string) bool {
@@ -107,6 +114,30 @@ func (l *guardedListener) noteShed(src string) {
 	}
 }
 
+// maxPeerConns caps connections of verified peer hosts, counted apart
+// from the shared cap: anonymous clients filling theirs cannot keep a
+// peer (a migration) out.
+const maxPeerConns = 256
+
+// promote moves c from the shared cap to the verified peers' budget; it
+// reports false (and c is to be closed) when that budget is full.
+func (l *guardedListener) promote(c net.Conn) bool {
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return true
+	}
+	l.mu.Lock()
+	if l.peers >= maxPeerConns {
+		l.mu.Unlock()
+		return false
+	}
+	l.peers++
+	l.mu.Unlock()
+	tc.once.Do(tc.release)
+	tc.release2 = func() { l.mu.Lock(); l.peers--; l.mu.Unlock() }
+	return true
+}
+
 // Active is the number of open connections.
 func (l *guardedListener) Active() int {
 	l.mu.Lock()
@@ -119,11 +150,17 @@ type trackedConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+	// release2 gives back a promoted connection's peer slot.
+	once2    sync.Once
+	release2 func()
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
+	if c.release2 != nil {
+		c.once2.Do(c.release2)
+	}
 	return err
 }
 

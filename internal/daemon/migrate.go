@@ -224,6 +224,7 @@ func dialData(ctx context.Context, target, token string) (*net.TCPConn, error) {
 // with a TLS record) and hands them to the waiting incoming migration.
 type peerListener struct {
 	raw   net.Listener
+	guard *guardedListener // the caps raw enforces (nil: none)
 	tls   *tls.Config
 	conns chan net.Conn
 	mgr   *domain.Manager
@@ -232,6 +233,7 @@ type peerListener struct {
 
 func newPeerListener(raw net.Listener, cfg *tls.Config, mgr *domain.Manager, log *slog.Logger) *peerListener {
 	l := &peerListener{raw: raw, tls: cfg, conns: make(chan net.Conn), mgr: mgr, log: log}
+	l.guard, _ = raw.(*guardedListener)
 	go l.loop()
 	return l
 }
@@ -262,6 +264,10 @@ func (l *peerListener) sniff(c net.Conn) {
 		tc := tls.Server(&prefixed{Conn: c, pre: first}, l.tls)
 		if err := tc.Handshake(); err != nil {
 			l.log.Debug("peer handshake failed", "from", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+		if len(tc.ConnectionState().VerifiedChains) > 0 && l.guard != nil && !l.guard.promote(c) {
 			c.Close()
 			return
 		}

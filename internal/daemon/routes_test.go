@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -134,5 +135,32 @@ func TestCheckTarget(t *testing.T) {
 		if _, err := checkTarget(tc.in); (err == nil) != tc.ok {
 			t.Errorf("checkTarget(%q) = %v, want ok=%v", tc.in, err, tc.ok)
 		}
+	}
+}
+
+// The caps: per source (an IPv6 /64 counts as one), overall, and a
+// verified peer moves to its own budget so anonymous clients cannot keep
+// it out.
+func TestGuardedListenerCaps(t *testing.T) {
+	l := newGuardedListener(nil, "t", 3, 2, nil)
+	a := &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1}
+	if sourceOf(a) != "192.0.2.1" || sourceOf(&net.TCPAddr{IP: net.ParseIP("2001:db8::1:2")}) != sourceOf(&net.TCPAddr{IP: net.ParseIP("2001:db8::ffff")}) {
+		t.Fatal("sources")
+	}
+	if !l.take("x") || !l.take("x") || l.take("x") {
+		t.Fatal("per-source cap")
+	}
+	if !l.take("y") || l.take("z") {
+		t.Fatal("total cap")
+	}
+	c1, c2 := net.Pipe()
+	defer c2.Close()
+	tc := &trackedConn{Conn: c1, release: func() { l.give("x") }}
+	if !l.promote(tc) || l.Active() != 2 || !l.take("z") {
+		t.Fatalf("a promoted connection still counts: active %d", l.Active())
+	}
+	tc.Close()
+	if l.peers != 0 {
+		t.Fatal("the peer slot was not given back")
 	}
 }

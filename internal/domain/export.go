@@ -197,6 +197,9 @@ func (m *Manager) Import(ctx context.Context, path, dir, rename string, progress
 	if _, err := m.get(spec.Name); err == nil {
 		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists here; import with --name NEW", spec.Name)
 	}
+	if err := config.ValidName(spec.Name); err != nil {
+		return api.Domain{}, api.Errorf(api.ErrInvalid, "the archive's domain: %v", err)
+	}
 	home := filepath.Join(dir, spec.Name)
 	if _, err := os.Lstat(home); err == nil {
 		return api.Domain{}, api.Errorf(api.ErrConflict, "%s already exists; remove it or import into another --dir", home)
@@ -204,7 +207,19 @@ func (m *Manager) Import(ctx context.Context, path, dir, rename string, progress
 	if err := os.Rename(scratch, home); err != nil {
 		return api.Domain{}, err
 	}
-	abs := func(member string) string { return filepath.Join(home, filepath.Clean(member)) }
+	// The spec names the archive's own members (checked against the
+	// manifest): nothing outside the imported directory.
+	members := map[string]bool{}
+	for _, mb := range man.Members {
+		members[mb.Name] = true
+	}
+	var bad string
+	abs := func(member string) string {
+		if !members[member] || filepath.IsAbs(member) || filepath.Clean(member) != member || strings.HasPrefix(member, "..") {
+			bad = member
+		}
+		return filepath.Join(home, member)
+	}
 	if spec.Kernel != "" {
 		spec.Kernel = abs(spec.Kernel)
 	}
@@ -215,6 +230,10 @@ func (m *Manager) Import(ctx context.Context, path, dir, rename string, progress
 		if spec.Disks[i].Target != "" {
 			spec.Disks[i].Target = abs(spec.Disks[i].Target)
 		}
+	}
+	if bad != "" {
+		os.RemoveAll(home)
+		return api.Domain{}, api.Errorf(api.ErrInvalid, "the archive's domain names %q, which is not one of its members: a damaged or crafted archive", bad)
 	}
 	out, err := m.Create(ctx, api.CreateRequest{Spec: spec})
 	if err != nil {

@@ -32,7 +32,7 @@ func (m *Manager) lockHotplug(name string) (*dom, engine.BlockHotplug, error) {
 
 // checkImage checks an image for a running domain: it exists, is a file
 // or block device, and the disk policy allows it for use.
-func (m *Manager) checkImage(what, p string, use storage.Use) error {
+func (m *Manager) checkImage(what, p string, use storage.Use, format string) error {
 	if !filepath.IsAbs(p) {
 		return api.Errorf(api.ErrInvalid, "%s %q must be an absolute path", what, p)
 	}
@@ -46,7 +46,7 @@ func (m *Manager) checkImage(what, p string, use storage.Use) error {
 	if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
 		return err
 	}
-	return m.o.Policy.Check(use, p)
+	return m.o.Policy.CheckImage(storage.Local, use, p, format)
 }
 
 // BlockAttach adds a disk (an xl disk spec) to a running domain, on a
@@ -69,7 +69,7 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk,
 	if dk.Access == "ro" {
 		use = storage.UseDiskRO
 	}
-	if err := m.checkImage("disk "+dk.VDev, dk.Target, use); err != nil {
+	if err := m.checkImage("disk "+dk.VDev, dk.Target, use, dk.Format); err != nil {
 		return dk, err
 	}
 	d, hp, err := m.lockHotplug(name)
@@ -173,7 +173,7 @@ func (m *Manager) BlockList(ctx context.Context, name string) ([]api.BlockDevice
 // ejects its medium when path is "" (xl cd-insert / cd-eject).
 func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) error {
 	if path != "" {
-		if err := m.checkImage("medium", path, storage.UseDiskRO); err != nil {
+		if err := m.checkImage("medium", path, storage.UseDiskRO, "raw"); err != nil {
 			return err
 		}
 	}

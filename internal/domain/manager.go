@@ -160,7 +160,11 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		}
 		accel = "kvm"
 	}
-	check := func(what, p string, use storage.Use) error {
+	from := storage.Local
+	if incoming {
+		from = storage.FromPeer
+	}
+	check := func(what, p string, use storage.Use, format string) error {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return api.Errorf(api.ErrInvalid, "%s %s: %v; fix the path in the domain file", what, p, errors.Unwrap(err))
@@ -169,21 +173,23 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		if !fi.Mode().IsRegular() && !(allowBlock && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0) {
 			return api.Errorf(api.ErrInvalid, "%s %s is not a regular file%s", what, p, map[bool]string{true: " or block device", false: ""}[allowBlock])
 		}
-		if incoming {
-			return m.o.Policy.CheckNoLocks(use, p)
+		if use == storage.UseBoot {
+			return m.o.Policy.CheckFrom(from, use, p)
 		}
-		if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
-			return err
+		if !incoming {
+			if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
+				return err
+			}
 		}
-		return m.o.Policy.Check(use, p)
+		return m.o.Policy.CheckImage(from, use, p, format)
 	}
 	if spec.Kernel != "" {
-		if err := check("kernel", spec.Kernel, storage.UseBoot); err != nil {
+		if err := check("kernel", spec.Kernel, storage.UseBoot, ""); err != nil {
 			return "", err
 		}
 	}
 	if spec.Ramdisk != "" {
-		if err := check("ramdisk", spec.Ramdisk, storage.UseBoot); err != nil {
+		if err := check("ramdisk", spec.Ramdisk, storage.UseBoot, ""); err != nil {
 			return "", err
 		}
 	}
@@ -195,7 +201,7 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		if d.Access == "ro" || d.CDROM {
 			use = storage.UseDiskRO
 		}
-		if err := check("disk "+d.VDev, d.Target, use); err != nil {
+		if err := check("disk "+d.VDev, d.Target, use, d.Format); err != nil {
 			return "", err
 		}
 	}
@@ -640,19 +646,21 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 		return err
 	}
 	so.tl.mark("recorded")
+	if so.incoming != nil {
+		// Started unlocked while the source held the images; the source
+		// let go of them before the handover. Nobody else may have them:
+		// a guest never runs on an image another process writes.
+		if err := m.takeLocks(inst, spec); err != nil {
+			m.deleteRecord(spec.Name)
+			return fmt.Errorf("taking the images' locks: %w", err)
+		}
+	}
 	if !paused {
 		if err := inst.Resume(ctx); err != nil {
 			m.deleteRecord(spec.Name)
 			return fmt.Errorf("starting vCPUs: %w", err)
 		}
 		so.tl.mark("running")
-	}
-	if so.incoming != nil {
-		// Started unlocked while the source held the images; the source
-		// let go of them before the handover.
-		if err := m.takeLocks(inst, spec); err != nil {
-			m.o.Log.Error("locking the images of a migrated-in domain", "name", spec.Name, "err", err)
-		}
 	}
 	d.inst = inst
 	d.intent = ""

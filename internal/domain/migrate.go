@@ -178,9 +178,15 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 		if len(disks) > 0 {
 			dm.AbortMirrors()
 		}
-		// Only our copy may run: take it (and its images' locks) back.
+		// Only our copy may run: take it (and its images' locks) back. If
+		// the locks are gone (the destination holds them: it may run the
+		// guest), our copy stays paused.
 		if err := m.takeLocks(inst, d.rec.Spec); err != nil {
-			m.o.Log.Error("re-locking the images after a failed migration", "name", name, "err", err)
+			d.mu.Lock()
+			d.rec.State = api.StatePaused
+			m.save(context.Background(), d)
+			d.mu.Unlock()
+			return res, api.Errorf(api.ErrConflict, "%v; and the images could not be taken back (%v): %s is paused here; if it runs on the destination, destroy this copy, otherwise `ringfence unpause %s` once the images are free", why, err, name, name)
 		}
 		if st, err := inst.Status(context.Background()); err == nil && st != "running" {
 			if rerr := inst.Resume(context.Background()); rerr != nil {
@@ -444,8 +450,26 @@ type remoteReply struct {
 	lost bool
 }
 
+// maxHeader bounds a migration header line (a domain spec).
+const maxHeader = 1 << 20
+
+// readBounded reads one line of at most max bytes.
+func readBounded(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > max {
+			return nil, fmt.Errorf("a migration message over %d bytes", max)
+		}
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
+}
+
 func readReply(br *bufio.Reader, rep *migReply) error {
-	line, err := br.ReadBytes('\n')
+	line, err := readBounded(br, maxHeader)
 	if err != nil {
 		return fmt.Errorf("connection closed: %w", err)
 	}
@@ -487,7 +511,11 @@ func (m *Manager) DeliverMigrationData(token string, c net.Conn) bool {
 func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 	tl := newTimeline()
 	br := bufio.NewReader(conn)
-	line, err := br.ReadBytes('\n')
+	// The header is a line of JSON from the peer: bounded in size and time
+	// (the connection left the HTTP server's limits when it was upgraded).
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	line, err := readBounded(br, maxHeader)
+	conn.SetReadDeadline(time.Time{})
 	if err != nil {
 		return err
 	}
@@ -562,7 +590,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 		go func() {
 			defer close(aborted)
 			for {
-				line, err := br.ReadBytes('\n')
+				line, err := readBounded(br, maxHeader)
 				if err != nil {
 					return
 				}

@@ -79,7 +79,7 @@ func (m *Manager) planStorage(spec *api.DomainSpec, disks []migDisk, dir string)
 		}
 		// A peer names the paths: the disk policy decides where this host
 		// lets a disk be created (never its system or its own state).
-		if err := m.o.Policy.Check(storage.UseNew, p); err != nil {
+		if err := m.o.Policy.CheckFrom(storage.FromPeer, storage.UseNew, p); err != nil {
 			return nil, err
 		}
 		if fi, err := os.Stat(filepath.Dir(p)); err != nil || !fi.IsDir() {

@@ -42,6 +42,7 @@ type token struct {
 type tokenBody struct {
 	Addr        string `json:"a"`
 	Fingerprint string `json:"f"`
+	Authority   string `json:"an"` // the authority's name: only its certificate is accepted
 	Secret      string `json:"s"`
 	Name        string `json:"n,omitempty"`
 }
@@ -64,7 +65,7 @@ func decodeToken(s string) (tokenBody, error) {
 		return b, bad
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil || json.Unmarshal(raw, &b) != nil || b.Addr == "" || len(b.Fingerprint) != 64 || len(b.Secret) != 64 {
+	if err != nil || json.Unmarshal(raw, &b) != nil || b.Addr == "" || b.Authority == "" || len(b.Fingerprint) != 64 || len(b.Secret) != 64 {
 		return b, bad
 	}
 	return b, nil
@@ -135,7 +136,7 @@ func (t *Trust) NewToken(name string, ttl time.Duration, addr string) (api.PeerT
 		delete(t.tokens, hashSecret(secret))
 		return api.PeerToken{}, err
 	}
-	return api.PeerToken{Token: encodeToken(tokenBody{Addr: addr, Fingerprint: Fingerprint(t.ca.Raw), Secret: secret, Name: name}),
+	return api.PeerToken{Token: encodeToken(tokenBody{Addr: addr, Fingerprint: Fingerprint(t.ca.Raw), Authority: t.name(), Secret: secret, Name: name}),
 		Name: name, Expires: tk.Expires, Addr: addr}, nil
 }
 
@@ -218,6 +219,10 @@ func (t *Trust) Admit(ctx context.Context, call JoinCall, remote string) (JoinRe
 	if m, ok := t.list.find(name); ok {
 		return JoinReply{}, api.Errorf(api.ErrConflict, "a host named %q is already a peer (joined %s): pick another --peer-name, or revoke it first on %s", name, m.JoinedAt.Format(time.RFC3339), t.name())
 	}
+	sans := append(append([]string(nil), req.DNSNames...), IPStrings(req.IPAddresses)...)
+	if other, n := t.list.claimant(name, sans); other != "" {
+		return JoinReply{}, api.Errorf(api.ErrConflict, "host %q already answers to %s: a host's names and addresses are its own (give this one its own with --name)", other, n)
+	}
 	addr, err := joinAddr(call.Addr, remote)
 	if err != nil {
 		return JoinReply{}, err
@@ -227,7 +232,7 @@ func (t *Trust) Admit(ctx context.Context, call JoinCall, remote string) (JoinRe
 		return JoinReply{}, err
 	}
 	cert, _ := x509.ParseCertificate(der)
-	next := t.list.with(Member{Name: name, Serial: SerialHex(cert.SerialNumber), NotAfter: cert.NotAfter, Addr: addr, JoinedAt: time.Now().UTC()})
+	next := t.list.with(Member{Name: name, Serial: SerialHex(cert.SerialNumber), NotAfter: cert.NotAfter, Addr: addr, JoinedAt: time.Now().UTC(), Names: certNames(cert)})
 	tk.UsedBy, tk.UsedAt = name, time.Now().UTC()
 	if err := t.saveTokens(); err != nil {
 		tk.UsedBy, tk.UsedAt = "", time.Time{}
@@ -352,17 +357,37 @@ func (t *Trust) RenewFor(caller *x509.Certificate, call RenewCall) (RenewReply, 
 	if !ok || m.Serial != SerialHex(caller.SerialNumber) {
 		return RenewReply{}, api.Errorf(api.ErrForbidden, "host %q is not a current peer", name)
 	}
+	if asked := append(append([]string(nil), req.DNSNames...), IPStrings(req.IPAddresses)...); !sameNames(asked, m.Names) {
+		return RenewReply{}, api.Errorf(api.ErrForbidden, "host %q asked to renew for %v but joined as %v: a renewal keeps a host's names", name, asked, m.Names)
+	}
 	der, err := issue(t.ca, t.caKey, req)
 	if err != nil {
 		return RenewReply{}, err
 	}
 	cert, _ := x509.ParseCertificate(der)
-	m.Serial, m.NotAfter = SerialHex(cert.SerialNumber), cert.NotAfter
+	m.Serial, m.NotAfter, m.Names = SerialHex(cert.SerialNumber), cert.NotAfter, certNames(cert)
 	if err := t.publish(t.list.with(m)); err != nil {
 		return RenewReply{}, err
 	}
 	t.log.Info("renewed a peer's certificate", "name", name, "serial", m.Serial, "not_after", m.NotAfter)
 	return RenewReply{Cert: pemCert(der), List: t.signed}, nil
+}
+
+// sameNames compares two name sets.
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, x := range a {
+		seen[strings.ToLower(x)]++
+	}
+	for _, x := range b {
+		if seen[strings.ToLower(x)]--; seen[strings.ToLower(x)] < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Revoke takes a host off the list: its next handshake with any host

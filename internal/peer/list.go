@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/ringfence/ringfence/internal/api"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,24 @@ type List struct {
 }
 
 // find returns the member with name.
+// claimant returns the member (other than name) whose certificate carries
+// any of names.
+func (l *List) claimant(name string, names []string) (string, string) {
+	for _, m := range l.Members {
+		if m.Name == name {
+			continue
+		}
+		for _, a := range m.Names {
+			for _, b := range names {
+				if strings.EqualFold(a, b) {
+					return m.Name, b
+				}
+			}
+		}
+	}
+	return "", ""
+}
+
 func (l *List) find(name string) (Member, bool) {
 	for _, m := range l.Members {
 		if m.Name == name {
@@ -37,8 +56,14 @@ func (l *List) find(name string) (Member, bool) {
 
 // Allows reports whether a certificate is a current member's: its name
 // and its serial both match (a renewed host's old certificate no longer
-// does; a revoked host is no longer listed).
+// does; a revoked host is no longer listed). The authority's own name is
+// allowed with any certificate of the CA: only the CA key's holder can
+// mint one, and members must keep reaching it after it renews (the list
+// they hold still has its old serial until they fetch the new one).
 func (l *List) Allows(cert *x509.Certificate) error {
+	if cert.Subject.CommonName == l.Authority {
+		return nil
+	}
 	m, ok := l.find(cert.Subject.CommonName)
 	if !ok {
 		return fmt.Errorf("host %q is not on this host's peer list (never joined, or revoked)", cert.Subject.CommonName)

@@ -24,16 +24,26 @@ const PullInterval = time.Minute
 
 // JoinWith joins this host to the authority named in a token: a new key
 // made here (it never leaves), a certificate for it, the CA and the list.
+// The lock is not held across the network: a join in progress is marked,
+// so a second one (or a trust) is refused meanwhile.
 func (t *Trust) JoinWith(ctx context.Context, tok, name string, sans []string) error {
 	b, err := decodeToken(tok)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.cert != nil {
+	switch {
+	case t.cert != nil:
+		t.mu.Unlock()
 		return api.Errorf(api.ErrConflict, "this host is already trusted as %q (%s): nothing changed", t.name(), t.role)
+	case t.joining:
+		t.mu.Unlock()
+		return api.Errorf(api.ErrConflict, "a join is already in progress")
 	}
+	t.joining = true
+	t.mu.Unlock()
+	defer func() { t.mu.Lock(); t.joining = false; t.mu.Unlock() }()
+
 	if name == "" && b.Name != "" {
 		name = b.Name
 	}
@@ -48,10 +58,10 @@ func (t *Trust) JoinWith(ctx context.Context, tok, name string, sans []string) e
 	var rep JoinReply
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		// No CA yet: the token's fingerprint says which CA the authority's
-		// certificate must chain to.
+		// No CA yet: the token says which CA the authority's certificate
+		// must chain to, and the authority's name.
 		InsecureSkipVerify: true,
-		VerifyConnection:   pinnedCA(b.Fingerprint),
+		VerifyConnection:   pinnedAuthority(b.Fingerprint, b.Authority),
 	}
 	if err := postJSON(ctx, cfg, "POST", b.Addr, "/peer/join", JoinCall{Secret: b.Secret, CSR: der, Addr: t.listen}, &rep); err != nil {
 		return fmt.Errorf("joining through %s: %w", b.Addr, err)
@@ -71,16 +81,19 @@ func (t *Trust) JoinWith(ctx context.Context, tok, name string, sans []string) e
 	if err != nil {
 		return err
 	}
+	if l.Authority != b.Authority || rep.Authority != b.Authority {
+		return api.Errorf(api.ErrInvalid, "the list's authority is %q, the token's %q", l.Authority, b.Authority)
+	}
 	if err := l.Allows(cert); err != nil {
 		return fmt.Errorf("the authority's list does not have this host: %w", err)
 	}
-	auth := authorityRef{Name: rep.Authority, Addr: b.Addr}
-	ab, _ := json.Marshal(auth)
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	lb, _ := json.Marshal(rep.List)
 	for _, w := range []struct {
 		path string
 		b    []byte
-	}{{t.f.CA(), rep.CA}, {t.f.Authority(), ab}, {t.f.List(), lb}} {
+	}{{t.f.CA(), rep.CA}, {t.f.List(), lb}} {
 		if err := safefile.WriteFile(w.path, w.b, 0o600); err != nil {
 			return err
 		}
@@ -88,16 +101,19 @@ func (t *Trust) JoinWith(ctx context.Context, tok, name string, sans []string) e
 	if err := writeKeyCert(t.f, key, cert.Raw); err != nil {
 		return err
 	}
-	if err := t.load(); err != nil {
+	auth := authorityRef{Name: b.Authority, Addr: b.Addr}
+	if err := t.commitState(state{Role: RoleMember, Authority: auth}); err != nil {
 		return err
 	}
 	t.log.Info("joined", "name", name, "authority", auth.Name, "addr", auth.Addr)
 	return nil
 }
 
-// pinnedCA accepts a server whose certificate chains to the CA with the
-// given fingerprint, which it must send along.
-func pinnedCA(fp string) func(tls.ConnectionState) error {
+// pinnedAuthority accepts a server whose certificate is for the named
+// authority and chains to the CA with the given fingerprint, which it
+// must send along. Another host of the same CA (a member, a revoked one)
+// is refused: it could take the token.
+func pinnedAuthority(fp, authority string) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("the authority sent no certificate")
@@ -113,7 +129,11 @@ func pinnedCA(fp string) func(tls.ConnectionState) error {
 		if !found {
 			return errors.New("the host at the token's address does not hold the token's CA: wrong address, or someone in between")
 		}
-		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		leaf := cs.PeerCertificates[0]
+		if leaf.Subject.CommonName != authority {
+			return fmt.Errorf("the host at the token's address is %q, not the authority %q", leaf.Subject.CommonName, authority)
+		}
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 		return err
 	}
 }

@@ -40,14 +40,19 @@ import (
 // Files of a TLS dir (STATE/tls).
 type Files struct{ Dir string }
 
-func (f Files) CA() string        { return filepath.Join(f.Dir, "ca.pem") }
-func (f Files) CAKey() string     { return filepath.Join(f.Dir, "ca-key.pem") }
-func (f Files) Cert() string      { return filepath.Join(f.Dir, "host.pem") }
-func (f Files) CertKey() string   { return filepath.Join(f.Dir, "host-key.pem") }
-func (f Files) List() string      { return filepath.Join(f.Dir, "peers.json") }
-func (f Files) Tokens() string    { return filepath.Join(f.Dir, "tokens.json") }
-func (f Files) Authority() string { return filepath.Join(f.Dir, "authority.json") }
-func (f Files) Offline() string   { return filepath.Join(f.Dir, "offline") }
+func (f Files) CA() string    { return filepath.Join(f.Dir, "ca.pem") }
+func (f Files) CAKey() string { return filepath.Join(f.Dir, "ca-key.pem") }
+
+// Cert holds this host's certificate and its key together, so a renewal
+// replaces both in one rename (never a key that does not match).
+func (f Files) Cert() string   { return filepath.Join(f.Dir, "host.pem") }
+func (f Files) List() string   { return filepath.Join(f.Dir, "peers.json") }
+func (f Files) Tokens() string { return filepath.Join(f.Dir, "tokens.json") }
+
+// State says what this host is (role, and a member's authority); it is
+// written last, so files left by an interrupted trust, join or copy are
+// ignored until it says they count.
+func (f Files) State() string { return filepath.Join(f.Dir, "trust.json") }
 
 // CertValidity is how long a host certificate lasts (`host renew` makes
 // a new one; `info` shows the expiry).
@@ -226,7 +231,7 @@ func parseCSR(der []byte) (*x509.CertificateRequest, error) {
 // host (which has no CA yet) can check it against the fingerprint in its
 // token.
 func keyPair(f Files) (*tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(f.Cert(), f.CertKey())
+	cert, err := tls.LoadX509KeyPair(f.Cert(), f.Cert())
 	if err != nil {
 		return nil, err
 	}

@@ -53,12 +53,19 @@ type Trust struct {
 	auth    authorityRef      // members: where the authority is
 	tokens  map[string]*token // authority: join tokens by hash of secret
 	pulling time.Time         // last pull asked for (rate limit)
+	joining bool              // a join is talking to the authority
 }
 
 // authorityRef is what a member knows of its authority.
 type authorityRef struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`
+}
+
+// state is trust.json.
+type state struct {
+	Role      Role         `json:"role"`
+	Authority authorityRef `json:"authority,omitzero"`
 }
 
 // Open loads the trust state in f (nothing there is fine: RoleNone).
@@ -74,8 +81,17 @@ func Open(f Files, listen string, log *slog.Logger) (*Trust, error) {
 }
 
 func (t *Trust) load() error {
-	if _, err := os.Stat(t.f.Cert()); errors.Is(err, os.ErrNotExist) {
-		return nil
+	t.role, t.cert, t.ca, t.pool, t.caKey, t.list, t.auth = RoleNone, nil, nil, nil, nil, nil, authorityRef{}
+	b, err := os.ReadFile(t.f.State())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // never trusted, or an interrupted attempt: untrusted
+	}
+	if err != nil {
+		return err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("%s: %w", t.f.State(), err)
 	}
 	cert, err := keyPair(t.f)
 	if err != nil {
@@ -85,28 +101,19 @@ func (t *Trust) load() error {
 	if err != nil {
 		return err
 	}
-	t.cert, t.ca = cert, ca
+	t.cert, t.ca, t.auth = cert, ca, st.Authority
 	t.pool = x509.NewCertPool()
 	t.pool.AddCert(ca)
-	if k, err := readKey(t.f.CAKey()); err == nil {
-		t.caKey = k
-	}
-	_, offErr := os.Stat(t.f.Offline())
-	switch {
-	case offErr == nil:
-		t.role = RoleOffline
-	case t.caKey != nil:
-		t.role = RoleAuthority
+	switch st.Role {
+	case RoleAuthority, RoleOffline:
+		if t.caKey, err = readKey(t.f.CAKey()); err != nil {
+			return fmt.Errorf("the CA key of a %s: %w", st.Role, err)
+		}
+	case RoleMember:
 	default:
-		t.role = RoleMember
-		b, err := os.ReadFile(t.f.Authority())
-		if err != nil {
-			return fmt.Errorf("a member with no authority.json: %w", err)
-		}
-		if err := json.Unmarshal(b, &t.auth); err != nil {
-			return fmt.Errorf("%s: %w", t.f.Authority(), err)
-		}
+		return fmt.Errorf("%s: unknown role %q", t.f.State(), st.Role)
 	}
+	t.role = st.Role
 	if t.role != RoleOffline {
 		b, err := os.ReadFile(t.f.List())
 		if err != nil {
@@ -126,6 +133,15 @@ func (t *Trust) load() error {
 		return t.loadTokens()
 	}
 	return nil
+}
+
+// commitState writes trust.json, the last step of becoming trusted.
+func (t *Trust) commitState(st state) error {
+	b, _ := json.Marshal(st)
+	if err := safefile.WriteFile(t.f.State(), b, 0o600); err != nil {
+		return err
+	}
+	return t.load()
 }
 
 // name is this host's peer name (its certificate's CN).
@@ -178,16 +194,20 @@ func (t *Trust) Init(name string, sans []string, offline bool, caFrom string) er
 	if t.cert != nil {
 		return api.Errorf(api.ErrConflict, "this host is already trusted as %q (%s); `ringfence host renew` makes a new certificate", t.name(), t.role)
 	}
+	if t.joining {
+		return api.Errorf(api.ErrConflict, "a join is in progress")
+	}
 	name, sans, err := hostNames(name, sans)
 	if err != nil {
 		return err
 	}
 	if caFrom != "" {
 		src := Files{Dir: caFrom}
-		if _, err := os.Stat(src.Offline()); err != nil {
-			if _, lerr := os.Stat(src.List()); lerr == nil {
-				return api.Errorf(api.ErrInvalid, "%s holds a managed CA (its hosts join with tokens): copying its key would bypass its peer list; run `ringfence host token` on that host and `ringfence host join TOKEN` here", caFrom)
-			}
+		var sst state
+		b, _ := os.ReadFile(src.State())
+		json.Unmarshal(b, &sst)
+		if _, lerr := os.Stat(src.List()); sst.Role == RoleAuthority || sst.Role == RoleMember || lerr == nil {
+			return api.Errorf(api.ErrInvalid, "%s holds a managed CA (its hosts join with tokens): copying its key would bypass its peer list; run `ringfence host token` on that host and `ringfence host join TOKEN` here", caFrom)
 		}
 		if _, _, err := loadCA(src); err != nil {
 			return api.Errorf(api.ErrInvalid, "reading the CA to copy from %s: %v", caFrom, err)
@@ -235,19 +255,15 @@ func (t *Trust) Init(name string, sans []string, offline bool, caFrom string) er
 	if err := writeKeyCert(nf, key, certDER); err != nil {
 		return err
 	}
-	if offline {
-		if err := safefile.WriteFile(nf.Offline(), []byte("this host shares its CA key: no peer list\n"), 0o600); err != nil {
-			return err
-		}
-	} else {
+	if !offline {
 		cert, _ := x509.ParseCertificate(certDER)
 		l := &List{Version: 1, Issued: time.Now().UTC(), Authority: name, Members: []Member{{Name: name, Serial: SerialHex(cert.SerialNumber), NotAfter: cert.NotAfter,
-			Authority: true, Addr: t.listen, JoinedAt: time.Now().UTC()}}}
+			Authority: true, Addr: t.listen, JoinedAt: time.Now().UTC(), Names: certNames(cert)}}}
 		if err := writeList(nf, l, caKey); err != nil {
 			return err
 		}
 	}
-	for _, p := range [][2]string{{nf.CA(), t.f.CA()}, {nf.CAKey(), t.f.CAKey()}, {nf.Offline(), t.f.Offline()}, {nf.List(), t.f.List()}, {nf.CertKey(), t.f.CertKey()}, {nf.Cert(), t.f.Cert()}} {
+	for _, p := range [][2]string{{nf.CA(), t.f.CA()}, {nf.CAKey(), t.f.CAKey()}, {nf.List(), t.f.List()}, {nf.Cert(), t.f.Cert()}} {
 		if _, err := os.Stat(p[0]); err == nil {
 			if err := os.Rename(p[0], p[1]); err != nil {
 				return err
@@ -255,7 +271,11 @@ func (t *Trust) Init(name string, sans []string, offline bool, caFrom string) er
 		}
 	}
 	safefile.SyncDir(t.f.Dir)
-	if err := t.load(); err != nil {
+	role := RoleAuthority
+	if offline {
+		role = RoleOffline
+	}
+	if err := t.commitState(state{Role: role}); err != nil {
 		return err
 	}
 	if offline {
@@ -285,15 +305,20 @@ func hostNames(name string, sans []string) (string, []string, error) {
 	return name, out, nil
 }
 
+// writeKeyCert writes a certificate and its key to one file, in one
+// rename.
 func writeKeyCert(f Files, key *ecdsa.PrivateKey, certDER []byte) error {
 	kb, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		return err
 	}
-	if err := writePEM(f.CertKey(), "EC PRIVATE KEY", kb); err != nil {
-		return err
-	}
-	return writePEM(f.Cert(), "CERTIFICATE", certDER)
+	b := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})...)
+	return safefile.WriteFile(f.Cert(), b, 0o600)
+}
+
+// certNames are a certificate's host names and addresses.
+func certNames(c *x509.Certificate) []string {
+	return append(append([]string(nil), c.DNSNames...), IPStrings(c.IPAddresses)...)
 }
 
 func writeList(f Files, l *List, key *ecdsa.PrivateKey) error {

@@ -180,6 +180,17 @@ func TestJoinOverTLS(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(rep)
 	})
+	mux.HandleFunc("POST /1.0/peer/renew", func(w http.ResponseWriter, r *http.Request) {
+		var c RenewCall
+		json.NewDecoder(r.Body).Decode(&c)
+		rep, err := a.RenewFor(r.TLS.PeerCertificates[0], c)
+		if err != nil {
+			w.WriteHeader(403)
+			json.NewEncoder(w).Encode(api.ErrorBody{Error: err.Error(), Class: "forbidden"})
+			return
+		}
+		json.NewEncoder(w).Encode(rep)
+	})
 	mux.HandleFunc("GET /1.0/peer/list", func(w http.ResponseWriter, r *http.Request) {
 		s, _ := a.Signed()
 		json.NewEncoder(w).Encode(s)
@@ -198,10 +209,21 @@ func TestJoinOverTLS(t *testing.T) {
 	// anything is sent.
 	bad, _ := decodeToken(tok.Token)
 	bad.Fingerprint = strings.Repeat("0", 64)
-	if err := b.JoinWith(ctx, encodeToken(bad), "b", []string{"127.0.0.1"}); err == nil || !strings.Contains(err.Error(), "does not hold the token's CA") {
+	if err := b.JoinWith(ctx, encodeToken(bad), "b", []string{"127.0.0.2"}); err == nil || !strings.Contains(err.Error(), "does not hold the token's CA") {
 		t.Fatalf("join with a wrong fingerprint: %v", err)
 	}
-	if err := b.JoinWith(ctx, tok.Token, "b", []string{"127.0.0.1"}); err != nil {
+	// A token naming another authority: the host at the address is not it.
+	other, _ := decodeToken(tok.Token)
+	other.Authority = "someone-else"
+	if err := b.JoinWith(ctx, encodeToken(other), "b", []string{"127.0.0.2"}); err == nil || !strings.Contains(err.Error(), `not the authority "someone-else"`) {
+		t.Fatalf("join against the wrong authority: %v", err)
+	}
+	// A host may not claim the authority's address.
+	if err := b.JoinWith(ctx, tok.Token, "b", []string{"127.0.0.1"}); err == nil || !strings.Contains(err.Error(), `"auth" already answers to 127.0.0.1`) {
+		t.Fatalf("a join claiming the authority's address: %v", err)
+	}
+	tok, _ = a.NewToken("", 0, "")
+	if err := b.JoinWith(ctx, tok.Token, "b", []string{"127.0.0.2"}); err != nil {
 		t.Fatal(err)
 	}
 	if b.role != RoleMember || b.caKey != nil || b.auth.Name != "auth" {
@@ -222,6 +244,26 @@ func TestJoinOverTLS(t *testing.T) {
 	c.Close()
 	if err := b.Pull(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The authority renews its own certificate: members still reach it
+	// (its name is allowed with any certificate of the CA) and get the
+	// list with its new serial.
+	if err := a.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Pull(ctx); err != nil {
+		t.Fatalf("a member pulling after the authority renewed: %v", err)
+	}
+	if m, _ := b.list.find("auth"); m.Serial != SerialHex(a.cert.Leaf.SerialNumber) {
+		t.Fatal("the member did not get the authority's new serial")
+	}
+	// A member renews with the names it joined with, no others.
+	_, der, _ := csr("b", []string{"b", "127.0.0.9"})
+	if _, err := a.RenewFor(b.cert.Leaf, RenewCall{CSR: der}); err == nil || !strings.Contains(err.Error(), "keeps a host's names") {
+		t.Fatalf("renewal with other names: %v", err)
+	}
+	if err := b.Renew(ctx); err != nil {
+		t.Fatalf("member renewal: %v", err)
 	}
 	// A host of another CA is refused by the authority's handshake.
 	s := newTrust(t, t.TempDir(), "")

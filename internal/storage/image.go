@@ -21,10 +21,11 @@ func qemuImg(args ...string) error {
 }
 
 // newImage makes a file at path, which must not exist: fill writes it
-// under a new name of ours beside path (root-only, never a file or
-// symlink someone planted), then it is renamed onto path unless something
-// appeared there meanwhile.
-func newImage(path string, fill func(tmp string) error) error {
+// through an open descriptor of a new file of ours beside path
+// (root-only; never a file or symlink someone planted, and never reached
+// by its name again, which someone could swap meanwhile), then it is
+// renamed onto path unless something appeared there meanwhile.
+func newImage(path string, fill func(f *os.File) error) error {
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("%s already exists", path)
 	}
@@ -32,21 +33,37 @@ func newImage(path string, fill func(tmp string) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fill(f.Name()); err != nil {
+	if err := fill(f.File); err != nil {
 		f.Abort()
 		return err
 	}
 	return f.CommitNoReplace()
 }
 
+// qemuImgFD runs qemu-img with f as its target, named /dev/fd/3 (the
+// descriptor itself, not a path that could be swapped).
+func qemuImgFD(f *os.File, args ...string) error {
+	for i, a := range args {
+		if a == "TARGET" {
+			args[i] = "/dev/fd/3"
+		}
+	}
+	cmd := exec.Command("qemu-img", args...)
+	cmd.ExtraFiles = []*os.File{f}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-img %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // CreateImage makes an empty image of size bytes (raw: a sparse file;
 // qcow2 via qemu-img) at path, which must not exist; mode 0600.
 func CreateImage(path, format string, size int64) error {
-	return newImage(path, func(tmp string) error {
+	return newImage(path, func(f *os.File) error {
 		if format == "" || format == "raw" {
-			return os.Truncate(tmp, size)
+			return f.Truncate(size)
 		}
-		return qemuImg("create", "-q", "-f", format, tmp, strconv.FormatInt(size, 10))
+		return qemuImgFD(f, "create", "-q", "-f", format, "TARGET", strconv.FormatInt(size, 10))
 	})
 }
 
@@ -57,12 +74,12 @@ func Overlay(base, baseFormat, path string, size int64) error {
 	if baseFormat == "" {
 		baseFormat = "raw"
 	}
-	return newImage(path, func(tmp string) error {
-		args := []string{"create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, tmp}
+	return newImage(path, func(f *os.File) error {
+		args := []string{"create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, "TARGET"}
 		if size > 0 {
 			args = append(args, strconv.FormatInt(size, 10))
 		}
-		return qemuImg(args...)
+		return qemuImgFD(f, args...)
 	})
 }
 

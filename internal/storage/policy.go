@@ -68,15 +68,61 @@ type Policy struct {
 // hold kernels (UseBoot) but not disks.
 var systemTrees = []string{"/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sys", "/run", "/var/lib/dpkg", "/var/lib/apt"}
 
+// Origin is who named a path: the admin of this host, or a peer host
+// migrating a domain here.
+type Origin int
+
+const (
+	// Local: the admin (a domain file, the API, a restore, an import).
+	Local Origin = iota
+	// FromPeer: a migrating host. It may name only what this host's admin
+	// declared for guests (state image dirs, pools, --disk-roots; kernels
+	// also in /boot), and the images' locks are the source's until the
+	// handover (taken then).
+	FromPeer
+)
+
 // Check refuses path for use with a clear error, or returns nil. A
 // missing file is not this function's concern (validation says so).
-func (p *Policy) Check(use Use, path string) error { return p.check(use, path, true) }
+func (p *Policy) Check(use Use, path string) error { return p.check(use, path, Local) }
 
-// CheckNoLocks is Check without testing the image's locks: for an
-// incoming migration, whose source holds them until the handover.
-func (p *Policy) CheckNoLocks(use Use, path string) error { return p.check(use, path, false) }
+// CheckFrom is Check for a path named by from.
+func (p *Policy) CheckFrom(from Origin, use Use, path string) error { return p.check(use, path, from) }
 
-func (p *Policy) check(use Use, path string, locks bool) error {
+// CheckImage is Check for a disk image of format, and for every file its
+// headers make QEMU open (backing files read-only, data files as the
+// disk), transitively.
+func (p *Policy) CheckImage(from Origin, use Use, path, format string) error {
+	if p == nil {
+		return nil
+	}
+	if err := p.check(use, path, from); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return nil // block devices are read raw; missing: validation says so
+	}
+	chain, err := BackingChain(path, format)
+	if err != nil {
+		return api.Errorf(api.ErrInvalid, "%s %s: %v", use, path, err)
+	}
+	for _, l := range chain {
+		u, what := UseDiskRO, "its backing file"
+		if l.Data {
+			u, what = use, "its data file"
+		}
+		if err := p.check(u, l.Path, from); err != nil {
+			return api.Errorf(api.ErrCode(err, api.ErrInvalid), "%s %s: %s %s: %v", use, path, what, l.Path, err)
+		}
+		if _, err := os.Stat(l.Path); err != nil {
+			return api.Errorf(api.ErrInvalid, "%s %s: %s %s: %v", use, path, what, l.Path, err)
+		}
+	}
+	return nil
+}
+
+func (p *Policy) check(use Use, path string, from Origin) error {
+	locks := from == Local
 	if p == nil {
 		return nil
 	}
@@ -105,6 +151,9 @@ func (p *Policy) check(use Use, path string, locks bool) error {
 	if isBlock {
 		if use != UseDisk && use != UseDiskRO {
 			return refuse("it is a block device", "give a file")
+		}
+		if from == FromPeer && !p.inRoots(real) && !p.inRoots(filepath.Clean(path)) {
+			return refuse("a migrating host may name a block device only under this host's --disk-roots", "on this host, serve --disk-roots with the device's directory (e.g. /dev/VG)")
 		}
 		if err := p.checkBlock(path, real, fi, use); err != nil {
 			return err
@@ -136,6 +185,10 @@ func (p *Policy) check(use Use, path string, locks bool) error {
 	}
 	if len(p.Roots) > 0 && !p.inRoots(real) && !p.managed(real) {
 		return refuse("it is outside the directories this host allows (serve --disk-roots "+strings.Join(p.Roots, ",")+")", "move it into one of them, or widen --disk-roots")
+	}
+	if from == FromPeer && !p.inRoots(real) && !p.managed(real) && !(use == UseBoot && under(real, "/boot")) {
+		return refuse("a migrating host may name only this host's guest storage: its pools, --disk-roots and "+filepath.Join(p.StateDir, "images"),
+			"on this host, define a pool holding it (`ringfence pool create NAME --dir DIR`) or serve --disk-roots DIR")
 	}
 	if err == nil && fi.Mode().IsRegular() {
 		return lockTest(locks, use, path, real)
@@ -262,7 +315,7 @@ func (p *Policy) checkBlock(path, real string, fi os.FileInfo, use Use) error {
 	// A loop device is its backing file.
 	if b, err := os.ReadFile(filepath.Join(sys, dev, "loop", "backing_file")); err == nil {
 		if f := strings.TrimSpace(string(b)); f != "" {
-			if err := p.check(use, f, true); err != nil {
+			if err := p.check(use, f, Local); err != nil {
 				return api.Errorf(api.ErrInvalid, "disk %s is a loop device on %s: %v", path, f, err)
 			}
 		}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,7 +69,15 @@ func TestPolicyBlockDevices(t *testing.T) {
 	}
 }
 
-func (p *Policy) checkDisk(path string) error { return p.CheckNoLocks(UseDisk, path) }
+// checkDisk applies the block-device rules alone (the fixture nodes are
+// not real devices: opening them for the lock test would fail).
+func (p *Policy) checkDisk(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return p.checkBlock(path, path, fi, UseDisk)
+}
 
 // The file rules: system trees, Ringfence's own dirs except its image
 // dirs and pools, roots.
@@ -116,5 +125,65 @@ func TestPolicyFiles(t *testing.T) {
 	}
 	if err := p.Check(UseDisk, touch(state+"/images/b.img")); err != nil {
 		t.Errorf("Ringfence's image dir with roots set: %v", err)
+	}
+}
+
+// An image's header names files QEMU would open as root: each is judged
+// like a disk; network targets and loops are refused; a raw disk that
+// merely starts like qcow2 is read raw and names nothing.
+func TestBackingChain(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	dir := t.TempDir()
+	img := func(args ...string) {
+		if out, err := exec.Command("qemu-img", append([]string{"create", "-q"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+		}
+	}
+	base := filepath.Join(dir, "base.img")
+	img("-f", "raw", base, "1M")
+	mid := filepath.Join(dir, "mid.qcow2")
+	img("-f", "qcow2", "-F", "raw", "-b", base, mid)
+	top := filepath.Join(dir, "top.qcow2")
+	img("-f", "qcow2", "-F", "qcow2", "-b", "mid.qcow2", top) // relative, as Xen-era images have
+	chain, err := BackingChain(top, "qcow2")
+	if err != nil || len(chain) != 2 || chain[0].Path != mid || chain[1].Path != base {
+		t.Fatalf("chain %+v %v", chain, err)
+	}
+	evil := filepath.Join(dir, "evil.qcow2")
+	img("-f", "qcow2", "-u", "-F", "raw", "-b", "/etc/shadow", evil, "1M")
+	p := &Policy{StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run")}
+	if err := p.CheckImage(Local, UseDisk, evil, "qcow2"); err == nil || !strings.Contains(err.Error(), "its backing file /etc/shadow") {
+		t.Fatalf("a backing file in /etc: %v", err)
+	}
+	// The same bytes called raw: QEMU reads them raw, nothing is opened.
+	if err := p.CheckImage(Local, UseDisk, evil, "raw"); err != nil {
+		t.Fatalf("a raw disk starting like qcow2: %v", err)
+	}
+	nbd := filepath.Join(dir, "nbd.qcow2")
+	img("-f", "qcow2", "-u", "-F", "raw", "-b", "nbd://10.0.0.1/x", nbd, "1M")
+	if _, err := BackingChain(nbd, "qcow2"); err == nil || !strings.Contains(err.Error(), "network or protocol") {
+		t.Fatalf("a network backing file: %v", err)
+	}
+	data := filepath.Join(dir, "data.qcow2")
+	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
+	img("-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "state", "state.db"), data, "1M")
+	if err := p.CheckImage(Local, UseDisk, data, "qcow2"); err == nil || !strings.Contains(err.Error(), "its data file") {
+		t.Fatalf("a data file in the state dir: %v", err)
+	}
+	loopA, loopB := filepath.Join(dir, "a.qcow2"), filepath.Join(dir, "b.qcow2")
+	img("-f", "qcow2", "-u", "-F", "qcow2", "-b", loopB, loopA, "1M")
+	img("-f", "qcow2", "-u", "-F", "qcow2", "-b", loopA, loopB, "1M")
+	if _, err := BackingChain(loopA, "qcow2"); err == nil || !strings.Contains(err.Error(), "loops") {
+		t.Fatalf("a loop: %v", err)
+	}
+	// From a peer, only declared guest storage.
+	if err := p.CheckImage(FromPeer, UseDisk, base, "raw"); err == nil || !strings.Contains(err.Error(), "a migrating host may name only") {
+		t.Fatalf("a peer naming a file on undeclared storage: %v", err)
+	}
+	p.Pools = func() []string { return []string{dir} }
+	if err := p.CheckImage(FromPeer, UseDisk, base, "raw"); err != nil {
+		t.Fatalf("a peer naming a file in a pool: %v", err)
 	}
 }

@@ -26,11 +26,11 @@ func openFDs(pid int) int {
 // clients that stall, and a migration succeeds afterwards.
 func TestListenerFlood(t *testing.T) {
 	port := 23000 + os.Getpid()%20000
-	srcAddr, dstAddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", port+1)
+	srcAddr, dstAddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.2:%d", port+1)
 	src := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}})
 	src.MustRF("host", "trust", "--peer-name", "src", "--name", "127.0.0.1")
-	dst := NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", dstAddr, "--read-timeout", "2s", "--idle-timeout", "2s"}})
-	dst.JoinTo(src, "dst")
+	dst := NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", dstAddr, guestStorage(), "--read-timeout", "2s", "--idle-timeout", "2s"}})
+	dst.JoinTo(src, "dst", "127.0.0.2")
 	c := src.Boot("mover", "")
 	c.Send(`i=0; while true; do echo tick$i; i=$((i+1)); usleep 20000; done &`)
 	c.WaitFor("tick10", 0, 20*time.Second)

@@ -41,7 +41,8 @@ func fakeDestination(t *testing.T, src *Env, addr, name string, handover func(ct
 	// A real host joins src's cluster for its certificate, then stops: the
 	// fake serves with that identity.
 	host := NewEnvWith(t, EnvOptions{Netns: src.Netns})
-	host.JoinTo(src, name)
+	ip, _, _ := net.SplitHostPort(addr)
+	host.JoinTo(src, name, ip)
 	host.StopDaemon()
 	tr, err := peer.Open(peer.Files{Dir: filepath.Join(host.State, "tls")}, "", slog.Default())
 	if err != nil {
@@ -102,8 +103,8 @@ func TestMigrationHandover(t *testing.T) {
 	srcAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	src := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}})
 	src.MustRF("host", "trust", "--peer-name", "src", "--name", "127.0.0.1")
-	vanish := fmt.Sprintf("127.0.0.1:%d", port+1)
-	refuse := fmt.Sprintf("127.0.0.1:%d", port+2)
+	vanish := fmt.Sprintf("127.0.0.5:%d", port+1)
+	refuse := fmt.Sprintf("127.0.0.6:%d", port+2)
 	fakeDestination(t, src, vanish, "vanish", func(ctrl net.Conn) {})
 	fakeDestination(t, src, refuse, "refuse", func(ctrl net.Conn) {
 		fmt.Fprintln(ctrl, `{"error":"the test's destination could not start the guest"}`)

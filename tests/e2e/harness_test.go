@@ -454,6 +454,13 @@ func (e *Env) Boot(name, extra string) *Console {
 
 func itoa(n int) string { return fmt.Sprint(n) }
 
+// guestStorage declares where guests' files may be on a host that takes
+// migrations (a peer may name only declared storage): the tests' scratch
+// dirs and the default image.
+func guestStorage() string {
+	return "--disk-roots=/tmp," + filepath.Dir(filepath.Dir(imgPaths.Kernel))
+}
+
 func runOut(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err

@@ -21,23 +21,26 @@ import (
 // trusting the same CA, plus a third with a CA of its own.
 func peers(t *testing.T) (src, dst, stranger *Env, dstAddr, strangerAddr string) {
 	port := 20000 + os.Getpid()%20000
-	dstAddr = fmt.Sprintf("127.0.0.1:%d", port)
-	strangerAddr = fmt.Sprintf("127.0.0.1:%d", port+1)
+	// Each host has its own loopback address: a host's names and
+	// addresses are its own on the peer list.
+	dstAddr = fmt.Sprintf("127.0.0.2:%d", port)
+	strangerAddr = fmt.Sprintf("127.0.0.3:%d", port+1)
 	srcAddr := fmt.Sprintf("127.0.0.1:%d", port+3)
-	src = NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}})
+	src = NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr, guestStorage()}})
 	src.MustRF("host", "trust", "--peer-name", "src", "--name", "127.0.0.1")
-	dst = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", dstAddr}})
-	dst.JoinTo(src, "dst")
+	dst = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", dstAddr, guestStorage()}})
+	dst.JoinTo(src, "dst", "127.0.0.2")
 	stranger = NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", strangerAddr}})
-	stranger.MustRF("host", "trust", "--peer-name", "stranger", "--name", "127.0.0.1")
+	stranger.MustRF("host", "trust", "--peer-name", "stranger", "--name", "127.0.0.3")
 	return
 }
 
-// JoinTo makes e a peer of auth's cluster: a token from auth, a join here.
-func (e *Env) JoinTo(auth *Env, name string) {
+// JoinTo makes e a peer of auth's cluster as name, reached at ip: a token
+// from auth, a join here.
+func (e *Env) JoinTo(auth *Env, name, ip string) {
 	e.t.Helper()
 	tok := strings.TrimSpace(auth.MustRF("host", "token", "--peer-name", name))
-	e.MustRF("host", "join", tok, "--peer-name", name, "--name", "127.0.0.1")
+	e.MustRF("host", "join", tok, "--peer-name", name, "--name", ip)
 }
 
 func TestLiveMigration(t *testing.T) {
@@ -70,9 +73,9 @@ func TestLiveMigration(t *testing.T) {
 		t.Fatalf("migration onto a name clash: %+v", r)
 	}
 	dst.MustRF("destroy", "mover")
-	smallAddr := fmt.Sprintf("127.0.0.1:%d", 20002+os.Getpid()%20000)
-	small := NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", smallAddr, "--reserve-mem", fmt.Sprint(hostMemMiB(t) - 200)}})
-	small.JoinTo(src, "small")
+	smallAddr := fmt.Sprintf("127.0.0.4:%d", 20002+os.Getpid()%20000)
+	small := NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", smallAddr, guestStorage(), "--reserve-mem", fmt.Sprint(hostMemMiB(t) - 200)}})
+	small.JoinTo(src, "small", "127.0.0.4")
 	if r := src.RF("migrate", "mover", smallAddr); r.Code == 0 || !strings.Contains(r.Stderr, "destination refused: memory: mover asks") {
 		t.Fatalf("migration to a host without memory: %+v", r)
 	}
@@ -239,6 +242,17 @@ func TestMigrateWithStorage(t *testing.T) {
 		t.Fatal("a refused storage migration changed something")
 	}
 
+	// The destination decides where a peer may create disks: not in its
+	// own state (nor /root/.ssh, /etc...), only in declared guest storage.
+	for _, dir := range []string{dst.State, "/root/.ssh", "/var/spool"} {
+		r := src.RF("migrate", "--with-storage", "--storage-dir", dir, "keeper", dstAddr)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "is refused") {
+			t.Fatalf("a peer creating disks in %s: %+v", dir, r)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "data.img")); err == nil {
+			t.Fatalf("a refused storage migration created %s/data.img", dir)
+		}
+	}
 	into := filepath.Join(dst.Dir, "disks")
 	os.MkdirAll(into, 0o700)
 	out := src.MustRF("migrate", "--with-storage", "--storage-dir", into, "--json", "keeper", dstAddr)

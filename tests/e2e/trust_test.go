@@ -65,7 +65,7 @@ func TestPeerListenerServesOnlyMigration(t *testing.T) {
 	src := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr}})
 	src.MustRF("host", "trust", "--peer-name", "src", "--name", "127.0.0.1")
 	mate := NewEnvWith(t, EnvOptions{Netns: src.Netns})
-	mate.JoinTo(src, "mate")
+	mate.JoinTo(src, "mate", "127.0.0.2")
 	src.Boot("g1", "")
 	pid := src.Domain("g1").PID
 
@@ -130,11 +130,11 @@ func TestPeerListenerServesOnlyMigration(t *testing.T) {
 // gets one clear error with nothing changed.
 func TestPeerTrust(t *testing.T) {
 	port := 22000 + os.Getpid()%20000
-	aAddr, bAddr, cAddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", port+1), fmt.Sprintf(":%d", port+2)
+	aAddr, bAddr, cAddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.2:%d", port+1), fmt.Sprintf(":%d", port+2)
 	a := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", aAddr}})
 	a.MustRF("host", "trust", "--peer-name", "alpha", "--name", "127.0.0.1")
 	b := NewEnvWith(t, EnvOptions{Netns: a.Netns, ServeArgs: []string{"--listen", bAddr}})
-	c := NewEnvWith(t, EnvOptions{Netns: a.Netns, ServeArgs: []string{"--listen", cAddr}})
+	c := NewEnvWith(t, EnvOptions{Netns: a.Netns, ServeArgs: []string{"--listen", cAddr, guestStorage()}})
 
 	// Bad tokens: unknown, malformed, expired, used, for another name.
 	peersBefore := a.MustRF("host", "peers", "--json")
@@ -152,14 +152,14 @@ func TestPeerTrust(t *testing.T) {
 		{"tampered", tampered, nil, "token"},
 		{"for another host", forBeta, []string{"--peer-name", "gamma"}, `this token is for host "beta", not "gamma"`},
 	} {
-		r := c.RF(append([]string{"host", "join", tc.token, "--name", "127.0.0.1"}, tc.args...)...)
+		r := c.RF(append([]string{"host", "join", tc.token, "--name", "127.0.0.3"}, tc.args...)...)
 		if r.Code == 0 || !strings.Contains(r.Stderr, tc.want) {
 			t.Errorf("%s: %+v, want %q", tc.what, r, tc.want)
 		}
 	}
 	short := mk("--ttl", "1s")
 	time.Sleep(1500 * time.Millisecond)
-	if r := c.RF("host", "join", short, "--peer-name", "gamma", "--name", "127.0.0.1"); r.Code == 0 || !strings.Contains(r.Stderr, "expired at") {
+	if r := c.RF("host", "join", short, "--peer-name", "gamma", "--name", "127.0.0.3"); r.Code == 0 || !strings.Contains(r.Stderr, "expired at") {
 		t.Errorf("expired token: %+v", r)
 	}
 	if r := a.RF("host", "token", "--ttl", "2h"); r.Code == 0 || !strings.Contains(r.Stderr, "at most 1h") {
@@ -173,19 +173,23 @@ func TestPeerTrust(t *testing.T) {
 	}
 
 	// The good join: b gets a certificate for its own key, never the CA key.
-	b.MustRF("host", "join", forBeta, "--peer-name", "beta", "--name", "127.0.0.1")
+	b.MustRF("host", "join", forBeta, "--peer-name", "beta", "--name", "127.0.0.2")
 	if _, err := os.Stat(filepath.Join(b.State, "tls", "ca-key.pem")); err == nil {
 		t.Fatal("a joined host holds the CA key")
 	}
-	if r := c.RF("host", "join", forBeta, "--peer-name", "beta", "--name", "127.0.0.1"); r.Code == 0 || !strings.Contains(r.Stderr, `already used by "beta"`) {
+	if r := c.RF("host", "join", forBeta, "--peer-name", "beta", "--name", "127.0.0.3"); r.Code == 0 || !strings.Contains(r.Stderr, `already used by "beta"`) {
 		t.Errorf("reused token: %+v", r)
 	}
 	// A name clash: c asks to be "beta" too.
-	if r := c.RF("host", "join", mk(), "--peer-name", "beta", "--name", "127.0.0.1"); r.Code == 0 || !strings.Contains(r.Stderr, `"beta" is already a peer`) {
+	if r := c.RF("host", "join", mk(), "--peer-name", "beta", "--name", "127.0.0.3"); r.Code == 0 || !strings.Contains(r.Stderr, `"beta" is already a peer`) {
+		t.Errorf("name clash: %+v", r)
+	}
+	// An address clash: c asks for beta's address.
+	if r := c.RF("host", "join", mk(), "--peer-name", "gamma", "--name", "127.0.0.2"); r.Code == 0 || !strings.Contains(r.Stderr, `"beta" already answers to 127.0.0.2`) {
 		t.Errorf("name clash: %+v", r)
 	}
 	// c listens on every address: the authority reaches it where it came from.
-	c.JoinTo(a, "gamma")
+	c.JoinTo(a, "gamma", "127.0.0.3")
 	var l api.PeerList
 	json.Unmarshal([]byte(a.MustRF("host", "peers", "--json")), &l)
 	if len(l.Peers) != 3 {
@@ -239,16 +243,16 @@ func TestPeerTrust(t *testing.T) {
 	c.Await("gamma to drop beta", 10*time.Second, func() bool {
 		return !strings.Contains(c.MustRF("host", "peers"), "beta")
 	})
-	gammaAddr := fmt.Sprintf("127.0.0.1:%d", port+2)
-	if _, err := peerHTTP(t, a.Netns, hostTLS(t, b, "127.0.0.1")).Get("https://" + gammaAddr + api.Version + "/peer/list"); err == nil {
+	gammaAddr := fmt.Sprintf("127.0.0.3:%d", port+2)
+	if _, err := peerHTTP(t, a.Netns, hostTLS(t, b, "127.0.0.3")).Get("https://" + gammaAddr + api.Version + "/peer/list"); err == nil {
 		t.Error("gamma accepted revoked beta")
 	}
 
-	// A certificate for the wrong name: gamma's carries 127.0.0.1, not
-	// 127.0.0.2, though it listens there too.
+	// A certificate for the wrong name: gamma's carries 127.0.0.3, not
+	// 127.0.0.4, though it listens there too.
 	a.Boot("mover", "")
-	r := a.RF("migrate", "mover", fmt.Sprintf("127.0.0.2:%d", port+2))
-	if r.Code == 0 || !strings.Contains(r.Stderr, "is for gamma, 127.0.0.1, not 127.0.0.2") {
+	r := a.RF("migrate", "mover", fmt.Sprintf("127.0.0.4:%d", port+2))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "is for gamma, 127.0.0.3, not 127.0.0.4") {
 		t.Errorf("migration to a host whose certificate is for another name: %+v", r)
 	}
 	if a.Domain("mover").PID == 0 || len(c.List()) != 0 {
