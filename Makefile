@@ -41,6 +41,7 @@ bench: image
 	$(GO) run ./bench/clone
 	$(GO) run ./bench/export
 	$(GO) run ./bench/net
+	$(GO) run ./bench/overhead
 
 clean:
 	rm -rf bin

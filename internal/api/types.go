@@ -143,6 +143,9 @@ type CreateRequest struct {
 type DryRun struct {
 	Spec DomainSpec `json:"spec"`
 	Argv []string   `json:"argv"`
+	// OverheadMiB is QEMU's memory beyond guest RAM this domain is
+	// guaranteed (the ledger counts it, the cgroup allows it).
+	OverheadMiB int `json:"overhead_mib"`
 }
 
 // Domain states, mapped to xl's letters r b p s c d.
@@ -167,6 +170,14 @@ type Domain struct {
 	PID        int        `json:"pid,omitempty"`
 	Taps       []string   `json:"taps,omitempty"`
 	LastReason string     `json:"last_reason,omitempty"` // why it last stopped
+	// LastConsole are the console's last lines when it stopped for good
+	// (a crash loop braked).
+	LastConsole []string `json:"last_console,omitempty"`
+}
+
+// StartRequest starts a stopped (kept) domain again.
+type StartRequest struct {
+	Paused bool `json:"paused,omitempty"`
 }
 
 // ShutdownRequest is the body of the shutdown action.
@@ -191,6 +202,8 @@ type HostInfo struct {
 	Domains     int      `json:"domains"`
 	Ledger      Ledger   `json:"ledger"`
 	Warnings    []string `json:"warnings,omitempty"`
+	// QEMUOverhead is how QEMU's memory beyond guest RAM is counted here.
+	QEMUOverhead string `json:"qemu_overhead"`
 	// Peer is this host's peer trust (nil until `host trust`/`host join`).
 	Peer *PeerStatus `json:"peer,omitempty"`
 }
@@ -423,6 +436,10 @@ type VolumeRequest struct {
 type CloneRequest struct {
 	Name   string `json:"name"`
 	Paused bool   `json:"paused,omitempty"`
+	// Vifs are xl vif specs for the clone's vifs by index ("" keeps the
+	// source's with a new MAC); Set are key=value settings of its own.
+	Vifs []string `json:"vifs,omitempty"`
+	Set  []string `json:"set,omitempty"`
 }
 
 // Snapshot is a named point of a domain's disks (and memory).
@@ -480,6 +497,10 @@ type ImportRequest struct {
 	Path string `json:"path"`
 	Dir  string `json:"dir,omitempty"`  // where its files go (default STATE/imports)
 	Name string `json:"name,omitempty"` // import under another name (new MACs)
+	// NoStart puts the files in place and writes their domain file
+	// without starting the domain; Paused starts it paused.
+	NoStart bool `json:"no_start,omitempty"`
+	Paused  bool `json:"paused,omitempty"`
 }
 
 // Network is a managed network: a bridge (and its uplink) the daemon

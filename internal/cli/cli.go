@@ -46,6 +46,7 @@ func init() {
 		{"create", "create a domain from a domain file", "create FILE [-p] [-c] [--dry-run] [--json]", runCreate},
 		{"list", "list domains", "list [--json]", runList},
 		{"console", "attach to a domain's serial console (Ctrl-] detaches)", "console NAME", runConsole},
+		{"start", "start a stopped domain again (kept after a shutdown or crash, or stopped by the crash-loop brake)", "start NAME [-p]", runStart},
 		{"shutdown", "press the ACPI power button", "shutdown NAME [-w] [--force] [--timeout SEC]", runShutdown},
 		{"reboot", "reset a domain (it then follows on_reboot)", "reboot NAME", actionVerb("reboot")},
 		{"destroy", "terminate a domain immediately", "destroy NAME", actionVerb("destroy")},
@@ -68,10 +69,10 @@ func init() {
 		{"block-list", "a domain's disks, and what its VM has in them", "block-list NAME [--json]", runBlockList},
 		{"cd-insert", "put a medium in a CD-ROM drive", "cd-insert NAME VDEV FILE", blockVerb("cd-insert", 3, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1], Path: absPath(p[2])} })},
 		{"cd-eject", "empty a CD-ROM drive", "cd-eject NAME VDEV", blockVerb("cd-eject", 2, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1]} })},
-		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--json]", runClone},
+		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--vif SPEC]... [--set KEY=VALUE]... [--json]", runClone},
 		{"snapshot", "named snapshots of a domain's qcow2 disks (and memory)", "snapshot create NAME SNAP [--memory] | snapshot list NAME [--json] | snapshot revert NAME SNAP | snapshot delete NAME SNAP", runSnapshot},
 		{"export", "write a domain (running or not) to one checked, compressed archive", "export NAME -o FILE [--json]", runExport},
-		{"import", "create a domain from an export archive (checked before anything changes)", "import FILE [--dir DIR] [--name NEW] [--json]", runImport},
+		{"import", "create a domain from an export archive (checked before anything changes)", "import FILE [--dir DIR] [--name NEW] [--no-start | -p] [--json]", runImport},
 		{"network-attach", "add a vif to a running domain (xl vif spec; defaults without one)", "network-attach NAME [VIFSPEC]", runNetworkAttach},
 		{"network-detach", "remove a vif attached while the domain runs", "network-detach NAME DEVID|MAC", func(e *env, args []string) error {
 			fs := flag.NewFlagSet("network-detach", flag.ContinueOnError)

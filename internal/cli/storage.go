@@ -133,11 +133,14 @@ func runClone(e *env, args []string) error {
 	fs := flag.NewFlagSet("clone", flag.ContinueOnError)
 	paused := fs.Bool("p", false, "leave the clone paused")
 	asJSON := fs.Bool("json", false, "print the new domain as JSON")
+	var vifs, sets multiFlag
+	fs.Var(&vifs, "vif", "the clone's vif (xl spec, e.g. 'ip=10.0.0.6,bridge=xenbr0'), one per vif in order (repeatable; '' keeps the source's)")
+	fs.Var(&sets, "set", "a setting of the clone's own, KEY=VALUE as in a domain file (memory=512; repeatable)")
 	pos, err := parse(fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	if err := e.client().Action(ctx(), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused}); err != nil {
+	if err := e.client().Action(ctx(), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets}); err != nil {
 		return err
 	}
 	d, err := e.client().Get(ctx(), pos[1])
@@ -300,6 +303,8 @@ func runImport(e *env, args []string) error {
 	dir := fs.String("dir", "", "directory for the domain's files (default STATE/imports)")
 	name := fs.String("name", "", "import under another name (new MACs)")
 	asJSON := fs.Bool("json", false, "print the new domain as JSON")
+	noStart := fs.Bool("no-start", false, "put the files and their domain file in place, do not start it")
+	paused := fs.Bool("p", false, "start it paused")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -314,13 +319,17 @@ func runImport(e *env, args []string) error {
 		}
 	}
 	bar, end := jobBar(e)
-	d, err := e.client().Import(ctx(), api.ImportRequest{Path: path, Dir: *dir, Name: *name}, bar)
+	d, err := e.client().Import(ctx(), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, bar)
 	end()
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		return printJSON(e.stdout, d)
+	}
+	if *noStart {
+		fmt.Fprintf(e.stderr, "Imported %s: %s\n", d.Spec.Name, d.LastReason)
+		return nil
 	}
 	fmt.Fprintf(e.stderr, "Imported %s (id %d)\n", d.Spec.Name, d.ID)
 	return nil

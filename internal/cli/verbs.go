@@ -31,6 +31,9 @@ func runServe(e *env, args []string) error {
 	var roots multiFlag
 	fs.Var(&roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest a client may take to send one request")
+	fs.DurationVar(&cfg.QMPTimeout, "qmp-timeout", 30*time.Second, "longest wait for QEMU to answer one monitor command (a stopped or hung QEMU)")
+	fs.IntVar(&cfg.RestartLimit, "restart-limit", 5, "restarts a guest may cause (crashes, its own resets) within --restart-window before it is kept stopped")
+	fs.DurationVar(&cfg.RestartWindow, "restart-window", 10*time.Minute, "the window of --restart-limit")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 120*time.Second, "idle keep-alive connections are closed after this")
 	fs.IntVar(&cfg.OverheadMiB, "qemu-overhead", 0, "QEMU memory per domain beyond guest RAM, in MiB, for the ledger and cgroup limit (default: 144 TCG, 64 KVM)")
 	fs.Float64Var(&cfg.VCPURatio, "vcpu-ratio", 1, "vCPUs each host CPU may carry (1 = none oversold)")
@@ -86,6 +89,8 @@ func runCreate(e *env, args []string) error {
 		printJSON(e.stdout, d.Spec)
 		fmt.Fprintln(e.stdout, "# argv")
 		fmt.Fprintln(e.stdout, shellQuote(d.Argv))
+		fmt.Fprintf(e.stdout, "# memory guaranteed: %d MiB guest RAM + %d MiB QEMU overhead = %d MiB (the ledger's figure and the cgroup's limit)\n",
+			d.Spec.MaxMemMiB, d.OverheadMiB, d.Spec.MaxMemMiB+d.OverheadMiB)
 		return nil
 	}
 	d, err := c.Create(ctx(), api.CreateRequest{Spec: spec, Paused: *paused})
@@ -140,14 +145,37 @@ func runList(e *env, args []string) error {
 	}
 	// xl list's layout.
 	fmt.Fprintf(e.stdout, "%-40s %5s %5s %5s     %-6s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
+	var stopped []api.Domain
 	for _, d := range ds {
 		id := fmt.Sprint(d.ID)
 		if d.PID == 0 {
 			id = "-"
+			if d.LastReason != "" {
+				stopped = append(stopped, d)
+			}
 		}
 		fmt.Fprintf(e.stdout, "%-40s %5s %5d %5d     %-6s %9.1f\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
 	}
+	// Why the stopped ones stopped (xl has no such line; a host admin
+	// needs it first).
+	for _, d := range stopped {
+		fmt.Fprintf(e.stdout, "\n%s stopped: %s\n", d.Spec.Name, d.LastReason)
+		for _, l := range d.LastConsole {
+			fmt.Fprintf(e.stdout, "  | %s\n", l)
+		}
+	}
 	return nil
+}
+
+// runStart starts a kept (stopped) domain again.
+func runStart(e *env, args []string) error {
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	paused := fs.Bool("p", false, "leave it paused")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	return e.client().Action(ctx(), pos[0], "start", api.StartRequest{Paused: *paused})
 }
 
 // listDomains fetches the domains, keeping only names when any are given
@@ -320,6 +348,7 @@ func runInfo(e *env, args []string) error {
 	row("ledger_total", h.Ledger.TotalMiB)
 	row("ledger_reserved", h.Ledger.ReservedMiB)
 	row("ledger_free", h.Ledger.FreeMiB)
+	row("qemu_overhead", h.QEMUOverhead)
 	row("ledger_vcpus", fmt.Sprintf("%d free of %d (%d CPUs x %g)", h.Ledger.VCPUsFree, int(float64(h.Ledger.CPUs)*h.Ledger.VCPURatio+1e-9), h.Ledger.CPUs, h.Ledger.VCPURatio))
 	for _, le := range h.Ledger.Entries {
 		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead, %d vCPUs", le.MemoryMiB, le.OverheadMiB, le.VCPUs))

@@ -347,3 +347,43 @@ func TestNormalizeFields(t *testing.T) {
 		t.Errorf("a consistent rate: %v", err)
 	}
 }
+
+// Faults found by injection: an over-long command line is refused where it
+// is written (the guest would drop the console= Ringfence appends), and
+// two NICs of one domain cannot share a MAC.
+func TestCmdlineAndMACLimits(t *testing.T) {
+	long := strings.Repeat("a", MaxCmdline+1)
+	_, _, err := Decode("x.cfg", []byte("name = 'x'\nkernel = '/k'\nmemory = 64\nextra = '"+long+"'\n"))
+	if err == nil || !strings.Contains(err.Error(), "x.cfg:4:9:") || !strings.Contains(err.Error(), "cut it off") {
+		t.Errorf("a long command line: %v", err)
+	}
+	if _, _, err := Decode("x.cfg", []byte("name = 'x'\nkernel = '/k'\nextra = '"+strings.Repeat("a", MaxCmdline-10)+"'\n")); err != nil {
+		t.Errorf("a command line within the limit: %v", err)
+	}
+	_, _, err = Decode("x.cfg", []byte("name = 'x'\nkernel = '/k'\nvif = [ 'mac=00:16:3e:00:00:01', 'mac=00:16:3E:00:00:01' ]\n"))
+	if err == nil || !strings.Contains(err.Error(), "vif 1: mac 00:16:3e:00:00:01 is vif 0's too") {
+		t.Errorf("two vifs with one MAC: %v", err)
+	}
+}
+
+func TestApplySettings(t *testing.T) {
+	spec := api.DomainSpec{Name: "c", Kernel: "/k", MemoryMiB: 256, VCPUs: 2}
+	if err := Normalize(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplySettings(&spec, []string{"memory=512", "cpu_weight=512", "on_crash=preserve"}); err != nil {
+		t.Fatal(err)
+	}
+	if spec.MemoryMiB != 512 || spec.MaxMemMiB != 512 || spec.CPUWeight != 512 || spec.OnCrash != "preserve" {
+		t.Fatalf("%+v", spec)
+	}
+	before := spec
+	for _, bad := range [][]string{{"memory=-1"}, {"name=x"}, {"disk=x"}, {"vcpus"}, {"cap=abc"}} {
+		if err := ApplySettings(&spec, bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+		if spec.MemoryMiB != before.MemoryMiB || spec.Name != before.Name {
+			t.Fatalf("%v changed the spec", bad)
+		}
+	}
+}

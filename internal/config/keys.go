@@ -185,6 +185,9 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 		d.spec.Disks[i].Guest = guestDisk(i)
 	}
 	d.spec.Cmdline = d.mapCmdline(d.cmdline)
+	if n := len(d.spec.Cmdline); n > MaxCmdline {
+		return api.DomainSpec{}, d.warnings, &Error{Pos: d.cmdPos, Msg: fmt.Sprintf("the kernel command line (root=, extra=, cmdline=) is %d bytes, over the %d an x86 kernel keeps with the console= Ringfence adds: the guest would cut it off silently; shorten it", n, MaxCmdline)}
+	}
 	if err := Normalize(&d.spec); err != nil {
 		return api.DomainSpec{}, d.warnings, &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: err.Error()}
 	}
@@ -343,6 +346,12 @@ func Normalize(s *api.DomainSpec) error {
 	if err := safeText(s.Cmdline); err != nil {
 		return fmt.Errorf("cmdline: %w", err)
 	}
+	// x86's COMMAND_LINE_SIZE is 2048 bytes with its NUL; Ringfence may
+	// append " console=ttyS0" (14 bytes). Longer, the guest cuts it off
+	// silently, console= with it.
+	if n := len(s.Cmdline); n > MaxCmdline {
+		return fmt.Errorf("cmdline: %d bytes, over the %d an x86 kernel keeps (2047, less room for the console= Ringfence adds): shorten root=/extra=/cmdline", n, MaxCmdline)
+	}
 	for i := range s.Disks {
 		dk := &s.Disks[i]
 		if err := absPath(dk.Target); err != nil && !(dk.CDROM && dk.Target == "") {
@@ -365,6 +374,7 @@ func Normalize(s *api.DomainSpec) error {
 	if len(s.Disks) > 20 {
 		return fmt.Errorf("at most 20 disks")
 	}
+	macs := map[string]int{}
 	for i := range s.Vifs {
 		v := &s.Vifs[i]
 		if v.MAC == "" {
@@ -374,6 +384,10 @@ func Normalize(s *api.DomainSpec) error {
 			return fmt.Errorf("vif %d: %w", i, err)
 		}
 		v.MAC = strings.ToLower(v.MAC)
+		if j, dup := macs[v.MAC]; dup {
+			return fmt.Errorf("vif %d: mac %s is vif %d's too: two NICs with one MAC confuse the bridge and the guest; drop mac= from one (a stable one is generated)", i, v.MAC, j)
+		}
+		macs[v.MAC] = i
 		if v.Model == "" {
 			v.Model = "virtio"
 		}
@@ -504,6 +518,9 @@ func validPort(s string) error {
 	}
 	return nil
 }
+
+// MaxCmdline is the longest kernel command line accepted.
+const MaxCmdline = 2047 - len(" console=ttyS0")
 
 // guestDisk is the virtio name of the i-th disk: disks map to vda, vdb...
 // in the order the domain file lists them.
@@ -1002,4 +1019,62 @@ func Keys() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// settable are the keys `--set key=value` may change on an existing spec
+// (a clone's): its resources and actions, not what it is made of (its
+// name, disks, vifs and boot files have their own flags or follow it).
+var settable = map[string]bool{
+	"memory": true, "maxmem": true, "vcpus": true, "maxvcpus": true, "cpu_weight": true, "cap": true,
+	"cpus": true, "on_poweroff": true, "on_reboot": true, "on_crash": true, "on_watchdog": true,
+	"hotplug_slots": true, "localtime": true, "rtc_timeoffset": true, "uuid": true, "accel": true,
+}
+
+// ApplySettings sets key=value pairs (xl.cfg keys and values; a bare
+// word is taken as a string) on spec, with the same rules as a domain
+// file, then normalizes it. spec is unchanged on error.
+func ApplySettings(spec *api.DomainSpec, settings []string) error {
+	d := &decoder{spec: *spec}
+	for _, kv := range settings {
+		k, v, ok := strings.Cut(kv, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return fmt.Errorf("--set %q: want KEY=VALUE, as in a domain file (memory=512)", kv)
+		}
+		if !settable[k] {
+			var keys []string
+			for s := range settable {
+				keys = append(keys, s)
+			}
+			sort.Strings(keys)
+			return fmt.Errorf("--set %s: not a setting a clone can change here (these can: %s)", k, strings.Join(keys, ", "))
+		}
+		if _, err := strconv.ParseInt(v, 0, 64); err != nil && !strings.HasPrefix(v, "\"") && !strings.HasPrefix(v, "'") && !strings.HasPrefix(v, "[") {
+			v = strconv.Quote(v)
+		}
+		sets, err := Parse("--set", []byte(k+" = "+v+"\n"))
+		if err != nil {
+			return err
+		}
+		for _, s := range sets {
+			if err := keys[s.Key].apply(d, s.Value); err != nil {
+				return fmt.Errorf("--set %s: %v", s.Key, err)
+			}
+		}
+	}
+	out := d.spec
+	// memory without maxmem (vcpus without maxvcpus) moves both when they
+	// were equal: what `memory = N` means in a new file.
+	given := strings.Join(settings, "\n")
+	if spec.MaxMemMiB == spec.MemoryMiB && !strings.Contains(given, "maxmem") {
+		out.MaxMemMiB = out.MemoryMiB
+	}
+	if spec.MaxVCPUs == spec.VCPUs && !strings.Contains(given, "maxvcpus") {
+		out.MaxVCPUs = out.VCPUs
+	}
+	if err := Normalize(&out); err != nil {
+		return err
+	}
+	*spec = out
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/domain"
+	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/engine/qemu"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/launch"
@@ -61,6 +62,13 @@ type Config struct {
 	// DiskRoots, when set, are the only directories file disks, kernels,
 	// ramdisks, media and pools may be in.
 	DiskRoots []string
+	// QMPTimeout bounds a monitor command (0: 30 s): a stopped or hung
+	// QEMU never holds an operation (and the domain's lock) longer.
+	QMPTimeout time.Duration
+	// RestartLimit restarts the guest causes within RestartWindow stop
+	// its restarting (0: 5 in 10 minutes).
+	RestartLimit  int
+	RestartWindow time.Duration
 	// ReadTimeout bounds reading one request (headers and body) on every
 	// listener; IdleTimeout closes a kept-alive connection that sends
 	// nothing. Zero: the defaults (30 s, 120 s).
@@ -125,6 +133,7 @@ func Run(cfg Config) error {
 	defer st.Close()
 
 	eng := qemu.New(cfg.QEMUBinary)
+	eng.QMPTimeout = cfg.QMPTimeout
 	if self, err := os.Executable(); err == nil {
 		eng.Launcher = launch.Prefix(self)
 	}
@@ -184,18 +193,22 @@ func Run(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	chains := storage.NewChains(st)
 	nets, err := netmgr.New(context.Background(), st, log)
 	if err != nil {
 		return fmt.Errorf("loading networks: %w", err)
 	}
 	mgr := domain.New(domain.Options{Networks: nets, Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, QEMUIDs: qemuIDs,
-		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, StateDir: cfg.StateDir, Policy: policy})
+		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, StateDir: cfg.StateDir, Policy: policy, Chains: chains,
+		RestartLimit: cfg.RestartLimit, RestartWindow: cfg.RestartWindow})
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
 		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: Version, StateDir: cfg.StateDir,
+		QEMUOverhead: overheadModel(eng, accel.Name, cfg.OverheadMiB),
 	}}
 	s.pools = storage.NewPools(st, mgr.DiskUsers)
+	s.pools.Chains = chains
 	s.pools.Policy = policy
 	policy.Pools = s.pools.Dirs
 	nets.Users = mgr.BridgeUsers
@@ -274,6 +287,14 @@ func (s *Server) server(h http.Handler, tag func(context.Context, net.Conn) cont
 		ConnContext:       tag,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// overheadModel says how QEMU's memory beyond guest RAM is counted.
+func overheadModel(e engine.OverheadEstimator, accel string, fixed int) string {
+	if fixed > 0 {
+		return fmt.Sprintf("%d MiB per domain (serve --qemu-overhead)", fixed)
+	}
+	return e.OverheadModel(accel)
 }
 
 // diskPolicy is the host's rule for what may become a guest's disk, boot

@@ -29,7 +29,7 @@ func (s *Server) importArchive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stream(w, func(progress func(api.JobProgress)) (any, error) {
-		return s.mgr.Import(r.Context(), req.Path, req.Dir, req.Name, progress)
+		return s.mgr.Import(r.Context(), req, progress)
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"regexp"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/domain"
 )
 
 // route is one row of the API: method and path (under /1.0), who may call
@@ -47,6 +48,9 @@ func (s *Server) routes() []route {
 		{"GET", d + "/console", Admin, s.console},
 		{"POST", d + "/shutdown", Admin, domainAction(s, func(r *http.Request, name string, req api.ShutdownRequest) error {
 			return s.mgr.Shutdown(r.Context(), name, req)
+		})},
+		{"POST", d + "/start", Admin, handle(func(r *http.Request, req api.StartRequest) (any, error) {
+			return s.mgr.Start(r.Context(), r.PathValue("name"), req.Paused)
 		})},
 		{"POST", d + "/reboot", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Reboot(r.Context(), name) })},
 		{"POST", d + "/destroy", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Destroy(r.Context(), name) })},
@@ -89,7 +93,7 @@ func (s *Server) routes() []route {
 			return s.mgr.NetworkDetach(r.Context(), name, req.Dev)
 		})},
 		{"POST", d + "/clone", Admin, handle(func(r *http.Request, req api.CloneRequest) (any, error) {
-			return s.mgr.Clone(r.Context(), r.PathValue("name"), req.Name, req.Paused)
+			return s.mgr.Clone(r.Context(), r.PathValue("name"), req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set})
 		})},
 		{"GET", d + "/blocks", Admin, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.BlockList(r.Context(), r.PathValue("name"))

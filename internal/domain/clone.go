@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/revert"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -21,6 +23,17 @@ type clonePlan struct {
 	overlay, cloneTo string
 }
 
+// CloneOptions are a clone's own settings.
+type CloneOptions struct {
+	Paused bool
+	// Vifs are xl vif specs for the clone's vifs, by index ("" keeps the
+	// source's, with a new MAC): a clone on the same bridge needs its own
+	// ip= at least.
+	Vifs []string
+	// Set are key=value settings of its own (memory=512, ...).
+	Set []string
+}
+
 // Clone makes domain newName from src: same configuration, new MACs, and
 // every writable disk a thin qcow2 clone. A thin clone needs an image that
 // never changes again, so src's disks are first moved onto fresh overlays
@@ -29,38 +42,70 @@ type clonePlan struct {
 // the frozen images. src keeps running throughout (paused for the
 // instant of the switch when it has several disks, so they agree).
 // Read-only disks and CD-ROMs are shared as they are.
-func (m *Manager) Clone(ctx context.Context, src, newName string, paused bool) (api.Domain, error) {
+//
+// Nothing is made until the clone is known to fit: its spec is validated
+// and admitted (ledger, MACs, addresses, files) first; the overlays and
+// the switch come in the admitted step of its create, whose revert stack
+// removes them if a later step fails. src is never moved for a clone that
+// is then refused.
+func (m *Manager) Clone(ctx context.Context, src, newName string, o CloneOptions) (api.Domain, error) {
 	d, err := m.get(src)
 	if err != nil {
 		return api.Domain{}, err
 	}
-	spec := api.DomainSpec{}
 	d.mu.Lock()
-	locked := true
-	defer func() {
-		if locked {
-			d.mu.Unlock()
-		}
-	}()
 	if d.migrating {
+		d.mu.Unlock()
 		return api.Domain{}, api.Errorf(api.ErrConflict, "%s is being migrated; clone it afterwards", src)
 	}
-	spec = cloneSpec(d.rec.Spec, newName)
+	srcSpec := d.rec.Spec
+	d.mu.Unlock()
 	if _, err := m.get(newName); err == nil {
 		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name", newName)
 	}
+	spec, err := cloneSpec(srcSpec, newName, o)
+	if err != nil {
+		return api.Domain{}, err
+	}
+	plans, err := clonePlans(src, newName, srcSpec)
+	if err != nil {
+		return api.Domain{}, err
+	}
+	skip := map[string]bool{}
+	for _, p := range plans {
+		spec.Disks[p.idx].Target, spec.Disks[p.idx].Format = p.cloneTo, "qcow2"
+		skip[spec.Disks[p.idx].Guest] = true
+	}
+	accel, err := m.validateExcept(&spec, skip, false)
+	if err != nil {
+		return api.Domain{}, fmt.Errorf("the clone %s: %w", newName, err)
+	}
+	switchSrc := func(r *revert.Reverter) error {
+		return m.cloneDisks(ctx, d, srcSpec, newName, plans, r)
+	}
+	v, err := m.create(ctx, spec, accel, startOpts{paused: o.Paused, admitted: switchSrc})
+	if err != nil {
+		return api.Domain{}, err
+	}
+	m.o.Log.Info("domain cloned", "from", src, "name", newName, "disks", len(plans))
+	return v, nil
+}
+
+// clonePlans lays out the overlays of a clone, refusing what cannot be
+// thin-cloned and files that exist.
+func clonePlans(src, newName string, spec api.DomainSpec) ([]clonePlan, error) {
 	stamp := time.Now().UTC().Format("20060102T150405")
 	var plans []clonePlan
-	for i, dk := range d.rec.Spec.Disks {
+	for i, dk := range spec.Disks {
 		if dk.Target == "" || dk.CDROM || dk.Access == "ro" {
 			continue
 		}
 		fi, err := os.Stat(dk.Target)
 		if err != nil {
-			return api.Domain{}, api.Errorf(api.ErrInvalid, "disk %s of %s: %v", dk.Guest, src, err)
+			return nil, api.Errorf(api.ErrInvalid, "disk %s of %s: %v", dk.Guest, src, err)
 		}
 		if !fi.Mode().IsRegular() {
-			return api.Domain{}, api.Errorf(api.ErrInvalid, "disk %s of %s is a block device (%s): thin clones need image files; copy it with qemu-img convert first", dk.Guest, src, dk.Target)
+			return nil, api.Errorf(api.ErrInvalid, "disk %s of %s is a block device (%s): thin clones need image files; copy it with qemu-img convert first", dk.Guest, src, dk.Target)
 		}
 		dir := filepath.Dir(dk.Target)
 		p := clonePlan{idx: i, base: dk.Target, fmt: dk.Format,
@@ -68,36 +113,59 @@ func (m *Manager) Clone(ctx context.Context, src, newName string, paused bool) (
 			cloneTo: filepath.Join(dir, fmt.Sprintf("%s-%s.qcow2", newName, dk.Guest))}
 		for _, f := range []string{p.overlay, p.cloneTo} {
 			if _, err := os.Lstat(f); err == nil {
-				return api.Domain{}, api.Errorf(api.ErrConflict, "%s already exists; remove it or pick another name for the clone", f)
+				return nil, api.Errorf(api.ErrConflict, "%s already exists; remove it or pick another name for the clone", f)
 			}
 		}
 		plans = append(plans, p)
 	}
-	var made []string
-	undo := func() {
-		for _, f := range made {
-			os.Remove(f)
+	return plans, nil
+}
+
+// cloneDisks is the admitted step of a clone's create: both overlays of
+// each disk made, src switched onto its own (live when it runs), the
+// chains recorded. The clone's overlays are undone by r if a later step
+// fails; src's, once it writes to them, are its disks and stay recorded.
+func (m *Manager) cloneDisks(ctx context.Context, d *dom, snapshot api.DomainSpec, newName string, plans []clonePlan, r *revert.Reverter) error {
+	if len(plans) == 0 {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	src := d.rec.Spec.Name
+	for _, p := range plans {
+		if cur := d.rec.Spec.Disks; p.idx >= len(cur) || cur[p.idx].Target != snapshot.Disks[p.idx].Target {
+			return api.Errorf(api.ErrConflict, "%s's disks changed while it was being cloned; try again", src)
 		}
 	}
+	var srcMade []string
 	for _, p := range plans {
 		for _, f := range []string{p.overlay, p.cloneTo} {
 			if err := storage.Overlay(p.base, p.fmt, f, 0); err != nil {
-				undo()
-				return api.Domain{}, err
+				for _, x := range srcMade {
+					os.Remove(x)
+				}
+				return err
 			}
-			made = append(made, f)
+			if f == p.cloneTo {
+				cloneTo := f
+				r.Add(func() { os.Remove(cloneTo) })
+			} else {
+				srcMade = append(srcMade, f)
+			}
 		}
 	}
 	// Switch src onto its overlays: live when it runs.
-	if d.inst != nil && len(plans) > 0 {
+	if d.inst != nil {
 		snap, ok := d.inst.(engine.DiskSnapshotter)
 		if !ok {
-			undo()
-			return api.Domain{}, api.Errorf(api.ErrUnavailable, "this engine cannot snapshot a running domain's disks")
+			for _, f := range srcMade {
+				os.Remove(f)
+			}
+			return api.Errorf(api.ErrUnavailable, "this engine cannot snapshot a running domain's disks")
 		}
 		var ovs []engine.Overlay
 		for _, p := range plans {
-			ovs = append(ovs, engine.Overlay{Disk: d.rec.Spec.Disks[p.idx].Guest, Path: p.overlay, Base: d.rec.Spec.Disks[p.idx].Target})
+			ovs = append(ovs, engine.Overlay{Disk: d.rec.Spec.Disks[p.idx].Guest, Path: p.overlay, Base: p.base})
 		}
 		wasRunning := false
 		if st, err := d.inst.Status(ctx); err == nil && st == "running" && len(ovs) > 1 {
@@ -109,45 +177,39 @@ func (m *Manager) Clone(ctx context.Context, src, newName string, paused bool) (
 		}
 		if err != nil {
 			// Disks already switched stay on their overlays (the guest
-			// writes there now): record those, remove the rest.
+			// writes there now): recorded below; the rest go.
 			for _, p := range plans[n:] {
 				os.Remove(p.overlay)
 			}
-			for _, p := range plans {
-				os.Remove(p.cloneTo)
-			}
 			if n > 0 {
 				m.useOverlays(ctx, d, plans[:n])
+				m.recordChains(ctx, src, "", plans[:n])
 			}
-			return api.Domain{}, fmt.Errorf("snapshotting %s's disks: %w", src, err)
+			return fmt.Errorf("snapshotting %s's disks: %w", src, err)
 		}
 	}
-	for _, p := range plans {
-		spec.Disks[p.idx].Target = p.cloneTo
-		spec.Disks[p.idx].Format = "qcow2"
+	if err := m.useOverlays(ctx, d, plans); err != nil {
+		return err
 	}
-	if len(plans) > 0 {
-		if err := m.useOverlays(ctx, d, plans); err != nil {
-			for _, p := range plans {
-				os.Remove(p.cloneTo)
+	m.recordChains(ctx, src, newName, plans)
+	return nil
+}
+
+// recordChains notes the overlays a clone made on each frozen image: src's
+// (its disk from now on) and, when newName is given, the clone's.
+func (m *Manager) recordChains(ctx context.Context, src, newName string, plans []clonePlan) {
+	why := "clone " + src + " " + newName
+	for _, p := range plans {
+		deps := []storage.Dependent{{Path: p.overlay, Domain: src, Why: why}}
+		if newName != "" {
+			deps = append(deps, storage.Dependent{Path: p.cloneTo, Domain: newName, Why: why})
+		}
+		for _, dep := range deps {
+			if err := m.o.Chains.Record(ctx, p.base, dep); err != nil {
+				m.o.Log.Error("recording an overlay chain", "base", p.base, "overlay", dep.Path, "err", err)
 			}
-			return api.Domain{}, err
 		}
 	}
-	d.mu.Unlock()
-	locked = false
-	accel, err := m.validate(&spec)
-	if err == nil {
-		var v api.Domain
-		if v, err = m.create(ctx, spec, accel, startOpts{paused: paused}); err == nil {
-			m.o.Log.Info("domain cloned", "from", src, "name", newName, "disks", len(plans))
-			return v, nil
-		}
-	}
-	for _, p := range plans {
-		os.Remove(p.cloneTo)
-	}
-	return api.Domain{}, err
 }
 
 // useOverlays records that d's disks now live on their overlays. Caller
@@ -170,8 +232,8 @@ func (m *Manager) useOverlays(ctx context.Context, d *dom, plans []clonePlan) er
 }
 
 // cloneSpec is src's configuration for a new domain: its name, no UUID,
-// and MACs (and tap names) of its own.
-func cloneSpec(src api.DomainSpec, name string) api.DomainSpec {
+// MACs (and tap names) of its own, then the clone's own vifs and settings.
+func cloneSpec(src api.DomainSpec, name string, o CloneOptions) (api.DomainSpec, error) {
 	s := src
 	s.Name = name
 	s.UUID = ""
@@ -180,6 +242,29 @@ func cloneSpec(src api.DomainSpec, name string) api.DomainSpec {
 	for i := range s.Vifs {
 		s.Vifs[i].MAC = config.GenerateMAC(name, i)
 		s.Vifs[i].VifName = ""
+		s.Vifs[i].Port = ""
 	}
-	return s
+	for i, vs := range o.Vifs {
+		if strings.TrimSpace(vs) == "" {
+			continue
+		}
+		if i >= len(s.Vifs) {
+			return s, api.Errorf(api.ErrInvalid, "--vif %d: %s has %d vif(s); a clone's vifs follow the source's", i+1, src.Name, len(src.Vifs))
+		}
+		v, err := config.ParseVif(vs)
+		if err != nil {
+			return s, api.Errorf(api.ErrInvalid, "--vif %q: %v", vs, err)
+		}
+		if v.MAC == "" {
+			v.MAC = s.Vifs[i].MAC
+		}
+		if v.Bridge == "" {
+			v.Bridge = s.Vifs[i].Bridge
+		}
+		s.Vifs[i] = v
+	}
+	if err := config.ApplySettings(&s, o.Set); err != nil {
+		return s, api.Errorf(api.ErrInvalid, "%v", err)
+	}
+	return s, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/safefile"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -159,7 +160,8 @@ func (m *Manager) Export(ctx context.Context, name, path string, progress func(a
 // it, with its files in dir (default STATE/imports/NAME). The archive is
 // checked whole (every member's SHA-256) before anything is put in place:
 // a corrupt or truncated archive changes nothing.
-func (m *Manager) Import(ctx context.Context, path, dir, rename string, progress func(api.JobProgress)) (api.Domain, error) {
+func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
+	path, dir, rename := req.Path, req.Dir, req.Name
 	if !filepath.IsAbs(path) {
 		return api.Domain{}, api.Errorf(api.ErrInvalid, "archive %q must be an absolute path", path)
 	}
@@ -235,7 +237,23 @@ func (m *Manager) Import(ctx context.Context, path, dir, rename string, progress
 		os.RemoveAll(home)
 		return api.Domain{}, api.Errorf(api.ErrInvalid, "the archive's domain names %q, which is not one of its members: a damaged or crafted archive", bad)
 	}
-	out, err := m.Create(ctx, api.CreateRequest{Spec: spec})
+	// Its domain file, as `create` takes it: absolute paths to the files
+	// just put in place.
+	cfg := filepath.Join(home, "domain.cfg")
+	if err := safefile.WriteFile(cfg, []byte(config.Format(spec)), 0o600); err != nil {
+		os.RemoveAll(home)
+		return api.Domain{}, err
+	}
+	if req.NoStart {
+		if _, err := m.validate(&spec); err != nil {
+			os.RemoveAll(home)
+			return api.Domain{}, err
+		}
+		m.o.Log.Info("domain imported, not started", "name", spec.Name, "from", path, "config", cfg)
+		return api.Domain{Spec: spec, State: api.StateShutdown, Flags: Flags(api.StateShutdown),
+			LastReason: "imported, not started: `ringfence create " + cfg + "` starts it"}, nil
+	}
+	out, err := m.Create(ctx, api.CreateRequest{Spec: spec, Paused: req.Paused})
 	if err != nil {
 		os.RemoveAll(home)
 		return api.Domain{}, err

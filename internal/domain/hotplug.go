@@ -46,6 +46,11 @@ func (m *Manager) checkImage(what, p string, use storage.Use, format string) err
 	if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
 		return err
 	}
+	if use == storage.UseDisk {
+		if err := m.o.Chains.CheckWritable(context.Background(), what, p); err != nil {
+			return err
+		}
+	}
 	return m.o.Policy.CheckImage(storage.Local, use, p, format)
 }
 
@@ -226,9 +231,12 @@ func noSlot(name string, spec api.DomainSpec) error {
 	return api.Errorf(api.ErrInsufficient, "%s's %d hot-plug slots are all in use; detach a disk or vif first, or raise hotplug_slots", name, spec.HotplugSlots)
 }
 
-// macInUse refuses a vif whose MAC another live domain's vif has on the
-// same bridge (two would fight over one address). Caller holds m.mu.
-func (m *Manager) macInUse(name string, vifs []api.Vif) error {
+// vifsInUse refuses a vif whose MAC, or one of whose ip= addresses,
+// another live domain's vif has on the same bridge (two would fight over
+// one address; the network side refuses an address again when the tap is
+// plugged, this says so before anything is made, as a clone needs).
+// Caller holds m.mu.
+func (m *Manager) vifsInUse(name string, vifs []api.Vif) error {
 	for _, v := range vifs {
 		br := m.bridge(v.Bridge)
 		for other, ov := range m.views(true) {
@@ -236,8 +244,18 @@ func (m *Manager) macInUse(name string, vifs []api.Vif) error {
 				continue
 			}
 			for _, x := range ov.Spec.Vifs {
-				if x.MAC == v.MAC && m.bridge(x.Bridge) == br {
+				if m.bridge(x.Bridge) != br {
+					continue
+				}
+				if x.MAC == v.MAC {
 					return api.Errorf(api.ErrConflict, "mac %s is already used by domain %s on bridge %s; give this vif its own mac= (or leave it out for a generated one)", v.MAC, other, br)
+				}
+				for _, a := range x.IP {
+					for _, b := range v.IP {
+						if a == b {
+							return api.Errorf(api.ErrConflict, "ip=%s is already used by %s on bridge %s; give this vif its own address", b, other, br)
+						}
+					}
 				}
 			}
 		}
@@ -278,7 +296,7 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif
 		return v, noSlot(name, d.rec.Spec)
 	}
 	m.mu.Lock()
-	err = m.macInUse(name, []api.Vif{v})
+	err = m.vifsInUse(name, []api.Vif{v})
 	m.mu.Unlock()
 	if err != nil {
 		return v, err

@@ -28,6 +28,7 @@ import (
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/names"
 	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/revert"
@@ -57,6 +58,11 @@ type record struct {
 	// QEMUUID is the uid (and gid) the running incarnation's QEMU runs
 	// as, from Options.QEMUIDs; 0 = root (no range configured).
 	QEMUUID int `json:"qemu_uid,omitempty"`
+	// Restarts are the times of the restarts the guest caused (crashes,
+	// its own resets) within the brake's window.
+	Restarts []time.Time `json:"restarts,omitempty"`
+	// LastConsole are the console's last lines when it stopped for good.
+	LastConsole []string `json:"last_console,omitempty"`
 }
 
 type dom struct {
@@ -80,6 +86,24 @@ type dom struct {
 	// uid is the uid of the QEMU this domain runs (0: none), readable
 	// under Manager.mu without d.mu.
 	uid atomic.Int64
+	// live is the running instance, readable without mu, and destroying
+	// is set before destroy kills it: destroy must get through even while
+	// an operation holds mu waiting on a hung QEMU, and the exit it causes
+	// is a destroy, not a crash.
+	live       atomic.Pointer[liveInst]
+	destroying atomic.Bool
+}
+
+type liveInst struct{ engine.Instance }
+
+// setInst records the running instance (nil: none). Caller holds d.mu.
+func (d *dom) setInst(inst engine.Instance) {
+	d.inst = inst
+	if inst == nil {
+		d.live.Store(nil)
+	} else {
+		d.live.Store(&liveInst{inst})
+	}
 }
 
 // Options configure a Manager.
@@ -108,6 +132,14 @@ type Options struct {
 	// Policy decides which host paths may be disks, boot files and media
 	// (nil: no policy; tests of the manager alone).
 	Policy *storage.Policy
+	// Chains knows the overlays Ringfence made: their bases are never
+	// opened for writing.
+	Chains *storage.Chains
+	// RestartLimit restarts (crashes or guest resets) within
+	// RestartWindow stop the restarting: the domain is kept as crashed
+	// (systemd's StartLimitBurst/IntervalSec). Zero: 5 in 10 minutes.
+	RestartLimit  int
+	RestartWindow time.Duration
 }
 
 // Manager owns the host's domains.
@@ -178,6 +210,11 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		}
 		if !incoming {
 			if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
+				return err
+			}
+		}
+		if use == storage.UseDisk {
+			if err := m.o.Chains.CheckWritable(context.Background(), what, p); err != nil {
 				return err
 			}
 		}
@@ -265,7 +302,7 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error
 		if err != nil {
 			return nil, api.Errorf(api.ErrInvalid, "%v", err)
 		}
-		return api.DryRun{Spec: spec, Argv: argv}, nil
+		return api.DryRun{Spec: spec, Argv: argv, OverheadMiB: m.overhead(spec, accel)}, nil
 	}
 	return m.create(ctx, spec, accel, startOpts{paused: req.Paused})
 }
@@ -279,7 +316,7 @@ type startOpts struct {
 	// before anything is made on the host; an error aborts the create. A
 	// migration destination answers the source here, so admission refuses
 	// before any copying and the stream overlaps QEMU's start.
-	admitted func() error
+	admitted func(r *revert.Reverter) error
 	// tl, when set, notes the steps of the start (migration timeline).
 	tl *timeline
 }
@@ -298,7 +335,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 		m.mu.Unlock()
 		return api.Domain{}, err
 	}
-	if err := m.macInUse(spec.Name, spec.Vifs); err != nil {
+	if err := m.vifsInUse(spec.Name, spec.Vifs); err != nil {
 		m.mu.Unlock()
 		return api.Domain{}, err
 	}
@@ -315,7 +352,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	m.mu.Unlock()
 	defer d.mu.Unlock()
 	if so.admitted != nil {
-		if err := so.admitted(); err != nil {
+		if err := so.admitted(r); err != nil {
 			return api.Domain{}, err
 		}
 	}
@@ -498,7 +535,7 @@ func (m *Manager) DiskUsers(path string) []string {
 // The ledger holds maxmem (the balloon may grow back to it at any time) and
 // maxvcpus, so whatever mem-set or vcpu changes later ask is already paid.
 func (m *Manager) admit(spec api.DomainSpec, accel string) error {
-	over := m.overhead(accel)
+	over := m.overhead(spec, accel)
 	memMiB := spec.MaxMemMiB
 	if hm, err := host.ReadMemory(); err == nil && memMiB+over > hm.AvailableMiB {
 		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead) but the host has only %d MiB available; lower memory/maxmem",
@@ -601,6 +638,10 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	so.tl.mark("host-ready")
 	inst, err := m.o.Engine.Start(ctx, ls)
 	if err != nil {
+		if oom := m.oomReason(d); oom != "" {
+			m.o.Log.Error("domain killed at start: out of memory", "name", spec.Name, "reason", oom)
+			return api.Errorf(api.ErrInsufficient, "starting %s: %s", spec.Name, oom)
+		}
 		return fmt.Errorf("starting %s: %w", spec.Name, err)
 	}
 	r.Add(func() { inst.Kill(); <-inst.Wait() })
@@ -662,7 +703,7 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 		}
 		so.tl.mark("running")
 	}
-	d.inst = inst
+	d.setInst(inst)
 	d.intent = ""
 	d.ended = make(chan struct{})
 	r.Success()
@@ -719,18 +760,19 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 		m.unplugTap(t)
 	}
 	d.rec.Taps = nil
-	d.inst = nil
+	d.setInst(nil)
 	d.uid.Store(0) // its QEMU is gone: the uid may serve another domain
 	d.rec.Engine = nil
 	for _, f := range []string{"qmp.sock", "serial.sock", "qemu.pid"} {
 		os.Remove(filepath.Join(m.runDir(name), f))
 	}
+	oom := m.oomReason(d)
 	if m.o.Cgroups != nil {
 		m.o.Cgroups.Remove(name)
 	}
 	action, state := api.ActionDestroy, api.StateShutdown
 	switch {
-	case d.intent == "destroy":
+	case d.intent == "destroy" || d.destroying.Load():
 	case ex.Reason == engine.ExitPoweroff:
 		action = d.rec.Spec.OnPoweroff
 	case ex.Reason == engine.ExitReboot:
@@ -742,8 +784,95 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 	if ex.Detail != "" {
 		d.rec.LastReason += ": " + ex.Detail
 	}
+	if oom != "" && d.intent != "destroy" && !d.destroying.Load() {
+		d.rec.LastReason = oom
+		m.o.Log.Error("domain killed: out of memory", "name", name, "id", d.rec.ID, "reason", oom)
+	}
+	// Only what the guest causes counts towards the brake: a crash, an OOM
+	// kill, its own reset; not an admin's reboot or destroy.
+	guestCaused := d.intent != "destroy" && !d.destroying.Load() &&
+		(ex.Reason == engine.ExitCrash || ex.Reason == engine.ExitReboot && ex.Detail != "host-qmp-system-reset")
+	if guestCaused && restarts(action) && m.braked(d) {
+		action, state = api.ActionPreserve, api.StateCrashed
+		m.o.Log.Error("domain stopped restarting", "name", name, "reason", d.rec.LastReason)
+	}
 	m.o.Log.Info("domain ended", "name", name, "id", d.rec.ID, "reason", ex.Reason, "detail", ex.Detail, "action", action)
 	m.applyAction(d, action, state)
+}
+
+// restarts reports whether an on_* action starts the domain again.
+func restarts(action string) bool {
+	switch action {
+	case api.ActionRestart, api.ActionRenameRestart, api.ActionCoredumpRestart, api.ActionSoftReset:
+		return true
+	}
+	return false
+}
+
+// braked notes a guest-caused restart and reports whether it is one too
+// many: RestartLimit of them within RestartWindow. Then the domain stays
+// stopped, with why and its console's last lines. Caller holds d.mu.
+func (m *Manager) braked(d *dom) bool {
+	limit, window := m.o.RestartLimit, m.o.RestartWindow
+	if limit <= 0 {
+		limit = 5
+	}
+	if window <= 0 {
+		window = 10 * time.Minute
+	}
+	now := time.Now()
+	kept := d.rec.Restarts[:0]
+	for _, t := range d.rec.Restarts {
+		if now.Sub(t) < window {
+			kept = append(kept, t)
+		}
+	}
+	d.rec.Restarts = append(kept, now)
+	if len(d.rec.Restarts) < limit {
+		return false
+	}
+	span := now.Sub(d.rec.Restarts[0]).Round(time.Second)
+	d.rec.LastReason = fmt.Sprintf("stopped restarting after %d restarts in %s (the limit is %d in %s); the last end: %s. "+
+		"It stays stopped: see `ringfence console %s` (its output is kept), fix the cause, then `ringfence start %s`",
+		len(d.rec.Restarts), span, limit, window, d.rec.LastReason, d.rec.Spec.Name, d.rec.Spec.Name)
+	d.rec.Restarts = nil
+	if d.console != nil {
+		d.rec.LastConsole = lastLines(d.console.History(), 20)
+	}
+	return true
+}
+
+// lastLines are the last n non-empty lines of a console's output.
+func lastLines(b []byte, n int) []string {
+	var out []string
+	for _, l := range strings.Split(strings.ReplaceAll(string(b), "\r", ""), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
+// oomReason says, when the kernel killed the domain's QEMU at its memory
+// limit, what happened and what to raise. Read before the cgroup goes.
+func (m *Manager) oomReason(d *dom) string {
+	if m.o.Cgroups == nil {
+		return ""
+	}
+	ev := m.o.Cgroups.MemoryEvents(d.rec.Spec.Name)
+	if ev.OOMKills == 0 {
+		return ""
+	}
+	ram := d.rec.BootMaxMemMiB
+	if ram == 0 {
+		ram = d.rec.Spec.MaxMemMiB
+	}
+	return fmt.Sprintf("killed: out of memory (limit %d MiB, peak %d MiB): its QEMU needed more than the domain's guarantee (%d MiB guest RAM + %d MiB QEMU overhead); "+
+		"raise the overhead (serve --qemu-overhead) or, if the guest itself ran out, its memory",
+		ev.LimitB>>20, ev.PeakB>>20, ram, ev.LimitB>>20-int64(ram))
 }
 
 // applyAction does on_poweroff/on_reboot/on_crash. Caller holds d.mu and
@@ -774,8 +903,8 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 			m.o.Log.Error("saving preserved domain", "name", name, "err", err)
 		}
 	case api.ActionRenameRestart:
-		old := fmt.Sprintf("%s--incarnation-%d", name, d.rec.Generation)
 		m.mu.Lock()
+		old := m.freeIncarnationName(name, d.rec.Generation)
 		kept := &dom{rec: d.rec, console: newConsole(filepath.Join(m.runDir(old), "console.log"))}
 		kept.rec.State = state
 		kept.rec.Spec.Name = old
@@ -792,6 +921,24 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 		}
 	default:
 		m.destroyLocked(d)
+	}
+}
+
+// freeIncarnationName is the name rename-restart keeps an old incarnation
+// under: NAME--incarnation-N, with N raised past names already taken (an
+// existing domain is never overwritten), shortened to the name rule's
+// length. Caller holds m.mu.
+func (m *Manager) freeIncarnationName(name string, gen int) string {
+	for n := gen; ; n++ {
+		suffix := fmt.Sprintf("--incarnation-%d", n)
+		base := name
+		if len(base)+len(suffix) > names.MaxLen {
+			base = base[:names.MaxLen-len(suffix)]
+		}
+		cand := base + suffix
+		if _, taken := m.doms[cand]; !taken {
+			return cand
+		}
 	}
 }
 
@@ -839,6 +986,16 @@ func (m *Manager) Destroy(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	// Kill first, without waiting for the domain's lock: an operation
+	// stuck on a stopped or hung QEMU holds it (until its QMP deadline),
+	// and destroy must get through. The exit is handled as a destroy.
+	d.destroying.Store(true)
+	if li := d.live.Load(); li != nil {
+		if err := li.Kill(); err != nil {
+			d.destroying.Store(false)
+			return fmt.Errorf("killing QEMU of %s: %w", name, err)
+		}
+	}
 	d.mu.Lock()
 	if d.inst == nil {
 		m.destroyLocked(d)
@@ -857,6 +1014,57 @@ func (m *Manager) Destroy(ctx context.Context, name string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Start starts a domain that is kept stopped (preserved after a shutdown
+// or crash, or stopped by the crash-loop brake): admitted again like a
+// create, with its console history kept.
+func (m *Manager) Start(ctx context.Context, name string, paused bool) (api.Domain, error) {
+	d, err := m.get(name)
+	if err != nil {
+		return api.Domain{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inst != nil {
+		return api.Domain{}, api.Errorf(api.ErrConflict, "%s is already %s", name, d.rec.State)
+	}
+	spec := d.rec.Spec
+	accel, err := m.validate(&spec)
+	if err != nil {
+		return api.Domain{}, err
+	}
+	m.mu.Lock()
+	if err := m.diskInUse(spec); err != nil {
+		m.mu.Unlock()
+		return api.Domain{}, err
+	}
+	if err := m.vifsInUse(name, spec.Vifs); err != nil {
+		m.mu.Unlock()
+		return api.Domain{}, err
+	}
+	if err := m.admit(spec, accel); err != nil {
+		m.mu.Unlock()
+		return api.Domain{}, err
+	}
+	m.mu.Unlock()
+	d.rec.Spec, d.rec.Accel = spec, accel
+	if err := os.MkdirAll(m.runDir(name), 0o700); err != nil {
+		m.o.Ledger.Release(name)
+		return api.Domain{}, fmt.Errorf("creating runtime dir: %w", err)
+	}
+	if d.console == nil {
+		d.console = newConsole(filepath.Join(m.runDir(name), "console.log"))
+		d.con.Store(d.console)
+	}
+	if err := m.start(ctx, d, startOpts{paused: paused}); err != nil {
+		m.o.Ledger.Release(name)
+		return api.Domain{}, err
+	}
+	d.rec.LastConsole, d.rec.Restarts = nil, nil
+	m.save(ctx, d)
+	m.o.Log.Info("domain started again", "name", name)
+	return m.view(d), nil
 }
 
 // running returns the live instance or a conflict error.
@@ -947,9 +1155,9 @@ func (m *Manager) setPaused(ctx context.Context, name string, pause bool) error 
 	if d.inst == nil {
 		return api.Errorf(api.ErrConflict, "%s is %s, not running", name, d.rec.State)
 	}
+	state := api.StatePaused
 	if pause {
 		err = d.inst.Pause(ctx)
-		d.rec.State = api.StatePaused
 	} else {
 		// Its images must be its own again (after a handover that was never
 		// confirmed, the destination may hold them: then it runs there).
@@ -957,11 +1165,12 @@ func (m *Manager) setPaused(ctx context.Context, name string, pause bool) error 
 			return api.Errorf(api.ErrConflict, "%s cannot run here: %v; if it runs on a migration's destination, destroy this copy", name, lerr)
 		}
 		err = d.inst.Resume(ctx)
-		d.rec.State = api.StateRunning
+		state = api.StateRunning
 	}
 	if err != nil {
-		return err
+		return err // the state changes only once QEMU has confirmed it
 	}
+	d.rec.State = state
 	return m.save(ctx, d)
 }
 
@@ -1028,7 +1237,7 @@ func (m *Manager) view(d *dom) api.Domain {
 }
 
 func (m *Manager) render(d *dom) api.Domain {
-	v := api.Domain{Spec: d.rec.Spec, ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason}
+	v := api.Domain{Spec: d.rec.Spec, ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason, LastConsole: d.rec.LastConsole}
 	if d.inst != nil {
 		v.PID = d.inst.PID()
 		v.StartedAt = d.rec.StartedAt
@@ -1100,7 +1309,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		if rec.State == api.StateShutdown || rec.State == api.StateCrashed {
 			continue // preserved: holds no resources
 		}
-		m.o.Ledger.Reserve(name, rec.Spec.MaxMemMiB, m.overhead(rec.Accel), rec.Spec.MaxVCPUs)
+		m.o.Ledger.Reserve(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs)
 		d.mu.Lock()
 		inst, err := m.o.Engine.Attach(ctx, rec.Engine)
 		if err == nil {
@@ -1114,16 +1323,20 @@ func (m *Manager) Recover(ctx context.Context) error {
 			for _, t := range rec.Taps {
 				m.unplugTap(t)
 			}
+			oom := m.oomReason(d)
 			if m.o.Cgroups != nil {
 				m.o.Cgroups.Remove(name)
 			}
 			d.rec.Taps = nil
 			d.rec.LastReason = "crash: the VM ended while the daemon was not running"
+			if oom != "" {
+				d.rec.LastReason = oom
+			}
 			m.applyAction(d, rec.Spec.OnCrash, api.StateCrashed)
 			d.mu.Unlock()
 			continue
 		}
-		d.inst = inst
+		d.setInst(inst)
 		d.uid.Store(int64(rec.QEMUUID))
 		d.ended = make(chan struct{})
 		if m.o.Networks != nil {

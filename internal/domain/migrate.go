@@ -19,6 +19,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/revert"
 )
 
 // Live migration between two daemons. The control channel is a connection
@@ -576,7 +577,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 	aborted := make(chan struct{})
 	handover := make(chan struct{})
 	okSent, disksMade := false, false
-	admitted := func() error {
+	admitted := func(*revert.Reverter) error {
 		if len(plan) > 0 {
 			if err := createDisks(plan); err != nil {
 				return err

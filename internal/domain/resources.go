@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
 )
 
@@ -15,19 +16,23 @@ import (
 // credit scheduler.
 func (m *Manager) limits(spec api.DomainSpec, accel string) host.Limits {
 	return host.Limits{
-		MemoryBytes: int64(spec.MaxMemMiB+m.overhead(accel)) << 20,
+		MemoryBytes: int64(spec.MaxMemMiB+m.overhead(spec, accel)) << 20,
 		CPUWeight:   spec.CPUWeight,
 		CapPercent:  spec.Cap,
 	}
 }
 
 // overhead is QEMU's memory beyond guest RAM that the ledger and the
-// cgroup count: measured defaults per accelerator, or the operator's figure.
-func (m *Manager) overhead(accel string) int {
+// cgroup count: the engine's measured model for this domain (its RAM,
+// vCPUs, accelerator), or the operator's fixed figure.
+func (m *Manager) overhead(spec api.DomainSpec, accel string) int {
 	if m.o.OverheadMiB > 0 {
 		return m.o.OverheadMiB
 	}
-	return host.Overhead(accel)
+	if oe, ok := m.o.Engine.(engine.OverheadEstimator); ok {
+		return oe.OverheadMiB(m.launchSpec(spec, accel, 0))
+	}
+	return 0
 }
 
 // pinVCPUs applies cpus= to the vCPU threads (hard affinity). "" or "all"
@@ -105,13 +110,20 @@ func (m *Manager) MemMax(ctx context.Context, name string, mib int) error {
 	if mib < d.rec.Spec.MemoryMiB {
 		return api.Errorf(api.ErrInvalid, "mem-max %s %d: below the current target %d MiB; mem-set it lower first", name, mib, d.rec.Spec.MemoryMiB)
 	}
-	if err := m.o.Ledger.Reserve(name, mib, m.overhead(d.rec.Accel), d.rec.Spec.MaxVCPUs); err != nil {
+	// QEMU's own overhead is that of the RAM it booted with (its dirty
+	// bitmaps and tables do not shrink with the balloon).
+	booted := d.rec.Spec
+	booted.MaxMemMiB = boot
+	over := m.overhead(booted, d.rec.Accel)
+	if err := m.o.Ledger.Reserve(name, mib, over, d.rec.Spec.MaxVCPUs); err != nil {
 		return err
 	}
 	d.rec.BootMaxMemMiB = boot
 	d.rec.Spec.MaxMemMiB = mib
 	if m.o.Cgroups != nil {
-		m.o.Cgroups.Update(name, m.limits(d.rec.Spec, d.rec.Accel))
+		l := m.limits(d.rec.Spec, d.rec.Accel)
+		l.MemoryBytes = int64(mib+over) << 20
+		m.o.Cgroups.Update(name, l)
 	}
 	return m.save(ctx, d)
 }

@@ -189,6 +189,15 @@ type MirrorTarget struct {
 	Conn *os.File
 }
 
+// OverheadEstimator says how much memory an instance needs beyond guest
+// RAM: what the ledger counts and the cgroup allows on top of the guest.
+// One model, so the two never disagree.
+type OverheadEstimator interface {
+	OverheadMiB(s LaunchSpec) int
+	// OverheadModel describes the formula for an accelerator (for info).
+	OverheadModel(accel string) string
+}
+
 // DiskLocker moves the image locks of a running instance's disks (see
 // internal/imagelock): a migration source releases them for the
 // destination, which takes them once it runs the guest.

@@ -303,3 +303,48 @@ func (c *Cgroups) RemoveBase() {
 	}
 	os.Remove(c.v2)
 }
+
+// MemEvents are a domain cgroup's memory facts at the end of a run.
+type MemEvents struct {
+	OOMKills  int64 // processes the kernel killed at the limit
+	LimitB    int64
+	PeakB     int64 // highest use (0 when the kernel does not keep it)
+	FailCount int64 // times the limit was hit (v1 failcnt, v2 "max")
+}
+
+// MemoryEvents reads them (before Remove: they go with the cgroup).
+func (c *Cgroups) MemoryEvents(name string) MemEvents {
+	var ev MemEvents
+	num := func(dir, file string) int64 {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return n
+	}
+	keyed := func(dir, file, key string) int64 {
+		b, _ := os.ReadFile(filepath.Join(dir, file))
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, " "); ok && k == key {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	if c.Version == 1 {
+		dir := c.Dirs(name)[1]
+		ev.OOMKills = keyed(dir, "memory.oom_control", "oom_kill")
+		ev.LimitB = num(dir, "memory.limit_in_bytes")
+		ev.PeakB = num(dir, "memory.max_usage_in_bytes")
+		ev.FailCount = num(dir, "memory.failcnt")
+		return ev
+	}
+	dir := c.Dirs(name)[0]
+	ev.OOMKills = keyed(dir, "memory.events", "oom_kill")
+	ev.FailCount = keyed(dir, "memory.events", "max")
+	ev.LimitB = num(dir, "memory.max")
+	ev.PeakB = num(dir, "memory.peak")
+	return ev
+}

@@ -205,3 +205,27 @@ func TestIDRangeCheck(t *testing.T) {
 		t.Error("a bad range parsed")
 	}
 }
+
+// An OOM kill is read from each cgroup version's own files.
+func TestMemoryEvents(t *testing.T) {
+	dir := t.TempDir()
+	v1 := newCgroupsV1(filepath.Join(dir, "cpu"), filepath.Join(dir, "mem"))
+	m := filepath.Join(dir, "mem", "web01")
+	os.MkdirAll(m, 0o755)
+	os.WriteFile(filepath.Join(m, "memory.oom_control"), []byte("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"), 0o644)
+	os.WriteFile(filepath.Join(m, "memory.limit_in_bytes"), []byte("692060160\n"), 0o644)
+	os.WriteFile(filepath.Join(m, "memory.max_usage_in_bytes"), []byte("692060160\n"), 0o644)
+	os.WriteFile(filepath.Join(m, "memory.failcnt"), []byte("37\n"), 0o644)
+	if ev := v1.MemoryEvents("web01"); ev != (MemEvents{OOMKills: 1, LimitB: 692060160, PeakB: 692060160, FailCount: 37}) {
+		t.Errorf("v1: %+v", ev)
+	}
+	v2 := newCgroupsV2(filepath.Join(dir, "v2"))
+	d := filepath.Join(dir, "v2", "web01")
+	os.MkdirAll(d, 0o755)
+	os.WriteFile(filepath.Join(d, "memory.events"), []byte("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n"), 0o644)
+	os.WriteFile(filepath.Join(d, "memory.max"), []byte("692060160\n"), 0o644)
+	os.WriteFile(filepath.Join(d, "memory.peak"), []byte("692060160\n"), 0o644)
+	if ev := v2.MemoryEvents("web01"); ev != (MemEvents{OOMKills: 1, LimitB: 692060160, PeakB: 692060160, FailCount: 12}) {
+		t.Errorf("v2: %+v", ev)
+	}
+}

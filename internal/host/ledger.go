@@ -9,17 +9,6 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 )
 
-// Overhead is QEMU's own memory beyond guest RAM, which the ledger and the
-// cgroup limit count. Measured here under TCG with preallocated RAM: QEMU's
-// RSS is guest RAM + ~95-110 MiB (translation cache, device model); KVM
-// needs far less. A ledger that counted only guest RAM would oversell.
-func Overhead(accel string) int {
-	if accel == "kvm" {
-		return 64
-	}
-	return 144
-}
-
 // Ledger admits domains against host memory and CPUs: Total - Reserved -
 // sum(maxmem + overhead) never goes below zero, and admitted vCPUs never
 // exceed host CPUs x ratio (1.0 = no overcommit). The daemon rebuilds it

@@ -137,6 +137,63 @@ func (a *ArchiveWriter) Abort() {
 	a.f.Abort()
 }
 
+// sparseCopy writes r to f leaving holes where r has whole zero blocks
+// (disks are archived flat; a 1 GiB disk with 300 MiB used comes back
+// taking 300 MiB), and returns the bytes copied.
+func sparseCopy(f *os.File, r io.Reader) (int64, error) {
+	const block = 64 << 10
+	buf := make([]byte, block)
+	var n int64
+	for {
+		// Fill a block; only io.EOF ends it cleanly (a truncated archive's
+		// io.ErrUnexpectedEOF is an error, not an end).
+		k := 0
+		var err error
+		for k < len(buf) && err == nil {
+			var m int
+			m, err = r.Read(buf[k:])
+			k += m
+		}
+		if k > 0 {
+			chunk := buf[:k]
+			if isZero(chunk) {
+				if _, serr := f.Seek(int64(k), io.SeekCurrent); serr != nil {
+					return n, &writeError{serr}
+				}
+			} else if _, werr := f.Write(chunk); werr != nil {
+				return n, &writeError{werr}
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			// A trailing hole still has to count in the file's length.
+			if terr := f.Truncate(n); terr != nil {
+				return n, &writeError{terr}
+			}
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// writeError marks a failure to write the unpacked copy (a full disk),
+// as opposed to a damaged archive.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+func isZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Unpack reads the archive at path into dir (a fresh scratch directory)
 // and checks it: every member named in the manifest present, with its
 // size and SHA-256, nothing else, zstd's own checksums intact. On any
@@ -186,11 +243,18 @@ func Unpack(path, dir string, progress func(done int64)) (Manifest, error) {
 			return m, err
 		}
 		hs := sha256.New()
-		n, err := io.Copy(out, io.TeeReader(tr, hs))
-		out.Close()
+		n, err := sparseCopy(out, io.TeeReader(tr, hs))
+		if cerr := out.Close(); err == nil && cerr != nil {
+			err = &writeError{cerr}
+		}
 		done += n
 		if progress != nil {
 			progress(done)
+		}
+		var we *writeError
+		if errors.As(err, &we) {
+			// Our side, not the archive's: say where and why.
+			return m, api.Errorf(api.ErrInsufficient, "writing %s into %s: %v; free space there or import into another --dir", name, dir, we.err)
 		}
 		if err != nil {
 			return m, api.Errorf(api.ErrInvalid, "%s is damaged or truncated (in %s): %v", path, name, err)

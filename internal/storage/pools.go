@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -22,6 +23,9 @@ type Pools struct {
 	Users func(path string) []string
 	// Policy limits where pools may be (nil: anywhere).
 	Policy *Policy
+	// Chains records the thin clones made here (their templates are
+	// never written afterwards).
+	Chains *Chains
 }
 
 // Dirs are the pools' directories (for the disk policy).
@@ -140,7 +144,15 @@ func (p *Pools) CreateVolume(ctx context.Context, pool string, req api.VolumeReq
 	if err != nil {
 		return api.Volume{}, err
 	}
-	return CreateVolume(pl, req)
+	v, err := CreateVolume(pl, req)
+	if err == nil && req.From != "" {
+		tpl := filepath.Join(pl.Dir, req.From)
+		if err := p.Chains.Record(ctx, tpl, Dependent{Path: v.Path, Why: "volume create " + pool + " " + req.Name + " --from " + req.From}); err != nil {
+			os.Remove(v.Path)
+			return api.Volume{}, err
+		}
+	}
+	return v, err
 }
 
 // Volumes lists a pool's volumes.
@@ -166,6 +178,9 @@ func (p *Pools) ResizeVolume(ctx context.Context, pool, name string, size int64)
 	}
 	if users := p.users(v.Path); len(users) > 0 {
 		return v, api.Errorf(api.ErrConflict, "volume %s is a disk of %s; resize it while no domain uses it", name, strings.Join(users, ", "))
+	}
+	if err := p.Chains.CheckWritable(ctx, "volume", v.Path); err != nil {
+		return v, err
 	}
 	return ResizeVolume(pl, name, size)
 }

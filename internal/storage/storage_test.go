@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -108,5 +110,32 @@ func TestVolumes(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(p.Dir); len(ents) != 0 {
 		t.Fatalf("files left: %v", ents)
+	}
+}
+
+// Disks come out of an archive sparse: zero blocks are holes.
+func TestSparseCopy(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "d.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data := make([]byte, 8<<20)
+	copy(data[1<<20:], "payload")
+	n, err := sparseCopy(f, bytes.NewReader(data))
+	if err != nil || n != int64(len(data)) {
+		t.Fatal(n, err)
+	}
+	fi, _ := f.Stat()
+	if fi.Size() != int64(len(data)) {
+		t.Fatalf("size %d", fi.Size())
+	}
+	if alloc := fi.Sys().(*syscall.Stat_t).Blocks * 512; alloc > 1<<20 {
+		t.Fatalf("%d bytes allocated for 64 KiB of data", alloc)
+	}
+	got := make([]byte, 7)
+	f.ReadAt(got, 1<<20)
+	if string(got) != "payload" {
+		t.Fatalf("%q", got)
 	}
 }

@@ -70,7 +70,8 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	}
 	o := []option{
 		opt("-name", "guest", s.Name, "debug-threads", "on"),
-		opt("-machine", "", "q35", "accel", s.Accel),
+		opt("-machine", "", "q35"),
+		accelOpt(s.Accel, s.MemoryMiB),
 		opt("-m", "size", strconv.Itoa(s.MemoryMiB)+"M"),
 		opt("-smp", "cpus", strconv.Itoa(s.VCPUs), "maxcpus", strconv.Itoa(maxv)),
 	}
@@ -126,9 +127,12 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 		o = append(o, opt("-runas", "", s.RunAs))
 	}
 	if s.Kernel != "" {
-		o = append(o, opt("-kernel", "", s.Kernel))
+		// -kernel and -initrd take their value whole (QEMU does not split
+		// them on commas): passed verbatim, not comma-escaped.
+		kernel, initrd := s.Kernel, s.Initrd
+		o = append(o, option{flag: "-kernel", raw: &kernel})
 		if s.Initrd != "" {
-			o = append(o, opt("-initrd", "", s.Initrd))
+			o = append(o, option{flag: "-initrd", raw: &initrd})
 		}
 		if s.Cmdline != "" {
 			// -append takes the whole string as one value: no comma escaping.
@@ -243,6 +247,15 @@ func argvFDs(bin string, s engine.LaunchSpec, fds map[string]diskFD) ([]string, 
 		out = append(out, o.args()...)
 	}
 	return out, nil
+}
+
+// accelOpt is the accelerator, with TCG's translation buffer capped (see
+// TCGBufferFor: the cap is what makes QEMU's overhead bounded).
+func accelOpt(accel string, ramMiB int) option {
+	if accel == "tcg" {
+		return opt("-accel", "", "tcg", "tb-size", strconv.Itoa(TCGBufferFor(ramMiB)))
+	}
+	return opt("-accel", "", accel)
 }
 
 // busOf places a hot-plugged device back on its root port.

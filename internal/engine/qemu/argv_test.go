@@ -17,11 +17,11 @@ func TestArgv(t *testing.T) {
 		avoid []string
 	}{
 		{"direct kernel boot", func(*engine.LaunchSpec) {}, []string{
-			"-machine q35,accel=tcg", "-m size=256M", "-smp cpus=2,maxcpus=4", "-no-reboot", "-S",
+			"-machine q35 -accel tcg,tb-size=64", "-m size=256M", "-smp cpus=2,maxcpus=4", "-no-reboot", "-S",
 			"-chardev socket,id=qmp,path=/run/rf/web01/qmp.sock,server=on,wait=off",
 			"-serial chardev:serial0", "-sandbox on,",
 			"-kernel /k", "-initrd /i", "-append root=/dev/vda console=ttyS0,115200"}, []string{"-cpu host", "-boot"}},
-		{"kvm uses host cpu", func(s *engine.LaunchSpec) { s.Accel = "kvm" }, []string{"accel=kvm", "-cpu host"}, nil},
+		{"kvm uses host cpu", func(s *engine.LaunchSpec) { s.Accel = "kvm" }, []string{"-accel kvm", "-cpu host"}, nil},
 		{"firmware boot", func(s *engine.LaunchSpec) {
 			s.Kernel, s.Initrd, s.Cmdline = "", "", ""
 			s.Disks = []engine.Disk{{ID: "vda", Path: "/d.img", Format: "raw"}}
@@ -76,5 +76,28 @@ func TestArgvRejects(t *testing.T) {
 		if _, err := argv("q", s); err == nil {
 			t.Errorf("accepted %+v", s)
 		}
+	}
+}
+
+// The overhead model and the argv agree on the translation buffer, and
+// the figure grows with RAM and vCPUs.
+func TestOverheadModel(t *testing.T) {
+	e := New("")
+	small := e.OverheadMiB(engine.LaunchSpec{Accel: "tcg", MemoryMiB: 128, VCPUs: 1})
+	big := e.OverheadMiB(engine.LaunchSpec{Accel: "tcg", MemoryMiB: 512, VCPUs: 2, MaxVCPUs: 2})
+	if small != tcgFixedMiB+32+8+4 || big != tcgFixedMiB+128+16+16 {
+		t.Fatalf("model: 128 MiB/1 vCPU %d, 512 MiB/2 vCPUs %d", small, big)
+	}
+	if kvm := e.OverheadMiB(engine.LaunchSpec{Accel: "kvm", MemoryMiB: 512, VCPUs: 2}); kvm >= big {
+		t.Fatalf("KVM needs no translation buffer: %d", kvm)
+	}
+	argv, err := e.Argv(engine.LaunchSpec{Name: "x", Accel: "tcg", MemoryMiB: 512, VCPUs: 1, RunDir: "/r", Kernel: "/k"})
+	if err != nil || !strings.Contains(strings.Join(argv, " "), "-accel tcg,tb-size=128") {
+		t.Fatalf("argv %v %v", argv, err)
+	}
+	// -kernel and -initrd are taken whole by QEMU: never comma-escaped.
+	argv, _ = e.Argv(engine.LaunchSpec{Name: "x", Accel: "tcg", MemoryMiB: 64, VCPUs: 1, RunDir: "/r", Kernel: "/a,b=c/k", Initrd: "/a,b/i"})
+	if s := strings.Join(argv, " "); !strings.Contains(s, "-kernel /a,b=c/k") || !strings.Contains(s, "-initrd /a,b/i") {
+		t.Fatalf("argv %s", s)
 	}
 }

@@ -34,6 +34,9 @@ type Engine struct {
 	// Launcher is the argv prefix of the program that joins cgroups and
 	// execs QEMU (launch.Prefix); needed when a LaunchSpec has CgroupProcs.
 	Launcher []string
+	// QMPTimeout bounds every monitor command that has no deadline of its
+	// own (0: qmp.DefaultTimeout).
+	QMPTimeout time.Duration
 }
 
 // New returns an engine for the given binary ("" = qemu-system-x86_64 in PATH).
@@ -138,6 +141,9 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 		}
 	}()
 	mon, err := qmp.Dial(dctx, qmpPath(s.RunDir))
+	if mon != nil {
+		mon.Timeout = e.QMPTimeout
+	}
 	if err != nil {
 		// QEMU may accept the monitor connection and then exit on a bad
 		// device; its own message is the useful error.
@@ -206,6 +212,9 @@ func (e *Engine) Attach(ctx context.Context, raw json.RawMessage) (engine.Instan
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	mon, err := qmp.Dial(dctx, qmpPath(st.RunDir))
+	if mon != nil {
+		mon.Timeout = e.QMPTimeout
+	}
 	if err != nil {
 		return nil, fmt.Errorf("re-attaching to pid %d: %w", st.PID, err)
 	}

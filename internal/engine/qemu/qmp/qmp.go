@@ -54,6 +54,10 @@ type reply struct {
 
 // Monitor is a connected QMP session.
 type Monitor struct {
+	// Timeout bounds a command whose context has no deadline (0:
+	// DefaultTimeout). Set once, right after Dial.
+	Timeout time.Duration
+
 	conn net.Conn
 	wmu  sync.Mutex
 
@@ -146,6 +150,11 @@ func (m *Monitor) readLoop(dec *json.Decoder) {
 	}
 }
 
+// DefaultTimeout bounds a command whose context has no deadline: a QEMU
+// that is stopped (SIGSTOP) or hung never answers, and no caller may wait
+// for it forever (they hold the domain's lock).
+const DefaultTimeout = 30 * time.Second
+
 // Execute runs a command. args may be nil; out, if not nil, receives the
 // "return" value.
 func (m *Monitor) Execute(ctx context.Context, cmd string, args any, out any) error {
@@ -159,6 +168,15 @@ func (m *Monitor) ExecuteFD(ctx context.Context, cmd string, args any, out any, 
 }
 
 func (m *Monitor) execute(ctx context.Context, cmd string, args any, out any, f *os.File) error {
+	if _, ok := ctx.Deadline(); !ok {
+		t := m.Timeout
+		if t <= 0 {
+			t = DefaultTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -211,6 +229,9 @@ func (m *Monitor) execute(ctx context.Context, cmd string, args any, out any, f 
 		return nil
 	case <-ctx.Done():
 		m.forget(id)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("qmp %s: QEMU did not answer in time (stopped or hung?): %w", cmd, ctx.Err())
+		}
 		return fmt.Errorf("qmp %s: %w", cmd, ctx.Err())
 	}
 }
