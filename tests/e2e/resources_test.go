@@ -211,10 +211,10 @@ func TestWeightsAndSteal(t *testing.T) {
 	}
 	burn(c1)
 	time.Sleep(2500 * time.Millisecond) // two sampler intervals
+	// Alone is measured rather than asserted small: on a busy CI host other
+	// work shares the CPU too. What Ringfence controls is the difference a
+	// heavier neighbour on the same pinned CPU makes.
 	alone := stealOf(t, e, "light")
-	if alone > 5 {
-		t.Fatalf("steal %.1f%% for a guest alone on its CPU", alone)
-	}
 	burn(c2)
 	time.Sleep(time.Second)
 	u := usage(t, 10*time.Second, p1, p2)
@@ -225,8 +225,8 @@ func TestWeightsAndSteal(t *testing.T) {
 	}
 	s := stealOf(t, e, "light")
 	t.Logf("steal while sharing: %.1f%%", s)
-	if s < 20 {
-		t.Fatalf("steal %.1f%% for a guest sharing its CPU with a heavier one", s)
+	if s < 20 || s < alone+15 {
+		t.Fatalf("steal %.1f%% for a guest sharing its CPU with a heavier one (%.1f%% alone)", s, alone)
 	}
 }
 
