@@ -7,8 +7,14 @@ SOCK=/run/ringfence/ringfence.sock
 IMG=/var/lib/ringfence/images/default
 $RF image default --dir $IMG >/dev/null
 if ! $RF info >/dev/null 2>&1; then
-  echo "==> starting ringfence serve (log: /var/log/ringfence.log)"
-  setsid $RF serve >>/var/log/ringfence.log 2>&1 < /dev/null &
+  if [ -d /run/systemd/system ]; then
+    echo "==> systemctl enable --now ringfence (make install put the units in place)"
+    systemctl enable --now ringfence ringfence-guests
+  else
+    # No systemd here: a detached daemon; SIGHUP reopens its log.
+    echo "==> starting ringfence serve (log: /var/log/ringfence.log)"
+    setsid $RF serve --log /var/log/ringfence.log >>/var/log/ringfence.log 2>&1 < /dev/null &
+  fi
   i=0; until [ -S $SOCK ] && $RF info >/dev/null 2>&1; do
     i=$((i+1)); [ $i -gt 100 ] && { echo "daemon did not start; see /var/log/ringfence.log" >&2; exit 1; }
     sleep 0.1

@@ -62,6 +62,51 @@ type DomainSpec struct {
 	RTCOffsetSec int    `json:"rtc_timeoffset,omitempty"`
 	// Accel forces "kvm" or "tcg"; empty means the host's best.
 	Accel string `json:"accel,omitempty"`
+	// Persistent (Ringfence key persistent = 1) makes `create` define the
+	// domain too: kept across stops, crashes and host reboots.
+	Persistent bool `json:"persistent,omitempty"`
+}
+
+// Autostart is when a defined domain starts at host boot.
+type Autostart struct {
+	On       bool `json:"on"`
+	Order    int  `json:"order,omitempty"`     // lower first
+	DelaySec int  `json:"delay_sec,omitempty"` // wait after starting it
+}
+
+// HostShutdownRequest ends every running domain (a host shutdown).
+type HostShutdownRequest struct {
+	TimeoutSec int    `json:"timeout_sec,omitempty"` // per guest, then destroy (default 120)
+	SaveDir    string `json:"save_dir,omitempty"`    // save them instead, restored at the next boot
+}
+
+// HostShutdownResult is what happened to each domain.
+type HostShutdownResult struct {
+	Domains map[string]string `json:"domains"`
+}
+
+// StopInfo is why a domain last stopped.
+type StopInfo struct {
+	State  string    `json:"state"` // shutdown or crashed
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+// Definition is a defined domain's stored desired state.
+type Definition struct {
+	Spec      DomainSpec  `json:"spec"`
+	Pending   *DomainSpec `json:"pending,omitempty"` // applied at the next start
+	Autostart Autostart   `json:"autostart"`
+	Saved     string      `json:"saved,omitempty"` // restored at the next start
+	LastStop  StopInfo    `json:"last_stop"`
+	Created   time.Time   `json:"created"`
+	Updated   time.Time   `json:"updated"`
+}
+
+// DefineRequest defines a domain (POST /1.0/definitions) or replaces a
+// definition (PUT /1.0/definitions/{name}).
+type DefineRequest struct {
+	Spec DomainSpec `json:"spec"`
 }
 
 // Disk is one virtual block device.
@@ -133,9 +178,11 @@ type NetworkDevice struct {
 
 // CreateRequest is the body of POST /1.0/domains.
 type CreateRequest struct {
-	Spec   DomainSpec `json:"spec"`
-	Paused bool       `json:"paused,omitempty"` // like xl create -p
-	DryRun bool       `json:"dry_run,omitempty"`
+	Spec DomainSpec `json:"spec"`
+	// Persistent defines it too (as the file's persistent = 1).
+	Persistent bool `json:"persistent,omitempty"`
+	Paused     bool `json:"paused,omitempty"` // like xl create -p
+	DryRun     bool `json:"dry_run,omitempty"`
 }
 
 // DryRun is what a dry-run create returns: the validated spec and the argv
@@ -173,6 +220,10 @@ type Domain struct {
 	// LastConsole are the console's last lines when it stopped for good
 	// (a crash loop braked).
 	LastConsole []string `json:"last_console,omitempty"`
+	// Defined: it has a stored definition (it outlives stops and host
+	// reboots); Autostart: it starts at host boot.
+	Defined   bool       `json:"defined,omitempty"`
+	Autostart *Autostart `json:"autostart,omitempty"`
 }
 
 // StartRequest starts a stopped (kept) domain again.
@@ -206,6 +257,11 @@ type HostInfo struct {
 	QEMUOverhead string `json:"qemu_overhead"`
 	// Peer is this host's peer trust (nil until `host trust`/`host join`).
 	Peer *PeerStatus `json:"peer,omitempty"`
+	// Cgroups: the version (1, 2; 0 = none), where the domains' cgroups
+	// are, and the systemd scope holding them on a systemd v2 host.
+	CgroupVersion int    `json:"cgroup_version"`
+	CgroupBase    string `json:"cgroup_base,omitempty"`
+	CgroupScope   string `json:"cgroup_scope,omitempty"`
 }
 
 // PeerStatus is this host's identity among its peers.

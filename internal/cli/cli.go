@@ -44,15 +44,23 @@ func init() {
 	verbs = []verb{
 		{"serve", "run the host daemon", "serve [--state-dir DIR] [--run-dir DIR] [--accel kvm|tcg] [--reserve-mem MiB]", runServe},
 		{"create", "create a domain from a domain file", "create FILE [-p] [-c] [--dry-run] [--json]", runCreate},
-		{"list", "list domains", "list [--json]", runList},
+		{"list", "list domains (--all: the defined stopped ones too, with why they stopped)", "list [--all] [--json] [NAME...]", runList},
 		{"console", "attach to a domain's serial console (Ctrl-] detaches)", "console NAME", runConsole},
+		{"define", "store a domain without starting it (kept across stops and host reboots)", "define FILE [--json]", runDefine},
+		{"undefine", "remove a domain's definition (a running one runs on, transient)", "undefine NAME", runUndefine},
+		{"autostart", "start a defined domain at host boot, in order", "autostart NAME on|off [--order N] [--delay SEC]", runAutostart},
+		{"log", "a domain's console (or QEMU) log, kept after it is gone", "log NAME [--qemu] [--tail BYTES]", runLog},
+		{"dmesg", "the daemon's recent log", "dmesg", runDmesg},
+		{"store", "check the daemon's store, or restore a backup (the daemon stopped)", "store check [--state-dir D] | store restore [--state-dir D] [BACKUP]", runStore},
+		{"stop", "shut a domain down (the ACPI power button; = shutdown)", "stop NAME [-w] [--force] [--timeout SEC]", runShutdown},
 		{"start", "start a stopped domain again (kept after a shutdown or crash, or stopped by the crash-loop brake)", "start NAME [-p]", runStart},
-		{"shutdown", "press the ACPI power button", "shutdown NAME [-w] [--force] [--timeout SEC]", runShutdown},
-		{"reboot", "reset a domain (it then follows on_reboot)", "reboot NAME", actionVerb("reboot")},
+		{"shutdown", "press the ACPI power button (--all: every guest, as at host shutdown)", "shutdown NAME|--all [-w] [--force] [--timeout SEC] [--save DIR]", runShutdown},
+		{"reboot", "restart a domain: the ACPI power button, then on_reboot (xl, virsh)", "reboot NAME|--all [-w] [--force] [--timeout SEC]", runReboot},
+		{"reset", "hard-reset a domain (it then follows on_reboot)", "reset NAME", actionVerb("reset")},
 		{"destroy", "terminate a domain immediately", "destroy NAME", actionVerb("destroy")},
 		{"pause", "pause a domain's vCPUs", "pause NAME", actionVerb("pause")},
 		{"unpause", "resume a paused domain", "unpause NAME", actionVerb("unpause")},
-		{"info", "host facts: CPUs, memory, accelerator, QEMU", "info [--json]", runInfo},
+		{"info", "host facts: CPUs, memory, accelerator, QEMU, cgroups, ledger; with NAME, one domain's (why it last stopped)", "info [NAME] [--json]", runInfo},
 		{"uptime", "domain uptimes", "uptime [--json] [NAME...]", runUptime},
 		{"migrate", "live-migrate a domain to another host", "migrate NAME HOST:PORT [--max-downtime MS] [--with-storage [--storage-dir DIR]] [--plain-stream] [--json] | migrate --cancel NAME", runMigrate},
 		{"host", "this host's trust among its peers: the authority, join tokens, the peer list", "host trust [--peer-name N] [--name HOST]... [--offline | --ca-from DIR] | host token [--peer-name N] [--ttl 10m] | host join TOKEN [--peer-name N] [--name HOST]... | host peers [--json] | host revoke NAME | host renew", runHost},
@@ -63,7 +71,7 @@ func init() {
 		{"mem-max", "lower the ceiling mem-set may reach", "mem-max NAME MEM", memVerb("mem-max")},
 		{"sched-credit", "show or set CPU weight and cap", "sched-credit [-d NAME] [-w WEIGHT] [-c CAP]", runSchedCredit},
 		{"vcpu-pin", "pin vCPUs to host CPUs", "vcpu-pin NAME VCPU|all CPUS", runVCPUPin},
-		{"config", "check, show or export domain files", "config check FILE... | config show FILE [--json] | config export NAME", runConfig},
+		{"config", "check, show or export domain files; update or edit a definition", "config check FILE... | config show FILE [--json] | config export NAME | config update NAME FILE | config edit NAME", runConfig},
 		{"block-attach", "add a disk to a running domain (xl disk spec)", "block-attach NAME DISKSPEC", blockVerb("block-attach", 2, func(p []string) api.BlockRequest { return api.BlockRequest{Spec: p[1]} })},
 		{"block-detach", "remove a disk attached while the domain runs", "block-detach NAME VDEV", blockVerb("block-detach", 2, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1]} })},
 		{"block-list", "a domain's disks, and what its VM has in them", "block-list NAME [--json]", runBlockList},
@@ -116,6 +124,20 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	if len(args) == 2 && args[0] == genVerb {
+		if err := runGen(stdout, args[1]); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		return 0
+	}
+	if len(args) > 0 && args[0] == daemon.HolderVerb {
+		return daemon.HolderMain()
+	}
+	if len(args) > 0 && args[0] == daemon.StoreCheckVerb {
+		// Not a user command: the daemon checks its store in a child.
+		return daemon.StoreCheckMain(args[1:])
+	}
 	if len(args) > 0 && args[0] == launch.Verb {
 		// Not a user command: the daemon's fork-exec trampoline for QEMU.
 		fmt.Fprintln(stderr, launch.Main(args[1:]))
@@ -152,13 +174,40 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "ringfence: guaranteed-resource virtual machines on KVM/QEMU, driven by Xen domain files")
+	fmt.Fprintln(w, "ringfence: guaranteed-resource virtual machines on KVM/QEMU,\ndriven by Xen domain files")
 	fmt.Fprintln(w, "\nusage: ringfence [--socket PATH] COMMAND [ARGS]\n\ncommands:")
 	vs := append([]verb(nil), verbs...)
 	sort.Slice(vs, func(i, j int) bool { return vs[i].name < vs[j].name })
+	width := 0
 	for _, v := range vs {
-		fmt.Fprintf(w, "  %-10s %s\n", v.name, v.summary)
+		width = max(width, len(v.name))
 	}
+	for _, v := range vs {
+		lines := wrapWords(v.summary, 80-2-width-1)
+		fmt.Fprintf(w, "  %-*s %s\n", width, v.name, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(w, "  %-*s %s\n", width, "", l)
+		}
+	}
+}
+
+// wrapWords folds text into lines of at most n columns (a longer word
+// gets a line of its own), so help fits an 80-column terminal.
+func wrapWords(text string, n int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) <= n:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	return append(lines, line)
 }
 
 type usageError struct{ msg string }

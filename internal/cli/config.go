@@ -3,16 +3,18 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"os"
+	"os/exec"
 
 	"github.com/ringfence/ringfence/internal/api"
 
 	"github.com/ringfence/ringfence/internal/config"
 )
 
-// runConfig is `ringfence config check|show|export`.
+// runConfig is `ringfence config check|show|export|update|edit`.
 func runConfig(e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError{"expected check, show or export"}
+		return usageError{"expected check, show, export, update or edit"}
 	}
 	switch args[0] {
 	case "check":
@@ -21,6 +23,10 @@ func runConfig(e *env, args []string) error {
 		return configShow(e, args[1:])
 	case "export":
 		return configExport(e, args[1:])
+	case "update":
+		return configUpdate(e, args[1:])
+	case "edit":
+		return configEdit(e, args[1:])
 	}
 	return usageError{fmt.Sprintf("unknown config command %q", args[0])}
 }
@@ -80,12 +86,103 @@ func configExport(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := e.client().Get(ctx(), names[0])
+	text, err := exportText(e, names[0])
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "# exported by ringfence from domain %s (id %d)\n", d.Spec.Name, d.ID)
-	fmt.Fprint(e.stdout, config.Format(d.Spec))
+	fmt.Fprint(e.stdout, text)
+	return nil
+}
+
+// exportText is a domain as a domain file: a defined domain's definition
+// (the next start's, with a pending update), else the spec it runs with.
+func exportText(e *env, name string) (string, error) {
+	c := e.client()
+	d, err := c.Get(ctx(), name)
+	if err != nil {
+		return "", err
+	}
+	if d.Defined {
+		def, err := c.Definition(ctx(), name)
+		if err != nil {
+			return "", err
+		}
+		spec, note := def.Spec, ""
+		if def.Pending != nil {
+			spec, note = *def.Pending, " (an update waiting for its next start)"
+		}
+		return fmt.Sprintf("# exported by ringfence: the definition of %s%s\n%s", name, note, config.Format(spec)), nil
+	}
+	return fmt.Sprintf("# exported by ringfence from domain %s (id %d)\n%s", d.Spec.Name, d.ID, config.Format(d.Spec)), nil
+}
+
+// configUpdate replaces a defined domain's definition from a file.
+func configUpdate(e *env, args []string) error {
+	fs := flag.NewFlagSet("config update", flag.ContinueOnError)
+	pos, err := parse(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	return updateFrom(e, pos[0], pos[1])
+}
+
+func updateFrom(e *env, name, file string) error {
+	spec, err := loadFile(e, file)
+	if err != nil {
+		return err
+	}
+	def, err := e.client().UpdateDefinition(ctx(), name, spec)
+	if err != nil {
+		return err
+	}
+	if def.Pending != nil {
+		fmt.Fprintf(e.stderr, "%s's definition is updated; it runs on with the old one until its next start (ringfence shutdown, then start)\n", name)
+	} else {
+		fmt.Fprintf(e.stderr, "%s's definition is updated; its next start uses it\n", name)
+	}
+	return nil
+}
+
+// configEdit opens a defined domain's domain file in $EDITOR and applies
+// it when saved; a file with errors is kept (and nothing changed).
+func configEdit(e *env, args []string) error {
+	fs := flag.NewFlagSet("config edit", flag.ContinueOnError)
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	text, err := exportText(e, pos[0])
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp("", pos[0]+"-*.cfg")
+	if err != nil {
+		return err
+	}
+	f.WriteString(text)
+	f.Close()
+	editor := os.Getenv("VISUAL")
+	if editor == "" {
+		editor = os.Getenv("EDITOR")
+	}
+	if editor == "" {
+		editor = "vi"
+	}
+	cmd := exec.Command("sh", "-c", editor+` "$1"`, "editor", f.Name())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("the editor (%s) failed: %w; the file is %s", editor, err, f.Name())
+	}
+	after, _ := os.ReadFile(f.Name())
+	if string(after) == text {
+		os.Remove(f.Name())
+		fmt.Fprintln(e.stderr, "no change")
+		return nil
+	}
+	if err := updateFrom(e, pos[0], f.Name()); err != nil {
+		return fmt.Errorf("%w\nnothing changed; your edit is kept in %s", err, f.Name())
+	}
+	os.Remove(f.Name())
 	return nil
 }
 

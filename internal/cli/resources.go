@@ -75,7 +75,7 @@ func runSchedCredit(e *env, args []string) error {
 	if *name != "" {
 		names = []string{*name}
 	}
-	ds, err := listDomains(e, names)
+	ds, err := listDomains(e, names, false)
 	if err != nil {
 		return err
 	}

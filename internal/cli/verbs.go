@@ -2,12 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,6 +33,11 @@ func runServe(e *env, args []string) error {
 	var roots multiFlag
 	fs.Var(&roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest a client may take to send one request")
+	fs.StringVar(&cfg.LogFile, "log", "", "the daemon's log file (default stderr; SIGHUP reopens it)")
+	fs.StringVar(&cfg.LogDir, "log-dir", "", "the domains' logs, NAME/{console,qemu}.log (default /var/log/ringfence, or STATE-DIR/log with --state-dir)")
+	fs.DurationVar(&cfg.LogRetention, "log-retention", 30*24*time.Hour, "how long the logs of domains that are gone are kept")
+	fs.StringVar(&cfg.AutoDir, "auto-dir", "", "domain files defined and started at host boot (default /etc/ringfence/auto for the default state dir)")
+	fs.StringVar(&cfg.BootIDFile, "boot-id-file", "", "read the host's boot id here instead of the kernel's (tests of a host reboot)")
 	fs.DurationVar(&cfg.QMPTimeout, "qmp-timeout", 30*time.Second, "longest wait for QEMU to answer one monitor command (a stopped or hung QEMU)")
 	fs.IntVar(&cfg.RestartLimit, "restart-limit", 5, "restarts a guest may cause (crashes, its own resets) within --restart-window before it is kept stopped")
 	fs.DurationVar(&cfg.RestartWindow, "restart-window", 10*time.Minute, "the window of --restart-limit")
@@ -39,8 +46,22 @@ func runServe(e *env, args []string) error {
 	fs.Float64Var(&cfg.VCPURatio, "vcpu-ratio", 1, "vCPUs each host CPU may carry (1 = none oversold)")
 	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", false, "run without per-domain cgroups (nothing is enforced; development only)")
 	fs.IntVar(&cfg.ReserveMiB, "reserve-mem", 0, "host memory kept from domains in MiB (default 10%, >= 512)")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the daemon's log level: debug, info, warn or error")
+	conf := fs.String("config", "", "the host's settings, in domain-file syntax (default "+DefaultHostConf+" when --state-dir is not given); flags override it")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
+	}
+	confPath, stateGiven := *conf, false
+	fs.Visit(func(f *flag.Flag) { stateGiven = stateGiven || f.Name == "state-dir" })
+	if confPath == "" && !stateGiven {
+		if _, err := os.Stat(DefaultHostConf); err == nil {
+			confPath = DefaultHostConf
+		}
+	}
+	if confPath != "" {
+		if err := applyHostConf(fs, confPath); err != nil {
+			return err
+		}
 	}
 	for _, r := range roots {
 		cfg.DiskRoots = append(cfg.DiskRoots, strings.Split(r, ",")...)
@@ -129,11 +150,12 @@ func shellQuote(argv []string) string {
 func runList(e *env, args []string) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
+	all := fs.Bool("all", false, "the defined domains that are stopped too")
 	names, err := parse(fs, args, 0, -1)
 	if err != nil {
 		return err
 	}
-	ds, err := listDomains(e, names)
+	ds, err := listDomains(e, names, *all)
 	if err != nil {
 		return err
 	}
@@ -180,8 +202,12 @@ func runStart(e *env, args []string) error {
 
 // listDomains fetches the domains, keeping only names when any are given
 // (an unknown name is an error, as in xl).
-func listDomains(e *env, names []string) ([]api.Domain, error) {
-	ds, err := e.client().List(ctx())
+func listDomains(e *env, names []string, all bool) ([]api.Domain, error) {
+	list := e.client().List
+	if all || len(names) > 0 {
+		list = e.client().ListAll
+	}
+	ds, err := list(ctx())
 	if err != nil || len(names) == 0 {
 		return ds, err
 	}
@@ -296,17 +322,75 @@ func consoleLoop(e *env, conn io.ReadWriteCloser) error {
 	return nil
 }
 
-func runShutdown(e *env, args []string) error {
-	fs := flag.NewFlagSet("shutdown", flag.ContinueOnError)
-	wait := fs.Bool("w", false, "wait for the domain to shut down")
-	force := fs.Bool("force", false, "destroy the domain if it has not shut down after --timeout")
+func runShutdown(e *env, args []string) error { return powerVerb(e, "shutdown", args) }
+
+func runReboot(e *env, args []string) error { return powerVerb(e, "reboot", args) }
+
+// powerVerb is shutdown and reboot: one domain, or --all (for shutdown,
+// the host's own shutdown: every guest at once, destroyed after the
+// timeout, or saved with --save DIR and restored at the next boot).
+func powerVerb(e *env, verb string, args []string) error {
+	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
+	wait := fs.Bool("w", false, "wait until it is done")
+	force := fs.Bool("force", false, "after --timeout: destroy it (shutdown) or reset it (reboot)")
 	fs.BoolVar(force, "F", false, "same as --force")
 	timeout := fs.Int("timeout", 60, "seconds to wait with -w or --force")
-	pos, err := parse(fs, args, 1, 1)
+	all := fs.Bool("all", false, "every running domain")
+	fs.BoolVar(all, "a", false, "same as --all")
+	saveDir := fs.String("save", "", "with shutdown --all: save each guest into DIR instead (restored at the next boot)")
+	pos, err := parse(fs, args, 0, 1)
 	if err != nil {
 		return err
 	}
-	return e.client().Action(ctx(), pos[0], "shutdown", api.ShutdownRequest{Wait: *wait, Force: *force, TimeoutSec: *timeout})
+	if *all == (len(pos) == 1) {
+		return usageError{"give one domain, or --all"}
+	}
+	req := api.ShutdownRequest{Wait: *wait, Force: *force, TimeoutSec: *timeout}
+	if !*all {
+		return e.client().Action(ctx(), pos[0], verb, req)
+	}
+	if verb == "shutdown" {
+		dir := *saveDir
+		if dir != "" {
+			if dir, err = filepath.Abs(dir); err != nil {
+				return err
+			}
+		}
+		res, err := e.client().HostShutdown(ctx(), api.HostShutdownRequest{TimeoutSec: *timeout, SaveDir: dir})
+		if err != nil {
+			return err
+		}
+		names := make([]string, 0, len(res.Domains))
+		for name := range res.Domains {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		bad := 0
+		for _, name := range names {
+			what := res.Domains[name]
+			fmt.Fprintf(e.stdout, "%s: %s\n", name, what)
+			if strings.HasPrefix(what, "could not") {
+				bad++
+			}
+		}
+		if bad > 0 {
+			return fmt.Errorf("%d of %d domains could not be stopped", bad, len(names))
+		}
+		return nil
+	}
+	ds, err := e.client().List(ctx())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range ds {
+		if d.PID != 0 {
+			if err := e.client().Action(ctx(), d.Spec.Name, verb, req); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", d.Spec.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func actionVerb(action string) func(*env, []string) error {
@@ -323,8 +407,12 @@ func actionVerb(action string) func(*env, []string) error {
 func runInfo(e *env, args []string) error {
 	fs := flag.NewFlagSet("info", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args, 0, 0); err != nil {
+	pos, err := parse(fs, args, 0, 1)
+	if err != nil {
 		return err
+	}
+	if len(pos) == 1 {
+		return domainInfo(e, pos[0], *asJSON)
 	}
 	h, err := e.client().Host(ctx())
 	if err != nil {
@@ -344,6 +432,14 @@ func runInfo(e *env, args []string) error {
 	row("qemu_version", h.QEMUVersion)
 	row("ringfence_version", h.Version)
 	row("state_dir", h.StateDir)
+	switch {
+	case h.CgroupVersion == 0:
+		row("cgroups", "none (--no-cgroups: nothing is enforced)")
+	case h.CgroupScope != "":
+		row("cgroups", fmt.Sprintf("v%d, %s (systemd scope %s)", h.CgroupVersion, h.CgroupBase, h.CgroupScope))
+	default:
+		row("cgroups", fmt.Sprintf("v%d, %s", h.CgroupVersion, h.CgroupBase))
+	}
 	row("domains", h.Domains)
 	row("ledger_total", h.Ledger.TotalMiB)
 	row("ledger_reserved", h.Ledger.ReservedMiB)
@@ -365,6 +461,57 @@ func runInfo(e *env, args []string) error {
 	} else {
 		row("peer_name", "none (`ringfence host trust` or `host join TOKEN`)")
 	}
+	for _, warn := range h.Warnings {
+		row("WARNING", warn)
+	}
+	return w.Flush()
+}
+
+// domainInfo is `info NAME`: one domain's facts, its definition's, and
+// why it last stopped (also for a stopped defined domain).
+func domainInfo(e *env, name string, asJSON bool) error {
+	ds, err := e.client().ListAll(ctx())
+	if err != nil {
+		return err
+	}
+	var d *api.Domain
+	for i := range ds {
+		if ds[i].Spec.Name == name {
+			d = &ds[i]
+		}
+	}
+	if d == nil {
+		return fmt.Errorf("no domain named %q (ringfence list --all)", name)
+	}
+	if asJSON {
+		return printJSON(e.stdout, d)
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 0, 1, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(w, "%s\t: %v\n", k, v) }
+	row("name", d.Spec.Name)
+	row("state", fmt.Sprintf("%s (%s)", d.State, d.Flags))
+	if d.PID != 0 {
+		row("id", d.ID)
+		row("pid", d.PID)
+		row("started", d.StartedAt.UTC().Format(time.RFC3339))
+		row("taps", strings.Join(d.Taps, " "))
+	}
+	row("memory", fmt.Sprintf("%d MiB (maxmem %d)", d.Spec.MemoryMiB, d.Spec.MaxMemMiB))
+	row("vcpus", d.Spec.VCPUs)
+	kind := "transient (created: gone once it ends)"
+	if d.Defined {
+		kind = "defined (kept across stops and host reboots)"
+	}
+	row("kind", kind)
+	if a := d.Autostart; a != nil && a.On {
+		row("autostart", fmt.Sprintf("on, order %d, delay %d s", a.Order, a.DelaySec))
+	}
+	if d.LastReason != "" {
+		row("last_stop", d.LastReason)
+	}
+	for _, l := range d.LastConsole {
+		row("  console", l)
+	}
 	return w.Flush()
 }
 
@@ -375,7 +522,7 @@ func runUptime(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ds, err := listDomains(e, names)
+	ds, err := listDomains(e, names, false)
 	if err != nil {
 		return err
 	}

@@ -121,10 +121,75 @@ func (c *Client) Host(ctx context.Context) (api.HostInfo, error) {
 	return h, c.do(ctx, "GET", "/host", nil, &h)
 }
 
-// List returns every domain.
+// List returns the domains that run or are kept.
 func (c *Client) List(ctx context.Context) ([]api.Domain, error) {
 	var ds []api.Domain
 	return ds, c.do(ctx, "GET", "/domains", nil, &ds)
+}
+
+// ListAll returns every domain, the defined stopped ones too.
+func (c *Client) ListAll(ctx context.Context) ([]api.Domain, error) {
+	var ds []api.Domain
+	return ds, c.do(ctx, "GET", "/domains?all=1", nil, &ds)
+}
+
+// Define stores a domain without starting it.
+func (c *Client) Define(ctx context.Context, spec api.DomainSpec) (api.Domain, error) {
+	var d api.Domain
+	return d, c.do(ctx, "POST", "/definitions", api.DefineRequest{Spec: spec}, &d)
+}
+
+// Definition returns a defined domain's definition.
+func (c *Client) Definition(ctx context.Context, name string) (api.Definition, error) {
+	var d api.Definition
+	return d, c.do(ctx, "GET", "/definitions/"+seg(name), nil, &d)
+}
+
+// UpdateDefinition replaces a definition (applied at the next start when
+// the domain runs).
+func (c *Client) UpdateDefinition(ctx context.Context, name string, spec api.DomainSpec) (api.Definition, error) {
+	var d api.Definition
+	return d, c.do(ctx, "PUT", "/definitions/"+seg(name), api.DefineRequest{Spec: spec}, &d)
+}
+
+// Undefine removes a definition.
+func (c *Client) Undefine(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/definitions/"+seg(name), nil, nil)
+}
+
+// SetAutostart sets a defined domain's start at host boot.
+func (c *Client) SetAutostart(ctx context.Context, name string, a api.Autostart) (api.Definition, error) {
+	var d api.Definition
+	return d, c.do(ctx, "PUT", "/definitions/"+seg(name)+"/autostart", a, &d)
+}
+
+// Log returns a domain's console or QEMU log (its last tail bytes).
+func (c *Client) Log(ctx context.Context, name, which string, tail int) ([]byte, error) {
+	if err := checkPath("/logs/" + name); err != nil {
+		return nil, err
+	}
+	resp, err := c.send(ctx, "GET", fmt.Sprintf("/logs/%s?file=%s&tail=%d", seg(name), url.QueryEscape(which), tail), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// HostShutdown ends every running domain (host shutdown).
+func (c *Client) HostShutdown(ctx context.Context, req api.HostShutdownRequest) (api.HostShutdownResult, error) {
+	var out api.HostShutdownResult
+	return out, c.do(ctx, "POST", "/host/shutdown", req, &out)
+}
+
+// HostLog returns the daemon's recent log.
+func (c *Client) HostLog(ctx context.Context) ([]byte, error) {
+	resp, err := c.send(ctx, "GET", "/host/log", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
 }
 
 // Get returns one domain.

@@ -23,6 +23,9 @@ func Format(s api.DomainSpec) string {
 		kv("uuid", quote(s.UUID))
 	}
 	kv("type", quote(s.Type))
+	if s.Persistent {
+		kv("persistent", "1")
+	}
 	kv("memory", fmt.Sprint(s.MemoryMiB))
 	kv("maxmem", fmt.Sprint(s.MaxMemMiB))
 	kv("vcpus", fmt.Sprint(s.VCPUs))

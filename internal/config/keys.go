@@ -80,7 +80,13 @@ var keys = map[string]keyRule{
 	}},
 	"rtc_timeoffset": {"RTC offset from UTC in seconds", func(d *decoder, v Value) error { return num(v, &d.spec.RTCOffsetSec, -1<<31, 1<<31-1) }},
 	"disk":           {"list of disk specs", decodeDisks},
-	"vif":            {"list of vif specs", decodeVifs},
+	"persistent": {"Ringfence: 1 = create also defines it (kept across stops and host reboots)", func(d *decoder, v Value) error {
+		var n int
+		err := num(v, &n, 0, 1)
+		d.spec.Persistent = n == 1
+		return err
+	}},
+	"vif": {"list of vif specs", decodeVifs},
 }
 
 // ignored are keys a hosting admin uses that mean nothing under Ringfence

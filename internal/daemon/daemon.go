@@ -62,6 +62,17 @@ type Config struct {
 	// DiskRoots, when set, are the only directories file disks, kernels,
 	// ramdisks, media and pools may be in.
 	DiskRoots []string
+	// LogFile is the daemon's log ("" = stderr); LogDir holds the
+	// domains' logs; LogRetention keeps those of gone domains (0: 30 days).
+	LogFile      string
+	LogLevel     string // debug, info, warn, error
+	LogDir       string
+	LogRetention time.Duration
+	// BootIDFile overrides the kernel's boot id (tests of a host reboot).
+	BootIDFile string
+	// AutoDir holds domain files defined and started at host boot ("" =
+	// /etc/ringfence/auto for the default state dir, else none).
+	AutoDir string
 	// QMPTimeout bounds a monitor command (0: 30 s): a stopped or hung
 	// QEMU never holds an operation (and the domain's lock) longer.
 	QMPTimeout time.Duration
@@ -79,6 +90,8 @@ type Config struct {
 const (
 	DefaultStateDir = "/var/lib/ringfence"
 	DefaultRunDir   = "/run/ringfence"
+	DefaultLogDir   = "/var/log/ringfence"
+	DefaultAutoDir  = "/etc/ringfence/auto"
 )
 
 // SocketPath returns the API socket for a run dir.
@@ -86,16 +99,17 @@ func SocketPath(runDir string) string { return filepath.Join(runDir, "ringfence.
 
 // Server is a running daemon.
 type Server struct {
-	trust  *peer.Trust
-	ledger *host.Ledger
-	pools  *storage.Pools
-	nets   *netmgr.Manager
-	cfg    Config
-	mgr    *domain.Manager
-	st     store.Store
-	info   api.HostInfo
-	accel  host.Accel
-	log    *slog.Logger
+	logRing *logSink
+	trust   *peer.Trust
+	ledger  *host.Ledger
+	pools   *storage.Pools
+	nets    *netmgr.Manager
+	cfg     Config
+	mgr     *domain.Manager
+	st      store.Store
+	info    api.HostInfo
+	accel   host.Accel
+	log     *slog.Logger
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -109,7 +123,17 @@ func Run(cfg Config) error {
 	if cfg.Socket == "" {
 		cfg.Socket = SocketPath(cfg.RunDir)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	sink, err := newLogSink(cfg.LogFile)
+	if err != nil {
+		return fmt.Errorf("the daemon's log %s: %w", cfg.LogFile, err)
+	}
+	var level slog.Level
+	if cfg.LogLevel != "" {
+		if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+			return fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
 	// QEMUs we start are our children; re-parented ones (after a restart)
 	// come to us as subreaper so they are reaped at once, not every few
 	// seconds by PID 1.
@@ -126,7 +150,7 @@ func Run(cfg Config) error {
 		return err
 	}
 	defer unlock()
-	st, err := store.OpenBolt(filepath.Join(cfg.StateDir, "state.db"))
+	st, err := openStore(cfg.StateDir, log)
 	if err != nil {
 		return err
 	}
@@ -175,7 +199,7 @@ func Run(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("%w: resources cannot be guaranteed without cgroups (--no-cgroups runs without them)", err)
 		}
-		log.Info("cgroups", "version", cgroups.Version)
+		log.Info("cgroups", "version", cgroups.Version, "base", cgroups.Base(), "scope", cgroups.Scope)
 	}
 	qemuIDs := host.DefaultIDRange
 	if cfg.QEMUIDs != "" {
@@ -194,19 +218,33 @@ func Run(cfg Config) error {
 		return err
 	}
 	chains := storage.NewChains(st)
+	logDir := cfg.LogDir
+	if logDir == "" {
+		logDir = DefaultLogDir
+		if abs, _ := filepath.Abs(cfg.StateDir); abs != DefaultStateDir {
+			logDir = filepath.Join(cfg.StateDir, "log")
+		}
+	}
+	if err := writableDir(logDir); err != nil {
+		return fmt.Errorf("the domains' log dir cannot be written: %w; give a writable one (serve --log-dir, log_dir in %s)", err, "/etc/ringfence/ringfence.conf")
+	}
 	nets, err := netmgr.New(context.Background(), st, log)
 	if err != nil {
 		return fmt.Errorf("loading networks: %w", err)
 	}
 	mgr := domain.New(domain.Options{Networks: nets, Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, QEMUIDs: qemuIDs,
 		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, StateDir: cfg.StateDir, Policy: policy, Chains: chains,
+		LogDir: logDir, LogRetention: cfg.LogRetention, BootIDFile: cfg.BootIDFile, AutoDir: autoDir(cfg),
 		RestartLimit: cfg.RestartLimit, RestartWindow: cfg.RestartWindow})
 	hn, _ := os.Hostname()
-	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, info: api.HostInfo{
+	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, logRing: sink, info: api.HostInfo{
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
 		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: Version, StateDir: cfg.StateDir,
 		QEMUOverhead: overheadModel(eng, accel.Name, cfg.OverheadMiB),
 	}}
+	if cgroups != nil {
+		s.info.CgroupVersion, s.info.CgroupBase, s.info.CgroupScope = cgroups.Version, cgroups.Base(), cgroups.Scope
+	}
 	s.pools = storage.NewPools(st, mgr.DiskUsers)
 	s.pools.Chains = chains
 	s.pools.Policy = policy
@@ -226,8 +264,26 @@ func Run(cfg Config) error {
 	defer os.Remove(cfg.Socket)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reopens the log (logrotate), never ends the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := sink.Reopen(); err != nil {
+				log.Error("reopening the log", "err", err)
+			} else {
+				log.Info("log reopened (SIGHUP)")
+			}
+		}
+	}()
 	if err := mgr.Recover(ctx); err != nil {
 		return err
+	}
+	// Read whole: now it is worth a backup.
+	if b, err := st.Backup(cfg.StateDir); err != nil {
+		log.Warn("backing up the store", "err", err)
+	} else {
+		log.Info("store read whole and backed up", "backup", b)
 	}
 	defer nets.Close()
 	if err := nets.Sync(); err != nil {
@@ -256,6 +312,9 @@ func Run(cfg Config) error {
 		srv.Shutdown(sctx)
 	}()
 	log.Info("serving", "socket", cfg.Socket, "state", cfg.StateDir, "domains", mgr.Count())
+	go mgr.BootPhase(ctx)
+	sdNotify("READY=1")
+	defer sdNotify("STOPPING=1")
 	// Root's own socket: one source, the same cap and timeouts.
 	if err := srv.Serve(newGuardedListener(raw, "api", maxConns, maxConns, log)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -295,6 +354,56 @@ func overheadModel(e engine.OverheadEstimator, accel string, fixed int) string {
 		return fmt.Sprintf("%d MiB per domain (serve --qemu-overhead)", fixed)
 	}
 	return e.OverheadModel(accel)
+}
+
+// writableDir makes dir if needed and proves a file can be made in it
+// (a read-only mount or a file in its place fails here, at start, rather
+// than at the first guest's log).
+func writableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// openStore checks the store file in a child process (a damaged file
+// faults or panics inside bbolt), refuses a damaged one (nothing is
+// started or stopped: its guests may run) naming the backup to restore,
+// and opens a good one. It is backed up once recovery has read it whole.
+func openStore(stateDir string, log *slog.Logger) (*store.Bolt, error) {
+	path := filepath.Join(stateDir, "state.db")
+	if _, err := os.Stat(path); err == nil {
+		self, _ := os.Executable()
+		if err := store.CheckIsolated(self, path); err != nil {
+			fix := "no backup exists: restore a copy of your own, or move it away to start empty (every domain would be forgotten; running guests would be left alone)"
+			if b := store.Backups(stateDir); len(b) > 0 {
+				fix = fmt.Sprintf("restore the newest good backup: `ringfence store restore --state-dir %s` (it checks it first; %d backups in %s)", stateDir, len(b), store.BackupDir(stateDir))
+			}
+			return nil, fmt.Errorf("the store %s is damaged: %v. The daemon did not start, and touched no guest. %s", path, err, fix)
+		}
+	} else if b := store.Backups(stateDir); len(b) > 0 {
+		// A store that vanished while its backups remain was deleted or
+		// lost, not never made: starting empty would forget every domain.
+		return nil, fmt.Errorf("the store %s is missing, but %d backups of it exist in %s. The daemon did not start, and touched no guest. Restore the newest good one: `ringfence store restore --state-dir %s`", path, len(b), store.BackupDir(stateDir), stateDir)
+	}
+	return store.OpenBolt(path)
+}
+
+// autoDir is the directory of domain files started at host boot: the
+// configured one, else /etc/ringfence/auto for the host's own daemon.
+func autoDir(cfg Config) string {
+	if cfg.AutoDir != "" {
+		return cfg.AutoDir
+	}
+	if abs, _ := filepath.Abs(cfg.StateDir); abs == DefaultStateDir {
+		return DefaultAutoDir
+	}
+	return ""
 }
 
 // diskPolicy is the host's rule for what may become a guest's disk, boot
@@ -376,6 +485,7 @@ func (s *Server) hostInfo(w http.ResponseWriter, r *http.Request) {
 	info.Domains = s.mgr.Count()
 	info.Ledger = s.ledger.Snapshot()
 	info.Peer = s.trust.Status()
+	info.Warnings = s.mgr.HostWarnings()
 	reply(w, info, nil)
 }
 

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/domain"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // route is one row of the API: method and path (under /1.0), who may call
@@ -39,7 +41,38 @@ func (s *Server) routes() []route {
 	rs := []route{
 		{"GET", "/host", Admin, s.hostInfo},
 		{"GET", "/stats", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.mgr.Stats(), nil) }},
-		{"GET", "/domains", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.mgr.List(), nil) }},
+		{"GET", "/domains", Admin, func(w http.ResponseWriter, r *http.Request) {
+			reply(w, s.mgr.List(r.URL.Query().Get("all") == "1"), nil)
+		}},
+		{"POST", "/definitions", Admin, handle(func(r *http.Request, req api.DefineRequest) (any, error) { return s.mgr.Define(r.Context(), req.Spec) })},
+		{"GET", "/definitions/{name}", Admin, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.mgr.Definition(r.PathValue("name"))
+			reply(w, out, err)
+		}},
+		{"PUT", "/definitions/{name}", Admin, handle(func(r *http.Request, req api.DefineRequest) (any, error) {
+			return s.mgr.UpdateDefinition(r.Context(), r.PathValue("name"), req.Spec)
+		})},
+		{"DELETE", "/definitions/{name}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+			return struct{}{}, s.mgr.Undefine(r.Context(), r.PathValue("name"))
+		})},
+		{"PUT", "/definitions/{name}/autostart", Admin, handle(func(r *http.Request, req api.Autostart) (any, error) {
+			return s.mgr.SetAutostart(r.Context(), r.PathValue("name"), req)
+		})},
+		{"GET", "/logs/{name}", Admin, s.domainLog},
+		{"POST", "/host/shutdown", Admin, handle(func(r *http.Request, req api.HostShutdownRequest) (any, error) {
+			if req.SaveDir != "" {
+				if err := s.pools.Policy.Check(storage.UseNew, filepath.Join(req.SaveDir, "x.save")); err != nil {
+					return nil, err
+				}
+			}
+			res := s.mgr.HostShutdown(r.Context(), req)
+			s.log.Info("host shutdown: every domain ended", "domains", len(res.Domains))
+			return res, nil
+		})},
+		{"GET", "/host/log", Admin, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write(s.logRing.Bytes())
+		}},
 		{"POST", "/domains", Admin, s.createDomain},
 		{"GET", d, Admin, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.Get(r.PathValue("name"))
@@ -52,7 +85,10 @@ func (s *Server) routes() []route {
 		{"POST", d + "/start", Admin, handle(func(r *http.Request, req api.StartRequest) (any, error) {
 			return s.mgr.Start(r.Context(), r.PathValue("name"), req.Paused)
 		})},
-		{"POST", d + "/reboot", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Reboot(r.Context(), name) })},
+		{"POST", d + "/reboot", Admin, domainAction(s, func(r *http.Request, name string, req api.ShutdownRequest) error {
+			return s.mgr.Reboot(r.Context(), name, req)
+		})},
+		{"POST", d + "/reset", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Reset(r.Context(), name) })},
 		{"POST", d + "/destroy", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Destroy(r.Context(), name) })},
 		{"POST", d + "/pause", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Pause(r.Context(), name) })},
 		{"POST", d + "/unpause", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Unpause(r.Context(), name) })},

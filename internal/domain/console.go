@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -28,14 +30,38 @@ type Console struct {
 
 func newConsole(logPath string) *Console {
 	c := &Console{logPath: logPath, subs: map[chan []byte]struct{}{}}
-	// Reload history written by an earlier daemon.
+	// Reload the history an earlier daemon wrote: this domain's, after
+	// the mark of its creation (the log keeps earlier domains' too).
 	if b, err := os.ReadFile(logPath); err == nil {
+		if i := bytes.LastIndex(b, []byte(consoleMark)); i >= 0 {
+			if j := bytes.IndexByte(b[i:], '\n'); j >= 0 {
+				b = b[i+j+1:]
+			}
+		}
 		if len(b) > ConsoleHistory {
 			b = b[len(b)-ConsoleHistory:]
 		}
 		c.ring = b
-		c.logSize = int64(len(b))
 	}
+	if fi, err := os.Stat(logPath); err == nil {
+		c.logSize = fi.Size()
+	}
+	return c
+}
+
+// consoleMark starts the line written to a console log when a new domain
+// of that name is made: the history replayed to viewers starts after it,
+// while the log (`ringfence log`) keeps what came before.
+const consoleMark = "=== ringfence: a new domain "
+
+// freshConsole is the console of a new domain (create, define, restore,
+// an incoming migration): no history yet, and the mark in its log.
+func freshConsole(logPath, name string) *Console {
+	c := &Console{logPath: logPath, subs: map[chan []byte]struct{}{}}
+	if fi, err := os.Stat(logPath); err == nil {
+		c.logSize = fi.Size()
+	}
+	c.writeLog([]byte(fmt.Sprintf("\r\n%s%q (%s) ===\r\n", consoleMark, name, time.Now().UTC().Format(time.RFC3339))))
 	return c
 }
 
@@ -99,15 +125,16 @@ func (c *Console) append(p []byte) {
 	}
 }
 
-// writeLog appends to console.log, compacting it to the ring when it grows
-// past twice the history so a chatty guest cannot fill the disk.
+// consoleLogMax is where console.log is rotated to console.log.1 (one
+// generation kept), so a chatty guest cannot fill the disk.
+const consoleLogMax = 4 << 20
+
+// writeLog appends to console.log, rotating it when it is full.
 func (c *Console) writeLog(p []byte) {
-	if c.logSize+int64(len(p)) > 2*ConsoleHistory {
-		tmp := c.logPath + ".tmp"
-		if os.WriteFile(tmp, c.ring, 0o600) == nil && os.Rename(tmp, c.logPath) == nil {
-			c.logSize = int64(len(c.ring))
+	if c.logSize+int64(len(p)) > consoleLogMax {
+		if os.Rename(c.logPath, c.logPath+".1") == nil {
+			c.logSize = 0
 		}
-		return
 	}
 	f, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

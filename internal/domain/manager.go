@@ -26,6 +26,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
+	"github.com/ringfence/ringfence/internal/crashpoint"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/names"
@@ -63,6 +64,37 @@ type record struct {
 	Restarts []time.Time `json:"restarts,omitempty"`
 	// LastConsole are the console's last lines when it stopped for good.
 	LastConsole []string `json:"last_console,omitempty"`
+	// Starting is the incarnation being started, written before anything
+	// is made on the host and cleared once its vCPUs run: a daemon killed
+	// in between finds what to clean up or to finish (see recoverStart).
+	Starting *startIntent `json:"starting,omitempty"`
+	// Ending is what was decided for an incarnation that ended (its
+	// on_* action), written before it is carried out.
+	Ending *endIntent `json:"ending,omitempty"`
+}
+
+// startKind says why an incarnation starts, which decides what a daemon
+// that finds it interrupted does: a restart is finished, a create undone.
+type startKind string
+
+const (
+	kindCreate  startKind = "create"  // create, clone, import
+	kindRestore startKind = "restore" // from a save file
+	kindMigrate startKind = "migrate" // an incoming live migration
+	kindStart   startKind = "start"   // a kept domain started again
+	kindRestart startKind = "restart" // on_reboot/on_crash restart
+)
+
+type startIntent struct {
+	Kind   startKind `json:"kind"`
+	ID     int       `json:"id"`
+	Taps   []string  `json:"taps,omitempty"`
+	Resume bool      `json:"resume"` // its vCPUs are to run once it is up
+}
+
+type endIntent struct {
+	Action string `json:"action"`
+	State  string `json:"state"`
 }
 
 type dom struct {
@@ -92,6 +124,16 @@ type dom struct {
 	// is a destroy, not a crash.
 	live       atomic.Pointer[liveInst]
 	destroying atomic.Bool
+	// hostStop is set while a host shutdown ends the domain: however it
+	// ends (power button or destroy after the timeout) it is kept,
+	// stopped, even a transient one: the host went down, not the guest.
+	hostStop atomic.Bool
+	// def is the stored definition of a defined domain (nil: transient).
+	def *definition
+	// stray are the pids of a QEMU of this domain that runs but could not
+	// be re-attached: reported, holding its resources, killed only by an
+	// explicit destroy.
+	stray []int
 }
 
 type liveInst struct{ engine.Instance }
@@ -135,6 +177,17 @@ type Options struct {
 	// Chains knows the overlays Ringfence made: their bases are never
 	// opened for writing.
 	Chains *storage.Chains
+	// LogDir holds each domain's logs (LogDir/NAME/{console,qemu}.log);
+	// LogRetention is how long those of domains that are gone are kept
+	// (0: 30 days).
+	LogDir       string
+	LogRetention time.Duration
+	// BootIDFile is where the kernel's boot id is read ("" = /proc/sys/
+	// kernel/random/boot_id); tests point it at a file they change.
+	BootIDFile string
+	// AutoDir holds domain files defined and started at host boot
+	// (xl's /etc/xen/auto); "" = none.
+	AutoDir string
 	// RestartLimit restarts (crashes or guest resets) within
 	// RestartWindow stop the restarting: the domain is kept as crashed
 	// (systemd's StartLimitBurst/IntervalSec). Zero: 5 in 10 minutes.
@@ -154,6 +207,13 @@ type Manager struct {
 	// migData holds incoming migrations waiting for their data
 	// connection, by token; guarded by mu.
 	migData map[string]*inMig
+	// rebooted: the host restarted since the last daemon ran (set by
+	// Recover); firstSinceBoot: this is the first daemon since the host
+	// booted (autostart runs then).
+	rebooted, firstSinceBoot bool
+	// unaccounted are pids of QEMUs found running from run dirs no record
+	// names (see sweep): admissions wait until they are gone.
+	unaccounted []int
 }
 
 // New returns a Manager; call Recover before serving.
@@ -165,6 +225,17 @@ func New(o Options) *Manager {
 }
 
 func (m *Manager) runDir(name string) string { return filepath.Join(m.o.RunDir, "domains", name) }
+
+// logDir holds a domain's console and QEMU logs: on disk, not in the
+// run dir, and kept after the domain goes (why a guest died stays
+// readable), until Options.LogRetention.
+func (m *Manager) logDir(name string) string {
+	d := filepath.Join(m.o.LogDir, name)
+	os.MkdirAll(d, 0o700)
+	return d
+}
+
+func (m *Manager) consoleLog(name string) string { return filepath.Join(m.logDir(name), "console.log") }
 
 // validate checks everything about a spec that can be checked without
 // changing the host: files exist and have the right type and the disk
@@ -262,8 +333,9 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 		MemoryMiB: spec.MaxMemMiB, VCPUs: spec.VCPUs, MaxVCPUs: spec.MaxVCPUs,
 		Prealloc: true, Balloon: true, HotplugSlots: spec.HotplugSlots,
 		Kernel: spec.Kernel, Initrd: spec.Ramdisk, Cmdline: spec.Cmdline,
-		RunDir: m.runDir(spec.Name),
-		Boot:   spec.Boot,
+		RunDir:  m.runDir(spec.Name),
+		LogFile: filepath.Join(m.logDir(spec.Name), "qemu.log"),
+		Boot:    spec.Boot,
 	}
 	switch {
 	case spec.Localtime:
@@ -297,6 +369,9 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error
 	if err != nil {
 		return nil, err
 	}
+	if (req.Persistent || spec.Persistent) && !req.DryRun {
+		return m.createDefined(ctx, spec, req.Paused)
+	}
 	if req.DryRun {
 		argv, err := m.o.Engine.Argv(m.launchSpec(spec, accel, 0))
 		if err != nil {
@@ -319,6 +394,8 @@ type startOpts struct {
 	admitted func(r *revert.Reverter) error
 	// tl, when set, notes the steps of the start (migration timeline).
 	tl *timeline
+	// kind is why it starts (create when unset).
+	kind startKind
 }
 
 // create admits and starts a new domain (create and restore).
@@ -362,7 +439,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 		return api.Domain{}, fmt.Errorf("creating runtime dir: %w", err)
 	}
 	r.Add(func() { os.RemoveAll(m.runDir(spec.Name)) })
-	d.console = newConsole(filepath.Join(m.runDir(spec.Name), "console.log"))
+	d.console = freshConsole(m.consoleLog(spec.Name), spec.Name)
 	d.con.Store(d.console)
 	r.Add(func() { d.console.Close() })
 	if err := m.start(ctx, d, so); err != nil {
@@ -535,6 +612,9 @@ func (m *Manager) DiskUsers(path string) []string {
 // The ledger holds maxmem (the balloon may grow back to it at any time) and
 // maxvcpus, so whatever mem-set or vcpu changes later ask is already paid.
 func (m *Manager) admit(spec api.DomainSpec, accel string) error {
+	if err := m.unaccountedErr(); err != nil {
+		return err
+	}
 	over := m.overhead(spec, accel)
 	memMiB := spec.MaxMemMiB
 	if hm, err := host.ReadMemory(); err == nil && memMiB+over > hm.AvailableMiB {
@@ -587,9 +667,17 @@ func (m *Manager) allocID() int {
 }
 
 // start launches one incarnation of d. Caller holds d.mu. On error
-// everything this call made is undone.
+// everything this call made is undone, the record included.
+//
+// Every step that changes the host is preceded by a store write saying
+// so: the intent (ID, taps) before anything is made, the QEMU (pid,
+// sockets) before its vCPUs run, the end of the start after. A daemon
+// killed at any point finds in the store what to finish or undo.
 func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	paused := so.paused
+	if so.kind == "" {
+		so.kind = kindCreate
+	}
 	r := revert.New()
 	defer r.Fail()
 	id := m.allocID()
@@ -606,18 +694,36 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	if err := os.MkdirAll(ls.RunDir, 0o700); err != nil {
 		return fmt.Errorf("creating runtime dir: %w", err)
 	}
-	// Before touching the host, note what this incarnation will create, so
-	// a daemon that dies before the record is saved is cleaned up by the
-	// next one (sweep).
 	var planned []string
 	for _, n := range ls.NICs {
 		planned = append(planned, n.Tap)
 	}
-	pending := filepath.Join(ls.RunDir, "pending-taps")
-	if err := os.WriteFile(pending, []byte(strings.Join(planned, "\n")), 0o600); err != nil {
-		return fmt.Errorf("recording pending taps: %w", err)
+	prev := d.rec
+	_, getErr := m.o.Store.Get(ctx, keyDomains+spec.Name)
+	hadRecord := getErr == nil
+	d.rec.Starting = &startIntent{Kind: so.kind, ID: id, Taps: planned, Resume: !paused}
+	d.rec.Ending, d.rec.Engine, d.rec.Taps = nil, nil, nil
+	if err := m.save(ctx, d); err != nil {
+		d.rec = prev
+		return err
 	}
-	defer os.Remove(pending)
+	r.Add(func() {
+		// Withdrawn: the record is what it was (none for a new domain),
+		// and so is the ID counter unless another start took one since:
+		// a failed create leaves the store as it found it.
+		d.rec = prev
+		m.mu.Lock()
+		if m.nextID == id+1 {
+			m.nextID = id
+		}
+		m.mu.Unlock()
+		if hadRecord {
+			m.save(context.Background(), d)
+		} else {
+			m.deleteRecordSaveID(spec.Name)
+		}
+	})
+	crashpoint.Hit("start:intent")
 	var taps []string
 	for i, n := range ls.NICs {
 		if err := m.plugTap(ctx, spec.Name, n.Tap, spec.Vifs[i]); err != nil {
@@ -632,10 +738,11 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 		if err := cg.Create(spec.Name, m.limits(spec, d.rec.Accel)); err != nil {
 			return fmt.Errorf("creating the domain's cgroup: %w", err)
 		}
-		r.Add(func() { cg.Remove(spec.Name) })
+		r.Add(func() { m.removeCgroup(spec.Name) })
 		ls.CgroupProcs = cg.ProcsFiles(spec.Name)
 	}
 	so.tl.mark("host-ready")
+	crashpoint.Hit("start:host-ready")
 	inst, err := m.o.Engine.Start(ctx, ls)
 	if err != nil {
 		if oom := m.oomReason(d); oom != "" {
@@ -647,6 +754,7 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	r.Add(func() { inst.Kill(); <-inst.Wait() })
 	so.tl.mark("qemu-up")
 	so.tl.sched(inst.PID())
+	crashpoint.Hit("start:qemu-up")
 	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, m.o.HostCPUs); err != nil {
 		return api.Errorf(api.ErrInvalid, "pinning vCPUs: %v", err)
 	}
@@ -687,24 +795,31 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 		return err
 	}
 	so.tl.mark("recorded")
+	crashpoint.Hit("start:recorded")
 	if so.incoming != nil {
 		// Started unlocked while the source held the images; the source
 		// let go of them before the handover. Nobody else may have them:
 		// a guest never runs on an image another process writes.
 		if err := m.takeLocks(inst, spec); err != nil {
-			m.deleteRecord(spec.Name)
 			return fmt.Errorf("taking the images' locks: %w", err)
 		}
 	}
 	if !paused {
 		if err := inst.Resume(ctx); err != nil {
-			m.deleteRecord(spec.Name)
 			return fmt.Errorf("starting vCPUs: %w", err)
 		}
 		so.tl.mark("running")
 	}
+	crashpoint.Hit("start:running")
+	d.rec.Starting = nil
+	if err := m.save(ctx, d); err != nil {
+		// It runs and the store says so (Engine); the intent left in the
+		// store only makes a later daemon check it is resumed.
+		m.o.Log.Error("marking a start done", "name", spec.Name, "err", err)
+	}
 	d.setInst(inst)
 	d.intent = ""
+	d.hostStop.Store(false)
 	d.ended = make(chan struct{})
 	r.Success()
 	m.watch(d, inst, d.ended)
@@ -729,7 +844,53 @@ func (m *Manager) save(ctx context.Context, d *dom) error {
 	if err != nil {
 		return fmt.Errorf("saving domain state: %w", err)
 	}
+	m.saveRuntime(d.rec.Spec.Name, b)
 	return nil
+}
+
+// saveRuntime keeps a copy of the record in the domain's run dir (when it
+// has one): the runtime facts next to the QEMU they describe, so a daemon
+// whose store is older than its guests (restored from a backup) re-adopts
+// them instead of taking them for strangers.
+func (m *Manager) saveRuntime(name string, b []byte) {
+	dir := m.runDir(name)
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	tmp := filepath.Join(dir, "record.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, "record.json"))
+		if err != nil {
+			m.o.Log.Warn("keeping the runtime record", "name", name, "err", err)
+		}
+	}
+}
+
+// runtimeRecord reads the copy saveRuntime keeps.
+func (m *Manager) runtimeRecord(name string) (record, bool) {
+	var rec record
+	b, err := os.ReadFile(filepath.Join(m.runDir(name), "record.json"))
+	if err != nil || json.Unmarshal(b, &rec) != nil || rec.Spec.Name != name {
+		return record{}, false
+	}
+	return rec, true
+}
+
+// deleteRecordSaveID deletes a record and saves the ID counter in one
+// transaction.
+func (m *Manager) deleteRecordSaveID(name string) {
+	m.mu.Lock()
+	next := m.nextID
+	m.mu.Unlock()
+	err := m.o.Store.Update(context.Background(), func(tx store.Tx) error {
+		if err := tx.Put(keyNextID, []byte(strconv.Itoa(next))); err != nil {
+			return err
+		}
+		return tx.Delete(keyDomains + name)
+	})
+	if err != nil {
+		m.o.Log.Error("deleting domain record", "name", name, "err", err)
+	}
 }
 
 func (m *Manager) deleteRecord(name string) {
@@ -767,12 +928,13 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 		os.Remove(filepath.Join(m.runDir(name), f))
 	}
 	oom := m.oomReason(d)
-	if m.o.Cgroups != nil {
-		m.o.Cgroups.Remove(name)
-	}
+	m.removeCgroup(name)
 	action, state := api.ActionDestroy, api.StateShutdown
 	switch {
 	case d.intent == "destroy" || d.destroying.Load():
+	case ex.Reason == engine.ExitPoweroff && d.intent == "reboot":
+		// `ringfence reboot` pressed the button for a restart.
+		action = d.rec.Spec.OnReboot
 	case ex.Reason == engine.ExitPoweroff:
 		action = d.rec.Spec.OnPoweroff
 	case ex.Reason == engine.ExitReboot:
@@ -784,19 +946,36 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 	if ex.Detail != "" {
 		d.rec.LastReason += ": " + ex.Detail
 	}
+	if d.intent == "destroy" || d.destroying.Load() {
+		d.rec.LastReason = "stopped: destroyed"
+	}
 	if oom != "" && d.intent != "destroy" && !d.destroying.Load() {
 		d.rec.LastReason = oom
 		m.o.Log.Error("domain killed: out of memory", "name", name, "id", d.rec.ID, "reason", oom)
 	}
+	if d.hostStop.Load() && oom == "" {
+		action, state = api.ActionPreserve, api.StateShutdown
+		d.rec.LastReason = reasonHostShutdown
+		if d.destroying.Load() {
+			d.rec.LastReason += " (destroyed: it ignored the power button)"
+		}
+	}
 	// Only what the guest causes counts towards the brake: a crash, an OOM
 	// kill, its own reset; not an admin's reboot or destroy.
-	guestCaused := d.intent != "destroy" && !d.destroying.Load() &&
+	guestCaused := d.intent != "destroy" && !d.destroying.Load() && !d.hostStop.Load() &&
 		(ex.Reason == engine.ExitCrash || ex.Reason == engine.ExitReboot && ex.Detail != "host-qmp-system-reset")
 	if guestCaused && restarts(action) && m.braked(d) {
 		action, state = api.ActionPreserve, api.StateCrashed
 		m.o.Log.Error("domain stopped restarting", "name", name, "reason", d.rec.LastReason)
 	}
 	m.o.Log.Info("domain ended", "name", name, "id", d.rec.ID, "reason", ex.Reason, "detail", ex.Detail, "action", action)
+	// Noted before it is carried out: a daemon killed from here on
+	// carries out this action, not on_crash (its QEMU is simply gone).
+	d.rec.Ending = &endIntent{Action: action, State: state}
+	if err := m.save(context.Background(), d); err != nil {
+		m.o.Log.Error("recording how a domain ended", "name", name, "err", err)
+	}
+	crashpoint.Hit("exit:noted")
 	m.applyAction(d, action, state)
 }
 
@@ -888,7 +1067,8 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 	}
 	switch action {
 	case api.ActionRestart:
-		if err := m.start(ctx, d, startOpts{}); err == nil {
+		crashpoint.Hit("restart:before-start")
+		if err := m.start(ctx, d, startOpts{kind: kindRestart}); err == nil {
 			return
 		} else {
 			m.o.Log.Error("restart failed; keeping the domain as crashed", "name", name, "err", err)
@@ -897,7 +1077,11 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 		state = api.StateCrashed
 		fallthrough
 	case api.ActionPreserve:
-		d.rec.State = state
+		if d.def != nil {
+			m.keepStopped(d, state)
+			return
+		}
+		d.rec.State, d.rec.Ending = state, nil
 		m.o.Ledger.Release(name)
 		if err := m.save(ctx, d); err != nil {
 			m.o.Log.Error("saving preserved domain", "name", name, "err", err)
@@ -905,22 +1089,23 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 	case api.ActionRenameRestart:
 		m.mu.Lock()
 		old := m.freeIncarnationName(name, d.rec.Generation)
-		kept := &dom{rec: d.rec, console: newConsole(filepath.Join(m.runDir(old), "console.log"))}
+		kept := &dom{rec: d.rec}
 		kept.rec.State = state
 		kept.rec.Spec.Name = old
 		os.MkdirAll(m.runDir(old), 0o700)
-		os.WriteFile(filepath.Join(m.runDir(old), "console.log"), d.console.History(), 0o600)
-		kept.console = newConsole(filepath.Join(m.runDir(old), "console.log"))
+		os.WriteFile(m.consoleLog(old), d.console.History(), 0o600)
+		kept.console = newConsole(m.consoleLog(old))
 		kept.con.Store(kept.console)
 		m.doms[old] = kept
 		m.mu.Unlock()
+		kept.rec.Ending = nil
 		m.save(ctx, kept)
-		if err := m.start(ctx, d, startOpts{}); err != nil {
+		if err := m.start(ctx, d, startOpts{kind: kindRestart}); err != nil {
 			m.o.Log.Error("rename-restart failed", "name", name, "err", err)
-			m.destroyLocked(d)
+			m.endLocked(d, api.StateCrashed)
 		}
 	default:
-		m.destroyLocked(d)
+		m.endLocked(d, state)
 	}
 }
 
@@ -950,16 +1135,31 @@ func (m *Manager) destroyLocked(d *dom) {
 	if d.console != nil {
 		d.console.Close()
 	}
-	os.RemoveAll(m.runDir(name))
-	if m.o.Cgroups != nil {
-		m.o.Cgroups.Remove(name) // idempotent; the QEMU is gone
-	}
+	m.removeRunDir(name)
 	d.rec.State = api.StateDying
 	m.mu.Lock()
 	if m.doms[name] == d {
 		delete(m.doms, name)
 	}
 	m.mu.Unlock()
+}
+
+// removeRunDir removes a domain's run dir and cgroups (its QEMU is gone).
+func (m *Manager) removeRunDir(name string) {
+	os.RemoveAll(m.runDir(name))
+	m.removeCgroup(name)
+}
+
+// removeCgroup removes a domain's cgroups once its processes are gone
+// (idempotent); one that cannot be removed is logged, never forgotten
+// silently.
+func (m *Manager) removeCgroup(name string) {
+	if m.o.Cgroups == nil {
+		return
+	}
+	if err := m.o.Cgroups.Remove(name); err != nil {
+		m.o.Log.Error("a domain's cgroup outlived its QEMU", "name", name, "err", err)
+	}
 }
 
 func (m *Manager) get(name string) (*dom, error) {
@@ -997,9 +1197,21 @@ func (m *Manager) Destroy(ctx context.Context, name string) error {
 		}
 	}
 	d.mu.Lock()
+	if d.inst == nil && len(d.stray) > 0 {
+		defer d.mu.Unlock()
+		d.destroying.Store(false)
+		m.killStray(d)
+		d.rec.LastReason = "stopped: destroyed"
+		m.endLocked(d, api.StateShutdown)
+		return nil
+	}
 	if d.inst == nil {
+		defer d.mu.Unlock()
+		d.destroying.Store(false)
+		if d.def != nil {
+			return api.Errorf(api.ErrConflict, "%s is not running (it is defined: `ringfence undefine %s` removes it, `ringfence start %s` starts it)", name, name, name)
+		}
 		m.destroyLocked(d)
-		d.mu.Unlock()
 		return nil
 	}
 	d.intent = "destroy"
@@ -1026,8 +1238,53 @@ func (m *Manager) Start(ctx context.Context, name string, paused bool) (api.Doma
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.def != nil && d.def.Saved != "" && d.inst == nil {
+		// Saved at a host shutdown and not yet restored: it resumes
+		// where it was rather than booting afresh.
+		path := d.def.Saved
+		if _, err := os.Stat(path); err == nil {
+			if err := m.restoreInto(ctx, d, path); err != nil {
+				return api.Domain{}, fmt.Errorf("restoring %s from %s (saved at host shutdown): %w", name, path, err)
+			}
+			os.Remove(path)
+		}
+		next := *d.def
+		next.Saved = ""
+		if err := m.saveDef(ctx, name, &next); err == nil {
+			*d.def = next
+		}
+		if d.inst != nil {
+			return m.view(d), nil
+		}
+	}
+	return m.startKept(ctx, d, startOpts{paused: paused})
+}
+
+// startKept starts a kept (stopped) domain: admitted like a create, from
+// its definition when it has one. Caller holds d.mu.
+func (m *Manager) startKept(ctx context.Context, d *dom, so startOpts) (api.Domain, error) {
+	name := d.rec.Spec.Name
 	if d.inst != nil {
 		return api.Domain{}, api.Errorf(api.ErrConflict, "%s is already %s", name, d.rec.State)
+	}
+	if so.kind == "" {
+		so.kind = kindStart
+	}
+	if len(d.stray) > 0 {
+		return api.Domain{}, api.Errorf(api.ErrConflict, "%s still has a QEMU that runs unattached (pid %v): `ringfence destroy %s` first", name, d.stray, name)
+	}
+	if d.def != nil {
+		// A defined domain starts from its definition (with a config
+		// update made while it ran).
+		if d.def.Pending != nil {
+			next := *d.def
+			next.Spec, next.Pending = *d.def.Pending, nil
+			if err := m.saveDef(ctx, name, &next); err != nil {
+				return api.Domain{}, err
+			}
+			*d.def = next
+		}
+		d.rec.Spec = d.def.Spec
 	}
 	spec := d.rec.Spec
 	accel, err := m.validate(&spec)
@@ -1054,10 +1311,10 @@ func (m *Manager) Start(ctx context.Context, name string, paused bool) (api.Doma
 		return api.Domain{}, fmt.Errorf("creating runtime dir: %w", err)
 	}
 	if d.console == nil {
-		d.console = newConsole(filepath.Join(m.runDir(name), "console.log"))
+		d.console = newConsole(m.consoleLog(name))
 		d.con.Store(d.console)
 	}
-	if err := m.start(ctx, d, startOpts{paused: paused}); err != nil {
+	if err := m.start(ctx, d, so); err != nil {
 		m.o.Ledger.Release(name)
 		return api.Domain{}, err
 	}
@@ -1091,11 +1348,26 @@ func (m *Manager) Shutdown(ctx context.Context, name string, req api.ShutdownReq
 	d.mu.Lock()
 	ended := d.ended
 	d.mu.Unlock()
+	timeout, err := pressAndWait(ctx, name, inst, ended, req)
+	if err != nil || timeout == 0 {
+		return err
+	}
+	if req.Force {
+		m.o.Log.Info("guest ignored the power button; destroying", "name", name)
+		return m.Destroy(ctx, name)
+	}
+	return api.Errorf(api.ErrUnavailable, "%s did not shut down within %s: it may ignore ACPI; use --force or `ringfence destroy %s`", name, timeout, name)
+}
+
+// pressAndWait presses the ACPI power button and, with Wait or Force,
+// waits for the incarnation to end. It returns the timeout when the guest
+// ignored the button that long (0 when it ended, or no wait was asked).
+func pressAndWait(ctx context.Context, name string, inst engine.Instance, ended chan struct{}, req api.ShutdownRequest) (time.Duration, error) {
 	if err := inst.Powerdown(ctx); err != nil {
-		return fmt.Errorf("sending ACPI power button to %s: %w", name, err)
+		return 0, fmt.Errorf("sending ACPI power button to %s: %w", name, err)
 	}
 	if !req.Wait && !req.Force {
-		return nil
+		return 0, nil
 	}
 	timeout := time.Duration(req.TimeoutSec) * time.Second
 	if timeout <= 0 {
@@ -1106,28 +1378,55 @@ func (m *Manager) Shutdown(ctx context.Context, name string, req api.ShutdownReq
 	// lost, so press again every few seconds while waiting.
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
-wait:
 	for {
 		select {
 		case <-ended:
-			return nil
+			return 0, nil
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-tick.C:
 			inst.Powerdown(ctx)
 		case <-deadline:
-			break wait
+			return timeout, nil
 		}
 	}
-	if req.Force {
-		m.o.Log.Info("guest ignored the power button; destroying", "name", name)
-		return m.Destroy(ctx, name)
-	}
-	return api.Errorf(api.ErrUnavailable, "%s did not shut down within %s: it may ignore ACPI; use --force or `ringfence destroy %s`", name, timeout, name)
 }
 
-// Reboot resets the domain, which then follows on_reboot.
-func (m *Manager) Reboot(ctx context.Context, name string) error {
+// Reboot asks the guest to restart, as xl, virsh and incus mean it: the
+// ACPI power button, and when the guest has shut down it is started again
+// as on_reboot says (there is no ACPI reboot button; libvirt does the
+// same). With Wait it returns once the new incarnation runs; Force resets
+// it hard if it ignores the button for the timeout.
+func (m *Manager) Reboot(ctx context.Context, name string, req api.ShutdownRequest) error {
+	d, inst, err := m.running(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	id, ended, onReboot := d.rec.ID, d.ended, d.rec.Spec.OnReboot
+	d.intent = "reboot"
+	d.mu.Unlock()
+	timeout, err := pressAndWait(ctx, name, inst, ended, req)
+	switch {
+	case err != nil:
+		return err
+	case timeout != 0 && req.Force:
+		m.o.Log.Info("guest ignored the power button; resetting", "name", name)
+		return m.Reset(ctx, name)
+	case timeout != 0:
+		return api.Errorf(api.ErrUnavailable, "%s did not shut down within %s to reboot: it may ignore ACPI; `ringfence reset %s` restarts it hard", name, timeout, name)
+	case !req.Wait:
+		return nil
+	}
+	if v, err := m.Get(name); err == nil && v.ID != id && v.PID != 0 {
+		return nil
+	}
+	return api.Errorf(api.ErrConflict, "%s shut down but was not started again (its on_reboot is %q, or the restart failed: see `ringfence list --all`)", name, onReboot)
+}
+
+// Reset is the hard reset (system_reset): the domain then follows
+// on_reboot.
+func (m *Manager) Reset(ctx context.Context, name string) error {
 	_, inst, err := m.running(name)
 	if err != nil {
 		return err
@@ -1200,11 +1499,17 @@ func (m *Manager) Get(name string) (api.Domain, error) {
 	return m.view(d), nil
 }
 
-// List returns all domains, by ID.
-func (m *Manager) List() []api.Domain {
+// List returns the domains, by ID: those that run or are kept (xl's
+// list), and with all the defined ones that are stopped too.
+func (m *Manager) List(all bool) []api.Domain {
 	m.mu.Lock()
 	ds := make([]*dom, 0, len(m.doms))
 	for _, d := range m.doms {
+		if !all && d.def != nil && d.live.Load() == nil {
+			if v := d.snap.Load(); v == nil || v.State == api.StateShutdown || v.State == api.StateCrashed {
+				continue
+			}
+		}
 		ds = append(ds, d)
 	}
 	m.mu.Unlock()
@@ -1237,7 +1542,12 @@ func (m *Manager) view(d *dom) api.Domain {
 }
 
 func (m *Manager) render(d *dom) api.Domain {
-	v := api.Domain{Spec: d.rec.Spec, ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason, LastConsole: d.rec.LastConsole}
+	v := api.Domain{Spec: d.rec.Spec, ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason, LastConsole: d.rec.LastConsole,
+		Defined: d.def != nil}
+	if d.def != nil && d.def.Autostart.On {
+		a := d.def.Autostart
+		v.Autostart = &a
+	}
 	if d.inst != nil {
 		v.PID = d.inst.PID()
 		v.StartedAt = d.rec.StartedAt
@@ -1278,98 +1588,296 @@ func Flags(state string) string {
 	return string(f)
 }
 
-// Recover re-attaches to every domain a previous daemon left running and
-// applies on_crash to those that died while no daemon watched them.
+// Recover loads every definition, then re-attaches to every domain a
+// previous daemon left running. A domain whose QEMU ended while no daemon
+// watched gets on_crash, unless the host itself restarted since (the
+// kernel's boot id changed): that is "host rebooted", never a crash, and
+// no domain is lost to it. A store that cannot be read whole is refused
+// (nothing is touched: its guests may run).
 func (m *Manager) Recover(ctx context.Context) error {
 	if b, err := m.o.Store.Get(ctx, keyNextID); err == nil {
 		m.nextID, _ = strconv.Atoi(string(b))
 	}
-	kvs, err := m.o.Store.List(ctx, keyDomains)
+	m.mu.Lock()
+	err := m.loadDefinitions(ctx)
+	m.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("reading domains from the store: %w", err)
+		return err
+	}
+	recs, err := readRecords(ctx, m.o.Store)
+	if err != nil {
+		return m.damaged(err)
 	}
 	known := map[string]bool{}
-	for _, kv := range kvs {
-		known[strings.TrimPrefix(kv.Key, keyDomains)] = true
+	for _, rec := range recs {
+		known[rec.Spec.Name] = true
 	}
-	m.sweep(known)
-	for _, kv := range kvs {
-		var rec record
-		if err := json.Unmarshal(kv.Value, &rec); err != nil {
-			m.o.Log.Error("skipping unreadable domain record", "key", kv.Key, "err", err)
-			continue
-		}
-		name := rec.Spec.Name
-		d := &dom{rec: rec, console: newConsole(filepath.Join(m.runDir(name), "console.log"))}
-		d.con.Store(d.console)
-		d.snap.Store(&api.Domain{Spec: rec.Spec, ID: rec.ID, State: rec.State, Flags: Flags(rec.State)})
-		m.mu.Lock()
-		m.doms[name] = d
-		m.mu.Unlock()
-		if rec.State == api.StateShutdown || rec.State == api.StateCrashed {
-			continue // preserved: holds no resources
-		}
-		m.o.Ledger.Reserve(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs)
-		d.mu.Lock()
-		inst, err := m.o.Engine.Attach(ctx, rec.Engine)
-		if err == nil {
-			err = d.console.Connect(inst.SerialPath())
-			if err != nil {
-				inst.Kill()
-			}
-		}
-		if err != nil {
-			m.o.Log.Warn("domain died while the daemon was away; applying on_crash", "name", name, "id", rec.ID, "err", err)
-			for _, t := range rec.Taps {
-				m.unplugTap(t)
-			}
-			oom := m.oomReason(d)
-			if m.o.Cgroups != nil {
-				m.o.Cgroups.Remove(name)
-			}
-			d.rec.Taps = nil
-			d.rec.LastReason = "crash: the VM ended while the daemon was not running"
-			if oom != "" {
-				d.rec.LastReason = oom
-			}
-			m.applyAction(d, rec.Spec.OnCrash, api.StateCrashed)
-			d.mu.Unlock()
-			continue
-		}
-		d.setInst(inst)
-		d.uid.Store(int64(rec.QEMUUID))
-		d.ended = make(chan struct{})
-		if m.o.Networks != nil {
-			// Its taps kept running; the network side learns them again
-			// (leases, filters) before it renders the filter.
-			for i, t := range rec.Taps {
-				if i < len(rec.Spec.Vifs) {
-					if err := m.o.Networks.Plug(ctx, name, t, rec.Spec.Vifs[i]); err != nil {
-						m.o.Log.Error("re-registering a vif", "name", name, "tap", t, "err", err)
-					}
-				}
-			}
-		}
-		if st, err := inst.Status(ctx); err == nil {
-			// postmigrate: handed over to another host, unconfirmed.
-			if st == "paused" || st == "prelaunch" || st == "postmigrate" {
-				d.rec.State = api.StatePaused
-			} else if st == "running" {
-				d.rec.State = api.StateRunning
-			}
-		}
-		m.save(ctx, d)
-		m.watch(d, inst, d.ended)
-		m.o.Log.Info("re-attached domain", "name", name, "id", rec.ID, "pid", inst.PID())
-		d.mu.Unlock()
+	m.rebooted = m.hostRebooted(ctx)
+	m.sweep(ctx, known)
+	for _, rec := range recs {
+		m.recoverOne(ctx, rec)
 	}
+	if err := m.o.Ledger.Oversold(); err != nil {
+		m.o.Log.Error("the host is over its limits with the domains it runs: new domains are refused until some stop (or --reserve-mem/--vcpu-ratio are raised)", "err", err)
+	}
+	m.pruneLogs()
 	return nil
 }
 
-// sweep removes what a daemon that died in the middle of a create left
-// behind: runtime dirs with no record, their QEMU (if it still runs) and
-// the taps it had planned.
-func (m *Manager) sweep(known map[string]bool) {
+// recoverOne takes back one runtime record.
+func (m *Manager) recoverOne(ctx context.Context, rec record) {
+	name := rec.Spec.Name
+	if rt, ok := m.runtimeRecord(name); ok && (rt.Generation > rec.Generation || rt.Starting != nil && rec.Starting == nil) &&
+		len(procfs.WithCmdline(m.runDir(name)+"/")) > 0 {
+		// The store is older than the guest (restored from a backup):
+		// the record next to its running QEMU is the truth.
+		m.o.Log.Warn("the store's record of a domain is older than its running QEMU: using the one in its run dir", "name", name, "store_generation", rec.Generation, "run_generation", rt.Generation)
+		rec = rt
+	}
+	m.mu.Lock()
+	d, defined := m.doms[name]
+	if !defined {
+		d = &dom{console: newConsole(m.consoleLog(name))}
+		d.con.Store(d.console)
+		m.doms[name] = d
+	}
+	if rec.ID >= m.nextID {
+		m.nextID = rec.ID + 1
+	}
+	if rec.Starting != nil && rec.Starting.ID >= m.nextID {
+		m.nextID = rec.Starting.ID + 1
+	}
+	m.mu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rec = rec
+	m.view(d)
+	if rec.Starting != nil && rec.Engine == nil {
+		m.recoverStart(ctx, d)
+		return
+	}
+	if rec.Ending != nil {
+		// It ended and its action was decided but not carried out.
+		m.o.Ledger.Adopt(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs)
+		m.o.Log.Warn("finishing the end of a domain the last daemon left undone", "name", name, "action", rec.Ending.Action)
+		for _, t := range rec.Taps {
+			m.unplugTap(t)
+		}
+		d.rec.Taps = nil
+		m.removeCgroup(name)
+		m.applyAction(d, rec.Ending.Action, rec.Ending.State)
+		return
+	}
+	if rec.State == api.StateShutdown || rec.State == api.StateCrashed {
+		return // preserved: holds no resources
+	}
+	if err := m.o.Ledger.Adopt(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs); err != nil {
+		m.o.Log.Error("a running domain does not fit the ledger", "name", name, "err", err)
+	}
+	inst, err := m.o.Engine.Attach(ctx, rec.Engine)
+	if err == nil {
+		err = d.console.Connect(inst.SerialPath())
+		if err != nil {
+			inst.Kill()
+		}
+	}
+	if err != nil {
+		m.lostWhileAway(d, err)
+		return
+	}
+	d.setInst(inst)
+	d.uid.Store(int64(rec.QEMUUID))
+	d.ended = make(chan struct{})
+	if m.o.Networks != nil {
+		// Its taps kept running; the network side learns them again
+		// (leases, filters) before it renders the filter.
+		for i, t := range rec.Taps {
+			if i < len(rec.Spec.Vifs) {
+				if err := m.o.Networks.Plug(ctx, name, t, rec.Spec.Vifs[i]); err != nil {
+					m.o.Log.Error("re-registering a vif", "name", name, "tap", t, "err", err)
+				}
+			}
+		}
+	}
+	st, stErr := inst.Status(ctx)
+	if s := rec.Starting; s != nil && stErr == nil {
+		// Recorded, but the start was not marked done: its vCPUs may
+		// not have been started. An incoming migration is never resumed
+		// here (the source may still run it).
+		if s.Resume && s.Kind != kindMigrate && (st == "prelaunch" || st == "paused") {
+			if err := inst.Resume(ctx); err != nil {
+				m.o.Log.Error("starting the vCPUs of an interrupted start", "name", name, "err", err)
+			} else {
+				st = "running"
+				m.o.Log.Warn("finished a start the last daemon left undone", "name", name)
+			}
+		}
+		d.rec.Starting = nil
+	}
+	if stErr == nil {
+		// postmigrate: handed over to another host, unconfirmed.
+		if st == "paused" || st == "prelaunch" || st == "postmigrate" {
+			d.rec.State = api.StatePaused
+		} else if st == "running" {
+			d.rec.State = api.StateRunning
+		}
+	}
+	m.save(ctx, d)
+	m.watch(d, inst, d.ended)
+	m.o.Log.Info("re-attached domain", "name", name, "id", rec.ID, "pid", inst.PID())
+}
+
+// recoverStart finishes or undoes a start the last daemon was killed in
+// before its QEMU was recorded: that QEMU (if it got so far) never ran
+// guest code, so stopping it loses nothing; then a restart is carried out
+// again, an interrupted create is undone, and a start is left to redo.
+// Caller holds d.mu.
+func (m *Manager) recoverStart(ctx context.Context, d *dom) {
+	name, st := d.rec.Spec.Name, d.rec.Starting
+	if pids := procfs.WithCmdline(m.runDir(name) + "/"); len(pids) > 0 {
+		m.o.Log.Warn("stopping the QEMU of a start the last daemon did not finish (it never ran the guest)", "name", name, "pids", pids)
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		if !procfs.WaitGone(pids, 10*time.Second) {
+			d.stray = pids
+		}
+	}
+	for _, t := range st.Taps {
+		m.unplugTap(t)
+	}
+	m.removeCgroup(name)
+	for _, f := range []string{"qmp.sock", "serial.sock", "qemu.pid"} {
+		os.Remove(filepath.Join(m.runDir(name), f))
+	}
+	d.rec.Starting, d.rec.Engine, d.rec.Taps = nil, nil, nil
+	if len(d.stray) > 0 {
+		m.holdStray(d, errors.New("it did not die when killed"))
+		return
+	}
+	switch st.Kind {
+	case kindRestart:
+		m.o.Log.Warn("restarting a domain whose restart the last daemon did not finish", "name", name)
+		m.o.Ledger.Adopt(name, d.rec.Spec.MaxMemMiB, m.overhead(d.rec.Spec, d.rec.Accel), d.rec.Spec.MaxVCPUs)
+		m.applyAction(d, api.ActionRestart, api.StateCrashed)
+	case kindStart:
+		d.rec.LastReason = fmt.Sprintf("start interrupted: the daemon stopped while it started it; `ringfence start %s`", name)
+		m.keepOrPreserve(d, api.StateShutdown)
+	default: // a create, restore or incoming migration: undone
+		m.o.Log.Warn("undoing a create the last daemon did not finish", "name", name, "kind", st.Kind)
+		if d.def != nil {
+			d.rec.LastReason = fmt.Sprintf("start interrupted: the daemon stopped while it created it; `ringfence start %s`", name)
+		}
+		m.endLocked(d, api.StateShutdown)
+	}
+}
+
+// keepOrPreserve keeps a domain that does not run: a defined one by its
+// definition, a transient one by its record. Caller holds d.mu.
+func (m *Manager) keepOrPreserve(d *dom, state string) {
+	if d.def != nil {
+		m.keepStopped(d, state)
+		return
+	}
+	d.rec.State = state
+	m.o.Ledger.Release(d.rec.Spec.Name)
+	m.save(context.Background(), d)
+	m.view(d)
+}
+
+// holdStray keeps a domain whose QEMU runs but cannot be managed: it
+// holds its resources and says so; nothing is killed on a guess. Caller
+// holds d.mu.
+func (m *Manager) holdStray(d *dom, why error) {
+	name := d.rec.Spec.Name
+	m.o.Ledger.Adopt(name, d.rec.Spec.MaxMemMiB, m.overhead(d.rec.Spec, d.rec.Accel), d.rec.Spec.MaxVCPUs)
+	d.rec.State = api.StateCrashed
+	d.rec.LastReason = fmt.Sprintf("its QEMU (pid %v) runs but could not be re-attached (%v): it keeps its resources; `ringfence destroy %s` stops it", d.stray, why, name)
+	m.o.Log.Error("a domain's QEMU runs unattached", "name", name, "pids", d.stray, "err", why)
+	m.save(context.Background(), d)
+	m.view(d)
+}
+
+// killStray stops an unattached QEMU on an explicit destroy and cleans
+// what it had. Caller holds d.mu.
+func (m *Manager) killStray(d *dom) {
+	for _, p := range d.stray {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	procfs.WaitGone(d.stray, 10*time.Second)
+	d.stray = nil
+	for _, t := range d.rec.Taps {
+		m.unplugTap(t)
+	}
+	d.rec.Taps, d.rec.Engine = nil, nil
+	m.removeCgroup(d.rec.Spec.Name)
+}
+
+// lostWhileAway handles a domain whose QEMU ended while no daemon ran.
+// Caller holds d.mu.
+func (m *Manager) lostWhileAway(d *dom, why error) {
+	name := d.rec.Spec.Name
+	if pids := procfs.WithCmdline(m.runDir(name) + "/"); len(pids) > 0 {
+		// Not ended: it runs but does not answer (or its record is not
+		// what runs). A live QEMU is evidence, not garbage.
+		d.stray = pids
+		m.holdStray(d, why)
+		return
+	}
+	for _, t := range d.rec.Taps {
+		m.unplugTap(t)
+	}
+	oom := m.oomReason(d)
+	m.removeRunDir(name)
+	d.rec.Taps, d.rec.Engine = nil, nil
+	if m.rebooted {
+		m.o.Log.Warn("domain stopped by the host's reboot", "name", name, "id", d.rec.ID)
+		d.rec.LastReason = reasonHostReboot
+		// A created (transient) domain is kept too, stopped, so nothing a
+		// customer had is lost: `start` brings it back.
+		m.keepOrPreserve(d, api.StateShutdown)
+		return
+	}
+	m.o.Log.Warn("domain died while the daemon was away; applying on_crash", "name", name, "id", d.rec.ID, "err", why)
+	d.rec.LastReason = "crash: the VM ended while the daemon was not running"
+	if oom != "" {
+		d.rec.LastReason = oom
+	}
+	m.applyAction(d, d.rec.Spec.OnCrash, api.StateCrashed)
+}
+
+// keyBootID is the kernel boot id the daemon last ran under.
+const keyBootID = "meta/boot-id"
+
+// hostRebooted reads the kernel's boot id, compares it with the one the
+// last daemon recorded and records the current one. True when it changed
+// (or was never recorded): the host itself restarted.
+func (m *Manager) hostRebooted(ctx context.Context) bool {
+	path := m.o.BootIDFile
+	if path == "" {
+		path = "/proc/sys/kernel/random/boot_id"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		m.o.Log.Warn("reading the kernel's boot id", "err", err)
+		return false
+	}
+	cur := strings.TrimSpace(string(b))
+	prev, _ := m.o.Store.Get(ctx, keyBootID)
+	if err := store.Put(ctx, m.o.Store, keyBootID, []byte(cur)); err != nil {
+		m.o.Log.Error("recording the boot id", "err", err)
+	}
+	m.firstSinceBoot = string(prev) != cur
+	return len(prev) > 0 && string(prev) != cur
+}
+
+// sweep looks at run dirs that no record names. Without a live process
+// it is what a killed daemon left of a start: its taps and cgroups go with
+// it. With one, it is evidence, never garbage: a QEMU whose record sits
+// in its run dir is re-adopted (the store is older than it, restored from
+// a backup); one that cannot be accounted for is reported, left running,
+// and new domains are refused until an admin resolves it.
+func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 	base := filepath.Join(m.o.RunDir, "domains")
 	ents, _ := os.ReadDir(base)
 	for _, ent := range ents {
@@ -1378,24 +1886,65 @@ func (m *Manager) sweep(known map[string]bool) {
 			continue
 		}
 		dir := filepath.Join(base, name)
-		if b, err := os.ReadFile(filepath.Join(dir, "qemu.pid")); err == nil {
-			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-			if procfs.CmdlineContains(pid, dir+"/") {
-				m.o.Log.Warn("killing a QEMU left by an interrupted create", "dir", dir, "pid", pid)
-				syscall.Kill(pid, syscall.SIGKILL)
+		rt, haveRec := m.runtimeRecord(name)
+		if pids := procfs.WithCmdline(dir + "/"); len(pids) > 0 {
+			if haveRec {
+				m.o.Log.Warn("re-adopting a running domain the store did not know (the store is older than it: restored from a backup?)", "name", name, "pids", pids)
+				m.recoverOne(ctx, rt)
+				continue
 			}
+			m.o.Log.Error("a QEMU runs from a run dir no record names: left running; new domains are refused until it is resolved (kill it, or restore the store that knew it)", "dir", dir, "pids", pids)
+			m.mu.Lock()
+			m.unaccounted = append(m.unaccounted, pids...)
+			m.mu.Unlock()
+			continue
 		}
-		if b, err := os.ReadFile(filepath.Join(dir, "pending-taps")); err == nil {
-			for _, tap := range strings.Fields(string(b)) {
+		if haveRec {
+			taps := rt.Taps
+			if rt.Starting != nil {
+				taps = append(taps, rt.Starting.Taps...)
+			}
+			for _, tap := range taps {
 				network.DeleteTap(tap)
 			}
 		}
 		m.o.Log.Warn("removing a runtime dir with no domain record", "dir", dir)
 		os.RemoveAll(dir)
-		if m.o.Cgroups != nil {
-			m.o.Cgroups.Remove(name)
+		m.removeCgroup(name)
+	}
+}
+
+// unaccountedErr refuses admissions while a QEMU runs that no record
+// accounts for (its resources are unknown). It clears itself once they
+// are gone. Caller holds m.mu.
+func (m *Manager) unaccountedErr() error {
+	var alive []int
+	for _, p := range m.unaccounted {
+		if procfs.Alive(p, 0) {
+			alive = append(alive, p)
 		}
 	}
+	m.unaccounted = alive
+	if len(alive) == 0 {
+		return nil
+	}
+	return api.Errorf(api.ErrInsufficient, "new domains are refused: QEMU processes %v run from run dirs no record names, so their resources are unknown (see the daemon log); stop them, or restore the store that knew them", alive)
+}
+
+// HostWarnings are the conditions an admin must resolve: an oversold
+// ledger after a restart with stricter limits, QEMUs no record accounts
+// for. While they hold, new domains are refused.
+func (m *Manager) HostWarnings() []string {
+	var out []string
+	if err := m.o.Ledger.Oversold(); err != nil {
+		out = append(out, err.Error()+": new domains are refused until some stop")
+	}
+	m.mu.Lock()
+	if err := m.unaccountedErr(); err != nil {
+		out = append(out, err.Error())
+	}
+	m.mu.Unlock()
+	return out
 }
 
 // Count is the number of domains.

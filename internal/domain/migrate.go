@@ -725,7 +725,7 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 		return nil
 	}
 	tl.mark("validated")
-	if _, err := m.create(ctx, spec, accel, startOpts{admitted: admitted, incoming: incoming, tl: tl}); err != nil {
+	if _, err := m.create(ctx, spec, accel, startOpts{admitted: admitted, incoming: incoming, tl: tl, kind: kindMigrate}); err != nil {
 		if disksMade {
 			removeDisks(plan)
 		}

@@ -177,7 +177,7 @@ func readSave(path string) (saveHeader, int64, int64, error) {
 
 // Restore starts a domain from a save file; paused leaves it paused.
 func (m *Manager) Restore(ctx context.Context, path string, paused bool) (api.Domain, error) {
-	hdr, start, end, err := readSave(path)
+	hdr, _, _, err := readSave(path)
 	if err != nil {
 		return api.Domain{}, err
 	}
@@ -186,14 +186,31 @@ func (m *Manager) Restore(ctx context.Context, path string, paused bool) (api.Do
 	if err != nil {
 		return api.Domain{}, err
 	}
-	if accel != hdr.Accel {
-		return api.Domain{}, api.Errorf(api.ErrInvalid, "the domain was saved under %s and this host runs %s: its CPU state cannot be loaded", hdr.Accel, accel)
-	}
-	f, err := os.Open(path)
+	incoming, closeFile, err := m.saveLoader(path, spec.Name, accel)
 	if err != nil {
 		return api.Domain{}, err
 	}
-	defer f.Close()
+	defer closeFile()
+	return m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming, kind: kindRestore})
+}
+
+// saveLoader checks a save file (whole: magic, header, length, checksum)
+// for domain name and returns what loads it into a starting QEMU.
+func (m *Manager) saveLoader(path, name, accel string) (func(context.Context, engine.Migratable) error, func(), error) {
+	hdr, start, end, err := readSave(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if hdr.Spec.Name != name {
+		return nil, nil, api.Errorf(api.ErrInvalid, "%s holds domain %s, not %s", path, hdr.Spec.Name, name)
+	}
+	if hdr.Accel != accel {
+		return nil, nil, api.Errorf(api.ErrInvalid, "the domain was saved under %s and this host runs %s: its CPU state cannot be loaded", hdr.Accel, accel)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
 	incoming := func(ctx context.Context, mig engine.Migratable) error {
 		pr, pw, err := os.Pipe()
 		if err != nil {
@@ -201,11 +218,7 @@ func (m *Manager) Restore(ctx context.Context, path string, paused bool) (api.Do
 		}
 		return loadStream(ctx, mig, pr, pw, io.NewSectionReader(f, start, end-start))
 	}
-	v, err := m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming})
-	if err != nil {
-		return api.Domain{}, err
-	}
-	return v, nil
+	return incoming, func() { f.Close() }, nil
 }
 
 var errNoMigrate = errors.New("this engine cannot load saved state")

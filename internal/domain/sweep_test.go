@@ -2,48 +2,91 @@ package domain
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
-// A daemon that died between launching QEMU and saving the record left a
-// runtime dir and a process; the next daemon's Recover removes both.
-func TestRecoverSweepsInterruptedCreate(t *testing.T) {
-	run := t.TempDir()
-	dir := filepath.Join(run, "domains", "ghost")
-	os.MkdirAll(dir, 0o700)
-	// Stands in for the QEMU: its command line names the runtime dir.
-	proc := exec.Command("sh", "-c", "sleep 60", filepath.Join(dir, "qmp.sock"))
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { proc.Wait(); close(exited) }()
-	os.WriteFile(filepath.Join(dir, "qemu.pid"), []byte(strconv.Itoa(proc.Process.Pid)), 0o600)
-
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	m := New(Options{Store: st, Ledger: host.NewLedger(4096, 512, 2, 1), RunDir: run})
-	if err := m.Recover(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		proc.Process.Kill()
-		t.Fatal("orphaned process not killed")
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Fatalf("runtime dir not removed: %v", err)
+// What Recover does with a run dir no store record names, by what is in
+// it: a live process is evidence (never killed on a guess), a start that
+// never ran guest code is undone, a dead dir is cleaned.
+func TestRecoverRunDirsWithoutRecords(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		alive     bool
+		runRecord *record // the copy a daemon keeps in the run dir
+		wantAlive bool
+		wantDir   bool
+		wantAdmit bool // new domains admitted afterwards
+	}{
+		{name: "dead dir removed", alive: false, wantDir: false, wantAdmit: true},
+		{name: "unknown QEMU left running, admissions refused", alive: true, wantAlive: true, wantDir: true, wantAdmit: false},
+		{name: "interrupted start undone", alive: true, wantAlive: false, wantDir: false, wantAdmit: true,
+			runRecord: &record{Spec: api.DomainSpec{Name: "ghost", MaxMemMiB: 64, MaxVCPUs: 1}, Starting: &startIntent{Kind: kindCreate, ID: 7}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := t.TempDir()
+			dir := filepath.Join(run, "domains", "ghost")
+			os.MkdirAll(dir, 0o700)
+			if tc.runRecord != nil {
+				b, _ := json.Marshal(tc.runRecord)
+				os.WriteFile(filepath.Join(dir, "record.json"), b, 0o600)
+			}
+			var proc *exec.Cmd
+			if tc.alive {
+				// Stands in for a QEMU: its command line names the run dir.
+				proc = exec.Command("sh", "-c", "sleep 60", filepath.Join(dir, "qmp.sock"))
+				if err := proc.Start(); err != nil {
+					t.Fatal(err)
+				}
+				go proc.Wait()
+				t.Cleanup(func() { proc.Process.Kill() })
+			}
+			st, err := store.OpenBolt(filepath.Join(t.TempDir(), "state.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			m := New(Options{Store: st, Ledger: host.NewLedger(4096, 512, 2, 1), RunDir: run, StateDir: t.TempDir(), LogDir: t.TempDir()})
+			if err := m.Recover(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if tc.alive {
+				gone := procfs.WaitGone([]int{proc.Process.Pid}, 2*time.Second)
+				if gone == tc.wantAlive {
+					t.Fatalf("process alive=%v, want %v", !gone, tc.wantAlive)
+				}
+			}
+			if _, err := os.Stat(dir); (err == nil) != tc.wantDir {
+				t.Fatalf("run dir kept=%v, want %v", err == nil, tc.wantDir)
+			}
+			m.mu.Lock()
+			err = m.admit(api.DomainSpec{Name: "next", MaxMemMiB: 64, MaxVCPUs: 1}, "tcg")
+			m.mu.Unlock()
+			if (err == nil) != tc.wantAdmit {
+				t.Fatalf("admission err=%v, want admitted=%v", err, tc.wantAdmit)
+			}
+			if tc.alive && tc.wantAlive {
+				proc.Process.Kill()
+				procfs.WaitGone([]int{proc.Process.Pid}, 2*time.Second)
+				m.mu.Lock()
+				err = m.admit(api.DomainSpec{Name: "next2", MaxMemMiB: 64, MaxVCPUs: 1}, "tcg")
+				m.mu.Unlock()
+				if err != nil {
+					t.Fatalf("still refused once the stray QEMU is gone: %v", err)
+				}
+			}
+			if got := m.Count(); got != 0 {
+				t.Fatalf("%d domains after recovery, want 0", got)
+			}
+		})
 	}
 }

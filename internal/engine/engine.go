@@ -40,6 +40,9 @@ type LaunchSpec struct {
 	RTCBase string
 	// CgroupProcs are cgroup.procs files the QEMU joins before it execs.
 	CgroupProcs []string
+	// LogFile is where QEMU's output goes, appended ("" = RunDir/qemu.log):
+	// kept after the domain ends.
+	LogFile string
 	// RunAs is the unprivileged user QEMU switches to once its devices are
 	// open (empty: stay root, only for debugging).
 	RunAs string

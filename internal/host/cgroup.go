@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Limits are what a domain's cgroup enforces.
@@ -24,6 +29,10 @@ type Cgroups struct {
 	Version int               // 1 or 2
 	v1      map[string]string // controller -> base dir (…/<own path>/ringfence)
 	v2      string            // base dir on v2
+	v2mnt   string            // where cgroup2 is mounted
+	// Scope is the systemd scope unit that holds the domains on a systemd
+	// host with cgroup v2 ("" elsewhere).
+	Scope string
 }
 
 const cfsPeriod = 100000 // µs
@@ -35,7 +44,92 @@ const cfsPeriod = 100000 // µs
 // sub names this daemon's subtree ("ringfence" on a normal host; two
 // daemons on one host, as in tests, need different ones).
 func DetectCgroups(sub string) (*Cgroups, error) {
-	return detectCgroups("/proc/self/mountinfo", "/proc/self/cgroup", sub)
+	c, err := detectCgroups("/proc/self/mountinfo", "/proc/self/cgroup", sub)
+	if err != nil || c.Version != 2 || !SystemdRunning() {
+		return c, err
+	}
+	return systemdScope(c, sub)
+}
+
+// SystemdRunning reports whether systemd is the init system
+// (sd_booted(3)'s test).
+func SystemdRunning() bool {
+	fi, err := os.Stat("/run/systemd/system")
+	return err == nil && fi.IsDir()
+}
+
+// HolderVerb is the hidden command of the process that keeps the domains'
+// systemd scope alive; the binary's main runs Hold for it.
+const HolderVerb = "__cgroup-holder"
+
+// Hold is the scope holder's whole life: it sleeps until systemd stops
+// the scope (at host shutdown, after the guests were shut down).
+func Hold() int {
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	select {}
+}
+
+// systemdScope moves the domains' subtree out of the daemon's own cgroup
+// into a transient scope, machine.slice/<sub>-guests.scope (Delegate=yes),
+// as libvirt puts its machines in machine.slice. Under the service itself
+// they would break `systemctl restart ringfence`: systemd (before 254's
+// DelegateSubgroup=) cannot put the new daemon into a cgroup whose
+// subtree_control is set while guests live below it (EBUSY, status
+// 219/CGROUP; systemd#24064). A scope is its own unit: it outlives the
+// daemon, and ringfence-guests.service is ordered to stop before it.
+func systemdScope(c *Cgroups, sub string) (*Cgroups, error) {
+	unit := sub + "-guests.scope"
+	dir := filepath.Join(c.v2mnt, "machine.slice", unit)
+	out := &Cgroups{Version: 2, v2: dir, v2mnt: c.v2mnt, Scope: unit}
+	holders := filepath.Join(dir, "holder")
+	if procs, err := os.ReadFile(filepath.Join(holders, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(procs))) > 0 {
+		return out, nil // a previous daemon made it; its holder lives
+	}
+	if _, err := os.Stat(dir); err != nil {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		// systemd-run --scope registers its own pid as the scope and then
+		// executes the holder in place.
+		cmd := exec.Command("systemd-run", "--scope", "--quiet", "--unit", unit, "--slice", "machine.slice",
+			"--description", "Ringfence guests", "-p", "Delegate=yes", self, HolderVerb)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("creating the guests' systemd scope %s: %w", unit, err)
+		}
+		go cmd.Wait() // reaped if it ever ends while we run
+		pid := cmd.Process.Pid
+		deadline := time.Now().Add(10 * time.Second)
+		for !cgroupHas(dir, pid) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				return nil, fmt.Errorf("systemd did not create the scope %s in 10s (systemctl status %s)", unit, unit)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// v2's "no internal processes": the holder goes into a leaf so the
+	// scope can hand its controllers down to the domains.
+	if err := os.MkdirAll(holders, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", holders, err)
+	}
+	procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	for _, p := range strings.Fields(string(procs)) {
+		if err := write(holders, "cgroup.procs", p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// cgroupHas reports whether pid is in the cgroup dir.
+func cgroupHas(dir string, pid int) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return false
+	}
+	return slices.Contains(strings.Fields(string(b)), strconv.Itoa(pid))
 }
 
 func detectCgroups(mountinfo, selfCgroup, sub string) (*Cgroups, error) {
@@ -63,7 +157,7 @@ func detectCgroups(mountinfo, selfCgroup, sub string) (*Cgroups, error) {
 		return nil, err
 	}
 	v1 := map[string]string{}
-	v2 := ""
+	v2, v2mnt := "", ""
 	for _, line := range strings.Split(string(mounts), "\n") {
 		// "... mountpoint opts - fstype source superopts"
 		pre, post, ok := strings.Cut(line, " - ")
@@ -85,14 +179,14 @@ func detectCgroups(mountinfo, selfCgroup, sub string) (*Cgroups, error) {
 				}
 			}
 		case "cgroup2":
-			v2 = filepath.Join(mnt, strings.TrimPrefix(own[""], root), sub)
+			v2, v2mnt = filepath.Join(mnt, strings.TrimPrefix(own[""], root), sub), mnt
 		}
 	}
 	if v1["cpu"] != "" && v1["memory"] != "" {
 		return &Cgroups{Version: 1, v1: v1}, nil
 	}
 	if v2 != "" {
-		return &Cgroups{Version: 2, v2: v2}, nil
+		return &Cgroups{Version: 2, v2: v2, v2mnt: v2mnt}, nil
 	}
 	return nil, errors.New("no usable cgroup hierarchy (need v1 cpu+memory controllers or cgroup2) mounted")
 }
@@ -173,6 +267,10 @@ func (c *Cgroups) Create(name string, l Limits) error {
 func (c *Cgroups) enableV2() error {
 	if err := os.MkdirAll(c.v2, 0o755); err != nil {
 		return fmt.Errorf("creating cgroup %s: %w", c.v2, err)
+	}
+	if c.Scope != "" {
+		// systemd delegated the scope with its controllers.
+		return write(c.v2, "cgroup.subtree_control", "+cpu +memory")
 	}
 	parent := filepath.Dir(c.v2)
 	if err := write(parent, "cgroup.subtree_control", "+cpu +memory"); err != nil {
@@ -270,11 +368,33 @@ func (c *Cgroups) Deprioritize(name string) error {
 	return write(c.Dirs(name)[0], "cpu.weight", "1")
 }
 
-// Remove deletes the domain's cgroups (after its processes are gone).
-func (c *Cgroups) Remove(name string) {
+// Remove deletes the domain's cgroups. A process SIGKILLed a moment ago
+// may still be exiting (freeing its memory) and the kernel refuses to
+// remove a cgroup that holds one, so Remove waits for it (up to 10 s)
+// instead of leaving the cgroup behind for good.
+func (c *Cgroups) Remove(name string) error {
+	deadline := time.Now().Add(10 * time.Second)
 	for _, d := range c.Dirs(name) {
-		os.Remove(d)
+		for {
+			err := os.Remove(d)
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+				return fmt.Errorf("removing cgroup %s: %w", d, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
+	return nil
+}
+
+// Base is where the domains' cgroups are (the memory controller's on v1).
+func (c *Cgroups) Base() string {
+	if c.Version == 1 {
+		return c.v1["memory"]
+	}
+	return c.v2
 }
 
 // Usage reads the cgroup's current memory use in bytes.

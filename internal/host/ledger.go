@@ -97,6 +97,36 @@ func (l *Ledger) Reserve(domain string, memMiB, overheadMiB, vcpus int) error {
 	return nil
 }
 
+// Adopt records a domain that already runs (found at a daemon's start)
+// whatever the ledger says: it holds its resources, and refusing to count
+// it would only hide an oversell. It returns an error describing the
+// oversell when the host is over its limits with it; until the holders
+// shrink, every new Reserve is refused by the same arithmetic.
+func (l *Ledger) Adopt(domain string, memMiB, overheadMiB, vcpus int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries[domain] = api.LedgerEntry{Domain: domain, MemoryMiB: memMiB, OverheadMiB: overheadMiB, VCPUs: vcpus}
+	return l.overLocked()
+}
+
+func (l *Ledger) overLocked() error {
+	usedMem, usedV := l.usedLocked()
+	if free := l.total - l.reserved - usedMem; free < 0 {
+		return fmt.Errorf("memory is oversold by %d MiB (the running domains hold more than the host may give: %s)", -free, l.holders(func(e api.LedgerEntry) int { return e.MemoryMiB + e.OverheadMiB }, " MiB"))
+	}
+	if freeV := l.vcpuCap() - usedV; freeV < 0 {
+		return fmt.Errorf("vCPUs are oversold by %d (%d host CPUs x ratio %g; held by %s)", -freeV, l.cpus, l.ratio, l.holders(func(e api.LedgerEntry) int { return e.VCPUs }, ""))
+	}
+	return nil
+}
+
+// Oversold says whether (and how) the host is over its limits.
+func (l *Ledger) Oversold() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.overLocked()
+}
+
 // Release frees a domain's reservation; it is idempotent.
 func (l *Ledger) Release(domain string) {
 	l.mu.Lock()

@@ -11,19 +11,13 @@ package image
 // is cached in a directory and rebuilt only when the recipe below changes.
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,50 +94,25 @@ var debianPrune = []string{
 	"/var/cache/debconf/config.dat-old", "/var/lib/dbus/machine-id",
 }
 
-// DebianPaths are the files of a built Debian image.
-type DebianPaths struct {
-	Dir    string
-	Kernel string // the guest's /boot/vmlinuz-*
-	Initrd string // the guest's /boot/initrd.img-*
-	Root   string // raw ext4, no partition table: the whole file is xvda1
-	Recipe string // hash of what the image was made from
+// DebianPaths are the files of a built Debian image; Root is the guest's
+// xvda1.
+type DebianPaths = BootImage
+
+// debianTree is the Debian image's recipe.
+func debianTree() treeRecipe {
+	return treeRecipe{
+		what: "the Debian image", version: debianVersion,
+		packages: debianPackages, modules: debianModules, units: debianUnits, prune: debianPrune,
+		rootPassword: DebianRootPassword, files: debianFiles(), label: "debian12-root",
+		configuring: "hostname, root password, fstab, networkd, lighttpd, initramfs modules",
+	}
 }
 
 // DebianPathsIn returns where the Debian image lives in dir.
-func DebianPathsIn(dir string) DebianPaths {
-	return DebianPaths{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"),
-		Root: filepath.Join(dir, "root.img"), Recipe: filepath.Join(dir, "RECIPE")}
-}
+func DebianPathsIn(dir string) DebianPaths { return bootImageIn(dir, debianRecipe()) }
 
 // debianRecipe hashes everything the image is made from.
-func debianRecipe() string {
-	h := sha256.New()
-	fmt.Fprintf(h, "version %s\nsuite %s\nmirror %s\nvariant minbase\n", debianVersion, debianSuite, debianMirror)
-	fmt.Fprintf(h, "packages %s\nmodules %s\nunits %s\nprune %s\nroot password %s\nsize used+30%% /64MiB\n",
-		strings.Join(debianPackages, ","), strings.Join(debianModules, ","), strings.Join(debianUnits, ","),
-		strings.Join(debianPrune, ","), DebianRootPassword)
-	files := debianFiles()
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(h, "file %s %d\n%s", n, len(files[n]), files[n])
-	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
-}
-
-// Built reports whether every file is there and made by this recipe.
-func (p DebianPaths) Built() bool {
-	for _, f := range []string{p.Kernel, p.Initrd, p.Root} {
-		if fi, err := os.Stat(f); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
-			return false
-		}
-	}
-	b, err := os.ReadFile(p.Recipe)
-	return err == nil && strings.TrimSpace(string(b)) == debianRecipe()
-}
+func debianRecipe() string { return debianTree().hash() }
 
 // BuildDebian makes the Debian image in dir unless it is already built by
 // this recipe, and returns its paths. It needs root, network access to
@@ -154,232 +123,7 @@ func (p DebianPaths) Built() bool {
 // failed or interrupted build leaves the old files, or none that Built
 // accepts, and no rootfs tree.
 func BuildDebian(dir string, log io.Writer) (DebianPaths, error) {
-	if log == nil {
-		log = io.Discard
-	}
-	p := DebianPathsIn(dir)
-	if p.Built() {
-		return p, nil
-	}
-	if os.Geteuid() != 0 {
-		return p, errors.New("building the Debian image needs root (debootstrap, chroot)")
-	}
-	for _, tool := range []string{"debootstrap", "mkfs.ext4", "chroot"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return p, fmt.Errorf("%s not found: apt-get install debootstrap e2fsprogs (make deps)", tool)
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return p, err
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return p, err
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return p, fmt.Errorf("locking %s: %w", dir, err)
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	if p.Built() { // another process built it while we waited
-		return p, nil
-	}
-	// Scratch left by an interrupted build.
-	old, _ := filepath.Glob(filepath.Join(dir, ".build-*"))
-	for _, o := range old {
-		if err := removeScratch(o); err != nil {
-			return p, err
-		}
-	}
-	scratch, err := os.MkdirTemp(dir, ".build-")
-	if err != nil {
-		return p, err
-	}
-	defer func() {
-		if err := removeScratch(scratch); err != nil {
-			fmt.Fprintf(log, "==> warning: %v\n", err)
-		}
-	}()
-	start := time.Now()
-	out, err := buildDebianIn(scratch, log)
-	if err != nil {
-		return p, err
-	}
-	// Into place: the old recipe goes first and the new one comes last,
-	// so the directory never holds a recipe with files it does not
-	// describe.
-	if err := os.Remove(p.Recipe); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return p, err
-	}
-	for _, mv := range [][2]string{{out.Kernel, p.Kernel}, {out.Initrd, p.Initrd}, {out.Root, p.Root}, {out.Recipe, p.Recipe}} {
-		if err := os.Rename(mv[0], mv[1]); err != nil {
-			return p, err
-		}
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	fmt.Fprintf(log, "==> Debian image ready in %s (%s)\n", dir, time.Since(start).Round(time.Second))
-	return p, nil
-}
-
-// buildDebianIn does the work in scratch and returns the finished files,
-// still in scratch.
-func buildDebianIn(scratch string, log io.Writer) (DebianPaths, error) {
-	out := DebianPathsIn(scratch)
-	root := filepath.Join(scratch, "rootfs")
-
-	fmt.Fprintf(log, "==> debootstrap --variant=minbase %s (%s)\n", debianSuite, strings.Join(debianPackages, " "))
-	cmd := exec.Command("debootstrap", "--variant=minbase", "--components=main",
-		"--include="+strings.Join(debianPackages, ","), debianSuite, root, debianMirror)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
-	if err := cmd.Run(); err != nil {
-		return out, fmt.Errorf("debootstrap: %v (its log: %s)", err, filepath.Join(root, "debootstrap", "debootstrap.log"))
-	}
-
-	fmt.Fprintln(log, "==> configuring: hostname, root password, fstab, networkd, lighttpd, initramfs modules")
-	files := debianFiles()
-	for name, content := range files {
-		path := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return out, err
-		}
-		os.Remove(path) // may be a symlink into the host, like resolv.conf
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			return out, err
-		}
-	}
-	if err := chroot(root, DebianRootPassword, "root:"+DebianRootPassword+"\n", "chpasswd"); err != nil {
-		return out, err
-	}
-	if err := chroot(root, "", "", append([]string{"systemctl", "enable"}, debianUnits...)...); err != nil {
-		return out, err
-	}
-
-	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
-	if len(kernels) != 1 {
-		return out, fmt.Errorf("expected one kernel in the guest's /boot, found %d", len(kernels))
-	}
-	kver := strings.TrimPrefix(filepath.Base(kernels[0]), "vmlinuz-")
-	fmt.Fprintf(log, "==> update-initramfs -u -k %s\n", kver)
-	if err := chroot(root, "", "", "update-initramfs", "-u", "-k", kver); err != nil {
-		return out, err
-	}
-	initrd := filepath.Join(root, "boot", "initrd.img-"+kver)
-	if err := checkInitramfs(root, kver, log); err != nil {
-		return out, err
-	}
-
-	for _, pr := range debianPrune {
-		if err := os.RemoveAll(filepath.Join(root, pr)); err != nil {
-			return out, err
-		}
-	}
-	// apt expects these to exist.
-	os.MkdirAll(filepath.Join(root, "var/lib/apt/lists/partial"), 0o755)
-	os.MkdirAll(filepath.Join(root, "var/cache/apt/archives/partial"), 0o755)
-	if pids, err := exec.Command("pgrep", "-f", root).Output(); err == nil && len(pids) > 0 {
-		return out, fmt.Errorf("processes started in the guest tree are still running: %s", strings.Fields(string(pids)))
-	}
-
-	if err := copyFile(kernels[0], out.Kernel); err != nil {
-		return out, err
-	}
-	if err := copyFile(initrd, out.Initrd); err != nil {
-		return out, err
-	}
-
-	used, nfiles, err := treeUsage(root)
-	if err != nil {
-		return out, err
-	}
-	size := roundUp(used+used*3/10, 64<<20)
-	inodes := size / 16384
-	if need := nfiles * 13 / 10; need > inodes {
-		inodes = need
-	}
-	fmt.Fprintf(log, "==> mkfs.ext4 -d: %d MiB used, %d files -> %d MiB root filesystem\n", used>>20, nfiles, size>>20)
-	f, err := os.Create(out.Root)
-	if err != nil {
-		return out, err
-	}
-	err = f.Truncate(size) // sparse: mkfs writes only what it fills
-	f.Close()
-	if err != nil {
-		return out, err
-	}
-	mk := exec.Command("mkfs.ext4", "-q", "-F", "-T", "default", "-b", "4096", "-N", strconv.FormatInt(inodes, 10),
-		"-L", "debian12-root", "-E", "root_owner=0:0", "-d", root, out.Root)
-	if b, err := mk.CombinedOutput(); err != nil {
-		return out, fmt.Errorf("mkfs.ext4: %v: %s", err, b)
-	}
-	if b, err := exec.Command("e2fsck", "-fn", out.Root).CombinedOutput(); err != nil {
-		return out, fmt.Errorf("e2fsck on the new root filesystem: %v: %s", err, b)
-	}
-	if err := syncFile(out.Root); err != nil {
-		return out, err
-	}
-	if err := writeAtomic(out.Recipe, []byte(debianRecipe()+"\n"), 0o644); err != nil {
-		return out, err
-	}
-	return out, nil
-}
-
-// chroot runs a command in root with stdin; secret, if set, is kept out
-// of error messages.
-func chroot(root, secret, stdin string, args ...string) error {
-	cmd := exec.Command("chroot", append([]string{root}, args...)...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive", "HOME=/root"}
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		msg := string(b)
-		if secret != "" {
-			msg = strings.ReplaceAll(msg, secret, "***")
-		}
-		return fmt.Errorf("chroot %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(msg))
-	}
-	return nil
-}
-
-// checkInitramfs makes sure the guest's initramfs can mount a virtio root
-// and bring up virtio-net: every module in debianModules is in it or
-// built into the kernel.
-func checkInitramfs(root, kver string, log io.Writer) error {
-	cmd := exec.Command("chroot", root, "lsinitramfs", "/boot/initrd.img-"+kver)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8"}
-	listing, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("lsinitramfs: %v", err)
-	}
-	builtin, _ := os.ReadFile(filepath.Join(root, "lib", "modules", kver, "modules.builtin"))
-	has := func(text []byte, m string) bool {
-		sc := bufio.NewScanner(strings.NewReader(string(text)))
-		for sc.Scan() {
-			base := filepath.Base(sc.Text())
-			if i := strings.Index(base, ".ko"); i > 0 && strings.ReplaceAll(base[:i], "-", "_") == m {
-				return true
-			}
-		}
-		return false
-	}
-	var report []string
-	for _, m := range debianModules {
-		switch {
-		case has(listing, m):
-			report = append(report, m+" (initramfs)")
-		case has(builtin, m):
-			report = append(report, m+" (built in)")
-		default:
-			return fmt.Errorf("the guest's initramfs lacks %s", m)
-		}
-	}
-	fmt.Fprintf(log, "==> initramfs has %s\n", strings.Join(report, ", "))
-	return nil
+	return buildBootImage(debianTree(), dir, log)
 }
 
 // treeUsage returns the bytes allocated to a tree (hard links once) and

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ClockTicks is USER_HZ, 100 on every Linux we support.
@@ -104,4 +105,42 @@ func ProcessSchedStat(pid int) (run, wait int64) {
 		}
 	}
 	return run, wait
+}
+
+// WithCmdline lists the live processes whose command line contains s
+// (a domain's run dir finds its QEMU even when no pid file was written).
+func WithCmdline(s string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if CmdlineContains(pid, s) && Alive(pid, 0) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// WaitGone waits until none of pids is alive, up to d; it reports whether
+// they all went.
+func WaitGone(pids []int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		alive := false
+		for _, p := range pids {
+			if Alive(p, 0) {
+				alive = true
+			}
+		}
+		if !alive {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

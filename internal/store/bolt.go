@@ -32,6 +32,16 @@ func OpenBolt(path string) (*Bolt, error) {
 	return &Bolt{db: db}, nil
 }
 
+// OpenBoltReadOnly opens a store file to read it (a check); it takes a
+// shared lock, so it fails while a daemon has the store.
+func OpenBoltReadOnly(path string) (*Bolt, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("opening %s to read: %w", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
 func (b *Bolt) Get(_ context.Context, key string) ([]byte, error) {
 	var out []byte
 	err := b.db.View(func(tx *bolt.Tx) error {

@@ -92,6 +92,9 @@ type Env struct {
 	names      []string // domains the test made, for the cgroup leftover check
 	serveArgs  []string
 	daemonDone chan struct{}
+	// DaemonEnv is added to the daemon's environment at its next start
+	// (RINGFENCE_CRASHPOINT=...).
+	DaemonEnv []string
 }
 
 var nsSeq int
@@ -146,6 +149,7 @@ func (e *Env) StartDaemon() {
 	// remount /sys and hide the cgroup hierarchies the daemon needs.
 	args := append([]string{"--net=/run/netns/" + e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.State, "--run-dir", filepath.Join(e.Dir, "run")}, e.serveArgs...)
 	cmd := exec.Command("nsenter", args...)
+	cmd.Env = append(os.Environ(), e.DaemonEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -167,6 +171,41 @@ func (e *Env) StartDaemon() {
 		}
 	}
 	e.t.Fatalf("daemon did not answer within 15s:\n%s", e.DaemonLog())
+}
+
+// StartDaemonFails starts the daemon expecting it to refuse to start; it
+// returns what it printed at this start.
+func (e *Env) StartDaemonFails() string {
+	e.t.Helper()
+	args := append([]string{"--net=/run/netns/" + e.Netns, binPath, "--socket", e.Socket, "serve", "--state-dir", e.State, "--run-dir", filepath.Join(e.Dir, "run")}, e.serveArgs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nsenter", args...).CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		e.t.Fatalf("the daemon started (or hung) where it must refuse: err=%v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// WaitDaemonGone waits for the daemon to exit by itself (a crash point).
+func (e *Env) WaitDaemonGone(timeout time.Duration) {
+	e.t.Helper()
+	select {
+	case <-e.daemonDone:
+		e.daemon = nil
+	case <-time.After(timeout):
+		e.t.Fatalf("the daemon did not die within %s:\n%s", timeout, tail(e.DaemonLog(), 3000))
+	}
+}
+
+// ListAll returns every domain, the defined stopped ones too.
+func (e *Env) ListAll() []api.Domain {
+	e.t.Helper()
+	ds, err := e.Client.ListAll(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ds
 }
 
 // KillDaemon kills the daemon with SIGKILL, as a crash would.

@@ -112,7 +112,7 @@ func (i *instance) MirrorDisks(ctx context.Context, targets []engine.MirrorTarge
 			}
 		}
 		if len(jobs) < len(targets) {
-			return errors.New("a disk mirror stopped: " + tailLog(i.st.RunDir))
+			return errors.New("a disk mirror stopped: " + tailLog(i.st.logFile()))
 		}
 		if progress != nil {
 			progress(done, total)

@@ -95,7 +95,7 @@ func (i *instance) waitOut(ctx context.Context, progress func(engine.MigrationSt
 			i.mon.Execute(context.Background(), "migrate_cancel", nil, nil)
 			return st.stats(), ctx.Err()
 		case <-i.exited:
-			return st.stats(), errors.New("qemu exited during the state transfer: " + tailLog(i.st.RunDir))
+			return st.stats(), errors.New("qemu exited during the state transfer: " + tailLog(i.st.logFile()))
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
@@ -150,7 +150,7 @@ func (i *instance) MigrateFrom(ctx context.Context, r *os.File, o engine.Incomin
 		select {
 		case ev, ok := <-events:
 			if !ok {
-				return errors.New("qemu exited during the state transfer: " + tailLog(i.st.RunDir))
+				return errors.New("qemu exited during the state transfer: " + tailLog(i.st.logFile()))
 			}
 			if ev.Name != "MIGRATION" {
 				continue
@@ -175,7 +175,7 @@ func (i *instance) MigrateFrom(ctx context.Context, r *os.File, o engine.Incomin
 					}
 				}
 			case "failed", "cancelled":
-				return errors.New("qemu: incoming migration " + d.Status + ": " + tailLog(i.st.RunDir))
+				return errors.New("qemu: incoming migration " + d.Status + ": " + tailLog(i.st.logFile()))
 			}
 		case <-poll.C:
 			if done, err := i.incomingDone(ctx); done || err != nil {
@@ -185,7 +185,7 @@ func (i *instance) MigrateFrom(ctx context.Context, r *os.File, o engine.Incomin
 			i.mon.Execute(context.Background(), "migrate_cancel", nil, nil)
 			return ctx.Err()
 		case <-i.exited:
-			return errors.New("qemu exited during the state transfer: " + tailLog(i.st.RunDir))
+			return errors.New("qemu exited during the state transfer: " + tailLog(i.st.logFile()))
 		}
 	}
 }

@@ -65,7 +65,16 @@ type state struct {
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"`
 	RunDir    string `json:"run_dir"`
+	LogFile   string `json:"log_file,omitempty"`
 	VCPUs     []int  `json:"vcpu_threads"`
+}
+
+// logFile is where this QEMU logs (older states: its run dir).
+func (s state) logFile() string {
+	if s.LogFile != "" {
+		return s.LogFile
+	}
+	return logPath(s.RunDir)
 }
 
 type instance struct {
@@ -101,9 +110,13 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(logPath(s.RunDir), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	logFile := s.LogFile
+	if logFile == "" {
+		logFile = logPath(s.RunDir)
+	}
+	logf, err := openLog(logFile)
 	if err != nil {
-		return nil, fmt.Errorf("creating QEMU log: %w", err)
+		return nil, fmt.Errorf("opening QEMU's log: %w", err)
 	}
 	defer logf.Close()
 	if len(s.CgroupProcs) > 0 {
@@ -125,7 +138,7 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 
-	inst := &instance{st: state{PID: cmd.Process.Pid, RunDir: s.RunDir}, exited: exited, waitCh: make(chan engine.Exit, 1)}
+	inst := &instance{st: state{PID: cmd.Process.Pid, RunDir: s.RunDir, LogFile: logFile}, exited: exited, waitCh: make(chan engine.Exit, 1)}
 	fail := func(err error) (engine.Instance, error) {
 		cmd.Process.Kill()
 		<-exited
@@ -149,7 +162,7 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 		// device; its own message is the useful error.
 		select {
 		case <-exited:
-			return fail(fmt.Errorf("qemu exited at start: %s", tailLog(s.RunDir)))
+			return fail(fmt.Errorf("qemu exited at start: %s", tailLog(logFile)))
 		case <-time.After(2 * time.Second):
 		}
 		return fail(err)
@@ -166,9 +179,31 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 	return inst, nil
 }
 
-// tailLog returns QEMU's last error lines, which name the bad option.
-func tailLog(run string) string {
-	b, _ := os.ReadFile(logPath(run))
+// logMax is where QEMU's log is rotated (to LOG.1) at a start.
+const logMax = 4 << 20
+
+// openLog opens QEMU's log for appending (it outlives the domain: why a
+// guest died stays readable), rotating it once it has grown past logMax,
+// and marks where this incarnation starts.
+func openLog(path string) (*os.File, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > logMax {
+		os.Rename(path, path+".1")
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(f, "--- %s: QEMU starting\n", time.Now().UTC().Format(time.RFC3339))
+	return f, nil
+}
+
+// tailLog returns QEMU's last lines of this incarnation, which name a bad
+// option or why it ended.
+func tailLog(path string) string {
+	b, _ := os.ReadFile(path)
+	if i := strings.LastIndex(string(b), ": QEMU starting\n"); i >= 0 {
+		b = b[i+len(": QEMU starting\n"):]
+	}
 	s := strings.TrimSpace(string(b))
 	if len(s) > 600 {
 		s = s[len(s)-600:]
@@ -291,7 +326,7 @@ func (i *instance) watch() {
 			ex.Reason = engine.ExitHost
 		default:
 			ex.Reason = engine.ExitCrash
-			ex.Detail = "qemu exited without a shutdown event: " + tailLog(i.st.RunDir)
+			ex.Detail = "qemu exited without a shutdown event: " + tailLog(i.st.logFile())
 		}
 		i.waitCh <- ex
 		close(i.waitCh)
