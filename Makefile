@@ -2,7 +2,7 @@
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 export PATH := $(PATH):/usr/local/go/bin
 
-VERSION ?= $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' internal/daemon/daemon.go)
+VERSION ?= $(shell sed -n 's/^const Release = "\(.*\)"/\1/p' internal/api/paths.go)
 SBINDIR ?= /usr/local/sbin
 SYSTEMD_DIR ?= /etc/systemd/system
 

@@ -16,8 +16,6 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/client"
-	"github.com/ringfence/ringfence/internal/daemon"
-	"github.com/ringfence/ringfence/internal/launch"
 )
 
 // verb is one row of the command table.
@@ -34,6 +32,32 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	socket string
+	// socketGiven: --socket or RINGFENCE_SOCKET named it (serve listens
+	// there rather than in its run dir).
+	socketGiven bool
+	host        Host
+}
+
+// Host runs the commands that act on this host itself rather than through
+// the API: the daemon, its store's maintenance, and the hidden commands
+// the daemon re-executes itself as. cmd/ringfence wires it to
+// internal/daemon, so the CLI stays a client and never imports the daemon.
+// Each prints its own errors and returns the exit code.
+type Host struct {
+	Serve func(args []string, socket string, stderr io.Writer) int
+	Store func(args []string, stdout, stderr io.Writer) int
+	// Hidden are the internal commands by name (not in help).
+	Hidden map[string]func(args []string) int
+}
+
+// hostVerb runs a Host command as a verb.
+func hostVerb(run func(e *env, args []string) int) func(e *env, args []string) error {
+	return func(e *env, args []string) error {
+		if code := run(e, args); code != 0 {
+			return exitError{code}
+		}
+		return nil
+	}
 }
 
 func (e *env) client() *client.Client { return client.New(e.socket) }
@@ -42,7 +66,13 @@ var verbs []verb
 
 func init() {
 	verbs = []verb{
-		{"serve", "run the host daemon", "serve [--state-dir DIR] [--run-dir DIR] [--accel kvm|tcg] [--reserve-mem MiB]", runServe},
+		{"serve", "run the host daemon", "serve [--config FILE] [--state-dir DIR] [--run-dir DIR] [--accel kvm|tcg] ...", hostVerb(func(e *env, args []string) int {
+			socket := ""
+			if e.socketGiven {
+				socket = e.socket
+			}
+			return e.host.Serve(args, socket, e.stderr)
+		})},
 		{"create", "create a domain from a domain file", "create FILE [-p] [-c] [--dry-run] [--json]", runCreate},
 		{"list", "list domains (--all: the defined stopped ones too, with why they stopped)", "list [--all] [--json] [NAME...]", runList},
 		{"console", "attach to a domain's serial console (Ctrl-] detaches)", "console NAME", runConsole},
@@ -51,7 +81,9 @@ func init() {
 		{"autostart", "start a defined domain at host boot, in order", "autostart NAME on|off [--order N] [--delay SEC]", runAutostart},
 		{"log", "a domain's console (or QEMU) log, kept after it is gone", "log NAME [--qemu] [--tail BYTES]", runLog},
 		{"dmesg", "the daemon's recent log", "dmesg", runDmesg},
-		{"store", "check the daemon's store, or restore a backup (the daemon stopped)", "store check [--state-dir D] | store restore [--state-dir D] [BACKUP]", runStore},
+		{"store", "check the daemon's store, or restore a backup (the daemon stopped)", "store check [--state-dir D] [--json] | store restore [--state-dir D] [BACKUP]", hostVerb(func(e *env, args []string) int {
+			return e.host.Store(args, e.stdout, e.stderr)
+		})},
 		{"stop", "shut a domain down (the ACPI power button; = shutdown)", "stop NAME [-w] [--force] [--timeout SEC]", runShutdown},
 		{"start", "start a stopped domain again (kept after a shutdown or crash, or stopped by the crash-loop brake)", "start NAME [-p]", runStart},
 		{"shutdown", "press the ACPI power button (--all: every guest, as at host shutdown)", "shutdown NAME|--all [-w] [--force] [--timeout SEC] [--save DIR]", runShutdown},
@@ -96,26 +128,27 @@ func init() {
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
 		{"version", "print the version", "version", func(e *env, _ []string) error {
-			fmt.Fprintln(e.stdout, "ringfence", daemon.Version)
+			fmt.Fprintln(e.stdout, "ringfence", api.Release)
 			return nil
 		}},
 	}
 }
 
 // Run executes the command line and returns the process exit code.
-func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, socket: os.Getenv("RINGFENCE_SOCKET")}
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, host Host) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, socket: os.Getenv("RINGFENCE_SOCKET"), host: host}
+	e.socketGiven = e.socket != ""
 	if e.socket == "" {
-		e.socket = daemon.SocketPath(daemon.DefaultRunDir)
+		e.socket = api.SocketPath(api.DefaultRunDir)
 	}
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
 		a := args[0]
 		switch {
 		case a == "--socket" && len(args) > 1:
-			e.socket = args[1]
+			e.socket, e.socketGiven = args[1], true
 			args = args[2:]
 		case strings.HasPrefix(a, "--socket="):
-			e.socket = strings.TrimPrefix(a, "--socket=")
+			e.socket, e.socketGiven = strings.TrimPrefix(a, "--socket="), true
 			args = args[1:]
 		case a == "-h" || a == "--help":
 			args = nil
@@ -131,17 +164,10 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if len(args) > 0 && args[0] == daemon.HolderVerb {
-		return daemon.HolderMain()
-	}
-	if len(args) > 0 && args[0] == daemon.StoreCheckVerb {
-		// Not a user command: the daemon checks its store in a child.
-		return daemon.StoreCheckMain(args[1:])
-	}
-	if len(args) > 0 && args[0] == launch.Verb {
-		// Not a user command: the daemon's fork-exec trampoline for QEMU.
-		fmt.Fprintln(stderr, launch.Main(args[1:]))
-		return 127
+	if len(args) > 0 {
+		if run, ok := host.Hidden[args[0]]; ok {
+			return run(args[1:])
+		}
 	}
 	if len(args) == 0 || args[0] == "help" {
 		usage(stdout)

@@ -3,11 +3,9 @@ package cli
 import (
 	"flag"
 	"fmt"
-	"path/filepath"
 	"strconv"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/daemon"
 )
 
 // runDefine stores a domain without starting it (virsh define).
@@ -97,70 +95,4 @@ func runDmesg(e *env, args []string) error {
 	}
 	_, err = e.stdout.Write(b)
 	return err
-}
-
-// runStore checks the store and its backups, or restores a backup; it
-// works on the files (the daemon may be unable to start), like fsck.
-func runStore(e *env, args []string) error {
-	if len(args) == 0 {
-		return usageError{"expected check or restore"}
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("store "+sub, flag.ContinueOnError)
-	stateDir := fs.String("state-dir", daemon.DefaultStateDir, "the daemon's state directory")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	switch sub {
-	case "check":
-		if _, err := parse(fs, args, 0, 0); err != nil {
-			return err
-		}
-		files := daemon.CheckStoreFiles(*stateDir)
-		if len(files) == 0 {
-			return fmt.Errorf("no store in %s (and no backups)", *stateDir)
-		}
-		bad := 0
-		for _, f := range files {
-			if f.Err != "" {
-				bad++
-			}
-		}
-		if *asJSON {
-			if err := printJSON(e.stdout, files); err != nil {
-				return err
-			}
-		} else {
-			for _, f := range files {
-				if f.Err != "" {
-					fmt.Fprintf(e.stdout, "%s: DAMAGED: %s\n", f.Path, f.Err)
-				} else if f.Note != "" {
-					fmt.Fprintf(e.stdout, "%s: %s\n", f.Path, f.Note)
-				} else {
-					fmt.Fprintf(e.stdout, "%s: ok\n", f.Path)
-				}
-			}
-		}
-		if bad > 0 {
-			return exitError{1}
-		}
-		return nil
-	case "restore":
-		pos, err := parse(fs, args, 0, 1)
-		if err != nil {
-			return err
-		}
-		backup := ""
-		if len(pos) == 1 {
-			backup = pos[0]
-		}
-		used, aside, err := daemon.RestoreStore(*stateDir, backup)
-		if err != nil {
-			return err
-		}
-		if aside != "" {
-			fmt.Fprintf(e.stderr, "the replaced store is kept as %s\n", aside)
-		}
-		fmt.Fprintf(e.stderr, "restored %s from %s; start the daemon\n", filepath.Join(*stateDir, "state.db"), used)
-		return nil
-	}
-	return usageError{"expected check or restore, not " + strconv.Quote(sub)}
 }

@@ -17,70 +17,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/daemon"
 	"github.com/ringfence/ringfence/internal/image"
 )
-
-func runServe(e *env, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var cfg daemon.Config
-	fs.StringVar(&cfg.StateDir, "state-dir", daemon.DefaultStateDir, "state directory (store, images)")
-	fs.StringVar(&cfg.RunDir, "run-dir", "", "runtime directory (default /run/ringfence, or STATE-DIR/run with --state-dir)")
-	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
-	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
-	fs.StringVar(&cfg.Listen, "listen", "", "peer listener for other hosts (mutual TLS), e.g. :7443")
-	fs.StringVar(&cfg.QEMUIDs, "qemu-ids", "", "uid range QEMUs run as, one uid per running domain: BASE[:COUNT] (default 2000000000:65536; root: QEMU stays root, development only)")
-	var roots multiFlag
-	fs.Var(&roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")
-	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest a client may take to send one request")
-	fs.StringVar(&cfg.LogFile, "log", "", "the daemon's log file (default stderr; SIGHUP reopens it)")
-	fs.StringVar(&cfg.LogDir, "log-dir", "", "the domains' logs, NAME/{console,qemu}.log (default /var/log/ringfence, or STATE-DIR/log with --state-dir)")
-	fs.DurationVar(&cfg.LogRetention, "log-retention", 30*24*time.Hour, "how long the logs of domains that are gone are kept")
-	fs.StringVar(&cfg.AutoDir, "auto-dir", "", "domain files defined and started at host boot (default /etc/ringfence/auto for the default state dir)")
-	fs.StringVar(&cfg.BootIDFile, "boot-id-file", "", "read the host's boot id here instead of the kernel's (tests of a host reboot)")
-	fs.DurationVar(&cfg.QMPTimeout, "qmp-timeout", 30*time.Second, "longest wait for QEMU to answer one monitor command (a stopped or hung QEMU)")
-	fs.IntVar(&cfg.RestartLimit, "restart-limit", 5, "restarts a guest may cause (crashes, its own resets) within --restart-window before it is kept stopped")
-	fs.DurationVar(&cfg.RestartWindow, "restart-window", 10*time.Minute, "the window of --restart-limit")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 120*time.Second, "idle keep-alive connections are closed after this")
-	fs.IntVar(&cfg.OverheadMiB, "qemu-overhead", 0, "QEMU memory per domain beyond guest RAM, in MiB, for the ledger and cgroup limit (default: 144 TCG, 64 KVM)")
-	fs.Float64Var(&cfg.VCPURatio, "vcpu-ratio", 1, "vCPUs each host CPU may carry (1 = none oversold)")
-	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", false, "run without per-domain cgroups (nothing is enforced; development only)")
-	fs.IntVar(&cfg.ReserveMiB, "reserve-mem", 0, "host memory kept from domains in MiB (default 10%, >= 512)")
-	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the daemon's log level: debug, info, warn or error")
-	conf := fs.String("config", "", "the host's settings, in domain-file syntax (default "+DefaultHostConf+" when --state-dir is not given); flags override it")
-	if _, err := parse(fs, args, 0, 0); err != nil {
-		return err
-	}
-	confPath, stateGiven := *conf, false
-	fs.Visit(func(f *flag.Flag) { stateGiven = stateGiven || f.Name == "state-dir" })
-	if confPath == "" && !stateGiven {
-		if _, err := os.Stat(DefaultHostConf); err == nil {
-			confPath = DefaultHostConf
-		}
-	}
-	if confPath != "" {
-		if err := applyHostConf(fs, confPath); err != nil {
-			return err
-		}
-	}
-	for _, r := range roots {
-		cfg.DiskRoots = append(cfg.DiskRoots, strings.Split(r, ",")...)
-	}
-	if cfg.RunDir == "" {
-		cfg.RunDir = daemon.DefaultRunDir
-		if cfg.StateDir != daemon.DefaultStateDir {
-			cfg.RunDir = filepath.Join(cfg.StateDir, "run")
-		}
-	}
-	cfg.Socket = e.socket
-	if os.Getenv("RINGFENCE_SOCKET") == "" && e.socket == daemon.SocketPath(daemon.DefaultRunDir) {
-		cfg.Socket = daemon.SocketPath(cfg.RunDir)
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("ringfence serve must run as root (it creates taps and manages QEMU)")
-	}
-	return daemon.Run(cfg)
-}
 
 func runCreate(e *env, args []string) error {
 	fs := flag.NewFlagSet("create", flag.ContinueOnError)
@@ -557,7 +495,7 @@ func fmtUptime(sec float64) string {
 
 func runImage(e *env, args []string) error {
 	fs := flag.NewFlagSet("image", flag.ContinueOnError)
-	dir := fs.String("dir", filepath.Join(daemon.DefaultStateDir, "images", "default"), "where to write the image")
+	dir := fs.String("dir", filepath.Join(api.DefaultStateDir, "images", "default"), "where to write the image")
 	force := fs.Bool("force", false, "rebuild even if the image exists")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {

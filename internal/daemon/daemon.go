@@ -33,9 +33,6 @@ import (
 	"github.com/ringfence/ringfence/internal/store"
 )
 
-// Version of ringfence.
-const Version = "0.1.0"
-
 // Config is the daemon's configuration.
 type Config struct {
 	StateDir   string // store and images; default /var/lib/ringfence
@@ -86,16 +83,12 @@ type Config struct {
 	ReadTimeout, IdleTimeout time.Duration
 }
 
-// DefaultStateDir and DefaultRunDir are where a production host keeps things.
+// Where a production host keeps the domains' logs and its autostart files
+// (the state and run dirs are api's: the client needs them too).
 const (
-	DefaultStateDir = "/var/lib/ringfence"
-	DefaultRunDir   = "/run/ringfence"
-	DefaultLogDir   = "/var/log/ringfence"
-	DefaultAutoDir  = "/etc/ringfence/auto"
+	DefaultLogDir  = "/var/log/ringfence"
+	DefaultAutoDir = "/etc/ringfence/auto"
 )
-
-// SocketPath returns the API socket for a run dir.
-func SocketPath(runDir string) string { return filepath.Join(runDir, "ringfence.sock") }
 
 // Server is a running daemon.
 type Server struct {
@@ -115,13 +108,13 @@ type Server struct {
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
 func Run(cfg Config) error {
 	if cfg.StateDir == "" {
-		cfg.StateDir = DefaultStateDir
+		cfg.StateDir = api.DefaultStateDir
 	}
 	if cfg.RunDir == "" {
-		cfg.RunDir = DefaultRunDir
+		cfg.RunDir = api.DefaultRunDir
 	}
 	if cfg.Socket == "" {
-		cfg.Socket = SocketPath(cfg.RunDir)
+		cfg.Socket = api.SocketPath(cfg.RunDir)
 	}
 	sink, err := newLogSink(cfg.LogFile)
 	if err != nil {
@@ -191,7 +184,7 @@ func Run(cfg Config) error {
 		// The default state dir owns "ringfence"; any other (a second
 		// daemon on the host, tests) gets its own subtree.
 		sub := "ringfence"
-		if abs, _ := filepath.Abs(cfg.StateDir); abs != DefaultStateDir {
+		if abs, _ := filepath.Abs(cfg.StateDir); abs != api.DefaultStateDir {
 			sum := sha256.Sum256([]byte(abs))
 			sub = "ringfence-" + hex.EncodeToString(sum[:4])
 		}
@@ -221,7 +214,7 @@ func Run(cfg Config) error {
 	logDir := cfg.LogDir
 	if logDir == "" {
 		logDir = DefaultLogDir
-		if abs, _ := filepath.Abs(cfg.StateDir); abs != DefaultStateDir {
+		if abs, _ := filepath.Abs(cfg.StateDir); abs != api.DefaultStateDir {
 			logDir = filepath.Join(cfg.StateDir, "log")
 		}
 	}
@@ -239,7 +232,7 @@ func Run(cfg Config) error {
 	hn, _ := os.Hostname()
 	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, logRing: sink, info: api.HostInfo{
 		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
-		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: Version, StateDir: cfg.StateDir,
+		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: api.Release, StateDir: cfg.StateDir,
 		QEMUOverhead: overheadModel(eng, accel.Name, cfg.OverheadMiB),
 	}}
 	if cgroups != nil {
@@ -400,7 +393,7 @@ func autoDir(cfg Config) string {
 	if cfg.AutoDir != "" {
 		return cfg.AutoDir
 	}
-	if abs, _ := filepath.Abs(cfg.StateDir); abs == DefaultStateDir {
+	if abs, _ := filepath.Abs(cfg.StateDir); abs == api.DefaultStateDir {
 		return DefaultAutoDir
 	}
 	return ""

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -93,12 +92,8 @@ func (m *Manager) Export(ctx context.Context, name, path string, progress func(a
 	} else {
 		d.mu.Unlock()
 		for _, j := range jobs {
-			f := spec.Disks[j.idx].Format
-			if f == "" {
-				f = "raw"
-			}
-			if out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-U", "-f", f, "-O", "raw", j.src, j.dst).CombinedOutput(); err != nil {
-				return res, fmt.Errorf("copying disk %s: %v: %s", spec.Disks[j.idx].Guest, err, strings.TrimSpace(string(out)))
+			if err := storage.ConvertToRaw(ctx, j.src, spec.Disks[j.idx].Format, j.dst); err != nil {
+				return res, fmt.Errorf("copying disk %s: %w", spec.Disks[j.idx].Guest, err)
 			}
 		}
 	}

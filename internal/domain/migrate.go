@@ -12,13 +12,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/revert"
 )
 
@@ -750,16 +750,11 @@ func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 // moves it to the host's share of CPU (see host.Cgroups.HostThread).
 func (m *Manager) chargeToHost(ctx context.Context, pid int, comm string) {
 	for i := 0; i < 200 && ctx.Err() == nil; i++ {
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-		for _, t := range tasks {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/comm", pid, t.Name()))
-			if err == nil && strings.TrimSpace(string(b)) == comm {
-				tid, _ := strconv.Atoi(t.Name())
-				if err := m.o.Cgroups.HostThread(tid); err != nil {
-					m.o.Log.Warn("charging the migration thread to the host", "err", err)
-				}
-				return
+		if tid := procfs.ThreadNamed(pid, comm); tid != 0 {
+			if err := m.o.Cgroups.HostThread(tid); err != nil {
+				m.o.Log.Warn("charging the migration thread to the host", "err", err)
 			}
+			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

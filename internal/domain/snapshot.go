@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -63,14 +61,6 @@ func orRaw(f string) string {
 	return f
 }
 
-func qemuImgSnapshot(op, snap, path string) error {
-	out, err := exec.Command("qemu-img", "snapshot", op, snap, path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("qemu-img snapshot %s %s %s: %v: %s", op, snap, path, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 // SnapshotCreate takes snapshot snap of domain name (live when it runs).
 func (m *Manager) SnapshotCreate(ctx context.Context, name, snap string, memory bool) (api.Snapshot, error) {
 	if err := storage.CheckName("snapshot", snap); err != nil {
@@ -99,7 +89,7 @@ func (m *Manager) SnapshotCreate(ctx context.Context, name, snap string, memory 
 			return api.Snapshot{}, api.Errorf(api.ErrConflict, "%s is not running: there is no memory to snapshot; leave out --memory", name)
 		}
 		for _, dk := range disks {
-			if err := qemuImgSnapshot("-c", snap, dk.Path); err != nil {
+			if err := storage.Snapshot("-c", snap, dk.Path); err != nil {
 				m.dropDiskSnaps(ctx, nil, done, snap)
 				return api.Snapshot{}, err
 			}
@@ -181,7 +171,7 @@ func (m *Manager) dropDiskSnaps(ctx context.Context, is engine.InternalSnapshott
 		if is != nil {
 			err = is.DeleteSnapshotInternal(ctx, dk.Guest, snap)
 		} else {
-			err = qemuImgSnapshot("-d", snap, dk.Path)
+			err = storage.Snapshot("-d", snap, dk.Path)
 		}
 		if err != nil && first == nil {
 			first = err
@@ -264,7 +254,7 @@ func (m *Manager) SnapshotRevert(ctx context.Context, name, snap string) (api.Do
 		}
 	}
 	for _, dk := range rec.Disks {
-		if err := qemuImgSnapshot("-a", snap, dk.Path); err != nil {
+		if err := storage.Snapshot("-a", snap, dk.Path); err != nil {
 			return api.Domain{}, fmt.Errorf("reverting disk %s: %w", dk.Guest, err)
 		}
 	}

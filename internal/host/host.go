@@ -8,8 +8,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
+
+	"github.com/ringfence/ringfence/internal/procfs"
 )
 
 // Accel is the accelerator decision and why it was made.
@@ -65,27 +66,11 @@ type Memory struct {
 
 // ReadMemory reads /proc/meminfo.
 func ReadMemory() (Memory, error) {
-	f, err := os.Open("/proc/meminfo")
+	mi, err := procfs.MemInfo()
 	if err != nil {
 		return Memory{}, err
 	}
-	defer f.Close()
-	var m Memory
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		kb, _ := strconv.Atoi(fields[1])
-		switch fields[0] {
-		case "MemTotal:":
-			m.TotalMiB = kb / 1024
-		case "MemAvailable:":
-			m.AvailableMiB = kb / 1024
-		}
-	}
-	return m, sc.Err()
+	return Memory{TotalMiB: int(mi["MemTotal"] / 1024), AvailableMiB: int(mi["MemAvailable"] / 1024)}, nil
 }
 
 // CPUs is the number of online host CPUs.

@@ -1,10 +1,11 @@
 package host
 
 import (
-	"bufio"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/ringfence/ringfence/internal/procfs"
 )
 
 // HugePages are the host's free huge pages and where hugetlbfs is mounted.
@@ -19,22 +20,8 @@ type HugePages struct {
 func ReadHugePages() HugePages {
 	var hp HugePages
 	var free, size int64
-	if f, err := os.Open("/proc/meminfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) < 2 {
-				continue
-			}
-			n, _ := strconv.ParseInt(fs[1], 10, 64)
-			switch fs[0] {
-			case "HugePages_Free:":
-				free = n
-			case "Hugepagesize:":
-				size = n
-			}
-		}
-		f.Close()
+	if mi, err := procfs.MemInfo(); err == nil {
+		free, size = mi["HugePages_Free"], mi["Hugepagesize"]
 	}
 	hp.FreeKiB = free * size
 	if b, err := os.ReadFile("/proc/self/mounts"); err == nil {

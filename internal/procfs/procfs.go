@@ -1,5 +1,8 @@
-// Package procfs reads the few /proc facts Ringfence needs about processes
-// and threads: run state, CPU time and start time.
+// Package procfs reads the few /proc facts Ringfence needs: about
+// processes and threads (run state, CPU and start time, names, open
+// files) and about the host (memory, boot id). The one place that parses
+// /proc; others pass paths under it (mountinfo, cpuinfo) to parsers that
+// tests feed with fixtures.
 package procfs
 
 import (
@@ -143,4 +146,79 @@ func WaitGone(pids []int, d time.Duration) bool {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// BootIDPath is the kernel's id of the current boot: it changes when the
+// host restarts.
+const BootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// BootID reads a boot id from path (BootIDPath unless a test gives
+// another).
+func BootID(path string) (string, error) {
+	if path == "" {
+		path = BootIDPath
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// ThreadNamed returns the id of pid's thread whose name (comm) is comm,
+// or 0.
+func ThreadNamed(pid int, comm string) int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/comm", pid, t.Name()))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			tid, _ := strconv.Atoi(t.Name())
+			return tid
+		}
+	}
+	return 0
+}
+
+// FDsOf returns the numbers of pid's open descriptors that are the file
+// want (same device and inode).
+func FDsOf(pid int, want os.FileInfo) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, n)); err == nil && os.SameFile(fi, want) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// MemInfo is /proc/meminfo: each field's number (kB for sizes, a count
+// for HugePages_*), by name without the colon.
+func MemInfo() (map[string]int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return nil, err
+	}
+	return parseMemInfo(string(b)), nil
+}
+
+func parseMemInfo(s string) map[string]int64 {
+	m := map[string]int64{}
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			m[strings.TrimSuffix(f[0], ":")] = n
+		}
+	}
+	return m
 }

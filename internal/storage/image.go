@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,10 +16,53 @@ import (
 // export: one place that runs qemu-img.
 
 func qemuImg(args ...string) error {
-	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+	return qemuImgCtx(context.Background(), args...)
+}
+
+func qemuImgCtx(ctx context.Context, args ...string) error {
+	if out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("qemu-img %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+type imgInfo struct {
+	Format      string `json:"format"`
+	VirtualSize int64  `json:"virtual-size"`
+	Backing     string `json:"full-backing-filename"`
+}
+
+func info(path string) (imgInfo, error) {
+	out, err := exec.Command("qemu-img", "info", "--force-share", "--output=json", path).Output()
+	var ii imgInfo
+	if err != nil {
+		return ii, fmt.Errorf("reading %s: %w", path, err)
+	}
+	err = json.Unmarshal(out, &ii)
+	return ii, err
+}
+
+// Snapshot runs an internal-snapshot operation of qemu-img on a stopped
+// domain's qcow2 image: op is -c (create), -a (apply) or -d (delete).
+func Snapshot(op, snap, path string) error {
+	switch op {
+	case "-c", "-a", "-d":
+	default:
+		return fmt.Errorf("qemu-img snapshot: unknown operation %q", op)
+	}
+	if err := qemuImg("snapshot", op, snap, path); err != nil {
+		return fmt.Errorf("snapshot %s of %s: %w", snap, path, err)
+	}
+	return nil
+}
+
+// ConvertToRaw copies a (stopped or shared-readable) image to a raw file
+// dst, for an export.
+func ConvertToRaw(ctx context.Context, src, format, dst string) error {
+	if format == "" {
+		format = "raw"
+	}
+	return qemuImgCtx(ctx, "convert", "-U", "-f", format, "-O", "raw", src, dst)
 }
 
 // newImage makes a file at path, which must not exist: fill writes it

@@ -6,11 +6,9 @@
 package storage
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -68,22 +66,6 @@ func ParseSize(s string) (int64, error) {
 		return 0, api.Errorf(api.ErrInvalid, "size %q: want a positive number with an optional K, M, G or T suffix, e.g. 10G", s)
 	}
 	return v, nil
-}
-
-type imgInfo struct {
-	Format      string `json:"format"`
-	VirtualSize int64  `json:"virtual-size"`
-	Backing     string `json:"full-backing-filename"`
-}
-
-func info(path string) (imgInfo, error) {
-	out, err := exec.Command("qemu-img", "info", "--force-share", "--output=json", path).Output()
-	var ii imgInfo
-	if err != nil {
-		return ii, fmt.Errorf("reading %s: %w", path, err)
-	}
-	err = json.Unmarshal(out, &ii)
-	return ii, err
 }
 
 // Volumes lists the images in a pool, with virtual and allocated size.

@@ -514,3 +514,27 @@ func cgroupDirs(stateDir, name string) []string {
 	more, _ := filepath.Glob("/sys/fs/cgroup/memory/*/*/" + sub + "/" + name)
 	return append(dirs, more...)
 }
+
+// cpuMax is a domain's CPU cap as cgroup v2 writes it ("QUOTA PERIOD",
+// "max PERIOD" for none), read from cpu.max or cgroup v1's cfs files.
+func cpuMax(stateDir, name string) string {
+	if v := cgroupValue(stateDir, name, "cpu.max"); v != "" {
+		return v
+	}
+	q, p := cgroupValue(stateDir, name, "cpu.cfs_quota_us"), cgroupValue(stateDir, name, "cpu.cfs_period_us")
+	if q == "-1" {
+		q = "max"
+	}
+	return q + " " + p
+}
+
+// cgroupValue is a domain's cgroup file (the first of its cgroup dirs
+// that has it), trimmed; "" if none has it.
+func cgroupValue(stateDir, name, file string) string {
+	for _, dir := range cgroupDirs(stateDir, name) {
+		if b, err := os.ReadFile(filepath.Join(dir, file)); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}

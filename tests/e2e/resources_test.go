@@ -132,10 +132,15 @@ func TestCapAndTop(t *testing.T) {
 	d := e.Domain("capped")
 	burn(c)
 	time.Sleep(time.Second)
+	// What Ringfence controls: the quota written, and that the guest
+	// never gets more. Less is possible on a busy host and says nothing.
+	if q := cpuMax(e.State, "capped"); q != "50000 100000" {
+		t.Fatalf("cap=50: the cgroup's CPU quota is %q, want \"50000 100000\"", q)
+	}
 	u := usage(t, 10*time.Second, d.PID)[0]
 	t.Logf("cap=50: %.1f%% of a CPU over 10 s", u)
-	if u < 35 || u > 65 {
-		t.Fatalf("cap=50 guest used %.1f%% of a CPU over 10 s, want 50 +-15", u)
+	if u > 65 || u < 5 {
+		t.Fatalf("cap=50 guest used %.1f%% of a CPU over 10 s, want at most 50 +15 (and running)", u)
 	}
 
 	// top -b: parseable, and its figures agree with /proc and the spec.
@@ -155,7 +160,7 @@ func TestCapAndTop(t *testing.T) {
 	if cpuSec > proc+1 || cpuSec < proc*0.8-1 {
 		t.Fatalf("top CPU(sec) %.0f, /proc says %.1f", cpuSec, proc)
 	}
-	if cpuPct < 30 || cpuPct > 70 || row[4] != "131072" || row[7] != "1" {
+	if cpuPct < 5 || cpuPct > 70 || row[4] != "131072" || row[7] != "1" {
 		t.Fatalf("top row %v: CPU(%%) %.1f, MEM(k) %s, VCPUS %s", row, cpuPct, row[4], row[7])
 	}
 
@@ -188,12 +193,17 @@ func TestCapAndTop(t *testing.T) {
 	}
 
 	// Lifting the cap live lets the guest have a whole CPU.
+	// Lifting the cap live lets the guest have more than the cap: on two
+	// CPUs even one busy neighbour leaves it well over 50%.
 	e.MustRF("sched-credit", "-d", "capped", "-c", "0")
+	if q := cpuMax(e.State, "capped"); q != "max 100000" {
+		t.Fatalf("cap lifted: the cgroup's CPU quota is %q, want \"max 100000\"", q)
+	}
 	time.Sleep(500 * time.Millisecond)
-	if u := usage(t, 5*time.Second, d.PID)[0]; u < 75 {
-		t.Fatalf("uncapped guest used only %.1f%%", u)
+	if u2 := usage(t, 5*time.Second, d.PID)[0]; u2 < 60 {
+		t.Fatalf("uncapped guest used only %.1f%% (capped: %.1f%%)", u2, u)
 	} else {
-		t.Logf("cap lifted live: %.1f%%", u)
+		t.Logf("cap lifted live: %.1f%% (capped: %.1f%%)", u2, u)
 	}
 }
 

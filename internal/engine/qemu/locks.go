@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/imagelock"
+	"github.com/ringfence/ringfence/internal/procfs"
 )
 
 // Images handed to QEMU are locked by the daemon on the descriptors it
@@ -56,20 +56,12 @@ func qemuFiles(pid int, path string) ([]*os.File, error) {
 		return nil, fmt.Errorf("opening QEMU %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	fds, err := procfs.FDsOf(pid, want)
 	if err != nil {
 		return nil, err
 	}
 	var out []*os.File
-	for _, e := range ents {
-		var n int
-		if _, err := fmt.Sscan(e.Name(), &n); err != nil {
-			continue
-		}
-		fi, err := os.Stat(filepath.Join("/proc", fmt.Sprint(pid), "fd", e.Name()))
-		if err != nil || !os.SameFile(fi, want) {
-			continue
-		}
+	for _, n := range fds {
 		fd, err := unix.PidfdGetfd(pidfd, n, 0)
 		if err != nil {
 			for _, f := range out {
@@ -158,5 +150,3 @@ func (i *instance) TakeDiskLocks(disks []engine.Disk) error {
 	}
 	return errors.Join(errs...)
 }
-
-var _ engine.DiskLocker = (*instance)(nil)

@@ -56,5 +56,3 @@ func (e *Engine) OverheadModel(accel string) string {
 	}
 	return fmt.Sprintf("%d MiB + translation buffer (tb-size: guest RAM/4, %d..%d MiB) + %d MiB per vCPU + guest RAM/%d", tcgFixedMiB, TCGBufferMinMiB, TCGBufferMiB, perVCPUMiB, ramDivisorTCG)
 }
-
-var _ engine.OverheadEstimator = (*Engine)(nil)

@@ -28,6 +28,23 @@ import (
 // ErrGone is returned by Attach when the QEMU is no longer running.
 var ErrGone = errors.New("qemu process is gone")
 
+// The QEMU engine implements the whole engine boundary, optional parts
+// included: a signature slip would otherwise switch a feature off
+// silently (the domain core asks for them by type assertion).
+var (
+	_ engine.Engine            = (*Engine)(nil)
+	_ engine.OverheadEstimator = (*Engine)(nil)
+
+	_ engine.Instance            = (*instance)(nil)
+	_ engine.Migratable          = (*instance)(nil)
+	_ engine.DiskMigrator        = (*instance)(nil)
+	_ engine.DiskLocker          = (*instance)(nil)
+	_ engine.DiskSnapshotter     = (*instance)(nil)
+	_ engine.InternalSnapshotter = (*instance)(nil)
+	_ engine.DiskBackup          = (*instance)(nil)
+	_ engine.BlockHotplug        = (*instance)(nil)
+)
+
 // Engine launches QEMU.
 type Engine struct {
 	Binary string // qemu-system-x86_64

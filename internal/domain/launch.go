@@ -1,0 +1,432 @@
+package domain
+
+// Launch: one incarnation of a domain made on the host (intent written
+// first, taps, cgroups, QEMU, console) and its runtime record kept.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/crashpoint"
+	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/network"
+	"github.com/ringfence/ringfence/internal/revert"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// launchSpec turns a domain into the engine's plain data.
+func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.LaunchSpec {
+	ls := engine.LaunchSpec{
+		Name: spec.Name, UUID: spec.UUID, Accel: accel,
+		MemoryMiB: spec.MaxMemMiB, VCPUs: spec.VCPUs, MaxVCPUs: spec.MaxVCPUs,
+		Prealloc: true, Balloon: true, HotplugSlots: spec.HotplugSlots,
+		Kernel: spec.Kernel, Initrd: spec.Ramdisk, Cmdline: spec.Cmdline,
+		RunDir:  m.runDir(spec.Name),
+		LogFile: filepath.Join(m.logDir(spec.Name), "qemu.log"),
+		Boot:    spec.Boot,
+	}
+	switch {
+	case spec.Localtime:
+		ls.RTCBase = "localtime"
+	case spec.RTCOffsetSec != 0:
+		ls.RTCBase = time.Now().UTC().Add(time.Duration(spec.RTCOffsetSec) * time.Second).Format("2006-01-02T15:04:05")
+	}
+	// Our console is the first serial port; PV files say hvc0 (mapped by
+	// config) or nothing.
+	if spec.Kernel != "" && !strings.Contains(ls.Cmdline, "console=") {
+		ls.Cmdline = strings.TrimSpace(ls.Cmdline + " console=ttyS0")
+	}
+	// Huge pages back guest RAM when the admin configured enough of them.
+	if hp := host.ReadHugePages(); hp.Mount != "" && hp.FreeKiB >= int64(spec.MaxMemMiB)<<10 {
+		ls.HugePages = hp.Mount
+	}
+	for _, d := range spec.Disks {
+		ls.Disks = append(ls.Disks, engine.Disk{ID: d.Guest, Path: d.Target, Format: d.Format, ReadOnly: d.Access == "ro", CDROM: d.CDROM,
+			IOPS: d.IOPS, BPS: d.BPS})
+	}
+	for i, v := range spec.Vifs {
+		ls.NICs = append(ls.NICs, engine.NIC{ID: engine.NICID(i, v.Port), Tap: network.TapName(id, i), MAC: v.MAC, Model: v.Model, Port: v.Port})
+	}
+	return ls
+}
+
+// Create admits, starts and records a new domain.
+func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error) {
+	spec := req.Spec
+	accel, err := m.validate(&spec)
+	if err != nil {
+		return nil, err
+	}
+	if (req.Persistent || spec.Persistent) && !req.DryRun {
+		return m.createDefined(ctx, spec, req.Paused)
+	}
+	if req.DryRun {
+		argv, err := m.o.Engine.Argv(m.launchSpec(spec, accel, 0))
+		if err != nil {
+			return nil, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+		return api.DryRun{Spec: spec, Argv: argv, OverheadMiB: m.overhead(spec, accel)}, nil
+	}
+	return m.create(ctx, spec, accel, startOpts{paused: req.Paused})
+}
+
+// startOpts say how an incarnation starts.
+type startOpts struct {
+	paused bool
+	// incoming, when set, loads saved state into the new VM before it runs.
+	incoming func(context.Context, engine.Migratable) error
+	// admitted, when set, runs once the ledger has admitted the domain and
+	// before anything is made on the host; an error aborts the create. A
+	// migration destination answers the source here, so admission refuses
+	// before any copying and the stream overlaps QEMU's start.
+	admitted func(r *revert.Reverter) error
+	// tl, when set, notes the steps of the start (migration timeline).
+	tl *timeline
+	// kind is why it starts (create when unset).
+	kind startKind
+}
+
+// create admits and starts a new domain (create and restore).
+func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string, so startOpts) (api.Domain, error) {
+	r := revert.New()
+	defer r.Fail()
+
+	m.mu.Lock()
+	if _, ok := m.doms[spec.Name]; ok {
+		m.mu.Unlock()
+		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name= or destroy it first", spec.Name)
+	}
+	if err := m.diskInUse(spec); err != nil {
+		m.mu.Unlock()
+		return api.Domain{}, err
+	}
+	if err := m.vifsInUse(spec.Name, spec.Vifs); err != nil {
+		m.mu.Unlock()
+		return api.Domain{}, err
+	}
+	if err := m.admit(spec, accel); err != nil {
+		m.mu.Unlock()
+		return api.Domain{}, err
+	}
+	r.Add(func() { m.o.Ledger.Release(spec.Name) })
+	d := &dom{rec: record{Spec: spec, Accel: accel, State: api.StateDying}}
+	d.snap.Store(&api.Domain{Spec: spec, State: api.StateDying, Flags: Flags(api.StateDying)})
+	m.doms[spec.Name] = d
+	r.Add(func() { m.mu.Lock(); delete(m.doms, spec.Name); m.mu.Unlock() })
+	d.mu.Lock()
+	m.mu.Unlock()
+	defer d.mu.Unlock()
+	if so.admitted != nil {
+		if err := so.admitted(r); err != nil {
+			return api.Domain{}, err
+		}
+	}
+
+	so.tl.mark("admitted")
+	if err := os.MkdirAll(m.runDir(spec.Name), 0o700); err != nil {
+		return api.Domain{}, fmt.Errorf("creating runtime dir: %w", err)
+	}
+	r.Add(func() { os.RemoveAll(m.runDir(spec.Name)) })
+	d.console = freshConsole(m.consoleLog(spec.Name), spec.Name)
+	d.con.Store(d.console)
+	r.Add(func() { d.console.Close() })
+	if err := m.start(ctx, d, so); err != nil {
+		return api.Domain{}, err
+	}
+	r.Success()
+	return m.view(d), nil
+}
+
+// Networks is what the domain manager needs from the owner of networks.
+type Networks interface {
+	// Bridge maps a vif's bridge= to the bridge to use: a managed
+	// network's bridge, or the name itself.
+	Bridge(name string) string
+	// Plug registers a vif whose tap was just made (its address on a NAT
+	// network, its anti-spoofing filter); Unplug forgets it once the tap
+	// is gone.
+	Plug(ctx context.Context, domain, tap string, v api.Vif) error
+	Unplug(tap string)
+	// Addresses are what a plugged tap may send from (ip= or its lease).
+	Addresses(tap string) []string
+}
+
+// bridge resolves a vif's bridge= (see Networks.Bridge).
+func (m *Manager) bridge(name string) string {
+	if m.o.Networks == nil || name == "" {
+		return name
+	}
+	return m.o.Networks.Bridge(name)
+}
+
+// plugTap makes vif's tap on its bridge with its rate limit and filter;
+// on error nothing of it is left.
+func (m *Manager) plugTap(ctx context.Context, domain, tap string, v api.Vif) error {
+	if err := network.CreateTap(tap, m.bridge(v.Bridge)); err != nil {
+		return err
+	}
+	if v.RateBytes > 0 {
+		if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
+			network.DeleteTap(tap)
+			return fmt.Errorf("rate=%s: %w", v.Rate, err)
+		}
+	}
+	if m.o.Networks != nil {
+		if err := m.o.Networks.Plug(ctx, domain, tap, v); err != nil {
+			network.DeleteTap(tap)
+			return err
+		}
+	}
+	return nil
+}
+
+// unplugTap removes a tap plugTap made.
+func (m *Manager) unplugTap(tap string) {
+	if err := network.DeleteTap(tap); err != nil {
+		m.o.Log.Error("removing tap", "tap", tap, "err", err)
+	}
+	if m.o.Networks != nil {
+		m.o.Networks.Unplug(tap)
+	}
+}
+
+// start launches one incarnation of d. Caller holds d.mu. On error
+// everything this call made is undone, the record included.
+//
+// Every step that changes the host is preceded by a store write saying
+// so: the intent (ID, taps) before anything is made, the QEMU (pid,
+// sockets) before its vCPUs run, the end of the start after. A daemon
+// killed at any point finds in the store what to finish or undo.
+func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
+	paused := so.paused
+	if so.kind == "" {
+		so.kind = kindCreate
+	}
+	r := revert.New()
+	defer r.Fail()
+	id := m.allocID()
+	spec := d.rec.Spec
+	ls := m.launchSpec(spec, d.rec.Accel, id)
+	uid, err := m.allocUID(d)
+	if err != nil {
+		return err
+	}
+	r.Add(func() { d.uid.Store(0) })
+	if uid != 0 {
+		ls.RunAs = fmt.Sprintf("%d:%d", uid, uid)
+	}
+	if err := os.MkdirAll(ls.RunDir, 0o700); err != nil {
+		return fmt.Errorf("creating runtime dir: %w", err)
+	}
+	var planned []string
+	for _, n := range ls.NICs {
+		planned = append(planned, n.Tap)
+	}
+	prev := d.rec
+	_, getErr := m.o.Store.Get(ctx, keyDomains+spec.Name)
+	hadRecord := getErr == nil
+	d.rec.Starting = &startIntent{Kind: so.kind, ID: id, Taps: planned, Resume: !paused}
+	d.rec.Ending, d.rec.Engine, d.rec.Taps = nil, nil, nil
+	if err := m.save(ctx, d); err != nil {
+		d.rec = prev
+		return err
+	}
+	r.Add(func() {
+		// Withdrawn: the record is what it was (none for a new domain),
+		// and so is the ID counter unless another start took one since:
+		// a failed create leaves the store as it found it.
+		d.rec = prev
+		m.mu.Lock()
+		if m.nextID == id+1 {
+			m.nextID = id
+		}
+		m.mu.Unlock()
+		if hadRecord {
+			m.save(context.Background(), d)
+		} else {
+			m.deleteRecordSaveID(spec.Name)
+		}
+	})
+	crashpoint.Hit("start:intent")
+	var taps []string
+	for i, n := range ls.NICs {
+		if err := m.plugTap(ctx, spec.Name, n.Tap, spec.Vifs[i]); err != nil {
+			return api.Errorf(api.ErrCode(err, api.ErrInvalid), "vif %d: %v", i, err)
+		}
+		tap := n.Tap
+		taps = append(taps, tap)
+		r.Add(func() { m.unplugTap(tap) })
+	}
+	ls.Incoming = so.incoming != nil
+	if cg := m.o.Cgroups; cg != nil {
+		if err := cg.Create(spec.Name, m.limits(spec, d.rec.Accel)); err != nil {
+			return fmt.Errorf("creating the domain's cgroup: %w", err)
+		}
+		r.Add(func() { m.removeCgroup(spec.Name) })
+		ls.CgroupProcs = cg.ProcsFiles(spec.Name)
+	}
+	so.tl.mark("host-ready")
+	crashpoint.Hit("start:host-ready")
+	inst, err := m.o.Engine.Start(ctx, ls)
+	if err != nil {
+		if oom := m.oomReason(d); oom != "" {
+			m.o.Log.Error("domain killed at start: out of memory", "name", spec.Name, "reason", oom)
+			return api.Errorf(api.ErrInsufficient, "starting %s: %s", spec.Name, oom)
+		}
+		return fmt.Errorf("starting %s: %w", spec.Name, err)
+	}
+	r.Add(func() { inst.Kill(); <-inst.Wait() })
+	so.tl.mark("qemu-up")
+	so.tl.sched(inst.PID())
+	crashpoint.Hit("start:qemu-up")
+	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, m.o.HostCPUs); err != nil {
+		return api.Errorf(api.ErrInvalid, "pinning vCPUs: %v", err)
+	}
+	if spec.MemoryMiB < spec.MaxMemMiB {
+		// Boot "pre-ballooned" as xl does: RAM is maxmem, the guest is
+		// asked to give back the difference.
+		if err := inst.SetBalloon(ctx, int64(spec.MemoryMiB)<<20); err != nil {
+			return fmt.Errorf("setting the balloon target: %w", err)
+		}
+	}
+	if err := d.console.Connect(inst.SerialPath()); err != nil {
+		return fmt.Errorf("attaching console: %w", err)
+	}
+	so.tl.mark("console")
+	if so.incoming != nil {
+		mig, ok := inst.(engine.Migratable)
+		if !ok {
+			return errNoMigrate
+		}
+		if err := so.incoming(ctx, mig); err != nil {
+			return fmt.Errorf("loading the saved state: %w", err)
+		}
+	}
+	d.rec.ID = id
+	d.rec.Taps = taps
+	d.rec.StartedAt = time.Now()
+	d.rec.Engine = inst.State()
+	d.rec.State = api.StateRunning
+	if paused {
+		d.rec.State = api.StatePaused
+	}
+	d.rec.Generation++
+	d.rec.BootMaxMemMiB = spec.MaxMemMiB
+	d.rec.QEMUUID = uid
+	// Recorded before the vCPUs start, so a daemon crash from here on
+	// finds (and re-attaches) the QEMU instead of leaking it.
+	if err := m.save(ctx, d); err != nil {
+		return err
+	}
+	so.tl.mark("recorded")
+	crashpoint.Hit("start:recorded")
+	if so.incoming != nil {
+		// Started unlocked while the source held the images; the source
+		// let go of them before the handover. Nobody else may have them:
+		// a guest never runs on an image another process writes.
+		if err := m.takeLocks(inst, spec); err != nil {
+			return fmt.Errorf("taking the images' locks: %w", err)
+		}
+	}
+	if !paused {
+		if err := inst.Resume(ctx); err != nil {
+			return fmt.Errorf("starting vCPUs: %w", err)
+		}
+		so.tl.mark("running")
+	}
+	crashpoint.Hit("start:running")
+	d.rec.Starting = nil
+	if err := m.save(ctx, d); err != nil {
+		// It runs and the store says so (Engine); the intent left in the
+		// store only makes a later daemon check it is resumed.
+		m.o.Log.Error("marking a start done", "name", spec.Name, "err", err)
+	}
+	d.setInst(inst)
+	d.intent = ""
+	d.hostStop.Store(false)
+	d.ended = make(chan struct{})
+	r.Success()
+	m.watch(d, inst, d.ended)
+	m.o.Log.Info("domain started", "name", spec.Name, "id", id, "pid", inst.PID(), "accel", d.rec.Accel)
+	return nil
+}
+
+func (m *Manager) save(ctx context.Context, d *dom) error {
+	b, err := json.Marshal(d.rec)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	next := m.nextID
+	m.mu.Unlock()
+	err = m.o.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put(keyNextID, []byte(strconv.Itoa(next))); err != nil {
+			return err
+		}
+		return tx.Put(keyDomains+d.rec.Spec.Name, b)
+	})
+	if err != nil {
+		return fmt.Errorf("saving domain state: %w", err)
+	}
+	m.saveRuntime(d.rec.Spec.Name, b)
+	return nil
+}
+
+// saveRuntime keeps a copy of the record in the domain's run dir (when it
+// has one): the runtime facts next to the QEMU they describe, so a daemon
+// whose store is older than its guests (restored from a backup) re-adopts
+// them instead of taking them for strangers.
+func (m *Manager) saveRuntime(name string, b []byte) {
+	dir := m.runDir(name)
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	tmp := filepath.Join(dir, "record.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, "record.json"))
+		if err != nil {
+			m.o.Log.Warn("keeping the runtime record", "name", name, "err", err)
+		}
+	}
+}
+
+// runtimeRecord reads the copy saveRuntime keeps.
+func (m *Manager) runtimeRecord(name string) (record, bool) {
+	var rec record
+	b, err := os.ReadFile(filepath.Join(m.runDir(name), "record.json"))
+	if err != nil || json.Unmarshal(b, &rec) != nil || rec.Spec.Name != name {
+		return record{}, false
+	}
+	return rec, true
+}
+
+// deleteRecordSaveID deletes a record and saves the ID counter in one
+// transaction.
+func (m *Manager) deleteRecordSaveID(name string) {
+	m.mu.Lock()
+	next := m.nextID
+	m.mu.Unlock()
+	err := m.o.Store.Update(context.Background(), func(tx store.Tx) error {
+		if err := tx.Put(keyNextID, []byte(strconv.Itoa(next))); err != nil {
+			return err
+		}
+		return tx.Delete(keyDomains + name)
+	})
+	if err != nil {
+		m.o.Log.Error("deleting domain record", "name", name, "err", err)
+	}
+}
+
+func (m *Manager) deleteRecord(name string) {
+	if err := store.Delete(context.Background(), m.o.Store, keyDomains+name); err != nil {
+		m.o.Log.Error("deleting domain record", "name", name, "err", err)
+	}
+}
