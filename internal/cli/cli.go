@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/client"
+	"github.com/ringfence/ringfence/internal/cmdline"
 )
 
 // verb is one row of the command table.
@@ -247,24 +248,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 // parse parses flags anywhere among the arguments (xl allows
 // `create web01.cfg -c`) and returns the positional ones.
 func parse(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, usageError{"help requested"}
-			}
-			return nil, usageError{err.Error()}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	if len(pos) < min || (max >= 0 && len(pos) > max) {
-		return nil, usageError{fmt.Sprintf("expected %d to %d arguments, got %d", min, max, len(pos))}
+	pos, err := cmdline.Parse(fs, args, min, max)
+	if err != nil {
+		return nil, usageError{err.Error()}
 	}
 	return pos, nil
 }

@@ -4,12 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/cmdline"
 )
 
 // runHost is the host's trust: `host trust` (the first host becomes the
@@ -131,10 +131,7 @@ func runHost(e *env, args []string) error {
 
 const peerTokenTTL = 10 * time.Minute
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+type multiFlag = cmdline.List
 
 // runMigrate is xl migrate: live, with a progress bar on a terminal.
 func runMigrate(e *env, args []string) error {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/cmdline"
 )
 
 // ServeUsage and StoreUsage are the commands' synopses for the CLI's help.
@@ -27,9 +28,7 @@ const (
 	StoreUsage = "store check [--state-dir DIR] [--json] | store restore [--state-dir DIR] [BACKUP]"
 )
 
-type usageError string
-
-func (u usageError) Error() string { return string(u) }
+type usageError = cmdline.UsageError
 
 // exit prints err the CLI's way and returns the exit code.
 func exit(stderr io.Writer, verb, usage string, err error) int {
@@ -47,31 +46,6 @@ func exit(stderr io.Writer, verb, usage string, err error) int {
 	return 1
 }
 
-// parseFlags parses fs and returns its positional arguments, min..max of
-// them (flags may follow them).
-func parseFlags(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usageError(err.Error())
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
-	if len(pos) < min || len(pos) > max {
-		return nil, usageError(fmt.Sprintf("expected %d to %d arguments, got %d", min, max, len(pos)))
-	}
-	return pos, nil
-}
-
-type listFlag []string
-
-func (m *listFlag) String() string     { return strings.Join(*m, ",") }
-func (m *listFlag) Set(v string) error { *m = append(*m, v); return nil }
-
 // ServeMain is `ringfence serve`: flags over the host's settings file
 // into a Config, then Run. socket is the CLI's --socket (or
 // RINGFENCE_SOCKET); "" serves on the run dir's socket.
@@ -88,7 +62,7 @@ func serve(args []string, socket string) error {
 	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
 	fs.StringVar(&cfg.Listen, "listen", "", "peer listener for other hosts (mutual TLS), e.g. :7443")
 	fs.StringVar(&cfg.QEMUIDs, "qemu-ids", "", "uid range QEMUs run as, one uid per running domain: BASE[:COUNT] (default 2000000000:65536; root: QEMU stays root, development only)")
-	var roots listFlag
+	var roots cmdline.List
 	fs.Var(&roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest a client may take to send one request")
 	fs.StringVar(&cfg.LogFile, "log", "", "the daemon's log file (default stderr; SIGHUP reopens it)")
@@ -106,7 +80,7 @@ func serve(args []string, socket string) error {
 	fs.IntVar(&cfg.ReserveMiB, "reserve-mem", 0, "host memory kept from domains in MiB (default 10%, >= 512)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the daemon's log level: debug, info, warn or error")
 	conf := fs.String("config", "", "the host's settings, in domain-file syntax (default "+DefaultHostConf+" when --state-dir is not given); flags override it")
-	if _, err := parseFlags(fs, args, 0, 0); err != nil {
+	if _, err := cmdline.Parse(fs, args, 0, 0); err != nil {
 		return err
 	}
 	confPath, stateGiven := *conf, false
@@ -156,12 +130,12 @@ func storeCmd(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	switch sub {
 	case "check":
-		if _, err := parseFlags(fs, args, 0, 0); err != nil {
+		if _, err := cmdline.Parse(fs, args, 0, 0); err != nil {
 			return err
 		}
 		return storeCheck(*stateDir, *asJSON, stdout)
 	case "restore":
-		pos, err := parseFlags(fs, args, 0, 1)
+		pos, err := cmdline.Parse(fs, args, 0, 1)
 		if err != nil {
 			return err
 		}

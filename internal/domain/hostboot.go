@@ -76,17 +76,24 @@ func (m *Manager) isDefined(d *dom) bool {
 func (m *Manager) restoreSaved(ctx context.Context) map[string]bool {
 	done := map[string]bool{}
 	m.mu.Lock()
-	var defined []*dom
+	var all []*dom
 	for _, d := range m.doms {
-		defined = append(defined, d)
+		all = append(all, d)
 	}
 	m.mu.Unlock()
-	for _, d := range defined {
+	for _, d := range all {
 		d.mu.Lock()
 		if d.def != nil && d.def.Saved != "" && d.inst == nil {
 			path, name := d.def.Saved, d.rec.Spec.Name
 			err := m.restoreInto(ctx, d, path)
 			d.def.Saved = ""
+			if err != nil {
+				// Said where list --all shows it; the file stays for the
+				// admin (`ringfence restore FILE` once it is fixed).
+				d.rec.LastReason = fmt.Sprintf("not restored from %s (saved at host shutdown; the file is kept): %v", path, err)
+				d.def.LastStop.Reason = d.rec.LastReason
+				m.view(d)
+			}
 			m.saveDef(ctx, name, d.def)
 			if err != nil {
 				m.o.Log.Error("restoring a domain saved at host shutdown", "name", name, "file", path, "err", err)

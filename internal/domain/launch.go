@@ -19,6 +19,7 @@ import (
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/revert"
+	"github.com/ringfence/ringfence/internal/safefile"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -389,12 +390,8 @@ func (m *Manager) saveRuntime(name string, b []byte) {
 	if _, err := os.Stat(dir); err != nil {
 		return
 	}
-	tmp := filepath.Join(dir, "record.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, "record.json"))
-		if err != nil {
-			m.o.Log.Warn("keeping the runtime record", "name", name, "err", err)
-		}
+	if err := safefile.WriteFile(filepath.Join(dir, "record.json"), b, 0o600); err != nil {
+		m.o.Log.Warn("keeping the runtime record", "name", name, "err", err)
 	}
 }
 

@@ -22,13 +22,13 @@ var allowed = map[string][]string{
 	// The CLI is a client of the API: never the daemon, the domain core,
 	// the store or the engine. It reads domain files itself (config) and
 	// builds the default guest image locally (image).
-	"internal/cli":    {"internal/api", "internal/client", "internal/config", "internal/image", "internal/storage"},
+	"internal/cli":    {"internal/api", "internal/client", "internal/cmdline", "internal/config", "internal/image", "internal/storage"},
 	"internal/client": {"internal/api"},
 	"internal/api":    {},
 
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
-	"internal/daemon": {"internal/api", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
+	"internal/daemon": {"internal/api", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
 		"internal/host", "internal/launch", "internal/names", "internal/netmgr", "internal/peer", "internal/storage", "internal/store"},
 	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/names",
 		"internal/network", "internal/procfs", "internal/revert", "internal/safefile", "internal/storage", "internal/store"},
@@ -49,6 +49,7 @@ var allowed = map[string][]string{
 	"internal/store":      {"internal/safefile"},
 	"internal/image":      {},
 	"internal/crashpoint": {},
+	"internal/cmdline":    {},
 	"internal/imagelock":  {},
 	"internal/launch":     {},
 	"internal/names":      {},

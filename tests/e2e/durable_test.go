@@ -242,7 +242,7 @@ func TestHostReboot(t *testing.T) {
 // every guest powered off cleanly (defined ones kept); with --save they
 // are saved and come back at the next boot where they were.
 func TestHostShutdownAll(t *testing.T) {
-	e, h := newHostEnv(t)
+	e, h := newHostEnv(t, "--vcpu-ratio", "2") // three 1-vCPU guests at once on 2 CPUs
 	e.Boot("a", "")
 	e.MustRF("define", e.WriteConfig("b", ""))
 	e.MustRF("start", "b")
@@ -275,9 +275,16 @@ func TestHostShutdownAll(t *testing.T) {
 	}
 	saveDir := filepath.Join(e.Dir, "saved")
 	os.MkdirAll(saveDir, 0o700)
+	e.MustRF("define", e.WriteConfig("c", ""))
+	e.MustRF("start", "c")
 	out = e.MustRF("shutdown", "--all", "--save", saveDir)
-	if !strings.Contains(out, "s1: saved to") || !strings.Contains(out, "b: saved to") {
+	if !strings.Contains(out, "s1: saved to") || !strings.Contains(out, "b: saved to") || !strings.Contains(out, "c: saved to") {
 		t.Fatalf("shutdown --all --save:\n%s", out)
+	}
+	// A save file damaged meanwhile: c is not restored, and says so.
+	bad := filepath.Join(saveDir, "c.save")
+	if err := os.WriteFile(bad, []byte("not a save file"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	h.reboot(e)
 	for _, name := range []string{"s1", "b"} {
@@ -290,8 +297,11 @@ func TestHostShutdownAll(t *testing.T) {
 		con.Send("cat /tmp/m")
 		con.WaitFor("kept-42", off, 20*time.Second)
 	}
-	if left, _ := filepath.Glob(filepath.Join(saveDir, "*")); len(left) != 0 {
-		t.Fatalf("save files left after the restore: %v", left)
+	if d := e.mustFind("c"); d.PID != 0 || !strings.Contains(d.LastReason, "not restored from "+bad) {
+		t.Fatalf("c, whose save file was damaged: %+v", d)
+	}
+	if left, _ := filepath.Glob(filepath.Join(saveDir, "*")); len(left) != 1 || left[0] != bad {
+		t.Fatalf("save files left after the restore: %v (want only the damaged %s, kept)", left, bad)
 	}
 }
 
