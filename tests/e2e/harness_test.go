@@ -392,6 +392,26 @@ func (c *Console) Send(line string) {
 	}
 }
 
+// Do types an idempotent command line until want appears after it: a
+// shell still starting can eat the first characters of a line (busybox
+// ash reads its cursor-position answer from the same input).
+func (c *Console) Do(line, want string, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		from := len(c.Output())
+		c.Send(line)
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if strings.Contains(c.Output()[from:], want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("console: %q did not answer %q within %s; output so far:\n%s", line, want, timeout, tail(c.Output(), 3000))
+		}
+	}
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
