@@ -32,6 +32,10 @@ func (m *Manager) watch(d *dom, inst engine.Instance, ended chan struct{}) {
 func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The list shows the last view while d.mu is held (by a sampler,
+	// say): whatever the action did, that view is rendered before the
+	// lock is let go.
+	defer m.view(d)
 	if d.inst != inst {
 		return // superseded
 	}

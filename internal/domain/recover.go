@@ -82,6 +82,7 @@ func (m *Manager) recoverOne(ctx context.Context, rec record) {
 	m.mu.Unlock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer m.view(d) // after whatever recovery did (a restart, say), before the unlock
 	d.rec = rec
 	m.view(d)
 	if rec.Starting != nil && rec.Engine == nil {
