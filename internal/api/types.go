@@ -87,7 +87,7 @@ type HostShutdownResult struct {
 
 // StopInfo is why a domain last stopped.
 type StopInfo struct {
-	State  string    `json:"state"` // shutdown or crashed
+	State  State     `json:"state"` // shutdown or crashed
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at,omitzero"`
 }
@@ -195,21 +195,23 @@ type DryRun struct {
 	OverheadMiB int `json:"overhead_mib"`
 }
 
-// Domain states, mapped to xl's letters r b p s c d.
+// State is a domain's state, mapped to xl's letters r b p s c d.
+type State string
+
 const (
-	StateRunning  = "running"
-	StateBlocked  = "blocked"
-	StatePaused   = "paused"
-	StateShutdown = "shutdown"
-	StateCrashed  = "crashed"
-	StateDying    = "dying"
+	StateRunning  State = "running"
+	StateBlocked  State = "blocked" // running, no vCPU on a host CPU now (shown, never stored)
+	StatePaused   State = "paused"
+	StateShutdown State = "shutdown"
+	StateCrashed  State = "crashed"
+	StateDying    State = "dying"
 )
 
 // Domain is a domain as the daemon reports it.
 type Domain struct {
 	Spec       DomainSpec `json:"spec"`
 	ID         int        `json:"id"`
-	State      string     `json:"state"`
+	State      State      `json:"state"`
 	Flags      string     `json:"flags"` // xl's six state letters, e.g. "-b----"
 	CPUTime    float64    `json:"cpu_time_sec"`
 	StartedAt  time.Time  `json:"started_at,omitzero"`

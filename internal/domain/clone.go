@@ -168,7 +168,7 @@ func (m *Manager) cloneDisks(ctx context.Context, d *dom, snapshot api.DomainSpe
 			ovs = append(ovs, engine.Overlay{Disk: d.rec.Spec.Disks[p.idx].Guest, Path: p.overlay, Base: p.base})
 		}
 		wasRunning := false
-		if st, err := d.inst.Status(ctx); err == nil && st == "running" && len(ovs) > 1 {
+		if st, err := d.inst.Status(ctx); err == nil && st == engine.RunRunning && len(ovs) > 1 {
 			wasRunning = d.inst.Pause(ctx) == nil
 		}
 		n, err := snap.SnapshotDisks(ctx, ovs)

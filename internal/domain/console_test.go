@@ -10,7 +10,7 @@ import (
 )
 
 func TestFlags(t *testing.T) {
-	for state, want := range map[string]string{
+	for state, want := range map[api.State]string{
 		api.StateRunning: "r-----", api.StateBlocked: "-b----", api.StatePaused: "--p---",
 		api.StateShutdown: "---s--", api.StateCrashed: "---sc-", api.StateDying: "-----d",
 	} {

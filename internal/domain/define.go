@@ -206,12 +206,12 @@ func (m *Manager) changeDef(ctx context.Context, name, fix string, change func(d
 // keepStopped ends a defined domain's incarnation without forgetting it:
 // its runtime record, run dir and resources go; the definition stays,
 // with why it stopped. Caller holds d.mu; d has no running instance.
-func (m *Manager) keepStopped(d *dom, state string) {
+func (m *Manager) keepStopped(d *dom, state api.State) {
 	name := d.rec.Spec.Name
 	m.deleteRecord(name)
 	m.o.Ledger.Release(name)
 	m.removeRunDir(name)
-	d.rec.State = state
+	m.setState(d, state)
 	d.rec.Engine, d.rec.Taps = nil, nil
 	if d.def.Pending != nil {
 		// A config update waited for this stop.
@@ -227,7 +227,7 @@ func (m *Manager) keepStopped(d *dom, state string) {
 
 // endLocked is what an end that does not restart does to d: a defined
 // domain is kept stopped, a transient one goes.
-func (m *Manager) endLocked(d *dom, state string) {
+func (m *Manager) endLocked(d *dom, state api.State) {
 	if d.def != nil {
 		m.keepStopped(d, state)
 		return

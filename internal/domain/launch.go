@@ -315,9 +315,9 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 	d.rec.Taps = taps
 	d.rec.StartedAt = time.Now()
 	d.rec.Engine = inst.State()
-	d.rec.State = api.StateRunning
+	m.setState(d, api.StateRunning)
 	if paused {
-		d.rec.State = api.StatePaused
+		m.setState(d, api.StatePaused)
 	}
 	d.rec.Generation++
 	d.rec.BootMaxMemMiB = spec.MaxMemMiB

@@ -179,7 +179,7 @@ func (m *Manager) oomReason(d *dom) string {
 
 // applyAction does on_poweroff/on_reboot/on_crash. Caller holds d.mu and
 // the domain has no running instance.
-func (m *Manager) applyAction(d *dom, action, state string) {
+func (m *Manager) applyAction(d *dom, action string, state api.State) {
 	ctx := context.Background()
 	name := d.rec.Spec.Name
 	switch action { // Xen's variants we accept act as their plain action
@@ -204,7 +204,8 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 			m.keepStopped(d, state)
 			return
 		}
-		d.rec.State, d.rec.Ending = state, nil
+		m.setState(d, state)
+		d.rec.Ending = nil
 		m.o.Ledger.Release(name)
 		if err := m.save(ctx, d); err != nil {
 			m.o.Log.Error("saving preserved domain", "name", name, "err", err)
@@ -213,7 +214,7 @@ func (m *Manager) applyAction(d *dom, action, state string) {
 		m.mu.Lock()
 		old := m.freeIncarnationName(name, d.rec.Generation)
 		kept := &dom{rec: d.rec}
-		kept.rec.State = state
+		m.setState(kept, state)
 		kept.rec.Spec.Name = old
 		os.MkdirAll(m.runDir(old), 0o700)
 		os.WriteFile(m.consoleLog(old), d.console.History(), 0o600)
@@ -259,7 +260,7 @@ func (m *Manager) destroyLocked(d *dom) {
 		d.console.Close()
 	}
 	m.removeRunDir(name)
-	d.rec.State = api.StateDying
+	m.setState(d, api.StateDying)
 	m.mu.Lock()
 	if m.doms[name] == d {
 		delete(m.doms, name)
@@ -574,7 +575,7 @@ func (m *Manager) setPaused(ctx context.Context, name string, pause bool) error 
 	if err != nil {
 		return err // the state changes only once QEMU has confirmed it
 	}
-	d.rec.State = state
+	m.setState(d, state)
 	return m.save(ctx, d)
 }
 
@@ -594,12 +595,12 @@ func (m *Manager) Console(name string) (*Console, error) {
 
 // keepOrPreserve keeps a domain that does not run: a defined one by its
 // definition, a transient one by its record. Caller holds d.mu.
-func (m *Manager) keepOrPreserve(d *dom, state string) {
+func (m *Manager) keepOrPreserve(d *dom, state api.State) {
 	if d.def != nil {
 		m.keepStopped(d, state)
 		return
 	}
-	d.rec.State = state
+	m.setState(d, state)
 	m.o.Ledger.Release(d.rec.Spec.Name)
 	m.save(context.Background(), d)
 	m.view(d)

@@ -42,7 +42,7 @@ const (
 type record struct {
 	Spec       api.DomainSpec  `json:"spec"`
 	ID         int             `json:"id"`
-	State      string          `json:"state"`
+	State      api.State       `json:"state"`
 	Accel      string          `json:"accel"`
 	StartedAt  time.Time       `json:"started_at"`
 	Engine     json.RawMessage `json:"engine,omitempty"`
@@ -89,8 +89,8 @@ type startIntent struct {
 }
 
 type endIntent struct {
-	Action string `json:"action"`
-	State  string `json:"state"`
+	Action string    `json:"action"`
+	State  api.State `json:"state"`
 }
 
 type dom struct {
@@ -332,7 +332,7 @@ func (m *Manager) render(d *dom) api.Domain {
 }
 
 // Flags renders xl's six state columns r b p s c d.
-func Flags(state string) string {
+func Flags(state api.State) string {
 	f := []byte("------")
 	switch state {
 	case api.StateRunning:

@@ -184,12 +184,12 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 		// guest), our copy stays paused.
 		if err := m.takeLocks(inst, d.rec.Spec); err != nil {
 			d.mu.Lock()
-			d.rec.State = api.StatePaused
+			m.setState(d, api.StatePaused)
 			m.save(context.Background(), d)
 			d.mu.Unlock()
 			return res, api.Errorf(api.ErrConflict, "%v; and the images could not be taken back (%v): %s is paused here; if it runs on the destination, destroy this copy, otherwise `ringfence unpause %s` once the images are free", why, err, name, name)
 		}
-		if st, err := inst.Status(context.Background()); err == nil && st != "running" {
+		if st, err := inst.Status(context.Background()); err == nil && st != engine.RunRunning {
 			if rerr := inst.Resume(context.Background()); rerr != nil {
 				m.o.Log.Error("resuming after a failed migration", "name", name, "err", rerr)
 			}
@@ -321,7 +321,7 @@ func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, 
 		// Handed over but unconfirmed: the guest may run there. Never
 		// resume it here on a guess; record it as what it is, paused.
 		d.mu.Lock()
-		d.rec.State = api.StatePaused
+		m.setState(d, api.StatePaused)
 		m.save(context.Background(), d)
 		d.mu.Unlock()
 		return res, api.Errorf(api.ErrConflict, "lost contact with the destination after handing %s over (%s): it is paused here; "+

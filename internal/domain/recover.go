@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/store"
@@ -137,11 +138,11 @@ func (m *Manager) recoverOne(ctx context.Context, rec record) {
 		// Recorded, but the start was not marked done: its vCPUs may
 		// not have been started. An incoming migration is never resumed
 		// here (the source may still run it).
-		if s.Resume && s.Kind != kindMigrate && (st == "prelaunch" || st == "paused") {
+		if s.Resume && s.Kind != kindMigrate && (st == engine.RunPrelaunch || st == engine.RunPaused) {
 			if err := inst.Resume(ctx); err != nil {
 				m.o.Log.Error("starting the vCPUs of an interrupted start", "name", name, "err", err)
 			} else {
-				st = "running"
+				st = engine.RunRunning
 				m.o.Log.Warn("finished a start the last daemon left undone", "name", name)
 			}
 		}
@@ -149,10 +150,10 @@ func (m *Manager) recoverOne(ctx context.Context, rec record) {
 	}
 	if stErr == nil {
 		// postmigrate: handed over to another host, unconfirmed.
-		if st == "paused" || st == "prelaunch" || st == "postmigrate" {
-			d.rec.State = api.StatePaused
-		} else if st == "running" {
-			d.rec.State = api.StateRunning
+		if st == engine.RunPaused || st == engine.RunPrelaunch || st == engine.RunHandedOver {
+			m.setState(d, api.StatePaused)
+		} else if st == engine.RunRunning {
+			m.setState(d, api.StateRunning)
 		}
 	}
 	m.save(ctx, d)
@@ -211,7 +212,7 @@ func (m *Manager) recoverStart(ctx context.Context, d *dom) {
 func (m *Manager) holdStray(d *dom, why error) {
 	name := d.rec.Spec.Name
 	m.o.Ledger.Adopt(name, d.rec.Spec.MaxMemMiB, m.overhead(d.rec.Spec, d.rec.Accel), d.rec.Spec.MaxVCPUs)
-	d.rec.State = api.StateCrashed
+	m.setState(d, api.StateCrashed)
 	d.rec.LastReason = fmt.Sprintf("its QEMU (pid %v) runs but could not be re-attached (%v): it keeps its resources; `ringfence destroy %s` stops it", d.stray, why, name)
 	m.o.Log.Error("a domain's QEMU runs unattached", "name", name, "pids", d.stray, "err", why)
 	m.save(context.Background(), d)

@@ -102,7 +102,7 @@ func (m *Manager) SnapshotCreate(ctx context.Context, name, snap string, memory 
 		}
 		// Paused across all disks (and the memory), so they agree.
 		wasRunning := false
-		if st, err := d.inst.Status(ctx); err == nil && st == "running" {
+		if st, err := d.inst.Status(ctx); err == nil && st == engine.RunRunning {
 			if err := d.inst.Pause(ctx); err != nil {
 				return api.Snapshot{}, err
 			}

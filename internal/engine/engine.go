@@ -88,6 +88,22 @@ type Exit struct {
 	Detail string
 }
 
+// RunState is where a VM's vCPUs are.
+type RunState int
+
+const (
+	RunOther      RunState = iota // a state the manager does not act on (shutting down, errors)
+	RunPrelaunch                  // created, vCPUs never started
+	RunRunning                    // vCPUs run
+	RunPaused                     // stopped by a pause (or a finished save)
+	RunIncoming                   // waiting for an incoming migration's state
+	RunHandedOver                 // its state went to another host (migration done here)
+)
+
+func (s RunState) String() string {
+	return [...]string{"other", "prelaunch", "running", "paused", "incoming", "handed-over"}[s]
+}
+
 // Instance is a running (or paused) VM.
 type Instance interface {
 	PID() int
@@ -104,8 +120,9 @@ type Instance interface {
 	// Wait is closed-over: it delivers one Exit when the VM has ended and
 	// its process is gone.
 	Wait() <-chan Exit
-	// Status is the VMM's run state: running, paused, shutdown...
-	Status(ctx context.Context) (string, error)
+	// Status is the VM's run state, in the engine's terms (never the
+	// VMM's own strings: they stop at the engine).
+	Status(ctx context.Context) (RunState, error)
 	// VCPUThreads are the host thread ids of the vCPUs.
 	VCPUThreads() []int
 	// SetBalloon asks the guest's balloon driver for a memory size.

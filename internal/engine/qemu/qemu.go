@@ -378,9 +378,27 @@ func (i *instance) Reset(ctx context.Context) error {
 	return err
 }
 
-func (i *instance) Status(ctx context.Context) (string, error) {
+func (i *instance) Status(ctx context.Context) (engine.RunState, error) {
 	s, err := i.mon.QueryStatus(ctx)
-	return s.Status, err
+	return runState(s.Status), err
+}
+
+// runState maps QMP's RunState strings (qapi/run-state.json) to the
+// engine's: only the ones the manager acts on are told apart.
+func runState(s string) engine.RunState {
+	switch s {
+	case "running":
+		return engine.RunRunning
+	case "prelaunch":
+		return engine.RunPrelaunch
+	case "paused":
+		return engine.RunPaused
+	case "inmigrate":
+		return engine.RunIncoming
+	case "postmigrate", "finish-migrate":
+		return engine.RunHandedOver
+	}
+	return engine.RunOther
 }
 
 // Kill sends SIGKILL, checking first that the pid is still our QEMU.
