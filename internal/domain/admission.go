@@ -14,7 +14,6 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/host"
-	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/storage"
 )
@@ -99,10 +98,8 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		return "", api.Errorf(api.ErrInvalid, "cpus: %v", err)
 	}
 	for i, v := range spec.Vifs {
-		if v.Bridge != "" {
-			if err := network.CheckBridge(m.bridge(v.Bridge)); err != nil {
-				return "", api.Errorf(api.ErrInvalid, "vif %d: %v", i, err)
-			}
+		if err := m.checkVif(v); err != nil {
+			return "", api.Errorf(api.ErrCode(err, api.ErrInvalid), "vif %d: %v", i, err)
 		}
 	}
 	return accel, nil

@@ -11,7 +11,6 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
-	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -282,10 +281,8 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif
 	if v.MAC == "" {
 		v.MAC = config.GenerateMAC(name, idx)
 	}
-	if v.Bridge != "" {
-		if err := network.CheckBridge(m.bridge(v.Bridge)); err != nil {
-			return v, api.Errorf(api.ErrInvalid, "%v", err)
-		}
+	if err := m.checkVif(v); err != nil {
+		return v, api.Errorf(api.ErrCode(err, api.ErrInvalid), "%v", err)
 	}
 	for _, x := range d.rec.Spec.Vifs {
 		if x.MAC == v.MAC {
@@ -301,9 +298,9 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif
 	if err != nil {
 		return v, err
 	}
-	tap := network.TapName(d.rec.ID, idx)
+	tap := tapName(d.rec.ID, idx)
 	for n := idx; slices.Contains(d.rec.Taps, tap); n++ {
-		tap = network.TapName(d.rec.ID, n+1) // an earlier detach freed a lower index
+		tap = tapName(d.rec.ID, n+1) // an earlier detach freed a lower index
 	}
 	if err := m.plugTap(ctx, name, tap, v); err != nil {
 		return v, api.Errorf(api.ErrCode(err, api.ErrInvalid), "%v", err)
@@ -314,7 +311,7 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif
 			m.unplugTap(tap)
 		}
 	}()
-	f, err := network.OpenTap(tap)
+	f, err := m.o.Networks.OpenTap(tap)
 	if err != nil {
 		return v, err
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/ringfence/ringfence/internal/crashpoint"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
-	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/revert"
 	"github.com/ringfence/ringfence/internal/safefile"
 	"github.com/ringfence/ringfence/internal/store"
@@ -54,7 +53,7 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 			IOPS: d.IOPS, BPS: d.BPS})
 	}
 	for i, v := range spec.Vifs {
-		ls.NICs = append(ls.NICs, engine.NIC{ID: engine.NICID(i, v.Port), Tap: network.TapName(id, i), MAC: v.MAC, Model: v.Model, Port: v.Port})
+		ls.NICs = append(ls.NICs, engine.NIC{ID: engine.NICID(i, v.Port), Tap: tapName(id, i), MAC: v.MAC, Model: v.Model, Port: v.Port})
 	}
 	return ls
 }
@@ -144,59 +143,6 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	}
 	r.Success()
 	return m.view(d), nil
-}
-
-// Networks is what the domain manager needs from the owner of networks.
-type Networks interface {
-	// Bridge maps a vif's bridge= to the bridge to use: a managed
-	// network's bridge, or the name itself.
-	Bridge(name string) string
-	// Plug registers a vif whose tap was just made (its address on a NAT
-	// network, its anti-spoofing filter); Unplug forgets it once the tap
-	// is gone.
-	Plug(ctx context.Context, domain, tap string, v api.Vif) error
-	Unplug(tap string)
-	// Addresses are what a plugged tap may send from (ip= or its lease).
-	Addresses(tap string) []string
-}
-
-// bridge resolves a vif's bridge= (see Networks.Bridge).
-func (m *Manager) bridge(name string) string {
-	if m.o.Networks == nil || name == "" {
-		return name
-	}
-	return m.o.Networks.Bridge(name)
-}
-
-// plugTap makes vif's tap on its bridge with its rate limit and filter;
-// on error nothing of it is left.
-func (m *Manager) plugTap(ctx context.Context, domain, tap string, v api.Vif) error {
-	if err := network.CreateTap(tap, m.bridge(v.Bridge)); err != nil {
-		return err
-	}
-	if v.RateBytes > 0 {
-		if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
-			network.DeleteTap(tap)
-			return fmt.Errorf("rate=%s: %w", v.Rate, err)
-		}
-	}
-	if m.o.Networks != nil {
-		if err := m.o.Networks.Plug(ctx, domain, tap, v); err != nil {
-			network.DeleteTap(tap)
-			return err
-		}
-	}
-	return nil
-}
-
-// unplugTap removes a tap plugTap made.
-func (m *Manager) unplugTap(tap string) {
-	if err := network.DeleteTap(tap); err != nil {
-		m.o.Log.Error("removing tap", "tap", tap, "err", err)
-	}
-	if m.o.Networks != nil {
-		m.o.Networks.Unplug(tap)
-	}
 }
 
 // start launches one incarnation of d. Caller holds d.mu. On error

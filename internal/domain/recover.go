@@ -16,7 +16,6 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
-	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -127,7 +126,7 @@ func (m *Manager) recoverOne(ctx context.Context, rec record) {
 		// (leases, filters) before it renders the filter.
 		for i, t := range rec.Taps {
 			if i < len(rec.Spec.Vifs) {
-				if err := m.o.Networks.Plug(ctx, name, t, rec.Spec.Vifs[i]); err != nil {
+				if err := m.o.Networks.Readopt(ctx, name, t, rec.Spec.Vifs[i]); err != nil {
 					m.o.Log.Error("re-registering a vif", "name", name, "tap", t, "err", err)
 				}
 			}
@@ -321,7 +320,7 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 				taps = append(taps, rt.Starting.Taps...)
 			}
 			for _, tap := range taps {
-				network.DeleteTap(tap)
+				m.unplugTap(tap)
 			}
 		}
 		m.o.Log.Warn("removing a runtime dir with no domain record", "dir", dir)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/host"
-	"github.com/ringfence/ringfence/internal/network"
 	"github.com/ringfence/ringfence/internal/procfs"
 )
 
@@ -84,7 +83,7 @@ func (m *Manager) sampleOne(ctx context.Context, d *dom, memTotalKiB int64) api.
 			}
 		}
 		for _, tap := range d.rec.Taps {
-			rx, tx := network.TapCounters(tap)
+			rx, tx := m.tapCounters(tap)
 			s.NetTxKiB += rx >> 10
 			s.NetRxKiB += tx >> 10
 		}

@@ -18,12 +18,12 @@ type port struct {
 	dhcp                         bool
 }
 
-// Plug registers a vif whose tap domain's incarnation has just made:
+// plug registers a vif whose tap domain's incarnation has just made:
 // on a NAT network it reserves the vif's address (ip= or a lease), and
 // when the vif has addresses its tap is filtered to them and its MAC.
 // Addresses another running vif on the same bridge has are refused. On
 // error nothing is left registered.
-func (m *Manager) Plug(ctx context.Context, domain, tap string, v api.Vif) error {
+func (m *Manager) plug(ctx context.Context, domain, tap string, v api.Vif) error {
 	var ips []netip.Addr
 	for _, s := range v.IP {
 		ip, err := netip.ParseAddr(s)
@@ -80,9 +80,9 @@ func (m *Manager) Plug(ctx context.Context, domain, tap string, v api.Vif) error
 	return nil
 }
 
-// Unplug forgets a vif whose tap is gone; its lease, if any, is kept for
+// unplug forgets a vif whose tap is gone; its lease, if any, is kept for
 // leaseTime so the domain gets the address back if it is created again.
-func (m *Manager) Unplug(tap string) {
+func (m *Manager) unplug(tap string) {
 	m.fw.Lock()
 	defer m.fw.Unlock()
 	p, ok := m.ports[tap]

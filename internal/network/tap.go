@@ -12,9 +12,6 @@ import (
 	"os"
 )
 
-// TapName is Xen's backend name for a vif: vif<domid>.<index>.
-func TapName(domid, idx int) string { return fmt.Sprintf("vif%d.%d", domid, idx) }
-
 // CheckBridge verifies that a bridge exists and is a bridge.
 func CheckBridge(name string) error {
 	l, err := netlink.LinkByName(name)

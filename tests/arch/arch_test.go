@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"internal/daemon": {"internal/api", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
 		"internal/host", "internal/launch", "internal/names", "internal/netmgr", "internal/peer", "internal/storage", "internal/store"},
 	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/names",
-		"internal/network", "internal/procfs", "internal/revert", "internal/safefile", "internal/storage", "internal/store"},
+		"internal/procfs", "internal/revert", "internal/safefile", "internal/storage", "internal/store"},
 
 	// The engine boundary: domain talks to engine only; the QEMU engine
 	// knows nothing above it.
@@ -42,7 +42,7 @@ var allowed = map[string][]string{
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/names"},
 	"internal/storage":    {"internal/api", "internal/config", "internal/imagelock", "internal/names", "internal/safefile", "internal/store"},
-	"internal/netmgr":     {"internal/api", "internal/network", "internal/storage", "internal/store"},
+	"internal/netmgr":     {"internal/api", "internal/network", "internal/revert", "internal/storage", "internal/store"},
 	"internal/network":    {},
 	"internal/peer":       {"internal/api", "internal/names", "internal/safefile"},
 	"internal/host":       {"internal/api", "internal/procfs"},

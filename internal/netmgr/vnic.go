@@ -1,0 +1,63 @@
+package netmgr
+
+// A virtual NIC's whole life on the host is owned here: its tap on the
+// bridge, its rate limit, its address (ip= or a lease) and anti-spoofing
+// filter, the fd QEMU gets for a hot-plug, its counters, and its end. The
+// domain manager names taps and says when; it never touches one itself.
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/network"
+	"github.com/ringfence/ringfence/internal/revert"
+)
+
+// CheckVif says whether vif v can be attached: its bridge (a managed
+// network's, or the name itself) exists.
+func (m *Manager) CheckVif(v api.Vif) error {
+	return network.CheckBridge(m.Bridge(v.Bridge))
+}
+
+// Attach makes vif v's tap on its bridge with its rate limit, address and
+// filter, for domain. On error nothing of it is left.
+func (m *Manager) Attach(ctx context.Context, domain, tap string, v api.Vif) error {
+	r := revert.New()
+	defer r.Fail()
+	if err := network.CreateTap(tap, m.Bridge(v.Bridge)); err != nil {
+		return err
+	}
+	r.Add(func() { network.DeleteTap(tap) })
+	if v.RateBytes > 0 {
+		if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
+			return fmt.Errorf("rate=%s: %w", v.Rate, err)
+		}
+	}
+	if err := m.plug(ctx, domain, tap, v); err != nil {
+		return err
+	}
+	r.Success()
+	return nil
+}
+
+// Readopt takes back a tap that outlived a daemon (its guest kept
+// running): its address and filter are registered again.
+func (m *Manager) Readopt(ctx context.Context, domain, tap string, v api.Vif) error {
+	return m.plug(ctx, domain, tap, v)
+}
+
+// Detach removes a tap and what was registered for it; a lease is kept
+// for leaseTime so the domain gets its address back.
+func (m *Manager) Detach(tap string) error {
+	err := network.DeleteTap(tap)
+	m.unplug(tap)
+	return err
+}
+
+// OpenTap opens an attached tap for a VMM that takes it by fd (hot-plug).
+func (m *Manager) OpenTap(tap string) (*os.File, error) { return network.OpenTap(tap) }
+
+// Counters are a tap's host-side bytes received and sent.
+func (m *Manager) Counters(tap string) (rx, tx int64) { return network.TapCounters(tap) }
