@@ -162,8 +162,8 @@ type Options struct {
 	HostCPUs int
 	// OverheadMiB overrides the per-domain QEMU overhead estimate.
 	OverheadMiB int
-	// Networks is the network side of vifs (internal/netmgr); nil: bridge=
-	// names a bridge as it is and no tap is filtered.
+	// Networks owns every vif's tap, rate, address and filter
+	// (internal/netmgr); nil: domains with vifs are refused.
 	Networks Networks
 	// StateDir holds files the daemon keeps (snapshot memory states).
 	StateDir string
