@@ -13,6 +13,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/revert"
 	"github.com/ringfence/ringfence/internal/safefile"
 	"github.com/ringfence/ringfence/internal/storage"
 )
@@ -24,131 +25,167 @@ import (
 // beside the archive, which are removed afterwards; a stopped one's images
 // are flattened with qemu-img (clones and snapshots included).
 func (m *Manager) Export(ctx context.Context, name, path string, progress func(api.JobProgress)) (api.ExportResult, error) {
-	var res api.ExportResult
-	t0 := time.Now()
 	d, err := m.get(name)
 	if err != nil {
-		return res, err
+		return api.ExportResult{}, err
 	}
-	aw, err := storage.CreateArchive(path)
-	if err != nil {
-		return res, err
-	}
-	ok := false
+	x := &exporter{m: m, d: d, path: path, progress: progress, t0: time.Now(), r: revert.New()}
+	defer x.r.Fail()
 	defer func() {
-		if !ok {
-			aw.Abort()
+		if x.scratch != "" {
+			os.RemoveAll(x.scratch)
 		}
 	}()
-	scratch, err := os.MkdirTemp(filepath.Dir(path), ".ringfence-export-")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(scratch)
-
-	d.mu.Lock()
-	spec := d.rec.Spec
-	spec.Disks = append([]api.Disk(nil), spec.Disks...)
-	inst := d.inst
-	type copyJob struct {
-		idx              int
-		src, dst, member string
-	}
-	var jobs []copyJob
-	for i, dk := range spec.Disks {
-		if dk.Target == "" {
-			continue
-		}
-		jobs = append(jobs, copyJob{idx: i, src: dk.Target, dst: filepath.Join(scratch, dk.Guest+".raw"), member: "disks/" + dk.Guest + ".raw"})
-	}
-	// Scratch copies, all as of one instant.
-	if inst != nil && len(jobs) > 0 {
-		bk, okb := inst.(engine.DiskBackup)
-		if !okb {
-			d.mu.Unlock()
-			return res, api.Errorf(api.ErrUnavailable, "this engine cannot copy a running domain's disks")
-		}
-		var targets []engine.BackupTarget
-		for _, j := range jobs {
-			size, err := storage.VirtualSize(j.src, spec.Disks[j.idx].Format)
-			if err == nil {
-				err = storage.CreateImage(j.dst, "raw", size)
-			}
-			if err != nil {
-				d.mu.Unlock()
-				return res, fmt.Errorf("disk %s: %w", spec.Disks[j.idx].Guest, err)
-			}
-			targets = append(targets, engine.BackupTarget{Disk: spec.Disks[j.idx].Guest, Path: j.dst})
-		}
-		err := bk.BackupDisks(ctx, targets, func(done, total int64) {
-			if progress != nil {
-				progress(api.JobProgress{Phase: "copying disks", Done: done, Total: total})
-			}
-		})
-		d.mu.Unlock()
-		if err != nil {
-			return res, err
-		}
-	} else {
-		d.mu.Unlock()
-		for _, j := range jobs {
-			if err := storage.ConvertToRaw(ctx, j.src, spec.Disks[j.idx].Format, j.dst); err != nil {
-				return res, fmt.Errorf("copying disk %s: %w", spec.Disks[j.idx].Guest, err)
-			}
+	for _, step := range []func(context.Context) error{x.open, x.copyDisks, x.writeArchive} {
+		if err := step(ctx); err != nil {
+			return api.ExportResult{}, err
 		}
 	}
-
-	// The archive: boot files, disks, then the domain file and manifest.
-	type member struct{ name, path string }
-	var members []member
-	if spec.Kernel != "" {
-		members = append(members, member{"boot/" + filepath.Base(spec.Kernel), spec.Kernel})
-		spec.Kernel = "boot/" + filepath.Base(spec.Kernel)
-	}
-	if spec.Ramdisk != "" {
-		members = append(members, member{"boot/" + filepath.Base(spec.Ramdisk), spec.Ramdisk})
-		spec.Ramdisk = "boot/" + filepath.Base(spec.Ramdisk)
-	}
-	for _, j := range jobs {
-		members = append(members, member{j.member, j.dst})
-		spec.Disks[j.idx].Target, spec.Disks[j.idx].Format = j.member, "raw"
-	}
-	var total int64
-	for _, mb := range members {
-		if fi, err := os.Stat(mb.path); err == nil {
-			total += fi.Size()
-		}
-	}
-	aw.Progress = func(done int64) {
-		if progress != nil {
-			progress(api.JobProgress{Phase: "writing the archive", Done: done, Total: total})
-		}
-	}
-	for _, mb := range members {
-		f, err := os.Open(mb.path)
-		if err != nil {
-			return res, err
-		}
-		fi, _ := f.Stat()
-		err = aw.Add(mb.name, fi.Size(), f)
-		f.Close()
-		if err != nil {
-			return res, err
-		}
-	}
-	cfg := []byte(config.Format(spec))
-	if err := aw.Add("domain.cfg", int64(len(cfg)), strings.NewReader(string(cfg))); err != nil {
-		return res, err
-	}
-	host, _ := os.Hostname()
-	if err := aw.Close(storage.Manifest{Created: time.Now().UTC(), Host: host, Spec: spec}); err != nil {
-		return res, err
-	}
-	ok = true
+	x.r.Success()
 	fi, _ := os.Stat(path)
-	res = api.ExportResult{Path: path, Bytes: fi.Size(), InputBytes: total, Ms: time.Since(t0).Milliseconds()}
+	res := api.ExportResult{Path: path, Bytes: fi.Size(), InputBytes: x.total, Ms: time.Since(x.t0).Milliseconds()}
 	m.o.Log.Info("domain exported", "name", name, "path", path, "bytes", res.Bytes)
 	return res, nil
+}
+
+// exporter is one export; its methods are the steps in the order they
+// run, and r undoes the archive if a later step fails.
+type exporter struct {
+	m        *Manager
+	d        *dom
+	path     string
+	progress func(api.JobProgress)
+	t0       time.Time
+	r        *revert.Reverter
+
+	aw      *storage.ArchiveWriter
+	scratch string
+	spec    api.DomainSpec // the domain's spec, rewritten to the archive's paths
+	jobs    []copyJob
+	total   int64
+}
+
+// copyJob is one disk flattened to a raw scratch file.
+type copyJob struct {
+	idx              int
+	src, dst, member string
+}
+
+func (x *exporter) report(phase string, done, total int64) {
+	if x.progress != nil {
+		x.progress(api.JobProgress{Phase: phase, Done: done, Total: total})
+	}
+}
+
+// open creates the archive (removed unless the export finishes) and a
+// scratch dir beside it (removed when Export returns).
+func (x *exporter) open(context.Context) error {
+	aw, err := storage.CreateArchive(x.path)
+	if err != nil {
+		return err
+	}
+	x.aw = aw
+	x.r.Add(aw.Abort)
+	x.scratch, err = os.MkdirTemp(filepath.Dir(x.path), ".ringfence-export-")
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// copyDisks copies every disk to scratch: a running domain's all as of
+// one instant by its engine, a stopped one's with qemu-img.
+func (x *exporter) copyDisks(ctx context.Context) error {
+	x.d.mu.Lock()
+	x.spec = x.d.rec.Spec
+	x.spec.Disks = append([]api.Disk(nil), x.spec.Disks...)
+	inst := x.d.inst
+	for i, dk := range x.spec.Disks {
+		if dk.Target != "" {
+			x.jobs = append(x.jobs, copyJob{idx: i, src: dk.Target, dst: filepath.Join(x.scratch, dk.Guest+".raw"), member: "disks/" + dk.Guest + ".raw"})
+		}
+	}
+	if inst != nil && len(x.jobs) > 0 {
+		defer x.d.mu.Unlock()
+		return x.backupRunning(ctx, inst)
+	}
+	x.d.mu.Unlock()
+	for _, j := range x.jobs {
+		if err := storage.ConvertToRaw(ctx, j.src, x.spec.Disks[j.idx].Format, j.dst); err != nil {
+			return fmt.Errorf("copying disk %s: %w", x.spec.Disks[j.idx].Guest, err)
+		}
+	}
+	return nil
+}
+
+// backupRunning has the engine copy a running domain's disks. Caller
+// holds the domain's lock.
+func (x *exporter) backupRunning(ctx context.Context, inst engine.Instance) error {
+	bk, ok := inst.(engine.DiskBackup)
+	if !ok {
+		return api.Errorf(api.ErrUnavailable, "this engine cannot copy a running domain's disks")
+	}
+	var targets []engine.BackupTarget
+	for _, j := range x.jobs {
+		dk := x.spec.Disks[j.idx]
+		size, err := storage.VirtualSize(j.src, dk.Format)
+		if err == nil {
+			err = storage.CreateImage(j.dst, "raw", size)
+		}
+		if err != nil {
+			return fmt.Errorf("disk %s: %w", dk.Guest, err)
+		}
+		targets = append(targets, engine.BackupTarget{Disk: dk.Guest, Path: j.dst})
+	}
+	return bk.BackupDisks(ctx, targets, func(done, total int64) { x.report("copying disks", done, total) })
+}
+
+// writeArchive adds boot files and disks, then the domain file and the
+// manifest.
+func (x *exporter) writeArchive(context.Context) error {
+	type member struct{ name, path string }
+	var members []member
+	for _, f := range []*string{&x.spec.Kernel, &x.spec.Ramdisk} {
+		if *f != "" {
+			members = append(members, member{"boot/" + filepath.Base(*f), *f})
+			*f = "boot/" + filepath.Base(*f)
+		}
+	}
+	for _, j := range x.jobs {
+		members = append(members, member{j.member, j.dst})
+		x.spec.Disks[j.idx].Target, x.spec.Disks[j.idx].Format = j.member, "raw"
+	}
+	for _, mb := range members {
+		if fi, err := os.Stat(mb.path); err == nil {
+			x.total += fi.Size()
+		}
+	}
+	x.aw.Progress = func(done int64) { x.report("writing the archive", done, x.total) }
+	for _, mb := range members {
+		if err := addFile(x.aw, mb.name, mb.path); err != nil {
+			return err
+		}
+	}
+	cfg := config.Format(x.spec)
+	if err := x.aw.Add("domain.cfg", int64(len(cfg)), strings.NewReader(cfg)); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	return x.aw.Close(storage.Manifest{Created: time.Now().UTC(), Host: host, Spec: x.spec})
+}
+
+// addFile adds the file at path to an archive as member name.
+func addFile(aw *storage.ArchiveWriter, name, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return aw.Add(name, fi.Size(), f)
 }
 
 // Import unpacks an archive made by Export and creates the domain from
@@ -156,103 +193,146 @@ func (m *Manager) Export(ctx context.Context, name, path string, progress func(a
 // checked whole (every member's SHA-256) before anything is put in place:
 // a corrupt or truncated archive changes nothing.
 func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
-	path, dir, rename := req.Path, req.Dir, req.Name
-	if !filepath.IsAbs(path) {
-		return api.Domain{}, api.Errorf(api.ErrInvalid, "archive %q must be an absolute path", path)
-	}
-	if dir == "" {
-		dir = filepath.Join(m.o.StateDir, "imports")
-	}
-	if !filepath.IsAbs(dir) {
-		return api.Domain{}, api.Errorf(api.ErrInvalid, "directory %q must be an absolute path", dir)
-	}
-	if err := m.o.Policy.Check(storage.UseNew, dir); err != nil {
-		return api.Domain{}, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return api.Domain{}, err
-	}
-	rb := make([]byte, 6)
-	rand.Read(rb)
-	scratch := filepath.Join(dir, ".import-"+hex.EncodeToString(rb))
-	defer os.RemoveAll(scratch)
-	man, err := storage.Unpack(path, scratch, func(done int64) {
-		if progress != nil {
-			progress(api.JobProgress{Phase: "reading and checking the archive", Done: done})
+	im := &importer{m: m, req: req, progress: progress, r: revert.New()}
+	defer im.r.Fail()
+	defer func() {
+		if im.scratch != "" {
+			os.RemoveAll(im.scratch) // gone once renamed into place
 		}
-	})
+	}()
+	for _, step := range []func() error{im.checkPaths, im.unpack, im.place, im.writeConfig} {
+		if err := step(); err != nil {
+			return api.Domain{}, err
+		}
+	}
+	out, err := im.start(ctx)
 	if err != nil {
 		return api.Domain{}, err
 	}
-	spec := man.Spec
-	if rename != "" {
-		spec.Name, spec.UUID = rename, ""
-		for i := range spec.Vifs {
-			spec.Vifs[i].MAC, spec.Vifs[i].VifName = config.GenerateMAC(rename, i), ""
+	im.r.Success()
+	return out, nil
+}
+
+// importer is one import; its methods are the steps in the order they
+// run, and r removes what was put in place if a later step fails.
+type importer struct {
+	m        *Manager
+	req      api.ImportRequest
+	progress func(api.JobProgress)
+	r        *revert.Reverter
+
+	dir, scratch, home, cfg string
+	man                     storage.Manifest
+	spec                    api.DomainSpec
+}
+
+// checkPaths checks the archive and target paths and makes the target.
+func (im *importer) checkPaths() error {
+	im.dir = im.req.Dir
+	if !filepath.IsAbs(im.req.Path) {
+		return api.Errorf(api.ErrInvalid, "archive %q must be an absolute path", im.req.Path)
+	}
+	if im.dir == "" {
+		im.dir = filepath.Join(im.m.o.StateDir, "imports")
+	}
+	if !filepath.IsAbs(im.dir) {
+		return api.Errorf(api.ErrInvalid, "directory %q must be an absolute path", im.dir)
+	}
+	if err := im.m.o.Policy.Check(storage.UseNew, im.dir); err != nil {
+		return err
+	}
+	return os.MkdirAll(im.dir, 0o700)
+}
+
+// unpack reads and checks the whole archive into a scratch dir, and
+// names the domain (--name gives it a new name and new MACs).
+func (im *importer) unpack() error {
+	rb := make([]byte, 6)
+	rand.Read(rb)
+	im.scratch = filepath.Join(im.dir, ".import-"+hex.EncodeToString(rb))
+	man, err := storage.Unpack(im.req.Path, im.scratch, func(done int64) {
+		if im.progress != nil {
+			im.progress(api.JobProgress{Phase: "reading and checking the archive", Done: done})
+		}
+	})
+	if err != nil {
+		return err
+	}
+	im.man, im.spec = man, man.Spec
+	if rename := im.req.Name; rename != "" {
+		im.spec.Name, im.spec.UUID = rename, ""
+		for i := range im.spec.Vifs {
+			im.spec.Vifs[i].MAC, im.spec.Vifs[i].VifName = config.GenerateMAC(rename, i), ""
 		}
 	}
-	if _, err := m.get(spec.Name); err == nil {
-		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists here; import with --name NEW", spec.Name)
+	if _, err := im.m.get(im.spec.Name); err == nil {
+		return api.Errorf(api.ErrConflict, "a domain named %q already exists here; import with --name NEW", im.spec.Name)
 	}
-	if err := config.ValidName(spec.Name); err != nil {
-		return api.Domain{}, api.Errorf(api.ErrInvalid, "the archive's domain: %v", err)
+	if err := config.ValidName(im.spec.Name); err != nil {
+		return api.Errorf(api.ErrInvalid, "the archive's domain: %v", err)
 	}
-	home := filepath.Join(dir, spec.Name)
+	return nil
+}
+
+// place moves the unpacked files to the domain's home and points the
+// spec at them: only the archive's own members (checked against the
+// manifest), nothing outside the imported directory.
+func (im *importer) place() error {
+	home := filepath.Join(im.dir, im.spec.Name)
 	if _, err := os.Lstat(home); err == nil {
-		return api.Domain{}, api.Errorf(api.ErrConflict, "%s already exists; remove it or import into another --dir", home)
+		return api.Errorf(api.ErrConflict, "%s already exists; remove it or import into another --dir", home)
 	}
-	if err := os.Rename(scratch, home); err != nil {
-		return api.Domain{}, err
+	if err := os.Rename(im.scratch, home); err != nil {
+		return err
 	}
-	// The spec names the archive's own members (checked against the
-	// manifest): nothing outside the imported directory.
+	im.home, im.scratch = home, ""
+	im.r.Add(func() { os.RemoveAll(home) })
 	members := map[string]bool{}
-	for _, mb := range man.Members {
+	for _, mb := range im.man.Members {
 		members[mb.Name] = true
 	}
 	var bad string
 	abs := func(member string) string {
+		if member == "" {
+			return ""
+		}
 		if !members[member] || filepath.IsAbs(member) || filepath.Clean(member) != member || strings.HasPrefix(member, "..") {
 			bad = member
 		}
 		return filepath.Join(home, member)
 	}
-	if spec.Kernel != "" {
-		spec.Kernel = abs(spec.Kernel)
-	}
-	if spec.Ramdisk != "" {
-		spec.Ramdisk = abs(spec.Ramdisk)
-	}
-	for i := range spec.Disks {
-		if spec.Disks[i].Target != "" {
-			spec.Disks[i].Target = abs(spec.Disks[i].Target)
-		}
+	im.spec.Kernel, im.spec.Ramdisk = abs(im.spec.Kernel), abs(im.spec.Ramdisk)
+	for i := range im.spec.Disks {
+		im.spec.Disks[i].Target = abs(im.spec.Disks[i].Target)
 	}
 	if bad != "" {
-		os.RemoveAll(home)
-		return api.Domain{}, api.Errorf(api.ErrInvalid, "the archive's domain names %q, which is not one of its members: a damaged or crafted archive", bad)
+		return api.Errorf(api.ErrInvalid, "the archive's domain names %q, which is not one of its members: a damaged or crafted archive", bad)
 	}
-	// Its domain file, as `create` takes it: absolute paths to the files
-	// just put in place.
-	cfg := filepath.Join(home, "domain.cfg")
-	if err := safefile.WriteFile(cfg, []byte(config.Format(spec)), 0o600); err != nil {
-		os.RemoveAll(home)
-		return api.Domain{}, err
-	}
-	if req.NoStart {
-		if _, err := m.validate(&spec); err != nil {
-			os.RemoveAll(home)
+	return nil
+}
+
+// writeConfig writes its domain file, as `create` takes it: absolute
+// paths to the files just put in place.
+func (im *importer) writeConfig() error {
+	im.cfg = filepath.Join(im.home, "domain.cfg")
+	return safefile.WriteFile(im.cfg, []byte(config.Format(im.spec)), 0o600)
+}
+
+// start creates the domain, or with --no-start checks that it could.
+func (im *importer) start(ctx context.Context) (api.Domain, error) {
+	spec, path := im.spec, im.req.Path
+	if im.req.NoStart {
+		if _, err := im.m.validate(&spec); err != nil {
 			return api.Domain{}, err
 		}
-		m.o.Log.Info("domain imported, not started", "name", spec.Name, "from", path, "config", cfg)
+		im.m.o.Log.Info("domain imported, not started", "name", spec.Name, "from", path, "config", im.cfg)
 		return api.Domain{Spec: spec, State: api.StateShutdown, Flags: Flags(api.StateShutdown),
-			LastReason: "imported, not started: `ringfence create " + cfg + "` starts it"}, nil
+			LastReason: "imported, not started: `ringfence create " + im.cfg + "` starts it"}, nil
 	}
-	out, err := m.Create(ctx, api.CreateRequest{Spec: spec, Paused: req.Paused})
+	out, err := im.m.Create(ctx, api.CreateRequest{Spec: spec, Paused: im.req.Paused})
 	if err != nil {
-		os.RemoveAll(home)
 		return api.Domain{}, err
 	}
-	m.o.Log.Info("domain imported", "name", spec.Name, "from", path)
+	im.m.o.Log.Info("domain imported", "name", spec.Name, "from", path)
 	return out.(api.Domain), nil
 }
