@@ -308,134 +308,204 @@ func finish(ws, wd *watcher, total, down float64) (result, error) {
 	return result{}, fmt.Errorf("no counter on the destination (its console's last lines: %s)", f)
 }
 
+// bareTLS are QEMU credential dirs for a bare run with TLS.
+type bareTLS struct{ client, server string }
+
+// bareRun is one bare migration: its two QEMUs, their monitors, the
+// guest's counter as seen from each side, and where the time went.
+type bareRun struct {
+	dir    string
+	img    image.Paths
+	mem    int
+	dirty  bool
+	tls    *bareTLS
+	port   int
+	undo   benchenv.Undo
+	ws, wd *watcher
+	qctx   context.Context
+	m, dm  *qmp.Monitor
+	t0     time.Time
+	tl     []string
+}
+
 // viaBare migrates the same guest between two plain QEMUs over TCP, the
 // way a careful script would: the destination is started with the same
 // memory settings and -incoming defer, told to listen over QMP once it is
 // up, then the source migrates. "total" runs from starting the destination
 // to the guest running there, as ringfence's does.
-// bareTLS are QEMU credential dirs for a bare run with TLS.
-type bareTLS struct{ client, server string }
-
 func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, port int) (result, error) {
-	ctx := context.Background()
-	args := func(qmpSock string, extra ...string) []string {
-		return append([]string{"-machine", "q35,accel=tcg", "-m", fmt.Sprint(mem), "-mem-prealloc", "-smp", "1", "-nodefaults", "-no-user-config",
-			"-display", "none", "-serial", "stdio", "-kernel", img.Kernel, "-initrd", img.Initrd, "-append", "console=ttyS0 quiet",
-			"-qmp", "unix:" + qmpSock + ",server=on,wait=off"}, extra...)
+	b := &bareRun{dir: dir, img: img, mem: mem, dirty: dirty, tls: tls, port: port, ws: &watcher{}, wd: &watcher{}}
+	defer b.undo.Run()
+	for _, step := range []func() error{b.startSource, b.dialSource, b.startDest} {
+		if err := step(); err != nil {
+			return result{}, err
+		}
 	}
-	sq, dq := filepath.Join(dir, "bs.qmp"), filepath.Join(dir, "bd.qmp")
-	os.Remove(sq)
-	os.Remove(dq)
-	var srcTLS, dstTLS []string
-	if tls != nil {
-		defer os.RemoveAll(tls.client)
-		defer os.RemoveAll(tls.server)
-		srcTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=client,dir=" + tls.client}
-		dstTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=server,verify-peer=on,dir=" + tls.server}
+	st, err := b.migrate()
+	if err != nil {
+		return result{}, err
 	}
-	srcCmd := exec.Command("qemu-system-x86_64", args(sq, srcTLS...)...)
+	if err := b.waitRunning(); err != nil {
+		return result{}, err
+	}
+	total := float64(time.Since(b.t0).Milliseconds())
+	b.mark("running")
+	r, err := finish(b.ws, b.wd, total, float64(st.Downtime))
+	r.qemuMs = float64(st.TotalTime)
+	r.timeline = strings.Join(b.tl, " ")
+	return r, err
+}
+
+// args is a bare QEMU's command line with its monitor on qmpSock.
+func (b *bareRun) args(qmpSock string, extra ...string) []string {
+	return append([]string{"-machine", "q35,accel=tcg", "-m", fmt.Sprint(b.mem), "-mem-prealloc", "-smp", "1", "-nodefaults", "-no-user-config",
+		"-display", "none", "-serial", "stdio", "-kernel", b.img.Kernel, "-initrd", b.img.Initrd, "-append", "console=ttyS0 quiet",
+		"-qmp", "unix:" + qmpSock + ",server=on,wait=off"}, extra...)
+}
+
+// mark notes how long since the destination was started step took.
+func (b *bareRun) mark(step string) {
+	b.tl = append(b.tl, fmt.Sprintf("%s=%.1f", step, float64(time.Since(b.t0).Microseconds())/1000))
+}
+
+func (b *bareRun) sourceSock() string { return filepath.Join(b.dir, "bs.qmp") }
+func (b *bareRun) destSock() string   { return filepath.Join(b.dir, "bd.qmp") }
+
+// startSource boots the source guest and starts its counter (and
+// dirtier).
+func (b *bareRun) startSource() error {
+	os.Remove(b.sourceSock())
+	os.Remove(b.destSock())
+	var srcTLS []string
+	if b.tls != nil {
+		b.undo.Later(func() { os.RemoveAll(b.tls.client) })
+		b.undo.Later(func() { os.RemoveAll(b.tls.server) })
+		srcTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=client,dir=" + b.tls.client}
+	}
+	srcCmd := exec.Command("qemu-system-x86_64", b.args(b.sourceSock(), srcTLS...)...)
 	sin, _ := srcCmd.StdinPipe()
 	sout, _ := srcCmd.StdoutPipe()
 	if err := srcCmd.Start(); err != nil {
-		return result{}, err
+		return err
 	}
-	defer func() { srcCmd.Process.Kill(); srcCmd.Wait() }()
+	b.undo.Later(func() { srcCmd.Process.Kill(); srcCmd.Wait() })
 	pr, pw := io.Pipe()
 	go io.Copy(pw, sout)
 	if err := benchenv.WaitFor(pr, image.ReadyLine, 2*time.Minute); err != nil {
-		return result{}, err
+		return err
 	}
-	ws, wd := &watcher{}, &watcher{}
 	fmt.Fprintf(sin, "%s\n", counter)
-	if dirty {
+	if b.dirty {
 		fmt.Fprintf(sin, "%s\n", dirtier)
 	}
-	go ws.read(pr)
+	go b.ws.read(pr)
 	time.Sleep(2 * time.Second)
-	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	m, err := qmp.Dial(qctx, sq)
+	return nil
+}
+
+// dialSource connects to the source's monitor (the run's 30 s start
+// here) and sets its migration parameters.
+func (b *bareRun) dialSource() error {
+	qctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	b.undo.Later(cancel)
+	b.qctx = qctx
+	m, err := qmp.Dial(qctx, b.sourceSock())
 	if err != nil {
-		return result{}, err
+		return err
 	}
-	defer m.Close()
+	b.undo.Later(func() { m.Close() })
+	b.m = m
 	params := map[string]any{"max-bandwidth": int64(1) << 40, "downtime-limit": 30}
-	if tls != nil {
+	if b.tls != nil {
 		params["tls-creds"], params["tls-hostname"] = "t0", "127.0.0.1"
 	}
 	if err := m.Execute(qctx, "migrate-set-parameters", params, nil); err != nil {
-		return result{}, err
+		return err
 	}
 	m.Execute(qctx, "migrate-set-capabilities", map[string]any{"capabilities": []map[string]any{{"capability": "auto-converge", "state": true}}}, nil)
+	return nil
+}
 
-	t0 := time.Now()
-	var tl []string
-	mark := func(step string) {
-		tl = append(tl, fmt.Sprintf("%s=%.1f", step, float64(time.Since(t0).Microseconds())/1000))
+// startDest starts the destination QEMU, waiting for an incoming
+// migration, and connects to its monitor; the total starts here.
+func (b *bareRun) startDest() error {
+	var dstTLS []string
+	if b.tls != nil {
+		dstTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=server,verify-peer=on,dir=" + b.tls.server}
 	}
-	dstCmd := exec.Command("qemu-system-x86_64", args(dq, append(dstTLS, "-incoming", "defer")...)...)
+	b.t0 = time.Now()
+	dstCmd := exec.Command("qemu-system-x86_64", b.args(b.destSock(), append(dstTLS, "-incoming", "defer")...)...)
 	dout, _ := dstCmd.StdoutPipe()
 	if err := dstCmd.Start(); err != nil {
-		return result{}, err
+		return err
 	}
-	defer func() { dstCmd.Process.Kill(); dstCmd.Wait() }()
-	go wd.read(dout)
-	dm, err := qmp.Dial(qctx, dq)
+	b.undo.Later(func() { dstCmd.Process.Kill(); dstCmd.Wait() })
+	go b.wd.read(dout)
+	dm, err := qmp.Dial(b.qctx, b.destSock())
 	if err != nil {
-		return result{}, err
+		return err
 	}
-	defer dm.Close()
-	mark("qemu-up")
+	b.undo.Later(func() { dm.Close() })
+	b.dm = dm
+	b.mark("qemu-up")
 	run, wait := procfs.ProcessSchedStat(dstCmd.Process.Pid)
-	tl = append(tl, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", float64(run)/1e6, float64(wait)/1e6))
-	if tls != nil {
-		if err := dm.Execute(qctx, "migrate-set-parameters", map[string]any{"tls-creds": "t0"}, nil); err != nil {
-			return result{}, err
+	b.tl = append(b.tl, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", float64(run)/1e6, float64(wait)/1e6))
+	return nil
+}
+
+// bareStatus is what query-migrate says of a migration.
+type bareStatus struct {
+	Status    string `json:"status"`
+	TotalTime int64  `json:"total-time"`
+	Downtime  int64  `json:"downtime"`
+}
+
+// migrate has the destination listen, the source migrate to it, and
+// waits until the source says it completed.
+func (b *bareRun) migrate() (bareStatus, error) {
+	var st bareStatus
+	qctx := b.qctx
+	if b.tls != nil {
+		if err := b.dm.Execute(qctx, "migrate-set-parameters", map[string]any{"tls-creds": "t0"}, nil); err != nil {
+			return st, err
 		}
 	}
-	uri := fmt.Sprintf("tcp:127.0.0.1:%d", port)
-	if err := dm.Execute(qctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
-		return result{}, err
+	uri := fmt.Sprintf("tcp:127.0.0.1:%d", b.port)
+	if err := b.dm.Execute(qctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
+		return st, err
 	}
-	mark("listening")
-	if err := m.Execute(qctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
-		return result{}, err
-	}
-	var st struct {
-		Status    string `json:"status"`
-		TotalTime int64  `json:"total-time"`
-		Downtime  int64  `json:"downtime"`
+	b.mark("listening")
+	if err := b.m.Execute(qctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
+		return st, err
 	}
 	for {
 		raw := json.RawMessage{}
-		if err := m.Execute(qctx, "query-migrate", nil, &raw); err != nil {
-			return result{}, err
+		if err := b.m.Execute(qctx, "query-migrate", nil, &raw); err != nil {
+			return st, err
 		}
 		json.Unmarshal(raw, &st)
 		if st.Status == "completed" {
-			mark("completed")
-			break
+			b.mark("completed")
+			return st, nil
 		}
 		if st.Status == "failed" {
-			return result{}, fmt.Errorf("bare migration failed")
+			return st, fmt.Errorf("bare migration failed")
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	// An incoming QEMU started without -S runs the guest once loaded.
+}
+
+// waitRunning waits for the destination to run the guest: an incoming
+// QEMU started without -S runs it once loaded.
+func (b *bareRun) waitRunning() error {
 	for {
-		s, err := dm.QueryStatus(qctx)
+		s, err := b.dm.QueryStatus(b.qctx)
 		if err != nil {
-			return result{}, err
+			return err
 		}
 		if s.Status == "running" {
-			break
+			return nil
 		}
 		time.Sleep(time.Millisecond)
 	}
-	total := float64(time.Since(t0).Milliseconds())
-	mark("running")
-	r, err := finish(ws, wd, total, float64(st.Downtime))
-	r.qemuMs = float64(st.TotalTime)
-	r.timeline = strings.Join(tl, " ")
-	return r, err
 }
