@@ -94,106 +94,162 @@ func (w *watcher) times() (time.Time, time.Time, bool) {
 	return w.first, w.last, w.seen
 }
 
+// migBench is the benchmark's two daemons (the source the authority, the
+// destination its peer) and what to take down at the end.
+type migBench struct {
+	img            image.Paths
+	dir, bin       string
+	port           int
+	srcDir, dstDir string
+	src, dst       *client.Client
+	undo           benchenv.Undo
+}
+
 func run(img image.Paths) error {
-	dir, bin, cleanup, err := benchenv.Workdir("/tmp", "rfmig")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	port := 30000 + os.Getpid()%20000
-	srcDir, dstDir := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	src, stopSrc, err := benchenv.Daemon(bin, srcDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port+100))
-	if err != nil {
-		return err
-	}
-	defer stopSrc()
-	// The destination takes migrated guests whose files are in the
-	// default image dir (a peer may name only declared guest storage).
-	dst, stopDst, err := benchenv.Daemon(bin, dstDir, "--listen", fmt.Sprintf("127.0.0.2:%d", port), "--disk-roots", filepath.Dir(filepath.Dir(img.Kernel)))
-	if err != nil {
-		return err
-	}
-	defer stopDst()
-	// The source is the authority; the destination joins with a token.
-	ctx := context.Background()
-	if _, err := src.Trust(ctx, api.TrustRequest{PeerName: "src", Names: []string{"127.0.0.1"}}); err != nil {
-		return err
-	}
-	tok, err := src.Token(ctx, api.TokenRequest{PeerName: "dst"})
-	if err != nil {
-		return err
-	}
-	if _, err := dst.Join(ctx, api.JoinRequest{Token: tok.Token, PeerName: "dst", Names: []string{"127.0.0.2"}}); err != nil {
-		return err
-	}
-	h, _ := src.Host(context.Background())
-	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited, auto-converge, RAM preallocated on both sides; median of %d runs;\n\"tls\": the stream is encrypted (default; ringfence: its daemons' TLS relay, bare: QEMU's own TLS), \"plain\": --plain-stream / no TLS\n\n", h.Accel, h.QEMUVersion, *reps)
-	fmt.Printf("%-20s %-10s %10s %10s %12s %10s\n", "guest, stream", "side", "total ms", "qemu ms", "downtime ms", "gap ms")
-	// QEMU's own TLS credentials for the bare runs, from the same CA.
-	bareCreds := func(endpoint string) string {
-		d, _ := os.MkdirTemp(dir, "creds")
-		if err := peer.QEMUCreds(peer.Files{Dir: filepath.Join(srcDir, "tls")}, d, endpoint, 0, 0); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: creds:", err)
+	b := &migBench{img: img}
+	defer b.undo.Run()
+	for _, step := range []func() error{b.workdir, b.daemons, b.trust} {
+		if err := step(); err != nil {
+			return err
 		}
-		return d
 	}
+	b.header()
 	for _, mem := range []int{128, 512} {
 		for _, dirty := range []bool{false, true} {
 			for _, plain := range []bool{false, true} {
-				if !strings.Contains(*mems, fmt.Sprint(mem)) || !strings.Contains(*loads, map[bool]string{false: "idle", true: "dirty"}[dirty]) ||
-					!strings.Contains(*streams, map[bool]string{false: "tls", true: "plain"}[plain]) {
+				if !strings.Contains(*mems, fmt.Sprint(mem)) || !strings.Contains(*loads, loadName(dirty)) ||
+					!strings.Contains(*streams, streamName(plain)) {
 					continue
 				}
-				name := fmt.Sprintf("%d MiB %s %s", mem, map[bool]string{false: "idle", true: "dirty"}[dirty], map[bool]string{false: "tls", true: "plain"}[plain])
-				var rfs, bares []result
-				// Alternate the two sides so drift on the host hits both.
-				// A failed run is reported and the table goes on: one bad
-				// migration under TCG should not hide the other figures.
-				for i := 0; i < *reps; i++ {
-					runRF := func() {
-						if rf, err := viaRingfence(src, dst, img, mem, dirty, plain, fmt.Sprintf("127.0.0.2:%d", port)); err != nil {
-							fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "ringfence", i+1, err)
-						} else {
-							rfs = append(rfs, rf)
-							if *showTimeline {
-								fmt.Printf("  ringfence run %d: total %.0f; destination %s\n", i+1, rf.totalMs, lastTimeline(filepath.Join(dstDir, "daemon.log")))
-							}
-						}
-					}
-					runBare := func() {
-						var tls *bareTLS
-						if !plain {
-							tls = &bareTLS{client: bareCreds("client"), server: bareCreds("server")}
-						}
-						if b, err := viaBare(dir, img, mem, dirty, tls, port+1+i); err != nil {
-							fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "bare qemu", i+1, err)
-						} else {
-							bares = append(bares, b)
-							if *showTimeline {
-								fmt.Printf("  bare run %d: total %.0f; %s\n", i+1, b.totalMs, b.timeline)
-							}
-						}
-					}
-					// Alternate which side goes first, so a row's cold start
-					// (first allocation of that guest size) is shared.
-					if i%2 == 0 {
-						runRF()
-						runBare()
-					} else {
-						runBare()
-						runRF()
-					}
-				}
-				rf, bare := median(rfs), median(bares)
-				fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", name, "ringfence", rf.totalMs, rf.qemuMs, rf.downMs, rf.gapMs)
-				fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", "", "bare qemu", bare.totalMs, bare.qemuMs, bare.downMs, bare.gapMs)
-				if bare.totalMs > 0 && bare.gapMs > 0 {
-					fmt.Printf("%-20s %-10s %10.2f %10s %12s %10.2f\n", "", "ratio", rf.totalMs/bare.totalMs, "", "", rf.gapMs/bare.gapMs)
-				}
+				b.row(mem, dirty, plain)
 			}
 		}
 	}
 	return nil
+}
+
+func loadName(dirty bool) string   { return map[bool]string{false: "idle", true: "dirty"}[dirty] }
+func streamName(plain bool) string { return map[bool]string{false: "tls", true: "plain"}[plain] }
+
+// workdir makes the scratch dir and builds ringfence into it.
+func (b *migBench) workdir() error {
+	dir, bin, cleanup, err := benchenv.Workdir("/tmp", "rfmig")
+	if err != nil {
+		return err
+	}
+	b.undo.Later(cleanup)
+	b.dir, b.bin = dir, bin
+	b.port = 30000 + os.Getpid()%20000
+	b.srcDir, b.dstDir = filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	return nil
+}
+
+// daemons starts the source and destination daemons.
+func (b *migBench) daemons() error {
+	src, stopSrc, err := benchenv.Daemon(b.bin, b.srcDir, "--listen", fmt.Sprintf("127.0.0.1:%d", b.port+100))
+	if err != nil {
+		return err
+	}
+	b.undo.Later(stopSrc)
+	// The destination takes migrated guests whose files are in the
+	// default image dir (a peer may name only declared guest storage).
+	dst, stopDst, err := benchenv.Daemon(b.bin, b.dstDir, "--listen", fmt.Sprintf("127.0.0.2:%d", b.port), "--disk-roots", filepath.Dir(filepath.Dir(b.img.Kernel)))
+	if err != nil {
+		return err
+	}
+	b.undo.Later(stopDst)
+	b.src, b.dst = src, dst
+	return nil
+}
+
+// trust: the source is the authority; the destination joins with a token.
+func (b *migBench) trust() error {
+	ctx := context.Background()
+	if _, err := b.src.Trust(ctx, api.TrustRequest{PeerName: "src", Names: []string{"127.0.0.1"}}); err != nil {
+		return err
+	}
+	tok, err := b.src.Token(ctx, api.TokenRequest{PeerName: "dst"})
+	if err != nil {
+		return err
+	}
+	_, err = b.dst.Join(ctx, api.JoinRequest{Token: tok.Token, PeerName: "dst", Names: []string{"127.0.0.2"}})
+	return err
+}
+
+// header prints the settings and the table's head.
+func (b *migBench) header() {
+	h, _ := b.src.Host(context.Background())
+	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited, auto-converge, RAM preallocated on both sides; median of %d runs;\n\"tls\": the stream is encrypted (default; ringfence: its daemons' TLS relay, bare: QEMU's own TLS), \"plain\": --plain-stream / no TLS\n\n", h.Accel, h.QEMUVersion, *reps)
+	fmt.Printf("%-20s %-10s %10s %10s %12s %10s\n", "guest, stream", "side", "total ms", "qemu ms", "downtime ms", "gap ms")
+}
+
+// bareCreds are QEMU's own TLS credentials for the bare runs, from the
+// same CA.
+func (b *migBench) bareCreds(endpoint string) string {
+	d, _ := os.MkdirTemp(b.dir, "creds")
+	if err := peer.QEMUCreds(peer.Files{Dir: filepath.Join(b.srcDir, "tls")}, d, endpoint, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: creds:", err)
+	}
+	return d
+}
+
+// row runs one row's reps on both sides and prints its medians.
+func (b *migBench) row(mem int, dirty, plain bool) {
+	name := fmt.Sprintf("%d MiB %s %s", mem, loadName(dirty), streamName(plain))
+	var rfs, bares []result
+	// Alternate the two sides so drift on the host hits both.
+	// A failed run is reported and the table goes on: one bad
+	// migration under TCG should not hide the other figures.
+	for i := 0; i < *reps; i++ {
+		runRF := func() { rfs = b.runRF(rfs, name, i, mem, dirty, plain) }
+		runBare := func() { bares = b.runBare(bares, name, i, mem, dirty, plain) }
+		// Alternate which side goes first, so a row's cold start
+		// (first allocation of that guest size) is shared.
+		if i%2 == 0 {
+			runRF()
+			runBare()
+		} else {
+			runBare()
+			runRF()
+		}
+	}
+	rf, bare := median(rfs), median(bares)
+	fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", name, "ringfence", rf.totalMs, rf.qemuMs, rf.downMs, rf.gapMs)
+	fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", "", "bare qemu", bare.totalMs, bare.qemuMs, bare.downMs, bare.gapMs)
+	if bare.totalMs > 0 && bare.gapMs > 0 {
+		fmt.Printf("%-20s %-10s %10.2f %10s %12s %10.2f\n", "", "ratio", rf.totalMs/bare.totalMs, "", "", rf.gapMs/bare.gapMs)
+	}
+}
+
+// runRF is run i of a row through ringfence, added to rfs unless it failed.
+func (b *migBench) runRF(rfs []result, name string, i, mem int, dirty, plain bool) []result {
+	rf, err := viaRingfence(b.src, b.dst, b.img, mem, dirty, plain, fmt.Sprintf("127.0.0.2:%d", b.port))
+	if err != nil {
+		fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "ringfence", i+1, err)
+		return rfs
+	}
+	if *showTimeline {
+		fmt.Printf("  ringfence run %d: total %.0f; destination %s\n", i+1, rf.totalMs, lastTimeline(filepath.Join(b.dstDir, "daemon.log")))
+	}
+	return append(rfs, rf)
+}
+
+// runBare is run i of a row between bare QEMUs, added to bares unless it
+// failed.
+func (b *migBench) runBare(bares []result, name string, i, mem int, dirty, plain bool) []result {
+	var tls *bareTLS
+	if !plain {
+		tls = &bareTLS{client: b.bareCreds("client"), server: b.bareCreds("server")}
+	}
+	r, err := viaBare(b.dir, b.img, mem, dirty, tls, b.port+1+i)
+	if err != nil {
+		fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "bare qemu", i+1, err)
+		return bares
+	}
+	if *showTimeline {
+		fmt.Printf("  bare run %d: total %.0f; %s\n", i+1, r.totalMs, r.timeline)
+	}
+	return append(bares, r)
 }
 
 // lastTimeline is the newest migration timeline in a daemon's log.
