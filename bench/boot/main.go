@@ -85,33 +85,9 @@ func run(runs int, imgDir string, listN int) error {
 	fmt.Printf("\ncreate -> ready line: ringfence median %.0f ms, bare QEMU median %.0f ms\n", ms(mr), ms(mb))
 	fmt.Printf("overhead: %+.0f ms (%+.1f%%); median of per-run ratios %.3f\n", ms(mr-mb), 100*(float64(mr)/float64(mb)-1), medianF(ratios))
 
-	// list latency with N domains (paused, so 50 fit on a small host).
-	for i := 0; i < listN; i++ {
-		spec := api.DomainSpec{Name: fmt.Sprintf("l%02d", i), Kernel: img.Kernel, Ramdisk: img.Initrd, MemoryMiB: 32}
-		if _, err := c.Create(context.Background(), api.CreateRequest{Spec: spec, Paused: true}); err != nil {
-			return fmt.Errorf("defining domain %d for the list benchmark: %w", i, err)
-		}
-	}
-	var lat, apiLat []time.Duration
-	for i := 0; i < 30; i++ {
-		t0 := time.Now()
-		out, err := exec.Command(bin, "--socket", sock, "list").Output()
-		if err != nil {
-			return err
-		}
-		lat = append(lat, time.Since(t0))
-		if n := strings.Count(string(out), "\n"); n != listN+1 {
-			return fmt.Errorf("list printed %d lines, want %d", n, listN+1)
-		}
-		t0 = time.Now()
-		if _, err := c.List(context.Background()); err != nil {
-			return err
-		}
-		apiLat = append(apiLat, time.Since(t0))
-	}
-	fmt.Printf("`ringfence list` with %d domains: median %.1f ms (CLI process), %.2f ms (API call alone)\n", listN, ms(median(lat)), ms(median(apiLat)))
-	for i := 0; i < listN; i++ {
-		c.Action(context.Background(), fmt.Sprintf("l%02d", i), "destroy", nil)
+	lat, apiLat, err := listLatency(bin, sock, c, img, listN)
+	if err != nil {
+		return err
 	}
 	res := map[string]any{"accel": h.Accel, "ringfence_ms": msAll(rf), "bare_ms": msAll(bare), "median_ratio": medianF(ratios),
 		"overhead_ms": ms(mr - mb), "list_ms": ms(median(lat)), "list_api_ms": ms(median(apiLat)), "list_domains": listN,
@@ -120,6 +96,38 @@ func run(runs int, imgDir string, listN int) error {
 	os.MkdirAll("bench/results", 0o755)
 	os.WriteFile("bench/results/boot.json", b, 0o644)
 	return nil
+}
+
+// listLatency times `ringfence list` (the CLI process, and the API call
+// alone) with listN domains defined, paused so 50 fit on a small host.
+func listLatency(bin, sock string, c *client.Client, img image.Paths, listN int) (lat, apiLat []time.Duration, err error) {
+	for i := 0; i < listN; i++ {
+		spec := api.DomainSpec{Name: fmt.Sprintf("l%02d", i), Kernel: img.Kernel, Ramdisk: img.Initrd, MemoryMiB: 32}
+		if _, err := c.Create(context.Background(), api.CreateRequest{Spec: spec, Paused: true}); err != nil {
+			return nil, nil, fmt.Errorf("defining domain %d for the list benchmark: %w", i, err)
+		}
+	}
+	for i := 0; i < 30; i++ {
+		t0 := time.Now()
+		out, err := exec.Command(bin, "--socket", sock, "list").Output()
+		if err != nil {
+			return nil, nil, err
+		}
+		lat = append(lat, time.Since(t0))
+		if n := strings.Count(string(out), "\n"); n != listN+1 {
+			return nil, nil, fmt.Errorf("list printed %d lines, want %d", n, listN+1)
+		}
+		t0 = time.Now()
+		if _, err := c.List(context.Background()); err != nil {
+			return nil, nil, err
+		}
+		apiLat = append(apiLat, time.Since(t0))
+	}
+	fmt.Printf("`ringfence list` with %d domains: median %.1f ms (CLI process), %.2f ms (API call alone)\n", listN, ms(median(lat)), ms(median(apiLat)))
+	for i := 0; i < listN; i++ {
+		c.Action(context.Background(), fmt.Sprintf("l%02d", i), "destroy", nil)
+	}
+	return lat, apiLat, nil
 }
 
 func bootRingfence(bin, sock string, c *client.Client, cfg string) (time.Duration, error) {

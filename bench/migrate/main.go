@@ -94,106 +94,162 @@ func (w *watcher) times() (time.Time, time.Time, bool) {
 	return w.first, w.last, w.seen
 }
 
+// migBench is the benchmark's two daemons (the source the authority, the
+// destination its peer) and what to take down at the end.
+type migBench struct {
+	img            image.Paths
+	dir, bin       string
+	port           int
+	srcDir, dstDir string
+	src, dst       *client.Client
+	undo           benchenv.Undo
+}
+
 func run(img image.Paths) error {
-	dir, bin, cleanup, err := benchenv.Workdir("/tmp", "rfmig")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	port := 30000 + os.Getpid()%20000
-	srcDir, dstDir := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	src, stopSrc, err := benchenv.Daemon(bin, srcDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port+100))
-	if err != nil {
-		return err
-	}
-	defer stopSrc()
-	// The destination takes migrated guests whose files are in the
-	// default image dir (a peer may name only declared guest storage).
-	dst, stopDst, err := benchenv.Daemon(bin, dstDir, "--listen", fmt.Sprintf("127.0.0.2:%d", port), "--disk-roots", filepath.Dir(filepath.Dir(img.Kernel)))
-	if err != nil {
-		return err
-	}
-	defer stopDst()
-	// The source is the authority; the destination joins with a token.
-	ctx := context.Background()
-	if _, err := src.Trust(ctx, api.TrustRequest{PeerName: "src", Names: []string{"127.0.0.1"}}); err != nil {
-		return err
-	}
-	tok, err := src.Token(ctx, api.TokenRequest{PeerName: "dst"})
-	if err != nil {
-		return err
-	}
-	if _, err := dst.Join(ctx, api.JoinRequest{Token: tok.Token, PeerName: "dst", Names: []string{"127.0.0.2"}}); err != nil {
-		return err
-	}
-	h, _ := src.Host(context.Background())
-	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited, auto-converge, RAM preallocated on both sides; median of %d runs;\n\"tls\": the stream is encrypted (default; ringfence: its daemons' TLS relay, bare: QEMU's own TLS), \"plain\": --plain-stream / no TLS\n\n", h.Accel, h.QEMUVersion, *reps)
-	fmt.Printf("%-20s %-10s %10s %10s %12s %10s\n", "guest, stream", "side", "total ms", "qemu ms", "downtime ms", "gap ms")
-	// QEMU's own TLS credentials for the bare runs, from the same CA.
-	bareCreds := func(endpoint string) string {
-		d, _ := os.MkdirTemp(dir, "creds")
-		if err := peer.QEMUCreds(peer.Files{Dir: filepath.Join(srcDir, "tls")}, d, endpoint, 0, 0); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: creds:", err)
+	b := &migBench{img: img}
+	defer b.undo.Run()
+	for _, step := range []func() error{b.workdir, b.daemons, b.trust} {
+		if err := step(); err != nil {
+			return err
 		}
-		return d
 	}
+	b.header()
 	for _, mem := range []int{128, 512} {
 		for _, dirty := range []bool{false, true} {
 			for _, plain := range []bool{false, true} {
-				if !strings.Contains(*mems, fmt.Sprint(mem)) || !strings.Contains(*loads, map[bool]string{false: "idle", true: "dirty"}[dirty]) ||
-					!strings.Contains(*streams, map[bool]string{false: "tls", true: "plain"}[plain]) {
+				if !strings.Contains(*mems, fmt.Sprint(mem)) || !strings.Contains(*loads, loadName(dirty)) ||
+					!strings.Contains(*streams, streamName(plain)) {
 					continue
 				}
-				name := fmt.Sprintf("%d MiB %s %s", mem, map[bool]string{false: "idle", true: "dirty"}[dirty], map[bool]string{false: "tls", true: "plain"}[plain])
-				var rfs, bares []result
-				// Alternate the two sides so drift on the host hits both.
-				// A failed run is reported and the table goes on: one bad
-				// migration under TCG should not hide the other figures.
-				for i := 0; i < *reps; i++ {
-					runRF := func() {
-						if rf, err := viaRingfence(src, dst, img, mem, dirty, plain, fmt.Sprintf("127.0.0.2:%d", port)); err != nil {
-							fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "ringfence", i+1, err)
-						} else {
-							rfs = append(rfs, rf)
-							if *showTimeline {
-								fmt.Printf("  ringfence run %d: total %.0f; destination %s\n", i+1, rf.totalMs, lastTimeline(filepath.Join(dstDir, "daemon.log")))
-							}
-						}
-					}
-					runBare := func() {
-						var tls *bareTLS
-						if !plain {
-							tls = &bareTLS{client: bareCreds("client"), server: bareCreds("server")}
-						}
-						if b, err := viaBare(dir, img, mem, dirty, tls, port+1+i); err != nil {
-							fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "bare qemu", i+1, err)
-						} else {
-							bares = append(bares, b)
-							if *showTimeline {
-								fmt.Printf("  bare run %d: total %.0f; %s\n", i+1, b.totalMs, b.timeline)
-							}
-						}
-					}
-					// Alternate which side goes first, so a row's cold start
-					// (first allocation of that guest size) is shared.
-					if i%2 == 0 {
-						runRF()
-						runBare()
-					} else {
-						runBare()
-						runRF()
-					}
-				}
-				rf, bare := median(rfs), median(bares)
-				fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", name, "ringfence", rf.totalMs, rf.qemuMs, rf.downMs, rf.gapMs)
-				fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", "", "bare qemu", bare.totalMs, bare.qemuMs, bare.downMs, bare.gapMs)
-				if bare.totalMs > 0 && bare.gapMs > 0 {
-					fmt.Printf("%-20s %-10s %10.2f %10s %12s %10.2f\n", "", "ratio", rf.totalMs/bare.totalMs, "", "", rf.gapMs/bare.gapMs)
-				}
+				b.row(mem, dirty, plain)
 			}
 		}
 	}
 	return nil
+}
+
+func loadName(dirty bool) string   { return map[bool]string{false: "idle", true: "dirty"}[dirty] }
+func streamName(plain bool) string { return map[bool]string{false: "tls", true: "plain"}[plain] }
+
+// workdir makes the scratch dir and builds ringfence into it.
+func (b *migBench) workdir() error {
+	dir, bin, cleanup, err := benchenv.Workdir("/tmp", "rfmig")
+	if err != nil {
+		return err
+	}
+	b.undo.Later(cleanup)
+	b.dir, b.bin = dir, bin
+	b.port = 30000 + os.Getpid()%20000
+	b.srcDir, b.dstDir = filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	return nil
+}
+
+// daemons starts the source and destination daemons.
+func (b *migBench) daemons() error {
+	src, stopSrc, err := benchenv.Daemon(b.bin, b.srcDir, "--listen", fmt.Sprintf("127.0.0.1:%d", b.port+100))
+	if err != nil {
+		return err
+	}
+	b.undo.Later(stopSrc)
+	// The destination takes migrated guests whose files are in the
+	// default image dir (a peer may name only declared guest storage).
+	dst, stopDst, err := benchenv.Daemon(b.bin, b.dstDir, "--listen", fmt.Sprintf("127.0.0.2:%d", b.port), "--disk-roots", filepath.Dir(filepath.Dir(b.img.Kernel)))
+	if err != nil {
+		return err
+	}
+	b.undo.Later(stopDst)
+	b.src, b.dst = src, dst
+	return nil
+}
+
+// trust: the source is the authority; the destination joins with a token.
+func (b *migBench) trust() error {
+	ctx := context.Background()
+	if _, err := b.src.Trust(ctx, api.TrustRequest{PeerName: "src", Names: []string{"127.0.0.1"}}); err != nil {
+		return err
+	}
+	tok, err := b.src.Token(ctx, api.TokenRequest{PeerName: "dst"})
+	if err != nil {
+		return err
+	}
+	_, err = b.dst.Join(ctx, api.JoinRequest{Token: tok.Token, PeerName: "dst", Names: []string{"127.0.0.2"}})
+	return err
+}
+
+// header prints the settings and the table's head.
+func (b *migBench) header() {
+	h, _ := b.src.Host(context.Background())
+	fmt.Printf("accelerator %s, QEMU %s; downtime limit 30 ms, bandwidth unlimited, auto-converge, RAM preallocated on both sides; median of %d runs;\n\"tls\": the stream is encrypted (default; ringfence: its daemons' TLS relay, bare: QEMU's own TLS), \"plain\": --plain-stream / no TLS\n\n", h.Accel, h.QEMUVersion, *reps)
+	fmt.Printf("%-20s %-10s %10s %10s %12s %10s\n", "guest, stream", "side", "total ms", "qemu ms", "downtime ms", "gap ms")
+}
+
+// bareCreds are QEMU's own TLS credentials for the bare runs, from the
+// same CA.
+func (b *migBench) bareCreds(endpoint string) string {
+	d, _ := os.MkdirTemp(b.dir, "creds")
+	if err := peer.QEMUCreds(peer.Files{Dir: filepath.Join(b.srcDir, "tls")}, d, endpoint, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: creds:", err)
+	}
+	return d
+}
+
+// row runs one row's reps on both sides and prints its medians.
+func (b *migBench) row(mem int, dirty, plain bool) {
+	name := fmt.Sprintf("%d MiB %s %s", mem, loadName(dirty), streamName(plain))
+	var rfs, bares []result
+	// Alternate the two sides so drift on the host hits both.
+	// A failed run is reported and the table goes on: one bad
+	// migration under TCG should not hide the other figures.
+	for i := 0; i < *reps; i++ {
+		runRF := func() { rfs = b.runRF(rfs, name, i, mem, dirty, plain) }
+		runBare := func() { bares = b.runBare(bares, name, i, mem, dirty, plain) }
+		// Alternate which side goes first, so a row's cold start
+		// (first allocation of that guest size) is shared.
+		if i%2 == 0 {
+			runRF()
+			runBare()
+		} else {
+			runBare()
+			runRF()
+		}
+	}
+	rf, bare := median(rfs), median(bares)
+	fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", name, "ringfence", rf.totalMs, rf.qemuMs, rf.downMs, rf.gapMs)
+	fmt.Printf("%-20s %-10s %10.0f %10.0f %12.0f %10.0f\n", "", "bare qemu", bare.totalMs, bare.qemuMs, bare.downMs, bare.gapMs)
+	if bare.totalMs > 0 && bare.gapMs > 0 {
+		fmt.Printf("%-20s %-10s %10.2f %10s %12s %10.2f\n", "", "ratio", rf.totalMs/bare.totalMs, "", "", rf.gapMs/bare.gapMs)
+	}
+}
+
+// runRF is run i of a row through ringfence, added to rfs unless it failed.
+func (b *migBench) runRF(rfs []result, name string, i, mem int, dirty, plain bool) []result {
+	rf, err := viaRingfence(b.src, b.dst, b.img, mem, dirty, plain, fmt.Sprintf("127.0.0.2:%d", b.port))
+	if err != nil {
+		fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "ringfence", i+1, err)
+		return rfs
+	}
+	if *showTimeline {
+		fmt.Printf("  ringfence run %d: total %.0f; destination %s\n", i+1, rf.totalMs, lastTimeline(filepath.Join(b.dstDir, "daemon.log")))
+	}
+	return append(rfs, rf)
+}
+
+// runBare is run i of a row between bare QEMUs, added to bares unless it
+// failed.
+func (b *migBench) runBare(bares []result, name string, i, mem int, dirty, plain bool) []result {
+	var tls *bareTLS
+	if !plain {
+		tls = &bareTLS{client: b.bareCreds("client"), server: b.bareCreds("server")}
+	}
+	r, err := viaBare(b.dir, b.img, mem, dirty, tls, b.port+1+i)
+	if err != nil {
+		fmt.Printf("%-20s %-10s run %d failed: %v\n", name, "bare qemu", i+1, err)
+		return bares
+	}
+	if *showTimeline {
+		fmt.Printf("  bare run %d: total %.0f; %s\n", i+1, r.totalMs, r.timeline)
+	}
+	return append(bares, r)
 }
 
 // lastTimeline is the newest migration timeline in a daemon's log.
@@ -308,134 +364,204 @@ func finish(ws, wd *watcher, total, down float64) (result, error) {
 	return result{}, fmt.Errorf("no counter on the destination (its console's last lines: %s)", f)
 }
 
+// bareTLS are QEMU credential dirs for a bare run with TLS.
+type bareTLS struct{ client, server string }
+
+// bareRun is one bare migration: its two QEMUs, their monitors, the
+// guest's counter as seen from each side, and where the time went.
+type bareRun struct {
+	dir    string
+	img    image.Paths
+	mem    int
+	dirty  bool
+	tls    *bareTLS
+	port   int
+	undo   benchenv.Undo
+	ws, wd *watcher
+	qctx   context.Context
+	m, dm  *qmp.Monitor
+	t0     time.Time
+	tl     []string
+}
+
 // viaBare migrates the same guest between two plain QEMUs over TCP, the
 // way a careful script would: the destination is started with the same
 // memory settings and -incoming defer, told to listen over QMP once it is
 // up, then the source migrates. "total" runs from starting the destination
 // to the guest running there, as ringfence's does.
-// bareTLS are QEMU credential dirs for a bare run with TLS.
-type bareTLS struct{ client, server string }
-
 func viaBare(dir string, img image.Paths, mem int, dirty bool, tls *bareTLS, port int) (result, error) {
-	ctx := context.Background()
-	args := func(qmpSock string, extra ...string) []string {
-		return append([]string{"-machine", "q35,accel=tcg", "-m", fmt.Sprint(mem), "-mem-prealloc", "-smp", "1", "-nodefaults", "-no-user-config",
-			"-display", "none", "-serial", "stdio", "-kernel", img.Kernel, "-initrd", img.Initrd, "-append", "console=ttyS0 quiet",
-			"-qmp", "unix:" + qmpSock + ",server=on,wait=off"}, extra...)
+	b := &bareRun{dir: dir, img: img, mem: mem, dirty: dirty, tls: tls, port: port, ws: &watcher{}, wd: &watcher{}}
+	defer b.undo.Run()
+	for _, step := range []func() error{b.startSource, b.dialSource, b.startDest} {
+		if err := step(); err != nil {
+			return result{}, err
+		}
 	}
-	sq, dq := filepath.Join(dir, "bs.qmp"), filepath.Join(dir, "bd.qmp")
-	os.Remove(sq)
-	os.Remove(dq)
-	var srcTLS, dstTLS []string
-	if tls != nil {
-		defer os.RemoveAll(tls.client)
-		defer os.RemoveAll(tls.server)
-		srcTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=client,dir=" + tls.client}
-		dstTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=server,verify-peer=on,dir=" + tls.server}
+	st, err := b.migrate()
+	if err != nil {
+		return result{}, err
 	}
-	srcCmd := exec.Command("qemu-system-x86_64", args(sq, srcTLS...)...)
+	if err := b.waitRunning(); err != nil {
+		return result{}, err
+	}
+	total := float64(time.Since(b.t0).Milliseconds())
+	b.mark("running")
+	r, err := finish(b.ws, b.wd, total, float64(st.Downtime))
+	r.qemuMs = float64(st.TotalTime)
+	r.timeline = strings.Join(b.tl, " ")
+	return r, err
+}
+
+// args is a bare QEMU's command line with its monitor on qmpSock.
+func (b *bareRun) args(qmpSock string, extra ...string) []string {
+	return append([]string{"-machine", "q35,accel=tcg", "-m", fmt.Sprint(b.mem), "-mem-prealloc", "-smp", "1", "-nodefaults", "-no-user-config",
+		"-display", "none", "-serial", "stdio", "-kernel", b.img.Kernel, "-initrd", b.img.Initrd, "-append", "console=ttyS0 quiet",
+		"-qmp", "unix:" + qmpSock + ",server=on,wait=off"}, extra...)
+}
+
+// mark notes how long since the destination was started step took.
+func (b *bareRun) mark(step string) {
+	b.tl = append(b.tl, fmt.Sprintf("%s=%.1f", step, float64(time.Since(b.t0).Microseconds())/1000))
+}
+
+func (b *bareRun) sourceSock() string { return filepath.Join(b.dir, "bs.qmp") }
+func (b *bareRun) destSock() string   { return filepath.Join(b.dir, "bd.qmp") }
+
+// startSource boots the source guest and starts its counter (and
+// dirtier).
+func (b *bareRun) startSource() error {
+	os.Remove(b.sourceSock())
+	os.Remove(b.destSock())
+	var srcTLS []string
+	if b.tls != nil {
+		b.undo.Later(func() { os.RemoveAll(b.tls.client) })
+		b.undo.Later(func() { os.RemoveAll(b.tls.server) })
+		srcTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=client,dir=" + b.tls.client}
+	}
+	srcCmd := exec.Command("qemu-system-x86_64", b.args(b.sourceSock(), srcTLS...)...)
 	sin, _ := srcCmd.StdinPipe()
 	sout, _ := srcCmd.StdoutPipe()
 	if err := srcCmd.Start(); err != nil {
-		return result{}, err
+		return err
 	}
-	defer func() { srcCmd.Process.Kill(); srcCmd.Wait() }()
+	b.undo.Later(func() { srcCmd.Process.Kill(); srcCmd.Wait() })
 	pr, pw := io.Pipe()
 	go io.Copy(pw, sout)
 	if err := benchenv.WaitFor(pr, image.ReadyLine, 2*time.Minute); err != nil {
-		return result{}, err
+		return err
 	}
-	ws, wd := &watcher{}, &watcher{}
 	fmt.Fprintf(sin, "%s\n", counter)
-	if dirty {
+	if b.dirty {
 		fmt.Fprintf(sin, "%s\n", dirtier)
 	}
-	go ws.read(pr)
+	go b.ws.read(pr)
 	time.Sleep(2 * time.Second)
-	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	m, err := qmp.Dial(qctx, sq)
+	return nil
+}
+
+// dialSource connects to the source's monitor (the run's 30 s start
+// here) and sets its migration parameters.
+func (b *bareRun) dialSource() error {
+	qctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	b.undo.Later(cancel)
+	b.qctx = qctx
+	m, err := qmp.Dial(qctx, b.sourceSock())
 	if err != nil {
-		return result{}, err
+		return err
 	}
-	defer m.Close()
+	b.undo.Later(func() { m.Close() })
+	b.m = m
 	params := map[string]any{"max-bandwidth": int64(1) << 40, "downtime-limit": 30}
-	if tls != nil {
+	if b.tls != nil {
 		params["tls-creds"], params["tls-hostname"] = "t0", "127.0.0.1"
 	}
 	if err := m.Execute(qctx, "migrate-set-parameters", params, nil); err != nil {
-		return result{}, err
+		return err
 	}
 	m.Execute(qctx, "migrate-set-capabilities", map[string]any{"capabilities": []map[string]any{{"capability": "auto-converge", "state": true}}}, nil)
+	return nil
+}
 
-	t0 := time.Now()
-	var tl []string
-	mark := func(step string) {
-		tl = append(tl, fmt.Sprintf("%s=%.1f", step, float64(time.Since(t0).Microseconds())/1000))
+// startDest starts the destination QEMU, waiting for an incoming
+// migration, and connects to its monitor; the total starts here.
+func (b *bareRun) startDest() error {
+	var dstTLS []string
+	if b.tls != nil {
+		dstTLS = []string{"-object", "tls-creds-x509,id=t0,endpoint=server,verify-peer=on,dir=" + b.tls.server}
 	}
-	dstCmd := exec.Command("qemu-system-x86_64", args(dq, append(dstTLS, "-incoming", "defer")...)...)
+	b.t0 = time.Now()
+	dstCmd := exec.Command("qemu-system-x86_64", b.args(b.destSock(), append(dstTLS, "-incoming", "defer")...)...)
 	dout, _ := dstCmd.StdoutPipe()
 	if err := dstCmd.Start(); err != nil {
-		return result{}, err
+		return err
 	}
-	defer func() { dstCmd.Process.Kill(); dstCmd.Wait() }()
-	go wd.read(dout)
-	dm, err := qmp.Dial(qctx, dq)
+	b.undo.Later(func() { dstCmd.Process.Kill(); dstCmd.Wait() })
+	go b.wd.read(dout)
+	dm, err := qmp.Dial(b.qctx, b.destSock())
 	if err != nil {
-		return result{}, err
+		return err
 	}
-	defer dm.Close()
-	mark("qemu-up")
+	b.undo.Later(func() { dm.Close() })
+	b.dm = dm
+	b.mark("qemu-up")
 	run, wait := procfs.ProcessSchedStat(dstCmd.Process.Pid)
-	tl = append(tl, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", float64(run)/1e6, float64(wait)/1e6))
-	if tls != nil {
-		if err := dm.Execute(qctx, "migrate-set-parameters", map[string]any{"tls-creds": "t0"}, nil); err != nil {
-			return result{}, err
+	b.tl = append(b.tl, fmt.Sprintf("oncpu=%.0f rqwait=%.0f", float64(run)/1e6, float64(wait)/1e6))
+	return nil
+}
+
+// bareStatus is what query-migrate says of a migration.
+type bareStatus struct {
+	Status    string `json:"status"`
+	TotalTime int64  `json:"total-time"`
+	Downtime  int64  `json:"downtime"`
+}
+
+// migrate has the destination listen, the source migrate to it, and
+// waits until the source says it completed.
+func (b *bareRun) migrate() (bareStatus, error) {
+	var st bareStatus
+	qctx := b.qctx
+	if b.tls != nil {
+		if err := b.dm.Execute(qctx, "migrate-set-parameters", map[string]any{"tls-creds": "t0"}, nil); err != nil {
+			return st, err
 		}
 	}
-	uri := fmt.Sprintf("tcp:127.0.0.1:%d", port)
-	if err := dm.Execute(qctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
-		return result{}, err
+	uri := fmt.Sprintf("tcp:127.0.0.1:%d", b.port)
+	if err := b.dm.Execute(qctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
+		return st, err
 	}
-	mark("listening")
-	if err := m.Execute(qctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
-		return result{}, err
-	}
-	var st struct {
-		Status    string `json:"status"`
-		TotalTime int64  `json:"total-time"`
-		Downtime  int64  `json:"downtime"`
+	b.mark("listening")
+	if err := b.m.Execute(qctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
+		return st, err
 	}
 	for {
 		raw := json.RawMessage{}
-		if err := m.Execute(qctx, "query-migrate", nil, &raw); err != nil {
-			return result{}, err
+		if err := b.m.Execute(qctx, "query-migrate", nil, &raw); err != nil {
+			return st, err
 		}
 		json.Unmarshal(raw, &st)
 		if st.Status == "completed" {
-			mark("completed")
-			break
+			b.mark("completed")
+			return st, nil
 		}
 		if st.Status == "failed" {
-			return result{}, fmt.Errorf("bare migration failed")
+			return st, fmt.Errorf("bare migration failed")
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	// An incoming QEMU started without -S runs the guest once loaded.
+}
+
+// waitRunning waits for the destination to run the guest: an incoming
+// QEMU started without -S runs it once loaded.
+func (b *bareRun) waitRunning() error {
 	for {
-		s, err := dm.QueryStatus(qctx)
+		s, err := b.dm.QueryStatus(b.qctx)
 		if err != nil {
-			return result{}, err
+			return err
 		}
 		if s.Status == "running" {
-			break
+			return nil
 		}
 		time.Sleep(time.Millisecond)
 	}
-	total := float64(time.Since(t0).Milliseconds())
-	mark("running")
-	r, err := finish(ws, wd, total, float64(st.Downtime))
-	r.qemuMs = float64(st.TotalTime)
-	r.timeline = strings.Join(tl, " ")
-	return r, err
 }

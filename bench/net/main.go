@@ -209,27 +209,71 @@ func viaUplink(netns string, mib int, send func() error) (time.Duration, error) 
 	return d, nil
 }
 
+// netBench is one run of the benchmark: its namespaces, the ringfence and
+// bare guests' consoles, and what to take down at the end.
+type netBench struct {
+	ggMiB, upMiB, runs int
+	img                image.Paths
+	dir, bin           string
+	ns, up             string // the host's namespace and the uplink's
+	undo               benchenv.Undo
+	rf, bare           map[string]*console
+}
+
+// sample are one case's transfers, in Mbit/s.
+type sample struct{ ours, plain []float64 }
+
 func run(ggMiB, upMiB, runs int, img image.Paths) error {
 	if !img.Built() {
 		return fmt.Errorf("no default image: run `make image`")
 	}
+	b := &netBench{ggMiB: ggMiB, upMiB: upMiB, runs: runs, img: img}
+	defer b.undo.Run()
+	for _, step := range []func() error{b.workdir, b.namespaces, b.startOurs, b.startBare} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	b.startReceivers()
+	res := map[string]*sample{"guest-guest": {}, "guest-uplink": {}, "veth": {}}
+	for r := 0; r < runs; r++ {
+		if err := b.measure(r, res); err != nil {
+			return err
+		}
+	}
+	return b.report(res)
+}
+
+// sh runs a command, its output part of the error.
+func sh(args ...string) error {
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %v: %s", args, err, out)
+	}
+	return nil
+}
+
+// workdir makes the scratch dir and builds ringfence into it.
+func (b *netBench) workdir() error {
 	dir, bin, cleanup, err := benchenv.Workdir("/tmp", "rfbnet")
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	ns, up := fmt.Sprintf("rfbn%d", os.Getpid()), fmt.Sprintf("rfbu%d", os.Getpid())
-	sh := func(args ...string) error {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			return fmt.Errorf("%v: %v: %s", args, err, out)
-		}
-		return nil
-	}
+	b.undo.Later(cleanup)
+	b.dir, b.bin = dir, bin
+	b.ns, b.up = fmt.Sprintf("rfbn%d", os.Getpid()), fmt.Sprintf("rfbu%d", os.Getpid())
+	return nil
+}
+
+// namespaces makes the host's and the uplink's namespaces, the veth pair
+// between them and the plain bridge.
+func (b *netBench) namespaces() error {
+	ns, up := b.ns, b.up
 	for _, n := range []string{ns, up} {
 		if err := sh("ip", "netns", "add", n); err != nil {
 			return err
 		}
-		defer exec.Command("ip", "netns", "del", n).Run()
+		del := exec.Command("ip", "netns", "del", n)
+		b.undo.Later(func() { del.Run() })
 		sh("ip", "-n", n, "link", "set", "lo", "up")
 	}
 	for _, c := range [][]string{
@@ -249,68 +293,58 @@ func run(ggMiB, upMiB, runs int, img image.Paths) error {
 			return err
 		}
 	}
+	return nil
+}
 
-	// Ringfence: a daemon in ns, a NAT network, two guests.
-	c, stop, err := benchenv.DaemonIn(ns, bin, filepath.Join(dir, "state"), "--vcpu-ratio", "4")
+// startOurs starts Ringfence: a daemon in ns, a NAT network, two guests.
+func (b *netBench) startOurs() error {
+	c, stop, err := benchenv.DaemonIn(b.ns, b.bin, filepath.Join(b.dir, "state"), "--vcpu-ratio", "4")
 	if err != nil {
 		return err
 	}
-	defer stop()
+	b.undo.Later(stop)
 	ctx := context.Background()
 	if _, err := c.CreateNetwork(ctx, api.Network{Name: "bn", NAT: true, Subnet: "10.90.0.0/24"}); err != nil {
 		return err
 	}
-	defer c.DeleteNetwork(ctx, "bn")
-	rf := map[string]*console{}
+	b.undo.Later(func() { c.DeleteNetwork(ctx, "bn") })
+	b.rf = map[string]*console{}
 	for i, name := range []string{"rfa", "rfb"} {
-		spec := api.DomainSpec{Name: name, Kernel: img.Kernel, Ramdisk: img.Initrd, Cmdline: "console=ttyS0 quiet",
+		spec := api.DomainSpec{Name: name, Kernel: b.img.Kernel, Ramdisk: b.img.Initrd, Cmdline: "console=ttyS0 quiet",
 			MemoryMiB: 256, MaxMemMiB: 256, VCPUs: 1, MaxVCPUs: 1,
 			Vifs: []api.Vif{{Bridge: "bn", MAC: fmt.Sprintf("00:16:3e:90:00:%02x", i+2), IP: []string{fmt.Sprintf("10.90.0.%d", i+2)}}}}
 		if _, err := c.Create(ctx, api.CreateRequest{Spec: spec}); err != nil {
 			return fmt.Errorf("creating %s: %w", name, err)
 		}
-		defer c.Action(ctx, name, "destroy", nil)
+		b.undo.Later(func() { c.Action(ctx, name, "destroy", nil) })
 		conn, err := c.Console(ctx, name, true)
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		rf[name] = newConsole(conn, conn)
+		b.undo.Later(func() { conn.Close() })
+		b.rf[name] = newConsole(conn, conn)
 	}
 	for i, name := range []string{"rfa", "rfb"} {
-		if err := rf[name].waitFor(fmt.Sprintf("eth0 has 10.90.0.%d", i+2), 0, 2*time.Minute); err != nil {
+		if err := b.rf[name].waitFor(fmt.Sprintf("eth0 has 10.90.0.%d", i+2), 0, 2*time.Minute); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
+	return nil
+}
 
-	// Bare QEMU: the same guests on taps on the plain bridge.
-	bare := map[string]*console{}
+// startBare starts bare QEMU: the same guests on taps on the plain bridge,
+// addressed by hand.
+func (b *netBench) startBare() error {
+	b.bare = map[string]*console{}
 	for i, name := range []string{"pa", "pb"} {
-		tap := fmt.Sprintf("ptap%d", i)
-		for _, c := range [][]string{
-			{"ip", "-n", ns, "tuntap", "add", tap, "mode", "tap", "vnet_hdr"},
-			{"ip", "-n", ns, "link", "set", tap, "master", "plainbr"},
-			{"ip", "-n", ns, "link", "set", tap, "up"},
-		} {
-			if err := sh(c...); err != nil {
-				return err
-			}
-		}
-		cmd := exec.Command("nsenter", "--net=/run/netns/"+ns, "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "256", "-smp", "1",
-			"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
-			"-kernel", img.Kernel, "-initrd", img.Initrd, "-append", "console=ttyS0 quiet",
-			"-netdev", "tap,id=n0,ifname="+tap+",script=no,downscript=no",
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=n0,mac=00:16:3e:91:00:%02x", i+2))
-		in, _ := cmd.StdinPipe()
-		out, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
+		g, err := b.bareGuest(i)
+		if err != nil {
 			return err
 		}
-		defer func() { cmd.Process.Kill(); cmd.Wait() }()
-		bare[name] = newConsole(out, in)
+		b.bare[name] = g
 	}
 	for i, name := range []string{"pa", "pb"} {
-		g := bare[name]
+		g := b.bare[name]
 		if err := g.waitFor(image.ReadyLine, 0, 2*time.Minute); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -319,70 +353,113 @@ func run(ggMiB, upMiB, runs int, img image.Paths) error {
 			return err
 		}
 	}
+	return nil
+}
 
-	// Receivers: guests listen in a loop; the uplink namespace runs one
-	// nc per transfer.
+// bareGuest starts bare guest i on a tap of its own on the plain bridge.
+func (b *netBench) bareGuest(i int) (*console, error) {
+	tap := fmt.Sprintf("ptap%d", i)
+	for _, c := range [][]string{
+		{"ip", "-n", b.ns, "tuntap", "add", tap, "mode", "tap", "vnet_hdr"},
+		{"ip", "-n", b.ns, "link", "set", tap, "master", "plainbr"},
+		{"ip", "-n", b.ns, "link", "set", tap, "up"},
+	} {
+		if err := sh(c...); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+b.ns, "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "256", "-smp", "1",
+		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+		"-kernel", b.img.Kernel, "-initrd", b.img.Initrd, "-append", "console=ttyS0 quiet",
+		"-netdev", "tap,id=n0,ifname="+tap+",script=no,downscript=no",
+		"-device", fmt.Sprintf("virtio-net-pci,netdev=n0,mac=00:16:3e:91:00:%02x", i+2))
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	b.undo.Later(func() { cmd.Process.Kill(); cmd.Wait() })
+	return newConsole(out, in), nil
+}
+
+// startReceivers: guests listen in a loop; the uplink namespace runs one
+// nc per transfer.
+func (b *netBench) startReceivers() {
 	// Receiving guests print the byte count of every transfer.
-	for _, g := range []*console{rf["rfb"], bare["pb"]} {
+	for _, g := range []*console{b.rf["rfb"], b.bare["pb"]} {
 		// stdin is a FIFO opened read-write: it never ends, so nc does not
 		// half-close (which ends the sender's nc early) and nothing else
 		// in the pipeline outlives the transfer.
 		fmt.Fprintf(g.w, "mkfifo /tmp/hold; while true; do echo got-$(nc -l -p 5001 <>/tmp/hold | wc -c)-bytes; done &\n")
 	}
 	time.Sleep(time.Second)
-	guestToGuest := func(from, to *console, ip string) (time.Duration, error) {
-		off := to.len()
-		d, err := transfer(from, ip, 5001, ggMiB)
-		if err != nil {
-			return 0, err
-		}
-		want := fmt.Sprintf("got-%d-bytes", ggMiB<<20)
-		if err := to.waitFor(want, off, 30*time.Second); err != nil {
-			return 0, fmt.Errorf("receiver at %s: %w", ip, err)
-		}
-		return d, nil
-	}
+}
 
-	type sample struct{ ours, plain []float64 } // Mbit/s
-	res := map[string]*sample{"guest-guest": {}, "guest-uplink": {}, "veth": {}}
-	mbit := func(mib int, d time.Duration) float64 { return float64(mib) * 8 * 1.048576 / d.Seconds() }
-	for r := 0; r < runs; r++ {
-		d, err := guestToGuest(rf["rfa"], rf["rfb"], "10.90.0.3")
-		if err != nil {
-			return err
-		}
-		res["guest-guest"].ours = append(res["guest-guest"].ours, mbit(ggMiB, d))
-		if d, err = guestToGuest(bare["pa"], bare["pb"], "10.91.0.3"); err != nil {
-			return err
-		}
-		res["guest-guest"].plain = append(res["guest-guest"].plain, mbit(ggMiB, d))
-		if d, err = viaUplink(up, upMiB, func() error { _, err := transfer(rf["rfa"], "192.0.2.1", 5002, upMiB); return err }); err != nil {
-			return err
-		}
-		res["guest-uplink"].ours = append(res["guest-uplink"].ours, mbit(upMiB, d))
-		if d, err = viaUplink(up, upMiB, func() error { _, err := transfer(bare["pa"], "192.0.2.1", 5002, upMiB); return err }); err != nil {
-			return err
-		}
-		res["guest-uplink"].plain = append(res["guest-uplink"].plain, mbit(upMiB, d))
-		if d, err = viaUplink(up, upMiB, func() error {
-			return sh("ip", "netns", "exec", ns, "sh", "-c", fmt.Sprintf("dd if=/dev/zero bs=64k count=%d 2>/dev/null | busybox nc 192.0.2.1 5002", upMiB*16))
-		}); err != nil {
-			return err
-		}
-		res["veth"].plain = append(res["veth"].plain, mbit(upMiB, d))
-		if os.Getenv("RF_BENCH_DEBUG") != "" {
-			for n, g := range map[string]*console{"rfa": rf["rfa"], "pa": bare["pa"], "rfb": rf["rfb"]} {
-				g.mu.Lock()
-				s := g.out.String()
-				g.mu.Unlock()
-				fmt.Printf("--- %s\n%s\n", n, s[max(0, len(s)-1500):])
-			}
-		}
-		fmt.Printf("run %d: guest-guest ours %.0f plain %.0f Mbit/s; guest-uplink ours %.0f plain %.0f; veth %.0f\n", r+1,
-			last(res["guest-guest"].ours), last(res["guest-guest"].plain), last(res["guest-uplink"].ours), last(res["guest-uplink"].plain), last(res["veth"].plain))
+// guestToGuest sends ggMiB from one guest to the receiver at ip and checks
+// every byte arrived.
+func (b *netBench) guestToGuest(from, to *console, ip string) (time.Duration, error) {
+	off := to.len()
+	d, err := transfer(from, ip, 5001, b.ggMiB)
+	if err != nil {
+		return 0, err
 	}
-	out := map[string]any{"guest_guest_mib": ggMiB, "uplink_mib": upMiB, "runs": runs}
-	fmt.Printf("\nmedians over %d runs (guest-guest %d MiB, to the uplink %d MiB), Mbit/s:\n", runs, ggMiB, upMiB)
+	want := fmt.Sprintf("got-%d-bytes", b.ggMiB<<20)
+	if err := to.waitFor(want, off, 30*time.Second); err != nil {
+		return 0, fmt.Errorf("receiver at %s: %w", ip, err)
+	}
+	return d, nil
+}
+
+func mbit(mib int, d time.Duration) float64 { return float64(mib) * 8 * 1.048576 / d.Seconds() }
+
+// measure is run r: each case on each side, alternating, into res.
+func (b *netBench) measure(r int, res map[string]*sample) error {
+	rf, bare, upMiB := b.rf, b.bare, b.upMiB
+	d, err := b.guestToGuest(rf["rfa"], rf["rfb"], "10.90.0.3")
+	if err != nil {
+		return err
+	}
+	res["guest-guest"].ours = append(res["guest-guest"].ours, mbit(b.ggMiB, d))
+	if d, err = b.guestToGuest(bare["pa"], bare["pb"], "10.91.0.3"); err != nil {
+		return err
+	}
+	res["guest-guest"].plain = append(res["guest-guest"].plain, mbit(b.ggMiB, d))
+	if d, err = viaUplink(b.up, upMiB, func() error { _, err := transfer(rf["rfa"], "192.0.2.1", 5002, upMiB); return err }); err != nil {
+		return err
+	}
+	res["guest-uplink"].ours = append(res["guest-uplink"].ours, mbit(upMiB, d))
+	if d, err = viaUplink(b.up, upMiB, func() error { _, err := transfer(bare["pa"], "192.0.2.1", 5002, upMiB); return err }); err != nil {
+		return err
+	}
+	res["guest-uplink"].plain = append(res["guest-uplink"].plain, mbit(upMiB, d))
+	if d, err = viaUplink(b.up, upMiB, func() error {
+		return sh("ip", "netns", "exec", b.ns, "sh", "-c", fmt.Sprintf("dd if=/dev/zero bs=64k count=%d 2>/dev/null | busybox nc 192.0.2.1 5002", upMiB*16))
+	}); err != nil {
+		return err
+	}
+	res["veth"].plain = append(res["veth"].plain, mbit(upMiB, d))
+	if os.Getenv("RF_BENCH_DEBUG") != "" {
+		b.printTails()
+	}
+	fmt.Printf("run %d: guest-guest ours %.0f plain %.0f Mbit/s; guest-uplink ours %.0f plain %.0f; veth %.0f\n", r+1,
+		last(res["guest-guest"].ours), last(res["guest-guest"].plain), last(res["guest-uplink"].ours), last(res["guest-uplink"].plain), last(res["veth"].plain))
+	return nil
+}
+
+// printTails prints the end of the senders' and a receiver's consoles.
+func (b *netBench) printTails() {
+	for n, g := range map[string]*console{"rfa": b.rf["rfa"], "pa": b.bare["pa"], "rfb": b.rf["rfb"]} {
+		g.mu.Lock()
+		s := g.out.String()
+		g.mu.Unlock()
+		fmt.Printf("--- %s\n%s\n", n, s[max(0, len(s)-1500):])
+	}
+}
+
+// report prints the medians and writes bench/results/net.json.
+func (b *netBench) report(res map[string]*sample) error {
+	out := map[string]any{"guest_guest_mib": b.ggMiB, "uplink_mib": b.upMiB, "runs": b.runs}
+	fmt.Printf("\nmedians over %d runs (guest-guest %d MiB, to the uplink %d MiB), Mbit/s:\n", b.runs, b.ggMiB, b.upMiB)
 	for _, k := range []string{"guest-guest", "guest-uplink", "veth"} {
 		s := res[k]
 		row := map[string]float64{"plain_mbit": median(s.plain)}
@@ -396,8 +473,8 @@ func run(ggMiB, upMiB, runs int, img image.Paths) error {
 		out[k] = row
 	}
 	os.MkdirAll("bench/results", 0o755)
-	b, _ := json.MarshalIndent(out, "", "  ")
-	return os.WriteFile("bench/results/net.json", append(b, '\n'), 0o644)
+	js, _ := json.MarshalIndent(out, "", "  ")
+	return os.WriteFile("bench/results/net.json", append(js, '\n'), 0o644)
 }
 
 func last(f []float64) float64 { return f[len(f)-1] }

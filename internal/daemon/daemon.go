@@ -5,15 +5,11 @@ package daemon
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -24,9 +20,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine"
-	"github.com/ringfence/ringfence/internal/engine/qemu"
 	"github.com/ringfence/ringfence/internal/host"
-	"github.com/ringfence/ringfence/internal/launch"
 	"github.com/ringfence/ringfence/internal/netmgr"
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
@@ -106,217 +100,30 @@ type Server struct {
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
+// The steps are startup's methods, in order; what each must undo is
+// undone, in reverse, when Run returns.
 func Run(cfg Config) error {
-	if cfg.StateDir == "" {
-		cfg.StateDir = api.DefaultStateDir
-	}
-	if cfg.RunDir == "" {
-		cfg.RunDir = api.DefaultRunDir
-	}
-	if cfg.Socket == "" {
-		cfg.Socket = api.SocketPath(cfg.RunDir)
-	}
-	sink, err := newLogSink(cfg.LogFile)
-	if err != nil {
-		return fmt.Errorf("the daemon's log %s: %w", cfg.LogFile, err)
-	}
-	var level slog.Level
-	if cfg.LogLevel != "" {
-		if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-			return fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
-		}
-	}
-	log := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
-	// QEMUs we start are our children; re-parented ones (after a restart)
-	// come to us as subreaper so they are reaped at once, not every few
-	// seconds by PID 1.
-	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	for _, d := range []string{cfg.StateDir, cfg.RunDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("creating %s: %w", d, err)
-		}
-	}
-	// Before anything else touches the run dir: a daemon that took over
-	// another's run dir would kill that daemon's guests as leftovers.
-	unlock, err := lockRunDir(cfg.RunDir, cfg.StateDir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := openStore(cfg.StateDir, log)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	eng := qemu.New(cfg.QEMUBinary)
-	eng.QMPTimeout = cfg.QMPTimeout
-	if self, err := os.Executable(); err == nil {
-		eng.Launcher = launch.Prefix(self)
-	}
-	qv, err := eng.Version()
-	if err != nil {
-		return err
-	}
-	accel := host.ProbeAccel("/proc/cpuinfo", "/dev/kvm")
-	switch cfg.Accel {
-	case "":
-	case "tcg":
-		accel = host.Accel{Name: "tcg", Reason: "forced by --accel=tcg"}
-	case "kvm":
-		if accel.Name != "kvm" {
-			return fmt.Errorf("--accel=kvm but %s", accel.Reason)
-		}
-	default:
-		return fmt.Errorf("--accel must be kvm or tcg, not %q", cfg.Accel)
-	}
-	mem, err := host.ReadMemory()
-	if err != nil {
-		return fmt.Errorf("reading host memory: %w", err)
-	}
-	reserve := cfg.ReserveMiB
-	if reserve <= 0 {
-		reserve = host.DefaultReserve(mem.TotalMiB)
-	}
-	ledger := host.NewLedger(mem.TotalMiB, reserve, host.CPUs(), cfg.VCPURatio)
-	var cgroups *host.Cgroups
-	if !cfg.NoCgroups {
-		// The default state dir owns "ringfence"; any other (a second
-		// daemon on the host, tests) gets its own subtree.
-		sub := "ringfence"
-		if abs, _ := filepath.Abs(cfg.StateDir); abs != api.DefaultStateDir {
-			sum := sha256.Sum256([]byte(abs))
-			sub = "ringfence-" + hex.EncodeToString(sum[:4])
-		}
-		cgroups, err = host.DetectCgroups(sub)
-		if err != nil {
-			return fmt.Errorf("%w: resources cannot be guaranteed without cgroups (--no-cgroups runs without them)", err)
-		}
-		log.Info("cgroups", "version", cgroups.Version, "base", cgroups.Base(), "scope", cgroups.Scope)
-	}
-	qemuIDs := host.DefaultIDRange
-	if cfg.QEMUIDs != "" {
-		if qemuIDs, err = host.ParseIDRange(cfg.QEMUIDs); err != nil {
+	b := &startup{cfg: withDefaultDirs(cfg)}
+	defer b.unwind()
+	for _, step := range []func() error{
+		b.openLog,
+		b.takeDirs,
+		b.probeQEMU,
+		b.chooseAccel,
+		b.sizeHost,
+		b.findCgroups,
+		b.qemuUsers,
+		b.newManagers,
+		b.openTrust,
+		b.listenAPI,
+		b.recoverDomains,
+		b.listenPeers,
+	} {
+		if err := step(); err != nil {
 			return err
 		}
 	}
-	if err := qemuIDs.Check("/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"); err != nil {
-		return err
-	}
-	if qemuIDs.Count == 0 {
-		log.Warn("QEMU runs as root (--qemu-ids root): a guest that takes over its QEMU owns the host; development only")
-	}
-	policy, err := diskPolicy(cfg)
-	if err != nil {
-		return err
-	}
-	chains := storage.NewChains(st)
-	logDir := cfg.LogDir
-	if logDir == "" {
-		logDir = DefaultLogDir
-		if abs, _ := filepath.Abs(cfg.StateDir); abs != api.DefaultStateDir {
-			logDir = filepath.Join(cfg.StateDir, "log")
-		}
-	}
-	if err := writableDir(logDir); err != nil {
-		return fmt.Errorf("the domains' log dir cannot be written: %w; give a writable one (serve --log-dir, log_dir in %s)", err, "/etc/ringfence/ringfence.conf")
-	}
-	nets, err := netmgr.New(context.Background(), st, log)
-	if err != nil {
-		return fmt.Errorf("loading networks: %w", err)
-	}
-	mgr := domain.New(domain.Options{Networks: nets, Store: st, Engine: eng, Ledger: ledger, Accel: accel, RunDir: cfg.RunDir, Log: log, QEMUIDs: qemuIDs,
-		Cgroups: cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, StateDir: cfg.StateDir, Policy: policy, Chains: chains,
-		LogDir: logDir, LogRetention: cfg.LogRetention, BootIDFile: cfg.BootIDFile, AutoDir: autoDir(cfg),
-		RestartLimit: cfg.RestartLimit, RestartWindow: cfg.RestartWindow})
-	hn, _ := os.Hostname()
-	s := &Server{cfg: cfg, mgr: mgr, st: st, accel: accel, log: log, logRing: sink, info: api.HostInfo{
-		Hostname: hn, CPUs: host.CPUs(), Accel: accel.Name, AccelReason: accel.Reason,
-		QEMUVersion: qv, QEMUBinary: eng.Binary, Version: api.Release, StateDir: cfg.StateDir,
-		QEMUOverhead: overheadModel(eng, accel.Name, cfg.OverheadMiB),
-	}}
-	if cgroups != nil {
-		s.info.CgroupVersion, s.info.CgroupBase, s.info.CgroupScope = cgroups.Version, cgroups.Base(), cgroups.Scope
-	}
-	s.pools = storage.NewPools(st, mgr.DiskUsers)
-	s.pools.Chains = chains
-	s.pools.Policy = policy
-	policy.Pools = s.pools.Dirs
-	nets.Users = mgr.BridgeUsers
-	s.nets = nets
-	log.Info("host probed", "accel", accel.Name, "reason", accel.Reason, "qemu", qv)
-
-	if s.trust, err = peer.Open(peer.Files{Dir: filepath.Join(cfg.StateDir, "tls")}, cfg.Listen, log); err != nil {
-		return err
-	}
-	s.ledger = ledger
-	raw, err := listen(cfg.Socket)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(cfg.Socket)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// SIGHUP reopens the log (logrotate), never ends the daemon.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			if err := sink.Reopen(); err != nil {
-				log.Error("reopening the log", "err", err)
-			} else {
-				log.Info("log reopened (SIGHUP)")
-			}
-		}
-	}()
-	if err := mgr.Recover(ctx); err != nil {
-		return err
-	}
-	// Read whole: now it is worth a backup.
-	if b, err := st.Backup(cfg.StateDir); err != nil {
-		log.Warn("backing up the store", "err", err)
-	} else {
-		log.Info("store read whole and backed up", "backup", b)
-	}
-	defer nets.Close()
-	if err := nets.Sync(); err != nil {
-		// The kernel keeps the previous daemon's rules; say so loudly.
-		log.Error("the network filter could not be rendered; the previous rules stay in force", "err", err)
-	}
-	go mgr.RunSampler(ctx, time.Second)
-	go s.trust.RunSync(ctx)
-	srv := s.server(s.handler(Admin, nil), adminConn)
-	if cfg.Listen != "" {
-		praw, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("peer listener %s: %w", cfg.Listen, err)
-		}
-		gl := newGuardedListener(praw, "peer", maxConns, maxConnsPerSource, log)
-		tl := newPeerListener(gl, s.trust.ServerConfig(), mgr, log)
-		psrv := s.server(s.handler(Peer|Anonymous, forbidden), peerConn)
-		go psrv.Serve(tl)
-		defer psrv.Close()
-		log.Info("peer listener (mutual TLS)", "addr", tl.Addr().String(), "trusted", s.trust.Status() != nil)
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	log.Info("serving", "socket", cfg.Socket, "state", cfg.StateDir, "domains", mgr.Count())
-	go mgr.BootPhase(ctx)
-	sdNotify("READY=1")
-	defer sdNotify("STOPPING=1")
-	// Root's own socket: one source, the same cap and timeouts.
-	if err := srv.Serve(newGuardedListener(raw, "api", maxConns, maxConns, log)); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	if cgroups != nil {
-		cgroups.RemoveBase() // only when no domain is left in it
-	}
-	log.Info("daemon stopped; guests keep running")
-	return nil
+	return b.serve()
 }
 
 // server is an HTTP server for one listener: who its callers are comes

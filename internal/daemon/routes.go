@@ -23,6 +23,9 @@ type route struct {
 	h            http.HandlerFunc
 }
 
+// domainPath is the path of one domain, under which its verbs are.
+const domainPath = "/domains/{name}"
+
 var paramRE = regexp.MustCompile(`\{([a-z]+)\}`)
 
 // params are the path parameters of the route's pattern.
@@ -34,16 +37,47 @@ func (rt route) params() []string {
 	return out
 }
 
-// routes is the whole API. Peer and Anonymous appear only on the routes a
-// peer host needs: migrating a domain here, and joining/renewing trust.
+// routes is the whole API, one table per area; every row names who may
+// call it. Peer and Anonymous appear only on the routes a peer host needs:
+// migrating a domain here, and joining/renewing trust.
 func (s *Server) routes() []route {
-	d := "/domains/{name}"
-	rs := []route{
+	var rs []route
+	for _, area := range [][]route{
+		s.hostRoutes(), s.definitionRoutes(), s.domainRoutes(), s.deviceRoutes(),
+		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
+		s.trustRoutes(),
+	} {
+		rs = append(rs, area...)
+	}
+	return rs
+}
+
+// hostRoutes: the host itself: what it is, its load, its log, and ending
+// every domain before the host goes down.
+func (s *Server) hostRoutes() []route {
+	return []route{
 		{"GET", "/host", Admin, s.hostInfo},
 		{"GET", "/stats", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.mgr.Stats(), nil) }},
-		{"GET", "/domains", Admin, func(w http.ResponseWriter, r *http.Request) {
-			reply(w, s.mgr.List(r.URL.Query().Get("all") == "1"), nil)
+		{"POST", "/host/shutdown", Admin, handle(func(r *http.Request, req api.HostShutdownRequest) (any, error) {
+			if req.SaveDir != "" {
+				if err := s.pools.Policy.Check(storage.UseNew, filepath.Join(req.SaveDir, "x.save")); err != nil {
+					return nil, err
+				}
+			}
+			res := s.mgr.HostShutdown(r.Context(), req)
+			s.log.Info("host shutdown: every domain ended", "domains", len(res.Domains))
+			return res, nil
+		})},
+		{"GET", "/host/log", Admin, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write(s.logRing.Bytes())
 		}},
+	}
+}
+
+// definitionRoutes: the stored definitions of domains, the domains' logs.
+func (s *Server) definitionRoutes() []route {
+	return []route{
 		{"POST", "/definitions", Admin, handle(func(r *http.Request, req api.DefineRequest) (any, error) { return s.mgr.Define(r.Context(), req.Spec) })},
 		{"GET", "/definitions/{name}", Admin, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.Definition(r.PathValue("name"))
@@ -59,19 +93,16 @@ func (s *Server) routes() []route {
 			return s.mgr.SetAutostart(r.Context(), r.PathValue("name"), req)
 		})},
 		{"GET", "/logs/{name}", Admin, s.domainLog},
-		{"POST", "/host/shutdown", Admin, handle(func(r *http.Request, req api.HostShutdownRequest) (any, error) {
-			if req.SaveDir != "" {
-				if err := s.pools.Policy.Check(storage.UseNew, filepath.Join(req.SaveDir, "x.save")); err != nil {
-					return nil, err
-				}
-			}
-			res := s.mgr.HostShutdown(r.Context(), req)
-			s.log.Info("host shutdown: every domain ended", "domains", len(res.Domains))
-			return res, nil
-		})},
-		{"GET", "/host/log", Admin, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Write(s.logRing.Bytes())
+	}
+}
+
+// domainRoutes: a domain's life: made, started, stopped, sized, saved,
+// cloned, restored.
+func (s *Server) domainRoutes() []route {
+	d := domainPath
+	return []route{
+		{"GET", "/domains", Admin, func(w http.ResponseWriter, r *http.Request) {
+			reply(w, s.mgr.List(r.URL.Query().Get("all") == "1"), nil)
 		}},
 		{"POST", "/domains", Admin, s.createDomain},
 		{"GET", d, Admin, func(w http.ResponseWriter, r *http.Request) {
@@ -103,8 +134,20 @@ func (s *Server) routes() []route {
 		{"POST", d + "/save", Admin, domainAction(s, func(r *http.Request, name string, req api.SaveRequest) error {
 			return s.mgr.Save(r.Context(), name, req.Path, req.Checkpoint)
 		})},
-		{"POST", d + "/migrate", Admin, s.migrate},
-		{"POST", d + "/migrate-cancel", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.CancelMigration(name) })},
+		{"POST", d + "/clone", Admin, handle(func(r *http.Request, req api.CloneRequest) (any, error) {
+			return s.mgr.Clone(r.Context(), r.PathValue("name"), req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set})
+		})},
+		{"POST", "/restore", Admin, handle(func(r *http.Request, req api.RestoreRequest) (any, error) {
+			return s.mgr.Restore(r.Context(), req.Path, req.Paused)
+		})},
+	}
+}
+
+// deviceRoutes: a domain's disks, media and network interfaces,
+// hot-plugged or listed.
+func (s *Server) deviceRoutes() []route {
+	d := domainPath
+	return []route{
 		{"POST", d + "/block-attach", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
 			_, err := s.mgr.BlockAttach(r.Context(), name, req.Spec)
 			return err
@@ -128,9 +171,6 @@ func (s *Server) routes() []route {
 		{"POST", d + "/network-detach", Admin, domainAction(s, func(r *http.Request, name string, req api.NetworkRequest) error {
 			return s.mgr.NetworkDetach(r.Context(), name, req.Dev)
 		})},
-		{"POST", d + "/clone", Admin, handle(func(r *http.Request, req api.CloneRequest) (any, error) {
-			return s.mgr.Clone(r.Context(), r.PathValue("name"), req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set})
-		})},
 		{"GET", d + "/blocks", Admin, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.BlockList(r.Context(), r.PathValue("name"))
 			reply(w, out, err)
@@ -139,6 +179,14 @@ func (s *Server) routes() []route {
 			out, err := s.mgr.NetworkList(r.PathValue("name"))
 			reply(w, out, err)
 		}},
+	}
+}
+
+// snapshotRoutes: a domain's snapshots, and its archive out (export) and
+// in (import).
+func (s *Server) snapshotRoutes() []route {
+	d := domainPath
+	return []route{
 		{"GET", d + "/snapshots", Admin, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.SnapshotList(r.Context(), r.PathValue("name"))
 			reply(w, out, err)
@@ -154,10 +202,24 @@ func (s *Server) routes() []route {
 		})},
 		{"POST", d + "/export", Admin, s.export},
 		{"POST", "/import", Admin, s.importArchive},
-		{"POST", "/restore", Admin, handle(func(r *http.Request, req api.RestoreRequest) (any, error) {
-			return s.mgr.Restore(r.Context(), req.Path, req.Paused)
-		})},
+	}
+}
 
+// migrateRoutes: a domain leaving (the admin's verbs) and arriving: what
+// a peer host may do here is migrate a domain in.
+func (s *Server) migrateRoutes() []route {
+	d := domainPath
+	return []route{
+		{"POST", d + "/migrate", Admin, s.migrate},
+		{"POST", d + "/migrate-cancel", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.CancelMigration(name) })},
+		{"POST", "/migrate/incoming", Peer, s.incoming},
+		{"POST", "/migrate/data/{token}", Peer, s.incomingData},
+	}
+}
+
+// poolRoutes: storage pools and their volumes.
+func (s *Server) poolRoutes() []route {
+	return []route{
 		{"GET", "/pools", Admin, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.pools.List(r.Context())
 			reply(w, out, err)
@@ -179,7 +241,12 @@ func (s *Server) routes() []route {
 		{"DELETE", "/pools/{pool}/volumes/{vol}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.pools.DeleteVolume(r.Context(), r.PathValue("pool"), r.PathValue("vol"))
 		})},
+	}
+}
 
+// networkRoutes: managed networks and their DHCP leases.
+func (s *Server) networkRoutes() []route {
+	return []route{
 		{"GET", "/networks", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.nets.List(), nil) }},
 		{"POST", "/networks", Admin, handle(func(r *http.Request, req api.Network) (any, error) { return s.nets.Create(r.Context(), req) })},
 		{"GET", "/networks/{network}", Admin, func(w http.ResponseWriter, r *http.Request) {
@@ -193,12 +260,7 @@ func (s *Server) routes() []route {
 		{"DELETE", "/networks/{network}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.nets.Delete(r.Context(), r.PathValue("network"))
 		})},
-
-		// What a peer host may do here: migrate a domain in.
-		{"POST", "/migrate/incoming", Peer, s.incoming},
-		{"POST", "/migrate/data/{token}", Peer, s.incomingData},
 	}
-	return append(rs, s.trustRoutes()...)
 }
 
 // handler builds the mux for a listener that serves callers: only the

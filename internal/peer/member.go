@@ -3,6 +3,7 @@ package peer
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -31,17 +32,9 @@ func (t *Trust) JoinWith(ctx context.Context, tok, name string, sans []string) e
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	switch {
-	case t.cert != nil:
-		t.mu.Unlock()
-		return api.Errorf(api.ErrConflict, "this host is already trusted as %q (%s): nothing changed", t.name(), t.role)
-	case t.joining:
-		t.mu.Unlock()
-		return api.Errorf(api.ErrConflict, "a join is already in progress")
+	if err := t.beginJoin(); err != nil {
+		return err
 	}
-	t.joining = true
-	t.mu.Unlock()
 	defer func() { t.mu.Lock(); t.joining = false; t.mu.Unlock() }()
 
 	if name == "" && b.Name != "" {
@@ -55,6 +48,45 @@ func (t *Trust) JoinWith(ctx context.Context, tok, name string, sans []string) e
 	if err != nil {
 		return err
 	}
+	rep, err := t.askToJoin(ctx, b, der)
+	if err != nil {
+		return err
+	}
+	cert, err := checkJoinReply(b, rep)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.writeMember(key, cert, rep); err != nil {
+		return err
+	}
+	auth := authorityRef{Name: b.Authority, Addr: b.Addr}
+	if err := t.commitState(state{Role: RoleMember, Authority: auth}); err != nil {
+		return err
+	}
+	t.log.Info("joined", "name", name, "authority", auth.Name, "addr", auth.Addr)
+	return nil
+}
+
+// beginJoin marks a join in progress, unless this host is trusted or
+// joining already.
+func (t *Trust) beginJoin() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.cert != nil:
+		return api.Errorf(api.ErrConflict, "this host is already trusted as %q (%s): nothing changed", t.name(), t.role)
+	case t.joining:
+		return api.Errorf(api.ErrConflict, "a join is already in progress")
+	}
+	t.joining = true
+	return nil
+}
+
+// askToJoin sends the CSR der to the token's authority, which must hold
+// the token's CA and name.
+func (t *Trust) askToJoin(ctx context.Context, b tokenBody, der []byte) (JoinReply, error) {
 	var rep JoinReply
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS13,
@@ -64,31 +96,41 @@ func (t *Trust) JoinWith(ctx context.Context, tok, name string, sans []string) e
 		VerifyConnection:   pinnedAuthority(b.Fingerprint, b.Authority),
 	}
 	if err := postJSON(ctx, cfg, "POST", b.Addr, "/peer/join", JoinCall{Secret: b.Secret, CSR: der, Addr: t.listen}, &rep); err != nil {
-		return fmt.Errorf("joining through %s: %w", b.Addr, err)
+		return rep, fmt.Errorf("joining through %s: %w", b.Addr, err)
 	}
+	return rep, nil
+}
+
+// checkJoinReply checks the authority's reply against the token: its CA,
+// the certificate it signed, and a list of that authority that has it.
+func checkJoinReply(b tokenBody, rep JoinReply) (*x509.Certificate, error) {
 	ca, err := parsePEMCert(rep.CA)
 	if err != nil || Fingerprint(ca.Raw) != b.Fingerprint {
-		return api.Errorf(api.ErrInvalid, "the authority sent a CA that does not match the token")
+		return nil, api.Errorf(api.ErrInvalid, "the authority sent a CA that does not match the token")
 	}
 	cert, err := parsePEMCert(rep.Cert)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := cert.CheckSignatureFrom(ca); err != nil {
-		return fmt.Errorf("the certificate from the authority: %w", err)
+		return nil, fmt.Errorf("the certificate from the authority: %w", err)
 	}
 	l, err := rep.List.Verify(ca)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if l.Authority != b.Authority || rep.Authority != b.Authority {
-		return api.Errorf(api.ErrInvalid, "the list's authority is %q, the token's %q", l.Authority, b.Authority)
+		return nil, api.Errorf(api.ErrInvalid, "the list's authority is %q, the token's %q", l.Authority, b.Authority)
 	}
 	if err := l.Allows(cert); err != nil {
-		return fmt.Errorf("the authority's list does not have this host: %w", err)
+		return nil, fmt.Errorf("the authority's list does not have this host: %w", err)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	return cert, nil
+}
+
+// writeMember writes what the authority sent (the CA, the list) and this
+// host's key and certificate; t.mu is held.
+func (t *Trust) writeMember(key *ecdsa.PrivateKey, cert *x509.Certificate, rep JoinReply) error {
 	lb, _ := json.Marshal(rep.List)
 	for _, w := range []struct {
 		path string
@@ -98,15 +140,7 @@ func (t *Trust) JoinWith(ctx context.Context, tok, name string, sans []string) e
 			return err
 		}
 	}
-	if err := writeKeyCert(t.f, key, cert.Raw); err != nil {
-		return err
-	}
-	auth := authorityRef{Name: b.Authority, Addr: b.Addr}
-	if err := t.commitState(state{Role: RoleMember, Authority: auth}); err != nil {
-		return err
-	}
-	t.log.Info("joined", "name", name, "authority", auth.Name, "addr", auth.Addr)
-	return nil
+	return writeKeyCert(t.f, key, cert.Raw)
 }
 
 // pinnedAuthority accepts a server whose certificate is for the named

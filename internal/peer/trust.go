@@ -202,15 +202,8 @@ func (t *Trust) Init(name string, sans []string, offline bool, caFrom string) er
 		return err
 	}
 	if caFrom != "" {
-		src := Files{Dir: caFrom}
-		var sst state
-		b, _ := os.ReadFile(src.State())
-		json.Unmarshal(b, &sst)
-		if _, lerr := os.Stat(src.List()); sst.Role == RoleAuthority || sst.Role == RoleMember || lerr == nil {
-			return api.Errorf(api.ErrInvalid, "%s holds a managed CA (its hosts join with tokens): copying its key would bypass its peer list; run `ringfence host token` on that host and `ringfence host join TOKEN` here", caFrom)
-		}
-		if _, _, err := loadCA(src); err != nil {
-			return api.Errorf(api.ErrInvalid, "reading the CA to copy from %s: %v", caFrom, err)
+		if err := checkCopiableCA(caFrom); err != nil {
+			return err
 		}
 		offline = true
 	}
@@ -222,16 +215,49 @@ func (t *Trust) Init(name string, sans []string, offline bool, caFrom string) er
 	}
 	defer os.RemoveAll(tmp)
 	nf := Files{Dir: tmp}
+	if err := t.buildTrust(nf, name, sans, offline, caFrom); err != nil {
+		return err
+	}
+	if err := t.moveTrustIn(nf); err != nil {
+		return err
+	}
+	role := RoleAuthority
+	if offline {
+		role = RoleOffline
+	}
+	if err := t.commitState(state{Role: role}); err != nil {
+		return err
+	}
+	if offline {
+		t.log.Warn("offline trust: this host shares the CA key; any certificate it signs is accepted, with no peer list or revocation")
+	}
+	t.log.Info("this host is trusted", "name", name, "role", t.role)
+	return nil
+}
+
+// checkCopiableCA refuses to copy a managed CA (an authority's or a
+// member's: its hosts join with tokens) and checks an offline one reads.
+func checkCopiableCA(caFrom string) error {
+	src := Files{Dir: caFrom}
+	var sst state
+	b, _ := os.ReadFile(src.State())
+	json.Unmarshal(b, &sst)
+	if _, lerr := os.Stat(src.List()); sst.Role == RoleAuthority || sst.Role == RoleMember || lerr == nil {
+		return api.Errorf(api.ErrInvalid, "%s holds a managed CA (its hosts join with tokens): copying its key would bypass its peer list; run `ringfence host token` on that host and `ringfence host join TOKEN` here", caFrom)
+	}
+	if _, _, err := loadCA(src); err != nil {
+		return api.Errorf(api.ErrInvalid, "reading the CA to copy from %s: %v", caFrom, err)
+	}
+	return nil
+}
+
+// buildTrust writes into nf a CA (copied from caFrom, or new), this
+// host's key and certificate, and, unless offline, a list of one member:
+// this host, the authority.
+func (t *Trust) buildTrust(nf Files, name string, sans []string, offline bool, caFrom string) error {
 	if caFrom != "" {
-		src := Files{Dir: caFrom}
-		for _, p := range [][2]string{{src.CA(), nf.CA()}, {src.CAKey(), nf.CAKey()}} {
-			b, err := os.ReadFile(p[0])
-			if err != nil {
-				return err
-			}
-			if err := safefile.WriteFile(p[1], b, 0o600); err != nil {
-				return err
-			}
+		if err := copyCA(Files{Dir: caFrom}, nf); err != nil {
+			return err
 		}
 	} else if err := newCA(nf); err != nil {
 		return err
@@ -255,14 +281,32 @@ func (t *Trust) Init(name string, sans []string, offline bool, caFrom string) er
 	if err := writeKeyCert(nf, key, certDER); err != nil {
 		return err
 	}
-	if !offline {
-		cert, _ := x509.ParseCertificate(certDER)
-		l := &List{Version: 1, Issued: time.Now().UTC(), Authority: name, Members: []Member{{Name: name, Serial: SerialHex(cert.SerialNumber), NotAfter: cert.NotAfter,
-			Authority: true, Addr: t.listen, JoinedAt: time.Now().UTC(), Names: certNames(cert)}}}
-		if err := writeList(nf, l, caKey); err != nil {
+	if offline {
+		return nil
+	}
+	cert, _ := x509.ParseCertificate(certDER)
+	l := &List{Version: 1, Issued: time.Now().UTC(), Authority: name, Members: []Member{{Name: name, Serial: SerialHex(cert.SerialNumber), NotAfter: cert.NotAfter,
+		Authority: true, Addr: t.listen, JoinedAt: time.Now().UTC(), Names: certNames(cert)}}}
+	return writeList(nf, l, caKey)
+}
+
+// copyCA copies the CA's certificate and key from src to dst.
+func copyCA(src, dst Files) error {
+	for _, p := range [][2]string{{src.CA(), dst.CA()}, {src.CAKey(), dst.CAKey()}} {
+		b, err := os.ReadFile(p[0])
+		if err != nil {
+			return err
+		}
+		if err := safefile.WriteFile(p[1], b, 0o600); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// moveTrustIn renames what buildTrust made in nf into this host's trust
+// dir (what exists of it: an offline CA has no list).
+func (t *Trust) moveTrustIn(nf Files) error {
 	for _, p := range [][2]string{{nf.CA(), t.f.CA()}, {nf.CAKey(), t.f.CAKey()}, {nf.List(), t.f.List()}, {nf.Cert(), t.f.Cert()}} {
 		if _, err := os.Stat(p[0]); err == nil {
 			if err := os.Rename(p[0], p[1]); err != nil {
@@ -271,17 +315,6 @@ func (t *Trust) Init(name string, sans []string, offline bool, caFrom string) er
 		}
 	}
 	safefile.SyncDir(t.f.Dir)
-	role := RoleAuthority
-	if offline {
-		role = RoleOffline
-	}
-	if err := t.commitState(state{Role: role}); err != nil {
-		return err
-	}
-	if offline {
-		t.log.Warn("offline trust: this host shares the CA key; any certificate it signs is accepted, with no peer list or revocation")
-	}
-	t.log.Info("this host is trusted", "name", name, "role", t.role)
 	return nil
 }
 

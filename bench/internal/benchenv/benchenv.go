@@ -123,3 +123,19 @@ func WaitFor(r io.Reader, text string, timeout time.Duration) error {
 		return fmt.Errorf("%q not seen within %s", text, timeout)
 	}
 }
+
+// Undo is what a benchmark set up and must take down, in reverse, as
+// deferred calls in one function would be; it lets the set-up be split
+// into steps.
+type Undo []func()
+
+// Later pushes f to be run by Run.
+func (u *Undo) Later(f func()) { *u = append(*u, f) }
+
+// Run runs what Later pushed, last first (each deferred, so one that
+// panics does not skip the rest).
+func (u *Undo) Run() {
+	for _, f := range *u {
+		defer f()
+	}
+}

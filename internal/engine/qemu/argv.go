@@ -56,7 +56,8 @@ func pidPath(run string) string    { return filepath.Join(run, "qemu.pid") }
 func logPath(run string) string    { return filepath.Join(run, "qemu.log") }
 
 // options builds the typed QEMU configuration of a LaunchSpec. This is the
-// one place QEMU's device model is chosen; see docs/device-model.md.
+// one place QEMU's device model is chosen; see docs/device-model.md. The
+// groups come in a fixed order: golden tests hold the argv to it.
 func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	if s.Accel != "kvm" && s.Accel != "tcg" {
 		return nil, fmt.Errorf("accelerator %q: must be kvm or tcg", s.Accel)
@@ -64,6 +65,31 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	if s.MemoryMiB <= 0 || s.VCPUs <= 0 {
 		return nil, fmt.Errorf("memory and vcpus must be positive")
 	}
+	o, err := machineOpts(s)
+	if err != nil {
+		return nil, err
+	}
+	o = append(o, controlOpts(s)...)
+	o = append(o, sandboxOpts(s)...)
+	o = append(o, bootOpts(s)...)
+	o = append(o, hotplugPortOpts(s)...)
+	disks, err := diskOpts(s, fds)
+	if err != nil {
+		return nil, err
+	}
+	o = append(o, disks...)
+	if s.Balloon {
+		o = append(o, opt("-device", "", "virtio-balloon-pci", "id", "balloon0"))
+	}
+	nics, err := nicOpts(s)
+	if err != nil {
+		return nil, err
+	}
+	return append(o, nics...), nil
+}
+
+// machineOpts: the machine, accelerator, CPUs and memory.
+func machineOpts(s engine.LaunchSpec) ([]option, error) {
 	maxv := s.MaxVCPUs
 	if maxv < s.VCPUs {
 		maxv = s.VCPUs
@@ -92,22 +118,33 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	if s.UUID != "" {
 		o = append(o, opt("-uuid", "", s.UUID))
 	}
-	o = append(o,
-		option{flag: "-nodefaults"},
-		option{flag: "-no-user-config"},
+	return o, nil
+}
+
+// controlOpts: no default devices or display, how the guest's reset and
+// panic end QEMU, and the monitor, serial console and pid file.
+func controlOpts(s engine.LaunchSpec) []option {
+	return []option{
+		{flag: "-nodefaults"},
+		{flag: "-no-user-config"},
 		opt("-display", "", "none"),
 		// A guest reset ends the process; the daemon applies on_reboot,
 		// which is how Xen treats a reboot (a new domain).
-		option{flag: "-no-reboot"},
+		{flag: "-no-reboot"},
 		opt("-action", "panic", "shutdown"),
 		// Start stopped so the console is attached before the first byte.
-		option{flag: "-S"},
+		{flag: "-S"},
 		opt("-chardev", "", "socket", "id", "qmp", "path", qmpPath(s.RunDir), "server", "on", "wait", "off"),
 		opt("-mon", "chardev", "qmp", "mode", "control"),
 		opt("-chardev", "", "socket", "id", "serial0", "path", serialPath(s.RunDir), "server", "on", "wait", "off"),
 		opt("-serial", "", "chardev:serial0"),
 		opt("-pidfile", "", pidPath(s.RunDir)),
-	)
+	}
+}
+
+// sandboxOpts: the seccomp filter, an incoming migration, and the user
+// QEMU drops to.
+func sandboxOpts(s engine.LaunchSpec) []option {
 	// Least privilege inside QEMU: a seccomp filter (no spawning, no
 	// obsolete syscalls, no scheduler/affinity changes from inside) and an
 	// unprivileged user. -runas needs setuid/setgid once, and QEMU 7.2's
@@ -117,7 +154,7 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	if s.RunAs != "" {
 		elevate = "allow"
 	}
-	o = append(o, opt("-sandbox", "", "on", "obsolete", "deny", "elevateprivileges", elevate, "spawn", "deny", "resourcecontrol", "deny"))
+	o := []option{opt("-sandbox", "", "on", "obsolete", "deny", "elevateprivileges", elevate, "spawn", "deny", "resourcecontrol", "deny")}
 	if s.Incoming {
 		o = append(o, opt("-incoming", "", "defer"))
 	}
@@ -126,6 +163,13 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 		// user before the guest runs its first instruction.
 		o = append(o, opt("-runas", "", s.RunAs))
 	}
+	return o
+}
+
+// bootOpts: a direct kernel boot or the firmware's boot order, and the
+// clock.
+func bootOpts(s engine.LaunchSpec) []option {
+	var o []option
 	if s.Kernel != "" {
 		// -kernel and -initrd take their value whole (QEMU does not split
 		// them on commas): passed verbatim, not comma-escaped.
@@ -149,51 +193,34 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	if s.RTCBase != "" {
 		o = append(o, opt("-rtc", "base", s.RTCBase))
 	}
-	// Spare PCIe root ports: q35's root bus cannot hot-plug, a root port
-	// can (disks attached while the VM runs).
+	return o
+}
+
+// hotplugPortOpts: spare PCIe root ports: q35's root bus cannot hot-plug,
+// a root port can (disks attached while the VM runs).
+func hotplugPortOpts(s engine.LaunchSpec) []option {
+	var o []option
 	for i := 0; i < s.HotplugSlots && i < engine.MaxHotplugSlots; i++ {
 		o = append(o, opt("-device", "", "pcie-root-port", "id", engine.PortName(i), "chassis", strconv.Itoa(i+1), "bus", "pcie.0"))
 	}
+	return o
+}
+
+// diskOpts: each disk's fds, drive and device, in the spec's order.
+func diskOpts(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
+	var o []option
 	for i, d := range s.Disks {
 		if strings.ContainsAny(d.Path, "\x00\n") || (d.Path != "" && !filepath.IsAbs(d.Path)) {
 			return nil, fmt.Errorf("disk %s: path %q must be absolute", d.ID, d.Path)
 		}
 		id := "drive-" + d.ID
-		format := d.Format
-		if format == "vhd" {
-			format = "vpc" // QEMU's name for VHD
-		}
-		drive := []string{"if", "none", "id", id, "format", format, "cache", "writeback", "aio", "threads", "discard", "unmap"}
-		if d.Path == "" {
-			// An empty (CD-ROM) drive: no image, so no format or cache mode.
-			drive = []string{"if", "none", "id", id}
-		}
-		if f, ok := fds[d.ID]; ok {
+		f, hasFD := fds[d.ID]
+		if hasFD {
 			for _, n := range f.fds {
 				o = append(o, opt("-add-fd", "fd", strconv.Itoa(n), "set", strconv.Itoa(f.set)))
 			}
-			// QEMU's lock bytes assume each reopen is a new open file
-			// description; dups from an fd set share one, and its lock
-			// checks fail mid-run (a block job aborts QEMU). The daemon
-			// refuses a disk another domain uses instead.
-			driver := "file"
-			if f.block {
-				driver = "host_device"
-			}
-			drive = append(drive, "file.driver", driver, "file.filename", "/dev/fdset/"+strconv.Itoa(f.set), "file.locking", "off")
-		} else if d.Path != "" {
-			drive = append(drive, "file", d.Path)
 		}
-		if d.ReadOnly {
-			drive = append(drive, "readonly", "on")
-		}
-		if d.IOPS > 0 {
-			drive = append(drive, "throttling.iops-total", strconv.Itoa(d.IOPS))
-		}
-		if d.BPS > 0 {
-			drive = append(drive, "throttling.bps-total", strconv.FormatInt(d.BPS, 10))
-		}
-		o = append(o, opt("-drive", drive...))
+		o = append(o, opt("-drive", driveProps(d, id, f, hasFD)...))
 		dev := []string{"", "virtio-blk-pci", "drive", id, "id", d.ID}
 		if d.Port != "" {
 			dev = append(dev, "bus", d.Port)
@@ -206,9 +233,49 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 		}
 		o = append(o, opt("-device", dev...))
 	}
-	if s.Balloon {
-		o = append(o, opt("-device", "", "virtio-balloon-pci", "id", "balloon0"))
+	return o, nil
+}
+
+// driveProps are the -drive properties of disk d (node id): its image,
+// whether from the fd set f (hasFD) or a path, and its limits.
+func driveProps(d engine.Disk, id string, f diskFD, hasFD bool) []string {
+	format := d.Format
+	if format == "vhd" {
+		format = "vpc" // QEMU's name for VHD
 	}
+	drive := []string{"if", "none", "id", id, "format", format, "cache", "writeback", "aio", "threads", "discard", "unmap"}
+	if d.Path == "" {
+		// An empty (CD-ROM) drive: no image, so no format or cache mode.
+		drive = []string{"if", "none", "id", id}
+	}
+	if hasFD {
+		// QEMU's lock bytes assume each reopen is a new open file
+		// description; dups from an fd set share one, and its lock
+		// checks fail mid-run (a block job aborts QEMU). The daemon
+		// refuses a disk another domain uses instead.
+		driver := "file"
+		if f.block {
+			driver = "host_device"
+		}
+		drive = append(drive, "file.driver", driver, "file.filename", "/dev/fdset/"+strconv.Itoa(f.set), "file.locking", "off")
+	} else if d.Path != "" {
+		drive = append(drive, "file", d.Path)
+	}
+	if d.ReadOnly {
+		drive = append(drive, "readonly", "on")
+	}
+	if d.IOPS > 0 {
+		drive = append(drive, "throttling.iops-total", strconv.Itoa(d.IOPS))
+	}
+	if d.BPS > 0 {
+		drive = append(drive, "throttling.bps-total", strconv.FormatInt(d.BPS, 10))
+	}
+	return drive
+}
+
+// nicOpts: each NIC's tap backend and device.
+func nicOpts(s engine.LaunchSpec) ([]option, error) {
+	var o []option
 	for _, n := range s.NICs {
 		model := nicModels[n.Model]
 		if model == "" {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/engine/qemu/qmp"
 )
 
 // BackupDisks implements engine.DiskBackup: one QMP transaction starts a
@@ -16,40 +17,66 @@ import (
 func (i *instance) BackupDisks(ctx context.Context, targets []engine.BackupTarget, progress func(done, total int64)) error {
 	events, stop := i.mon.Subscribe()
 	defer stop()
-	var nodes []string
-	var sets []int
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		for _, n := range nodes {
-			i.mon.Execute(c, "blockdev-del", map[string]any{"node-name": n}, nil)
-		}
-		for _, s := range sets {
-			i.mon.Execute(c, "remove-fd", map[string]any{"fdset-id": s}, nil)
-		}
-	}()
+	var opened backupNodes
+	defer i.removeBackupNodes(&opened)
+	actions, pending, err := i.addBackupNodes(ctx, targets, &opened)
+	if err != nil {
+		return err
+	}
+	if err := i.mon.Execute(ctx, "transaction", map[string]any{"actions": actions}, nil); err != nil {
+		return fmt.Errorf("starting the disk copies: %w", err)
+	}
+	return i.waitBackups(ctx, events, pending, progress)
+}
+
+// backupNodes are the target nodes and fd sets a backup has added, to be
+// removed whatever its outcome.
+type backupNodes struct {
+	nodes []string
+	sets  []int
+}
+
+// removeBackupNodes removes the nodes, then the fd sets, of a backup
+// (with a fresh deadline: the backup's context may be done).
+func (i *instance) removeBackupNodes(b *backupNodes) {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range b.nodes {
+		i.mon.Execute(c, "blockdev-del", map[string]any{"node-name": n}, nil)
+	}
+	for _, s := range b.sets {
+		i.mon.Execute(c, "remove-fd", map[string]any{"fdset-id": s}, nil)
+	}
+}
+
+// addBackupNodes opens each target as a node (recorded in opened as it
+// goes) and returns the transaction's backup actions and the jobs pending.
+func (i *instance) addBackupNodes(ctx context.Context, targets []engine.BackupTarget, opened *backupNodes) ([]map[string]any, map[string]bool, error) {
 	var actions []map[string]any
 	pending := map[string]bool{}
 	for _, t := range targets {
 		set, err := i.addFDs(ctx, t.Path, true)
 		if err != nil {
-			return fmt.Errorf("disk %s: %w", t.Disk, err)
+			return nil, nil, fmt.Errorf("disk %s: %w", t.Disk, err)
 		}
-		sets = append(sets, set)
+		opened.sets = append(opened.sets, set)
 		node := "bk-" + t.Disk
 		add := map[string]any{"driver": "raw", "node-name": node,
 			"file": map[string]any{"driver": "file", "filename": fmt.Sprintf("/dev/fdset/%d", set), "locking": "off"}}
 		if err := i.mon.Execute(ctx, "blockdev-add", add, nil); err != nil {
-			return fmt.Errorf("disk %s: opening the copy: %w", t.Disk, err)
+			return nil, nil, fmt.Errorf("disk %s: opening the copy: %w", t.Disk, err)
 		}
-		nodes = append(nodes, node)
+		opened.nodes = append(opened.nodes, node)
 		actions = append(actions, map[string]any{"type": "blockdev-backup", "data": map[string]any{
 			"job-id": node, "device": "drive-" + t.Disk, "target": node, "sync": "full"}})
 		pending[node] = true
 	}
-	if err := i.mon.Execute(ctx, "transaction", map[string]any{"actions": actions}, nil); err != nil {
-		return fmt.Errorf("starting the disk copies: %w", err)
-	}
+	return actions, pending, nil
+}
+
+// waitBackups waits until every pending job has completed, reporting
+// progress as it goes; a failed job, QEMU's exit or ctx ends it.
+func (i *instance) waitBackups(ctx context.Context, events <-chan qmp.Event, pending map[string]bool, progress func(done, total int64)) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for len(pending) > 0 {
@@ -58,34 +85,12 @@ func (i *instance) BackupDisks(ctx context.Context, targets []engine.BackupTarge
 			if !ok {
 				return fmt.Errorf("qemu exited during the disk copy")
 			}
-			if ev.Name != "BLOCK_JOB_COMPLETED" && ev.Name != "BLOCK_JOB_CANCELLED" {
-				continue
+			if err := backupEvent(ev, pending); err != nil {
+				return err
 			}
-			var d struct {
-				Device string `json:"device"`
-				Error  string `json:"error"`
-			}
-			json.Unmarshal(ev.Data, &d)
-			if !pending[d.Device] {
-				continue
-			}
-			if d.Error != "" {
-				return fmt.Errorf("copying disk %s: %s", d.Device, d.Error)
-			}
-			if ev.Name == "BLOCK_JOB_CANCELLED" {
-				return fmt.Errorf("copying disk %s: cancelled", d.Device)
-			}
-			delete(pending, d.Device)
 		case <-tick.C:
 			if progress != nil {
-				var jobs []blockJob
-				if i.mon.Execute(ctx, "query-block-jobs", nil, &jobs) == nil {
-					var done, total int64
-					for _, j := range jobs {
-						done, total = done+j.Offset, total+j.Len
-					}
-					progress(done, total)
-				}
+				i.backupProgress(ctx, progress)
 			}
 		case <-ctx.Done():
 			for n := range pending {
@@ -95,4 +100,40 @@ func (i *instance) BackupDisks(ctx context.Context, targets []engine.BackupTarge
 		}
 	}
 	return nil
+}
+
+// backupEvent takes a finished job out of pending, or says why it failed;
+// other events, and other jobs', are ignored.
+func backupEvent(ev qmp.Event, pending map[string]bool) error {
+	if ev.Name != "BLOCK_JOB_COMPLETED" && ev.Name != "BLOCK_JOB_CANCELLED" {
+		return nil
+	}
+	var d struct {
+		Device string `json:"device"`
+		Error  string `json:"error"`
+	}
+	json.Unmarshal(ev.Data, &d)
+	if !pending[d.Device] {
+		return nil
+	}
+	if d.Error != "" {
+		return fmt.Errorf("copying disk %s: %s", d.Device, d.Error)
+	}
+	if ev.Name == "BLOCK_JOB_CANCELLED" {
+		return fmt.Errorf("copying disk %s: cancelled", d.Device)
+	}
+	delete(pending, d.Device)
+	return nil
+}
+
+// backupProgress reports the jobs' bytes done of their total.
+func (i *instance) backupProgress(ctx context.Context, progress func(done, total int64)) {
+	var jobs []blockJob
+	if i.mon.Execute(ctx, "query-block-jobs", nil, &jobs) == nil {
+		var done, total int64
+		for _, j := range jobs {
+			done, total = done+j.Offset, total+j.Len
+		}
+		progress(done, total)
+	}
 }

@@ -112,43 +112,11 @@ type instance struct {
 
 // Start implements engine.Engine.
 func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instance, error) {
-	// An incoming migration's images are still the source's (same storage):
-	// its locks are taken after the handover (DiskLocker).
-	files, fds, err := openDisks(s.Disks, !s.Incoming)
+	cmd, logFile, release, err := e.command(s)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	args, err := argvFDs(e.Binary, s, fds)
-	if err != nil {
-		return nil, err
-	}
-	logFile := s.LogFile
-	if logFile == "" {
-		logFile = logPath(s.RunDir)
-	}
-	logf, err := openLog(logFile)
-	if err != nil {
-		return nil, fmt.Errorf("opening QEMU's log: %w", err)
-	}
-	defer logf.Close()
-	if len(s.CgroupProcs) > 0 {
-		if len(e.Launcher) == 0 {
-			return nil, fmt.Errorf("cgroups asked for but no launcher binary is set")
-		}
-		args = launch.Command(e.Launcher, s.CgroupProcs, args)
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = s.RunDir
-	cmd.ExtraFiles = files // fds 3.. in order, kept across the launcher's exec
-	// Own session: a daemon restart or a ^C on the daemon's terminal must
-	// not take the guests with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	defer release()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", e.Binary, err)
 	}
@@ -156,11 +124,6 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 	go func() { cmd.Wait(); close(exited) }()
 
 	inst := &instance{st: state{PID: cmd.Process.Pid, RunDir: s.RunDir, LogFile: logFile}, exited: exited, waitCh: make(chan engine.Exit, 1)}
-	fail := func(err error) (engine.Instance, error) {
-		cmd.Process.Kill()
-		<-exited
-		return nil, err
-	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	go func() {
@@ -170,7 +133,67 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 		case <-dctx.Done():
 		}
 	}()
-	mon, err := qmp.Dial(dctx, qmpPath(s.RunDir))
+	if err := e.attach(ctx, dctx, inst, s.RunDir); err != nil {
+		cmd.Process.Kill()
+		<-exited
+		return nil, err
+	}
+	inst.watch()
+	return inst, nil
+}
+
+// command opens the domain's disks and QEMU's log and makes the command
+// that runs QEMU on them (through the launcher when it joins cgroups).
+// release closes the parent's copies once QEMU is up or has failed.
+func (e *Engine) command(s engine.LaunchSpec) (cmd *exec.Cmd, logFile string, release func(), err error) {
+	// An incoming migration's images are still the source's (same storage):
+	// its locks are taken after the handover (DiskLocker).
+	files, fds, err := openDisks(s.Disks, !s.Incoming)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	closeFiles := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	args, err := argvFDs(e.Binary, s, fds)
+	if err != nil {
+		closeFiles()
+		return nil, "", nil, err
+	}
+	logFile = s.LogFile
+	if logFile == "" {
+		logFile = logPath(s.RunDir)
+	}
+	logf, err := openLog(logFile)
+	if err != nil {
+		closeFiles()
+		return nil, "", nil, fmt.Errorf("opening QEMU's log: %w", err)
+	}
+	release = func() { logf.Close(); closeFiles() }
+	if len(s.CgroupProcs) > 0 {
+		if len(e.Launcher) == 0 {
+			release()
+			return nil, "", nil, fmt.Errorf("cgroups asked for but no launcher binary is set")
+		}
+		args = launch.Command(e.Launcher, s.CgroupProcs, args)
+	}
+	cmd = exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = s.RunDir
+	cmd.ExtraFiles = files // fds 3.. in order, kept across the launcher's exec
+	// Own session: a daemon restart or a ^C on the daemon's terminal must
+	// not take the guests with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd, logFile, release, nil
+}
+
+// attach connects to the new QEMU's monitor (dialling within dctx, which
+// ends when QEMU does) and reads what inst needs of it; an error leaves
+// QEMU for the caller to kill.
+func (e *Engine) attach(ctx, dctx context.Context, inst *instance, runDir string) error {
+	mon, err := qmp.Dial(dctx, qmpPath(runDir))
 	if mon != nil {
 		mon.Timeout = e.QMPTimeout
 	}
@@ -178,11 +201,11 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 		// QEMU may accept the monitor connection and then exit on a bad
 		// device; its own message is the useful error.
 		select {
-		case <-exited:
-			return fail(fmt.Errorf("qemu exited at start: %s", tailLog(logFile)))
+		case <-inst.exited:
+			return fmt.Errorf("qemu exited at start: %s", tailLog(inst.st.LogFile))
 		case <-time.After(2 * time.Second):
 		}
-		return fail(err)
+		return err
 	}
 	inst.mon = mon
 	if st, err := procfs.ReadStat(inst.st.PID, 0); err == nil {
@@ -190,10 +213,9 @@ func (e *Engine) Start(ctx context.Context, s engine.LaunchSpec) (engine.Instanc
 	}
 	if err := inst.loadVCPUs(ctx); err != nil {
 		mon.Close()
-		return fail(err)
+		return err
 	}
-	inst.watch()
-	return inst, nil
+	return nil
 }
 
 // logMax is where QEMU's log is rotated (to LOG.1) at a start.
