@@ -14,6 +14,7 @@ import (
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/safefile"
+	domspec "github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -188,13 +189,13 @@ func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress fu
 	if rename != "" {
 		spec.Name, spec.UUID = rename, ""
 		for i := range spec.Vifs {
-			spec.Vifs[i].MAC, spec.Vifs[i].VifName = config.GenerateMAC(rename, i), ""
+			spec.Vifs[i].MAC, spec.Vifs[i].VifName = domspec.GenerateMAC(rename, i), ""
 		}
 	}
 	if _, err := m.get(spec.Name); err == nil {
 		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists here; import with --name NEW", spec.Name)
 	}
-	if err := config.ValidName(spec.Name); err != nil {
+	if err := domspec.ValidName(spec.Name); err != nil {
 		return api.Domain{}, api.Errorf(api.ErrInvalid, "the archive's domain: %v", err)
 	}
 	home := filepath.Join(dir, spec.Name)
