@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/spec"
 )
 
 func TestSeedWeb01(t *testing.T) {
@@ -63,7 +64,7 @@ func TestGrammar(t *testing.T) {
 			return s.Cmdline == "root=/dev/vda console=ttyS0 quiet"
 		}},
 		{"generated mac is stable", "name='a'\nkernel='/k'\nvif=['bridge=br0']", func(s api.DomainSpec) bool {
-			return s.Vifs[0].MAC == GenerateMAC("a", 0) && strings.HasPrefix(s.Vifs[0].MAC, "00:16:3e:") && s.Vifs[0].Model == "virtio"
+			return s.Vifs[0].MAC == spec.GenerateMAC("a", 0) && strings.HasPrefix(s.Vifs[0].MAC, "00:16:3e:") && s.Vifs[0].Model == "virtio"
 		}},
 		{"single vif string", "name='a'\nkernel='/k'\nvif='bridge=br0'", func(s api.DomainSpec) bool { return len(s.Vifs) == 1 }},
 		{"cdrom", "name='a'\nkernel='/k'\ndisk=[',hdc:cdrom,r']", func(s api.DomainSpec) bool { return s.Disks[0].CDROM && s.Disks[0].Access == "ro" }},
@@ -151,61 +152,6 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-func TestDiskSpecs(t *testing.T) {
-	cases := []struct {
-		spec                         string
-		target, vdev, access, format string
-		cdrom                        bool
-		warn                         string
-	}{
-		{"/dev/vg/lv,,xvda", "/dev/vg/lv", "xvda", "rw", "", false, ""},
-		{"/dev/vg/lv,raw,xvda,rw", "/dev/vg/lv", "xvda", "rw", "raw", false, ""},
-		{"format=raw,vdev=xvda,access=rw,target=/dev/vg/lv", "/dev/vg/lv", "xvda", "rw", "raw", false, ""},
-		{"vdev=xvdb,target=/srv/a,b.img", "/srv/a,b.img", "xvdb", "rw", "", false, ""},
-		{"phy:/dev/VolGroup00/web01_root,xvda1,w", "/dev/VolGroup00/web01_root", "xvda1", "rw", "", false, ""},
-		{"phy:hda1,hda,r", "/dev/hda1", "hda", "ro", "", false, ""},
-		{"file:/srv/x.img,xvda,w", "/srv/x.img", "xvda", "rw", "", false, ""},
-		{"tap:aio:/srv/x.img,xvda,w", "/srv/x.img", "xvda", "rw", "", false, ""},
-		{"tap2:aio:/srv/x.img,xvda,w", "/srv/x.img", "xvda", "rw", "", false, ""},
-		{"tap:qcow2:/srv/x.qcow2,xvda,w", "/srv/x.qcow2", "xvda", "rw", "qcow2", false, ""},
-		{"vhd:/srv/x.vhd,hda,w", "/srv/x.vhd", "hda", "rw", "vhd", false, ""},
-		{"file:/srv/x.iso,hdc:cdrom,r", "/srv/x.iso", "hdc", "ro", "", true, ""},
-		{",hdc:cdrom,r", "", "hdc", "ro", "", true, ""},
-		{"vdev=hdc,devtype=cdrom,target=/x.iso", "/x.iso", "hdc", "ro", "", true, ""},
-		{"phy:/dev/sdb,xvdb,w!", "/dev/sdb", "xvdb", "rw", "", false, "w!"},
-		{"phy:/dev/sdb,xvdb,w,iops=500,bps=50m", "/dev/sdb", "xvdb", "rw", "", false, ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.spec, func(t *testing.T) {
-			d, warn, err := ParseDisk(tc.spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Target != tc.target || d.VDev != tc.vdev || d.Access != tc.access || d.Format != tc.format || d.CDROM != tc.cdrom {
-				t.Fatalf("got %+v", d)
-			}
-			if !strings.Contains(warn, tc.warn) || (tc.warn == "" && warn != "") {
-				t.Fatalf("warning %q", warn)
-			}
-		})
-	}
-	bad := map[string]string{
-		"/dev/vg/lv,xvda1,w":              "without a prefix the fields are TARGET,FORMAT,VDEV,ACCESS",
-		"iscsi:iqn.2001-05.com.x,xvda,w":  "block-iscsi hotplug script",
-		"foo:/x,xvda,w":                   `unknown prefix "foo:"`,
-		"phy:/x,xvda,w,dom0":              "xm's 4th backend-domain field",
-		"file:/x,xvda,w,script=y":         "not supported on KVM",
-		"format=vmdk,vdev=xvda,target=/x": `format "vmdk"`,
-		"phy:/x,xvda,w,iops=fast":         "iops=fast",
-		"phy:/x,xvda,w,bps=-1":            "bps=-1",
-	}
-	for spec, want := range bad {
-		if _, _, err := ParseDisk(spec); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", spec, err, want)
-		}
-	}
-}
-
 func TestAppendOctalCase(t *testing.T) {
 	s, warns, err := Decode("t.cfg", []byte("name='a'\nkernel='/k'\nextra='quiet'\nextra+=' console=hvc0'\ndisk=['file:/a,xvda,w']\ndisk+=['file:/b,xvdb,w']\nmemory=0400\n"))
 	if err != nil {
@@ -279,17 +225,6 @@ usbdevice='tablet'
 	if err != nil || !reflect.DeepEqual(s, again) {
 		t.Fatalf("round trip: %v\n%s", err, Format(s))
 	}
-	for _, tc := range []struct {
-		rate      string
-		bytes, us int64
-	}{
-		{"1MB/s@20ms", 20000, 20000}, {"100Kb/s", 625, 50000}, {"1GB/s@1s", 1e9, 1e6},
-	} {
-		b, us, err := ParseRate(tc.rate)
-		if err != nil || b != tc.bytes || us != tc.us {
-			t.Errorf("%s: %d per %d us, %v", tc.rate, b, us, err)
-		}
-	}
 	for _, bad := range []string{"cpus='x'", "cpu_weight=0", "cap=-1", "boot='z'", "bootloader='grub2'", "vif=['rate=fast']", "vif=['ip=10.0.0.300']", "vif=['ip=fe80::1%eth0']", "vif=['vifname=this-name-is-too-long']", "on_crash='explode'"} {
 		if _, _, err := Decode("t.cfg", []byte("name='b'\nkernel='/k'\n"+bad)); err == nil || !strings.Contains(err.Error(), "t.cfg:3:") {
 			t.Errorf("%s: %v", bad, err)
@@ -297,67 +232,16 @@ usbdevice='tablet'
 	}
 }
 
-// A spec from the JSON API, a restore or a migration header gets the same
-// rules as a domain file; each error names the JSON field.
-func TestNormalizeFields(t *testing.T) {
-	base := func() api.DomainSpec {
-		return api.DomainSpec{Name: "v", Kernel: "/k", MemoryMiB: 128}
-	}
-	for _, tc := range []struct {
-		field string
-		set   func(s *api.DomainSpec)
-	}{
-		{"memory_mib", func(s *api.DomainSpec) { s.MemoryMiB = -5 }},
-		{"memory_mib", func(s *api.DomainSpec) { s.MemoryMiB = 8 }},
-		{"maxmem_mib", func(s *api.DomainSpec) { s.MaxMemMiB = -1 }},
-		{"vcpus", func(s *api.DomainSpec) { s.VCPUs = 256 }},
-		{"cpu_weight", func(s *api.DomainSpec) { s.CPUWeight = 70000 }},
-		{"cpu_weight", func(s *api.DomainSpec) { s.CPUWeight = -1 }},
-		{"cap", func(s *api.DomainSpec) { s.Cap = -1 }},
-		{"hotplug_slots", func(s *api.DomainSpec) { s.HotplugSlots = 9 }},
-		{"accel", func(s *api.DomainSpec) { s.Accel = "xen" }},
-		{"type", func(s *api.DomainSpec) { s.Type = "container" }},
-		{"uuid", func(s *api.DomainSpec) { s.UUID = "not-a-uuid" }},
-		{"on_watchdog", func(s *api.DomainSpec) { s.OnWatchdog = "explode" }},
-		{"boot", func(s *api.DomainSpec) { s.Boot = "z" }},
-		{"disks[0].iops", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d", VDev: "xvda", IOPS: -1}} }},
-		{"disks[0].bps", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d", VDev: "xvda", BPS: -1}} }},
-		{"disks[0].vdev", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d", VDev: "x y"}} }},
-		{"disks[0].vdev", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d"}} }},
-		{"disks[0].port", func(s *api.DomainSpec) { s.Disks = []api.Disk{{Target: "/d", VDev: "xvda", Port: "pcie.0"}} }},
-		{"vifs[0].vifname", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{VifName: "a;b"}} }},
-		{"vifs[0].type", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{Type: "netfront"}} }},
-		{"vifs[0].ip", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{IP: []string{"10.0.0.300"}}} }},
-		{"vifs[0].rate_bytes", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{RateBytes: -1}} }},
-		{"vifs[0].rate", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{RateBytes: 100, RateIntervalUS: 50000}} }},
-		{"vifs[0].rate", func(s *api.DomainSpec) { s.Vifs = []api.Vif{{Rate: "10Mb/s", RateBytes: 1}} }},
-	} {
-		s := base()
-		tc.set(&s)
-		err := Normalize(&s)
-		if err == nil || !strings.HasPrefix(err.Error(), tc.field+":") {
-			t.Errorf("%s: %v", tc.field, err)
-		}
-	}
-	s := base()
-	s.Vifs = []api.Vif{{Rate: "10Mb/s"}}
-	b, us, _ := ParseRate("10Mb/s")
-	s.Vifs[0].RateBytes, s.Vifs[0].RateIntervalUS = b, us
-	if err := Normalize(&s); err != nil {
-		t.Errorf("a consistent rate: %v", err)
-	}
-}
-
 // Faults found by injection: an over-long command line is refused where it
 // is written (the guest would drop the console= Ringfence appends), and
 // two NICs of one domain cannot share a MAC.
 func TestCmdlineAndMACLimits(t *testing.T) {
-	long := strings.Repeat("a", MaxCmdline+1)
+	long := strings.Repeat("a", spec.MaxCmdline+1)
 	_, _, err := Decode("x.cfg", []byte("name = 'x'\nkernel = '/k'\nmemory = 64\nextra = '"+long+"'\n"))
 	if err == nil || !strings.Contains(err.Error(), "x.cfg:4:9:") || !strings.Contains(err.Error(), "cut it off") {
 		t.Errorf("a long command line: %v", err)
 	}
-	if _, _, err := Decode("x.cfg", []byte("name = 'x'\nkernel = '/k'\nextra = '"+strings.Repeat("a", MaxCmdline-10)+"'\n")); err != nil {
+	if _, _, err := Decode("x.cfg", []byte("name = 'x'\nkernel = '/k'\nextra = '"+strings.Repeat("a", spec.MaxCmdline-10)+"'\n")); err != nil {
 		t.Errorf("a command line within the limit: %v", err)
 	}
 	_, _, err = Decode("x.cfg", []byte("name = 'x'\nkernel = '/k'\nvif = [ 'mac=00:16:3e:00:00:01', 'mac=00:16:3E:00:00:01' ]\n"))
@@ -367,22 +251,22 @@ func TestCmdlineAndMACLimits(t *testing.T) {
 }
 
 func TestApplySettings(t *testing.T) {
-	spec := api.DomainSpec{Name: "c", Kernel: "/k", MemoryMiB: 256, VCPUs: 2}
-	if err := Normalize(&spec); err != nil {
+	s := api.DomainSpec{Name: "c", Kernel: "/k", MemoryMiB: 256, VCPUs: 2}
+	if err := spec.Normalize(&s); err != nil {
 		t.Fatal(err)
 	}
-	if err := ApplySettings(&spec, []string{"memory=512", "cpu_weight=512", "on_crash=preserve"}); err != nil {
+	if err := ApplySettings(&s, []string{"memory=512", "cpu_weight=512", "on_crash=preserve"}); err != nil {
 		t.Fatal(err)
 	}
-	if spec.MemoryMiB != 512 || spec.MaxMemMiB != 512 || spec.CPUWeight != 512 || spec.OnCrash != "preserve" {
-		t.Fatalf("%+v", spec)
+	if s.MemoryMiB != 512 || s.MaxMemMiB != 512 || s.CPUWeight != 512 || s.OnCrash != "preserve" {
+		t.Fatalf("%+v", s)
 	}
-	before := spec
+	before := s
 	for _, bad := range [][]string{{"memory=-1"}, {"name=x"}, {"disk=x"}, {"vcpus"}, {"cap=abc"}} {
-		if err := ApplySettings(&spec, bad); err == nil {
+		if err := ApplySettings(&s, bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
-		if spec.MemoryMiB != before.MemoryMiB || spec.Name != before.Name {
+		if s.MemoryMiB != before.MemoryMiB || s.Name != before.Name {
 			t.Fatalf("%v changed the spec", bad)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ringfence/ringfence/internal/spec"
 )
 
 type diskFact struct{ target, vdev, guest, access, format string }
@@ -25,29 +27,29 @@ var corpus = map[string]struct {
 	extra      func(t *testing.T, f string)
 }{
 	"01-xl-pvlinux.cfg": {name: "DomU", typ: "pv", mem: 128, vcpus: 2, cmdline: "root=/dev/vda1",
-		disks: []diskFact{{"/dev/vg/guest-volume", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{GenerateMAC("DomU", 0), "", "", ""}},
+		disks: []diskFact{{"/dev/vg/guest-volume", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{spec.GenerateMAC("DomU", 0), "", "", ""}},
 		actions: "destroy/restart/destroy", warnings: []string{"root=/dev/xvda1 rewritten to root=/dev/vda1"}},
 	"02-xl-hvm.cfg": {name: "winbox", typ: "hvm", mem: 2048, vcpus: 2,
 		disks:   []diskFact{{"/dev/vg/guest-volume", "xvda", "vda", "rw", "raw"}, {"/srv/iso/install.iso", "xvdc", "vdb", "ro", "raw"}},
 		vifs:    []vifFact{{"00:16:3e:0a:0b:0c", "xenbr0", "", ""}},
 		actions: "destroy/restart/preserve", warnings: []string{`"vnc" is ignored`, `"vnclisten" is ignored`, `"usbdevice" is ignored`}},
 	"03-xl-pvh.cfg": {name: "pvh01", typ: "pvh", mem: 512, vcpus: 4, cmdline: "console=ttyS0 earlyprintk=xen root=/dev/vda1 rw",
-		disks: []diskFact{{"/dev/vg/pvh01", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{GenerateMAC("pvh01", 0), "br0", "", ""}},
+		disks: []diskFact{{"/dev/vg/pvh01", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{spec.GenerateMAC("pvh01", 0), "br0", "", ""}},
 		actions: "destroy/restart/destroy"},
 	"04-seed-web01.cfg": {err: `04-seed-web01.cfg:9:9: vif: mac "00:16:3E:XX:XX:XX" is malformed`},
 	"05-xm-example1.cfg": {name: "ExampleDomain", typ: "pv", mem: 64, vcpus: 1, cmdline: "root=/dev/vda ro 4",
-		disks: []diskFact{{"/dev/hda1", "hda1", "vda", "rw", "raw"}}, vifs: []vifFact{{GenerateMAC("ExampleDomain", 0), "", "", ""}},
+		disks: []diskFact{{"/dev/hda1", "hda1", "vda", "rw", "raw"}}, vifs: []vifFact{{spec.GenerateMAC("ExampleDomain", 0), "", "", ""}},
 		actions: "destroy/restart/destroy"},
 	"06-xm-example2-python.cfg": {err: "06-xm-example2-python.cfg:2:8: expected `=` after \"import\"; xl.cfg lines are `key = value` (this looks like Python \"import\""},
 	"07-xm-hvm.cfg": {name: "ExampleHVMDomain", typ: "hvm", mem: 128, vcpus: 1,
 		disks:   []diskFact{{"/var/images/min-el3-i386.img", "hda", "vda", "rw", "raw"}, {"", "hdc", "vdb", "ro", "raw"}},
-		vifs:    []vifFact{{GenerateMAC("ExampleHVMDomain", 0), "xenbr0", "", ""}},
+		vifs:    []vifFact{{spec.GenerateMAC("ExampleHVMDomain", 0), "xenbr0", "", ""}},
 		actions: "destroy/restart/destroy", warnings: []string{"hvmloader is Xen's HVM firmware", `"device_model" is ignored`, `"sdl" is ignored`, `"vnc" is ignored`, `"serial" is ignored`}},
 	"08-ubuntu-netboot.cfg": {name: "ubuntu", typ: "pv", mem: 1024, vcpus: 2,
-		disks: []diskFact{{"/dev/vg/ubuntu", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{GenerateMAC("ubuntu", 0), "ovsbr0", "", ""}},
+		disks: []diskFact{{"/dev/vg/ubuntu", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{spec.GenerateMAC("ubuntu", 0), "ovsbr0", "", ""}},
 		actions: "destroy/restart/destroy"},
 	"09-appliance-tapaio.cfg": {name: "appliance", typ: "pv", mem: 512, vcpus: 1, cmdline: "xencons=xvc console=ttyS0",
-		disks: []diskFact{{"/root/xen/appliance.raw", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{GenerateMAC("appliance", 0), "br0", "", ""}},
+		disks: []diskFact{{"/root/xen/appliance.raw", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{spec.GenerateMAC("appliance", 0), "br0", "", ""}},
 		actions: "destroy/restart/destroy"},
 	"10-pygrub.cfg": {name: "mail.example.org", typ: "pv", mem: 1024, vcpus: 2, cmdline: "root=/dev/vda ro",
 		disks:   []diskFact{{"/dev/vg0/mail-disk", "xvda2", "vda", "rw", "raw"}, {"/dev/vg0/mail-swap", "xvda1", "vdb", "rw", "raw"}},
@@ -59,7 +61,7 @@ var corpus = map[string]struct {
 		actions: "destroy/restart/restart"},
 	"12-arm-pinned.cfg": {name: "v2xdomu", typ: "pv", mem: 2048, vcpus: 2, cmdline: "console=ttyS0 root=/dev/vda debug rw",
 		disks:   []diskFact{{"/dev/mmcblk0p3", "xvda", "vda", "rw", "raw"}},
-		vifs:    []vifFact{{GenerateMAC("v2xdomu", 0), "xenbr0", "", ""}, {GenerateMAC("v2xdomu", 1), "v2xbr", "", ""}},
+		vifs:    []vifFact{{spec.GenerateMAC("v2xdomu", 0), "xenbr0", "", ""}, {spec.GenerateMAC("v2xdomu", 1), "v2xbr", "", ""}},
 		actions: "destroy/restart/destroy"},
 	"13-sandbox-template.cfg": {err: `13-sandbox-template.cfg:2:8: name: "{{ VM_NAME }}" is not a valid domain name`},
 	"14-rate-limited.cfg": {name: "shop", typ: "pv", mem: 768, vcpus: 1, cmdline: "root=/dev/vda console=ttyS0",
@@ -70,10 +72,10 @@ var corpus = map[string]struct {
 		disks:   []diskFact{{"/srv/xen/qguest.qcow2", "xvda", "vda", "rw", "qcow2"}, {"/srv/xen/data.qcow2", "xvdb", "vdb", "ro", "qcow2"}},
 		actions: "destroy/rename-restart/destroy"},
 	"16-semicolons.cfg": {name: "tiny", typ: "pv", mem: 96, vcpus: 1,
-		disks: []diskFact{{"/srv/tiny.img", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{GenerateMAC("tiny", 0), "xenbr0", "", ""}},
+		disks: []diskFact{{"/srv/tiny.img", "xvda", "vda", "rw", "raw"}}, vifs: []vifFact{{spec.GenerateMAC("tiny", 0), "xenbr0", "", ""}},
 		actions: "destroy/restart/destroy"},
 	"17-pv-grub.cfg": {name: "PVGrubDomain", typ: "pv", mem: 128, vcpus: 1,
-		disks: []diskFact{{"/dev/hda1", "hda1", "vda", "rw", "raw"}}, vifs: []vifFact{{GenerateMAC("PVGrubDomain", 0), "", "", ""}},
+		disks: []diskFact{{"/dev/hda1", "hda1", "vda", "rw", "raw"}}, vifs: []vifFact{{spec.GenerateMAC("PVGrubDomain", 0), "", "", ""}},
 		actions: "destroy/restart/destroy", warnings: []string{"PV GRUB, which cannot run under KVM"}},
 	"18-ioemu-hvm.cfg": {name: "legacyhvm", typ: "hvm", mem: 512, vcpus: 1,
 		disks:   []diskFact{{"/dev/vg/legacy", "hda", "vda", "rw", "raw"}, {"/srv/iso/debian.iso", "hdc", "vdb", "ro", "raw"}},

@@ -16,111 +16,151 @@ func quote(s string) string {
 // Format writes a spec back as an xl.cfg file. Decode(Format(s)) gives s
 // again for every normalized spec (the fuzz test checks it).
 func Format(s api.DomainSpec) string {
-	var b strings.Builder
-	kv := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, v) }
-	kv("name", quote(s.Name))
-	if s.UUID != "" {
-		kv("uuid", quote(s.UUID))
-	}
-	kv("type", quote(s.Type))
-	if s.Persistent {
-		kv("persistent", "1")
-	}
-	kv("memory", fmt.Sprint(s.MemoryMiB))
-	kv("maxmem", fmt.Sprint(s.MaxMemMiB))
-	kv("vcpus", fmt.Sprint(s.VCPUs))
-	kv("maxvcpus", fmt.Sprint(s.MaxVCPUs))
-	if s.Kernel != "" {
-		kv("kernel", quote(s.Kernel))
-	}
-	if s.Ramdisk != "" {
-		kv("ramdisk", quote(s.Ramdisk))
-	}
-	if s.Cmdline != "" {
-		kv("cmdline", quote(s.Cmdline))
-	}
+	var w cfgWriter
+	formatMachine(&w, s)
 	if len(s.Disks) > 0 {
-		b.WriteString("disk = [\n")
-		for _, d := range s.Disks {
-			spec := fmt.Sprintf("format=%s,vdev=%s,access=%s", d.Format, d.VDev, d.Access)
-			if d.CDROM {
-				spec += ",devtype=cdrom"
-			}
-			if d.IOPS > 0 {
-				spec += fmt.Sprintf(",iops=%d", d.IOPS)
-			}
-			if d.BPS > 0 {
-				spec += fmt.Sprintf(",bps=%d", d.BPS)
-			}
-			if d.Target != "" {
-				spec += ",target=" + d.Target // last: it may hold commas
-			}
-			fmt.Fprintf(&b, "    %s,\n", quote(spec))
-		}
-		b.WriteString("]\n")
+		w.list("disk", diskSpecs(s.Disks))
 	}
 	if len(s.Vifs) > 0 {
-		b.WriteString("vif = [\n")
-		for _, v := range s.Vifs {
-			parts := []string{"mac=" + v.MAC}
-			if v.Bridge != "" {
-				parts = append(parts, "bridge="+v.Bridge)
-			}
-			if len(v.IP) > 0 {
-				parts = append(parts, "ip="+strings.Join(v.IP, " "))
-			}
-			if v.Model != "" {
-				parts = append(parts, "model="+v.Model)
-			}
-			if v.Rate != "" {
-				parts = append(parts, "rate="+v.Rate)
-			}
-			if v.VifName != "" {
-				parts = append(parts, "vifname="+v.VifName)
-			}
-			if v.Type != "" {
-				parts = append(parts, "type="+v.Type)
-			}
-			fmt.Fprintf(&b, "    %s,\n", quote(strings.Join(parts, ",")))
-		}
-		b.WriteString("]\n")
+		w.list("vif", vifSpecs(s.Vifs))
 	}
-	kv("on_poweroff", quote(s.OnPoweroff))
-	kv("on_reboot", quote(s.OnReboot))
-	kv("on_crash", quote(s.OnCrash))
-	kv("on_watchdog", quote(s.OnWatchdog))
+	formatPolicy(&w, s)
+	return w.String()
+}
+
+// cfgWriter writes xl.cfg lines.
+type cfgWriter struct{ strings.Builder }
+
+func (w *cfgWriter) kv(k, v string) { fmt.Fprintf(w, "%s = %s\n", k, v) }
+
+// list writes a list of quoted specs, one per line.
+func (w *cfgWriter) list(k string, items []string) {
+	fmt.Fprintf(w, "%s = [\n", k)
+	for _, it := range items {
+		fmt.Fprintf(w, "    %s,\n", quote(it))
+	}
+	w.WriteString("]\n")
+}
+
+// formatMachine writes what the domain is: its identity, size and boot
+// files.
+func formatMachine(w *cfgWriter, s api.DomainSpec) {
+	w.kv("name", quote(s.Name))
+	if s.UUID != "" {
+		w.kv("uuid", quote(s.UUID))
+	}
+	w.kv("type", quote(s.Type))
+	if s.Persistent {
+		w.kv("persistent", "1")
+	}
+	w.kv("memory", fmt.Sprint(s.MemoryMiB))
+	w.kv("maxmem", fmt.Sprint(s.MaxMemMiB))
+	w.kv("vcpus", fmt.Sprint(s.VCPUs))
+	w.kv("maxvcpus", fmt.Sprint(s.MaxVCPUs))
+	if s.Kernel != "" {
+		w.kv("kernel", quote(s.Kernel))
+	}
+	if s.Ramdisk != "" {
+		w.kv("ramdisk", quote(s.Ramdisk))
+	}
+	if s.Cmdline != "" {
+		w.kv("cmdline", quote(s.Cmdline))
+	}
+}
+
+// diskSpecs writes each disk in key=value form, which needs no
+// positional guessing to read back.
+func diskSpecs(disks []api.Disk) []string {
+	var out []string
+	for _, d := range disks {
+		spec := fmt.Sprintf("format=%s,vdev=%s,access=%s", d.Format, d.VDev, d.Access)
+		if d.CDROM {
+			spec += ",devtype=cdrom"
+		}
+		if d.IOPS > 0 {
+			spec += fmt.Sprintf(",iops=%d", d.IOPS)
+		}
+		if d.BPS > 0 {
+			spec += fmt.Sprintf(",bps=%d", d.BPS)
+		}
+		if d.Target != "" {
+			spec += ",target=" + d.Target // last: it may hold commas
+		}
+		out = append(out, spec)
+	}
+	return out
+}
+
+func vifSpecs(vifs []api.Vif) []string {
+	var out []string
+	for _, v := range vifs {
+		parts := []string{"mac=" + v.MAC}
+		if v.Bridge != "" {
+			parts = append(parts, "bridge="+v.Bridge)
+		}
+		if len(v.IP) > 0 {
+			parts = append(parts, "ip="+strings.Join(v.IP, " "))
+		}
+		if v.Model != "" {
+			parts = append(parts, "model="+v.Model)
+		}
+		if v.Rate != "" {
+			parts = append(parts, "rate="+v.Rate)
+		}
+		if v.VifName != "" {
+			parts = append(parts, "vifname="+v.VifName)
+		}
+		if v.Type != "" {
+			parts = append(parts, "type="+v.Type)
+		}
+		out = append(out, strings.Join(parts, ","))
+	}
+	return out
+}
+
+// formatPolicy writes how the domain is run: actions, CPU placement and
+// share, boot order and clock.
+func formatPolicy(w *cfgWriter, s api.DomainSpec) {
+	w.kv("on_poweroff", quote(s.OnPoweroff))
+	w.kv("on_reboot", quote(s.OnReboot))
+	w.kv("on_crash", quote(s.OnCrash))
+	w.kv("on_watchdog", quote(s.OnWatchdog))
 	if s.Accel != "" {
-		kv("accel", quote(s.Accel))
+		w.kv("accel", quote(s.Accel))
 	}
 	if s.CPUs != "" {
-		if strings.Contains(s.CPUs, ";") {
-			var items []string
-			for _, c := range strings.Split(s.CPUs, ";") {
-				items = append(items, quote(c))
-			}
-			kv("cpus", "[ "+strings.Join(items, ", ")+" ]")
-		} else {
-			kv("cpus", quote(s.CPUs))
-		}
+		w.kv("cpus", formatCPUs(s.CPUs))
 	}
-	kv("cpu_weight", fmt.Sprint(s.CPUWeight))
-	kv("cap", fmt.Sprint(s.Cap))
+	w.kv("cpu_weight", fmt.Sprint(s.CPUWeight))
+	w.kv("cap", fmt.Sprint(s.Cap))
 	if s.HotplugSlots > 0 {
-		kv("hotplug_slots", fmt.Sprint(s.HotplugSlots))
+		w.kv("hotplug_slots", fmt.Sprint(s.HotplugSlots))
 	}
 	if s.Bootloader != "" {
-		kv("bootloader", quote(s.Bootloader))
+		w.kv("bootloader", quote(s.Bootloader))
 	}
 	if s.Boot != "" {
-		kv("boot", quote(s.Boot))
+		w.kv("boot", quote(s.Boot))
 	}
 	if s.Localtime {
-		kv("localtime", "1")
+		w.kv("localtime", "1")
 	}
 	if s.RTCOffsetSec != 0 {
-		kv("rtc_timeoffset", quote(fmt.Sprint(s.RTCOffsetSec)))
+		w.kv("rtc_timeoffset", quote(fmt.Sprint(s.RTCOffsetSec)))
 	}
-	return b.String()
+}
+
+// formatCPUs writes cpus=: a per-vCPU list (joined with ; by decodeCPUs)
+// goes back to a list.
+func formatCPUs(cpus string) string {
+	if !strings.Contains(cpus, ";") {
+		return quote(cpus)
+	}
+	var items []string
+	for _, c := range strings.Split(cpus, ";") {
+		items = append(items, quote(c))
+	}
+	return "[ " + strings.Join(items, ", ") + " ]"
 }
 
 // Summary says in a few lines what a spec maps to on KVM.

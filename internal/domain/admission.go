@@ -12,9 +12,9 @@ import (
 	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/procfs"
+	domspec "github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -30,7 +30,7 @@ func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
 // with incoming, without testing the images' locks (on shared storage the
 // source holds them until the handover).
 func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, incoming bool) (string, error) {
-	if err := config.Normalize(spec); err != nil {
+	if err := domspec.Normalize(spec); err != nil {
 		return "", api.Errorf(api.ErrInvalid, "%v", err)
 	}
 	accel := m.o.Accel.Name

@@ -12,6 +12,7 @@ import (
 	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/revert"
+	domspec "github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -240,7 +241,7 @@ func cloneSpec(src api.DomainSpec, name string, o CloneOptions) (api.DomainSpec,
 	s.Disks = append([]api.Disk(nil), src.Disks...)
 	s.Vifs = append([]api.Vif(nil), src.Vifs...)
 	for i := range s.Vifs {
-		s.Vifs[i].MAC = config.GenerateMAC(name, i)
+		s.Vifs[i].MAC = domspec.GenerateMAC(name, i)
 		s.Vifs[i].VifName = ""
 		s.Vifs[i].Port = ""
 	}
@@ -251,7 +252,7 @@ func cloneSpec(src api.DomainSpec, name string, o CloneOptions) (api.DomainSpec,
 		if i >= len(s.Vifs) {
 			return s, api.Errorf(api.ErrInvalid, "--vif %d: %s has %d vif(s); a clone's vifs follow the source's", i+1, src.Name, len(src.Vifs))
 		}
-		v, err := config.ParseVif(vs)
+		v, err := domspec.ParseVif(vs)
 		if err != nil {
 			return s, api.Errorf(api.ErrInvalid, "--vif %q: %v", vs, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/revert"
 	"github.com/ringfence/ringfence/internal/safefile"
+	domspec "github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -262,13 +263,13 @@ func (im *importer) unpack() error {
 	if rename := im.req.Name; rename != "" {
 		im.spec.Name, im.spec.UUID = rename, ""
 		for i := range im.spec.Vifs {
-			im.spec.Vifs[i].MAC, im.spec.Vifs[i].VifName = config.GenerateMAC(rename, i), ""
+			im.spec.Vifs[i].MAC, im.spec.Vifs[i].VifName = domspec.GenerateMAC(rename, i), ""
 		}
 	}
 	if _, err := im.m.get(im.spec.Name); err == nil {
 		return api.Errorf(api.ErrConflict, "a domain named %q already exists here; import with --name NEW", im.spec.Name)
 	}
-	if err := config.ValidName(im.spec.Name); err != nil {
+	if err := domspec.ValidName(im.spec.Name); err != nil {
 		return api.Errorf(api.ErrInvalid, "the archive's domain: %v", err)
 	}
 	return nil

@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
+	domspec "github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -56,7 +56,7 @@ func (m *Manager) checkImage(what, p string, use storage.Use, format string) err
 // BlockAttach adds a disk (an xl disk spec) to a running domain, on a
 // spare root port; the guest sees a new /dev/vdX.
 func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk, error) {
-	dk, _, err := config.ParseDisk(spec)
+	dk, _, err := domspec.ParseDisk(spec)
 	if err != nil {
 		return dk, api.Errorf(api.ErrInvalid, "disk spec %q: %v", spec, err)
 	}
@@ -265,7 +265,7 @@ func (m *Manager) vifsInUse(name string, vifs []api.Vif) error {
 // NetworkAttach adds a vif (an xl vif spec) to a running domain: a new
 // tap on the bridge, a NIC on a spare root port (xl network-attach).
 func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif, error) {
-	v, err := config.ParseVif(spec)
+	v, err := domspec.ParseVif(spec)
 	if err != nil {
 		return v, api.Errorf(api.ErrInvalid, "vif spec %q: %v", spec, err)
 	}
@@ -279,7 +279,7 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif
 	defer d.mu.Unlock()
 	idx := len(d.rec.Spec.Vifs)
 	if v.MAC == "" {
-		v.MAC = config.GenerateMAC(name, idx)
+		v.MAC = domspec.GenerateMAC(name, idx)
 	}
 	if err := m.checkVif(v); err != nil {
 		return v, api.Errorf(api.ErrCode(err, api.ErrInvalid), "%v", err)

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/safefile"
+	domspec "github.com/ringfence/ringfence/internal/spec"
 )
 
 // A save file is: saveMagic, a 4-byte big-endian header length, the JSON
@@ -169,7 +169,7 @@ func readSave(path string) (saveHeader, int64, int64, error) {
 	if !bytes.Equal(h.Sum(nil), tr[len(trailerMagic)+8:]) {
 		return bad("checksum mismatch: the state is corrupt")
 	}
-	if err := config.Normalize(&hdr.Spec); err != nil {
+	if err := domspec.Normalize(&hdr.Spec); err != nil {
 		return bad("the saved domain spec is invalid: %v", err)
 	}
 	return hdr, start, end, nil

@@ -16,8 +16,8 @@ import (
 	"syscall"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/names"
+	"github.com/ringfence/ringfence/internal/spec"
 )
 
 // CheckName validates a pool, volume, snapshot or network name (the one
@@ -61,7 +61,7 @@ func within(path, dir string) bool {
 
 // ParseSize reads sizes like 10G, 512M, 1T, 4096 (bytes), as qemu-img does.
 func ParseSize(s string) (int64, error) {
-	v, err := config.ParseSize(s)
+	v, err := spec.ParseSize(s)
 	if err != nil {
 		return 0, api.Errorf(api.ErrInvalid, "size %q: want a positive number with an optional K, M, G or T suffix, e.g. 10G", s)
 	}

@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"internal/daemon": {"internal/api", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
 		"internal/host", "internal/launch", "internal/names", "internal/netmgr", "internal/peer", "internal/storage", "internal/store"},
 	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/names",
-		"internal/procfs", "internal/revert", "internal/safefile", "internal/storage", "internal/store"},
+		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
 	// The engine boundary: domain talks to engine only; the QEMU engine
 	// knows nothing above it.
@@ -40,8 +40,9 @@ var allowed = map[string][]string{
 	"internal/engine/qemu/qmp": {},
 
 	// Host-side managers and their leaves.
-	"internal/config":     {"internal/api", "internal/names"},
-	"internal/storage":    {"internal/api", "internal/config", "internal/imagelock", "internal/names", "internal/safefile", "internal/store"},
+	"internal/config":     {"internal/api", "internal/spec"},
+	"internal/spec":       {"internal/api", "internal/names"}, // a valid spec's rules: config and the daemon share them
+	"internal/storage":    {"internal/api", "internal/imagelock", "internal/names", "internal/safefile", "internal/spec", "internal/store"},
 	"internal/netmgr":     {"internal/api", "internal/network", "internal/revert", "internal/storage", "internal/store"},
 	"internal/network":    {},
 	"internal/peer":       {"internal/api", "internal/names", "internal/safefile"},
