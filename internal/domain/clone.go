@@ -138,47 +138,27 @@ func (m *Manager) cloneDisks(ctx context.Context, d *dom, snapshot api.DomainSpe
 			return api.Errorf(api.ErrConflict, "%s's disks changed while it was being cloned; try again", src)
 		}
 	}
-	var srcMade []string
+	// src's overlays go if anything fails before it writes to them; the
+	// clone's are r's (undone if the clone's create fails later).
+	srcR := revert.New()
+	defer srcR.Fail()
 	for _, p := range plans {
-		for _, f := range []string{p.overlay, p.cloneTo} {
-			if err := storage.Overlay(p.base, p.fmt, f, 0); err != nil {
-				for _, x := range srcMade {
-					os.Remove(x)
-				}
-				return err
-			}
-			if f == p.cloneTo {
-				cloneTo := f
-				r.Add(func() { os.Remove(cloneTo) })
-			} else {
-				srcMade = append(srcMade, f)
-			}
+		if err := storage.Overlay(p.base, p.fmt, p.overlay, 0); err != nil {
+			return err
 		}
+		overlay := p.overlay
+		srcR.Add(func() { os.Remove(overlay) })
+		if err := storage.Overlay(p.base, p.fmt, p.cloneTo, 0); err != nil {
+			return err
+		}
+		cloneTo := p.cloneTo
+		r.Add(func() { os.Remove(cloneTo) })
 	}
-	// Switch src onto its overlays: live when it runs.
 	if d.inst != nil {
-		snap, ok := d.inst.(engine.DiskSnapshotter)
-		if !ok {
-			for _, f := range srcMade {
-				os.Remove(f)
-			}
-			return api.Errorf(api.ErrUnavailable, "this engine cannot snapshot a running domain's disks")
-		}
-		var ovs []engine.Overlay
-		for _, p := range plans {
-			ovs = append(ovs, engine.Overlay{Disk: d.rec.Spec.Disks[p.idx].Guest, Path: p.overlay, Base: p.base})
-		}
-		wasRunning := false
-		if st, err := d.inst.Status(ctx); err == nil && st == engine.RunRunning && len(ovs) > 1 {
-			wasRunning = d.inst.Pause(ctx) == nil
-		}
-		n, err := snap.SnapshotDisks(ctx, ovs)
-		if wasRunning {
-			d.inst.Resume(context.Background())
-		}
-		if err != nil {
+		if n, err := m.switchLive(ctx, d, plans); err != nil {
 			// Disks already switched stay on their overlays (the guest
-			// writes there now): recorded below; the rest go.
+			// writes there now): recorded; the rest go.
+			srcR.Success()
 			for _, p := range plans[n:] {
 				os.Remove(p.overlay)
 			}
@@ -189,11 +169,30 @@ func (m *Manager) cloneDisks(ctx context.Context, d *dom, snapshot api.DomainSpe
 			return fmt.Errorf("snapshotting %s's disks: %w", src, err)
 		}
 	}
+	srcR.Success()
 	if err := m.useOverlays(ctx, d, plans); err != nil {
 		return err
 	}
 	m.recordChains(ctx, src, newName, plans)
 	return nil
+}
+
+// switchLive moves a running domain onto its new overlays, paused across
+// them when there are several so they agree; n disks were switched.
+// Caller holds d.mu.
+func (m *Manager) switchLive(ctx context.Context, d *dom, plans []clonePlan) (n int, err error) {
+	snap, ok := d.inst.(engine.DiskSnapshotter)
+	if !ok {
+		return 0, api.Errorf(api.ErrUnavailable, "this engine cannot snapshot a running domain's disks")
+	}
+	var ovs []engine.Overlay
+	for _, p := range plans {
+		ovs = append(ovs, engine.Overlay{Disk: d.rec.Spec.Disks[p.idx].Guest, Path: p.overlay, Base: p.base})
+	}
+	if st, err := d.inst.Status(ctx); err == nil && st == engine.RunRunning && len(ovs) > 1 && d.inst.Pause(ctx) == nil {
+		defer d.inst.Resume(context.Background())
+	}
+	return snap.SnapshotDisks(ctx, ovs)
 }
 
 // recordChains notes the overlays a clone made on each frozen image: src's

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/revert"
 	domspec "github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/storage"
 )
@@ -102,13 +103,18 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk,
 	if err != nil {
 		return dk, err
 	}
+	r := revert.New()
+	defer r.Fail()
 	if err := hp.AttachDisk(ctx, engine.Disk{ID: dk.Guest, Port: dk.Port, Path: dk.Target, Format: dk.Format, ReadOnly: dk.Access == "ro"}); err != nil {
 		return dk, err
 	}
+	r.Add(func() { hp.DetachDisk(context.Background(), dk.Guest) })
+	r.Add(m.keepSpec(d))
 	d.rec.Spec.Disks = append(append([]api.Disk(nil), d.rec.Spec.Disks...), dk)
 	if err := m.save(ctx, d); err != nil {
 		return dk, err
 	}
+	r.Success()
 	m.view(d)
 	m.o.Log.Info("disk attached", "name", name, "disk", dk.Guest, "target", dk.Target)
 	return dk, nil
@@ -302,33 +308,41 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif
 	for n := idx; slices.Contains(d.rec.Taps, tap); n++ {
 		tap = tapName(d.rec.ID, n+1) // an earlier detach freed a lower index
 	}
+	r := revert.New()
+	defer r.Fail()
 	if err := m.plugTap(ctx, name, tap, v); err != nil {
 		return v, api.Errorf(api.ErrCode(err, api.ErrInvalid), "%v", err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			m.unplugTap(tap)
-		}
-	}()
+	r.Add(func() { m.unplugTap(tap) })
 	f, err := m.o.Networks.OpenTap(tap)
 	if err != nil {
 		return v, err
 	}
-	err = hp.AttachNIC(ctx, engine.NIC{ID: engine.NICID(idx, v.Port), Tap: tap, MAC: v.MAC, Model: v.Model, Port: v.Port}, f)
+	nic := engine.NIC{ID: engine.NICID(idx, v.Port), Tap: tap, MAC: v.MAC, Model: v.Model, Port: v.Port}
+	err = hp.AttachNIC(ctx, nic, f)
 	f.Close()
 	if err != nil {
 		return v, err
 	}
+	r.Add(func() { hp.DetachNIC(context.Background(), nic.ID) })
+	r.Add(m.keepSpec(d))
 	d.rec.Spec.Vifs = append(append([]api.Vif(nil), d.rec.Spec.Vifs...), v)
 	d.rec.Taps = append(append([]string(nil), d.rec.Taps...), tap)
 	if err := m.save(ctx, d); err != nil {
 		return v, err
 	}
-	ok = true
+	r.Success()
 	m.view(d)
 	m.o.Log.Info("vif attached", "name", name, "mac", v.MAC, "tap", tap)
 	return v, nil
+}
+
+// keepSpec returns what puts d's devices (spec and taps) back as they are
+// now: a hot-plug whose record cannot be saved is undone whole. Caller
+// holds d.mu.
+func (m *Manager) keepSpec(d *dom) func() {
+	spec, taps := d.rec.Spec, d.rec.Taps
+	return func() { d.rec.Spec, d.rec.Taps = spec, taps }
 }
 
 // findVif finds a vif by index (xl's devid) or MAC.

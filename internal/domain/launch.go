@@ -153,40 +153,75 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 // sockets) before its vCPUs run, the end of the start after. A daemon
 // killed at any point finds in the store what to finish or undo.
 func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
-	paused := so.paused
 	if so.kind == "" {
 		so.kind = kindCreate
 	}
-	r := revert.New()
-	defer r.Fail()
-	id := m.allocID()
-	spec := d.rec.Spec
-	ls := m.launchSpec(spec, d.rec.Accel, id)
+	l := &launcher{m: m, d: d, so: so, spec: d.rec.Spec, r: revert.New()}
+	defer l.r.Fail()
+	for _, step := range []func(context.Context) error{l.prepare, l.noteIntent, l.makeHost, l.startVMM, l.configure, l.record, l.run} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	l.r.Success()
+	l.finish(ctx)
+	return nil
+}
+
+// launcher is one start; its methods are the steps in the order they
+// run, and r undoes every step made so far if a later one fails.
+type launcher struct {
+	m    *Manager
+	d    *dom
+	so   startOpts
+	spec api.DomainSpec
+	r    *revert.Reverter
+
+	id   int
+	uid  int
+	ls   engine.LaunchSpec
+	taps []string
+	inst engine.Instance
+}
+
+// prepare takes an ID and a QEMU uid and makes the run dir.
+func (l *launcher) prepare(context.Context) error {
+	m, d := l.m, l.d
+	l.id = m.allocID()
+	l.ls = m.launchSpec(l.spec, d.rec.Accel, l.id)
 	uid, err := m.allocUID(d)
 	if err != nil {
 		return err
 	}
-	r.Add(func() { d.uid.Store(0) })
+	l.uid = uid
+	l.r.Add(func() { d.uid.Store(0) })
 	if uid != 0 {
-		ls.RunAs = fmt.Sprintf("%d:%d", uid, uid)
+		l.ls.RunAs = fmt.Sprintf("%d:%d", uid, uid)
 	}
-	if err := os.MkdirAll(ls.RunDir, 0o700); err != nil {
+	if err := os.MkdirAll(l.ls.RunDir, 0o700); err != nil {
 		return fmt.Errorf("creating runtime dir: %w", err)
 	}
+	return nil
+}
+
+// noteIntent writes the start's intent (ID, planned taps) before
+// anything is made on the host; undone, the record is what it was.
+func (l *launcher) noteIntent(ctx context.Context) error {
+	m, d, id, name := l.m, l.d, l.id, l.spec.Name
 	var planned []string
-	for _, n := range ls.NICs {
+	for _, n := range l.ls.NICs {
 		planned = append(planned, n.Tap)
 	}
 	prev := d.rec
-	_, getErr := m.o.Store.Get(ctx, keyDomains+spec.Name)
+	_, getErr := m.o.Store.Get(ctx, keyDomains+name)
 	hadRecord := getErr == nil
-	d.rec.Starting = &startIntent{Kind: so.kind, ID: id, Taps: planned, Resume: !paused}
+	d.rec.Starting = &startIntent{Kind: l.so.kind, ID: id, Taps: planned, Resume: !l.so.paused}
 	d.rec.Ending, d.rec.Engine, d.rec.Taps = nil, nil, nil
 	if err := m.save(ctx, d); err != nil {
 		d.rec = prev
 		return err
 	}
-	r.Add(func() {
+	l.r.Add(func() {
 		// Withdrawn: the record is what it was (none for a new domain),
 		// and so is the ID counter unless another start took one since:
 		// a failed create leaves the store as it found it.
@@ -199,42 +234,60 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 		if hadRecord {
 			m.save(context.Background(), d)
 		} else {
-			m.deleteRecordSaveID(spec.Name)
+			m.deleteRecordSaveID(name)
 		}
 	})
 	crashpoint.Hit("start:intent")
-	var taps []string
-	for i, n := range ls.NICs {
-		if err := m.plugTap(ctx, spec.Name, n.Tap, spec.Vifs[i]); err != nil {
+	return nil
+}
+
+// makeHost attaches the vifs' taps and makes the domain's cgroup.
+func (l *launcher) makeHost(ctx context.Context) error {
+	m, name := l.m, l.spec.Name
+	for i, n := range l.ls.NICs {
+		if err := m.plugTap(ctx, name, n.Tap, l.spec.Vifs[i]); err != nil {
 			return api.Errorf(api.ErrCode(err, api.ErrInvalid), "vif %d: %v", i, err)
 		}
 		tap := n.Tap
-		taps = append(taps, tap)
-		r.Add(func() { m.unplugTap(tap) })
+		l.taps = append(l.taps, tap)
+		l.r.Add(func() { m.unplugTap(tap) })
 	}
-	ls.Incoming = so.incoming != nil
+	l.ls.Incoming = l.so.incoming != nil
 	if cg := m.o.Cgroups; cg != nil {
-		if err := cg.Create(spec.Name, m.limits(spec, d.rec.Accel)); err != nil {
+		if err := cg.Create(name, m.limits(l.spec, l.d.rec.Accel)); err != nil {
 			return fmt.Errorf("creating the domain's cgroup: %w", err)
 		}
-		r.Add(func() { m.removeCgroup(spec.Name) })
-		ls.CgroupProcs = cg.ProcsFiles(spec.Name)
+		l.r.Add(func() { m.removeCgroup(name) })
+		l.ls.CgroupProcs = cg.ProcsFiles(name)
 	}
-	so.tl.mark("host-ready")
+	l.so.tl.mark("host-ready")
 	crashpoint.Hit("start:host-ready")
-	inst, err := m.o.Engine.Start(ctx, ls)
+	return nil
+}
+
+// startVMM starts QEMU, stopped before the guest's first instruction.
+func (l *launcher) startVMM(ctx context.Context) error {
+	inst, err := l.m.o.Engine.Start(ctx, l.ls)
 	if err != nil {
-		if oom := m.oomReason(d); oom != "" {
-			m.o.Log.Error("domain killed at start: out of memory", "name", spec.Name, "reason", oom)
-			return api.Errorf(api.ErrInsufficient, "starting %s: %s", spec.Name, oom)
+		if oom := l.m.oomReason(l.d); oom != "" {
+			l.m.o.Log.Error("domain killed at start: out of memory", "name", l.spec.Name, "reason", oom)
+			return api.Errorf(api.ErrInsufficient, "starting %s: %s", l.spec.Name, oom)
 		}
-		return fmt.Errorf("starting %s: %w", spec.Name, err)
+		return fmt.Errorf("starting %s: %w", l.spec.Name, err)
 	}
-	r.Add(func() { inst.Kill(); <-inst.Wait() })
-	so.tl.mark("qemu-up")
-	so.tl.sched(inst.PID())
+	l.inst = inst
+	l.r.Add(func() { inst.Kill(); <-inst.Wait() })
+	l.so.tl.mark("qemu-up")
+	l.so.tl.sched(inst.PID())
 	crashpoint.Hit("start:qemu-up")
-	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, m.o.HostCPUs); err != nil {
+	return nil
+}
+
+// configure pins vCPUs, sets the boot balloon, attaches the console and
+// loads incoming state (restore, migration).
+func (l *launcher) configure(ctx context.Context) error {
+	inst, spec := l.inst, l.spec
+	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, l.m.o.HostCPUs); err != nil {
 		return api.Errorf(api.ErrInvalid, "pinning vCPUs: %v", err)
 	}
 	if spec.MemoryMiB < spec.MaxMemMiB {
@@ -244,66 +297,82 @@ func (m *Manager) start(ctx context.Context, d *dom, so startOpts) error {
 			return fmt.Errorf("setting the balloon target: %w", err)
 		}
 	}
-	if err := d.console.Connect(inst.SerialPath()); err != nil {
+	if err := l.d.console.Connect(inst.SerialPath()); err != nil {
 		return fmt.Errorf("attaching console: %w", err)
 	}
-	so.tl.mark("console")
-	if so.incoming != nil {
-		mig, ok := inst.(engine.Migratable)
-		if !ok {
-			return errNoMigrate
-		}
-		if err := so.incoming(ctx, mig); err != nil {
-			return fmt.Errorf("loading the saved state: %w", err)
-		}
+	l.so.tl.mark("console")
+	if l.so.incoming == nil {
+		return nil
 	}
-	d.rec.ID = id
-	d.rec.Taps = taps
+	mig, ok := inst.(engine.Migratable)
+	if !ok {
+		return errNoMigrate
+	}
+	if err := l.so.incoming(ctx, mig); err != nil {
+		return fmt.Errorf("loading the saved state: %w", err)
+	}
+	return nil
+}
+
+// record stores the QEMU before its vCPUs start, so a daemon crash from
+// here on finds (and re-attaches) it instead of leaking it.
+func (l *launcher) record(ctx context.Context) error {
+	m, d := l.m, l.d
+	d.rec.ID = l.id
+	d.rec.Taps = l.taps
 	d.rec.StartedAt = time.Now()
-	d.rec.Engine = inst.State()
+	d.rec.Engine = l.inst.State()
 	m.setState(d, api.StateRunning)
-	if paused {
+	if l.so.paused {
 		m.setState(d, api.StatePaused)
 	}
 	d.rec.Generation++
-	d.rec.BootMaxMemMiB = spec.MaxMemMiB
-	d.rec.QEMUUID = uid
-	// Recorded before the vCPUs start, so a daemon crash from here on
-	// finds (and re-attaches) the QEMU instead of leaking it.
+	d.rec.BootMaxMemMiB = l.spec.MaxMemMiB
+	d.rec.QEMUUID = l.uid
 	if err := m.save(ctx, d); err != nil {
 		return err
 	}
-	so.tl.mark("recorded")
+	l.so.tl.mark("recorded")
 	crashpoint.Hit("start:recorded")
-	if so.incoming != nil {
+	return nil
+}
+
+// run takes the images' locks of an incoming domain and starts the vCPUs
+// (unless it starts paused).
+func (l *launcher) run(ctx context.Context) error {
+	if l.so.incoming != nil {
 		// Started unlocked while the source held the images; the source
 		// let go of them before the handover. Nobody else may have them:
 		// a guest never runs on an image another process writes.
-		if err := m.takeLocks(inst, spec); err != nil {
+		if err := l.m.takeLocks(l.inst, l.spec); err != nil {
 			return fmt.Errorf("taking the images' locks: %w", err)
 		}
 	}
-	if !paused {
-		if err := inst.Resume(ctx); err != nil {
+	if !l.so.paused {
+		if err := l.inst.Resume(ctx); err != nil {
 			return fmt.Errorf("starting vCPUs: %w", err)
 		}
-		so.tl.mark("running")
+		l.so.tl.mark("running")
 	}
 	crashpoint.Hit("start:running")
+	return nil
+}
+
+// finish marks the start done and watches the new incarnation.
+func (l *launcher) finish(ctx context.Context) {
+	m, d, inst := l.m, l.d, l.inst
 	d.rec.Starting = nil
 	if err := m.save(ctx, d); err != nil {
 		// It runs and the store says so (Engine); the intent left in the
 		// store only makes a later daemon check it is resumed.
-		m.o.Log.Error("marking a start done", "name", spec.Name, "err", err)
+		m.o.Log.Error("marking a start done", "name", l.spec.Name, "err", err)
 	}
 	d.setInst(inst)
 	d.intent = ""
 	d.hostStop.Store(false)
 	d.ended = make(chan struct{})
-	r.Success()
 	m.watch(d, inst, d.ended)
-	m.o.Log.Info("domain started", "name", spec.Name, "id", id, "pid", inst.PID(), "accel", d.rec.Accel)
-	return nil
+	m.o.Log.Info("domain started", "name", l.spec.Name, "id", l.id, "pid", inst.PID(), "accel", d.rec.Accel)
 }
 
 func (m *Manager) save(ctx context.Context, d *dom) error {

@@ -90,20 +90,34 @@ func (m *Manager) recoverOne(ctx context.Context, rec record) {
 		return
 	}
 	if rec.Ending != nil {
-		// It ended and its action was decided but not carried out.
-		m.o.Ledger.Adopt(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs)
-		m.o.Log.Warn("finishing the end of a domain the last daemon left undone", "name", name, "action", rec.Ending.Action)
-		for _, t := range rec.Taps {
-			m.unplugTap(t)
-		}
-		d.rec.Taps = nil
-		m.removeCgroup(name)
-		m.applyAction(d, rec.Ending.Action, rec.Ending.State)
+		m.recoverEnding(d)
 		return
 	}
 	if rec.State == api.StateShutdown || rec.State == api.StateCrashed {
 		return // preserved: holds no resources
 	}
+	m.reattach(ctx, d)
+}
+
+// recoverEnding carries out an end whose action was decided but not
+// carried out. Caller holds d.mu.
+func (m *Manager) recoverEnding(d *dom) {
+	rec, name := d.rec, d.rec.Spec.Name
+	m.o.Ledger.Adopt(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs)
+	m.o.Log.Warn("finishing the end of a domain the last daemon left undone", "name", name, "action", rec.Ending.Action)
+	for _, t := range rec.Taps {
+		m.unplugTap(t)
+	}
+	d.rec.Taps = nil
+	m.removeCgroup(name)
+	m.applyAction(d, rec.Ending.Action, rec.Ending.State)
+}
+
+// reattach takes back a QEMU a previous daemon left running: the ledger,
+// the console, its taps, and the state it is really in. Caller holds
+// d.mu.
+func (m *Manager) reattach(ctx context.Context, d *dom) {
+	rec, name := d.rec, d.rec.Spec.Name
 	if err := m.o.Ledger.Adopt(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs); err != nil {
 		m.o.Log.Error("a running domain does not fit the ledger", "name", name, "err", err)
 	}
@@ -132,32 +146,39 @@ func (m *Manager) recoverOne(ctx context.Context, rec record) {
 			}
 		}
 	}
+	m.settleRunState(ctx, d, inst)
+	m.save(ctx, d)
+	m.watch(d, inst, d.ended)
+	m.o.Log.Info("re-attached domain", "name", name, "id", rec.ID, "pid", inst.PID())
+}
+
+// settleRunState finishes a start that was recorded but not marked done
+// (its vCPUs may not have been started) and takes the state the VM is
+// really in. An incoming migration is never resumed here (the source may
+// still run it). Caller holds d.mu.
+func (m *Manager) settleRunState(ctx context.Context, d *dom, inst engine.Instance) {
 	st, stErr := inst.Status(ctx)
-	if s := rec.Starting; s != nil && stErr == nil {
-		// Recorded, but the start was not marked done: its vCPUs may
-		// not have been started. An incoming migration is never resumed
-		// here (the source may still run it).
+	if s := d.rec.Starting; s != nil && stErr == nil {
 		if s.Resume && s.Kind != kindMigrate && (st == engine.RunPrelaunch || st == engine.RunPaused) {
 			if err := inst.Resume(ctx); err != nil {
-				m.o.Log.Error("starting the vCPUs of an interrupted start", "name", name, "err", err)
+				m.o.Log.Error("starting the vCPUs of an interrupted start", "name", d.rec.Spec.Name, "err", err)
 			} else {
 				st = engine.RunRunning
-				m.o.Log.Warn("finished a start the last daemon left undone", "name", name)
+				m.o.Log.Warn("finished a start the last daemon left undone", "name", d.rec.Spec.Name)
 			}
 		}
 		d.rec.Starting = nil
 	}
-	if stErr == nil {
-		// postmigrate: handed over to another host, unconfirmed.
-		if st == engine.RunPaused || st == engine.RunPrelaunch || st == engine.RunHandedOver {
-			m.setState(d, api.StatePaused)
-		} else if st == engine.RunRunning {
-			m.setState(d, api.StateRunning)
-		}
+	if stErr != nil {
+		return
 	}
-	m.save(ctx, d)
-	m.watch(d, inst, d.ended)
-	m.o.Log.Info("re-attached domain", "name", name, "id", rec.ID, "pid", inst.PID())
+	// Handed over: migrated to another host, unconfirmed.
+	switch st {
+	case engine.RunPaused, engine.RunPrelaunch, engine.RunHandedOver:
+		m.setState(d, api.StatePaused)
+	case engine.RunRunning:
+		m.setState(d, api.StateRunning)
+	}
 }
 
 // recoverStart finishes or undoes a start the last daemon was killed in

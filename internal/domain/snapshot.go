@@ -12,6 +12,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/revert"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -62,6 +63,7 @@ func orRaw(f string) string {
 }
 
 // SnapshotCreate takes snapshot snap of domain name (live when it runs).
+// Disks snapshotted and memory saved are undone if a later step fails.
 func (m *Manager) SnapshotCreate(ctx context.Context, name, snap string, memory bool) (api.Snapshot, error) {
 	if err := storage.CheckName("snapshot", snap); err != nil {
 		return api.Snapshot{}, err
@@ -83,83 +85,80 @@ func (m *Manager) SnapshotCreate(ctx context.Context, name, snap string, memory 
 		return api.Snapshot{}, err
 	}
 	rec := snapRecord{Snapshot: api.Snapshot{Name: snap, Domain: name, Created: time.Now().UTC(), Disks: disks, Memory: memory}}
-	var done []api.SnapshotDisk
+	r := revert.New()
+	defer r.Fail()
 	if d.inst == nil {
-		if memory {
-			return api.Snapshot{}, api.Errorf(api.ErrConflict, "%s is not running: there is no memory to snapshot; leave out --memory", name)
-		}
-		for _, dk := range disks {
-			if err := storage.Snapshot("-c", snap, dk.Path); err != nil {
-				m.dropDiskSnaps(ctx, nil, done, snap)
-				return api.Snapshot{}, err
-			}
-			done = append(done, dk)
-		}
+		err = m.snapStopped(ctx, r, &rec)
 	} else {
-		is, ok := d.inst.(engine.InternalSnapshotter)
-		if !ok {
-			return api.Snapshot{}, api.Errorf(api.ErrUnavailable, "this engine cannot snapshot a running domain")
-		}
-		// Paused across all disks (and the memory), so they agree.
-		wasRunning := false
-		if st, err := d.inst.Status(ctx); err == nil && st == engine.RunRunning {
-			if err := d.inst.Pause(ctx); err != nil {
-				return api.Snapshot{}, err
-			}
-			wasRunning = true
-		}
-		resume := func() {
-			if wasRunning {
-				d.inst.Resume(context.Background())
-			}
-		}
-		for _, dk := range disks {
-			if err := is.SnapshotInternal(ctx, dk.Guest, snap); err != nil {
-				m.dropDiskSnaps(ctx, is, done, snap)
-				resume()
-				return api.Snapshot{}, fmt.Errorf("snapshotting disk %s: %w", dk.Guest, err)
-			}
-			done = append(done, dk)
-		}
-		if memory {
-			mig, ok := d.inst.(engine.Migratable)
-			if !ok {
-				m.dropDiskSnaps(ctx, is, done, snap)
-				resume()
-				return api.Snapshot{}, api.Errorf(api.ErrUnavailable, "this engine cannot save memory")
-			}
-			dir := filepath.Join(m.o.StateDir, "snapshots", name)
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				m.dropDiskSnaps(ctx, is, done, snap)
-				resume()
-				return api.Snapshot{}, err
-			}
-			rec.StatePath = filepath.Join(dir, snap+".state")
-			hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: rec.Created}
-			hdr.Host, _ = os.Hostname()
-			if err := m.writeSave(ctx, rec.StatePath, hdr, mig); err != nil {
-				m.dropDiskSnaps(ctx, is, done, snap)
-				resume()
-				return api.Snapshot{}, fmt.Errorf("saving %s's memory: %w", name, err)
-			}
-			// A paused VM that was saved is "postmigrate": cont resumes it.
-		}
-		resume()
+		err = m.snapRunning(ctx, r, d, &rec)
+	}
+	if err != nil {
+		return api.Snapshot{}, err
 	}
 	b, _ := json.Marshal(rec)
 	if err := store.Put(ctx, m.o.Store, snapKey(name, snap), b); err != nil {
-		var is engine.InternalSnapshotter
-		if d.inst != nil {
-			is, _ = d.inst.(engine.InternalSnapshotter)
-		}
-		m.dropDiskSnaps(ctx, is, done, snap)
-		if rec.StatePath != "" {
-			os.Remove(rec.StatePath)
-		}
 		return api.Snapshot{}, err
 	}
+	r.Success()
 	m.o.Log.Info("snapshot taken", "name", name, "snapshot", snap, "memory", memory, "disks", len(disks))
 	return rec.Snapshot, nil
+}
+
+// snapStopped snapshots a stopped domain's disks with qemu-img.
+func (m *Manager) snapStopped(ctx context.Context, r *revert.Reverter, rec *snapRecord) error {
+	if rec.Memory {
+		return api.Errorf(api.ErrConflict, "%s is not running: there is no memory to snapshot; leave out --memory", rec.Domain)
+	}
+	for _, dk := range rec.Disks {
+		if err := storage.Snapshot("-c", rec.Name, dk.Path); err != nil {
+			return err
+		}
+		r.Add(func() { m.dropDiskSnaps(ctx, nil, []api.SnapshotDisk{dk}, rec.Name) })
+	}
+	return nil
+}
+
+// snapRunning snapshots a running domain's disks (and memory) through its
+// engine, paused across all of them so they agree. Caller holds d.mu.
+func (m *Manager) snapRunning(ctx context.Context, r *revert.Reverter, d *dom, rec *snapRecord) error {
+	is, ok := d.inst.(engine.InternalSnapshotter)
+	if !ok {
+		return api.Errorf(api.ErrUnavailable, "this engine cannot snapshot a running domain")
+	}
+	if st, err := d.inst.Status(ctx); err == nil && st == engine.RunRunning {
+		if err := d.inst.Pause(ctx); err != nil {
+			return err
+		}
+		// Resumed whatever happens. A paused VM that was saved is
+		// "postmigrate": cont resumes it too.
+		defer d.inst.Resume(context.Background())
+	}
+	for _, dk := range rec.Disks {
+		if err := is.SnapshotInternal(ctx, dk.Guest, rec.Name); err != nil {
+			return fmt.Errorf("snapshotting disk %s: %w", dk.Guest, err)
+		}
+		r.Add(func() { m.dropDiskSnaps(ctx, is, []api.SnapshotDisk{dk}, rec.Name) })
+	}
+	if !rec.Memory {
+		return nil
+	}
+	mig, ok := d.inst.(engine.Migratable)
+	if !ok {
+		return api.Errorf(api.ErrUnavailable, "this engine cannot save memory")
+	}
+	dir := filepath.Join(m.o.StateDir, "snapshots", rec.Domain)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	rec.StatePath = filepath.Join(dir, rec.Name+".state")
+	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: rec.Created}
+	hdr.Host, _ = os.Hostname()
+	if err := m.writeSave(ctx, rec.StatePath, hdr, mig); err != nil {
+		return fmt.Errorf("saving %s's memory: %w", rec.Domain, err)
+	}
+	path := rec.StatePath
+	r.Add(func() { os.Remove(path) })
+	return nil
 }
 
 // dropDiskSnaps deletes snap from disks: through QEMU when it has them
