@@ -3,6 +3,7 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -20,113 +21,133 @@ func runHost(e *env, args []string) error {
 		return usageError{"expected trust, token, join, peers, revoke or renew"}
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("host "+sub, flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	peerName := fs.String("peer-name", "", "this host's name among its peers (default: the hostname)")
-	var sans multiFlag
-	fs.Var(&sans, "name", "a host name or IP other hosts reach this one by (repeatable)")
+	h := &hostCmd{e: e, sub: sub, fs: flag.NewFlagSet("host "+sub, flag.ContinueOnError)}
+	h.asJSON = h.fs.Bool("json", false, "print JSON")
+	h.peerName = h.fs.String("peer-name", "", "this host's name among its peers (default: the hostname)")
+	h.fs.Var(&h.sans, "name", "a host name or IP other hosts reach this one by (repeatable)")
 	switch sub {
 	case "trust":
-		offline := fs.Bool("offline", false, "share the CA key instead (air-gapped set-ups: no peer list, no revocation)")
-		caFrom := fs.String("ca-from", "", "copy an offline CA from this TLS dir (implies --offline)")
-		if _, err := parse(fs, args, 0, 0); err != nil {
-			return err
-		}
-		if *caFrom != "" {
-			*caFrom = absPath(*caFrom)
-		}
-		st, err := e.client().Trust(ctx(), api.TrustRequest{PeerName: *peerName, Names: sans, Offline: *offline, CAFrom: *caFrom})
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(e.stdout, st)
-		}
-		if st.Warning != "" {
-			fmt.Fprintf(e.stderr, "warning: %s\n", st.Warning)
-		}
-		fmt.Fprintf(e.stdout, "This host is %s, the %s. Other hosts join with a token from `ringfence host token`.\n", st.Name, st.Role)
-		return nil
+		return h.trust(args)
 	case "token":
-		ttl := fs.Duration("ttl", peerTokenTTL, "how long the token may be used (at most 1h)")
-		addr := fs.String("addr", "", "HOST:PORT the joining host dials (default: this daemon's --listen address)")
-		if _, err := parse(fs, args, 0, 0); err != nil {
-			return err
-		}
-		tok, err := e.client().Token(ctx(), api.TokenRequest{PeerName: *peerName, TTLSec: int(ttl.Seconds()), Addr: *addr})
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(e.stdout, tok)
-		}
-		fmt.Fprintln(e.stdout, tok.Token)
-		fmt.Fprintf(e.stderr, "Single use, expires %s. On the new host: ringfence host join TOKEN\n", tok.Expires.Local().Format("15:04:05"))
-		return nil
+		return h.token(args)
 	case "join":
-		pos, err := parse(fs, args, 1, 1)
-		if err != nil {
-			return err
-		}
-		st, err := e.client().Join(ctx(), api.JoinRequest{Token: pos[0], PeerName: *peerName, Names: sans})
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(e.stdout, st)
-		}
-		fmt.Fprintf(e.stdout, "Joined as %s; the authority is %s; certificate valid until %s.\n", st.Name, st.Authority, st.NotAfter.Format("2006-01-02"))
-		return nil
+		return h.join(args)
 	case "renew":
-		if _, err := parse(fs, args, 0, 0); err != nil {
-			return err
-		}
-		st, err := e.client().Renew(ctx())
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(e.stdout, st)
-		}
-		fmt.Fprintf(e.stdout, "New certificate for %s (serial %s), valid until %s.\n", st.Name, st.Serial, st.NotAfter.Format("2006-01-02"))
-		return nil
+		return h.renew(args)
 	case "peers", "revoke":
-		min := 0
-		if sub == "revoke" {
-			min = 1
-		}
-		pos, err := parse(fs, args, min, min)
-		if err != nil {
-			return err
-		}
-		var l api.PeerList
-		if sub == "revoke" {
-			l, err = e.client().Revoke(ctx(), pos[0])
-		} else {
-			l, err = e.client().Peers(ctx())
-		}
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(e.stdout, l)
-		}
-		if l.Role == "offline" {
-			fmt.Fprintln(e.stdout, "offline trust: no peer list (any certificate from the shared CA is accepted)")
-			return nil
-		}
-		fmt.Fprintf(e.stdout, "%-24s %-10s %-21s %s\n", "HOST", "ROLE", "ADDRESS", "CERT EXPIRES")
-		for _, p := range l.Peers {
-			role := "member"
-			if p.Authority {
-				role = "authority"
-			}
-			fmt.Fprintf(e.stdout, "%-24s %-10s %-21s %s\n", p.Name, role, p.Addr, p.NotAfter.Format("2006-01-02"))
-		}
-		fmt.Fprintf(e.stdout, "(list version %d, from %s)\n", l.Version, l.Authority)
-		return nil
+		return h.peers(args)
 	}
 	return usageError{fmt.Sprintf("unknown `host %s`: expected trust, token, join, peers, revoke or renew", sub)}
+}
+
+// hostCmd is one `host` subcommand with the flags they share.
+type hostCmd struct {
+	e        *env
+	sub      string
+	fs       *flag.FlagSet
+	asJSON   *bool
+	peerName *string
+	sans     multiFlag
+}
+
+func (h *hostCmd) trust(args []string) error {
+	offline := h.fs.Bool("offline", false, "share the CA key instead (air-gapped set-ups: no peer list, no revocation)")
+	caFrom := h.fs.String("ca-from", "", "copy an offline CA from this TLS dir (implies --offline)")
+	if _, err := parse(h.fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *caFrom != "" {
+		*caFrom = absPath(*caFrom)
+	}
+	st, err := h.e.client().Trust(ctx(), api.TrustRequest{PeerName: *h.peerName, Names: h.sans, Offline: *offline, CAFrom: *caFrom})
+	return h.show(st, err, func(w io.Writer) {
+		if st.Warning != "" {
+			fmt.Fprintf(h.e.stderr, "warning: %s\n", st.Warning)
+		}
+		fmt.Fprintf(w, "This host is %s, the %s. Other hosts join with a token from `ringfence host token`.\n", st.Name, st.Role)
+	})
+}
+
+func (h *hostCmd) token(args []string) error {
+	ttl := h.fs.Duration("ttl", peerTokenTTL, "how long the token may be used (at most 1h)")
+	addr := h.fs.String("addr", "", "HOST:PORT the joining host dials (default: this daemon's --listen address)")
+	if _, err := parse(h.fs, args, 0, 0); err != nil {
+		return err
+	}
+	tok, err := h.e.client().Token(ctx(), api.TokenRequest{PeerName: *h.peerName, TTLSec: int(ttl.Seconds()), Addr: *addr})
+	return h.show(tok, err, func(w io.Writer) {
+		fmt.Fprintln(w, tok.Token)
+		fmt.Fprintf(h.e.stderr, "Single use, expires %s. On the new host: ringfence host join TOKEN\n", tok.Expires.Local().Format("15:04:05"))
+	})
+}
+
+func (h *hostCmd) join(args []string) error {
+	pos, err := parse(h.fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	st, err := h.e.client().Join(ctx(), api.JoinRequest{Token: pos[0], PeerName: *h.peerName, Names: h.sans})
+	return h.show(st, err, func(w io.Writer) {
+		fmt.Fprintf(w, "Joined as %s; the authority is %s; certificate valid until %s.\n", st.Name, st.Authority, st.NotAfter.Format("2006-01-02"))
+	})
+}
+
+func (h *hostCmd) renew(args []string) error {
+	if _, err := parse(h.fs, args, 0, 0); err != nil {
+		return err
+	}
+	st, err := h.e.client().Renew(ctx())
+	return h.show(st, err, func(w io.Writer) {
+		fmt.Fprintf(w, "New certificate for %s (serial %s), valid until %s.\n", st.Name, st.Serial, st.NotAfter.Format("2006-01-02"))
+	})
+}
+
+// peers is `host peers` and `host revoke NAME`: both print the list.
+func (h *hostCmd) peers(args []string) error {
+	min := 0
+	if h.sub == "revoke" {
+		min = 1
+	}
+	pos, err := parse(h.fs, args, min, min)
+	if err != nil {
+		return err
+	}
+	var l api.PeerList
+	if h.sub == "revoke" {
+		l, err = h.e.client().Revoke(ctx(), pos[0])
+	} else {
+		l, err = h.e.client().Peers(ctx())
+	}
+	return h.show(l, err, func(w io.Writer) { printPeers(w, l) })
+}
+
+// show is a subcommand's answer: its error, v as JSON with --json, else
+// what text writes.
+func (h *hostCmd) show(v any, err error, text func(w io.Writer)) error {
+	if err != nil {
+		return err
+	}
+	if *h.asJSON {
+		return printJSON(h.e.stdout, v)
+	}
+	text(h.e.stdout)
+	return nil
+}
+
+func printPeers(w io.Writer, l api.PeerList) {
+	if l.Role == "offline" {
+		fmt.Fprintln(w, "offline trust: no peer list (any certificate from the shared CA is accepted)")
+		return
+	}
+	fmt.Fprintf(w, "%-24s %-10s %-21s %s\n", "HOST", "ROLE", "ADDRESS", "CERT EXPIRES")
+	for _, p := range l.Peers {
+		role := "member"
+		if p.Authority {
+			role = "authority"
+		}
+		fmt.Fprintf(w, "%-24s %-10s %-21s %s\n", p.Name, role, p.Addr, p.NotAfter.Format("2006-01-02"))
+	}
+	fmt.Fprintf(w, "(list version %d, from %s)\n", l.Version, l.Authority)
 }
 
 const peerTokenTTL = 10 * time.Minute

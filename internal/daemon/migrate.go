@@ -17,6 +17,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/domain"
+	"github.com/ringfence/ringfence/internal/migration"
 	"github.com/ringfence/ringfence/internal/names"
 	"github.com/ringfence/ringfence/internal/peer"
 )
@@ -92,39 +93,19 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, err)
 		return
 	}
-	host, err := checkTarget(req.Target)
-	if err != nil {
-		reply(w, nil, err)
-		return
-	}
-	tc, err := s.peerTLS(host)
-	if err != nil {
-		reply(w, nil, err)
-		return
-	}
 	if req.DowntimeMs <= 0 {
 		req.DowntimeMs = 30
 	}
-	if _, err := s.mgr.Get(name); err != nil {
+	mp, err := s.dialPeer(r.Context(), name, req.Target)
+	if err != nil {
 		reply(w, nil, err)
 		return
 	}
-	conn, err := dialUpgrade(r.Context(), req.Target, tc, "/migrate/incoming", "ringfence-migration")
-	if err != nil {
-		reply(w, nil, api.Errorf(api.ErrUnavailable, "%v", err))
-		return
-	}
-	defer conn.Close()
+	defer mp.Control.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	sendLine := streamWriter(w)
-	send := func(ev api.MigrateEvent) { sendLine(ev) }
-	mp := domain.MigrationPeer{Control: conn, Hostname: host, DialData: func(ctx context.Context, token string, plain bool) (net.Conn, error) {
-		if plain {
-			return dialData(ctx, req.Target, token)
-		}
-		return dialUpgrade(ctx, req.Target, tc, "/migrate/data/"+token, "ringfence-migration-data")
-	}}
-	res, err := s.mgr.MigrateOut(r.Context(), name, mp, domain.MigrateOptions{DowntimeMs: req.DowntimeMs, Plain: req.PlainStream, WithStorage: req.WithStorage, StorageDir: req.StorageDir}, func(p api.MigrationProgress) {
+	send := streamWriter(w)
+	o := domain.MigrateOptions{DowntimeMs: req.DowntimeMs, Plain: req.PlainStream, WithStorage: req.WithStorage, StorageDir: req.StorageDir}
+	res, err := s.mgr.MigrateOut(r.Context(), name, mp, o, func(p api.MigrationProgress) {
 		send(api.MigrateEvent{Progress: &p})
 	})
 	if err != nil {
@@ -133,6 +114,32 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	send(api.MigrateEvent{Result: &res})
+}
+
+// dialPeer opens the control channel to the destination at target for
+// domain name, and says how to open its data connections.
+func (s *Server) dialPeer(ctx context.Context, name, target string) (domain.MigrationPeer, error) {
+	host, err := checkTarget(target)
+	if err != nil {
+		return domain.MigrationPeer{}, err
+	}
+	tc, err := s.peerTLS(host)
+	if err != nil {
+		return domain.MigrationPeer{}, err
+	}
+	if _, err := s.mgr.Get(name); err != nil {
+		return domain.MigrationPeer{}, err
+	}
+	conn, err := dialUpgrade(ctx, target, tc, "/migrate/incoming", "ringfence-migration")
+	if err != nil {
+		return domain.MigrationPeer{}, api.Errorf(api.ErrUnavailable, "%v", err)
+	}
+	return domain.MigrationPeer{Control: conn, Hostname: host, DialData: func(ctx context.Context, token string, plain bool) (net.Conn, error) {
+		if plain {
+			return migration.DialPlain(ctx, target, token)
+		}
+		return dialUpgrade(ctx, target, tc, "/migrate/data/"+token, "ringfence-migration-data")
+	}}, nil
 }
 
 // dialUpgrade opens a mutual-TLS stream to another daemon: an HTTP
@@ -203,24 +210,8 @@ func explainTLS(err error, host string) error {
 	return err
 }
 
-// dialData opens a migration data connection: plain TCP, named by the
-// token the destination gave on the authenticated control channel; the
-// QEMUs then run TLS over it with certificates from the same CA.
-func dialData(ctx context.Context, target, token string) (*net.TCPConn, error) {
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", target)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", target, err)
-	}
-	if _, err := io.WriteString(c, domain.DataPreface+token+"\n"); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
-}
-
 // peerListener serves mutual TLS on the peer port and, on the same port,
-// takes migration data connections (which start with DataPreface, never
+// takes migration data connections (which start with migration.DataPreface, never
 // with a TLS record) and hands them to the waiting incoming migration.
 type peerListener struct {
 	raw   net.Listener
@@ -260,40 +251,40 @@ func (l *peerListener) sniff(c net.Conn) {
 		c.Close()
 		return
 	}
-	if first[0] != domain.DataPreface[0] {
-		tc := tls.Server(&prefixed{Conn: c, pre: first}, l.tls)
-		if err := tc.Handshake(); err != nil {
-			l.log.Debug("peer handshake failed", "from", c.RemoteAddr().String(), "err", err)
-			c.Close()
-			return
-		}
-		if len(tc.ConnectionState().VerifiedChains) > 0 && l.guard != nil && !l.guard.promote(c) {
-			c.Close()
-			return
-		}
-		c.SetDeadline(time.Time{})
-		l.conns <- tc
+	if !migration.IsData(first[0]) {
+		l.handshake(c, first)
 		return
 	}
-	line := first
-	b := make([]byte, 1)
-	for len(line) < 128 && line[len(line)-1] != '\n' {
-		if _, err := io.ReadFull(c, b); err != nil {
-			c.Close()
-			return
-		}
-		line = append(line, b[0])
+	token, err := migration.ReadDataToken(c, first[0])
+	if err != nil {
+		c.Close()
+		return
 	}
 	c.SetDeadline(time.Time{})
-	token, ok := strings.CutPrefix(strings.TrimSpace(string(line)), strings.TrimSpace(domain.DataPreface))
 	raw := c
 	if tc, isTracked := c.(*trackedConn); isTracked {
 		raw = tc.Detach()
 	}
-	if !ok || checkToken(strings.TrimSpace(token)) != nil || !l.mgr.DeliverMigrationData(strings.TrimSpace(token), raw) {
+	if checkToken(token) != nil || !l.mgr.DeliverMigrationData(token, raw) {
 		l.log.Warn("refused a migration data connection with no matching migration", "from", c.RemoteAddr().String())
 		c.Close()
 	}
+}
+
+// handshake serves a peer's TLS connection (first: the byte sniff read).
+func (l *peerListener) handshake(c net.Conn, first []byte) {
+	tc := tls.Server(&prefixed{Conn: c, pre: first}, l.tls)
+	if err := tc.Handshake(); err != nil {
+		l.log.Debug("peer handshake failed", "from", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	if len(tc.ConnectionState().VerifiedChains) > 0 && l.guard != nil && !l.guard.promote(c) {
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	l.conns <- tc
 }
 
 func (l *peerListener) Accept() (net.Conn, error) {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/migration"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -22,21 +23,10 @@ import (
 // and TLS between the QEMUs unless --plain-stream), relayed by the
 // destination daemon to its QEMU's NBD socket.
 
-// migDisk is one disk to copy.
-type migDisk struct {
-	ID     string `json:"id"` // guest disk, e.g. vda
-	Path   string `json:"path"`
-	Format string `json:"format"`
-	SizeB  int64  `json:"size"` // virtual size
-}
-
-// nbdSuffix marks a data connection meant for the NBD server.
-const nbdSuffix = ".nbd"
-
 // copiedDisks lists the disks --with-storage copies: writable disks with
 // a backing file. Read-only disks and CD-ROMs must exist on both hosts.
-func copiedDisks(spec api.DomainSpec) ([]migDisk, error) {
-	var out []migDisk
+func copiedDisks(spec api.DomainSpec) ([]migration.Disk, error) {
+	var out []migration.Disk
 	for _, d := range spec.Disks {
 		if d.Target == "" || d.CDROM || d.Access == "ro" {
 			continue
@@ -45,7 +35,7 @@ func copiedDisks(spec api.DomainSpec) ([]migDisk, error) {
 		if err != nil {
 			return nil, fmt.Errorf("disk %s: %w", d.Guest, err)
 		}
-		out = append(out, migDisk{ID: d.Guest, Path: d.Target, Format: d.Format, SizeB: size})
+		out = append(out, migration.Disk{ID: d.Guest, Path: d.Target, Format: d.Format, SizeB: size})
 	}
 	return out, nil
 }
@@ -53,11 +43,11 @@ func copiedDisks(spec api.DomainSpec) ([]migDisk, error) {
 // planStorage (destination) maps the source's disks to paths here and
 // checks they can be created: the directory exists, the file does not.
 // It rewrites spec's disk targets and returns the paths to create.
-func (m *Manager) planStorage(spec *api.DomainSpec, disks []migDisk, dir string) ([]migDisk, error) {
+func (m *Manager) planStorage(spec *api.DomainSpec, disks []migration.Disk, dir string) ([]migration.Disk, error) {
 	if dir != "" && !filepath.IsAbs(dir) {
 		return nil, api.Errorf(api.ErrInvalid, "storage dir %q must be an absolute path", dir)
 	}
-	var plan []migDisk
+	var plan []migration.Disk
 	for _, md := range disks {
 		idx := -1
 		for i, d := range spec.Disks {
@@ -89,14 +79,15 @@ func (m *Manager) planStorage(spec *api.DomainSpec, disks []migDisk, dir string)
 			return nil, api.Errorf(api.ErrConflict, "disk %s: %s already exists on the destination; remove it, migrate without --with-storage if the storage is shared, or pass --storage-dir", md.ID, p)
 		}
 		spec.Disks[idx].Target = p
-		plan = append(plan, migDisk{ID: md.ID, Path: p, Format: md.Format, SizeB: md.SizeB})
+		plan = append(plan, migration.Disk{ID: md.ID, Path: p, Format: md.Format, SizeB: md.SizeB})
 	}
 	return plan, nil
 }
 
 // createDisks makes the empty target disks; on error it removes what it
-// made. The caller removes them all if the migration fails later.
-func createDisks(plan []migDisk) error {
+// made. Once made, their removal is on the revert stack of the
+// migration's create (incoming.admitted).
+func createDisks(plan []migration.Disk) error {
 	for i, d := range plan {
 		err := storage.CreateImage(d.Path, d.Format, d.SizeB)
 		if err != nil {
@@ -107,7 +98,7 @@ func createDisks(plan []migDisk) error {
 	return nil
 }
 
-func removeDisks(plan []migDisk) {
+func removeDisks(plan []migration.Disk) {
 	for _, d := range plan {
 		os.Remove(d.Path)
 	}
@@ -129,24 +120,9 @@ func nbdListener(runDir string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// relay joins a peer's NBD data connection to the local NBD socket.
-func relay(c net.Conn, sock string) {
-	u, err := net.Dial("unix", sock)
-	if err != nil {
-		c.Close()
-		return
-	}
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(u, c); done <- struct{}{} }()
-	go func() { io.Copy(c, u); done <- struct{}{} }()
-	<-done
-	c.Close()
-	u.Close()
-}
-
 // mirrorOut (source) connects a mirror per disk and waits for all to be
 // in sync.
-func mirrorOut(ctx context.Context, dm engine.DiskMigrator, disks []migDisk, p MigrationPeer, token string, tls *engine.StreamTLS, progress func(api.MigrationProgress)) (int64, error) {
+func mirrorOut(ctx context.Context, dm engine.DiskMigrator, disks []migration.Disk, p MigrationPeer, token string, tls *engine.StreamTLS, progress func(api.MigrationProgress)) (int64, error) {
 	var targets []engine.MirrorTarget
 	defer func() {
 		for _, t := range targets {
@@ -156,11 +132,11 @@ func mirrorOut(ctx context.Context, dm engine.DiskMigrator, disks []migDisk, p M
 	for _, d := range disks {
 		// NBD runs its own TLS (QEMU's, in the NBD handshake): the socket
 		// goes to QEMU as it is.
-		c, err := p.DialData(ctx, token+nbdSuffix, true)
+		c, err := p.DialData(ctx, token+migration.NBDSuffix, true)
 		if err != nil {
 			return 0, fmt.Errorf("connecting disk %s: %w", d.ID, err)
 		}
-		f, _, err := streamFile(ctx, c, true)
+		f, _, err := migration.StreamFile(ctx, c, true)
 		if err != nil {
 			return 0, err
 		}
@@ -177,4 +153,76 @@ func mirrorOut(ctx context.Context, dm engine.DiskMigrator, disks []migDisk, p M
 		return 0, err
 	}
 	return total, err
+}
+
+// The steps --with-storage adds to each side.
+
+// mirror (source) copies the disks into the destination's, live, until
+// all are in sync.
+func (o *outgoing) mirror() error {
+	if len(o.disks) == 0 {
+		return nil
+	}
+	// Connect only once the destination serves the disks: QEMU 7.2's
+	// NBD client negotiates inside blockdev-add, blocking its monitor.
+	select {
+	case <-o.disksReady:
+	case <-o.ctx.Done():
+	case <-time.After(2 * time.Minute):
+		o.cancel()
+	}
+	var ntls *engine.StreamTLS
+	if !o.o.Plain && o.ctx.Err() == nil {
+		creds, err := o.m.pskCreds(o.nbdKey, int(o.d.uid.Load()))
+		if err != nil {
+			return err
+		}
+		ntls = &engine.StreamTLS{Dir: creds, Username: pskUser}
+	}
+	n, err := mirrorOut(o.ctx, o.dm, o.disks, o.p, o.token, ntls, o.progress)
+	if err != nil {
+		return o.failed("copying the disks", err)
+	}
+	o.res.DiskBytes = n
+	return nil
+}
+
+// finishMirrors (source): our guest is stopped; the mirrors end with the
+// copies exact, before the handover.
+func (o *outgoing) finishMirrors() error {
+	if len(o.disks) == 0 {
+		return nil
+	}
+	if err := o.dm.FinishMirrors(o.ctx); err != nil {
+		return fmt.Errorf("finishing the disk copies failed, %s keeps running here: %w", o.name, err)
+	}
+	return nil
+}
+
+// serveDisks (destination) has the new QEMU serve the created disks over
+// NBD on the socket reserve made, under a key made for this migration.
+func (in *incoming) serveDisks(ctx context.Context, mig engine.Migratable) error {
+	var ok bool
+	if in.dm, ok = mig.(engine.DiskMigrator); !ok {
+		return api.Errorf(api.ErrUnavailable, "this engine cannot receive disks")
+	}
+	lf, err := in.nbdL.File()
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	var ntls *engine.StreamTLS
+	if !in.hdr.Plain {
+		in.nbdKey = randomHex(32)
+		creds, err := in.m.pskCreds(in.nbdKey, in.m.uidOf(in.spec.Name))
+		if err != nil {
+			return err
+		}
+		ntls = &engine.StreamTLS{Dir: creds}
+	}
+	ids := make([]string, len(in.plan))
+	for i, d := range in.plan {
+		ids[i] = d.ID
+	}
+	return in.dm.ServeDisks(ctx, lf, ids, ntls)
 }

@@ -29,8 +29,8 @@ var allowed = map[string][]string{
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
 	"internal/daemon": {"internal/api", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
-		"internal/host", "internal/launch", "internal/names", "internal/netmgr", "internal/peer", "internal/storage", "internal/store"},
-	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/names",
+		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/storage", "internal/store"},
+	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
 	// The engine boundary: domain talks to engine only; the QEMU engine
@@ -38,6 +38,10 @@ var allowed = map[string][]string{
 	"internal/engine":          {},
 	"internal/engine/qemu":     {"internal/engine", "internal/engine/qemu/qmp", "internal/imagelock", "internal/launch", "internal/procfs"},
 	"internal/engine/qemu/qmp": {},
+
+	// The migration protocol and its transport, below the domain core
+	// (the steps) and the daemon (the listener and the HTTP upgrades).
+	"internal/migration": {"internal/api"},
 
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/spec"},

@@ -1,4 +1,4 @@
-package domain
+package migration
 
 import (
 	"context"
@@ -89,14 +89,30 @@ type writerOnly struct{ w io.Writer }
 
 func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
 
-// streamFile gives QEMU its end of a migration data connection: the TCP
+// StreamFile gives QEMU its end of a migration data connection: the TCP
 // socket itself for a plain stream, else one end of a relay (see
 // relayFile; relayed is nil for a plain stream).
-func streamFile(ctx context.Context, c net.Conn, out bool) (f *os.File, relayed <-chan error, err error) {
+func StreamFile(ctx context.Context, c net.Conn, out bool) (f *os.File, relayed <-chan error, err error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		f, err := tc.File()
 		tc.Close()
 		return f, nil, err
 	}
 	return relayFile(ctx, c, out)
+}
+
+// RelayTo joins a peer's data connection (an NBD connection of a disk
+// copy) to the local unix socket sock.
+func RelayTo(c net.Conn, sock string) {
+	u, err := net.Dial("unix", sock)
+	if err != nil {
+		c.Close()
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(u, c); done <- struct{}{} }()
+	go func() { io.Copy(c, u); done <- struct{}{} }()
+	<-done
+	c.Close()
+	u.Close()
 }
