@@ -60,6 +60,8 @@ type outgoing struct {
 	remote     chan remoteReply
 	disksReady chan struct{}
 	listening  chan struct{}
+	readyOnce  sync.Once
+	listenOnce sync.Once
 	destErr    atomic.Pointer[string]
 	nbdKey     string // set before disksReady closes
 
@@ -216,11 +218,12 @@ func (o *outgoing) listen() {
 		if err := o.ctl.ReadReply(&r.Reply); err != nil {
 			r = remoteReply{lost: true, Reply: migration.Reply{Error: err.Error()}}
 		}
+		// Each is said once; a peer that repeats one is ignored, never
+		// allowed to close a channel twice (a panic in the daemon).
 		if r.DisksReady {
-			o.nbdKey = r.NBDKey
-			close(o.disksReady)
+			o.readyOnce.Do(func() { o.nbdKey = r.NBDKey; close(o.disksReady) })
 		} else if r.Listening {
-			close(o.listening)
+			o.listenOnce.Do(func() { close(o.listening) })
 		} else {
 			break
 		}

@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -145,8 +146,9 @@ func (c *Control) ReadReply(rep *Reply) error {
 }
 
 // AwaitGo reads the source's messages until the channel closes, calling
-// handover on each "go".
+// handover on the first "go" (a repeated one is ignored).
 func (c *Control) AwaitGo(handover func()) {
+	var once sync.Once
 	for {
 		line, err := readBounded(c.br, MaxMessage)
 		if err != nil {
@@ -154,7 +156,7 @@ func (c *Control) AwaitGo(handover func()) {
 		}
 		var g Go
 		if json.Unmarshal(line, &g) == nil && g.Go {
-			handover()
+			once.Do(handover)
 		}
 	}
 }
