@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +100,7 @@ func newFakeHost(t *testing.T, mod func(*Options)) *fakeHost {
 		for _, i := range h.eng.Live() {
 			i.Kill()
 		}
-		if s := h.logs.String(); strings.Contains(knownEdgeBug.ReplaceAllString(s, ""), "(a bug)") {
+		if s := h.logs.String(); strings.Contains(s, "(a bug)") {
 			t.Errorf("the manager reported a bug of its own:\n%s", s)
 		}
 	})
@@ -254,13 +253,5 @@ func (h *fakeHost) running(name string, gen int) api.Domain {
 }
 
 var errBoom = errors.New("boom")
-
-// knownEdgeBug are bugs these tests found and leave to be fixed (see
-// TestFakeKnownBugs): removing a stopped domain (destroy, undefine, a
-// persistent create undone) moves it from shutdown or crashed to dying,
-// an edge the state table does not have; and a destroy whose kill is
-// handled by the watcher first removes the domain a second time (dying
-// to dying).
-var knownEdgeBug = regexp.MustCompile(`(?m)^.*\(a bug\).* from=(shutdown|crashed|dying) to=dying$`)
 
 type engineSpec = engine.LaunchSpec

@@ -187,7 +187,17 @@ type launcher struct {
 // prepare takes an ID and a QEMU uid and makes the run dir.
 func (l *launcher) prepare(context.Context) error {
 	m, d := l.m, l.d
-	l.id = m.allocID()
+	id := m.allocID()
+	l.id = id
+	l.r.Add(func() {
+		// Given back unless another start took one since: a failed
+		// create leaves the ID counter as it found it.
+		m.mu.Lock()
+		if m.nextID == id+1 {
+			m.nextID = id
+		}
+		m.mu.Unlock()
+	})
 	l.ls = m.launchSpec(l.spec, d.rec.Accel, l.id)
 	uid, err := m.allocUID(d)
 	if err != nil {
@@ -222,9 +232,9 @@ func (l *launcher) noteIntent(ctx context.Context) error {
 		return err
 	}
 	l.r.Add(func() {
-		// Withdrawn: the record is what it was (none for a new domain),
-		// and so is the ID counter unless another start took one since:
-		// a failed create leaves the store as it found it.
+		// Withdrawn: the record is what it was (none for a new domain).
+		// The ID is given back first (prepare's undo runs after this),
+		// so it is saved as it was.
 		d.rec = prev
 		m.mu.Lock()
 		if m.nextID == id+1 {

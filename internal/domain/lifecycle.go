@@ -296,13 +296,23 @@ func (m *Manager) Destroy(ctx context.Context, name string) error {
 	// stuck on a stopped or hung QEMU holds it (until its QMP deadline),
 	// and destroy must get through. The exit is handled as a destroy.
 	d.destroying.Store(true)
+	killed := false
 	if li := d.live.Load(); li != nil {
 		if err := li.Kill(); err != nil {
 			d.destroying.Store(false)
 			return fmt.Errorf("killing QEMU of %s: %w", name, err)
 		}
+		killed = true
 	}
 	d.mu.Lock()
+	if d.inst == nil && killed {
+		// The watcher took the lock first and handled the exit as this
+		// destroy: done (removing it again could remove a new domain of
+		// the same name).
+		d.destroying.Store(false)
+		d.mu.Unlock()
+		return nil
+	}
 	if d.inst == nil && len(d.stray) > 0 {
 		defer d.mu.Unlock()
 		d.destroying.Store(false)

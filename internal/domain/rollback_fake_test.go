@@ -83,7 +83,7 @@ func TestFakeCreateFailureRollsBack(t *testing.T) {
 				t.Fatalf("%d VMs left running", len(live))
 			}
 			h.heal()
-			if v := h.create(h.failSpec()); v.ID != 1 && f.name != "store-intent" { // that one: TestFakeKnownBugs
+			if v := h.create(h.failSpec()); v.ID != 1 {
 				t.Fatalf("the next create got ID %d: the failed one used one up", v.ID)
 			}
 		})
@@ -224,10 +224,8 @@ func (h *fakeHost) daemonRestart() {
 	}
 }
 
-// Bugs these tests found, left to be fixed: each subtest skips, saying
-// what is wrong, while the bug is there, and passes once it is fixed
-// (then drop its note here and where the other tests step around it).
-func TestFakeKnownBugs(t *testing.T) {
+// Bugs these tests found, fixed: each subtest fails if it comes back.
+func TestFakeFoundBugs(t *testing.T) {
 	t.Run("stopped-domain-removed-via-dying", func(t *testing.T) {
 		h := newFakeHost(t, nil)
 		h.create(h.spec("vm", api.ActionPreserve, "", ""))
@@ -236,9 +234,8 @@ func TestFakeKnownBugs(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.gone("vm")
-		if knownEdgeBug.MatchString(h.logs.String()) {
-			t.Skip("known bug: destroyLocked moves a stopped domain (shutdown, crashed) to dying, an edge state.go's table lacks; " +
-				"destroy of a kept domain, undefine of a stopped one and an undone persistent create log it as a bug")
+		if strings.Contains(h.logs.String(), "(a bug)") {
+			t.Fatalf("removing a stopped domain took an edge the state table lacks:\n%s", h.logs.String())
 		}
 	})
 	t.Run("intent-save-failure-uses-up-an-id", func(t *testing.T) {
@@ -249,17 +246,14 @@ func TestFakeKnownBugs(t *testing.T) {
 		}
 		h.heal()
 		if v := h.create(h.spec("vm", "", "", "")); v.ID != 1 {
-			t.Skipf("known bug: a start whose intent cannot be saved keeps the ID it took (launch.go start: the revert that gives it back is added after that save); the next create got ID %d", v.ID)
+			t.Fatalf("a start whose intent could not be saved kept the ID it took: the next create got ID %d", v.ID)
 		}
 	})
 	t.Run("destroy-races-the-exit-it-causes", func(t *testing.T) {
 		// Destroy kills, then takes the domain's lock: when the watcher
-		// handles the exit first, Destroy finds no instance and treats the
-		// domain as stopped: a transient one is removed twice (dying to
-		// dying), a defined one answers "not running" to a destroy that
-		// did stop it. The fake's Kill delivers the exit at once, which
-		// the contract allows; QEMU's comes a little later, so the race
-		// is rarer there, not absent.
+		// handles the exit first, Destroy must take it as done (it was:
+		// not "not running", not a second removal). The fake's Kill
+		// delivers the exit at once, which the contract allows.
 		h := newFakeHost(t, nil)
 		ctx := context.Background()
 		if _, err := h.m.Define(ctx, h.spec("vm", "", "", "")); err != nil {
@@ -278,7 +272,7 @@ func TestFakeKnownBugs(t *testing.T) {
 			h.kept("vm", api.StateShutdown)
 		}
 		if conflicts > 0 {
-			t.Skipf("known bug: %d of 20 destroys of a running defined domain answered \"not running\" (Destroy re-checks d.inst after the watcher handled its kill)", conflicts)
+			t.Fatalf("%d of 20 destroys of a running defined domain answered \"not running\"", conflicts)
 		}
 	})
 }

@@ -3,15 +3,16 @@ package domain
 import "github.com/ringfence/ringfence/internal/api"
 
 // A domain's stored state moves only along these edges; "" is a domain
-// that has not run yet (defined, or a create in progress). Blocked is
-// shown, never stored (it is running with no vCPU on a CPU right now).
+// that has not run yet (defined, or a create in progress); dying is a
+// domain being removed (whatever it was). Blocked is shown, never stored
+// (it is running with no vCPU on a CPU right now).
 var transitions = map[api.State][]api.State{
 	"":                {api.StateRunning, api.StatePaused, api.StateShutdown, api.StateCrashed},
 	api.StateRunning:  {api.StatePaused, api.StateDying, api.StateShutdown, api.StateCrashed, api.StateRunning},
 	api.StatePaused:   {api.StateRunning, api.StateDying, api.StateShutdown, api.StateCrashed, api.StatePaused},
 	api.StateDying:    {api.StateShutdown, api.StateCrashed, api.StateRunning, api.StatePaused},
-	api.StateShutdown: {api.StateRunning, api.StatePaused, api.StateShutdown, api.StateCrashed},
-	api.StateCrashed:  {api.StateRunning, api.StatePaused, api.StateShutdown, api.StateCrashed},
+	api.StateShutdown: {api.StateRunning, api.StatePaused, api.StateShutdown, api.StateCrashed, api.StateDying},
+	api.StateCrashed:  {api.StateRunning, api.StatePaused, api.StateShutdown, api.StateCrashed, api.StateDying},
 }
 
 // canMove reports whether a domain may go from one state to another.

@@ -18,7 +18,8 @@ func TestTransitions(t *testing.T) {
 		{api.StateDying, api.StateShutdown, true},
 		{api.StateShutdown, api.StateRunning, true}, // start of a defined domain
 		{"", api.StateDying, false},                 // nothing runs to be destroyed
-		{api.StateShutdown, api.StateDying, false},
+		{api.StateShutdown, api.StateDying, true},   // a kept domain removed
+		{api.StateDying, api.StateDying, false},     // removed twice
 		{api.StateRunning, api.StateBlocked, false}, // shown, never stored
 		{api.StateRunning, "", false},
 	} {
