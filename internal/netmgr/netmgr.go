@@ -18,6 +18,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/network"
+	"github.com/ringfence/ringfence/internal/revert"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -132,92 +133,104 @@ func (m *Manager) Get(name string) (api.Network, error) {
 func (m *Manager) Create(ctx context.Context, req api.Network) (api.Network, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := storage.CheckName("network", req.Name); err != nil {
+	subnet, err := m.checkRequest(&req)
+	if err != nil {
 		return req, err
+	}
+	r := revert.New()
+	defer r.Fail()
+	created, err := network.CreateBridge(req.Bridge)
+	if err != nil {
+		return req, api.Errorf(api.ErrInvalid, "%v", err)
+	}
+	if created {
+		r.Add(func() { network.DeleteLink(req.Bridge) })
+	}
+	if req.Uplink != "" {
+		if err := network.Enslave(req.Uplink, req.Bridge); err != nil {
+			return req, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+		r.Add(func() { network.Release(req.Uplink) })
+	}
+	n := api.Network{Name: req.Name, Bridge: req.Bridge, Uplink: req.Uplink, Created: created}
+	if req.NAT {
+		n.NAT, n.Subnet, n.Gateway = true, subnet.String(), subnet.Addr().Next().String()
+		r.Add(func() { m.stopNAT(n) })
+		if err := m.startNAT(n); err != nil {
+			return req, api.Errorf(api.ErrInvalid, "%v", err)
+		}
+	}
+	if err := m.record(ctx, r, n); err != nil {
+		return req, err
+	}
+	r.Success()
+	return n, nil
+}
+
+// checkRequest checks a network's names, that they are free, and a NAT
+// network's subnet, which it returns.
+func (m *Manager) checkRequest(req *api.Network) (netip.Prefix, error) {
+	var subnet netip.Prefix
+	if err := storage.CheckName("network", req.Name); err != nil {
+		return subnet, err
 	}
 	if req.Bridge == "" {
 		req.Bridge = req.Name
 	}
 	if err := network.CheckIfName("bridge", req.Bridge); err != nil {
-		return req, api.Errorf(api.ErrInvalid, "%v", err)
+		return subnet, api.Errorf(api.ErrInvalid, "%v", err)
 	}
 	if req.Uplink != "" {
 		if err := network.CheckIfName("uplink", req.Uplink); err != nil {
-			return req, api.Errorf(api.ErrInvalid, "%v", err)
+			return subnet, api.Errorf(api.ErrInvalid, "%v", err)
 		}
 	}
-	var subnet netip.Prefix
 	if req.NAT || req.Subnet != "" {
 		if req.Uplink != "" {
-			return req, api.Errorf(api.ErrInvalid, "a NAT network has no uplink: its guests reach out through the host's routing; drop --uplink (or --nat for a bridged network)")
+			return subnet, api.Errorf(api.ErrInvalid, "a NAT network has no uplink: its guests reach out through the host's routing; drop --uplink (or --nat for a bridged network)")
 		}
 		var err error
 		if subnet, err = parseSubnet(req.Subnet); err != nil {
-			return req, api.Errorf(api.ErrInvalid, "%v", err)
+			return subnet, api.Errorf(api.ErrInvalid, "%v", err)
 		}
 		if err := m.checkOverlap(subnet); err != nil {
-			return req, err
+			return subnet, err
 		}
 		req.NAT = true
 	}
 	if _, err := m.Get(req.Name); err == nil {
-		return req, api.Errorf(api.ErrConflict, "a network named %q already exists", req.Name)
+		return subnet, api.Errorf(api.ErrConflict, "a network named %q already exists", req.Name)
 	}
 	for _, n := range m.List() {
 		if n.Bridge == req.Bridge {
-			return req, api.Errorf(api.ErrConflict, "bridge %s already belongs to network %s", req.Bridge, n.Name)
+			return subnet, api.Errorf(api.ErrConflict, "bridge %s already belongs to network %s", req.Bridge, n.Name)
 		}
 	}
-	created, err := network.CreateBridge(req.Bridge)
-	if err != nil {
-		return req, api.Errorf(api.ErrInvalid, "%v", err)
-	}
-	undo := func() {
-		if created {
-			network.DeleteLink(req.Bridge)
-		}
-	}
-	if req.Uplink != "" {
-		if err := network.Enslave(req.Uplink, req.Bridge); err != nil {
-			undo()
-			return req, api.Errorf(api.ErrInvalid, "%v", err)
-		}
-	}
-	n := api.Network{Name: req.Name, Bridge: req.Bridge, Uplink: req.Uplink, Created: created}
-	if req.NAT {
-		n.NAT, n.Subnet, n.Gateway = true, subnet.String(), subnet.Addr().Next().String()
-		if err := m.startNAT(n); err != nil {
-			m.stopNAT(n)
-			undo()
-			return req, api.Errorf(api.ErrInvalid, "%v", err)
-		}
-	}
+	return subnet, nil
+}
+
+// record stores network n, caches it and, for NAT, renders the filter
+// with it; each is undone by r if a later step fails.
+func (m *Manager) record(ctx context.Context, r *revert.Reverter, n api.Network) error {
 	b, _ := json.Marshal(n)
 	if err := store.Put(ctx, m.st, keyNets+n.Name, b); err != nil {
-		if req.Uplink != "" {
-			network.Release(req.Uplink)
-		}
-		if n.NAT {
-			m.stopNAT(n)
-		}
-		undo()
-		return req, err
+		return err
 	}
+	r.Add(func() { store.Delete(ctx, m.st, keyNets+n.Name) })
 	m.cacheMu.Lock()
 	m.byName[n.Name] = n
 	m.cacheMu.Unlock()
+	r.Add(func() {
+		m.cacheMu.Lock()
+		delete(m.byName, n.Name)
+		m.cacheMu.Unlock()
+	})
 	if n.NAT {
 		if err := m.apply(); err != nil {
-			m.cacheMu.Lock()
-			delete(m.byName, n.Name)
-			m.cacheMu.Unlock()
-			store.Delete(ctx, m.st, keyNets+n.Name)
-			m.stopNAT(n)
-			undo()
-			return req, api.Errorf(api.ErrInvalid, "%v", err)
+			return api.Errorf(api.ErrInvalid, "%v", err)
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // Delete removes a network no domain uses: its uplink is released and a
