@@ -24,6 +24,7 @@ import (
 	"github.com/ringfence/ringfence/internal/launch"
 	"github.com/ringfence/ringfence/internal/netmgr"
 	"github.com/ringfence/ringfence/internal/peer"
+	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -136,7 +137,7 @@ func (b *startup) probeQEMU() error {
 
 // chooseAccel probes the accelerator and applies --accel.
 func (b *startup) chooseAccel() error {
-	b.accel = host.ProbeAccel("/proc/cpuinfo", "/dev/kvm")
+	b.accel = host.ProbeAccel(procfs.CPUInfo, "/dev/kvm")
 	switch b.cfg.Accel {
 	case "":
 	case "tcg":

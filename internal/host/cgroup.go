@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/procfs"
 )
 
 // Limits are what a domain's cgroup enforces.
@@ -44,7 +46,7 @@ const cfsPeriod = 100000 // µs
 // sub names this daemon's subtree ("ringfence" on a normal host; two
 // daemons on one host, as in tests, need different ones).
 func DetectCgroups(sub string) (*Cgroups, error) {
-	c, err := detectCgroups("/proc/self/mountinfo", "/proc/self/cgroup", sub)
+	c, err := detectCgroups(procfs.SelfMountinfo, procfs.SelfCgroup, sub)
 	if err != nil || c.Version != 2 || !SystemdRunning() {
 		return c, err
 	}
@@ -152,34 +154,24 @@ func detectCgroups(mountinfo, selfCgroup, sub string) (*Cgroups, error) {
 		}
 	}
 	f.Close()
-	mounts, err := os.ReadFile(mountinfo)
+	mounts, err := procfs.Mountinfo(mountinfo)
 	if err != nil {
 		return nil, err
 	}
 	v1 := map[string]string{}
 	v2, v2mnt := "", ""
-	for _, line := range strings.Split(string(mounts), "\n") {
-		// "... mountpoint opts - fstype source superopts"
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 {
-			continue
-		}
-		// mountinfo field 4 is the root of the mount within the hierarchy:
-		// inside a container the own path is relative to it.
-		root, mnt := pf[3], pf[4]
-		switch qf[0] {
+	for _, m := range mounts {
+		// The mount's root within the hierarchy: inside a container the
+		// own path is relative to it.
+		switch m.FSType {
 		case "cgroup":
-			for _, opt := range strings.Split(qf[2], ",") {
+			for _, opt := range strings.Split(m.SuperOpts, ",") {
 				if opt == "cpu" || opt == "memory" {
-					v1[opt] = filepath.Join(mnt, strings.TrimPrefix(own[opt], root), sub)
+					v1[opt] = filepath.Join(m.Point, strings.TrimPrefix(own[opt], m.Root), sub)
 				}
 			}
 		case "cgroup2":
-			v2, v2mnt = filepath.Join(mnt, strings.TrimPrefix(own[""], root), sub), mnt
+			v2, v2mnt = filepath.Join(m.Point, strings.TrimPrefix(own[""], m.Root), sub), m.Point
 		}
 	}
 	if v1["cpu"] != "" && v1["memory"] != "" {

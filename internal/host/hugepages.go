@@ -1,7 +1,6 @@
 package host
 
 import (
-	"os"
 	"strconv"
 	"strings"
 
@@ -14,7 +13,7 @@ type HugePages struct {
 	Mount   string // a hugetlbfs mount of that page size, "" if none
 }
 
-// ReadHugePages looks at /proc/meminfo and /proc/self/mounts. Guest RAM is
+// ReadHugePages looks at /proc/meminfo and the mounts. Guest RAM is
 // backed by huge pages only when the admin configured them (vm.nr_hugepages
 // and a hugetlbfs mount): we never change host settings ourselves.
 func ReadHugePages() HugePages {
@@ -24,13 +23,11 @@ func ReadHugePages() HugePages {
 		free, size = mi["HugePages_Free"], mi["Hugepagesize"]
 	}
 	hp.FreeKiB = free * size
-	if b, err := os.ReadFile("/proc/self/mounts"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			fs := strings.Fields(line)
-			if len(fs) >= 4 && fs[2] == "hugetlbfs" && (!strings.Contains(fs[3], "pagesize=") || strings.Contains(fs[3], "pagesize="+strconv.FormatInt(size/1024, 10)+"M")) {
-				hp.Mount = fs[1]
-				break
-			}
+	ms, _ := procfs.Mountinfo("")
+	for _, m := range ms {
+		if m.FSType == "hugetlbfs" && (!strings.Contains(m.SuperOpts, "pagesize=") || strings.Contains(m.SuperOpts, "pagesize="+strconv.FormatInt(size/1024, 10)+"M")) {
+			hp.Mount = m.Point
+			break
 		}
 	}
 	return hp

@@ -16,9 +16,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/ringfence/ringfence/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -198,19 +198,14 @@ func removeScratch(dir string) error {
 	if err != nil {
 		return err
 	}
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := procfs.Mountinfo("")
 	if err != nil {
 		return err
 	}
 	var mounts []string
-	for _, line := range strings.Split(string(mi), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == abs || strings.HasPrefix(mp, abs+"/") {
-			mounts = append(mounts, mp)
+	for _, m := range ms {
+		if m.Point == abs || strings.HasPrefix(m.Point, abs+"/") {
+			mounts = append(mounts, m.Point)
 		}
 	}
 	// Deepest first.
@@ -221,23 +216,4 @@ func removeScratch(dir string) error {
 		}
 	}
 	return os.RemoveAll(dir)
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

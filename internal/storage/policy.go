@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -9,10 +8,10 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/imagelock"
+	"github.com/ringfence/ringfence/internal/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // Use is what a host path is asked for.
@@ -326,26 +325,18 @@ func (p *Policy) checkBlock(path, real string, fi os.FileInfo, use Use) error {
 // mounted maps "major:minor" of every mounted or swapped-on device to
 // where.
 func (p *Policy) mounted() (map[string]string, error) {
-	mi, sw := p.MountInfo, p.Swaps
-	if mi == "" {
-		mi = "/proc/self/mountinfo"
-	}
+	sw := p.Swaps
 	if sw == "" {
-		sw = "/proc/swaps"
+		sw = procfs.Swaps
 	}
 	out := map[string]string{}
-	f, err := os.Open(mi)
+	ms, err := procfs.Mountinfo(p.MountInfo)
 	if err != nil {
-		return nil, fmt.Errorf("reading the host's mounts: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) > 4 {
-			if _, ok := out[fs[2]]; !ok {
-				out[fs[2]] = fs[4]
-			}
+	for _, m := range ms {
+		if _, ok := out[m.MajorMinor]; !ok {
+			out[m.MajorMinor] = m.Point
 		}
 	}
 	if b, err := os.ReadFile(sw); err == nil {
@@ -360,5 +351,5 @@ func (p *Policy) mounted() (map[string]string, error) {
 			}
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }

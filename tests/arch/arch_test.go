@@ -29,7 +29,7 @@ var allowed = map[string][]string{
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
 	"internal/daemon": {"internal/api", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
-		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/storage", "internal/store"},
+		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/procfs", "internal/storage", "internal/store"},
 	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
@@ -52,13 +52,13 @@ var allowed = map[string][]string{
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/spec"},
 	"internal/spec":       {"internal/api", "internal/names"}, // a valid spec's rules: config and the daemon share them
-	"internal/storage":    {"internal/api", "internal/imagelock", "internal/names", "internal/safefile", "internal/spec", "internal/store"},
+	"internal/storage":    {"internal/api", "internal/imagelock", "internal/names", "internal/procfs", "internal/safefile", "internal/spec", "internal/store"},
 	"internal/netmgr":     {"internal/api", "internal/network", "internal/revert", "internal/storage", "internal/store"},
 	"internal/network":    {},
 	"internal/peer":       {"internal/api", "internal/names", "internal/safefile"},
 	"internal/host":       {"internal/api", "internal/procfs"},
 	"internal/store":      {"internal/safefile"},
-	"internal/image":      {},
+	"internal/image":      {"internal/procfs"},
 	"internal/crashpoint": {},
 	"internal/cmdline":    {},
 	"internal/imagelock":  {},
