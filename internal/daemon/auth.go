@@ -11,88 +11,61 @@ import (
 	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/auth"
 	"github.com/ringfence/ringfence/internal/names"
 )
 
-// Caller is who is calling a route: a bit set, so a route's rule is the
-// set of callers it admits.
-type Caller uint8
-
-const (
-	// Admin is root on this host, over the unix socket (mode 0600).
-	Admin Caller = 1 << iota
-	// Peer is another host holding a certificate from our CA that is on
-	// this host's peer list, over the mutual-TLS peer listener.
-	Peer
-	// Anonymous is anyone who reaches the peer listener without a
-	// certificate: a host joining with a single-use token.
-	Anonymous
+// Listeners' callers: root on the unix socket is the host's admin; the
+// peer listener has peer hosts (a certificate from our CA on the peer
+// list) and anonymous joiners.
+var (
+	socketRoles = []auth.Role{auth.Admin}
+	peerRoles   = []auth.Role{auth.PeerHost, auth.Joiner}
 )
-
-func (c Caller) String() string {
-	var out []string
-	for _, x := range []struct {
-		c Caller
-		n string
-	}{{Admin, "admin"}, {Peer, "peer host"}, {Anonymous, "anonymous"}} {
-		if c&x.c != 0 {
-			out = append(out, x.n)
-		}
-	}
-	if len(out) == 0 {
-		return "nobody"
-	}
-	return strings.Join(out, "|")
-}
-
-// identity is the caller of one connection, set when it is accepted.
-type identity struct {
-	who    Caller
-	name   string // the peer host's certificate name
-	remote string
-}
 
 type ctxKey struct{}
 
-func withIdentity(ctx context.Context, id identity) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+func withPrincipal(ctx context.Context, p auth.Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
 }
 
-func identityOf(ctx context.Context) identity {
-	id, _ := ctx.Value(ctxKey{}).(identity)
-	return id
+// principalOf is who is behind a request (the zero Principal, which may
+// do nothing, when none was set).
+func principalOf(ctx context.Context) auth.Principal {
+	p, _ := ctx.Value(ctxKey{}).(auth.Principal)
+	return p
 }
 
-// adminConn tags connections of the unix socket.
+// adminConn tags connections of the unix socket (mode 0600: root).
 func adminConn(ctx context.Context, c net.Conn) context.Context {
-	return withIdentity(ctx, identity{who: Admin, remote: "unix"})
+	return withPrincipal(ctx, auth.Principal{Kind: auth.Local, Name: "root", Role: auth.Admin, Remote: "unix"})
 }
 
 // peerConn tags connections of the peer listener by their certificate:
 // the listener completed the handshake (and checked the peer list), so a
 // verified chain means a peer host, none means an anonymous joiner.
 func peerConn(ctx context.Context, c net.Conn) context.Context {
-	id := identity{who: Anonymous, remote: c.RemoteAddr().String()}
+	p := auth.Principal{Kind: auth.Anonymous, Role: auth.Joiner, Remote: c.RemoteAddr().String()}
 	if tc, ok := c.(*tls.Conn); ok {
 		if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 {
-			id.who, id.name = Peer, st.PeerCertificates[0].Subject.CommonName
+			p.Kind, p.Role, p.Name = auth.Peer, auth.PeerHost, st.PeerCertificates[0].Subject.CommonName
 		}
 	}
-	return withIdentity(ctx, id)
+	return withPrincipal(ctx, p)
 }
 
 // maxBody is the largest request body any route takes (JSON only).
 const maxBody = 4 << 20
 
-// guard is the one gate in front of every route: the caller must be one
-// the route admits, every name in the path must follow the name rule, and
-// the body is capped.
+// guard is the one gate in front of every route: the caller must hold
+// the route's permission, every name in the path must follow the name
+// rule, and the body is capped.
 func guard(rt route) http.HandlerFunc {
 	params := rt.params()
 	return func(w http.ResponseWriter, r *http.Request) {
-		id := identityOf(r.Context())
-		if rt.who&id.who == 0 {
-			reply(w, nil, api.Errorf(api.ErrForbidden, "%s %s is not allowed to %s (it is for: %s)", rt.method, api.Version+rt.path, id.who, rt.who))
+		p := principalOf(r.Context())
+		if !p.Can(rt.perm) {
+			reply(w, nil, api.Errorf(api.ErrForbidden, "%s %s needs permission %s, which %s does not have", rt.method, api.Version+rt.path, rt.perm, p))
 			return
 		}
 		for _, p := range params {

@@ -8,18 +8,21 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/auth"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
-// route is one row of the API: method and path (under /1.0), who may call
-// it, and its handler. The table is the only way a handler is registered,
-// so a route cannot exist without a rule (TestRouteTable walks it).
+// route is one row of the API: method and path (under /1.0), the
+// permission it needs, and its handler. The table is the only way a
+// handler is registered, so a route cannot exist without a rule
+// (TestRouteTable walks every route with every role).
 type route struct {
 	method, path string
-	who          Caller
+	perm         auth.Perm
 	h            http.HandlerFunc
 }
 
@@ -37,9 +40,9 @@ func (rt route) params() []string {
 	return out
 }
 
-// routes is the whole API, one table per area; every row names who may
-// call it. Peer and Anonymous appear only on the routes a peer host needs:
-// migrating a domain here, and joining/renewing trust.
+// routes is the whole API, one table per area; every row names the
+// permission it needs. The peer permissions appear only on the routes a
+// peer host needs: migrating a domain here, and joining/renewing trust.
 func (s *Server) routes() []route {
 	var rs []route
 	for _, area := range [][]route{
@@ -56,9 +59,9 @@ func (s *Server) routes() []route {
 // every domain before the host goes down.
 func (s *Server) hostRoutes() []route {
 	return []route{
-		{"GET", "/host", Admin, s.hostInfo},
-		{"GET", "/stats", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.mgr.Stats(), nil) }},
-		{"POST", "/host/shutdown", Admin, handle(func(r *http.Request, req api.HostShutdownRequest) (any, error) {
+		{"GET", "/host", auth.HostRead, s.hostInfo},
+		{"GET", "/stats", auth.HostRead, func(w http.ResponseWriter, r *http.Request) { reply(w, s.mgr.Stats(), nil) }},
+		{"POST", "/host/shutdown", auth.HostManage, handle(func(r *http.Request, req api.HostShutdownRequest) (any, error) {
 			if req.SaveDir != "" {
 				if err := s.pools.Policy.Check(storage.UseNew, filepath.Join(req.SaveDir, "x.save")); err != nil {
 					return nil, err
@@ -68,7 +71,7 @@ func (s *Server) hostRoutes() []route {
 			s.log.Info("host shutdown: every domain ended", "domains", len(res.Domains))
 			return res, nil
 		})},
-		{"GET", "/host/log", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/host/log", auth.HostRead, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Write(s.logRing.Bytes())
 		}},
@@ -78,21 +81,21 @@ func (s *Server) hostRoutes() []route {
 // definitionRoutes: the stored definitions of domains, the domains' logs.
 func (s *Server) definitionRoutes() []route {
 	return []route{
-		{"POST", "/definitions", Admin, handle(func(r *http.Request, req api.DefineRequest) (any, error) { return s.mgr.Define(r.Context(), req.Spec) })},
-		{"GET", "/definitions/{name}", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"POST", "/definitions", auth.DomainCreate, handle(func(r *http.Request, req api.DefineRequest) (any, error) { return s.mgr.Define(r.Context(), req.Spec) })},
+		{"GET", "/definitions/{name}", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.Definition(r.PathValue("name"))
 			reply(w, out, err)
 		}},
-		{"PUT", "/definitions/{name}", Admin, handle(func(r *http.Request, req api.DefineRequest) (any, error) {
+		{"PUT", "/definitions/{name}", auth.DomainCreate, handle(func(r *http.Request, req api.DefineRequest) (any, error) {
 			return s.mgr.UpdateDefinition(r.Context(), r.PathValue("name"), req.Spec)
 		})},
-		{"DELETE", "/definitions/{name}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+		{"DELETE", "/definitions/{name}", auth.DomainCreate, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.mgr.Undefine(r.Context(), r.PathValue("name"))
 		})},
-		{"PUT", "/definitions/{name}/autostart", Admin, handle(func(r *http.Request, req api.Autostart) (any, error) {
+		{"PUT", "/definitions/{name}/autostart", auth.DomainCreate, handle(func(r *http.Request, req api.Autostart) (any, error) {
 			return s.mgr.SetAutostart(r.Context(), r.PathValue("name"), req)
 		})},
-		{"GET", "/logs/{name}", Admin, s.domainLog},
+		{"GET", "/logs/{name}", auth.DomainRead, s.domainLog},
 	}
 }
 
@@ -101,43 +104,43 @@ func (s *Server) definitionRoutes() []route {
 func (s *Server) domainRoutes() []route {
 	d := domainPath
 	return []route{
-		{"GET", "/domains", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/domains", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			reply(w, s.mgr.List(r.URL.Query().Get("all") == "1"), nil)
 		}},
-		{"POST", "/domains", Admin, s.createDomain},
-		{"GET", d, Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"POST", "/domains", auth.DomainCreate, s.createDomain},
+		{"GET", d, auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.Get(r.PathValue("name"))
 			reply(w, out, err)
 		}},
-		{"GET", d + "/console", Admin, s.console},
-		{"POST", d + "/shutdown", Admin, domainAction(s, func(r *http.Request, name string, req api.ShutdownRequest) error {
+		{"GET", d + "/console", auth.DomainConsole, s.console},
+		{"POST", d + "/shutdown", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, req api.ShutdownRequest) error {
 			return s.mgr.Shutdown(r.Context(), name, req)
 		})},
-		{"POST", d + "/start", Admin, handle(func(r *http.Request, req api.StartRequest) (any, error) {
+		{"POST", d + "/start", auth.DomainOperate, handle(func(r *http.Request, req api.StartRequest) (any, error) {
 			return s.mgr.Start(r.Context(), r.PathValue("name"), req.Paused)
 		})},
-		{"POST", d + "/reboot", Admin, domainAction(s, func(r *http.Request, name string, req api.ShutdownRequest) error {
+		{"POST", d + "/reboot", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, req api.ShutdownRequest) error {
 			return s.mgr.Reboot(r.Context(), name, req)
 		})},
-		{"POST", d + "/reset", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Reset(r.Context(), name) })},
-		{"POST", d + "/destroy", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Destroy(r.Context(), name) })},
-		{"POST", d + "/pause", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Pause(r.Context(), name) })},
-		{"POST", d + "/unpause", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Unpause(r.Context(), name) })},
-		{"POST", d + "/mem-set", Admin, domainAction(s, func(r *http.Request, name string, req api.MemRequest) error {
+		{"POST", d + "/reset", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Reset(r.Context(), name) })},
+		{"POST", d + "/destroy", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Destroy(r.Context(), name) })},
+		{"POST", d + "/pause", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Pause(r.Context(), name) })},
+		{"POST", d + "/unpause", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.Unpause(r.Context(), name) })},
+		{"POST", d + "/mem-set", auth.DomainConfig, domainAction(s, func(r *http.Request, name string, req api.MemRequest) error {
 			return s.mgr.MemSet(r.Context(), name, req.MemoryMiB)
 		})},
-		{"POST", d + "/mem-max", Admin, domainAction(s, func(r *http.Request, name string, req api.MemRequest) error {
+		{"POST", d + "/mem-max", auth.DomainConfig, domainAction(s, func(r *http.Request, name string, req api.MemRequest) error {
 			return s.mgr.MemMax(r.Context(), name, req.MemoryMiB)
 		})},
-		{"POST", d + "/sched-credit", Admin, s.schedCredit},
-		{"POST", d + "/vcpu-pin", Admin, s.vcpuPin},
-		{"POST", d + "/save", Admin, domainAction(s, func(r *http.Request, name string, req api.SaveRequest) error {
+		{"POST", d + "/sched-credit", auth.DomainConfig, s.schedCredit},
+		{"POST", d + "/vcpu-pin", auth.DomainConfig, s.vcpuPin},
+		{"POST", d + "/save", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, req api.SaveRequest) error {
 			return s.mgr.Save(r.Context(), name, req.Path, req.Checkpoint)
 		})},
-		{"POST", d + "/clone", Admin, handle(func(r *http.Request, req api.CloneRequest) (any, error) {
+		{"POST", d + "/clone", auth.DomainCreate, handle(func(r *http.Request, req api.CloneRequest) (any, error) {
 			return s.mgr.Clone(r.Context(), r.PathValue("name"), req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set})
 		})},
-		{"POST", "/restore", Admin, handle(func(r *http.Request, req api.RestoreRequest) (any, error) {
+		{"POST", "/restore", auth.DomainCreate, handle(func(r *http.Request, req api.RestoreRequest) (any, error) {
 			return s.mgr.Restore(r.Context(), req.Path, req.Paused)
 		})},
 	}
@@ -148,34 +151,34 @@ func (s *Server) domainRoutes() []route {
 func (s *Server) deviceRoutes() []route {
 	d := domainPath
 	return []route{
-		{"POST", d + "/block-attach", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
+		{"POST", d + "/block-attach", auth.DomainConfig, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
 			_, err := s.mgr.BlockAttach(r.Context(), name, req.Spec)
 			return err
 		})},
-		{"POST", d + "/block-detach", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
+		{"POST", d + "/block-detach", auth.DomainConfig, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
 			return s.mgr.BlockDetach(r.Context(), name, req.VDev)
 		})},
-		{"POST", d + "/cd-insert", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
+		{"POST", d + "/cd-insert", auth.DomainConfig, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
 			if req.Path == "" {
 				return api.Errorf(api.ErrInvalid, "cd-insert needs a file")
 			}
 			return s.mgr.CDChange(r.Context(), name, req.VDev, req.Path)
 		})},
-		{"POST", d + "/cd-eject", Admin, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
+		{"POST", d + "/cd-eject", auth.DomainConfig, domainAction(s, func(r *http.Request, name string, req api.BlockRequest) error {
 			return s.mgr.CDChange(r.Context(), name, req.VDev, "")
 		})},
-		{"POST", d + "/network-attach", Admin, domainAction(s, func(r *http.Request, name string, req api.NetworkRequest) error {
+		{"POST", d + "/network-attach", auth.DomainConfig, domainAction(s, func(r *http.Request, name string, req api.NetworkRequest) error {
 			_, err := s.mgr.NetworkAttach(r.Context(), name, req.Spec)
 			return err
 		})},
-		{"POST", d + "/network-detach", Admin, domainAction(s, func(r *http.Request, name string, req api.NetworkRequest) error {
+		{"POST", d + "/network-detach", auth.DomainConfig, domainAction(s, func(r *http.Request, name string, req api.NetworkRequest) error {
 			return s.mgr.NetworkDetach(r.Context(), name, req.Dev)
 		})},
-		{"GET", d + "/blocks", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", d + "/blocks", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.BlockList(r.Context(), r.PathValue("name"))
 			reply(w, out, err)
 		}},
-		{"GET", d + "/vifs", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", d + "/vifs", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.NetworkList(r.PathValue("name"))
 			reply(w, out, err)
 		}},
@@ -187,21 +190,21 @@ func (s *Server) deviceRoutes() []route {
 func (s *Server) snapshotRoutes() []route {
 	d := domainPath
 	return []route{
-		{"GET", d + "/snapshots", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", d + "/snapshots", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.SnapshotList(r.Context(), r.PathValue("name"))
 			reply(w, out, err)
 		}},
-		{"POST", d + "/snapshots", Admin, handle(func(r *http.Request, req api.SnapshotRequest) (any, error) {
+		{"POST", d + "/snapshots", auth.DomainOperate, handle(func(r *http.Request, req api.SnapshotRequest) (any, error) {
 			return s.mgr.SnapshotCreate(r.Context(), r.PathValue("name"), req.Name, req.Memory)
 		})},
-		{"POST", d + "/snapshots/{snap}/revert", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+		{"POST", d + "/snapshots/{snap}/revert", auth.DomainOperate, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return s.mgr.SnapshotRevert(r.Context(), r.PathValue("name"), r.PathValue("snap"))
 		})},
-		{"DELETE", d + "/snapshots/{snap}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+		{"DELETE", d + "/snapshots/{snap}", auth.DomainOperate, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.mgr.SnapshotDelete(r.Context(), r.PathValue("name"), r.PathValue("snap"))
 		})},
-		{"POST", d + "/export", Admin, s.export},
-		{"POST", "/import", Admin, s.importArchive},
+		{"POST", d + "/export", auth.DomainOperate, s.export},
+		{"POST", "/import", auth.DomainCreate, s.importArchive},
 	}
 }
 
@@ -210,35 +213,35 @@ func (s *Server) snapshotRoutes() []route {
 func (s *Server) migrateRoutes() []route {
 	d := domainPath
 	return []route{
-		{"POST", d + "/migrate", Admin, s.migrate},
-		{"POST", d + "/migrate-cancel", Admin, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.CancelMigration(name) })},
-		{"POST", "/migrate/incoming", Peer, s.incoming},
-		{"POST", "/migrate/data/{token}", Peer, s.incomingData},
+		{"POST", d + "/migrate", auth.DomainMigrate, s.migrate},
+		{"POST", d + "/migrate-cancel", auth.DomainMigrate, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.CancelMigration(name) })},
+		{"POST", "/migrate/incoming", auth.PeerMigrate, s.incoming},
+		{"POST", "/migrate/data/{token}", auth.PeerMigrate, s.incomingData},
 	}
 }
 
 // poolRoutes: storage pools and their volumes.
 func (s *Server) poolRoutes() []route {
 	return []route{
-		{"GET", "/pools", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/pools", auth.StorageRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.pools.List(r.Context())
 			reply(w, out, err)
 		}},
-		{"POST", "/pools", Admin, handle(func(r *http.Request, req api.Pool) (any, error) { return s.pools.Create(r.Context(), req) })},
-		{"DELETE", "/pools/{pool}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+		{"POST", "/pools", auth.HostManage, handle(func(r *http.Request, req api.Pool) (any, error) { return s.pools.Create(r.Context(), req) })},
+		{"DELETE", "/pools/{pool}", auth.HostManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.pools.Delete(r.Context(), r.PathValue("pool"))
 		})},
-		{"GET", "/pools/{pool}/volumes", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/pools/{pool}/volumes", auth.StorageRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.pools.Volumes(r.Context(), r.PathValue("pool"))
 			reply(w, out, err)
 		}},
-		{"POST", "/pools/{pool}/volumes", Admin, handle(func(r *http.Request, req api.VolumeRequest) (any, error) {
+		{"POST", "/pools/{pool}/volumes", auth.StorageManage, handle(func(r *http.Request, req api.VolumeRequest) (any, error) {
 			return s.pools.CreateVolume(r.Context(), r.PathValue("pool"), req)
 		})},
-		{"PUT", "/pools/{pool}/volumes/{vol}", Admin, handle(func(r *http.Request, req api.VolumeRequest) (any, error) {
+		{"PUT", "/pools/{pool}/volumes/{vol}", auth.StorageManage, handle(func(r *http.Request, req api.VolumeRequest) (any, error) {
 			return s.pools.ResizeVolume(r.Context(), r.PathValue("pool"), r.PathValue("vol"), req.SizeB)
 		})},
-		{"DELETE", "/pools/{pool}/volumes/{vol}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+		{"DELETE", "/pools/{pool}/volumes/{vol}", auth.StorageManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.pools.DeleteVolume(r.Context(), r.PathValue("pool"), r.PathValue("vol"))
 		})},
 	}
@@ -247,29 +250,29 @@ func (s *Server) poolRoutes() []route {
 // networkRoutes: managed networks and their DHCP leases.
 func (s *Server) networkRoutes() []route {
 	return []route{
-		{"GET", "/networks", Admin, func(w http.ResponseWriter, r *http.Request) { reply(w, s.nets.List(), nil) }},
-		{"POST", "/networks", Admin, handle(func(r *http.Request, req api.Network) (any, error) { return s.nets.Create(r.Context(), req) })},
-		{"GET", "/networks/{network}", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/networks", auth.NetworkRead, func(w http.ResponseWriter, r *http.Request) { reply(w, s.nets.List(), nil) }},
+		{"POST", "/networks", auth.NetworkManage, handle(func(r *http.Request, req api.Network) (any, error) { return s.nets.Create(r.Context(), req) })},
+		{"GET", "/networks/{network}", auth.NetworkRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.nets.Get(r.PathValue("network"))
 			reply(w, out, err)
 		}},
-		{"GET", "/networks/{network}/leases", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/networks/{network}/leases", auth.NetworkRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.nets.Leases(r.PathValue("network"))
 			reply(w, out, err)
 		}},
-		{"DELETE", "/networks/{network}", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+		{"DELETE", "/networks/{network}", auth.NetworkManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.nets.Delete(r.Context(), r.PathValue("network"))
 		})},
 	}
 }
 
-// handler builds the mux for a listener that serves callers: only the
-// routes that admit one of them are registered; every other request gets
-// fallback (nil: the mux's own 404).
-func (s *Server) handler(callers Caller, fallback http.HandlerFunc) http.Handler {
+// handler builds the mux for a listener whose callers hold one of roles:
+// only the routes one of them may call are registered; every other
+// request gets fallback (nil: the mux's own 404).
+func (s *Server) handler(roles []auth.Role, fallback http.HandlerFunc) http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
-		if rt.who&callers != 0 {
+		if slices.ContainsFunc(roles, func(r auth.Role) bool { return r.Can(rt.perm) }) {
 			mux.HandleFunc(rt.method+" "+api.Version+rt.path, guard(rt))
 		}
 	}
@@ -351,18 +354,18 @@ func reply(w http.ResponseWriter, v any, err error) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// RouteInfo is one API route and who may call it (for the docs and the
-// end-to-end walk over a real listener).
+// RouteInfo is one API route and the permission it needs (for the docs
+// and the end-to-end walk over a real listener).
 type RouteInfo struct {
 	Method, Path string // Path under /1.0, with {parameters}
-	Who          Caller
+	Perm         auth.Perm
 }
 
 // Routes lists the API.
 func Routes() []RouteInfo {
 	var out []RouteInfo
 	for _, rt := range (&Server{}).routes() {
-		out = append(out, RouteInfo{rt.method, rt.path, rt.who})
+		out = append(out, RouteInfo{rt.method, rt.path, rt.perm})
 	}
 	return out
 }

@@ -5,11 +5,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/auth"
 )
 
 // fill replaces a route's parameters with valid values.
@@ -22,29 +24,44 @@ func fill(path string) string {
 	})
 }
 
-func call(h http.Handler, who Caller, method, path, body string) *httptest.ResponseRecorder {
+func call(h http.Handler, p auth.Principal, method, path, body string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
-	r = r.WithContext(withIdentity(context.Background(), identity{who: who, remote: "192.0.2.1:1"}))
+	if p.Remote == "" {
+		p.Remote = "192.0.2.1:1"
+	}
+	r = r.WithContext(withPrincipal(context.Background(), p))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w
 }
 
-// TestRouteTable walks every registered route with every caller: a peer
-// host and an anonymous caller reach exactly the routes named here (a
-// migration, and joining or renewing trust) and get 403 everywhere else,
-// so a new route cannot be exposed to peers by accident.
+// as is a principal of role (a tenant role gets a tenant).
+func as(role auth.Role) auth.Principal {
+	p := auth.Principal{Kind: auth.Token, Name: "t", Role: role}
+	if role.Tenanted() {
+		p.Tenant = "acme"
+	}
+	return p
+}
+
+var allRoles = []auth.Role{auth.Admin, auth.Operator, auth.Auditor, auth.TenantAdmin, auth.TenantUser, auth.PeerHost, auth.Joiner}
+
+// TestRouteTable walks every registered route with every role: a role
+// without the route's permission gets 403 and nothing runs; every route
+// names a known permission; the peer permissions are on exactly the
+// routes a peer host needs (a migration, joining or renewing trust), so a
+// new route cannot be exposed to peers, or to nobody, by accident.
 func TestRouteTable(t *testing.T) {
 	s := &Server{}
-	peerOK := map[string]Caller{
-		"POST /migrate/incoming":     Peer,
-		"POST /migrate/data/{token}": Peer,
-		"POST /peer/join":            Anonymous,
-		"POST /peer/renew":           Peer,
-		"GET /peer/list":             Peer,
-		"PUT /peer/list":             Peer,
+	peerOK := map[string]auth.Perm{
+		"POST /migrate/incoming":     auth.PeerMigrate,
+		"POST /migrate/data/{token}": auth.PeerMigrate,
+		"POST /peer/join":            auth.PeerJoin,
+		"POST /peer/renew":           auth.PeerSync,
+		"GET /peer/list":             auth.PeerSync,
+		"PUT /peer/list":             auth.PeerSync,
 	}
-	peerMux := s.handler(Peer|Anonymous, forbidden)
+	mux := s.handler(allRoles, forbidden)
 	seen := map[string]bool{}
 	var exposed []string
 	for _, rt := range s.routes() {
@@ -53,25 +70,22 @@ func TestRouteTable(t *testing.T) {
 			t.Errorf("%s is registered twice", key)
 		}
 		seen[key] = true
-		if rt.who == 0 {
-			t.Errorf("%s admits nobody", key)
+		if !slices.Contains(auth.Perms(), rt.perm) {
+			t.Errorf("%s needs %q, which is not a permission (auth.Perms)", key, rt.perm)
 		}
-		if rt.who&(Peer|Anonymous) != 0 {
+		if want, ok := peerOK[key]; ok || strings.HasPrefix(string(rt.perm), "peer.") {
 			exposed = append(exposed, key)
-			if peerOK[key] != rt.who&(Peer|Anonymous) {
-				t.Errorf("%s is open to %s on the peer listener; only the migration and trust routes may be (add it to this test only if a peer must call it)", key, rt.who)
+			if rt.perm != want {
+				t.Errorf("%s needs %s; only the migration and trust routes are for peers (add it to this test only if a peer must call it)", key, rt.perm)
 			}
 		}
-		if rt.who&Admin != 0 && peerOK[key] != 0 {
-			t.Errorf("%s is a peer route but also admits the admin socket", key)
-		}
-		for _, who := range []Caller{Peer, Anonymous} {
-			if rt.who&who != 0 {
+		for _, role := range allRoles {
+			if role.Can(rt.perm) {
 				continue
 			}
-			w := call(peerMux, who, rt.method, api.Version+fill(rt.path), "{}")
+			w := call(mux, as(role), rt.method, api.Version+fill(rt.path), "{}")
 			if w.Code != http.StatusForbidden {
-				t.Errorf("%s as %s on the peer listener: %d %s, want 403", key, who, w.Code, w.Body)
+				t.Errorf("%s as %s: %d %s, want 403", key, role, w.Code, w.Body)
 			}
 		}
 	}
@@ -80,10 +94,15 @@ func TestRouteTable(t *testing.T) {
 		t.Errorf("routes open to peers: %v, want exactly %d", exposed, len(peerOK))
 	}
 	// Paths outside the table: 403 on the peer listener too.
+	peerMux := s.handler(peerRoles, forbidden)
 	for _, p := range []string{"/", api.Version + "/nope", "/debug/pprof/"} {
-		if w := call(peerMux, Peer, "GET", p, ""); w.Code != http.StatusForbidden {
+		if w := call(peerMux, as(auth.PeerHost), "GET", p, ""); w.Code != http.StatusForbidden {
 			t.Errorf("GET %s on the peer listener: %d", p, w.Code)
 		}
+	}
+	// A request with no principal may do nothing.
+	if w := call(mux, auth.Principal{}, "GET", api.Version+"/domains", ""); w.Code != http.StatusForbidden {
+		t.Errorf("GET /domains with no principal: %d", w.Code)
 	}
 }
 
@@ -91,32 +110,32 @@ func TestRouteTable(t *testing.T) {
 // path is refused rather than redirected; bodies are strict and capped.
 func TestRouteInputRules(t *testing.T) {
 	s := &Server{}
-	admin := s.handler(Admin, nil)
+	admin := s.handler(socketRoles, nil)
 	for _, rt := range s.routes() {
-		if rt.who&Admin == 0 || len(rt.params()) == 0 {
+		if !auth.Admin.Can(rt.perm) || len(rt.params()) == 0 {
 			continue
 		}
 		bad := strings.Replace(rt.path, "{"+rt.params()[0]+"}", "a..b", 1)
-		w := call(admin, Admin, rt.method, api.Version+fill(bad), "{}")
+		w := call(admin, as(auth.Admin), rt.method, api.Version+fill(bad), "{}")
 		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "not a valid") {
 			t.Errorf("%s %s: %d %s", rt.method, bad, w.Code, w.Body)
 		}
 		ctl := strings.Replace(rt.path, "{"+rt.params()[0]+"}", "g1%0D%0AX-Evil:%201", 1)
-		if w := call(admin, Admin, rt.method, api.Version+fill(ctl), "{}"); w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "\r\n") {
+		if w := call(admin, as(auth.Admin), rt.method, api.Version+fill(ctl), "{}"); w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "\r\n") {
 			t.Errorf("%s with CR LF in a name: %d %q", rt.method, w.Code, w.Body)
 		}
 	}
 	for _, p := range []string{"/domains/../domains/g1/destroy", "/domains/g1/./destroy", "/domains//destroy"} {
-		w := call(admin, Admin, "POST", api.Version+p, "")
+		w := call(admin, as(auth.Admin), "POST", api.Version+p, "")
 		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
 			t.Errorf("POST %s: %d (Location %q), want 400 and no redirect", p, w.Code, w.Header().Get("Location"))
 		}
 	}
-	if w := call(admin, Admin, "POST", api.Version+"/pools", `{"name":"p","dir":"/x","bogus":1}`); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "bogus") {
+	if w := call(admin, as(auth.Admin), "POST", api.Version+"/pools", `{"name":"p","dir":"/x","bogus":1}`); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "bogus") {
 		t.Errorf("unknown field: %d %s", w.Code, w.Body)
 	}
 	big := `{"name":"` + strings.Repeat("a", maxBody) + `"}`
-	if w := call(admin, Admin, "POST", api.Version+"/pools", big); w.Code != http.StatusRequestEntityTooLarge {
+	if w := call(admin, as(auth.Admin), "POST", api.Version+"/pools", big); w.Code != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d %s", w.Code, w.Body.String()[:min(200, w.Body.Len())])
 	}
 }

@@ -331,7 +331,7 @@ func (b *startup) recoverDomains() error {
 // hosts over mutual TLS.
 func (b *startup) listenPeers() error {
 	s, log := b.s, b.log
-	b.srv = s.server(s.handler(Admin, nil), adminConn)
+	b.srv = s.server(s.handler(socketRoles, nil), adminConn)
 	if b.cfg.Listen == "" {
 		return nil
 	}
@@ -341,7 +341,7 @@ func (b *startup) listenPeers() error {
 	}
 	gl := newGuardedListener(praw, "peer", maxConns, maxConnsPerSource, log)
 	tl := newPeerListener(gl, s.trust.ServerConfig(), b.mgr, log)
-	psrv := s.server(s.handler(Peer|Anonymous, forbidden), peerConn)
+	psrv := s.server(s.handler(peerRoles, forbidden), peerConn)
 	go psrv.Serve(tl)
 	b.later(func() { psrv.Close() })
 	log.Info("peer listener (mutual TLS)", "addr", tl.Addr().String(), "trusted", s.trust.Status() != nil)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/auth"
 	"github.com/ringfence/ringfence/internal/peer"
 )
 
@@ -14,52 +15,52 @@ import (
 // (anonymous, token in hand), a renewal and the peer list (peer hosts).
 func (s *Server) trustRoutes() []route {
 	return []route{
-		{"POST", "/host/trust", Admin, handle(func(r *http.Request, req api.TrustRequest) (any, error) {
+		{"POST", "/host/trust", auth.HostManage, handle(func(r *http.Request, req api.TrustRequest) (any, error) {
 			if err := s.trust.Init(req.PeerName, req.Names, req.Offline, req.CAFrom); err != nil {
 				return nil, err
 			}
 			return s.trust.Status(), nil
 		})},
-		{"POST", "/host/tokens", Admin, handle(func(r *http.Request, req api.TokenRequest) (any, error) {
+		{"POST", "/host/tokens", auth.HostManage, handle(func(r *http.Request, req api.TokenRequest) (any, error) {
 			return s.trust.NewToken(req.PeerName, time.Duration(req.TTLSec)*time.Second, req.Addr)
 		})},
-		{"POST", "/host/join", Admin, handle(func(r *http.Request, req api.JoinRequest) (any, error) {
+		{"POST", "/host/join", auth.HostManage, handle(func(r *http.Request, req api.JoinRequest) (any, error) {
 			if err := s.trust.JoinWith(r.Context(), req.Token, req.PeerName, req.Names); err != nil {
 				return nil, err
 			}
 			return s.trust.Status(), nil
 		})},
-		{"POST", "/host/renew", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+		{"POST", "/host/renew", auth.HostManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			if err := s.trust.Renew(r.Context()); err != nil {
 				return nil, err
 			}
 			return s.trust.Status(), nil
 		})},
-		{"GET", "/host/peers", Admin, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/host/peers", auth.HostRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.trust.Peers()
 			reply(w, out, err)
 		}},
-		{"POST", "/host/peers/{peer}/revoke", Admin, handle(func(r *http.Request, _ struct{}) (any, error) {
+		{"POST", "/host/peers/{peer}/revoke", auth.HostManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			if err := s.trust.Revoke(r.PathValue("peer")); err != nil {
 				return nil, err
 			}
 			return s.trust.Peers()
 		})},
 
-		{"POST", "/peer/join", Anonymous, handle(func(r *http.Request, call peer.JoinCall) (any, error) {
-			return s.trust.Admit(r.Context(), call, identityOf(r.Context()).remote)
+		{"POST", "/peer/join", auth.PeerJoin, handle(func(r *http.Request, call peer.JoinCall) (any, error) {
+			return s.trust.Admit(r.Context(), call, principalOf(r.Context()).Remote)
 		})},
-		{"POST", "/peer/renew", Peer, handle(func(r *http.Request, call peer.RenewCall) (any, error) {
+		{"POST", "/peer/renew", auth.PeerSync, handle(func(r *http.Request, call peer.RenewCall) (any, error) {
 			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 				return nil, api.Errorf(api.ErrForbidden, "a renewal needs the host's current certificate")
 			}
 			return s.trust.RenewFor(r.TLS.PeerCertificates[0], call)
 		})},
-		{"GET", "/peer/list", Peer, func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/peer/list", auth.PeerSync, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.trust.Signed()
 			reply(w, out, err)
 		}},
-		{"PUT", "/peer/list", Peer, handle(func(r *http.Request, sl peer.Signed) (any, error) {
+		{"PUT", "/peer/list", auth.PeerSync, handle(func(r *http.Request, sl peer.Signed) (any, error) {
 			return struct{}{}, s.trust.Accept(sl)
 		})},
 	}

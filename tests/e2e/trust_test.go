@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/auth"
 	"github.com/ringfence/ringfence/internal/daemon"
 	"github.com/ringfence/ringfence/internal/peer"
 )
@@ -85,14 +86,14 @@ func TestPeerListenerServesOnlyMigration(t *testing.T) {
 	open := 0
 	for _, rt := range daemon.Routes() {
 		path := paramRE.ReplaceAllString(rt.Path, "g1")
-		if rt.Who&daemon.Peer == 0 {
+		if !auth.PeerHost.Can(rt.Perm) {
 			if code, body := do(asPeer, rt.Method, path, "{}"); code != http.StatusForbidden {
 				t.Errorf("peer host: %s %s answered %d %s, want 403", rt.Method, path, code, body)
 			}
 		} else {
 			open++
 		}
-		if rt.Who&daemon.Anonymous == 0 {
+		if !auth.Joiner.Can(rt.Perm) {
 			if code, body := do(anon, rt.Method, path, "{}"); code != http.StatusForbidden {
 				t.Errorf("anonymous: %s %s answered %d %s, want 403", rt.Method, path, code, body)
 			}

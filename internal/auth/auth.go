@@ -1,0 +1,141 @@
+// Package auth says who may do what: the permissions routes need, the
+// built-in roles that hold them, and the principal behind a request.
+// Deny by default: a role holds exactly the permissions listed here.
+package auth
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Perm is what a route needs.
+type Perm string
+
+const (
+	HostRead      Perm = "host.read"       // host info, stats, metrics, the daemon's log
+	HostManage    Perm = "host.manage"     // host shutdown, trust between hosts, settings
+	TokenManage   Perm = "token.manage"    // API tokens
+	AuditRead     Perm = "audit.read"      // the audit log
+	DomainRead    Perm = "domain.read"     // list, show, logs, devices, snapshots
+	DomainCreate  Perm = "domain.create"   // create, define, undefine, config, restore, import, clone
+	DomainOperate Perm = "domain.operate"  // start, stop, reboot, reset, destroy, pause, save, snapshots, export
+	DomainConfig  Perm = "domain.config"   // memory, vCPUs, scheduling, device hot-plug, media
+	DomainConsole Perm = "domain.console"  // the serial console
+	DomainMigrate Perm = "domain.migrate"  // migrate a domain to another host
+	StorageRead   Perm = "storage.read"    // pools and volumes
+	StorageManage Perm = "storage.manage"  // pools and volumes: create, delete, resize
+	NetworkRead   Perm = "network.read"    // networks and leases
+	NetworkManage Perm = "network.manage"  // networks: create, delete
+	EventsRead    Perm = "events.read"     // the event stream (filtered by what the caller may see)
+	OpsRead       Perm = "operations.read" // operations: list, show, wait, cancel its own
+	PeerMigrate   Perm = "peer.migrate"    // a peer host: migrate a domain here
+	PeerSync      Perm = "peer.sync"       // a peer host: the peer list, renewing its certificate
+	PeerJoin      Perm = "peer.join"       // anyone on the peer listener: join with a single-use token
+)
+
+// Perms is every permission, in a stable order.
+func Perms() []Perm {
+	return []Perm{HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate,
+		DomainConfig, DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage,
+		EventsRead, OpsRead, PeerMigrate, PeerSync, PeerJoin}
+}
+
+// Role is a named set of permissions.
+type Role string
+
+const (
+	// Admin is the host's administrator (root on the unix socket, or a
+	// token with this role): everything but the peer hosts' routes.
+	Admin Role = "admin"
+	// Operator runs domains and their storage; no host settings, trust,
+	// tokens or networks.
+	Operator Role = "operator"
+	// Auditor reads everything an admin can read, changes nothing.
+	Auditor Role = "auditor"
+	// TenantAdmin manages its tenant's domains and volumes, nothing else.
+	TenantAdmin Role = "tenant-admin"
+	// TenantUser uses its tenant's domains (start, stop, console).
+	TenantUser Role = "tenant-user"
+	// PeerHost is another host of ours on the peer listener.
+	PeerHost Role = "peer-host"
+	// Joiner is an unknown caller on the peer listener.
+	Joiner Role = "joiner"
+)
+
+var rolePerms = map[Role][]Perm{
+	Admin: {HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate, DomainConfig,
+		DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage, EventsRead, OpsRead},
+	Operator: {HostRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, DomainMigrate,
+		StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead},
+	Auditor:     {HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead},
+	TenantAdmin: {DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead},
+	TenantUser:  {DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead},
+	PeerHost:    {PeerMigrate, PeerSync},
+	Joiner:      {PeerJoin},
+}
+
+// Can reports whether the role holds perm.
+func (r Role) Can(p Perm) bool { return slices.Contains(rolePerms[r], p) }
+
+// Tenanted reports whether the role is bound to a tenant.
+func (r Role) Tenanted() bool { return r == TenantAdmin || r == TenantUser }
+
+// UserRoles are the roles a token or a client certificate may carry.
+func UserRoles() []Role { return []Role{Admin, Operator, Auditor, TenantAdmin, TenantUser} }
+
+// ParseRole reads a user role; tenant is required exactly for the tenant
+// roles.
+func ParseRole(s, tenant string) (Role, error) {
+	r := Role(s)
+	if !slices.Contains(UserRoles(), r) {
+		names := make([]string, 0, 5)
+		for _, u := range UserRoles() {
+			names = append(names, string(u))
+		}
+		return "", fmt.Errorf("unknown role %q: one of %s", s, strings.Join(names, ", "))
+	}
+	if r.Tenanted() != (tenant != "") {
+		if tenant == "" {
+			return "", fmt.Errorf("role %s needs --tenant NAME", r)
+		}
+		return "", fmt.Errorf("role %s is host-wide: drop --tenant (or use tenant-admin/tenant-user)", r)
+	}
+	return r, nil
+}
+
+// Principal is who is behind a request.
+type Principal struct {
+	Kind   Kind   // how it proved who it is
+	Name   string // a token's or certificate's name; "root" on the socket
+	Role   Role
+	Tenant string // set for the tenant roles: all it may see
+	Remote string // where it called from
+}
+
+// Kind is how a principal was identified.
+type Kind string
+
+const (
+	Local     Kind = "local"     // the unix socket (root)
+	Token     Kind = "token"     // an API token
+	Cert      Kind = "cert"      // a client certificate
+	Peer      Kind = "peer"      // a peer host's certificate
+	Anonymous Kind = "anonymous" // nobody identified (the peer listener's joiners)
+)
+
+// Can reports whether p holds perm.
+func (p Principal) Can(perm Perm) bool { return p.Role.Can(perm) }
+
+// Sees reports whether p may see an object owned by tenant ("" = the
+// host's own): a host-wide role sees everything, a tenant role only its
+// tenant's.
+func (p Principal) Sees(tenant string) bool { return !p.Role.Tenanted() || p.Tenant == tenant }
+
+func (p Principal) String() string {
+	s := string(p.Kind) + " " + p.Name + " (" + string(p.Role)
+	if p.Tenant != "" {
+		s += ", tenant " + p.Tenant
+	}
+	return s + ")"
+}
