@@ -4,6 +4,7 @@
 package auth
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -138,4 +139,19 @@ func (p Principal) String() string {
 		s += ", tenant " + p.Tenant
 	}
 	return s + ")"
+}
+
+type ctxKey struct{}
+
+// NewContext carries p with a request's context, down to the layers that
+// record who asked (events, audit, operations).
+func NewContext(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// FromContext is who is behind ctx (the zero Principal, which may do
+// nothing, when none was set).
+func FromContext(ctx context.Context) Principal {
+	p, _ := ctx.Value(ctxKey{}).(Principal)
+	return p
 }

@@ -23,18 +23,12 @@ var (
 	peerRoles   = []auth.Role{auth.PeerHost, auth.Joiner}
 )
 
-type ctxKey struct{}
-
 func withPrincipal(ctx context.Context, p auth.Principal) context.Context {
-	return context.WithValue(ctx, ctxKey{}, p)
+	return auth.NewContext(ctx, p)
 }
 
-// principalOf is who is behind a request (the zero Principal, which may
-// do nothing, when none was set).
-func principalOf(ctx context.Context) auth.Principal {
-	p, _ := ctx.Value(ctxKey{}).(auth.Principal)
-	return p
-}
+// principalOf is who is behind a request.
+func principalOf(ctx context.Context) auth.Principal { return auth.FromContext(ctx) }
 
 // adminConn tags connections of the unix socket (mode 0600: root).
 func adminConn(ctx context.Context, c net.Conn) context.Context {
