@@ -380,6 +380,14 @@ type DomainStats struct {
 	VBDRd    int64   `json:"vbd_rd"`
 	VBDWr    int64   `json:"vbd_wr"`
 	PID      int     `json:"pid"`
+	// Byte counters (the KiB and op figures above are top's columns):
+	// the disks' bytes read and written, the vifs' bytes as the guest
+	// sees them, and the balloon's actual size (0: no answer).
+	VBDRdBytes int64 `json:"vbd_rd_bytes"`
+	VBDWrBytes int64 `json:"vbd_wr_bytes"`
+	NetTxBytes int64 `json:"net_tx_bytes"`
+	NetRxBytes int64 `json:"net_rx_bytes"`
+	BalloonKiB int64 `json:"balloon_kib,omitempty"`
 }
 
 // Stats is GET /1.0/stats.

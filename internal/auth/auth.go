@@ -33,13 +33,14 @@ const (
 	PeerMigrate   Perm = "peer.migrate"    // a peer host: migrate a domain here
 	PeerSync      Perm = "peer.sync"       // a peer host: the peer list, renewing its certificate
 	PeerJoin      Perm = "peer.join"       // anyone on the peer listener: join with a single-use token
+	APIRead       Perm = "api.read"        // GET /1.0: the API's version and extensions (every user role)
 )
 
 // Perms is every permission, in a stable order.
 func Perms() []Perm {
 	return []Perm{HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate,
 		DomainConfig, DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage,
-		EventsRead, OpsRead, PeerMigrate, PeerSync, PeerJoin}
+		EventsRead, OpsRead, PeerMigrate, PeerSync, PeerJoin, APIRead}
 }
 
 // Role is a named set of permissions.
@@ -65,13 +66,13 @@ const (
 )
 
 var rolePerms = map[Role][]Perm{
-	Admin: {HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate, DomainConfig,
+	Admin: {APIRead, HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate, DomainConfig,
 		DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage, EventsRead, OpsRead},
-	Operator: {HostRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, DomainMigrate,
+	Operator: {APIRead, HostRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, DomainMigrate,
 		StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead},
-	Auditor:     {HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead},
-	TenantAdmin: {DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead},
-	TenantUser:  {DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead},
+	Auditor:     {APIRead, HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead},
+	TenantAdmin: {APIRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead},
+	TenantUser:  {APIRead, DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead},
 	PeerHost:    {PeerMigrate, PeerSync},
 	Joiner:      {PeerJoin},
 }

@@ -21,6 +21,16 @@ func TestRoles(t *testing.T) {
 			t.Errorf("%s can %s: %v, want %v", c.r, c.p, got, c.ok)
 		}
 	}
+	// Every user role may read what the API offers (GET /1.0); the peer
+	// listener's callers may not.
+	for _, r := range UserRoles() {
+		if !r.Can(APIRead) {
+			t.Errorf("%s cannot read the API's extensions", r)
+		}
+	}
+	if PeerHost.Can(APIRead) || Joiner.Can(APIRead) {
+		t.Error("a peer-listener role may read the API's extensions")
+	}
 	for r, ps := range rolePerms {
 		for _, p := range ps {
 			found := false

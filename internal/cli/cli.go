@@ -99,6 +99,7 @@ func init() {
 		{"host", "this host's trust among its peers: the authority, join tokens, the peer list", "host trust [--peer-name N] [--name HOST]... [--offline | --ca-from DIR] | host token [--peer-name N] [--ttl 10m] | host join TOKEN [--peer-name N] [--name HOST]... | host peers [--json] | host revoke NAME | host renew", runHost},
 		{"save", "save a domain's state to a file (it is gone afterwards; -c keeps it running)", "save [-c] NAME FILE", runSave},
 		{"restore", "start a domain from a save file", "restore [-p] FILE", runRestore},
+		{"audit", "who changed what: the daemon's record of every mutating call", "audit [--since SEQ] [--limit N] [--json]", runAudit},
 		{"top", "live per-domain CPU, memory, steal, network and disk figures (xentop)", "top [-b] [-i N] [-d SECS] [--sort name|cpu|mem|steal|net|vbd] [--json]", runTop},
 		{"mem-set", "set a domain's memory (balloon), within maxmem", "mem-set NAME MEM (b/k/m/g suffix; KiB without, as xl)", memVerb("mem-set")},
 		{"mem-max", "lower the ceiling mem-set may reach", "mem-max NAME MEM", memVerb("mem-max")},

@@ -183,14 +183,7 @@ func (c *Client) HostShutdown(ctx context.Context, req api.HostShutdownRequest) 
 }
 
 // HostLog returns the daemon's recent log.
-func (c *Client) HostLog(ctx context.Context) ([]byte, error) {
-	resp, err := c.send(ctx, "GET", "/host/log", nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	return io.ReadAll(resp.Body)
-}
+func (c *Client) HostLog(ctx context.Context) ([]byte, error) { return c.text(ctx, "/host/log") }
 
 // Get returns one domain.
 func (c *Client) Get(ctx context.Context, name string) (api.Domain, error) {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/audit"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
@@ -75,6 +76,9 @@ type Config struct {
 	// listener; IdleTimeout closes a kept-alive connection that sends
 	// nothing. Zero: the defaults (30 s, 120 s).
 	ReadTimeout, IdleTimeout time.Duration
+	// MetricsListen serves GET /metrics (Prometheus text, no token) on
+	// its own plain-HTTP listener, e.g. 127.0.0.1:9465; empty: none.
+	MetricsListen string
 }
 
 // Where a production host keeps the domains' logs and its autostart files
@@ -97,6 +101,8 @@ type Server struct {
 	info    api.HostInfo
 	accel   host.Accel
 	log     *slog.Logger
+	audit   *audit.Log   // every mutating call (nil: none kept)
+	metrics http.Handler // GET /1.0/metrics and --metrics-listen
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -115,9 +121,11 @@ func Run(cfg Config) error {
 		b.qemuUsers,
 		b.newManagers,
 		b.openTrust,
+		b.openAudit,
 		b.listenAPI,
 		b.recoverDomains,
 		b.listenPeers,
+		b.listenMetrics,
 	} {
 		if err := step(); err != nil {
 			return err

@@ -48,7 +48,7 @@ func (s *Server) routes() []route {
 	for _, area := range [][]route{
 		s.hostRoutes(), s.definitionRoutes(), s.domainRoutes(), s.deviceRoutes(),
 		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
-		s.trustRoutes(),
+		s.trustRoutes(), s.observeRoutes(),
 	} {
 		rs = append(rs, area...)
 	}
@@ -273,7 +273,7 @@ func (s *Server) handler(roles []auth.Role, fallback http.HandlerFunc) http.Hand
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		if slices.ContainsFunc(roles, func(r auth.Role) bool { return r.Can(rt.perm) }) {
-			mux.HandleFunc(rt.method+" "+api.Version+rt.path, guard(rt))
+			mux.HandleFunc(rt.method+" "+api.Version+rt.path, s.audited(rt, guard(rt)))
 		}
 	}
 	if fallback != nil {

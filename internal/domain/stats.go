@@ -67,12 +67,14 @@ func (m *Manager) sampleOne(ctx context.Context, d *dom, memTotalKiB int64) api.
 	if d.inst != nil {
 		qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		if b, err := d.inst.Balloon(qctx); err == nil && b > 0 {
-			s.MemKiB = b >> 10
+			s.MemKiB, s.BalloonKiB = b>>10, b>>10
 		}
 		if bs, err := d.inst.BlockStats(qctx); err == nil {
 			for _, b := range bs {
 				s.VBDRd += b.ReadOps
 				s.VBDWr += b.WriteOps
+				s.VBDRdBytes += b.ReadBytes
+				s.VBDWrBytes += b.WriteBytes
 			}
 		}
 		cancel()
@@ -86,6 +88,8 @@ func (m *Manager) sampleOne(ctx context.Context, d *dom, memTotalKiB int64) api.
 			rx, tx := m.tapCounters(tap)
 			s.NetTxKiB += rx >> 10
 			s.NetRxKiB += tx >> 10
+			s.NetTxBytes += rx
+			s.NetRxBytes += tx
 		}
 	}
 	if memTotalKiB > 0 {

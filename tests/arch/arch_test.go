@@ -28,7 +28,7 @@ var allowed = map[string][]string{
 
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
-	"internal/daemon": {"internal/api", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
+	"internal/daemon": {"internal/api", "internal/audit", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
 		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/procfs", "internal/storage", "internal/store"},
 	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
@@ -51,6 +51,8 @@ var allowed = map[string][]string{
 
 	// Who may do what: permissions, roles, principals. A leaf.
 	"internal/auth": {},
+	// Who did what: the append-only audit log in the store.
+	"internal/audit": {"internal/api", "internal/store"},
 
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/spec"},

@@ -1,0 +1,139 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/audit"
+)
+
+// metricDesc is one metric: its description and how a sample reads it.
+type metricDesc struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	val  func(d api.DomainStats) float64
+}
+
+func domainMetric(name, help string, kind prometheus.ValueType, val func(api.DomainStats) float64) metricDesc {
+	return metricDesc{prometheus.NewDesc("ringfence_domain_"+name, help, []string{"domain"}, nil), kind, val}
+}
+
+const kib = 1024
+
+// domainMetrics are the per-domain figures: the same sample `top` shows
+// (GET /1.0/stats, the daemon's sampler), so the two agree.
+var domainMetrics = []metricDesc{
+	domainMetric("cpu_seconds_total", "CPU time the domain's QEMU used.", prometheus.CounterValue, func(d api.DomainStats) float64 { return d.CPUSec }),
+	domainMetric("vcpu_run_seconds_total", "Time the vCPU threads ran on a host CPU.", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.RunNs) / 1e9 }),
+	domainMetric("steal_seconds_total", "Time the vCPU threads were runnable but waited for a host CPU (the guest's steal).", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.WaitNs) / 1e9 }),
+	domainMetric("memory_bytes", "The domain's current memory (the balloon's size when it answers).", prometheus.GaugeValue, func(d api.DomainStats) float64 { return float64(d.MemKiB * kib) }),
+	domainMetric("memory_max_bytes", "The domain's maximum memory.", prometheus.GaugeValue, func(d api.DomainStats) float64 { return float64(d.MaxMemKiB * kib) }),
+	domainMetric("balloon_bytes", "The balloon's actual size as QEMU reports it (0: no answer).", prometheus.GaugeValue, func(d api.DomainStats) float64 { return float64(d.BalloonKiB * kib) }),
+	domainMetric("vcpus", "The domain's vCPUs.", prometheus.GaugeValue, func(d api.DomainStats) float64 { return float64(d.VCPUs) }),
+	domainMetric("disk_read_bytes_total", "Bytes read from the domain's disks.", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.VBDRdBytes) }),
+	domainMetric("disk_write_bytes_total", "Bytes written to the domain's disks.", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.VBDWrBytes) }),
+	domainMetric("disk_read_ops_total", "Read operations on the domain's disks.", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.VBDRd) }),
+	domainMetric("disk_write_ops_total", "Write operations on the domain's disks.", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.VBDWr) }),
+	domainMetric("net_rx_bytes_total", "Bytes the domain's vifs received (as the guest sees them).", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.NetRxBytes) }),
+	domainMetric("net_tx_bytes_total", "Bytes the domain's vifs sent (as the guest sees them).", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.NetTxBytes) }),
+}
+
+// The ledger: what is admitted, what is left.
+var (
+	ledgerTotal     = prometheus.NewDesc("ringfence_ledger_total_bytes", "Host memory the ledger books.", nil, nil)
+	ledgerReserved  = prometheus.NewDesc("ringfence_ledger_reserved_bytes", "Host memory kept from domains.", nil, nil)
+	ledgerCommitted = prometheus.NewDesc("ringfence_ledger_committed_bytes", "Memory admitted to domains (guest RAM and QEMU overhead).", nil, nil)
+	ledgerFree      = prometheus.NewDesc("ringfence_ledger_free_bytes", "Memory left to admit.", nil, nil)
+	ledgerVCPUs     = prometheus.NewDesc("ringfence_ledger_vcpus", "vCPUs admitted to domains.", nil, nil)
+	ledgerVCPUsFree = prometheus.NewDesc("ringfence_ledger_vcpus_free", "vCPUs left to admit.", nil, nil)
+	ledgerDomain    = prometheus.NewDesc("ringfence_ledger_domain_bytes", "Memory admitted to one domain (guest RAM and QEMU overhead).", []string{"domain"}, nil)
+	domainsRunning  = prometheus.NewDesc("ringfence_domains", "Domains the daemon has (running or kept).", nil, nil)
+)
+
+// collector reads the daemon's latest sample and the ledger at scrape
+// time: nothing is kept twice.
+type collector struct {
+	stats  func() api.Stats
+	ledger func() api.Ledger
+}
+
+// Describe names every metric, whether or not a domain runs now (the
+// registry drops what was not described).
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range domainMetrics {
+		ch <- m.desc
+	}
+	for _, d := range []*prometheus.Desc{ledgerTotal, ledgerReserved, ledgerCommitted, ledgerFree, ledgerVCPUs, ledgerVCPUsFree, ledgerDomain, domainsRunning} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	ch <- prometheus.MustNewConstMetric(domainsRunning, prometheus.GaugeValue, float64(len(st.Domains)))
+	for _, d := range st.Domains {
+		for _, m := range domainMetrics {
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.val(d), d.Name)
+		}
+	}
+	l := c.ledger()
+	mib := func(n int) float64 { return float64(n) * (1 << 20) }
+	committed, vcpus := 0, 0
+	for _, e := range l.Entries {
+		committed += e.MemoryMiB + e.OverheadMiB
+		vcpus += e.VCPUs
+		ch <- prometheus.MustNewConstMetric(ledgerDomain, prometheus.GaugeValue, mib(e.MemoryMiB+e.OverheadMiB), e.Domain)
+	}
+	ch <- prometheus.MustNewConstMetric(ledgerTotal, prometheus.GaugeValue, mib(l.TotalMiB))
+	ch <- prometheus.MustNewConstMetric(ledgerReserved, prometheus.GaugeValue, mib(l.ReservedMiB))
+	ch <- prometheus.MustNewConstMetric(ledgerCommitted, prometheus.GaugeValue, mib(committed))
+	ch <- prometheus.MustNewConstMetric(ledgerFree, prometheus.GaugeValue, mib(l.FreeMiB))
+	ch <- prometheus.MustNewConstMetric(ledgerVCPUs, prometheus.GaugeValue, float64(vcpus))
+	ch <- prometheus.MustNewConstMetric(ledgerVCPUsFree, prometheus.GaugeValue, float64(l.VCPUsFree))
+}
+
+// metricsHandler serves the Prometheus text format from a registry of
+// its own (no Go runtime or process metrics: the host's, not the
+// guests').
+func metricsHandler(c collector) http.Handler {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// openAudit opens the audit log in the store and makes the metrics
+// handler.
+func (b *startup) openAudit() error {
+	l, err := audit.Open(context.Background(), b.st, 0)
+	if err != nil {
+		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	b.s.audit = l
+	b.s.metrics = metricsHandler(collector{b.mgr.Stats, b.ledger.Snapshot})
+	return nil
+}
+
+// listenMetrics serves /metrics alone, to anyone who reaches addr (a
+// scraper has no token): plain HTTP, nothing else on it.
+func (b *startup) listenMetrics() error {
+	if b.cfg.MetricsListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", b.cfg.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("metrics listener %s: %w", b.cfg.MetricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", b.s.metrics)
+	srv := b.s.server(mux, func(ctx context.Context, _ net.Conn) context.Context { return ctx })
+	go srv.Serve(newGuardedListener(ln, "metrics", maxConns, maxConnsPerSource, b.log))
+	b.later(func() { srv.Close() })
+	b.log.Info("metrics listener (no token: keep it on loopback or a management network)", "addr", ln.Addr().String())
+	return nil
+}

@@ -1,0 +1,101 @@
+package daemon
+
+import (
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/peer"
+)
+
+// routeDocs is the reference's table: one line per route of routes(),
+// keyed "METHOD PATH" (PATH under /1.0, as in the route table). in and
+// out are zero values of the request body and the reply (nil: none;
+// empty{}: an empty object); reply is how the reply comes. Add a route's
+// line here, then `go test ./internal/daemon -run TestOpenAPI -update`
+// rewrites docs/openapi.json.
+var routeDocs = map[string]routeDoc{
+	// The API itself, the audit log, metrics.
+	"GET ":         {"The API's version, Ringfence's release and the extensions served", nil, api.APIInfo{}, asJSON, ""},
+	"GET /audit":   {"Audit records: after ?since=SEQ (oldest first), else the newest; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,limit"},
+	"GET /metrics": {"The host's and the domains' figures in the Prometheus text format", nil, nil, asText, ""},
+
+	// The host.
+	"GET /host":                      {"The host: CPUs, memory, accelerator, QEMU, the ledger", nil, api.HostInfo{}, asJSON, ""},
+	"GET /stats":                     {"Every running domain's figures (top)", nil, api.Stats{}, asJSON, ""},
+	"POST /host/shutdown":            {"End (or save) every domain before the host goes down", api.HostShutdownRequest{}, api.HostShutdownResult{}, asJSON, ""},
+	"GET /host/log":                  {"The daemon's recent log", nil, nil, asText, ""},
+	"POST /host/trust":               {"Make this host a trust authority (or an offline copy)", api.TrustRequest{}, api.PeerStatus{}, asJSON, ""},
+	"POST /host/tokens":              {"A single-use join token (authority)", api.TokenRequest{}, api.PeerToken{}, asJSON, ""},
+	"POST /host/join":                {"Join the authority named in a token", api.JoinRequest{}, api.PeerStatus{}, asJSON, ""},
+	"POST /host/renew":               {"A new key and certificate for this host", nil, api.PeerStatus{}, asJSON, ""},
+	"GET /host/peers":                {"The trusted hosts", nil, api.PeerList{}, asJSON, ""},
+	"POST /host/peers/{peer}/revoke": {"Revoke a host's trust (authority)", nil, api.PeerList{}, asJSON, ""},
+
+	// Peer hosts, on the peer listener.
+	"POST /peer/join":            {"A joining host's call with its token (anonymous)", peer.JoinCall{}, peer.JoinReply{}, asJSON, ""},
+	"POST /peer/renew":           {"A member's certificate renewal", peer.RenewCall{}, peer.RenewReply{}, asJSON, ""},
+	"GET /peer/list":             {"The signed peer list (pull)", nil, peer.Signed{}, asJSON, ""},
+	"PUT /peer/list":             {"The signed peer list (push)", peer.Signed{}, empty{}, asJSON, ""},
+	"POST /migrate/incoming":     {"A migration arriving: upgrades to the migration protocol", nil, nil, asUpgrade, ""},
+	"POST /migrate/data/{token}": {"A migration's encrypted data connection: upgrades", nil, nil, asUpgrade, ""},
+
+	// Definitions and logs.
+	"POST /definitions":                 {"Define a domain (kept across stops and host reboots)", api.DefineRequest{}, api.Domain{}, asJSON, ""},
+	"GET /definitions/{name}":           {"A domain's stored definition", nil, api.Definition{}, asJSON, ""},
+	"PUT /definitions/{name}":           {"Replace a definition (pending until the next start while it runs)", api.DefineRequest{}, api.Definition{}, asJSON, ""},
+	"DELETE /definitions/{name}":        {"Undefine a domain", nil, empty{}, asJSON, ""},
+	"PUT /definitions/{name}/autostart": {"Start a defined domain at host boot, or not", api.Autostart{}, api.Definition{}, asJSON, ""},
+	"GET /logs/{name}":                  {"A domain's console or QEMU log (?file=console|qemu, ?tail=N lines)", nil, nil, asText, "file,tail"},
+
+	// Domains.
+	"GET /domains":                        {"The domains (?all=1: stopped ones kept too)", nil, []api.Domain{}, asJSON, "all"},
+	"POST /domains":                       {"Create and start a domain (DryRun when dry_run)", api.CreateRequest{}, oneOf{api.Domain{}, api.DryRun{}}, asJSON, ""},
+	"GET /domains/{name}":                 {"A domain", nil, api.Domain{}, asJSON, ""},
+	"GET /domains/{name}/console":         {"The serial console: upgrades to a raw stream (?history=0 skips the replay)", nil, nil, asUpgrade, "history"},
+	"POST /domains/{name}/shutdown":       {"Ask the guest to shut down", api.ShutdownRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/start":          {"Start a stopped, kept domain", api.StartRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/reboot":         {"Ask the guest to reboot", api.ShutdownRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/reset":          {"Reset the VM (a hardware reset)", nil, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/destroy":        {"End the VM now", nil, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/pause":          {"Pause the vCPUs", nil, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/unpause":        {"Resume the vCPUs", nil, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/mem-set":        {"Set the balloon target", api.MemRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/mem-max":        {"Set the maximum memory", api.MemRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/sched-credit":   {"Set the scheduler weight and cap (-1: unchanged)", api.SchedCreditRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/vcpu-pin":       {"Pin vCPUs to host CPUs (vcpu -1: all)", api.VCPUPinRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/save":           {"Save the domain's state to a file", api.SaveRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/clone":          {"A new domain from this one (thin-cloned disks, new MACs)", api.CloneRequest{}, api.Domain{}, asJSON, ""},
+	"POST /restore":                       {"Restore a saved domain", api.RestoreRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/block-attach":   {"Hot-plug a disk (an xl disk spec)", api.BlockRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/block-detach":   {"Hot-unplug a disk", api.BlockRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/cd-insert":      {"Insert a CD-ROM medium", api.BlockRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/cd-eject":       {"Eject a CD-ROM medium", api.BlockRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/network-attach": {"Hot-plug a vif (an xl vif spec)", api.NetworkRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/network-detach": {"Hot-unplug a vif (index or MAC)", api.NetworkRequest{}, api.Domain{}, asJSON, ""},
+	"GET /domains/{name}/blocks":          {"The VM's disks", nil, []api.BlockDevice{}, asJSON, ""},
+	"GET /domains/{name}/vifs":            {"The VM's vifs", nil, []api.NetworkDevice{}, asJSON, ""},
+
+	// Snapshots, export, import, migration.
+	"GET /domains/{name}/snapshots":                {"The domain's snapshots", nil, []api.Snapshot{}, asJSON, ""},
+	"POST /domains/{name}/snapshots":               {"Take a snapshot (memory: the running state too)", api.SnapshotRequest{}, api.Snapshot{}, asJSON, ""},
+	"POST /domains/{name}/snapshots/{snap}/revert": {"Revert to a snapshot", nil, api.Domain{}, asJSON, ""},
+	"DELETE /domains/{name}/snapshots/{snap}":      {"Delete a snapshot", nil, empty{}, asJSON, ""},
+	"POST /domains/{name}/export":                  {"Write the domain to an archive: JobEvent lines", api.ExportRequest{}, api.JobEvent{}, asNDJSON, ""},
+	"POST /import":                                 {"A domain from an archive: JobEvent lines", api.ImportRequest{}, api.JobEvent{}, asNDJSON, ""},
+	"POST /domains/{name}/migrate":                 {"Live-migrate the domain: MigrateEvent lines", api.MigrateRequest{}, api.MigrateEvent{}, asNDJSON, ""},
+	"POST /domains/{name}/migrate-cancel":          {"Cancel the domain's outgoing migration", nil, api.Domain{}, asJSON, ""},
+
+	// Storage pools and volumes.
+	"GET /pools":                         {"The storage pools", nil, []api.Pool{}, asJSON, ""},
+	"POST /pools":                        {"Make a pool of a directory", api.Pool{}, api.Pool{}, asJSON, ""},
+	"DELETE /pools/{pool}":               {"Forget a pool (its files stay)", nil, empty{}, asJSON, ""},
+	"GET /pools/{pool}/volumes":          {"A pool's volumes", nil, []api.Volume{}, asJSON, ""},
+	"POST /pools/{pool}/volumes":         {"Create a volume (from: a thin clone of a template)", api.VolumeRequest{}, api.Volume{}, asJSON, ""},
+	"PUT /pools/{pool}/volumes/{vol}":    {"Resize a volume", api.VolumeRequest{}, api.Volume{}, asJSON, ""},
+	"DELETE /pools/{pool}/volumes/{vol}": {"Delete a volume", nil, empty{}, asJSON, ""},
+
+	// Managed networks.
+	"GET /networks":                  {"The managed networks", nil, []api.Network{}, asJSON, ""},
+	"POST /networks":                 {"Create a managed network", api.Network{}, api.Network{}, asJSON, ""},
+	"GET /networks/{network}":        {"A managed network", nil, api.Network{}, asJSON, ""},
+	"GET /networks/{network}/leases": {"A NAT network's DHCP leases", nil, []api.Lease{}, asJSON, ""},
+	"DELETE /networks/{network}":     {"Delete a managed network", nil, empty{}, asJSON, ""},
+}
