@@ -83,7 +83,7 @@ func guard(rt route) http.HandlerFunc {
 // paramKinds names what each path parameter is, for error messages.
 var paramKinds = map[string]string{
 	"name": "domain", "pool": "pool", "vol": "volume", "snap": "snapshot",
-	"network": "network", "peer": "host",
+	"network": "network", "peer": "host", "apitoken": "token",
 }
 
 // checkToken is the rule for migration data tokens (hex from the

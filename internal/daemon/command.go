@@ -61,6 +61,7 @@ func serve(args []string, socket string) error {
 	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
 	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
 	fs.StringVar(&cfg.Listen, "listen", "", "peer listener for other hosts (mutual TLS), e.g. :7443")
+	fs.StringVar(&cfg.APIListen, "api-listen", "", "remote API listener (HTTPS, TLS 1.3, API tokens), e.g. :8443")
 	fs.StringVar(&cfg.QEMUIDs, "qemu-ids", "", "uid range QEMUs run as, one uid per running domain: BASE[:COUNT] (default 2000000000:65536; root: QEMU stays root, development only)")
 	var roots cmdline.List
 	fs.Var(&roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")

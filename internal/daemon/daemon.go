@@ -25,6 +25,7 @@ import (
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/tokens"
 )
 
 // Config is the daemon's configuration.
@@ -46,6 +47,9 @@ type Config struct {
 	// Listen is the peer listener (mutual TLS) for other hosts, e.g. ":7443";
 	// empty: none.
 	Listen string
+	// APIListen is the remote API listener (TLS 1.3, API tokens), e.g.
+	// ":8443"; empty: none.
+	APIListen string
 	// QEMUIDs is the uid range QEMUs run as, one uid per running domain:
 	// "BASE[:COUNT]" ("" = the default; "root": QEMU stays root,
 	// development only).
@@ -97,6 +101,7 @@ type Server struct {
 	info    api.HostInfo
 	accel   host.Accel
 	log     *slog.Logger
+	tokens  *tokens.Manager
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -117,6 +122,7 @@ func Run(cfg Config) error {
 		b.openTrust,
 		b.listenAPI,
 		b.recoverDomains,
+		b.listenRemote,
 		b.listenPeers,
 	} {
 		if err := step(); err != nil {

@@ -29,7 +29,7 @@ var allowed = map[string][]string{
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
 	"internal/daemon": {"internal/api", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
-		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/procfs", "internal/storage", "internal/store"},
+		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/procfs", "internal/safefile", "internal/storage", "internal/store", "internal/tokens"},
 	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
@@ -51,6 +51,8 @@ var allowed = map[string][]string{
 
 	// Who may do what: permissions, roles, principals. A leaf.
 	"internal/auth": {},
+	// API tokens: made, hashed, checked, revoked.
+	"internal/tokens": {"internal/api", "internal/auth", "internal/names", "internal/store"},
 
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/spec"},
