@@ -5,11 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/auth"
+	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/safefile"
 	"github.com/ringfence/ringfence/internal/tokens"
 )
@@ -85,7 +84,7 @@ func (b *startup) listenRemote() error {
 	srv := s.server(s.remoteAuth(s.handler(auth.UserRoles(), nil)), remoteConn)
 	go srv.Serve(tl)
 	b.later(func() { srv.Close() })
-	log.Info("remote API listener (TLS 1.3, API tokens)", "addr", tl.Addr().String(), "fingerprint", Fingerprint(cert.Leaf.Raw))
+	log.Info("remote API listener (TLS 1.3, API tokens)", "addr", tl.Addr().String(), "fingerprint", peer.Fingerprint(cert.Leaf.Raw))
 	return nil
 }
 
@@ -139,12 +138,6 @@ func refuseTokens(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// Fingerprint is a certificate's SHA-256, in hex: what clients pin.
-func Fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
 }
 
 // apiCertificate loads the API listener's certificate from dir, making

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/auth"
+	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/store/memstore"
 	"github.com/ringfence/ringfence/internal/tokens"
 )
@@ -107,7 +108,7 @@ func TestAPICertificate(t *testing.T) {
 		t.Fatalf("IP SANs %v", c1.Leaf.IPAddresses)
 	}
 	c2, err := apiCertificate(dir, "127.0.0.1:8443")
-	if err != nil || Fingerprint(c2.Leaf.Raw) != Fingerprint(c1.Leaf.Raw) {
+	if err != nil || peer.Fingerprint(c2.Leaf.Raw) != peer.Fingerprint(c1.Leaf.Raw) {
 		t.Fatal("the certificate was not kept")
 	}
 	s, sec := remoteServer(t)
