@@ -70,7 +70,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		return nil, err
 	}
 	var body io.Reader
-	if in != nil {
+	if r, ok := in.(io.Reader); ok {
+		body = r // a raw body (an archive's upload)
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, err

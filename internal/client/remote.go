@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -119,4 +120,41 @@ func (c *Client) Tokens(ctx context.Context) ([]api.APIToken, error) {
 func (c *Client) RevokeToken(ctx context.Context, name string) (api.APIToken, error) {
 	var out api.APIToken
 	return out, c.do(ctx, "DELETE", "/tokens/"+seg(name), nil, &out)
+}
+
+// ExportTo exports a domain and writes the archive to w (the caller's
+// file, not one on the daemon's host); it returns the archive's size.
+func (c *Client) ExportTo(ctx context.Context, name string, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, "GET", "/domains/"+seg(name)+"/export/archive", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("the archive ended after %d of %d bytes", n, resp.ContentLength)
+	}
+	return n, err
+}
+
+// ImportFrom uploads an archive (req.Path unused) and imports it.
+func (c *Client) ImportFrom(ctx context.Context, archive io.Reader, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"dir": req.Dir, "name": req.Name} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	for k, v := range map[string]bool{"no_start": req.NoStart, "paused": req.Paused} {
+		if v {
+			q.Set(k, "1")
+		}
+	}
+	path := "/import/archive"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out api.Domain
+	err := c.job(ctx, path, io.NopCloser(archive), progress, &out)
+	return out, err
 }

@@ -110,6 +110,7 @@ func TestRemoteAPI(t *testing.T) {
 	if out := r.must("token", "list"); !strings.Contains(out, "revoked") || !strings.Contains(out, "ops") {
 		t.Fatalf("token list over the remote: %q", out)
 	}
+	remoteArchive(t, e, r)
 	r.must("destroy", "rm1")
 	if ds := e.List(); len(ds) != 0 {
 		t.Fatalf("domains after destroy over the remote: %v", ds)
@@ -120,6 +121,30 @@ func TestRemoteAPI(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond) // "brief" expires
 	checkRefusals(t, e, apiAddr, peerAddr, admin, revoked, expired)
+}
+
+// remoteArchive: export writes the archive to the client's file, import
+// uploads one: nothing goes through a file the client names on the
+// daemon's host.
+func remoteArchive(t *testing.T, e *Env, r remoteCLI) {
+	t.Helper()
+	archive := filepath.Join(t.TempDir(), "rm1.archive")
+	r.must("export", "rm1", "-o", archive)
+	st, err := os.Stat(archive)
+	if err != nil || st.Size() < 1024 {
+		t.Fatalf("the exported archive on the client: %v %v", st, err)
+	}
+	r.refused("exists", "export", "rm1", "-o", archive)
+	r.refused("needs permission domain.operate", "--remote", "audit", "export", "rm1", "-o", archive+".2")
+	e.names = append(e.names, "rm2")
+	r.must("import", archive, "--name", "rm2")
+	if d := e.Domain("rm2"); d.PID == 0 {
+		t.Fatalf("rm2 imported over the remote is not running: %+v", d)
+	}
+	r.must("destroy", "rm2")
+	if left, _ := filepath.Glob(filepath.Join(e.State, "imports", ".*-*.tar.zst")); len(left) != 0 {
+		t.Fatalf("scratch archives left on the daemon's host: %v", left)
+	}
 }
 
 // checkPinned: the remotes file is 0600 and pins the daemon's certificate.
