@@ -105,6 +105,13 @@ func (s *Server) remoteAuth(next http.Handler) http.Handler {
 			reply(w, nil, err)
 			return
 		}
+		if p.Role.Tenanted() {
+			// Deny by default: nothing here belongs to a tenant yet, and
+			// the routes do not filter by tenant, so a tenant role may
+			// see and do nothing rather than everything.
+			reply(w, nil, api.Errorf(api.ErrForbidden, "%s: the tenant roles cannot be used yet (this host's domains, pools and networks have no tenants)", p))
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
 	})
 }

@@ -39,6 +39,8 @@ func remoteServer(t *testing.T) (*Server, map[string]string) {
 	}
 	tok, _ := s.tokens.Create(context.Background(), api.APITokenRequest{Name: "aud2", Role: "auditor"})
 	secrets["aud2"] = tok.Secret
+	tok, _ = s.tokens.Create(context.Background(), api.APITokenRequest{Name: "tu", Role: "tenant-user", Tenant: "acme"})
+	secrets["tu"] = tok.Secret
 	return s, secrets
 }
 
@@ -61,6 +63,7 @@ func TestRemoteAuth(t *testing.T) {
 		{"oversized", "GET", "/1.0/tokens", []string{"Bearer " + strings.Repeat("a", 4096)}, 401, "over 512 bytes"},
 		{"revoked", "GET", "/1.0/tokens", []string{"Bearer " + sec["auditor"]}, 401, "revoked"},
 		{"wrong role", "GET", "/1.0/tokens", []string{"Bearer " + sec["aud2"]}, 403, "needs permission token.manage"},
+		{"tenant role", "GET", "/1.0/domains", []string{"Bearer " + sec["tu"]}, 403, "tenant roles cannot be used yet"},
 		{"admin", "GET", "/1.0/tokens", []string{"Bearer " + sec["admin"]}, 200, `"name":"admin"`},
 		{"peer route", "POST", "/1.0/migrate/incoming", []string{"Bearer " + sec["admin"]}, 404, ""},
 	}
@@ -134,7 +137,7 @@ func TestAPICertificate(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var list []api.APIToken
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list) != 3 {
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list) != 4 {
 		t.Fatalf("%d %v %v", resp.StatusCode, list, err)
 	}
 }

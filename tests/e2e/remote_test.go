@@ -58,13 +58,14 @@ func (r remoteCLI) refused(want string, args ...string) {
 
 // TestRemoteAPI: the API over HTTPS with tokens. Tokens are made on the
 // socket; a remote is added with its certificate pinned; the verbs work
-// over it (create from a client-side file, list, console, top, destroy);
+// over it (create from a client-side file, list, console, top, export to
+// and import from the client's files, migrate, destroy);
 // an auditor reads but may not destroy; no, garbled, oversized, revoked
 // and expired tokens get 401; the peer listener refuses a token.
 func TestRemoteAPI(t *testing.T) {
 	port := 41000 + os.Getpid()%20000
 	apiAddr, peerAddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", port+1)
-	e := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--api-listen", apiAddr, "--listen", peerAddr}})
+	e := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--api-listen", apiAddr, "--listen", peerAddr, guestStorage()}})
 	e.MustRF("host", "trust", "--peer-name", "h1", "--name", "127.0.0.1")
 	secret := func(args ...string) string {
 		return strings.TrimSpace(e.MustRF(append([]string{"token", "create"}, args...)...))
@@ -111,10 +112,7 @@ func TestRemoteAPI(t *testing.T) {
 		t.Fatalf("token list over the remote: %q", out)
 	}
 	remoteArchive(t, e, r)
-	r.must("destroy", "rm1")
-	if ds := e.List(); len(ds) != 0 {
-		t.Fatalf("domains after destroy over the remote: %v", ds)
-	}
+	remoteMigrate(t, e, r, fmt.Sprintf("127.0.0.2:%d", port+2))
 	// The local socket stays reachable by name.
 	if res := r.run("--remote", "local", "--socket", e.Socket, "list"); res.Code != 0 {
 		t.Fatalf("--remote local: %+v", res)
@@ -145,6 +143,24 @@ func remoteArchive(t *testing.T, e *Env, r remoteCLI) {
 	if left, _ := filepath.Glob(filepath.Join(e.State, "imports", ".*-*.tar.zst")); len(left) != 0 {
 		t.Fatalf("scratch archives left on the daemon's host: %v", left)
 	}
+}
+
+// remoteMigrate: a migration asked over the remote moves rm1 to a peer of
+// the remote's host.
+func remoteMigrate(t *testing.T, e *Env, r remoteCLI, dstAddr string) {
+	t.Helper()
+	dst := NewEnvWith(t, EnvOptions{Netns: e.Netns, ServeArgs: []string{"--listen", dstAddr, guestStorage()}})
+	dst.JoinTo(e, "dst", "127.0.0.2")
+	dst.names = append(dst.names, "rm1")
+	r.refused("needs permission domain.migrate", "--remote", "audit", "migrate", "rm1", dstAddr)
+	r.must("migrate", "rm1", dstAddr)
+	if d := dst.Domain("rm1"); d.PID == 0 {
+		t.Fatalf("rm1 is not running on the destination: %+v", d)
+	}
+	if ds := e.List(); len(ds) != 0 {
+		t.Fatalf("domains left on the source after the migration: %v", ds)
+	}
+	dst.MustRF("destroy", "rm1")
 }
 
 // checkPinned: the remotes file is 0600 and pins the daemon's certificate.
