@@ -20,6 +20,15 @@ type APIToken struct {
 	Expires  time.Time `json:"expires,omitzero"`
 	LastUsed time.Time `json:"last_used,omitzero"`
 	Revoked  time.Time `json:"revoked,omitzero"`
+	// Certificates are the SHA-256 (hex) of the client certificates
+	// bound to the token.
+	Certificates []string `json:"certificates,omitempty"`
+}
+
+// APICertRequest binds a client certificate (PEM) to the caller's token
+// (POST /1.0/tokens/certificates).
+type APICertRequest struct {
+	Certificate string `json:"certificate"`
 }
 
 // APITokenCreated is the reply to a token's creation: the only time its

@@ -141,7 +141,7 @@ func init() {
 		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", runPool},
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
-		{"remote", "daemons reached over HTTPS with an API token (the certificate pinned when added); local is the unix socket", "remote add NAME https://HOST:PORT --token T [--accept-certificate] | remote list [--json] | remote switch NAME | remote remove NAME", runRemote},
+		{"remote", "daemons reached over HTTPS with an API token (the certificate pinned when added); local is the unix socket", "remote add NAME https://HOST:PORT --token T [--accept-certificate] [--client-cert] | remote list [--json] | remote switch NAME | remote remove NAME", runRemote},
 		{"token", "API tokens for the remote API listener (serve --api-listen): the secret is shown once", "token create NAME --role ROLE [--tenant T] [--expires 30d] [--json] | token list [--json] | token revoke NAME", runToken},
 		{"version", "print the version", "version", func(e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "ringfence", api.Release)

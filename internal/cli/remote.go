@@ -28,6 +28,9 @@ type remote struct {
 	URL         string `json:"url"`
 	Token       string `json:"token"`
 	Fingerprint string `json:"fingerprint"` // the server certificate's SHA-256, hex
+	// ClientCert: the client's certificate (client.crt), bound to a
+	// token, stands for it; Token is then empty.
+	ClientCert bool `json:"client_cert,omitempty"`
 }
 
 // remotesFile is ~/.config/ringfence/remotes.json (or $RINGFENCE_CONFIG).
@@ -116,7 +119,7 @@ func (e *env) connect() error {
 	if !ok {
 		return fmt.Errorf("no remote %q (`ringfence remote list`)", name)
 	}
-	c, err := client.NewRemote(r.URL, r.Token, r.Fingerprint)
+	c, err := remoteClient(r)
 	if err != nil {
 		return fmt.Errorf("remote %s: %w", name, err)
 	}
@@ -152,6 +155,7 @@ func remoteAdd(e *env, args []string) error {
 	fs := flag.NewFlagSet("remote add", flag.ContinueOnError)
 	token := fs.String("token", "", "the API token (`ringfence token create` on the remote's host)")
 	accept := fs.Bool("accept-certificate", false, "pin the certificate the remote shows without asking (scripts)")
+	useCert := fs.Bool("client-cert", false, "bind this client's certificate to the token and keep the certificate, not the token")
 	pos, err := parse(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -186,7 +190,14 @@ func remoteAdd(e *env, args []string) error {
 	if _, err := c.List(context.Background()); err != nil {
 		return fmt.Errorf("the remote refused the token (nothing saved): %w", err)
 	}
-	rf.Remotes[name] = remote{URL: url, Token: *token, Fingerprint: fp}
+	entry := remote{URL: url, Token: *token, Fingerprint: fp}
+	if *useCert {
+		if err := bindClientCert(c, url, fp); err != nil {
+			return err
+		}
+		entry.Token, entry.ClientCert = "", true
+	}
+	rf.Remotes[name] = entry
 	if err := rf.save(); err != nil {
 		return err
 	}

@@ -23,6 +23,16 @@ import (
 // is pin (hex, as FetchFingerprint returns it; no CA is consulted) and
 // sends token as its bearer token.
 func NewRemote(rawURL, token, pin string) (*Client, error) {
+	return newRemote(rawURL, token, pin, nil)
+}
+
+// NewRemoteCert is NewRemote with a client certificate bound to a token
+// (BindCertificate) in place of the token.
+func NewRemoteCert(rawURL, pin string, cert tls.Certificate) (*Client, error) {
+	return newRemote(rawURL, "", pin, &cert)
+}
+
+func newRemote(rawURL, token, pin string, cert *tls.Certificate) (*Client, error) {
 	hostport, err := remoteAddr(rawURL)
 	if err != nil {
 		return nil, err
@@ -35,6 +45,9 @@ func NewRemote(rawURL, token, pin string) (*Client, error) {
 		return nil, fmt.Errorf("the pinned certificate fingerprint %q is not a SHA-256 in hex", pin)
 	}
 	cfg := pinnedTLS(pin)
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
 	dial := func(ctx context.Context) (net.Conn, error) {
 		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: cfg}
 		return d.DialContext(ctx, "tcp", hostport)
@@ -114,6 +127,15 @@ func (c *Client) CreateToken(ctx context.Context, req api.APITokenRequest) (api.
 func (c *Client) Tokens(ctx context.Context) ([]api.APIToken, error) {
 	var out []api.APIToken
 	return out, c.do(ctx, "GET", "/tokens", nil, &out)
+}
+
+// BindCertificate binds a client certificate (PEM) to the token this
+// client uses; it returns the certificate's SHA-256.
+func (c *Client) BindCertificate(ctx context.Context, certPEM string) (string, error) {
+	var out struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	return out.Fingerprint, c.do(ctx, "POST", "/tokens/certificates", api.APICertRequest{Certificate: certPEM}, &out)
 }
 
 // RevokeToken revokes an API token.

@@ -2,33 +2,29 @@ package daemon
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/auth"
 	"github.com/ringfence/ringfence/internal/peer"
-	"github.com/ringfence/ringfence/internal/safefile"
+	"github.com/ringfence/ringfence/internal/selfsign"
 	"github.com/ringfence/ringfence/internal/tokens"
 )
 
 // The remote API listener (serve --api-listen) serves the same /1.0 API
 // as the unix socket over TLS 1.3, to callers who prove who they are with
-// an API token (Authorization: Bearer rf_NAME_SECRET). It registers only
+// an API token (Authorization: Bearer rf_NAME_SECRET) or a client
+// certificate bound to one (internal/tokens/certs.go). It registers only
 // the routes some user role may call: never a peer host's.
 
 // maxAuthHeader is the longest Authorization header looked at; a longer
@@ -49,6 +45,21 @@ func (s *Server) tokenRoutes() []route {
 			out, err := s.tokens.List(r.Context())
 			reply(w, out, err)
 		}},
+		{"POST", "/tokens/certificates", auth.CredentialBind, handle(func(r *http.Request, req api.APICertRequest) (any, error) {
+			p := principalOf(r.Context())
+			if p.Kind != auth.Token && p.Kind != auth.Cert {
+				return nil, api.Errorf(api.ErrInvalid, "a client certificate is bound to the token that asks: call this over the API listener with a token")
+			}
+			blk, _ := pem.Decode([]byte(req.Certificate))
+			if blk == nil || blk.Type != "CERTIFICATE" {
+				return nil, api.Errorf(api.ErrInvalid, "certificate: want one PEM CERTIFICATE block")
+			}
+			fp, err := s.tokens.BindCert(r.Context(), p.Name, blk.Bytes)
+			if err == nil {
+				s.log.Info("client certificate bound to an API token", "token", p.Name, "fingerprint", fp)
+			}
+			return map[string]string{"fingerprint": fp}, err
+		})},
 		{"DELETE", "/tokens/{apitoken}", auth.TokenManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			out, err := s.tokens.Revoke(r.Context(), r.PathValue("apitoken"))
 			if err == nil {
@@ -79,7 +90,10 @@ func (b *startup) listenRemote() error {
 	tl := tls.NewListener(gl, &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"http/1.1"}, // the console is an HTTP/1.1 upgrade
+		// Any certificate is asked for (the handshake proves its key);
+		// it is a principal only if bound to a live token.
+		ClientAuth: tls.RequestClientCert,
+		NextProtos: []string{"http/1.1"}, // the console is an HTTP/1.1 upgrade
 	})
 	srv := s.server(s.remoteAuth(s.handler(auth.UserRoles(), nil)), remoteConn)
 	go srv.Serve(tl)
@@ -120,6 +134,8 @@ func (s *Server) remoteAuth(next http.Handler) http.Handler {
 func (s *Server) bearer(r *http.Request) (auth.Principal, error) {
 	h := r.Header.Values("Authorization")
 	switch {
+	case len(h) == 0 && r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
+		return s.tokens.AuthenticateCert(r.Context(), r.TLS.PeerCertificates[0].Raw, r.RemoteAddr)
 	case len(h) == 0:
 		return auth.Principal{}, api.Errorf(api.ErrUnauthorized, "this API needs a token: Authorization: Bearer TOKEN (`ringfence remote add NAME URL --token TOKEN`)")
 	case len(h) > 1:
@@ -166,43 +182,16 @@ func apiCertificate(dir, listen string) (tls.Certificate, error) {
 }
 
 func makeAPICertificate(dir, listen string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return err
-	}
 	hn, _ := os.Hostname()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: hn, Organization: []string{"ringfence API"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(10, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{hn, "localhost"},
+		Subject:     pkix.Name{CommonName: hn, Organization: []string{"ringfence API"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{hn, "localhost"},
 	}
 	if h, _, err := net.SplitHostPort(listen); err == nil {
 		if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
 			tmpl.IPAddresses = []net.IP{ip}
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	// The key first: the certificate is the sign that both are whole.
-	if err := safefile.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		return err
-	}
-	return safefile.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	return selfsign.Write(tmpl, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
 }

@@ -119,7 +119,7 @@ func TestAPICertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{c1}})
+	tl := tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{c1}, ClientAuth: tls.RequestClientCert})
 	srv := &http.Server{Handler: s.remoteAuth(s.handler(auth.UserRoles(), nil))}
 	go srv.Serve(tl)
 	defer srv.Close()
@@ -139,5 +139,35 @@ func TestAPICertificate(t *testing.T) {
 	var list []api.APIToken
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list) != 4 {
 		t.Fatalf("%d %v %v", resp.StatusCode, list, err)
+	}
+	clientCertRoundTrip(t, s, ln.Addr().String())
+}
+
+// clientCertRoundTrip: a client certificate bound to the admin token is
+// the admin; an unbound one gets 401.
+func clientCertRoundTrip(t *testing.T, s *Server, addr string) {
+	t.Helper()
+	bound, err := apiCertificate(filepath.Join(t.TempDir(), "c1"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := apiCertificate(filepath.Join(t.TempDir(), "c2"), "")
+	if _, err := s.tokens.BindCert(context.Background(), "admin", bound.Leaf.Raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cert tls.Certificate
+		code int
+	}{{bound, 200}, {other, 401}} {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{c.cert}}}}
+		resp, err := hc.Get("https://" + addr + "/1.0/tokens")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code {
+			t.Errorf("client certificate: %d %s, want %d", resp.StatusCode, b, c.code)
+		}
 	}
 }

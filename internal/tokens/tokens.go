@@ -49,10 +49,14 @@ type record struct {
 	Expires  time.Time `json:"expires,omitzero"`
 	LastUsed time.Time `json:"last_used,omitzero"`
 	Revoked  time.Time `json:"revoked,omitzero"`
+	// Certs are the SHA-256 of the client certificates bound to the
+	// token (hex): each stands for the token, for as long as it lives.
+	Certs []string `json:"certs,omitempty"`
 }
 
 func (r record) view(name string) api.APIToken {
-	return api.APIToken{Name: name, Role: r.Role, Tenant: r.Tenant, Created: r.Created, Expires: r.Expires, LastUsed: r.LastUsed, Revoked: r.Revoked}
+	return api.APIToken{Name: name, Role: r.Role, Tenant: r.Tenant, Created: r.Created, Expires: r.Expires, LastUsed: r.LastUsed,
+		Revoked: r.Revoked, Certificates: r.Certs}
 }
 
 // ErrInvalid is the one answer to a secret that is not a known token's
@@ -154,23 +158,26 @@ func (m *Manager) Revoke(ctx context.Context, name string) (api.APIToken, error)
 
 // update changes one token's record in one transaction.
 func (m *Manager) update(ctx context.Context, name string, fn func(*record) error) error {
-	return m.st.Update(ctx, func(tx store.Tx) error {
-		b, err := tx.Get(Prefix + name)
-		if errors.Is(err, store.ErrNotFound) {
-			return api.Errorf(api.ErrNotFound, "token %q", name)
-		} else if err != nil {
-			return err
-		}
-		var r record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return err
-		}
-		if err := fn(&r); err != nil {
-			return err
-		}
-		b, _ = json.Marshal(r)
-		return tx.Put(Prefix+name, b)
-	})
+	return m.st.Update(ctx, func(tx store.Tx) error { return updateTx(tx, name, fn) })
+}
+
+// updateTx changes one token's record within tx.
+func updateTx(tx store.Tx, name string, fn func(*record) error) error {
+	b, err := tx.Get(Prefix + name)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Errorf(api.ErrNotFound, "token %q", name)
+	} else if err != nil {
+		return err
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return err
+	}
+	if err := fn(&r); err != nil {
+		return err
+	}
+	b, _ = json.Marshal(r)
+	return tx.Put(Prefix+name, b)
 }
 
 // nameOf is the token name a secret claims ("" when it is malformed).
@@ -205,6 +212,12 @@ func (m *Manager) Authenticate(ctx context.Context, secret, remote string) (auth
 	if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 || name == "" || r.Hash == "" {
 		return auth.Principal{}, ErrInvalid
 	}
+	return m.principal(ctx, auth.Token, name, r, remote)
+}
+
+// principal is who a proven token (or a certificate bound to it) is,
+// unless it is revoked or expired.
+func (m *Manager) principal(ctx context.Context, kind auth.Kind, name string, r record, remote string) (auth.Principal, error) {
 	now := m.Now()
 	if !r.Revoked.IsZero() {
 		return auth.Principal{}, api.Errorf(api.ErrUnauthorized, "API token %q was revoked at %s", name, r.Revoked.Format(time.RFC3339))
@@ -217,7 +230,7 @@ func (m *Manager) Authenticate(ctx context.Context, secret, remote string) (auth
 		return auth.Principal{}, ErrInvalid
 	}
 	m.touch(ctx, name, now)
-	return auth.Principal{Kind: auth.Token, Name: name, Role: role, Tenant: r.Tenant, Remote: remote}, nil
+	return auth.Principal{Kind: kind, Name: name, Role: role, Tenant: r.Tenant, Remote: remote}, nil
 }
 
 // touch records a token's use, writing the store at most once per

@@ -2,7 +2,12 @@ package tokens
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +129,49 @@ func TestLastUsedThrottled(t *testing.T) {
 	list, err := m.List(ctx)
 	if err != nil || len(list) != 1 || list[0].LastUsed.IsZero() {
 		t.Fatalf("list %+v %v", list, err)
+	}
+}
+
+func selfSigned(t *testing.T) []byte {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// TestCertificates: a bound certificate is its token (role, life,
+// revocation); an unbound one is nobody; one certificate, one token.
+func TestCertificates(t *testing.T) {
+	m, _, _ := newManager(t)
+	ctx := context.Background()
+	m.Create(ctx, api.APITokenRequest{Name: "a", Role: "operator"})
+	m.Create(ctx, api.APITokenRequest{Name: "b", Role: "admin"})
+	der := selfSigned(t)
+	if _, err := m.AuthenticateCert(ctx, der, ""); err != ErrUnknownCert {
+		t.Fatalf("an unbound certificate: %v", err)
+	}
+	if _, err := m.BindCert(ctx, "a", []byte("junk")); !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("junk bound: %v", err)
+	}
+	if _, err := m.BindCert(ctx, "a", der); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.BindCert(ctx, "b", der); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("a certificate bound to a second token: %v", err)
+	}
+	p, err := m.AuthenticateCert(ctx, der, "")
+	if err != nil || p.Kind != auth.Cert || p.Name != "a" || p.Role != auth.Operator {
+		t.Fatalf("%+v %v", p, err)
+	}
+	if list, _ := m.List(ctx); len(list[0].Certificates) != 1 {
+		t.Fatalf("list: %+v", list)
+	}
+	m.Revoke(ctx, "a")
+	if _, err := m.AuthenticateCert(ctx, der, ""); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("the certificate of a revoked token: %v", err)
 	}
 }

@@ -87,6 +87,7 @@ func TestRemoteAPI(t *testing.T) {
 	r.must("remote", "add", "site", url, "--token", admin, "--accept-certificate")
 	r.must("remote", "add", "audit", url, "--token", auditor, "--accept-certificate")
 	checkPinned(t, e, r.cfg)
+	remoteClientCert(t, e, r, url)
 
 	// The verbs over the remote (switch makes it the default).
 	r.must("remote", "switch", "site")
@@ -117,8 +118,31 @@ func TestRemoteAPI(t *testing.T) {
 	if res := r.run("--remote", "local", "--socket", e.Socket, "list"); res.Code != 0 {
 		t.Fatalf("--remote local: %+v", res)
 	}
+	e.MustRF("token", "revoke", "laptop")
+	r.refused("revoked", "--remote", "laptop", "list")
 	time.Sleep(1100 * time.Millisecond) // "brief" expires
 	checkRefusals(t, e, apiAddr, peerAddr, admin, revoked, expired)
+}
+
+// remoteClientCert: a token exchanged for the client's certificate; the
+// remotes file keeps no secret, and the certificate alone is the token.
+func remoteClientCert(t *testing.T, e *Env, r remoteCLI, url string) {
+	t.Helper()
+	tok := strings.TrimSpace(e.MustRF("token", "create", "laptop", "--role", "operator"))
+	r.must("remote", "add", "laptop", url, "--token", tok, "--client-cert", "--accept-certificate")
+	if b, _ := os.ReadFile(r.cfg); strings.Contains(string(b), tok) {
+		t.Fatalf("the remotes file keeps the token of a certificate remote:\n%s", b)
+	}
+	r.must("--remote", "laptop", "list")
+	var ts []api.APIToken
+	if err := json.Unmarshal([]byte(e.MustRF("token", "list", "--json")), &ts); err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range ts {
+		if tk.Name == "laptop" && (len(tk.Certificates) != 1 || tk.LastUsed.IsZero()) {
+			t.Fatalf("token laptop: %+v, want one certificate and a last use", tk)
+		}
+	}
 }
 
 // remoteArchive: export writes the archive to the client's file, import
