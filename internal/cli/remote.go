@@ -255,7 +255,7 @@ func remoteList(e *env, args []string) error {
 	fmt.Fprintf(tw, "%s\tunix://%s\t-\t%s\n", localRemote, e.socket, mark(localRemote))
 	for _, n := range names {
 		r := rf.Remotes[n]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n, r.URL, r.Fingerprint[:16]+"...", mark(n))
+		fmt.Fprintf(tw, "%s\t%s\t%.16s...\t%s\n", n, r.URL, r.Fingerprint, mark(n))
 	}
 	return tw.Flush()
 }

@@ -24,7 +24,7 @@ import (
 
 // ServeUsage and StoreUsage are the commands' synopses for the CLI's help.
 const (
-	ServeUsage = "serve [--config FILE] [--state-dir DIR] [--run-dir DIR] [--accel kvm|tcg] [--reserve-mem MiB] ..."
+	ServeUsage = "serve [--config FILE] [--state-dir DIR] [--run-dir DIR] [--accel kvm|tcg] [--reserve-mem MiB] [--listen ADDR] [--api-listen ADDR] ..."
 	StoreUsage = "store check [--state-dir DIR] [--json] | store restore [--state-dir DIR] [BACKUP]"
 )
 
