@@ -20,6 +20,9 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrTooLarge: the request body is over the limit.
 	ErrTooLarge = errors.New("too large")
+	// ErrUnauthorized: the caller did not prove who it is (no, or no
+	// valid, credentials on the remote API listener).
+	ErrUnauthorized = errors.New("unauthorized")
 )
 
 // ErrorBody is every error response: {"error": "...", "class": "..."}.
@@ -40,6 +43,7 @@ var classes = []struct {
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{ErrForbidden, http.StatusForbidden, "forbidden"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
 }
 
 // StatusOf maps an error to its HTTP status and class name.

@@ -14,33 +14,34 @@ import (
 type Perm string
 
 const (
-	HostRead      Perm = "host.read"       // host info, stats, metrics, the daemon's log
-	HostManage    Perm = "host.manage"     // host shutdown, trust between hosts, settings
-	TokenManage   Perm = "token.manage"    // API tokens
-	AuditRead     Perm = "audit.read"      // the audit log
-	DomainRead    Perm = "domain.read"     // list, show, logs, devices, snapshots
-	DomainCreate  Perm = "domain.create"   // create, define, undefine, config, restore, import, clone
-	DomainOperate Perm = "domain.operate"  // start, stop, reboot, reset, destroy, pause, save, snapshots, export
-	DomainConfig  Perm = "domain.config"   // memory, vCPUs, scheduling, device hot-plug, media
-	DomainConsole Perm = "domain.console"  // the serial console
-	DomainMigrate Perm = "domain.migrate"  // migrate a domain to another host
-	StorageRead   Perm = "storage.read"    // pools and volumes
-	StorageManage Perm = "storage.manage"  // pools and volumes: create, delete, resize
-	NetworkRead   Perm = "network.read"    // networks and leases
-	NetworkManage Perm = "network.manage"  // networks: create, delete
-	EventsRead    Perm = "events.read"     // the event stream (filtered by what the caller may see)
-	OpsRead       Perm = "operations.read" // operations: list, show, wait, cancel its own
-	PeerMigrate   Perm = "peer.migrate"    // a peer host: migrate a domain here
-	PeerSync      Perm = "peer.sync"       // a peer host: the peer list, renewing its certificate
-	PeerJoin      Perm = "peer.join"       // anyone on the peer listener: join with a single-use token
-	APIRead       Perm = "api.read"        // GET /1.0: the API's version and extensions (every user role)
+	HostRead       Perm = "host.read"       // host info, stats, metrics, the daemon's log
+	HostManage     Perm = "host.manage"     // host shutdown, trust between hosts, settings
+	TokenManage    Perm = "token.manage"    // API tokens
+	AuditRead      Perm = "audit.read"      // the audit log
+	DomainRead     Perm = "domain.read"     // list, show, logs, devices, snapshots
+	DomainCreate   Perm = "domain.create"   // create, define, undefine, config, restore, import, clone
+	DomainOperate  Perm = "domain.operate"  // start, stop, reboot, reset, destroy, pause, save, snapshots, export
+	DomainConfig   Perm = "domain.config"   // memory, vCPUs, scheduling, device hot-plug, media
+	DomainConsole  Perm = "domain.console"  // the serial console
+	DomainMigrate  Perm = "domain.migrate"  // migrate a domain to another host
+	StorageRead    Perm = "storage.read"    // pools and volumes
+	StorageManage  Perm = "storage.manage"  // pools and volumes: create, delete, resize
+	NetworkRead    Perm = "network.read"    // networks and leases
+	NetworkManage  Perm = "network.manage"  // networks: create, delete
+	EventsRead     Perm = "events.read"     // the event stream (filtered by what the caller may see)
+	OpsRead        Perm = "operations.read" // operations: list, show, wait, cancel its own
+	CredentialBind Perm = "credential.bind" // a token holder: bind a client certificate to its own token
+	PeerMigrate    Perm = "peer.migrate"    // a peer host: migrate a domain here
+	PeerSync       Perm = "peer.sync"       // a peer host: the peer list, renewing its certificate
+	PeerJoin       Perm = "peer.join"       // anyone on the peer listener: join with a single-use token
+	APIRead        Perm = "api.read"        // GET /1.0: the API's version and extensions (every user role)
 )
 
 // Perms is every permission, in a stable order.
 func Perms() []Perm {
 	return []Perm{HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate,
 		DomainConfig, DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage,
-		EventsRead, OpsRead, PeerMigrate, PeerSync, PeerJoin, APIRead}
+		EventsRead, OpsRead, CredentialBind, PeerMigrate, PeerSync, PeerJoin, APIRead}
 }
 
 // Role is a named set of permissions.
@@ -67,12 +68,12 @@ const (
 
 var rolePerms = map[Role][]Perm{
 	Admin: {APIRead, HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate, DomainConfig,
-		DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage, EventsRead, OpsRead},
+		DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage, EventsRead, OpsRead, CredentialBind},
 	Operator: {APIRead, HostRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, DomainMigrate,
-		StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead},
-	Auditor:     {APIRead, HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead},
-	TenantAdmin: {APIRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead},
-	TenantUser:  {APIRead, DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead},
+		StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead, CredentialBind},
+	Auditor:     {APIRead, HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead, CredentialBind},
+	TenantAdmin: {APIRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead, CredentialBind},
+	TenantUser:  {APIRead, DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead, CredentialBind},
 	PeerHost:    {PeerMigrate, PeerSync},
 	Joiner:      {PeerJoin},
 }

@@ -37,6 +37,10 @@ type env struct {
 	// there rather than in its run dir).
 	socketGiven bool
 	host        Host
+	// remoteName is --remote NAME (or RINGFENCE_REMOTE); remote is the
+	// client of the remote chosen (nil: the unix socket).
+	remoteName string
+	remote     *client.Client
 }
 
 // Host runs the commands that act on this host itself rather than through
@@ -61,7 +65,16 @@ func hostVerb(run func(e *env, args []string) int) func(e *env, args []string) e
 	}
 }
 
-func (e *env) client() *client.Client { return client.New(e.socket) }
+func (e *env) client() *client.Client {
+	if e.remote != nil {
+		return e.remote
+	}
+	return client.New(e.socket)
+}
+
+// localVerbs never reach a daemon through a remote: they run on this host
+// or edit the client's own config.
+var localVerbs = map[string]bool{"serve": true, "store": true, "remote": true, "version": true, "image": true}
 
 var verbs []verb
 
@@ -129,6 +142,8 @@ func init() {
 		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", runPool},
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
+		{"remote", "daemons reached over HTTPS with an API token (the certificate pinned when added); local is the unix socket", "remote add NAME https://HOST:PORT --token T [--accept-certificate] [--client-cert] | remote list [--json] | remote switch NAME | remote remove NAME", runRemote},
+		{"token", "API tokens for the remote API listener (serve --api-listen): the secret is shown once", "token create NAME --role ROLE [--tenant T] [--expires 30d] [--json] | token list [--json] | token revoke NAME", runToken},
 		{"version", "print the version", "version", func(e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "ringfence", api.Release)
 			return nil
@@ -138,7 +153,7 @@ func init() {
 
 // Run executes the command line and returns the process exit code.
 func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, host Host) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, socket: os.Getenv("RINGFENCE_SOCKET"), host: host}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, socket: os.Getenv("RINGFENCE_SOCKET"), host: host, remoteName: os.Getenv("RINGFENCE_REMOTE")}
 	e.socketGiven = e.socket != ""
 	if e.socket == "" {
 		e.socket = api.SocketPath(api.DefaultRunDir)
@@ -151,6 +166,12 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, host Host) in
 			args = args[2:]
 		case strings.HasPrefix(a, "--socket="):
 			e.socket, e.socketGiven = strings.TrimPrefix(a, "--socket="), true
+			args = args[1:]
+		case a == "--remote" && len(args) > 1:
+			e.remoteName = args[1]
+			args = args[2:]
+		case strings.HasPrefix(a, "--remote="):
+			e.remoteName = strings.TrimPrefix(a, "--remote=")
 			args = args[1:]
 		case a == "-h" || a == "--help":
 			args = nil
@@ -177,7 +198,13 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, host Host) in
 	}
 	for _, v := range verbs {
 		if v.name == args[0] {
-			err := v.run(e, args[1:])
+			var err error
+			if !localVerbs[v.name] {
+				err = e.connect()
+			}
+			if err == nil {
+				err = v.run(e, args[1:])
+			}
 			if err == nil {
 				return 0
 			}
@@ -203,7 +230,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, host Host) in
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "ringfence: guaranteed-resource virtual machines on KVM/QEMU,\ndriven by Xen domain files")
-	fmt.Fprintln(w, "\nusage: ringfence [--socket PATH] COMMAND [ARGS]\n\ncommands:")
+	fmt.Fprintln(w, "\nusage: ringfence [--socket PATH | --remote NAME] COMMAND [ARGS]\n\ncommands:")
 	vs := append([]verb(nil), verbs...)
 	sort.Slice(vs, func(i, j int) bool { return vs[i].name < vs[j].name })
 	width := 0

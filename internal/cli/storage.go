@@ -280,6 +280,9 @@ func runExport(e *env, args []string) error {
 	if *out == "" {
 		return usageError{"export needs -o FILE"}
 	}
+	if e.remote != nil {
+		return exportRemote(e, pos[0], *out, *asJSON)
+	}
 	path, err := filepath.Abs(*out)
 	if err != nil {
 		return err
@@ -308,6 +311,9 @@ func runImport(e *env, args []string) error {
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
+	}
+	if e.remote != nil {
+		return importRemote(e, pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, *asJSON)
 	}
 	path, err := filepath.Abs(pos[0])
 	if err != nil {

@@ -17,22 +17,35 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 )
 
-// Client talks to one daemon over its unix socket.
+// Client talks to one daemon: over its unix socket (New), or over its
+// remote API listener with a token (NewRemote, remote.go). Every method
+// works over either.
 type Client struct {
-	Socket string
+	Socket string // the socket path, or the remote's URL
 	http   *http.Client
+	// base is the URL every path is put under; dial opens a raw
+	// connection for the console's upgrade; token, when set, is sent as
+	// Authorization: Bearer.
+	base  string
+	dial  func(ctx context.Context) (net.Conn, error)
+	token string
+	hint  string // what to check when the daemon cannot be reached
 }
 
 // New returns a client for the socket path.
 func New(socket string) *Client {
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	dial := func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socket)
-	}}
-	// Never follow a redirect: a POST must reach the route it names or fail.
-	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Client{Socket: socket, http: &http.Client{Transport: tr, CheckRedirect: noRedirect}}
+	}
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
+	return &Client{Socket: socket, http: &http.Client{Transport: tr, CheckRedirect: noRedirect}, base: "http://ringfence", dial: dial,
+		hint: "is `ringfence serve` running? are you root?"}
 }
+
+// noRedirect: a POST must reach the route it names or fail, never follow
+// a redirect.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // seg escapes one path segment. Every name a caller gives goes through it,
 // so "g1/destroy?" or "../domains/g1" stay one segment (which the daemon
@@ -57,20 +70,25 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		return nil, err
 	}
 	var body io.Reader
-	if in != nil {
+	if r, ok := in.(io.Reader); ok {
+		body = r // a raw body (an archive's upload)
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://ringfence"+api.Version+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+api.Version+path, body)
 	if err != nil {
 		return nil, err
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the ringfence daemon at %s: %w (is `ringfence serve` running? are you root?)", c.Socket, unwrapDial(err))
+		return nil, fmt.Errorf("cannot reach the ringfence daemon at %s: %w (%s)", c.Socket, unwrapDial(err), c.hint)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -251,8 +269,7 @@ func (c *Client) Console(ctx context.Context, name string, history bool) (net.Co
 	if err := checkPath("/domains/" + name); err != nil {
 		return nil, err
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.Socket)
+	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the ringfence daemon at %s: %w", c.Socket, unwrapDial(err))
 	}
@@ -260,9 +277,13 @@ func (c *Client) Console(ctx context.Context, name string, history bool) (net.Co
 	if !history {
 		q = "?history=0"
 	}
+	authz := ""
+	if c.token != "" {
+		authz = "Authorization: Bearer " + c.token + "\r\n" // checked by NewRemote: no CR LF
+	}
 	// The request line is written by hand (an upgrade), so the name is
 	// escaped like every other path segment: no CR LF can reach it.
-	fmt.Fprintf(conn, "GET %s/domains/%s/console%s HTTP/1.1\r\nHost: ringfence\r\nConnection: Upgrade\r\nUpgrade: ringfence-console\r\n\r\n", api.Version, seg(name), q)
+	fmt.Fprintf(conn, "GET %s/domains/%s/console%s HTTP/1.1\r\nHost: ringfence\r\n%sConnection: Upgrade\r\nUpgrade: ringfence-console\r\n\r\n", api.Version, seg(name), q, authz)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

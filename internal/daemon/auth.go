@@ -53,7 +53,7 @@ const maxBody = 4 << 20
 
 // guard is the one gate in front of every route: the caller must hold
 // the route's permission, every name in the path must follow the name
-// rule, and the body is capped.
+// rule, and the body is capped (but for an archive's upload).
 func guard(rt route) http.HandlerFunc {
 	params := rt.params()
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -75,7 +75,9 @@ func guard(rt route) http.HandlerFunc {
 				return
 			}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if !uploads[rt.method+" "+rt.path] {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
 		rt.h(w, r)
 	}
 }
@@ -83,7 +85,7 @@ func guard(rt route) http.HandlerFunc {
 // paramKinds names what each path parameter is, for error messages.
 var paramKinds = map[string]string{
 	"name": "domain", "pool": "pool", "vol": "volume", "snap": "snapshot",
-	"network": "network", "peer": "host",
+	"network": "network", "peer": "host", "apitoken": "token",
 }
 
 // checkToken is the rule for migration data tokens (hex from the

@@ -24,7 +24,7 @@ import (
 
 // ServeUsage and StoreUsage are the commands' synopses for the CLI's help.
 const (
-	ServeUsage = "serve [--config FILE] [--state-dir DIR] [--run-dir DIR] [--accel kvm|tcg] [--reserve-mem MiB] ..."
+	ServeUsage = "serve [--config FILE] [--state-dir DIR] [--run-dir DIR] [--accel kvm|tcg] [--reserve-mem MiB] [--listen ADDR] [--api-listen ADDR] ..."
 	StoreUsage = "store check [--state-dir DIR] [--json] | store restore [--state-dir DIR] [BACKUP]"
 )
 
@@ -62,6 +62,7 @@ func serve(args []string, socket string) error {
 	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
 	fs.StringVar(&cfg.Listen, "listen", "", "peer listener for other hosts (mutual TLS), e.g. :7443")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve /metrics (Prometheus text, no token, plain HTTP) here, e.g. 127.0.0.1:9465: keep it on loopback or a management network")
+	fs.StringVar(&cfg.APIListen, "api-listen", "", "remote API listener (HTTPS, TLS 1.3, API tokens), e.g. :8443")
 	fs.StringVar(&cfg.QEMUIDs, "qemu-ids", "", "uid range QEMUs run as, one uid per running domain: BASE[:COUNT] (default 2000000000:65536; root: QEMU stays root, development only)")
 	var roots cmdline.List
 	fs.Var(&roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")

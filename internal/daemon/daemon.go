@@ -26,6 +26,7 @@ import (
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/tokens"
 )
 
 // Config is the daemon's configuration.
@@ -47,6 +48,9 @@ type Config struct {
 	// Listen is the peer listener (mutual TLS) for other hosts, e.g. ":7443";
 	// empty: none.
 	Listen string
+	// APIListen is the remote API listener (TLS 1.3, API tokens), e.g.
+	// ":8443"; empty: none.
+	APIListen string
 	// QEMUIDs is the uid range QEMUs run as, one uid per running domain:
 	// "BASE[:COUNT]" ("" = the default; "root": QEMU stays root,
 	// development only).
@@ -103,6 +107,7 @@ type Server struct {
 	log     *slog.Logger
 	audit   *audit.Log   // every mutating call (nil: none kept)
 	metrics http.Handler // GET /1.0/metrics and --metrics-listen
+	tokens  *tokens.Manager
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -124,6 +129,7 @@ func Run(cfg Config) error {
 		b.openAudit,
 		b.listenAPI,
 		b.recoverDomains,
+		b.listenRemote,
 		b.listenPeers,
 		b.listenMetrics,
 	} {

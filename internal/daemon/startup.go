@@ -341,7 +341,7 @@ func (b *startup) listenPeers() error {
 	}
 	gl := newGuardedListener(praw, "peer", maxConns, maxConnsPerSource, log)
 	tl := newPeerListener(gl, s.trust.ServerConfig(), b.mgr, log)
-	psrv := s.server(s.handler(peerRoles, forbidden), peerConn)
+	psrv := s.server(refuseTokens(s.handler(peerRoles, forbidden)), peerConn)
 	go psrv.Serve(tl)
 	b.later(func() { psrv.Close() })
 	log.Info("peer listener (mutual TLS)", "addr", tl.Addr().String(), "trusted", s.trust.Status() != nil)

@@ -22,14 +22,14 @@ var allowed = map[string][]string{
 	// The CLI is a client of the API: never the daemon, the domain core,
 	// the store or the engine. It reads domain files itself (config) and
 	// builds the default guest image locally (image).
-	"internal/cli":    {"internal/api", "internal/client", "internal/cmdline", "internal/config", "internal/image", "internal/storage"},
+	"internal/cli":    {"internal/api", "internal/client", "internal/cmdline", "internal/config", "internal/image", "internal/selfsign", "internal/storage"},
 	"internal/client": {"internal/api"},
 	"internal/api":    {},
 
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
 	"internal/daemon": {"internal/api", "internal/audit", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
-		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/procfs", "internal/storage", "internal/store"},
+		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/procfs", "internal/safefile", "internal/selfsign", "internal/storage", "internal/store", "internal/tokens"},
 	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
@@ -53,6 +53,10 @@ var allowed = map[string][]string{
 	"internal/auth": {},
 	// Who did what: the append-only audit log in the store.
 	"internal/audit": {"internal/api", "internal/store"},
+	// API tokens: made, hashed, checked, revoked.
+	"internal/tokens": {"internal/api", "internal/auth", "internal/names", "internal/store"},
+	// Self-signed certificates pinned by fingerprint (the API listener's, a CLI's).
+	"internal/selfsign": {"internal/safefile"},
 
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/spec"},

@@ -250,10 +250,19 @@ type Result struct {
 // RF runs the ringfence CLI against this env's daemon.
 func (e *Env) RF(args ...string) Result {
 	e.t.Helper()
+	return runCLI(e.t, nil, nil, append([]string{"--socket", e.Socket}, args...)...)
+}
+
+// runCLI runs the ringfence CLI with args, under wrap (e.g. nsenter) when
+// given, with env as its whole environment when not nil.
+func runCLI(t *testing.T, wrap, env []string, args ...string) Result {
+	t.Helper()
 	// No CLI call in a test may hang the suite.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, append([]string{"--socket", e.Socket}, args...)...)
+	argv := append(append(wrap[:len(wrap):len(wrap)], binPath), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -261,7 +270,7 @@ func (e *Env) RF(args ...string) Result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		e.t.Fatalf("running ringfence %v: %v", args, err)
+		t.Fatalf("running ringfence %v: %v", args, err)
 	}
 	return Result{so.String(), se.String(), code}
 }
