@@ -22,6 +22,7 @@ import (
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/netmgr"
+	"github.com/ringfence/ringfence/internal/operations"
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
@@ -97,6 +98,7 @@ type Server struct {
 	info    api.HostInfo
 	accel   host.Accel
 	log     *slog.Logger
+	ops     *operations.Registry
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -287,16 +289,6 @@ func (s *Server) hostInfo(w http.ResponseWriter, r *http.Request) {
 	info.Peer = s.trust.Status()
 	info.Warnings = s.mgr.HostWarnings()
 	reply(w, info, nil)
-}
-
-func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) {
-	var req api.CreateRequest
-	if err := decode(r, &req); err != nil {
-		reply(w, nil, err)
-		return
-	}
-	out, err := s.mgr.Create(r.Context(), req)
-	reply(w, out, err)
 }
 
 // schedCredit and vcpuPin take bodies whose fields default to -1
