@@ -133,9 +133,13 @@ func operation[In any](s *Server, kind string, fn opFunc[In]) http.HandlerFunc {
 // Accepted with its Location and the operation.
 func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name string, fn operations.Func) {
 	p := principalOf(r.Context())
-	op := s.ops.Start(operations.Meta{Kind: kind, Domain: name, Owner: p.Name}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+	op, err := s.ops.Start(operations.Meta{Kind: kind, Domain: name, Owner: p.Name}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 		return fn(auth.NewContext(ctx, p), progress)
 	})
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
 	w.Header().Set("Location", api.Version+"/operations/"+op.ID)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)

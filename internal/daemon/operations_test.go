@@ -71,14 +71,14 @@ func TestOperationRoutes(t *testing.T) {
 	s, h := opServer(t)
 	release := make(chan struct{})
 	defer close(release)
-	run := s.ops.Start(operations.Meta{Kind: "export", Owner: "t"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	run, _ := s.ops.Start(operations.Meta{Kind: "export", Owner: "t"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
 		return nil, ctx.Err()
 	})
-	acme := s.ops.Start(operations.Meta{Kind: "save", Owner: "t", Tenant: "acme"}, func(context.Context, func(api.JobProgress)) (any, error) { return "ok", nil })
+	acme, _ := s.ops.Start(operations.Meta{Kind: "save", Owner: "t", Tenant: "acme"}, func(context.Context, func(api.JobProgress)) (any, error) { return "ok", nil })
 	s.ops.Wait(context.Background(), acme.ID)
 	other := as(auth.TenantUser)
 	other.Tenant = "globex"

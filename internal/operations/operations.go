@@ -31,19 +31,24 @@ type Meta struct {
 	Owner, Tenant string
 }
 
-// Defaults: finished operations are kept 10 minutes, at most 1000 of them.
+// Defaults: finished operations are kept 10 minutes, at most 1000 of
+// them; at most 64 run at once (a request no longer holds a connection
+// for its job, so the listeners' connection caps no longer bound them).
 const (
-	DefaultKeep    = 10 * time.Minute
-	DefaultMaxDone = 1000
+	DefaultKeep       = 10 * time.Minute
+	DefaultMaxDone    = 1000
+	DefaultMaxRunning = 64
 )
 
 // Registry holds the operations of one daemon.
 type Registry struct {
 	base context.Context
 	// Keep is how long a finished operation stays; MaxDone bounds how
-	// many finished ones stay (the oldest go first).
-	Keep    time.Duration
-	MaxDone int
+	// many finished ones stay (the oldest go first); MaxRunning how many
+	// run at once.
+	Keep       time.Duration
+	MaxDone    int
+	MaxRunning int
 
 	mu  sync.Mutex
 	ops map[string]*op
@@ -60,7 +65,7 @@ type op struct {
 // New makes a registry whose operations run under base (the daemon's
 // lifetime: they end when it does).
 func New(base context.Context) *Registry {
-	return &Registry{base: base, Keep: DefaultKeep, MaxDone: DefaultMaxDone, ops: map[string]*op{}}
+	return &Registry{base: base, Keep: DefaultKeep, MaxDone: DefaultMaxDone, MaxRunning: DefaultMaxRunning, ops: map[string]*op{}}
 }
 
 // newID is 128 random bits in hex.
@@ -70,21 +75,36 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Start runs fn as a new operation and returns it as it starts.
-func (r *Registry) Start(m Meta, fn Func) api.Operation {
-	ctx, cancel := context.WithCancel(r.base)
+// Start runs fn as a new operation and returns it as it starts;
+// api.ErrUnavailable when MaxRunning already run.
+func (r *Registry) Start(m Meta, fn Func) (api.Operation, error) {
 	now := time.Now().UTC()
+	r.mu.Lock()
+	r.pruneLocked(now)
+	if n := r.runningLocked(); n >= r.MaxRunning {
+		r.mu.Unlock()
+		return api.Operation{}, api.Errorf(api.ErrUnavailable, "%d operations are running, the most at once: wait for some to end", n)
+	}
+	ctx, cancel := context.WithCancel(r.base)
 	o := &op{cancel: cancel, done: make(chan struct{}), view: api.Operation{
 		ID: newID(), Kind: m.Kind, Domain: m.Domain, Status: api.OpRunning,
 		Created: now, Updated: now, Owner: m.Owner, Tenant: m.Tenant,
 	}}
-	r.mu.Lock()
-	r.pruneLocked(now)
 	r.ops[o.view.ID] = o
 	view := o.view
 	r.mu.Unlock()
 	go r.run(ctx, o, fn)
-	return view
+	return view, nil
+}
+
+func (r *Registry) runningLocked() int {
+	n := 0
+	for _, o := range r.ops {
+		if !o.view.Done() {
+			n++
+		}
+	}
+	return n
 }
 
 // run is an operation's goroutine: the job, then its end recorded.

@@ -22,9 +22,18 @@ func wait(t *testing.T, r *Registry, id string) api.Operation {
 	return op
 }
 
+func start(t *testing.T, r *Registry, m Meta, fn Func) api.Operation {
+	t.Helper()
+	op, err := r.Start(m, fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return op
+}
+
 func TestSuccessFailurePanic(t *testing.T) {
 	r := New(context.Background())
-	ok := r.Start(Meta{Kind: "save", Domain: "g1", Owner: "root"}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+	ok := start(t, r, Meta{Kind: "save", Domain: "g1", Owner: "root"}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 		progress(api.JobProgress{Phase: "copying", Done: 5, Total: 10})
 		return map[string]int{"n": 1}, nil
 	})
@@ -35,14 +44,14 @@ func TestSuccessFailurePanic(t *testing.T) {
 	if got.Status != api.OpSuccess || string(got.Result) != `{"n":1}` || got.Progress == nil || got.Progress.Done != 5 || got.Err() != nil {
 		t.Fatalf("success: %+v", got)
 	}
-	bad := r.Start(Meta{Kind: "export"}, func(context.Context, func(api.JobProgress)) (any, error) {
+	bad := start(t, r, Meta{Kind: "export"}, func(context.Context, func(api.JobProgress)) (any, error) {
 		return nil, api.Errorf(api.ErrNotFound, "no domain x")
 	})
 	got = wait(t, r, bad.ID)
 	if got.Status != api.OpFailure || got.Class != "not-found" || !errors.Is(got.Err(), api.ErrNotFound) || got.Result != nil {
 		t.Fatalf("failure: %+v", got)
 	}
-	boom := r.Start(Meta{Kind: "clone"}, func(context.Context, func(api.JobProgress)) (any, error) { panic("boom") })
+	boom := start(t, r, Meta{Kind: "clone"}, func(context.Context, func(api.JobProgress)) (any, error) { panic("boom") })
 	if got = wait(t, r, boom.ID); got.Status != api.OpFailure || got.Class != "internal" {
 		t.Fatalf("panic: %+v", got)
 	}
@@ -55,7 +64,7 @@ func TestCancel(t *testing.T) {
 	r := New(context.Background())
 	started := make(chan struct{})
 	undone := false
-	op := r.Start(Meta{Kind: "migrate"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	op := start(t, r, Meta{Kind: "migrate"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		close(started)
 		<-ctx.Done()
 		undone = true
@@ -88,7 +97,7 @@ func TestCancel(t *testing.T) {
 func TestBaseContextAndLateSuccess(t *testing.T) {
 	base, stop := context.WithCancel(context.Background())
 	r := New(base)
-	op := r.Start(Meta{Kind: "save"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	op := start(t, r, Meta{Kind: "save"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
@@ -98,7 +107,7 @@ func TestBaseContextAndLateSuccess(t *testing.T) {
 	}
 	r = New(context.Background())
 	release := make(chan struct{})
-	op = r.Start(Meta{Kind: "save"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	op = start(t, r, Meta{Kind: "save"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		<-release
 		return "done", nil
 	})
@@ -112,7 +121,7 @@ func TestBaseContextAndLateSuccess(t *testing.T) {
 func TestWaitTimeoutAndIDs(t *testing.T) {
 	r := New(context.Background())
 	release := make(chan struct{})
-	op := r.Start(Meta{Kind: "create"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	op := start(t, r, Meta{Kind: "create"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		<-release
 		return nil, nil
 	})
@@ -140,13 +149,13 @@ func TestPrune(t *testing.T) {
 	r := New(context.Background())
 	r.MaxDone = 3
 	release := make(chan struct{})
-	running := r.Start(Meta{Kind: "migrate"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	running := start(t, r, Meta{Kind: "migrate"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		<-release
 		return nil, nil
 	})
 	var ids []string
 	for range 5 {
-		op := r.Start(Meta{Kind: "save"}, func(context.Context, func(api.JobProgress)) (any, error) { return nil, nil })
+		op := start(t, r, Meta{Kind: "save"}, func(context.Context, func(api.JobProgress)) (any, error) { return nil, nil })
 		wait(t, r, op.ID)
 		ids = append(ids, op.ID)
 		time.Sleep(time.Millisecond)
@@ -178,7 +187,7 @@ func TestConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			op := r.Start(Meta{Kind: "export"}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+			op := start(t, r, Meta{Kind: "export"}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 				for j := range 50 {
 					if ctx.Err() != nil {
 						return nil, ctx.Err()
@@ -198,4 +207,26 @@ func TestConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// At most MaxRunning run at once; a finished one frees its place.
+func TestMaxRunning(t *testing.T) {
+	r := New(context.Background())
+	r.MaxRunning = 2
+	release := make(chan struct{})
+	block := func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+		<-release
+		return nil, nil
+	}
+	a := start(t, r, Meta{}, block)
+	start(t, r, Meta{}, block)
+	if _, err := r.Start(Meta{}, block); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("a third at once: %v", err)
+	}
+	close(release)
+	wait(t, r, a.ID)
+	for _, op := range r.List() {
+		wait(t, r, op.ID)
+	}
+	start(t, r, Meta{}, func(context.Context, func(api.JobProgress)) (any, error) { return nil, nil })
 }
