@@ -3,10 +3,7 @@
 // exactly these structs, and an xl.cfg file parses into DomainSpec too.
 package api
 
-import (
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Version is the API path prefix.
 const Version = "/1.0"
@@ -464,14 +461,6 @@ type MigrationResult struct {
 	DiskBytes    int64 `json:"disk_bytes,omitempty"` // copied with --with-storage
 }
 
-// MigrateEvent is one line of the migrate action's streamed reply.
-type MigrateEvent struct {
-	Progress *MigrationProgress `json:"progress,omitempty"`
-	Result   *MigrationResult   `json:"result,omitempty"`
-	Error    string             `json:"error,omitempty"`
-	Class    string             `json:"class,omitempty"`
-}
-
 // Pool is a directory that holds volumes.
 type Pool struct {
 	Name string `json:"name"`
@@ -529,20 +518,13 @@ type SnapshotRequest struct {
 	Memory bool   `json:"memory,omitempty"`
 }
 
-// JobProgress is streamed while a long operation (export, import) runs.
+// JobProgress is an operation's progress (Operation.Progress): one
+// shape for every long job; a migration adds its own figures.
 type JobProgress struct {
-	Phase string `json:"phase"`
-	Done  int64  `json:"done_bytes"`
-	Total int64  `json:"total_bytes,omitempty"` // 0 when unknown
-}
-
-// JobEvent is one line of a long operation's streamed reply: progress,
-// then a result or an error.
-type JobEvent struct {
-	Progress *JobProgress    `json:"progress,omitempty"`
-	Result   json.RawMessage `json:"result,omitempty"`
-	Error    string          `json:"error,omitempty"`
-	Class    string          `json:"class,omitempty"`
+	Phase     string             `json:"phase"`
+	Done      int64              `json:"done_bytes"`
+	Total     int64              `json:"total_bytes,omitempty"` // 0 when unknown
+	Migration *MigrationProgress `json:"migration,omitempty"`
 }
 
 // ExportRequest writes a domain to an archive.

@@ -87,7 +87,7 @@ func init() {
 			}
 			return e.host.Serve(args, socket, e.stderr)
 		})},
-		{"create", "create a domain from a domain file", "create FILE [-p] [-c] [--dry-run] [--json]", runCreate},
+		{"create", "create a domain from a domain file", "create FILE [-p] [-c] [--dry-run] [--json] [--async]", runCreate},
 		{"list", "list domains (--all: the defined stopped ones too, with why they stopped)", "list [--all] [--json] [NAME...]", runList},
 		{"console", "attach to a domain's serial console (Ctrl-] detaches)", "console NAME", runConsole},
 		{"define", "store a domain without starting it (kept across stops and host reboots)", "define FILE [--json]", runDefine},
@@ -98,9 +98,9 @@ func init() {
 		{"store", "check the daemon's store, or restore a backup (the daemon stopped)", "store check [--state-dir D] [--json] | store restore [--state-dir D] [BACKUP]", hostVerb(func(e *env, args []string) int {
 			return e.host.Store(args, e.stdout, e.stderr)
 		})},
-		{"stop", "shut a domain down (the ACPI power button; = shutdown)", "stop NAME [-w] [--force] [--timeout SEC]", runShutdown},
+		{"stop", "shut a domain down (the ACPI power button; = shutdown)", "stop NAME [-w [--async]] [--force] [--timeout SEC]", runShutdown},
 		{"start", "start a stopped domain again (kept after a shutdown or crash, or stopped by the crash-loop brake)", "start NAME [-p]", runStart},
-		{"shutdown", "press the ACPI power button (--all: every guest, as at host shutdown)", "shutdown NAME|--all [-w] [--force] [--timeout SEC] [--save DIR]", runShutdown},
+		{"shutdown", "press the ACPI power button (--all: every guest, as at host shutdown)", "shutdown NAME|--all [-w [--async]] [--force] [--timeout SEC] [--save DIR]", runShutdown},
 		{"reboot", "restart a domain: the ACPI power button, then on_reboot (xl, virsh)", "reboot NAME|--all [-w] [--force] [--timeout SEC]", runReboot},
 		{"reset", "hard-reset a domain (it then follows on_reboot)", "reset NAME", actionVerb("reset")},
 		{"destroy", "terminate a domain immediately", "destroy NAME", actionVerb("destroy")},
@@ -108,10 +108,10 @@ func init() {
 		{"unpause", "resume a paused domain", "unpause NAME", actionVerb("unpause")},
 		{"info", "host facts: CPUs, memory, accelerator, QEMU, cgroups, ledger; with NAME, one domain's (why it last stopped)", "info [NAME] [--json]", runInfo},
 		{"uptime", "domain uptimes", "uptime [--json] [NAME...]", runUptime},
-		{"migrate", "live-migrate a domain to another host", "migrate NAME HOST:PORT [--max-downtime MS] [--with-storage [--storage-dir DIR]] [--plain-stream] [--json] | migrate --cancel NAME", runMigrate},
+		{"migrate", "live-migrate a domain to another host", "migrate NAME HOST:PORT [--max-downtime MS] [--with-storage [--storage-dir DIR]] [--plain-stream] [--json] [--async] | migrate --cancel NAME", runMigrate},
 		{"host", "this host's trust among its peers: the authority, join tokens, the peer list", "host trust [--peer-name N] [--name HOST]... [--offline | --ca-from DIR] | host token [--peer-name N] [--ttl 10m] | host join TOKEN [--peer-name N] [--name HOST]... | host peers [--json] | host revoke NAME | host renew", runHost},
-		{"save", "save a domain's state to a file (it is gone afterwards; -c keeps it running)", "save [-c] NAME FILE", runSave},
-		{"restore", "start a domain from a save file", "restore [-p] FILE", runRestore},
+		{"save", "save a domain's state to a file (it is gone afterwards; -c keeps it running)", "save [-c] [--async] NAME FILE", runSave},
+		{"restore", "start a domain from a save file", "restore [-p] [--async] FILE", runRestore},
 		{"audit", "who changed what: the daemon's record of every mutating call", "audit [--since SEQ] [--limit N] [--json]", runAudit},
 		{"top", "live per-domain CPU, memory, steal, network and disk figures (xentop)", "top [-b] [-i N] [-d SECS] [--sort name|cpu|mem|steal|net|vbd] [--json]", runTop},
 		{"mem-set", "set a domain's memory (balloon), within maxmem", "mem-set NAME MEM (b/k/m/g suffix; KiB without, as xl)", memVerb("mem-set")},
@@ -124,10 +124,11 @@ func init() {
 		{"block-list", "a domain's disks, and what its VM has in them", "block-list NAME [--json]", runBlockList},
 		{"cd-insert", "put a medium in a CD-ROM drive", "cd-insert NAME VDEV FILE", blockVerb("cd-insert", 3, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1], Path: absPath(p[2])} })},
 		{"cd-eject", "empty a CD-ROM drive", "cd-eject NAME VDEV", blockVerb("cd-eject", 2, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1]} })},
-		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--vif SPEC]... [--set KEY=VALUE]... [--json]", runClone},
-		{"snapshot", "named snapshots of a domain's qcow2 disks (and memory)", "snapshot create NAME SNAP [--memory] | snapshot list NAME [--json] | snapshot revert NAME SNAP | snapshot delete NAME SNAP", runSnapshot},
-		{"export", "write a domain (running or not) to one checked, compressed archive", "export NAME -o FILE [--json]", runExport},
-		{"import", "create a domain from an export archive (checked before anything changes)", "import FILE [--dir DIR] [--name NEW] [--no-start | -p] [--json]", runImport},
+		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--vif SPEC]... [--set KEY=VALUE]... [--json] [--async]", runClone},
+		{"snapshot", "named snapshots of a domain's qcow2 disks (and memory)", "snapshot create NAME SNAP [--memory] [--async] | snapshot list NAME [--json] | snapshot revert NAME SNAP [--async] | snapshot delete NAME SNAP", runSnapshot},
+		{"operation", "the daemon's long jobs (create, save, restore, migrate, export, import, snapshot, clone, shutdown -w; started with --async): list, show, wait, cancel", "operation list [--json] | operation show ID [--json] | operation wait ID [--timeout D] [--json] | operation cancel ID [-w] [--json]", runOperation},
+		{"export", "write a domain (running or not) to one checked, compressed archive", "export NAME -o FILE [--json] [--async]", runExport},
+		{"import", "create a domain from an export archive (checked before anything changes)", "import FILE [--dir DIR] [--name NEW] [--no-start | -p] [--json] [--async]", runImport},
 		{"network-attach", "add a vif to a running domain (xl vif spec; defaults without one)", "network-attach NAME [VIFSPEC]", runNetworkAttach},
 		{"network-detach", "remove a vif attached while the domain runs", "network-detach NAME DEVID|MAC", func(e *env, args []string) error {
 			fs := flag.NewFlagSet("network-detach", flag.ContinueOnError)

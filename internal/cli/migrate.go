@@ -163,6 +163,7 @@ func runMigrate(e *env, args []string) error {
 	cancel := fs.Bool("cancel", false, "stop the running migration of NAME (it keeps running here)")
 	withStorage := fs.Bool("with-storage", false, "copy the writable disks live (no shared storage); the destination creates them")
 	storageDir := fs.String("storage-dir", "", "with --with-storage: directory on the destination for the copied disks (default: the same paths)")
+	async := asyncFlag(fs)
 	plain := fs.Bool("plain-stream", false, "send guest memory unencrypted, for a dedicated trusted migration network (hosts still authenticate each other; faster where CPU is short)")
 	pos, err := parse(fs, args, 1, 2)
 	if err != nil {
@@ -181,7 +182,7 @@ func runMigrate(e *env, args []string) error {
 	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		tty = true
 	}
-	res, err := e.client().Migrate(ctx(), pos[0], api.MigrateRequest{Target: pos[1], DowntimeMs: *downtime, PlainStream: *plain, WithStorage: *withStorage, StorageDir: *storageDir}, func(p api.MigrationProgress) {
+	res, err := e.client().Migrate(async.ctx(), pos[0], api.MigrateRequest{Target: pos[1], DowntimeMs: *downtime, PlainStream: *plain, WithStorage: *withStorage, StorageDir: *storageDir}, func(p api.MigrationProgress) {
 		if !tty {
 			return
 		}
@@ -200,7 +201,7 @@ func runMigrate(e *env, args []string) error {
 	if tty {
 		fmt.Fprintln(e.stderr)
 	}
-	if err != nil {
+	if err != nil || async.started(e) {
 		return err
 	}
 	if *asJSON {

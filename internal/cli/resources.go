@@ -104,6 +104,7 @@ func runVCPUPin(e *env, args []string) error {
 func runSave(e *env, args []string) error {
 	fs := flag.NewFlagSet("save", flag.ContinueOnError)
 	keep := fs.Bool("c", false, "checkpoint: leave the domain running")
+	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -113,7 +114,7 @@ func runSave(e *env, args []string) error {
 		return err
 	}
 	t0 := time.Now()
-	if err := e.client().Action(ctx(), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep}); err != nil {
+	if err := e.client().Action(async.ctx(), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep}); err != nil || async.started(e) {
 		return err
 	}
 	fi, _ := os.Stat(path)
@@ -128,6 +129,7 @@ func runSave(e *env, args []string) error {
 func runRestore(e *env, args []string) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	paused := fs.Bool("p", false, "leave the domain paused")
+	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -136,8 +138,8 @@ func runRestore(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := e.client().Restore(ctx(), api.RestoreRequest{Path: path, Paused: *paused})
-	if err != nil {
+	d, err := e.client().Restore(async.ctx(), api.RestoreRequest{Path: path, Paused: *paused})
+	if err != nil || async.started(e) {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "Restored domain %s (id %d)\n", d.Spec.Name, d.ID)

@@ -136,11 +136,12 @@ func runClone(e *env, args []string) error {
 	var vifs, sets multiFlag
 	fs.Var(&vifs, "vif", "the clone's vif (xl spec, e.g. 'ip=10.0.0.6,bridge=xenbr0'), one per vif in order (repeatable; '' keeps the source's)")
 	fs.Var(&sets, "set", "a setting of the clone's own, KEY=VALUE as in a domain file (memory=512; repeatable)")
+	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	if err := e.client().Action(ctx(), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets}); err != nil {
+	if err := e.client().Action(async.ctx(), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets}); err != nil || async.started(e) {
 		return err
 	}
 	d, err := e.client().Get(ctx(), pos[1])
@@ -166,6 +167,10 @@ func runSnapshot(e *env, args []string) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("snapshot "+sub, flag.ContinueOnError)
+	var async *asyncOpt
+	if sub == "create" || sub == "revert" {
+		async = asyncFlag(fs)
+	}
 	switch sub {
 	case "create":
 		memory := fs.Bool("memory", false, "save the running state too: revert resumes this exact moment")
@@ -173,8 +178,8 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		s, err := e.client().CreateSnapshot(ctx(), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
-		if err != nil {
+		s, err := e.client().CreateSnapshot(async.ctx(), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
+		if err != nil || async.started(e) {
 			return err
 		}
 		what := "disks"
@@ -197,8 +202,8 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		d, err := e.client().RevertSnapshot(ctx(), pos[0], pos[1])
-		if err != nil {
+		d, err := e.client().RevertSnapshot(async.ctx(), pos[0], pos[1])
+		if err != nil || async.started(e) {
 			return err
 		}
 		if d.PID != 0 {
@@ -273,6 +278,7 @@ func runExport(e *env, args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	out := fs.String("o", "", "archive to write (absolute path on this host; must not exist)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -288,9 +294,9 @@ func runExport(e *env, args []string) error {
 		return err
 	}
 	bar, end := jobBar(e)
-	res, err := e.client().Export(ctx(), pos[0], api.ExportRequest{Path: path}, bar)
+	res, err := e.client().Export(async.ctx(), pos[0], api.ExportRequest{Path: path}, bar)
 	end()
-	if err != nil {
+	if err != nil || async.started(e) {
 		return err
 	}
 	if *asJSON {
@@ -308,6 +314,7 @@ func runImport(e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print the new domain as JSON")
 	noStart := fs.Bool("no-start", false, "put the files and their domain file in place, do not start it")
 	paused := fs.Bool("p", false, "start it paused")
+	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -325,9 +332,9 @@ func runImport(e *env, args []string) error {
 		}
 	}
 	bar, end := jobBar(e)
-	d, err := e.client().Import(ctx(), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, bar)
+	d, err := e.client().Import(async.ctx(), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, bar)
 	end()
-	if err != nil {
+	if err != nil || async.started(e) {
 		return err
 	}
 	if *asJSON {

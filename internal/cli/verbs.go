@@ -27,6 +27,7 @@ func runCreate(e *env, args []string) error {
 	dry := fs.Bool("dry-run", false, "print the spec and QEMU argv without starting")
 	fs.BoolVar(dry, "n", false, "same as --dry-run")
 	asJSON := fs.Bool("json", false, "print JSON")
+	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -52,8 +53,8 @@ func runCreate(e *env, args []string) error {
 			d.Spec.MaxMemMiB, d.OverheadMiB, d.Spec.MaxMemMiB+d.OverheadMiB)
 		return nil
 	}
-	d, err := c.Create(ctx(), api.CreateRequest{Spec: spec, Paused: *paused})
-	if err != nil {
+	d, err := c.Create(async.ctx(), api.CreateRequest{Spec: spec, Paused: *paused})
+	if err != nil || async.started(e) {
 		return err
 	}
 	if *asJSON {
@@ -276,6 +277,7 @@ func powerVerb(e *env, verb string, args []string) error {
 	all := fs.Bool("all", false, "every running domain")
 	fs.BoolVar(all, "a", false, "same as --all")
 	saveDir := fs.String("save", "", "with shutdown --all: save each guest into DIR instead (restored at the next boot)")
+	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 0, 1)
 	if err != nil {
 		return err
@@ -283,9 +285,15 @@ func powerVerb(e *env, verb string, args []string) error {
 	if *all == (len(pos) == 1) {
 		return usageError{"give one domain, or --all"}
 	}
+	if *async.on && (verb != "shutdown" || !*wait || *all) {
+		return usageError{"--async is for one domain's shutdown -w (the others return at once or are host-wide)"}
+	}
 	req := api.ShutdownRequest{Wait: *wait, Force: *force, TimeoutSec: *timeout}
 	if !*all {
-		return e.client().Action(ctx(), pos[0], verb, req)
+		if err := e.client().Action(async.ctx(), pos[0], verb, req); err != nil || async.started(e) {
+			return err
+		}
+		return nil
 	}
 	if verb == "shutdown" {
 		dir := *saveDir

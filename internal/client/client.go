@@ -102,12 +102,27 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	return resp, nil
 }
 
+// do makes one request and decodes its reply into out. A route that
+// starts an operation (202 Accepted) is waited for (see follow), so its
+// caller gets the final result as from a synchronous route.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doProgress(ctx, method, path, in, nil, out)
+}
+
+// doProgress is do, calling progress with an operation's progress.
+func (c *Client) doProgress(ctx context.Context, method, path string, in any, progress func(api.JobProgress), out any) error {
 	resp, err := c.send(ctx, method, path, in)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusAccepted {
+		var op api.Operation
+		if err := json.NewDecoder(resp.Body).Decode(&op); err != nil {
+			return fmt.Errorf("reading the operation the daemon started: %w", err)
+		}
+		return c.follow(ctx, op, progress, out)
+	}
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
@@ -232,29 +247,19 @@ func (c *Client) Restore(ctx context.Context, req api.RestoreRequest) (api.Domai
 	return d, c.do(ctx, "POST", "/restore", req, &d)
 }
 
-// Migrate moves a domain to another host, calling progress as the daemon
-// streams it, and returns the result.
+// Migrate moves a domain to another host, calling progress with the
+// operation's migration figures, and returns the result.
 func (c *Client) Migrate(ctx context.Context, name string, req api.MigrateRequest, progress func(api.MigrationProgress)) (api.MigrationResult, error) {
-	resp, err := c.send(ctx, "POST", "/domains/"+seg(name)+"/migrate", req)
-	if err != nil {
-		return api.MigrationResult{}, err
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var ev api.MigrateEvent
-		if err := dec.Decode(&ev); err != nil {
-			return api.MigrationResult{}, fmt.Errorf("the daemon ended the migration without a result: %w", err)
-		}
-		switch {
-		case ev.Progress != nil && progress != nil:
-			progress(*ev.Progress)
-		case ev.Error != "":
-			return api.MigrationResult{}, &api.RemoteError{Message: ev.Error, Class: ev.Class}
-		case ev.Result != nil:
-			return *ev.Result, nil
+	var out api.MigrationResult
+	var jp func(api.JobProgress)
+	if progress != nil {
+		jp = func(p api.JobProgress) {
+			if p.Migration != nil {
+				progress(*p.Migration)
+			}
 		}
 	}
+	return out, c.doProgress(ctx, "POST", "/domains/"+seg(name)+"/migrate", req, jp, &out)
 }
 
 // Stats returns the latest per-domain figures (for top).
@@ -377,43 +382,17 @@ func (c *Client) DeleteSnapshot(ctx context.Context, name, snap string) error {
 	return c.do(ctx, "DELETE", "/domains/"+seg(name)+"/snapshots/"+seg(snap), nil, nil)
 }
 
-// job runs a long operation whose reply is a stream of api.JobEvent lines.
-func (c *Client) job(ctx context.Context, path string, in any, progress func(api.JobProgress), out any) error {
-	resp, err := c.send(ctx, "POST", path, in)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var ev api.JobEvent
-		if err := dec.Decode(&ev); err != nil {
-			return fmt.Errorf("the daemon ended the operation without a result: %w", err)
-		}
-		switch {
-		case ev.Progress != nil:
-			if progress != nil {
-				progress(*ev.Progress)
-			}
-		case ev.Error != "":
-			return &api.RemoteError{Message: ev.Error, Class: ev.Class}
-		case ev.Result != nil:
-			return json.Unmarshal(ev.Result, out)
-		}
-	}
-}
-
 // Export writes a domain to an archive on the daemon's host.
 func (c *Client) Export(ctx context.Context, name string, req api.ExportRequest, progress func(api.JobProgress)) (api.ExportResult, error) {
 	var out api.ExportResult
-	err := c.job(ctx, "/domains/"+seg(name)+"/export", req, progress, &out)
+	err := c.doProgress(ctx, "POST", "/domains/"+seg(name)+"/export", req, progress, &out)
 	return out, err
 }
 
 // Import creates a domain from an archive on the daemon's host.
 func (c *Client) Import(ctx context.Context, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
 	var out api.Domain
-	err := c.job(ctx, "/import", req, progress, &out)
+	err := c.doProgress(ctx, "POST", "/import", req, progress, &out)
 	return out, err
 }
 

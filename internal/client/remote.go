@@ -177,6 +177,6 @@ func (c *Client) ImportFrom(ctx context.Context, archive io.Reader, req api.Impo
 		path += "?" + q.Encode()
 	}
 	var out api.Domain
-	err := c.job(ctx, path, io.NopCloser(archive), progress, &out)
+	err := c.doProgress(ctx, "POST", path, io.NopCloser(archive), progress, &out)
 	return out, err
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
@@ -92,12 +93,17 @@ func (s *Server) importUpload(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, err)
 		return
 	}
-	defer os.Remove(path)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		reply(w, nil, err)
 		return
 	}
+	started := false
+	defer func() {
+		if !started {
+			os.Remove(path)
+		}
+	}()
 	// The whole-request deadline would cut a large archive: each read
 	// gets streamIdle instead.
 	rc := http.NewResponseController(w)
@@ -113,8 +119,10 @@ func (s *Server) importUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Path = path
-	stream(w, func(progress func(api.JobProgress)) (any, error) {
-		return s.mgr.Import(r.Context(), req, progress)
+	// Once started, the operation removes the upload when it ends.
+	started = s.startOp(w, r, "import", req.Name, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+		defer os.Remove(path)
+		return s.mgr.Import(ctx, req, progress)
 	})
 }
 

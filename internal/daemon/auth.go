@@ -65,8 +65,8 @@ func guard(rt route) http.HandlerFunc {
 		for _, p := range params {
 			v := r.PathValue(p)
 			var err error
-			if p == "token" {
-				err = checkToken(v)
+			if check, ok := paramChecks[p]; ok {
+				err = check(v)
 			} else {
 				err = names.Check(paramKinds[p], v)
 			}
@@ -87,6 +87,10 @@ var paramKinds = map[string]string{
 	"name": "domain", "pool": "pool", "vol": "volume", "snap": "snapshot",
 	"network": "network", "peer": "host", "apitoken": "token",
 }
+
+// paramChecks are the path parameters that are not names: each its own
+// rule.
+var paramChecks = map[string]func(string) error{"token": checkToken, "op": checkOpID}
 
 // checkToken is the rule for migration data tokens (hex from the
 // destination).

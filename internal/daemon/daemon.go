@@ -23,6 +23,7 @@ import (
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/netmgr"
+	"github.com/ringfence/ringfence/internal/operations"
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
@@ -108,6 +109,7 @@ type Server struct {
 	audit   *audit.Log   // every mutating call (nil: none kept)
 	metrics http.Handler // GET /1.0/metrics and --metrics-listen
 	tokens  *tokens.Manager
+	ops     *operations.Registry
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -301,16 +303,6 @@ func (s *Server) hostInfo(w http.ResponseWriter, r *http.Request) {
 	info.Peer = s.trust.Status()
 	info.Warnings = s.mgr.HostWarnings()
 	reply(w, info, nil)
-}
-
-func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) {
-	var req api.CreateRequest
-	if err := decode(r, &req); err != nil {
-		reply(w, nil, err)
-		return
-	}
-	out, err := s.mgr.Create(r.Context(), req)
-	reply(w, out, err)
 }
 
 // schedCredit and vcpuPin take bodies whose fields default to -1

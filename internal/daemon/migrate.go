@@ -84,8 +84,10 @@ func (s *Server) incomingData(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// migrate is the source side: dial the destination's peer listener with
-// this host's certificate, then stream, reporting progress as JSON lines.
+// migrate is the source side, as an operation: the target and the
+// domain are checked at once, then the operation dials the destination's
+// peer listener with this host's certificate and streams; its progress
+// carries the migration's figures.
 func (s *Server) migrate(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var req api.MigrateRequest
@@ -96,24 +98,25 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request) {
 	if req.DowntimeMs <= 0 {
 		req.DowntimeMs = 30
 	}
-	mp, err := s.dialPeer(r.Context(), name, req.Target)
-	if err != nil {
+	if _, err := checkTarget(req.Target); err != nil {
 		reply(w, nil, err)
 		return
 	}
-	defer mp.Control.Close()
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	send := streamWriter(w)
-	o := domain.MigrateOptions{DowntimeMs: req.DowntimeMs, Plain: req.PlainStream, WithStorage: req.WithStorage, StorageDir: req.StorageDir}
-	res, err := s.mgr.MigrateOut(r.Context(), name, mp, o, func(p api.MigrationProgress) {
-		send(api.MigrateEvent{Progress: &p})
-	})
-	if err != nil {
-		_, class := api.StatusOf(err)
-		send(api.MigrateEvent{Error: err.Error(), Class: class})
+	if _, err := s.mgr.Get(name); err != nil {
+		reply(w, nil, err)
 		return
 	}
-	send(api.MigrateEvent{Result: &res})
+	s.startOp(w, r, "migrate", name, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+		mp, err := s.dialPeer(ctx, name, req.Target)
+		if err != nil {
+			return nil, err
+		}
+		defer mp.Control.Close()
+		o := domain.MigrateOptions{DowntimeMs: req.DowntimeMs, Plain: req.PlainStream, WithStorage: req.WithStorage, StorageDir: req.StorageDir}
+		return s.mgr.MigrateOut(ctx, name, mp, o, func(p api.MigrationProgress) {
+			progress(api.JobProgress{Phase: p.Status, Done: p.TransferredB, Total: p.TransferredB + p.RemainingB, Migration: &p})
+		})
+	})
 }
 
 // dialPeer opens the control channel to the destination at target for

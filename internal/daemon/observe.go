@@ -26,6 +26,9 @@ var extensions = []string{
 	"api_reference",     // docs/openapi.json describes every route
 	"audit",             // GET /audit: the record of mutating calls
 	"metrics",           // GET /metrics: Prometheus text
+	"operations",        // long jobs answer 202 and an Operation: /operations
+	"tokens",            // /tokens: API tokens, bound client certificates
+	"remote_archives",   // export/import streamed as the body
 }
 
 // observeRoutes: what the API is, who changed what (the audit log), and

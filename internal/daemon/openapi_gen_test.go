@@ -136,8 +136,8 @@ func bodySchema(v any, defs obj) obj {
 	return schemaOf(reflect.TypeOf(v), defs)
 }
 
-// operation is one route's entry under its path.
-func operation(rt RouteInfo, d routeDoc, defs obj) obj {
+// pathOperation is one route's entry under its path.
+func pathOperation(rt RouteInfo, d routeDoc, defs obj) obj {
 	params := []any{}
 	for _, m := range paramRE.FindAllStringSubmatch(rt.Path, -1) {
 		params = append(params, obj{"name": m[1], "in": "path", "required": true, "schema": obj{"type": "string"}})
@@ -203,7 +203,7 @@ func openAPI(routes []RouteInfo, docs map[string]routeDoc) obj {
 		if paths[p] == nil {
 			paths[p] = obj{}
 		}
-		paths[p].(obj)[strings.ToLower(rt.Method)] = operation(rt, d, defs)
+		paths[p].(obj)[strings.ToLower(rt.Method)] = pathOperation(rt, d, defs)
 	}
 	perms := []string{}
 	for _, p := range auth.Perms() {

@@ -17,6 +17,18 @@ var routeDocs = map[string]routeDoc{
 	"GET /audit":   {"Audit records: after ?since=SEQ (oldest first), else the newest; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,limit"},
 	"GET /metrics": {"The host's and the domains' figures in the Prometheus text format", nil, nil, asText, ""},
 
+	// Operations: the long jobs.
+	"GET /operations":           {"The operations the caller may see", nil, []api.Operation{}, asJSON, ""},
+	"GET /operations/{op}":      {"One operation", nil, api.Operation{}, asJSON, ""},
+	"GET /operations/{op}/wait": {"Wait until the operation ends or ?timeout=SECONDS passes", nil, api.Operation{}, asJSON, "timeout"},
+	"DELETE /operations/{op}":   {"Cancel a running operation", nil, api.Operation{}, asJSON, ""},
+
+	// API tokens.
+	"POST /tokens":              {"Create an API token (its secret is shown once)", api.APITokenRequest{}, api.APITokenCreated{}, asJSON, ""},
+	"GET /tokens":               {"The API tokens (no secrets)", nil, []api.APIToken{}, asJSON, ""},
+	"POST /tokens/certificates": {"Bind a client certificate to the caller's token", api.APICertRequest{}, empty{}, asJSON, ""},
+	"DELETE /tokens/{apitoken}": {"Revoke an API token", nil, api.APIToken{}, asJSON, ""},
+
 	// The host.
 	"GET /host":                      {"The host: CPUs, memory, accelerator, QEMU, the ledger", nil, api.HostInfo{}, asJSON, ""},
 	"GET /stats":                     {"Every running domain's figures (top)", nil, api.Stats{}, asJSON, ""},
@@ -47,10 +59,10 @@ var routeDocs = map[string]routeDoc{
 
 	// Domains.
 	"GET /domains":                        {"The domains (?all=1: stopped ones kept too)", nil, []api.Domain{}, asJSON, "all"},
-	"POST /domains":                       {"Create and start a domain (DryRun when dry_run)", api.CreateRequest{}, oneOf{api.Domain{}, api.DryRun{}}, asJSON, ""},
+	"POST /domains":                       {"Create and start a domain: 202 and the Operation (its result a Domain); a DryRun at once when dry_run", api.CreateRequest{}, oneOf{api.Operation{}, api.DryRun{}}, asJSON, ""},
 	"GET /domains/{name}":                 {"A domain", nil, api.Domain{}, asJSON, ""},
 	"GET /domains/{name}/console":         {"The serial console: upgrades to a raw stream (?history=0 skips the replay)", nil, nil, asUpgrade, "history"},
-	"POST /domains/{name}/shutdown":       {"Ask the guest to shut down", api.ShutdownRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/shutdown":       {"Ask the guest to shut down (with wait: 202 and the Operation)", api.ShutdownRequest{}, oneOf{api.Domain{}, api.Operation{}}, asJSON, ""},
 	"POST /domains/{name}/start":          {"Start a stopped, kept domain", api.StartRequest{}, api.Domain{}, asJSON, ""},
 	"POST /domains/{name}/reboot":         {"Ask the guest to reboot", api.ShutdownRequest{}, api.Domain{}, asJSON, ""},
 	"POST /domains/{name}/reset":          {"Reset the VM (a hardware reset)", nil, api.Domain{}, asJSON, ""},
@@ -61,9 +73,9 @@ var routeDocs = map[string]routeDoc{
 	"POST /domains/{name}/mem-max":        {"Set the maximum memory", api.MemRequest{}, api.Domain{}, asJSON, ""},
 	"POST /domains/{name}/sched-credit":   {"Set the scheduler weight and cap (-1: unchanged)", api.SchedCreditRequest{}, api.Domain{}, asJSON, ""},
 	"POST /domains/{name}/vcpu-pin":       {"Pin vCPUs to host CPUs (vcpu -1: all)", api.VCPUPinRequest{}, api.Domain{}, asJSON, ""},
-	"POST /domains/{name}/save":           {"Save the domain's state to a file", api.SaveRequest{}, api.Domain{}, asJSON, ""},
-	"POST /domains/{name}/clone":          {"A new domain from this one (thin-cloned disks, new MACs)", api.CloneRequest{}, api.Domain{}, asJSON, ""},
-	"POST /restore":                       {"Restore a saved domain", api.RestoreRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/save":           {"Save the domain's state to a file: 202 and the Operation", api.SaveRequest{}, api.Operation{}, asJSON, ""},
+	"POST /domains/{name}/clone":          {"A new domain from this one (thin-cloned disks, new MACs): 202 and the Operation", api.CloneRequest{}, api.Operation{}, asJSON, ""},
+	"POST /restore":                       {"Restore a saved domain: 202 and the Operation", api.RestoreRequest{}, api.Operation{}, asJSON, ""},
 	"POST /domains/{name}/block-attach":   {"Hot-plug a disk (an xl disk spec)", api.BlockRequest{}, api.Domain{}, asJSON, ""},
 	"POST /domains/{name}/block-detach":   {"Hot-unplug a disk", api.BlockRequest{}, api.Domain{}, asJSON, ""},
 	"POST /domains/{name}/cd-insert":      {"Insert a CD-ROM medium", api.BlockRequest{}, api.Domain{}, asJSON, ""},
@@ -75,12 +87,14 @@ var routeDocs = map[string]routeDoc{
 
 	// Snapshots, export, import, migration.
 	"GET /domains/{name}/snapshots":                {"The domain's snapshots", nil, []api.Snapshot{}, asJSON, ""},
-	"POST /domains/{name}/snapshots":               {"Take a snapshot (memory: the running state too)", api.SnapshotRequest{}, api.Snapshot{}, asJSON, ""},
-	"POST /domains/{name}/snapshots/{snap}/revert": {"Revert to a snapshot", nil, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/snapshots":               {"Take a snapshot (memory: the running state too): 202 and the Operation", api.SnapshotRequest{}, api.Operation{}, asJSON, ""},
+	"POST /domains/{name}/snapshots/{snap}/revert": {"Revert to a snapshot: 202 and the Operation", nil, api.Operation{}, asJSON, ""},
 	"DELETE /domains/{name}/snapshots/{snap}":      {"Delete a snapshot", nil, empty{}, asJSON, ""},
-	"POST /domains/{name}/export":                  {"Write the domain to an archive: JobEvent lines", api.ExportRequest{}, api.JobEvent{}, asNDJSON, ""},
-	"POST /import":                                 {"A domain from an archive: JobEvent lines", api.ImportRequest{}, api.JobEvent{}, asNDJSON, ""},
-	"POST /domains/{name}/migrate":                 {"Live-migrate the domain: MigrateEvent lines", api.MigrateRequest{}, api.MigrateEvent{}, asNDJSON, ""},
+	"POST /domains/{name}/export":                  {"Write the domain to an archive on the host: 202 and the Operation", api.ExportRequest{}, api.Operation{}, asJSON, ""},
+	"GET /domains/{name}/export/archive":           {"The domain's archive as the body (for remote clients)", nil, nil, asText, ""},
+	"POST /import/archive":                         {"A domain from the archive in the body: 202 and the Operation", nil, api.Operation{}, asJSON, "dir,name,no_start,paused"},
+	"POST /import":                                 {"A domain from an archive on the host: 202 and the Operation", api.ImportRequest{}, api.Operation{}, asJSON, ""},
+	"POST /domains/{name}/migrate":                 {"Live-migrate the domain: 202 and the Operation (progress carries the migration figures)", api.MigrateRequest{}, api.Operation{}, asJSON, ""},
 	"POST /domains/{name}/migrate-cancel":          {"Cancel the domain's outgoing migration", nil, api.Domain{}, asJSON, ""},
 
 	// Storage pools and volumes.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/auth"
-	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -49,6 +48,7 @@ func (s *Server) routes() []route {
 		s.hostRoutes(), s.definitionRoutes(), s.domainRoutes(), s.deviceRoutes(),
 		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
 		s.trustRoutes(), s.observeRoutes(), s.tokenRoutes(), s.archiveRoutes(),
+		s.longDomainRoutes(), s.operationRoutes(),
 	} {
 		rs = append(rs, area...)
 	}
@@ -99,23 +99,19 @@ func (s *Server) definitionRoutes() []route {
 	}
 }
 
-// domainRoutes: a domain's life: made, started, stopped, sized, saved,
-// cloned, restored.
+// domainRoutes: a domain's life: started, stopped, sized (made, saved,
+// cloned and restored by longDomainRoutes, as operations).
 func (s *Server) domainRoutes() []route {
 	d := domainPath
 	return []route{
 		{"GET", "/domains", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			reply(w, s.mgr.List(r.URL.Query().Get("all") == "1"), nil)
 		}},
-		{"POST", "/domains", auth.DomainCreate, s.createDomain},
 		{"GET", d, auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.Get(r.PathValue("name"))
 			reply(w, out, err)
 		}},
 		{"GET", d + "/console", auth.DomainConsole, s.console},
-		{"POST", d + "/shutdown", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, req api.ShutdownRequest) error {
-			return s.mgr.Shutdown(r.Context(), name, req)
-		})},
 		{"POST", d + "/start", auth.DomainOperate, handle(func(r *http.Request, req api.StartRequest) (any, error) {
 			return s.mgr.Start(r.Context(), r.PathValue("name"), req.Paused)
 		})},
@@ -134,15 +130,6 @@ func (s *Server) domainRoutes() []route {
 		})},
 		{"POST", d + "/sched-credit", auth.DomainConfig, s.schedCredit},
 		{"POST", d + "/vcpu-pin", auth.DomainConfig, s.vcpuPin},
-		{"POST", d + "/save", auth.DomainOperate, domainAction(s, func(r *http.Request, name string, req api.SaveRequest) error {
-			return s.mgr.Save(r.Context(), name, req.Path, req.Checkpoint)
-		})},
-		{"POST", d + "/clone", auth.DomainCreate, handle(func(r *http.Request, req api.CloneRequest) (any, error) {
-			return s.mgr.Clone(r.Context(), r.PathValue("name"), req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set})
-		})},
-		{"POST", "/restore", auth.DomainCreate, handle(func(r *http.Request, req api.RestoreRequest) (any, error) {
-			return s.mgr.Restore(r.Context(), req.Path, req.Paused)
-		})},
 	}
 }
 
@@ -185,8 +172,8 @@ func (s *Server) deviceRoutes() []route {
 	}
 }
 
-// snapshotRoutes: a domain's snapshots, and its archive out (export) and
-// in (import).
+// snapshotRoutes: a domain's snapshots (taken and reverted, and its
+// archive out and in, by longDomainRoutes, as operations).
 func (s *Server) snapshotRoutes() []route {
 	d := domainPath
 	return []route{
@@ -194,17 +181,9 @@ func (s *Server) snapshotRoutes() []route {
 			out, err := s.mgr.SnapshotList(r.Context(), r.PathValue("name"))
 			reply(w, out, err)
 		}},
-		{"POST", d + "/snapshots", auth.DomainOperate, handle(func(r *http.Request, req api.SnapshotRequest) (any, error) {
-			return s.mgr.SnapshotCreate(r.Context(), r.PathValue("name"), req.Name, req.Memory)
-		})},
-		{"POST", d + "/snapshots/{snap}/revert", auth.DomainOperate, handle(func(r *http.Request, _ struct{}) (any, error) {
-			return s.mgr.SnapshotRevert(r.Context(), r.PathValue("name"), r.PathValue("snap"))
-		})},
 		{"DELETE", d + "/snapshots/{snap}", auth.DomainOperate, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.mgr.SnapshotDelete(r.Context(), r.PathValue("name"), r.PathValue("snap"))
 		})},
-		{"POST", d + "/export", auth.DomainOperate, s.export},
-		{"POST", "/import", auth.DomainCreate, s.importArchive},
 	}
 }
 

@@ -17,8 +17,11 @@ import (
 // fill replaces a route's parameters with valid values.
 func fill(path string) string {
 	return paramRE.ReplaceAllStringFunc(path, func(p string) string {
-		if p == "{token}" {
+		switch p {
+		case "{token}":
 			return "0123abcd"
+		case "{op}":
+			return "00112233445566778899aabbccddeeff"
 		}
 		return "x1"
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/launch"
 	"github.com/ringfence/ringfence/internal/netmgr"
+	"github.com/ringfence/ringfence/internal/operations"
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/storage"
@@ -287,6 +288,7 @@ func (b *startup) listenAPI() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	b.ctx = ctx
 	b.later(stop)
+	b.s.ops = operations.New(ctx) // operations run as long as the daemon
 	// SIGHUP reopens the log (logrotate), never ends the daemon.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

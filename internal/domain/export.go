@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,7 +144,7 @@ func (x *exporter) backupRunning(ctx context.Context, inst engine.Instance) erro
 
 // writeArchive adds boot files and disks, then the domain file and the
 // manifest.
-func (x *exporter) writeArchive(context.Context) error {
+func (x *exporter) writeArchive(ctx context.Context) error {
 	type member struct{ name, path string }
 	var members []member
 	for _, f := range []*string{&x.spec.Kernel, &x.spec.Ramdisk} {
@@ -163,7 +164,7 @@ func (x *exporter) writeArchive(context.Context) error {
 	}
 	x.aw.Progress = func(done int64) { x.report("writing the archive", done, x.total) }
 	for _, mb := range members {
-		if err := addFile(x.aw, mb.name, mb.path); err != nil {
+		if err := addFile(ctx, x.aw, mb.name, mb.path); err != nil {
 			return err
 		}
 	}
@@ -176,7 +177,7 @@ func (x *exporter) writeArchive(context.Context) error {
 }
 
 // addFile adds the file at path to an archive as member name.
-func addFile(aw *storage.ArchiveWriter, name, path string) error {
+func addFile(ctx context.Context, aw *storage.ArchiveWriter, name, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -186,7 +187,20 @@ func addFile(aw *storage.ArchiveWriter, name, path string) error {
 	if err != nil {
 		return err
 	}
-	return aw.Add(name, fi.Size(), f)
+	return aw.Add(name, fi.Size(), ctxReader{ctx, f})
+}
+
+// ctxReader stops a copy once ctx is done (a cancelled export).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // Import unpacks an archive made by Export and creates the domain from

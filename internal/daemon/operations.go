@@ -1,0 +1,229 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/auth"
+	"github.com/ringfence/ringfence/internal/domain"
+	"github.com/ringfence/ringfence/internal/operations"
+)
+
+// operationRoutes: the long jobs the other routes start (202 Accepted and
+// their Location): listed, shown, waited for, cancelled. A caller sees
+// only the operations of what it may see (principal.Sees(op.Tenant)); an
+// operation it may not see is answered exactly as one that does not
+// exist.
+func (s *Server) operationRoutes() []route {
+	return []route{
+		{"GET", "/operations", auth.OpsRead, func(w http.ResponseWriter, r *http.Request) {
+			p := principalOf(r.Context())
+			out := []api.Operation{}
+			for _, op := range s.ops.List() {
+				if p.Sees(op.Tenant) {
+					out = append(out, op)
+				}
+			}
+			reply(w, out, nil)
+		}},
+		{"GET", "/operations/{op}", auth.OpsRead, func(w http.ResponseWriter, r *http.Request) {
+			op, err := s.visibleOp(r)
+			reply(w, op, err)
+		}},
+		{"GET", "/operations/{op}/wait", auth.OpsRead, s.waitOp},
+		{"DELETE", "/operations/{op}", auth.OpsRead, s.cancelOp},
+	}
+}
+
+// visibleOp is the operation of the request's path, if its caller may
+// see it.
+func (s *Server) visibleOp(r *http.Request) (api.Operation, error) {
+	id := r.PathValue("op")
+	op, ok := s.ops.Get(id)
+	if !ok || !principalOf(r.Context()).Sees(op.Tenant) {
+		return api.Operation{}, api.Errorf(api.ErrNotFound, "no operation %s", id)
+	}
+	return op, nil
+}
+
+// maxWait bounds one wait; a client waits longer by asking again.
+const maxWait = 10 * time.Minute
+
+// waitOp answers once the operation has ended, or after ?timeout=SECONDS
+// (default 30; fractions allowed) with it still running.
+func (s *Server) waitOp(w http.ResponseWriter, r *http.Request) {
+	op, err := s.visibleOp(r)
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	timeout := 30 * time.Second
+	if q := r.URL.Query().Get("timeout"); q != "" {
+		sec, err := strconv.ParseFloat(q, 64)
+		if err != nil || sec < 0 || sec != sec {
+			reply(w, nil, api.Errorf(api.ErrInvalid, "timeout %q: want seconds (e.g. 30 or 0.2)", q))
+			return
+		}
+		timeout = min(time.Duration(sec*float64(time.Second)), maxWait)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	op, _ = s.ops.Wait(ctx, op.ID) // on a timeout: the operation as it is now
+	reply(w, op, nil)
+}
+
+// cancelOp cancels a running operation: the caller's own, or any it sees
+// when it may operate domains host-wide. One that has ended is a conflict.
+func (s *Server) cancelOp(w http.ResponseWriter, r *http.Request) {
+	op, err := s.visibleOp(r)
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	p := principalOf(r.Context())
+	if op.Owner != p.Name && (p.Role.Tenanted() || !p.Can(auth.DomainOperate)) {
+		reply(w, nil, api.Errorf(api.ErrForbidden, "operation %s is %s's: %s may cancel only its own", op.ID, op.Owner, p))
+		return
+	}
+	if err := s.ops.Cancel(op.ID); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	op, _ = s.ops.Get(op.ID)
+	reply(w, op, nil)
+}
+
+// checkOpID is the rule for operation ids: 128 bits in lowercase hex.
+func checkOpID(s string) error {
+	if len(s) != 32 || strings.Trim(s, "0123456789abcdef") != "" {
+		return fmt.Errorf("%q is not a valid operation id (32 hex digits)", s)
+	}
+	return nil
+}
+
+// opFunc is a long verb on the domain of the request's path ("" for the
+// verbs that make one from a file), with its decoded body.
+type opFunc[In any] func(ctx context.Context, name string, in In, progress func(api.JobProgress)) (any, error)
+
+// operation adapts a long verb: the body is decoded at once (a bad one
+// is a 400 here), then the verb runs as an operation of kind.
+func operation[In any](s *Server, kind string, fn opFunc[In]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in In
+		if err := decode(r, &in); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		name := r.PathValue("name")
+		s.startOp(w, r, kind, name, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+			return fn(ctx, name, in, progress)
+		})
+	}
+}
+
+// startOp runs fn as an operation for the request's principal (who it
+// runs as, in its context, for the layers that record who asked), under
+// the daemon's lifetime rather than the request's, and answers 202
+// Accepted with its Location and the operation.
+func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name string, fn operations.Func) bool {
+	p := principalOf(r.Context())
+	op, err := s.ops.Start(operations.Meta{Kind: kind, Domain: name, Owner: p.Name}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+		return fn(auth.NewContext(ctx, p), progress)
+	})
+	if err != nil {
+		reply(w, nil, err)
+		return false
+	}
+	w.Header().Set("Location", api.Version+"/operations/"+op.ID)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	json.NewEncoder(w).Encode(op)
+	return true
+}
+
+// createDomain validates the spec at once (a dry run: a bad spec is a
+// 400 here, and a dry run is the whole answer), then creates the domain
+// as an operation.
+func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateRequest
+	if err := decode(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	dry := req
+	dry.DryRun = true
+	out, err := s.mgr.Create(r.Context(), dry)
+	if err != nil || req.DryRun {
+		reply(w, out, err)
+		return
+	}
+	s.startOp(w, r, "create", req.Spec.Name, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+		return s.mgr.Create(ctx, req)
+	})
+}
+
+// shutdown is synchronous unless the caller waits for the guest to go
+// (-w): that is an operation.
+func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
+	var req api.ShutdownRequest
+	if err := decode(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	name := r.PathValue("name")
+	if !req.Wait {
+		out, err := s.domainView(name, s.mgr.Shutdown(r.Context(), name, req))
+		reply(w, out, err)
+		return
+	}
+	s.startOp(w, r, "shutdown", name, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+		return s.domainView(name, s.mgr.Shutdown(ctx, name, req))
+	})
+}
+
+// longDomainRoutes: the long verbs on a domain and the ones that make a
+// domain from a file, each an operation.
+func (s *Server) longDomainRoutes() []route {
+	d := domainPath
+	return []route{
+		{"POST", "/domains", auth.DomainCreate, s.createDomain},
+		{"POST", d + "/shutdown", auth.DomainOperate, s.shutdown},
+		{"POST", d + "/save", auth.DomainOperate, operation(s, "save", func(ctx context.Context, name string, req api.SaveRequest, _ func(api.JobProgress)) (any, error) {
+			return s.domainView(name, s.mgr.Save(ctx, name, req.Path, req.Checkpoint))
+		})},
+		{"POST", d + "/clone", auth.DomainCreate, operation(s, "clone", func(ctx context.Context, name string, req api.CloneRequest, _ func(api.JobProgress)) (any, error) {
+			return s.mgr.Clone(ctx, name, req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set})
+		})},
+		{"POST", "/restore", auth.DomainCreate, operation(s, "restore", func(ctx context.Context, _ string, req api.RestoreRequest, _ func(api.JobProgress)) (any, error) {
+			return s.mgr.Restore(ctx, req.Path, req.Paused)
+		})},
+		{"POST", d + "/export", auth.DomainOperate, operation(s, "export", func(ctx context.Context, name string, req api.ExportRequest, progress func(api.JobProgress)) (any, error) {
+			return s.mgr.Export(ctx, name, req.Path, progress)
+		})},
+		{"POST", "/import", auth.DomainCreate, operation(s, "import", func(ctx context.Context, _ string, req api.ImportRequest, progress func(api.JobProgress)) (any, error) {
+			return s.mgr.Import(ctx, req, progress)
+		})},
+		{"POST", d + "/snapshots", auth.DomainOperate, operation(s, "snapshot", func(ctx context.Context, name string, req api.SnapshotRequest, _ func(api.JobProgress)) (any, error) {
+			return s.mgr.SnapshotCreate(ctx, name, req.Name, req.Memory)
+		})},
+		{"POST", d + "/snapshots/{snap}/revert", auth.DomainOperate, s.revertSnapshot},
+	}
+}
+
+// revertSnapshot returns a domain to a snapshot, as an operation.
+func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
+	if err := decode(r, &struct{}{}); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	name, snap := r.PathValue("name"), r.PathValue("snap")
+	s.startOp(w, r, "snapshot-revert", name, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+		return s.mgr.SnapshotRevert(ctx, name, snap)
+	})
+}
