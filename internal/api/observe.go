@@ -26,8 +26,11 @@ type AuditRecord struct {
 	Remote    string    `json:"remote"` // "unix", or the caller's address
 	Method    string    `json:"method"`
 	Path      string    `json:"path"`
-	Status    int       `json:"status"`          // the HTTP status answered
+	Status    int       `json:"status"`          // the HTTP status answered (an operation's: as if answered at its end)
 	Class     string    `json:"class,omitempty"` // the error's class when it failed
+	// Operation is set on the record of how a call answered 202 ended:
+	// its operation's ID (the call's own record says 202).
+	Operation string `json:"operation,omitempty"`
 }
 
 // ClassOfStatus is the error class an HTTP status stands for ("" for a

@@ -87,13 +87,21 @@ func (s *Server) audited(rt route, h http.HandlerFunc) http.HandlerFunc {
 		if s.audit == nil {
 			return
 		}
-		p := principalOf(r.Context())
-		code := sw.status()
-		rec := api.AuditRecord{Principal: p.Name, Kind: string(p.Kind), Role: string(p.Role), Tenant: p.Tenant, Remote: p.Remote,
-			Method: r.Method, Path: r.URL.Path, Status: code, Class: api.ClassOfStatus(code)}
-		if _, err := s.audit.Append(context.WithoutCancel(r.Context()), rec); err != nil {
-			s.log.Error("writing the audit record", "method", r.Method, "path", r.URL.Path, "principal", p.String(), "err", err)
-		}
+		s.auditCall(r, sw.status(), "")
+	}
+}
+
+// auditCall records request r as answered with code; op names the
+// operation whose end this is ("" for the call itself).
+func (s *Server) auditCall(r *http.Request, code int, op string) {
+	if s.audit == nil {
+		return
+	}
+	p := principalOf(r.Context())
+	rec := api.AuditRecord{Principal: p.Name, Kind: string(p.Kind), Role: string(p.Role), Tenant: p.Tenant, Remote: p.Remote,
+		Method: r.Method, Path: r.URL.Path, Status: code, Class: api.ClassOfStatus(code), Operation: op}
+	if _, err := s.audit.Append(context.WithoutCancel(r.Context()), rec); err != nil {
+		s.log.Error("writing the audit record", "method", r.Method, "path", r.URL.Path, "principal", p.String(), "err", err)
 	}
 }
 

@@ -133,9 +133,21 @@ func operation[In any](s *Server, kind string, fn opFunc[In]) http.HandlerFunc {
 // Accepted with its Location and the operation.
 func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name string, fn operations.Func) bool {
 	p := principalOf(r.Context())
+	// How it ended is audited too (the call's own record says 202); the
+	// ID is handed in once Start has made it.
+	idc := make(chan string, 1)
 	op, err := s.ops.Start(operations.Meta{Kind: kind, Domain: name, Owner: p.Name}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
-		return fn(auth.NewContext(ctx, p), progress)
+		out, err := fn(auth.NewContext(ctx, p), progress)
+		code := http.StatusOK
+		if err != nil {
+			code, _ = api.StatusOf(err)
+		}
+		s.auditCall(r, code, <-idc)
+		return out, err
 	})
+	if err == nil {
+		idc <- op.ID
+	}
 	if err != nil {
 		reply(w, nil, err)
 		return false
