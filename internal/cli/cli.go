@@ -128,6 +128,7 @@ func init() {
 		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", runPool},
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
+		{"events", "follow the event stream: lifecycle, operations, host (--since replays)", "events [--since SEQ] [--count N] [--json]", runEvents},
 		{"version", "print the version", "version", func(e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "ringfence", api.Release)
 			return nil

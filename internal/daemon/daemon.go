@@ -20,6 +20,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/events"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/netmgr"
 	"github.com/ringfence/ringfence/internal/peer"
@@ -97,6 +98,7 @@ type Server struct {
 	info    api.HostInfo
 	accel   host.Accel
 	log     *slog.Logger
+	bus     *events.Bus // the event stream (GET /1.0/events)
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.

@@ -49,6 +49,7 @@ func (s *Server) routes() []route {
 		s.hostRoutes(), s.definitionRoutes(), s.domainRoutes(), s.deviceRoutes(),
 		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
 		s.trustRoutes(),
+		s.eventRoutes(),
 	} {
 		rs = append(rs, area...)
 	}

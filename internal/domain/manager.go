@@ -189,6 +189,8 @@ type Options struct {
 	// (systemd's StartLimitBurst/IntervalSec). Zero: 5 in 10 minutes.
 	RestartLimit  int
 	RestartWindow time.Duration
+	// Events takes the lifecycle events (nil: none are published).
+	Events Publisher
 }
 
 // Manager owns the host's domains.

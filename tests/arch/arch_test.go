@@ -29,8 +29,8 @@ var allowed = map[string][]string{
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
 	"internal/daemon": {"internal/api", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
-		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/procfs", "internal/storage", "internal/store"},
-	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
+		"internal/events", "internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/peer", "internal/procfs", "internal/storage", "internal/store"},
+	"internal/domain": {"internal/api", "internal/auth", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
 	// The engine boundary: domain talks to engine only; the QEMU engine
@@ -51,6 +51,9 @@ var allowed = map[string][]string{
 
 	// Who may do what: permissions, roles, principals. A leaf.
 	"internal/auth": {},
+
+	// The event bus: sequence numbers, the retained window, subscribers.
+	"internal/events": {"internal/api"},
 
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/spec"},
