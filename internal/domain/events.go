@@ -21,11 +21,16 @@ func (m *Manager) emit(ctx context.Context, name, action, detail string) {
 	if m.o.Events == nil {
 		return
 	}
-	ev := api.Event{Type: api.EventLifecycle, Action: action, Domain: name, Detail: detail}
-	if p := auth.FromContext(ctx); p.Role != "" {
-		ev.Actor = &api.Actor{Name: p.Name, Kind: string(p.Kind), Role: string(p.Role), Remote: p.Remote}
+	m.o.Events.Publish(api.Event{Type: api.EventLifecycle, Action: action, Domain: name, Detail: detail, Actor: actorOf(ctx)})
+}
+
+// actorOf is the principal of ctx as an event's actor (nil: none).
+func actorOf(ctx context.Context) *api.Actor {
+	p := auth.FromContext(ctx)
+	if p.Role == "" {
+		return nil
 	}
-	m.o.Events.Publish(ev)
+	return &api.Actor{Name: p.Name, Kind: string(p.Kind), Role: string(p.Role), Remote: p.Remote}
 }
 
 // emitIf emits the event when err is nil, and returns err: for the verbs
@@ -45,19 +50,24 @@ func (m *Manager) after(ctx context.Context, name, action, detail string, err *e
 	}
 }
 
-// emitExit publishes how an incarnation ended: shut down, rebooted or
-// crashed (by the guest: no actor). An end a destroy caused is said by
-// Destroy, with who asked. Caller holds d.mu.
+// emitExit publishes how an incarnation ended: shut down or rebooted
+// (naming who pressed the power button, if anyone did), or crashed (no
+// actor). An end a destroy caused is said by Destroy, with who asked.
+// Caller holds d.mu.
 func (m *Manager) emitExit(d *dom, ex engine.Exit, state api.State) {
-	if (d.intent == "destroy" || d.destroying.Load()) && !d.hostStop.Load() {
+	asked := d.askedBy
+	d.askedBy = nil
+	if m.o.Events == nil || (d.intent == "destroy" || d.destroying.Load()) && !d.hostStop.Load() {
 		return
 	}
-	action := api.EvShutdown
+	ev := api.Event{Type: api.EventLifecycle, Action: api.EvShutdown, Domain: d.rec.Spec.Name, Detail: d.rec.LastReason}
 	switch {
 	case state == api.StateCrashed:
-		action = api.EvCrashed
+		ev.Action = api.EvCrashed
 	case ex.Reason == engine.ExitReboot || d.intent == "reboot":
-		action = api.EvRebooted
+		ev.Action, ev.Actor = api.EvRebooted, asked
+	default:
+		ev.Actor = asked
 	}
-	m.emit(context.Background(), d.rec.Spec.Name, action, d.rec.LastReason)
+	m.o.Events.Publish(ev)
 }

@@ -52,6 +52,12 @@ func TestEventsEmitted(t *testing.T) {
 	if _, err := h.m.Start(ctx, "vm", false); err != nil {
 		t.Fatal(err)
 	}
+	if err := h.m.Shutdown(ctx, "vm", api.ShutdownRequest{Wait: true, TimeoutSec: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Start(ctx, "vm", false); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.m.Destroy(ctx, "vm"); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +65,8 @@ func TestEventsEmitted(t *testing.T) {
 		t.Fatal("pause of a gone domain")
 	}
 	want := []string{"created by alice", "paused by alice", "unpaused by alice", "resized by alice",
-		"rebooted by guest", "crashed by guest", "started by alice", "destroyed by alice"}
+		"rebooted by guest", "crashed by guest", "started by alice",
+		"shutdown by alice", "started by alice", "destroyed by alice"}
 	if got := rec.actions(); !slices.Equal(got, want) {
 		t.Fatalf("events:\n got %q\nwant %q", got, want)
 	}

@@ -466,6 +466,7 @@ func (m *Manager) Shutdown(ctx context.Context, name string, req api.ShutdownReq
 	}
 	d.mu.Lock()
 	ended := d.ended
+	d.askedBy = actorOf(ctx)
 	d.mu.Unlock()
 	timeout, err := pressAndWait(ctx, name, inst, ended, req)
 	if err != nil || timeout == 0 {
@@ -524,6 +525,7 @@ func (m *Manager) Reboot(ctx context.Context, name string, req api.ShutdownReque
 	d.mu.Lock()
 	id, ended, onReboot := d.rec.ID, d.ended, d.rec.Spec.OnReboot
 	d.intent = "reboot"
+	d.askedBy = actorOf(ctx)
 	d.mu.Unlock()
 	timeout, err := pressAndWait(ctx, name, inst, ended, req)
 	switch {
