@@ -96,5 +96,8 @@ bench: image
 	$(GO) run ./bench/net
 	$(GO) run ./bench/overhead
 
+bench-events:
+	$(GO) run ./bench/events
+
 clean:
 	rm -rf bin dist

@@ -3,6 +3,7 @@ module github.com/ringfence/ringfence
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/insomniacslk/dhcp v0.0.0-20260901064844-234b97448fae
 	github.com/klauspost/compress v1.20.3
 	github.com/prometheus/client_golang v1.25.0

@@ -46,11 +46,3 @@ func renderAudit(w io.Writer, recs []api.AuditRecord) {
 			cut(who+"/"+r.Role, 12), cut(r.Remote, 12), r.Status, cut(call, 80-6-14-12-12-3-5))
 	}
 }
-
-// cut shortens s to n columns, marking the cut.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "~"
-}

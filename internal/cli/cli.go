@@ -145,6 +145,7 @@ func init() {
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
 		{"remote", "daemons reached over HTTPS with an API token (the certificate pinned when added); local is the unix socket", "remote add NAME https://HOST:PORT --token T [--accept-certificate] [--client-cert] | remote list [--json] | remote switch NAME | remote remove NAME", runRemote},
 		{"token", "API tokens for the remote API listener (serve --api-listen): the secret is shown once", "token create NAME --role ROLE [--tenant T] [--expires 30d] [--json] | token list [--json] | token revoke NAME", runToken},
+		{"events", "follow the event stream: lifecycle, operations, host (--since replays)", "events [--since SEQ] [--count N] [--json]", runEvents},
 		{"version", "print the version", "version", func(e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "ringfence", api.Release)
 			return nil

@@ -151,8 +151,8 @@ func resolveOp(c *client.Client, prefix string) (string, error) {
 func printOps(w io.Writer, ops []api.Operation, now time.Time) {
 	fmt.Fprintf(w, "%-12s %-15s %-14s %-9s %-8s %-8s %s\n", "ID", "KIND", "DOMAIN", "STATUS", "PROGRESS", "OWNER", "AGE")
 	for _, op := range ops {
-		fmt.Fprintf(w, "%-12s %-15s %-14s %-9s %-8s %-8s %s\n", op.ID[:min(12, len(op.ID))], clip(op.Kind, 15), clip(op.Domain, 14),
-			op.Status, progressText(op.Progress), clip(op.Owner, 8), age(now.Sub(op.Created)))
+		fmt.Fprintf(w, "%-12s %-15s %-14s %-9s %-8s %-8s %s\n", op.ID[:min(12, len(op.ID))], cut(op.Kind, 15), cut(op.Domain, 14),
+			op.Status, progressText(op.Progress), cut(op.Owner, 8), age(now.Sub(op.Created)))
 	}
 }
 
@@ -183,14 +183,6 @@ func progressText(p *api.JobProgress) string {
 		return fmt.Sprintf("%.1f%%", 100*float64(p.Done)/float64(p.Total))
 	}
 	return fmt.Sprintf("%dM", p.Done>>20)
-}
-
-// clip shortens s to n columns, marking the cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "~"
 }
 
 // age is a short duration: 42s, 5m, 3h.

@@ -21,6 +21,7 @@ import (
 	"github.com/ringfence/ringfence/internal/audit"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine"
+	"github.com/ringfence/ringfence/internal/events"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/netmgr"
 	"github.com/ringfence/ringfence/internal/operations"
@@ -110,6 +111,7 @@ type Server struct {
 	metrics http.Handler // GET /1.0/metrics and --metrics-listen
 	tokens  *tokens.Manager
 	ops     *operations.Registry
+	bus     *events.Bus // the event stream (GET /1.0/events)
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.

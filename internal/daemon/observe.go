@@ -29,6 +29,7 @@ var extensions = []string{
 	"operations",        // long jobs answer 202 and an Operation: /operations
 	"tokens",            // /tokens: API tokens, bound client certificates
 	"remote_archives",   // export/import streamed as the body
+	"events",            // GET /events: the event stream, since=SEQ replays
 }
 
 // observeRoutes: what the API is, who changed what (the audit log), and

@@ -17,6 +17,9 @@ var routeDocs = map[string]routeDoc{
 	"GET /audit":   {"Audit records: after ?since=SEQ (oldest first), else the newest; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,limit"},
 	"GET /metrics": {"The host's and the domains' figures in the Prometheus text format", nil, nil, asText, ""},
 
+	// The event stream.
+	"GET /events": {"Events after ?since=SEQ as NDJSON (a WebSocket on an upgrade): lifecycle, operations, host", nil, api.Event{}, asNDJSON, "since"},
+
 	// Operations: the long jobs.
 	"GET /operations":           {"The operations the caller may see", nil, []api.Operation{}, asJSON, ""},
 	"GET /operations/{op}":      {"One operation", nil, api.Operation{}, asJSON, ""},

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -127,6 +128,46 @@ func operation[In any](s *Server, kind string, fn opFunc[In]) http.HandlerFunc {
 	}
 }
 
+// opEvents publishes an operation's start, progress (at most once a
+// second) and end on the event stream.
+type opEvents struct {
+	s                *Server
+	p                auth.Principal
+	id, kind, domain string
+	last             time.Time
+}
+
+func (e *opEvents) publish(action, detail string) {
+	if e.s.bus == nil {
+		return
+	}
+	d := e.kind + " " + e.id
+	if detail != "" {
+		d += ": " + detail
+	}
+	e.s.bus.Publish(api.Event{Type: api.EventOperation, Action: action, Domain: e.domain, Tenant: e.p.Tenant,
+		Actor: &api.Actor{Name: e.p.Name, Kind: string(e.p.Kind), Role: string(e.p.Role), Remote: e.p.Remote}, Detail: d})
+}
+
+// progress passes each report on and publishes one a second.
+func (e *opEvents) progress(next func(api.JobProgress)) func(api.JobProgress) {
+	return func(jp api.JobProgress) {
+		next(jp)
+		if time.Since(e.last) >= time.Second {
+			e.last = time.Now()
+			e.publish("progress", fmt.Sprintf("%s %d/%d", jp.Phase, jp.Done, jp.Total))
+		}
+	}
+}
+
+// ended is how a failed operation ended: cancelled or failed.
+func ended(ctx context.Context, err error) string {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return "cancelled"
+	}
+	return "failure"
+}
+
 // startOp runs fn as an operation for the request's principal (who it
 // runs as, in its context, for the layers that record who asked), under
 // the daemon's lifetime rather than the request's, and answers 202
@@ -137,12 +178,18 @@ func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name stri
 	// ID is handed in once Start has made it.
 	idc := make(chan string, 1)
 	op, err := s.ops.Start(operations.Meta{Kind: kind, Domain: name, Owner: p.Name}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
-		out, err := fn(auth.NewContext(ctx, p), progress)
+		id := <-idc
+		ev := opEvents{s: s, p: p, id: id, kind: kind, domain: name}
+		ev.publish("started", "")
+		out, err := fn(auth.NewContext(ctx, p), ev.progress(progress))
 		code := http.StatusOK
 		if err != nil {
 			code, _ = api.StatusOf(err)
+			ev.publish(ended(ctx, err), err.Error())
+		} else {
+			ev.publish("success", "")
 		}
-		s.auditCall(r, code, <-idc)
+		s.auditCall(r, code, id)
 		return out, err
 	})
 	if err == nil {

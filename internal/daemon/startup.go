@@ -20,6 +20,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine/qemu"
+	"github.com/ringfence/ringfence/internal/events"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/launch"
 	"github.com/ringfence/ringfence/internal/netmgr"
@@ -235,11 +236,14 @@ func (b *startup) newManagers() error {
 		return fmt.Errorf("loading networks: %w", err)
 	}
 	cfg := b.cfg
-	b.mgr = domain.New(domain.Options{Networks: b.nets, Store: b.st, Engine: b.eng, Ledger: b.ledger, Accel: b.accel, RunDir: cfg.RunDir, Log: b.log, QEMUIDs: b.qemuIDs,
+	bus := events.New(events.Config{})
+	b.mgr = domain.New(domain.Options{Events: bus, Networks: b.nets, Store: b.st, Engine: b.eng, Ledger: b.ledger, Accel: b.accel, RunDir: cfg.RunDir, Log: b.log, QEMUIDs: b.qemuIDs,
 		Cgroups: b.cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, StateDir: cfg.StateDir, Policy: policy, Chains: chains,
 		LogDir: logDir, LogRetention: cfg.LogRetention, BootIDFile: cfg.BootIDFile, AutoDir: autoDir(cfg),
 		RestartLimit: cfg.RestartLimit, RestartWindow: cfg.RestartWindow})
 	b.newServer(policy, chains)
+	b.s.bus = bus
+	bus.Publish(api.Event{Type: api.EventHost, Action: "daemon-started", Detail: api.Release})
 	return nil
 }
 

@@ -49,7 +49,8 @@ type CloneOptions struct {
 // the switch come in the admitted step of its create, whose revert stack
 // removes them if a later step fails. src is never moved for a clone that
 // is then refused.
-func (m *Manager) Clone(ctx context.Context, src, newName string, o CloneOptions) (api.Domain, error) {
+func (m *Manager) Clone(ctx context.Context, src, newName string, o CloneOptions) (_ api.Domain, err error) {
+	defer m.after(ctx, newName, api.EvCreated, "clone of "+src, &err)
 	d, err := m.get(src)
 	if err != nil {
 		return api.Domain{}, err

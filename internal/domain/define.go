@@ -56,7 +56,8 @@ func (m *Manager) saveDef(ctx context.Context, name string, def *definition) err
 
 // Define stores a domain without starting it (virsh define; xl's
 // /etc/xen/auto files are defined this way by autostart).
-func (m *Manager) Define(ctx context.Context, spec api.DomainSpec) (api.Domain, error) {
+func (m *Manager) Define(ctx context.Context, spec api.DomainSpec) (_ api.Domain, err error) {
+	defer m.after(ctx, spec.Name, api.EvDefined, "", &err)
 	if _, err := m.validate(&spec); err != nil {
 		return api.Domain{}, err
 	}
@@ -104,7 +105,8 @@ func (m *Manager) createDefined(ctx context.Context, spec api.DomainSpec, paused
 
 // Undefine removes a domain's definition. A running domain keeps running,
 // transient from then on (as virsh undefine); a stopped one is gone.
-func (m *Manager) Undefine(ctx context.Context, name string) error {
+func (m *Manager) Undefine(ctx context.Context, name string) (err error) {
+	defer m.after(ctx, name, api.EvUndefined, "", &err)
 	d, err := m.get(name)
 	if err != nil {
 		return err

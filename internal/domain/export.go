@@ -207,8 +207,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // it, with its files in dir (default STATE/imports/NAME). The archive is
 // checked whole (every member's SHA-256) before anything is put in place:
 // a corrupt or truncated archive changes nothing.
-func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
+func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress func(api.JobProgress)) (_ api.Domain, err error) {
 	im := &importer{m: m, req: req, progress: progress, r: revert.New()}
+	defer func() { m.after(ctx, im.spec.Name, api.EvCreated, "import", &err) }()
 	defer im.r.Fail()
 	defer func() {
 		if im.scratch != "" {

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -56,7 +57,8 @@ func (m *Manager) checkImage(what, p string, use storage.Use, format string) err
 
 // BlockAttach adds a disk (an xl disk spec) to a running domain, on a
 // spare root port; the guest sees a new /dev/vdX.
-func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (api.Disk, error) {
+func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (_ api.Disk, err error) {
+	defer m.after(ctx, name, api.EvDeviceAdded, "disk "+spec, &err)
 	dk, _, err := domspec.ParseDisk(spec)
 	if err != nil {
 		return dk, api.Errorf(api.ErrInvalid, "disk spec %q: %v", spec, err)
@@ -130,7 +132,8 @@ func findDisk(spec api.DomainSpec, vdev string) int {
 }
 
 // BlockDetach removes a hot-plugged disk from a running domain.
-func (m *Manager) BlockDetach(ctx context.Context, name, vdev string) error {
+func (m *Manager) BlockDetach(ctx context.Context, name, vdev string) (err error) {
+	defer m.after(ctx, name, api.EvDeviceRemoved, "disk "+vdev, &err)
 	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return err
@@ -181,7 +184,8 @@ func (m *Manager) BlockList(ctx context.Context, name string) ([]api.BlockDevice
 
 // CDChange puts path into CD-ROM drive vdev of a running domain, or
 // ejects its medium when path is "" (xl cd-insert / cd-eject).
-func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) error {
+func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) (err error) {
+	defer m.after(ctx, name, api.EvMediaChanged, vdev+" "+cmp.Or(path, "ejected"), &err)
 	if path != "" {
 		if err := m.checkImage("medium", path, storage.UseDiskRO, "raw"); err != nil {
 			return err
@@ -270,7 +274,8 @@ func (m *Manager) vifsInUse(name string, vifs []api.Vif) error {
 
 // NetworkAttach adds a vif (an xl vif spec) to a running domain: a new
 // tap on the bridge, a NIC on a spare root port (xl network-attach).
-func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (api.Vif, error) {
+func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (_ api.Vif, err error) {
+	defer m.after(ctx, name, api.EvDeviceAdded, "vif "+spec, &err)
 	v, err := domspec.ParseVif(spec)
 	if err != nil {
 		return v, api.Errorf(api.ErrInvalid, "vif spec %q: %v", spec, err)
@@ -356,7 +361,8 @@ func findVif(spec api.DomainSpec, dev string) int {
 }
 
 // NetworkDetach removes a vif attached while the domain runs, and its tap.
-func (m *Manager) NetworkDetach(ctx context.Context, name, dev string) error {
+func (m *Manager) NetworkDetach(ctx context.Context, name, dev string) (err error) {
+	defer m.after(ctx, name, api.EvDeviceRemoved, "vif "+dev, &err)
 	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return err

@@ -59,7 +59,10 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 }
 
 // Create admits, starts and records a new domain.
-func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (any, error) {
+func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (_ any, err error) {
+	if !req.DryRun {
+		defer m.after(ctx, req.Spec.Name, api.EvCreated, "", &err)
+	}
 	spec := req.Spec
 	accel, err := m.validate(&spec)
 	if err != nil {

@@ -99,6 +99,7 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 		m.o.Log.Error("recording how a domain ended", "name", name, "err", err)
 	}
 	crashpoint.Hit("exit:noted")
+	m.emitExit(d, ex, state)
 	m.applyAction(d, action, state)
 }
 
@@ -287,7 +288,8 @@ func (m *Manager) removeCgroup(name string) {
 }
 
 // Destroy ends a domain at once, whatever its on_* settings.
-func (m *Manager) Destroy(ctx context.Context, name string) error {
+func (m *Manager) Destroy(ctx context.Context, name string) (err error) {
+	defer m.after(ctx, name, api.EvDestroyed, "", &err)
 	d, err := m.get(name)
 	if err != nil {
 		return err
@@ -347,7 +349,8 @@ func (m *Manager) Destroy(ctx context.Context, name string) error {
 // Start starts a domain that is kept stopped (preserved after a shutdown
 // or crash, or stopped by the crash-loop brake): admitted again like a
 // create, with its console history kept.
-func (m *Manager) Start(ctx context.Context, name string, paused bool) (api.Domain, error) {
+func (m *Manager) Start(ctx context.Context, name string, paused bool) (_ api.Domain, err error) {
+	defer m.after(ctx, name, api.EvStarted, "", &err)
 	d, err := m.get(name)
 	if err != nil {
 		return api.Domain{}, err
@@ -463,6 +466,7 @@ func (m *Manager) Shutdown(ctx context.Context, name string, req api.ShutdownReq
 	}
 	d.mu.Lock()
 	ended := d.ended
+	d.askedBy = actorOf(ctx)
 	d.mu.Unlock()
 	timeout, err := pressAndWait(ctx, name, inst, ended, req)
 	if err != nil || timeout == 0 {
@@ -521,6 +525,7 @@ func (m *Manager) Reboot(ctx context.Context, name string, req api.ShutdownReque
 	d.mu.Lock()
 	id, ended, onReboot := d.rec.ID, d.ended, d.rec.Spec.OnReboot
 	d.intent = "reboot"
+	d.askedBy = actorOf(ctx)
 	d.mu.Unlock()
 	timeout, err := pressAndWait(ctx, name, inst, ended, req)
 	switch {
@@ -552,12 +557,12 @@ func (m *Manager) Reset(ctx context.Context, name string) error {
 
 // Pause stops the vCPUs.
 func (m *Manager) Pause(ctx context.Context, name string) error {
-	return m.setPaused(ctx, name, true)
+	return m.emitIf(ctx, name, api.EvPaused, "", m.setPaused(ctx, name, true))
 }
 
 // Unpause resumes the vCPUs.
 func (m *Manager) Unpause(ctx context.Context, name string) error {
-	return m.setPaused(ctx, name, false)
+	return m.emitIf(ctx, name, api.EvUnpaused, "", m.setPaused(ctx, name, false))
 }
 
 func (m *Manager) setPaused(ctx context.Context, name string, pause bool) error {

@@ -130,6 +130,9 @@ type dom struct {
 	// be re-attached: reported, holding its resources, killed only by an
 	// explicit destroy.
 	stray []int
+	// askedBy is who pressed the power button last (shutdown, reboot):
+	// the event of the end it causes names them. Guarded by mu.
+	askedBy *api.Actor
 }
 
 type liveInst struct{ engine.Instance }
@@ -189,6 +192,8 @@ type Options struct {
 	// (systemd's StartLimitBurst/IntervalSec). Zero: 5 in 10 minutes.
 	RestartLimit  int
 	RestartWindow time.Duration
+	// Events takes the lifecycle events (nil: none are published).
+	Events Publisher
 }
 
 // Manager owns the host's domains.

@@ -62,7 +62,8 @@ type inMig struct {
 func (m *Manager) MigrateIn(ctx context.Context, conn net.Conn) error {
 	in := &incoming{m: m, tl: newTimeline(), ctl: migration.NewControl(conn),
 		aborted: make(chan struct{}), handover: make(chan struct{})}
-	return in.run(ctx)
+	err := in.run(ctx)
+	return m.emitIf(ctx, in.spec.Name, api.EvMigrated, "in", err)
 }
 
 func (in *incoming) run(ctx context.Context) error {

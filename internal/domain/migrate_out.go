@@ -77,7 +77,8 @@ type remoteReply struct {
 }
 
 // MigrateOut moves a running domain to the daemon at the other end of p.
-func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, o MigrateOptions, progress func(api.MigrationProgress)) (api.MigrationResult, error) {
+func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, o MigrateOptions, progress func(api.MigrationProgress)) (_ api.MigrationResult, err error) {
+	defer m.after(ctx, name, api.EvMigrated, "out to "+p.Hostname, &err)
 	out, err := m.claimOutgoing(ctx, name)
 	if err != nil {
 		return api.MigrationResult{}, err

@@ -75,7 +75,8 @@ func (m *Manager) lockRunning(name string) (*dom, error) {
 }
 
 // MemSet changes the balloon target (xl mem-set), within maxmem.
-func (m *Manager) MemSet(ctx context.Context, name string, mib int) error {
+func (m *Manager) MemSet(ctx context.Context, name string, mib int) (err error) {
+	defer m.after(ctx, name, api.EvResized, fmt.Sprintf("memory %d MiB", mib), &err)
 	d, err := m.lockRunning(name)
 	if err != nil {
 		return err
@@ -94,7 +95,8 @@ func (m *Manager) MemSet(ctx context.Context, name string, mib int) error {
 // MemMax lowers the ceiling mem-set may reach (xl mem-max). The VM's RAM
 // is fixed at start, so it cannot rise above the boot-time maxmem; what is
 // given up returns to the ledger.
-func (m *Manager) MemMax(ctx context.Context, name string, mib int) error {
+func (m *Manager) MemMax(ctx context.Context, name string, mib int) (err error) {
+	defer m.after(ctx, name, api.EvResized, fmt.Sprintf("maxmem %d MiB", mib), &err)
 	d, err := m.lockRunning(name)
 	if err != nil {
 		return err

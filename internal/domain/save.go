@@ -39,7 +39,8 @@ type saveHeader struct {
 
 // Save writes a domain's state to path. Without checkpoint the domain is
 // gone afterwards (xl save); with it, it keeps running (xl save -c).
-func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) error {
+func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) (err error) {
+	defer m.after(ctx, name, api.EvSaved, path, &err)
 	if !filepath.IsAbs(path) {
 		return api.Errorf(api.ErrInvalid, "save file %q must be an absolute path", path)
 	}
@@ -176,7 +177,7 @@ func readSave(path string) (saveHeader, int64, int64, error) {
 }
 
 // Restore starts a domain from a save file; paused leaves it paused.
-func (m *Manager) Restore(ctx context.Context, path string, paused bool) (api.Domain, error) {
+func (m *Manager) Restore(ctx context.Context, path string, paused bool) (_ api.Domain, err error) {
 	hdr, _, _, err := readSave(path)
 	if err != nil {
 		return api.Domain{}, err
@@ -191,6 +192,7 @@ func (m *Manager) Restore(ctx context.Context, path string, paused bool) (api.Do
 		return api.Domain{}, err
 	}
 	defer closeFile()
+	defer m.after(ctx, spec.Name, api.EvRestored, path, &err)
 	return m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming, kind: kindRestore})
 }
 

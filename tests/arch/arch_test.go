@@ -29,8 +29,8 @@ var allowed = map[string][]string{
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
 	"internal/daemon": {"internal/api", "internal/audit", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
-		"internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/operations", "internal/peer", "internal/procfs", "internal/safefile", "internal/selfsign", "internal/storage", "internal/store", "internal/tokens"},
-	"internal/domain": {"internal/api", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
+		"internal/events", "internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/operations", "internal/peer", "internal/procfs", "internal/safefile", "internal/selfsign", "internal/storage", "internal/store", "internal/tokens"},
+	"internal/domain": {"internal/api", "internal/auth", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
 	// The engine boundary: domain talks to engine only; the QEMU engine
@@ -60,6 +60,9 @@ var allowed = map[string][]string{
 
 	// The daemon's long jobs (operations): a registry over the wire types.
 	"internal/operations": {"internal/api"},
+
+	// The event bus: sequence numbers, the retained window, subscribers.
+	"internal/events": {"internal/api"},
 
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/spec"},

@@ -1,0 +1,187 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/api"
+)
+
+func ev(domain string) api.Event {
+	return api.Event{Type: api.EventLifecycle, Action: api.EvStarted, Domain: domain}
+}
+
+func next(t *testing.T, s *Sub) api.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := s.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return e
+}
+
+func TestReplayAndLive(t *testing.T) {
+	b := New(Config{})
+	for range 5 {
+		b.Publish(ev("g1"))
+	}
+	s, err := b.Subscribe(2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(3); want <= 5; want++ {
+		if e := next(t, s); e.Seq != want || e.Time.IsZero() {
+			t.Fatalf("got %+v, want seq %d", e, want)
+		}
+	}
+	go b.Publish(ev("g2"))
+	if e := next(t, s); e.Seq != 6 || e.Domain != "g2" {
+		t.Fatalf("live: %+v", e)
+	}
+	live, _ := b.Subscribe(Live, nil)
+	b.Publish(ev("g3"))
+	if e := next(t, live); e.Seq != 7 {
+		t.Fatalf("live subscriber got %+v", e)
+	}
+	if _, err := b.Subscribe(8, nil); !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("since beyond the head: %v", err)
+	}
+	if _, err := b.Subscribe(7, nil); err != nil {
+		t.Fatalf("since = head: %v", err)
+	}
+}
+
+func TestResyncAndRetention(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	b := New(Config{MinEvents: 10, MaxEvents: 40, MaxAge: time.Hour, Now: func() time.Time { return now }})
+	for range 30 {
+		b.Publish(ev("g"))
+	}
+	// Younger than MaxAge: the ring grew to keep them all.
+	if f, l := b.Window(); f != 1 || l != 30 {
+		t.Fatalf("window %d..%d, want 1..30", f, l)
+	}
+	now = now.Add(2 * time.Hour)
+	for range 30 {
+		b.Publish(ev("g"))
+	}
+	f, l := b.Window()
+	if l != 60 || l-f+1 < 10 || f == 1 {
+		t.Fatalf("window %d..%d", f, l)
+	}
+	s, _ := b.Subscribe(0, nil)
+	if e := next(t, s); e.Type != api.EventResync || e.Seq != f {
+		t.Fatalf("want resync at %d, got %+v", f, e)
+	}
+	if e := next(t, s); e.Seq != f {
+		t.Fatalf("after resync: %+v", e)
+	}
+}
+
+func TestFilter(t *testing.T) {
+	b := New(Config{})
+	s, _ := b.Subscribe(Live, func(e api.Event) bool { return e.Tenant == "acme" })
+	b.Publish(api.Event{Type: api.EventLifecycle, Domain: "a", Tenant: "other"})
+	b.Publish(api.Event{Type: api.EventLifecycle, Domain: "b", Tenant: "acme"})
+	if e := next(t, s); e.Domain != "b" || e.Seq != 2 {
+		t.Fatalf("filtered: %+v", e)
+	}
+}
+
+// A subscriber that stops reading is dropped with the seq to resume from;
+// publishers never wait for it; resuming from that seq misses nothing.
+func TestLaggingSubscriber(t *testing.T) {
+	b := New(Config{MaxLag: 100})
+	slow, _ := b.Subscribe(Live, nil)
+	b.Publish(ev("g"))
+	if e := next(t, slow); e.Seq != 1 {
+		t.Fatal(e)
+	}
+	done := make(chan struct{})
+	go func() {
+		for range 1000 {
+			b.Publish(ev("g"))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish blocked on a slow subscriber")
+	}
+	e, err := slow.Next(context.Background())
+	if !errors.Is(err, ErrLagged) || e.Type != api.EventLagged || e.Seq != 1 {
+		t.Fatalf("want lagged at 1, got %+v %v", e, err)
+	}
+	again, err := b.Subscribe(e.Seq, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(2); want <= 1001; want++ {
+		if got := next(t, again); got.Seq != want {
+			t.Fatalf("resumed: seq %d, want %d", got.Seq, want)
+		}
+	}
+}
+
+// Many publishers and subscribers at once (run with -race): every
+// subscriber sees every seq once, in order.
+func TestConcurrent(t *testing.T) {
+	b := New(Config{MaxLag: 1 << 20})
+	const pubs, per, subs = 4, 2000, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, subs)
+	for range subs {
+		s, _ := b.Subscribe(0, nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for want := uint64(1); want <= pubs*per; want++ {
+				e, err := s.Next(ctx)
+				if err != nil || e.Seq != want {
+					errs <- errors.New("out of order or failed")
+					return
+				}
+			}
+		}()
+	}
+	var pw sync.WaitGroup
+	for range pubs {
+		pw.Add(1)
+		go func() {
+			defer pw.Done()
+			for range per {
+				b.Publish(ev("g"))
+			}
+		}()
+	}
+	pw.Wait()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if b.Head() != pubs*per {
+		t.Fatalf("head %d", b.Head())
+	}
+}
+
+func TestNextHonoursContext(t *testing.T) {
+	b := New(Config{})
+	s, _ := b.Subscribe(Live, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+	if s.Ready() {
+		t.Fatal("ready with nothing published")
+	}
+}
