@@ -133,7 +133,7 @@ func TestDefinitions(t *testing.T) {
 	}
 
 	// stop = shutdown: the domain is kept, with why.
-	e.MustRF("stop", "web", "-w", "--timeout", "60")
+	e.MustRF("stop", "web", "-w", "--timeout", "240") // a guest still booting on a busy host takes a while to act on ACPI
 	d := e.mustFind("web")
 	if d.PID != 0 || d.State != api.StateShutdown || !strings.Contains(d.LastReason, "poweroff") {
 		t.Fatalf("after stop: %+v", d)

@@ -61,6 +61,9 @@ func (i *instance) addBackupNodes(ctx context.Context, targets []engine.BackupTa
 		}
 		opened.sets = append(opened.sets, set)
 		node := "bk-" + t.Disk
+		// One a daemon killed mid-backup left behind is removed first
+		// (the domain's lock keeps two backups from running at once).
+		i.mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": node}, nil)
 		add := map[string]any{"driver": "raw", "node-name": node,
 			"file": map[string]any{"driver": "file", "filename": fmt.Sprintf("/dev/fdset/%d", set), "locking": "off"}}
 		if err := i.mon.Execute(ctx, "blockdev-add", add, nil); err != nil {
@@ -93,13 +96,38 @@ func (i *instance) waitBackups(ctx context.Context, events <-chan qmp.Event, pen
 				i.backupProgress(ctx, progress)
 			}
 		case <-ctx.Done():
-			for n := range pending {
-				i.mon.Execute(context.Background(), "block-job-cancel", map[string]any{"device": n, "force": true}, nil)
-			}
+			i.cancelBackups(events, pending)
 			return ctx.Err()
 		}
 	}
 	return nil
+}
+
+// cancelBackups cancels the pending jobs and waits (10 s at most) until
+// QEMU says each has ended: a job still cancelling holds its target node,
+// which could then not be removed, and the next backup would find it.
+func (i *instance) cancelBackups(events <-chan qmp.Event, pending map[string]bool) {
+	for n := range pending {
+		i.mon.Execute(context.Background(), "block-job-cancel", map[string]any{"device": n, "force": true}, nil)
+	}
+	deadline := time.After(10 * time.Second)
+	for len(pending) > 0 {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Name == "BLOCK_JOB_COMPLETED" || ev.Name == "BLOCK_JOB_CANCELLED" {
+				var d struct {
+					Device string `json:"device"`
+				}
+				json.Unmarshal(ev.Data, &d)
+				delete(pending, d.Device)
+			}
+		case <-deadline:
+			return
+		}
+	}
 }
 
 // backupEvent takes a finished job out of pending, or says why it failed;
