@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/engine"
@@ -19,6 +20,10 @@ func (i *instance) BackupDisks(ctx context.Context, targets []engine.BackupTarge
 	defer stop()
 	var opened backupNodes
 	defer i.removeBackupNodes(&opened)
+	// First (deferred last): whatever ended the copy, jobs of ours that
+	// still run (a cancel that raced with the transaction) are ended, or
+	// their targets could not be removed.
+	defer i.endBackupJobs(events, &opened)
 	actions, pending, err := i.addBackupNodes(ctx, targets, &opened)
 	if err != nil {
 		return err
@@ -66,10 +71,12 @@ func (i *instance) addBackupNodes(ctx context.Context, targets []engine.BackupTa
 		i.mon.Execute(ctx, "blockdev-del", map[string]any{"node-name": node}, nil)
 		add := map[string]any{"driver": "raw", "node-name": node,
 			"file": map[string]any{"driver": "file", "filename": fmt.Sprintf("/dev/fdset/%d", set), "locking": "off"}}
+		// Noted before it is asked for: a cancel may end the call after
+		// QEMU made the node (deleting one never made is harmless).
+		opened.nodes = append(opened.nodes, node)
 		if err := i.mon.Execute(ctx, "blockdev-add", add, nil); err != nil {
 			return nil, nil, fmt.Errorf("disk %s: opening the copy: %w", t.Disk, err)
 		}
-		opened.nodes = append(opened.nodes, node)
 		actions = append(actions, map[string]any{"type": "blockdev-backup", "data": map[string]any{
 			"job-id": node, "device": "drive-" + t.Disk, "target": node, "sync": "full"}})
 		pending[node] = true
@@ -96,21 +103,31 @@ func (i *instance) waitBackups(ctx context.Context, events <-chan qmp.Event, pen
 				i.backupProgress(ctx, progress)
 			}
 		case <-ctx.Done():
-			i.cancelBackups(events, pending)
-			return ctx.Err()
+			return ctx.Err() // endBackupJobs cancels what still runs
 		}
 	}
 	return nil
 }
 
-// cancelBackups cancels the pending jobs and waits (10 s at most) until
-// QEMU says each has ended: a job still cancelling holds its target node,
-// which could then not be removed, and the next backup would find it.
-func (i *instance) cancelBackups(events <-chan qmp.Event, pending map[string]bool) {
-	for n := range pending {
-		i.mon.Execute(context.Background(), "block-job-cancel", map[string]any{"device": n, "force": true}, nil)
+// endBackupJobs cancels the backup's jobs that still run and waits (10 s
+// at most) until QEMU says each has ended: a job still running holds its
+// target node, which could then not be removed, and the next backup
+// would find it.
+func (i *instance) endBackupJobs(events <-chan qmp.Event, b *backupNodes) {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var jobs []blockJob
+	if i.mon.Execute(c, "query-block-jobs", nil, &jobs) != nil {
+		return
 	}
-	deadline := time.After(10 * time.Second)
+	pending := map[string]bool{}
+	for _, j := range jobs {
+		if slices.Contains(b.nodes, j.Device) {
+			pending[j.Device] = true
+			i.mon.Execute(c, "block-job-cancel", map[string]any{"device": j.Device, "force": true}, nil)
+		}
+	}
+	deadline := c.Done()
 	for len(pending) > 0 {
 		select {
 		case ev, ok := <-events:
