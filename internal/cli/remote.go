@@ -39,21 +39,29 @@ type remotesFile struct {
 	Remotes map[string]remote `json:"remotes"`
 }
 
+// errNoConfigDir: neither $RINGFENCE_CONFIG, $XDG_CONFIG_HOME nor $HOME
+// is set (a systemd unit's ExecStop, cron).
+var errNoConfigDir = errors.New("no config dir for the remotes (set RINGFENCE_CONFIG or HOME)")
+
 func remotesPath() (string, error) {
 	if p := os.Getenv("RINGFENCE_CONFIG"); p != "" {
 		return p, nil
 	}
 	dir, err := os.UserConfigDir()
 	if err != nil {
-		return "", fmt.Errorf("no config dir for the remotes (set RINGFENCE_CONFIG): %w", err)
+		return "", fmt.Errorf("%w: %v", errNoConfigDir, err)
 	}
 	return filepath.Join(dir, "ringfence", "remotes.json"), nil
 }
 
+// loadRemotes reads the remotes; with no config dir there are none (the
+// verbs use the local socket), so root's services need no HOME.
 func loadRemotes() (*remotesFile, error) {
 	rf := &remotesFile{Remotes: map[string]remote{}}
 	p, err := remotesPath()
-	if err != nil {
+	if errors.Is(err, errNoConfigDir) {
+		return rf, nil
+	} else if err != nil {
 		return nil, err
 	}
 	b, err := os.ReadFile(p)

@@ -64,3 +64,15 @@ func TestRemotesFile(t *testing.T) {
 		t.Fatalf("after remove: %+v", rf)
 	}
 }
+
+// A service with no HOME (systemd's ExecStop of ringfence-guests) still
+// reaches the local socket: no config dir means no remotes.
+func TestConnectWithoutHome(t *testing.T) {
+	t.Setenv("RINGFENCE_CONFIG", "")
+	t.Setenv("XDG_CONFIG_HOME", "")
+	t.Setenv("HOME", "")
+	e := &env{}
+	if err := e.connect(); err != nil || e.remote != nil {
+		t.Fatalf("connect without HOME: %v (remote %v), want the local socket", err, e.remote)
+	}
+}
