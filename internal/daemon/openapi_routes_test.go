@@ -88,6 +88,14 @@ var routeDocs = map[string]routeDoc{
 	"GET /domains/{name}/blocks":          {"The VM's disks", nil, []api.BlockDevice{}, asJSON, ""},
 	"GET /domains/{name}/vifs":            {"The VM's vifs", nil, []api.NetworkDevice{}, asJSON, ""},
 
+	// xl's remaining verbs on a domain.
+	"GET /domains/{name}/vcpus":      {"The vCPUs: present ones (host CPU, state, time, affinity), then free slots up to maxvcpus", nil, []api.VCPU{}, asJSON, ""},
+	"POST /domains/{name}/vcpu-set":  {"Hot-plug or unplug vCPUs until this many are present (1..maxvcpus)", api.VCPUSetRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/sysrq":     {"Send Magic SysRq KEY (Alt+SysRq+KEY on the keyboard)", api.SysRqRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/trigger":   {"Inject a platform event: nmi, reset, power or s3resume", api.TriggerRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/rename":    {"Rename the domain (a running one keeps running); the reply is the domain under its new name", api.RenameRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/dump-core": {"Write the guest's memory to a new file as an ELF core: 202 and the Operation", api.DumpCoreRequest{}, api.Operation{}, asJSON, ""},
+
 	// Snapshots, export, import, migration.
 	"GET /domains/{name}/snapshots":                {"The domain's snapshots", nil, []api.Snapshot{}, asJSON, ""},
 	"POST /domains/{name}/snapshots":               {"Take a snapshot (memory: the running state too): 202 and the Operation", api.SnapshotRequest{}, api.Operation{}, asJSON, ""},

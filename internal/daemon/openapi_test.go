@@ -29,6 +29,7 @@ var notOnRoutes = map[string]string{
 	"RemoteError":     "the client's error value, not a body (ErrorBody is)",
 	"ExportResult":    "the result inside an export's Operation (json.RawMessage)",
 	"MigrationResult": "the result inside a migration's Operation (json.RawMessage)",
+	"DumpCoreResult":  "the result inside a dump-core Operation (json.RawMessage)",
 }
 
 // TestOpenAPI checks the reference both ways: every registered route is

@@ -49,7 +49,7 @@ func (s *Server) routes() []route {
 		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
 		s.trustRoutes(), s.observeRoutes(), s.tokenRoutes(), s.archiveRoutes(),
 		s.longDomainRoutes(), s.operationRoutes(),
-		s.eventRoutes(),
+		s.eventRoutes(), s.xlRoutes(),
 	} {
 		rs = append(rs, area...)
 	}
