@@ -14,8 +14,9 @@ import (
 
 func main() {
 	host := cli.Host{
-		Serve: daemon.ServeMain,
-		Store: daemon.StoreMain,
+		Serve:      daemon.ServeMain,
+		Store:      daemon.StoreMain,
+		ServeFlags: daemon.ServeFlags,
 		Hidden: map[string]func([]string) int{
 			daemon.HolderVerb:     func([]string) int { return daemon.HolderMain() },
 			daemon.StoreCheckVerb: daemon.StoreCheckMain,
