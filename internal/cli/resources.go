@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/client"
 )
 
 // parseMemKiB reads xl's memory argument: a number with an optional b, k,
@@ -114,7 +115,10 @@ func runSave(e *env, args []string) error {
 		return err
 	}
 	t0 := time.Now()
-	if err := e.client().Action(async.ctx(), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep}); err != nil || async.started(e) {
+	bar, end := jobBar(e)
+	err = e.client().Action(client.WithProgress(async.ctx(), bar), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep})
+	end()
+	if err != nil || async.started(e) {
 		return err
 	}
 	fi, _ := os.Stat(path)
@@ -138,7 +142,9 @@ func runRestore(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := e.client().Restore(async.ctx(), api.RestoreRequest{Path: path, Paused: *paused})
+	bar, end := jobBar(e)
+	d, err := e.client().Restore(client.WithProgress(async.ctx(), bar), api.RestoreRequest{Path: path, Paused: *paused})
+	end()
 	if err != nil || async.started(e) {
 		return err
 	}

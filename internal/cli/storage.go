@@ -3,14 +3,13 @@ package cli
 import (
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
-	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -178,7 +177,9 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		s, err := e.client().CreateSnapshot(async.ctx(), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
+		bar, end := jobBar(e)
+		s, err := e.client().CreateSnapshot(client.WithProgress(async.ctx(), bar), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
+		end()
 		if err != nil || async.started(e) {
 			return err
 		}
@@ -243,34 +244,6 @@ func listTable[T any](e *env, fs *flag.FlagSet, args []string, nargs int, fetch 
 		fmt.Fprintln(tw, row(it))
 	}
 	return tw.Flush()
-}
-
-// jobBar draws a long operation's progress on a terminal (nothing
-// otherwise); the returned func ends the line.
-func jobBar(e *env) (func(api.JobProgress), func()) {
-	f, ok := e.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil, func() {}
-	}
-	drawn := false
-	return func(p api.JobProgress) {
-			drawn = true
-			if p.Total <= 0 {
-				fmt.Fprintf(e.stderr, "\r%s: %d MiB          ", p.Phase, p.Done>>20)
-				return
-			}
-			fmt.Fprint(e.stderr, barLine(100*float64(p.Done)/float64(p.Total), fmt.Sprintf("%s: %d of %d MiB", p.Phase, p.Done>>20, p.Total>>20)))
-		}, func() {
-			if drawn {
-				fmt.Fprintln(e.stderr)
-			}
-		}
-}
-
-// barLine is one redrawn progress line: a 20-cell bar, percent, text.
-func barLine(pct float64, text string) string {
-	n := min(max(int(pct/5), 0), 20)
-	return fmt.Sprintf("\r[%s%s] %5.1f%% %s ", strings.Repeat("#", n), strings.Repeat(".", 20-n), pct, text)
 }
 
 // runExport: export NAME -o FILE [--json]

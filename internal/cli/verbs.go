@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/image"
 )
 
@@ -28,11 +29,15 @@ func runCreate(e *env, args []string) error {
 	fs.BoolVar(dry, "n", false, "same as --dry-run")
 	asJSON := fs.Bool("json", false, "print JSON")
 	async := asyncFlag(fs)
-	pos, err := parse(fs, args, 1, 1)
+	pos, err := parse(fs, args, 1, -1)
 	if err != nil {
 		return err
 	}
-	spec, err := loadFile(e, pos[0])
+	// xl create FILE KEY=VALUE...: the settings are appended to the file.
+	spec, warns, err := config.LoadOverrides(pos[0], pos[1:])
+	for _, w := range warns {
+		fmt.Fprintln(e.stderr, w.String())
+	}
 	if err != nil {
 		return err
 	}
@@ -69,7 +74,7 @@ func runCreate(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return consoleLoop(e, conn)
+		return consoleLoop(e, conn, consoleEscape)
 	}
 	return nil
 }
@@ -88,24 +93,60 @@ func shellQuote(argv []string) string {
 
 func runList(e *env, args []string) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := fs.Bool("json", false, "print JSON (the domains as the API has them)")
 	all := fs.Bool("all", false, "the defined domains that are stopped too")
+	long := fs.Bool("l", false, "long: each domain's configuration as JSON, as xl list -l")
+	verbose := fs.Bool("v", false, "verbose: the UUID and why a stopped domain stopped, as more columns")
 	names, err := parse(fs, args, 0, -1)
 	if err != nil {
 		return err
+	}
+	if *long && *verbose {
+		return usageError{"-l and -v: one or the other"}
 	}
 	ds, err := listDomains(e, names, *all)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	switch {
+	case *asJSON:
 		if ds == nil {
 			ds = []api.Domain{}
 		}
 		return printJSON(e.stdout, ds)
+	case *long:
+		return printJSON(e.stdout, longList(ds))
 	}
-	// xl list's layout.
-	fmt.Fprintf(e.stdout, "%-40s %5s %5s %5s     %-6s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
+	printList(e.stdout, ds, *verbose)
+	return nil
+}
+
+// longList is xl list -l: per domain its ID and configuration.
+func longList(ds []api.Domain) []any {
+	type long struct {
+		DomID  int            `json:"domid"`
+		Config api.DomainSpec `json:"config"`
+	}
+	out := []any{}
+	for _, d := range ds {
+		id := d.ID
+		if d.PID == 0 {
+			id = -1
+		}
+		out = append(out, long{id, d.Spec})
+	}
+	return out
+}
+
+// printList is xl list's layout (-v: xl's UUID and reason columns, the
+// reason here being why a stopped domain stopped), within 80 columns for
+// names up to 24 characters (longer ones are never cut).
+func printList(w io.Writer, ds []api.Domain, verbose bool) {
+	if verbose {
+		fmt.Fprintf(w, "%-24s %4s %5s %5s %-6s %8s %-36s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)", "UUID")
+	} else {
+		fmt.Fprintf(w, "%-40s %5s %5s %5s     %-6s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
+	}
 	var stopped []api.Domain
 	for _, d := range ds {
 		id := fmt.Sprint(d.ID)
@@ -115,17 +156,24 @@ func runList(e *env, args []string) error {
 				stopped = append(stopped, d)
 			}
 		}
-		fmt.Fprintf(e.stdout, "%-40s %5s %5d %5d     %-6s %9.1f\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
+		if verbose {
+			uuid := d.Spec.UUID
+			if uuid == "" {
+				uuid = "-"
+			}
+			fmt.Fprintf(w, "%-24s %4s %5d %5d %-6s %8.1f %-36s\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime, uuid)
+			continue
+		}
+		fmt.Fprintf(w, "%-40s %5s %5d %5d     %-6s %9.1f\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
 	}
 	// Why the stopped ones stopped (xl has no such line; a host admin
 	// needs it first).
 	for _, d := range stopped {
-		fmt.Fprintf(e.stdout, "\n%s stopped: %s\n", d.Spec.Name, d.LastReason)
+		fmt.Fprintf(w, "\n%s stopped: %s\n", d.Spec.Name, d.LastReason)
 		for _, l := range d.LastConsole {
-			fmt.Fprintf(e.stdout, "  | %s\n", l)
+			fmt.Fprintf(w, "  | %s\n", l)
 		}
 	}
-	return nil
 }
 
 // runStart starts a kept (stopped) domain again.
@@ -168,9 +216,14 @@ func listDomains(e *env, names []string, all bool) ([]api.Domain, error) {
 func runConsole(e *env, args []string) error {
 	fs := flag.NewFlagSet("console", flag.ContinueOnError)
 	noHist := fs.Bool("no-history", false, "do not replay earlier output")
+	escape := fs.String("e", "^]", "the key that detaches: ^X for Ctrl-X, or one character (as xl console -e)")
 	until := fs.String("until", "", "print output until this text appears, then exit (for scripts)")
 	timeout := fs.Int("timeout", 60, "with --until: seconds to wait before failing")
 	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	esc, err := escapeKey(*escape)
 	if err != nil {
 		return err
 	}
@@ -181,7 +234,32 @@ func runConsole(e *env, args []string) error {
 	if *until != "" {
 		return consoleUntil(e, conn, *until, time.Duration(*timeout)*time.Second)
 	}
-	return consoleLoop(e, conn)
+	return consoleLoop(e, conn, esc)
+}
+
+// consoleEscape is Ctrl-], the key that detaches by default (xl's).
+const consoleEscape = 0x1d
+
+// escapeKey reads console -e: ^X is Ctrl-X (^] is the default, ^^ and ^_
+// work too), or a single character.
+func escapeKey(s string) (byte, error) {
+	switch {
+	case len(s) == 2 && s[0] == '^' && s[1] >= '@' && s[1] <= '_':
+		return s[1] - '@', nil
+	case len(s) == 2 && s[0] == '^' && s[1] >= 'a' && s[1] <= 'z':
+		return s[1] - 'a' + 1, nil
+	case len(s) == 1 && s[0] < 0x80:
+		return s[0], nil
+	}
+	return 0, usageError{fmt.Sprintf("-e %q: a control key as ^X (^] is the default) or one ASCII character", s)}
+}
+
+// escapeName shows a detach key as people type it.
+func escapeName(k byte) string {
+	if k < 0x20 {
+		return "Ctrl-" + string(rune(k+'@'))
+	}
+	return string(rune(k))
 }
 
 // consoleUntil copies console output until text appears.
@@ -211,7 +289,7 @@ func consoleUntil(e *env, conn net.Conn, text string, timeout time.Duration) err
 
 // consoleLoop connects the terminal to a console stream. On a terminal the
 // input is raw and Ctrl-] detaches, as in xl console.
-func consoleLoop(e *env, conn io.ReadWriteCloser) error {
+func consoleLoop(e *env, conn io.ReadWriteCloser, esc byte) error {
 	defer conn.Close()
 	in, isFile := e.stdin.(*os.File)
 	tty := isFile && term.IsTerminal(int(in.Fd()))
@@ -221,7 +299,7 @@ func consoleLoop(e *env, conn io.ReadWriteCloser) error {
 			return err
 		}
 		defer term.Restore(int(in.Fd()), old)
-		fmt.Fprint(e.stderr, "[connected; Ctrl-] detaches]\r\n")
+		fmt.Fprintf(e.stderr, "[connected; %s detaches]\r\n", escapeName(esc))
 	}
 	done := make(chan struct{})
 	go func() {
@@ -235,7 +313,7 @@ func consoleLoop(e *env, conn io.ReadWriteCloser) error {
 			if n > 0 {
 				p := buf[:n]
 				if tty {
-					if i := strings.IndexByte(string(p), 0x1d); i >= 0 {
+					if i := strings.IndexByte(string(p), esc); i >= 0 {
 						conn.Write(p[:i])
 						conn.Close()
 						return
@@ -427,7 +505,7 @@ func domainInfo(e *env, name string, asJSON bool) error {
 		}
 	}
 	if d == nil {
-		return fmt.Errorf("no domain named %q (ringfence list --all)", name)
+		return api.Errorf(api.ErrNotFound, "no domain named %q (ringfence list --all)", name)
 	}
 	if asJSON {
 		return printJSON(e.stdout, d)

@@ -21,6 +21,19 @@ func Detach(ctx context.Context) (context.Context, *api.Operation) {
 	return context.WithValue(ctx, detachKey{}, op), op
 }
 
+// progressKey carries a progress function for calls that take none
+// (save, restore, snapshot create): WithProgress.
+type progressKey struct{}
+
+// WithProgress returns ctx under which a call that starts an operation
+// reports the operation's progress to fn.
+func WithProgress(ctx context.Context, fn func(api.JobProgress)) context.Context {
+	if fn == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
 // progressEvery is how often an operation whose progress is shown is
 // asked for (a wait with this timeout: at once when it ends).
 const progressEvery = 200 * time.Millisecond
@@ -31,6 +44,9 @@ func (c *Client) follow(ctx context.Context, op api.Operation, progress func(api
 	if d, ok := ctx.Value(detachKey{}).(*api.Operation); ok {
 		*d = op
 		return nil
+	}
+	if progress == nil {
+		progress, _ = ctx.Value(progressKey{}).(func(api.JobProgress))
 	}
 	timeout := 30 * time.Second
 	if progress != nil {

@@ -253,14 +253,14 @@ func (s *Server) longDomainRoutes() []route {
 	return []route{
 		{"POST", "/domains", auth.DomainCreate, s.createDomain},
 		{"POST", d + "/shutdown", auth.DomainOperate, s.shutdown},
-		{"POST", d + "/save", auth.DomainOperate, operation(s, "save", func(ctx context.Context, name string, req api.SaveRequest, _ func(api.JobProgress)) (any, error) {
-			return s.domainView(name, s.mgr.Save(ctx, name, req.Path, req.Checkpoint))
+		{"POST", d + "/save", auth.DomainOperate, operation(s, "save", func(ctx context.Context, name string, req api.SaveRequest, progress func(api.JobProgress)) (any, error) {
+			return s.domainView(name, s.mgr.Save(domain.WithProgress(ctx, progress), name, req.Path, req.Checkpoint))
 		})},
 		{"POST", d + "/clone", auth.DomainCreate, operation(s, "clone", func(ctx context.Context, name string, req api.CloneRequest, _ func(api.JobProgress)) (any, error) {
 			return s.mgr.Clone(ctx, name, req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set})
 		})},
-		{"POST", "/restore", auth.DomainCreate, operation(s, "restore", func(ctx context.Context, _ string, req api.RestoreRequest, _ func(api.JobProgress)) (any, error) {
-			return s.mgr.Restore(ctx, req.Path, req.Paused)
+		{"POST", "/restore", auth.DomainCreate, operation(s, "restore", func(ctx context.Context, _ string, req api.RestoreRequest, progress func(api.JobProgress)) (any, error) {
+			return s.mgr.Restore(domain.WithProgress(ctx, progress), req.Path, req.Paused)
 		})},
 		{"POST", d + "/export", auth.DomainOperate, operation(s, "export", func(ctx context.Context, name string, req api.ExportRequest, progress func(api.JobProgress)) (any, error) {
 			return s.mgr.Export(ctx, name, req.Path, progress)
@@ -268,8 +268,8 @@ func (s *Server) longDomainRoutes() []route {
 		{"POST", "/import", auth.DomainCreate, operation(s, "import", func(ctx context.Context, _ string, req api.ImportRequest, progress func(api.JobProgress)) (any, error) {
 			return s.mgr.Import(ctx, req, progress)
 		})},
-		{"POST", d + "/snapshots", auth.DomainOperate, operation(s, "snapshot", func(ctx context.Context, name string, req api.SnapshotRequest, _ func(api.JobProgress)) (any, error) {
-			return s.mgr.SnapshotCreate(ctx, name, req.Name, req.Memory)
+		{"POST", d + "/snapshots", auth.DomainOperate, operation(s, "snapshot", func(ctx context.Context, name string, req api.SnapshotRequest, progress func(api.JobProgress)) (any, error) {
+			return s.mgr.SnapshotCreate(domain.WithProgress(ctx, progress), name, req.Name, req.Memory)
 		})},
 		{"POST", d + "/snapshots/{snap}/revert", auth.DomainOperate, s.revertSnapshot},
 	}

@@ -104,7 +104,7 @@ func (m *Manager) writeSave(ctx context.Context, path string, hdr saveHeader, mi
 		pr.Close()
 		done <- copied{n, err}
 	}()
-	_, merr := mig.MigrateTo(ctx, pw, engine.MigrateOptions{})
+	_, merr := mig.MigrateTo(ctx, pw, engine.MigrateOptions{Progress: streamProgress(ctx, "saving")})
 	pw.Close() // QEMU closed its copy when the stream ended
 	c := <-done
 	if merr != nil {
@@ -218,7 +218,8 @@ func (m *Manager) saveLoader(path, name, accel string) (func(context.Context, en
 		if err != nil {
 			return err
 		}
-		return loadStream(ctx, mig, pr, pw, io.NewSectionReader(f, start, end-start))
+		src := &countingReader{r: io.NewSectionReader(f, start, end-start), total: end - start, phase: "loading", report: progressOf(ctx)}
+		return loadStream(ctx, mig, pr, pw, src)
 	}
 	return incoming, func() { f.Close() }, nil
 }
