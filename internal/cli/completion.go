@@ -111,7 +111,7 @@ complete -F _ringfence ringfence
 	return nil
 }
 
-// quoteSingle quotes s for a shell's single-quoted string ('it'\''s').
+// quoteSingle quotes s for a shell's single-quoted string ('it'\”s').
 func quoteSingle(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func zshCompletion(e *env, w io.Writer) error {

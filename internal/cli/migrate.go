@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/cmdline"
 )

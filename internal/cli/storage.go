@@ -7,7 +7,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/storage"
