@@ -17,6 +17,7 @@ func main() {
 		Serve:      daemon.ServeMain,
 		Store:      daemon.StoreMain,
 		ServeFlags: daemon.ServeFlags,
+		StoreFlags: daemon.StoreFlags,
 		Hidden: map[string]func([]string) int{
 			daemon.HolderVerb:     func([]string) int { return daemon.HolderMain() },
 			daemon.StoreCheckVerb: daemon.StoreCheckMain,

@@ -47,6 +47,8 @@ type Host struct {
 	// ServeFlags are serve's flags (for its help, and ringfence.conf(5):
 	// each is a key of the host's settings file).
 	ServeFlags func() *flag.FlagSet
+	// StoreFlags are store's (check and restore share them).
+	StoreFlags func() *flag.FlagSet
 }
 
 // hostVerb runs a Host command as a verb.

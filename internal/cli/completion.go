@@ -53,14 +53,14 @@ func argKind(v verb) string {
 		words = words[1:]
 	}
 	for _, w := range words {
-		w = strings.Trim(w, "[].")
+		w, _, _ = strings.Cut(strings.Trim(w, "[]."), "|")
 		if w == "" || w[0] == '-' || strings.ToUpper(w) != w {
 			continue
 		}
 		switch {
 		case strings.HasPrefix(w, "FILE"):
 			return "file"
-		case (w == "NAME" || w == "SRC" || strings.HasPrefix(w, "NAME|")) &&
+		case (w == "NAME" || w == "SRC") &&
 			(v.group == grpDomains || v.group == grpDevices || v.name == "snapshot" || v.name == "export"):
 			return "domain"
 		}

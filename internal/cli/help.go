@@ -109,7 +109,13 @@ func printOverview(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nexit status:")
 	for _, c := range exitCodes {
-		fmt.Fprintf(w, "  %d  %s\n", c.code, c.what)
+		for i, l := range wrapWords(c.what, 80-5) {
+			if i == 0 {
+				fmt.Fprintf(w, "  %d  %s\n", c.code, l)
+			} else {
+				fmt.Fprintf(w, "     %s\n", l)
+			}
+		}
 	}
 }
 

@@ -130,15 +130,12 @@ func hostVerbs() []verb {
 				}
 				return e.host.Serve(args, socket, e.stderr)
 			}),
-			hostFlags: func(h Host) []*flag.FlagSet {
-				if h.ServeFlags == nil {
-					return nil
-				}
-				return []*flag.FlagSet{h.ServeFlags()}
-			}},
-		{name: "store", group: grpHost, summary: "check the daemon's store, or restore a backup (the daemon stopped)", usage: "store check [--state-dir D] [--json] | store restore [--state-dir D] [BACKUP]", example: "store check --json", local: true, run: hostVerb(func(e *env, args []string) int {
-			return e.host.Store(args, e.stdout, e.stderr)
-		})},
+			hostFlags: func(h Host) []*flag.FlagSet { return hostFlagSet(h.ServeFlags) }},
+		{name: "store", group: grpHost, summary: "check the daemon's store, or restore a backup (the daemon stopped)", usage: "store check [--state-dir D] [--json] | store restore [--state-dir D] [BACKUP]", example: "store check --json", local: true,
+			run: hostVerb(func(e *env, args []string) int {
+				return e.host.Store(args, e.stdout, e.stderr)
+			}),
+			hostFlags: func(h Host) []*flag.FlagSet { return hostFlagSet(h.StoreFlags) }},
 		{name: "dmesg", group: grpHost, summary: "the daemon's recent log", usage: "dmesg", example: "dmesg", run: runDmesg},
 		{name: "host", group: grpHost, summary: "this host's trust among its peers: the authority, join tokens, the peer list", usage: "host trust [--peer-name N] [--name HOST]... [--offline | --ca-from DIR] | host token [--peer-name N] [--ttl 10m] | host join TOKEN [--peer-name N] [--name HOST]... | host peers [--json] | host revoke NAME | host renew", example: "host token --ttl 30m", subs: []string{"trust", "token", "join", "peers", "revoke", "renew"}, run: runHost},
 	}
@@ -171,6 +168,14 @@ func runNetworkDetach(e *env, args []string) error {
 		return err
 	}
 	return e.client().Action(ctx(), pos[0], "network-detach", api.NetworkRequest{Dev: pos[1]})
+}
+
+// hostFlagSet is a host verb's flags, when the host wiring gives them.
+func hostFlagSet(flags func() *flag.FlagSet) []*flag.FlagSet {
+	if flags == nil {
+		return nil
+	}
+	return []*flag.FlagSet{flags()}
 }
 
 // lookupVerb finds a verb by name.

@@ -135,14 +135,25 @@ func StoreMain(args []string, stdout, stderr io.Writer) int {
 	return exit(stderr, "store", StoreUsage, storeCmd(args, stdout, stderr))
 }
 
+// StoreFlags are the flags of store check and store restore (for help).
+func StoreFlags() *flag.FlagSet {
+	fs, _, _ := storeFlags()
+	return fs
+}
+
+func storeFlags() (fs *flag.FlagSet, stateDir *string, asJSON *bool) {
+	fs = flag.NewFlagSet("store", flag.ContinueOnError)
+	stateDir = fs.String("state-dir", api.DefaultStateDir, "the daemon's state directory")
+	asJSON = fs.Bool("json", false, "check: print the result as JSON")
+	return fs, stateDir, asJSON
+}
+
 func storeCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError("expected check or restore")
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("store "+sub, flag.ContinueOnError)
-	stateDir := fs.String("state-dir", api.DefaultStateDir, "the daemon's state directory")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
+	fs, stateDir, asJSON := storeFlags()
 	switch sub {
 	case "check":
 		if _, err := cmdline.Parse(fs, args, 0, 0); err != nil {
