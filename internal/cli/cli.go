@@ -155,7 +155,7 @@ func (e *env) finish(name string, err error) int {
 		if v, ok := lookupVerb(name); ok {
 			usage = v.usage
 		}
-		fmt.Fprintf(e.stderr, "ringfence %s: %s\nusage: ringfence %s\n(ringfence %s --help shows every flag)\n", name, ue.msg, usage, name)
+		fmt.Fprintf(e.stderr, "ringfence %s: %s\nusage: ringfence %s\n", name, ue.msg, usage)
 	default:
 		fmt.Fprintf(e.stderr, "ringfence %s: error: %v\n", name, err)
 	}

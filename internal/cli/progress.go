@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/client"
 )
 
 // progressLine draws a long job's progress on stderr. On a terminal it
@@ -108,6 +110,13 @@ func sizeText(n int64) string {
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
 	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// withBar is the context of a long call (save, restore, snapshot,
+// dump-core) whose progress is drawn, and the func that ends the line.
+func withBar(e *env, async *asyncOpt) (context.Context, func()) {
+	bar, end := jobBar(e)
+	return client.WithProgress(async.ctx(), bar), end
 }
 
 // jobBar draws a long operation's progress; the returned func ends the

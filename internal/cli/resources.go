@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/client"
 )
 
 // parseMemKiB reads xl's memory argument: a number with an optional b, k,
@@ -115,8 +114,8 @@ func runSave(e *env, args []string) error {
 		return err
 	}
 	t0 := time.Now()
-	bar, end := jobBar(e)
-	err = e.client().Action(client.WithProgress(async.ctx(), bar), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep})
+	c, end := withBar(e, async)
+	err = e.client().Action(c, pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep})
 	end()
 	if err != nil || async.started(e) {
 		return err
@@ -142,8 +141,8 @@ func runRestore(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	bar, end := jobBar(e)
-	d, err := e.client().Restore(client.WithProgress(async.ctx(), bar), api.RestoreRequest{Path: path, Paused: *paused})
+	c, end := withBar(e, async)
+	d, err := e.client().Restore(c, api.RestoreRequest{Path: path, Paused: *paused})
 	end()
 	if err != nil || async.started(e) {
 		return err

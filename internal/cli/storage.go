@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/ringfence/ringfence/internal/api"
-	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -176,8 +175,8 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		bar, end := jobBar(e)
-		s, err := e.client().CreateSnapshot(client.WithProgress(async.ctx(), bar), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
+		c, end := withBar(e, async)
+		s, err := e.client().CreateSnapshot(c, pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
 		end()
 		if err != nil || async.started(e) {
 			return err

@@ -167,8 +167,8 @@ func runDumpCore(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	bar, end := jobBar(e)
-	res, err := e.client().DumpCore(async.ctx(), pos[0], api.DumpCoreRequest{Path: path}, bar)
+	c, end := withBar(e, async)
+	res, err := e.client().DumpCore(c, pos[0], api.DumpCoreRequest{Path: path}, nil)
 	end()
 	if err != nil || async.started(e) {
 		return err
