@@ -85,7 +85,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, host Host) in
 			return run(args[1:])
 		}
 		if args[0] == completeVerb {
-			return e.finish("", runComplete(e, args[1:]))
+			return e.finish(completeVerb, runComplete(e, args[1:]))
 		}
 	}
 	if len(args) == 0 {

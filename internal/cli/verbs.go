@@ -34,6 +34,11 @@ func runCreate(e *env, args []string) error {
 		return err
 	}
 	// xl create FILE KEY=VALUE...: the settings are appended to the file.
+	for _, o := range pos[1:] {
+		if !strings.Contains(o, "=") {
+			return usageError{fmt.Sprintf("%q after the domain file: only KEY=VALUE settings may follow it (memory=512)", o)}
+		}
+	}
 	spec, warns, err := config.LoadOverrides(pos[0], pos[1:])
 	for _, w := range warns {
 		fmt.Fprintln(e.stderr, w.String())
