@@ -69,11 +69,32 @@ func TestXlVerbs(t *testing.T) {
 	c := e.Console("xl")
 	c.Do("echo ok-$((6*7))", "ok-42", 30*time.Second)
 
+	xlLists(t, e)
 	xlDomidDomname(t, e)
 	xlVCPUs(t, e, c)
 	xlEvents(t, e, c)
 	xlDumpCore(t, e)
 	xlRename(t, e)
+}
+
+// xlLists: list -l is each domain's configuration as JSON (xl list -l),
+// list -v adds the UUID column; -l and -v together are a usage error.
+func xlLists(t *testing.T, e *Env) {
+	var long []struct {
+		DomID  int            `json:"domid"`
+		Config api.DomainSpec `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(e.MustRF("list", "-l", "xl")), &long); err != nil || len(long) != 1 ||
+		long[0].Config.Name != "xl" || long[0].Config.MemoryMiB != 160 || long[0].DomID != e.Domain("xl").ID {
+		t.Fatalf("list -l: %v %+v", err, long)
+	}
+	rows := strings.Split(strings.TrimSpace(e.MustRF("list", "-v")), "\n")
+	if len(rows) != 2 || !strings.Contains(rows[0], "UUID") || !strings.HasPrefix(rows[1], "xl ") {
+		t.Fatalf("list -v:\n%s", strings.Join(rows, "\n"))
+	}
+	if r := e.RF("list", "-lv"); r.Code != 2 {
+		t.Fatalf("list -lv: exit %d, want 2", r.Code)
+	}
 }
 
 // xlDomidDomname: the two round-trip; what is not there exits 3.
