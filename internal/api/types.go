@@ -421,6 +421,13 @@ type SaveRequest struct {
 	Checkpoint bool   `json:"checkpoint"` // keep the domain running (xl save -c)
 }
 
+// SaveConfirm is the body of POST /1.0/domains/NAME/save/confirm: a
+// remote client holds a checked copy of the image streamed to it (the
+// token came in the X-Ringfence-Save-Token header of the stream).
+type SaveConfirm struct {
+	Token string `json:"token"`
+}
+
 // RestoreRequest is the body of POST /1.0/restore.
 type RestoreRequest struct {
 	Path   string `json:"path"`

@@ -122,7 +122,7 @@ func init() {
 		{"block-attach", "add a disk to a running domain (xl disk spec)", "block-attach NAME DISKSPEC", blockVerb("block-attach", 2, func(p []string) api.BlockRequest { return api.BlockRequest{Spec: p[1]} })},
 		{"block-detach", "remove a disk attached while the domain runs", "block-detach NAME VDEV", blockVerb("block-detach", 2, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1]} })},
 		{"block-list", "a domain's disks, and what its VM has in them", "block-list NAME [--json]", runBlockList},
-		{"cd-insert", "put a medium in a CD-ROM drive", "cd-insert NAME VDEV FILE", blockVerb("cd-insert", 3, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1], Path: absPath(p[2])} })},
+		{"cd-insert", "put a medium in a CD-ROM drive", "cd-insert NAME VDEV FILE", runCDInsert},
 		{"cd-eject", "empty a CD-ROM drive", "cd-eject NAME VDEV", blockVerb("cd-eject", 2, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1]} })},
 		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--vif SPEC]... [--set KEY=VALUE]... [--json] [--async]", runClone},
 		{"snapshot", "named snapshots of a domain's qcow2 disks (and memory)", "snapshot create NAME SNAP [--memory] [--async] | snapshot list NAME [--json] | snapshot revert NAME SNAP [--async] | snapshot delete NAME SNAP", runSnapshot},

@@ -57,7 +57,10 @@ func (h *hostCmd) trust(args []string) error {
 		return err
 	}
 	if *caFrom != "" {
-		*caFrom = absPath(*caFrom)
+		var err error
+		if *caFrom, err = h.e.hostPath("--ca-from", *caFrom); err != nil {
+			return err
+		}
 	}
 	st, err := h.e.client().Trust(ctx(), api.TrustRequest{PeerName: *h.peerName, Names: h.sans, Offline: *offline, CAFrom: *caFrom})
 	return h.show(st, err, func(w io.Writer) {

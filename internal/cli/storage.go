@@ -327,7 +327,7 @@ func runImport(e *env, args []string) error {
 		return err
 	}
 	if *dir != "" {
-		if *dir, err = filepath.Abs(*dir); err != nil {
+		if *dir, err = e.hostPath("--dir", *dir); err != nil {
 			return err
 		}
 	}
@@ -348,8 +348,23 @@ func runImport(e *env, args []string) error {
 	return nil
 }
 
-// blockVerb is block-attach, block-detach, cd-insert and cd-eject: NAME
-// and the verb's arguments into an api.BlockRequest.
+// runCDInsert: cd-insert NAME VDEV FILE, FILE a path on the daemon's
+// host (e.hostPath).
+func runCDInsert(e *env, args []string) error {
+	fs := flag.NewFlagSet("cd-insert", flag.ContinueOnError)
+	pos, err := parse(fs, args, 3, 3)
+	if err != nil {
+		return err
+	}
+	path, err := e.hostPath("FILE", pos[2])
+	if err != nil {
+		return err
+	}
+	return e.client().Action(ctx(), pos[0], "cd-insert", api.BlockRequest{VDev: pos[1], Path: path})
+}
+
+// blockVerb is block-attach, block-detach and cd-eject: NAME and the
+// verb's arguments into an api.BlockRequest.
 func blockVerb(action string, nargs int, req func([]string) api.BlockRequest) func(*env, []string) error {
 	return func(e *env, args []string) error {
 		fs := flag.NewFlagSet(action, flag.ContinueOnError)
@@ -377,9 +392,17 @@ func runBlockList(e *env, args []string) error {
 		})
 }
 
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
+// hostPath is a path QEMU or the daemon opens on the daemon's host (a
+// medium, a directory of saves or of a CA): over the local socket that is
+// this host, so a relative one is made absolute here; over a remote it is
+// the remote host's, never resolved or looked at here, and must be
+// absolute (the remote's disk policy judges it).
+func (e *env) hostPath(what, p string) (string, error) {
+	if e.remote == nil {
+		return filepath.Abs(p)
 	}
-	return p
+	if !filepath.IsAbs(p) {
+		return "", usageError{fmt.Sprintf("%s %q is a path on the remote's host (%s): give it absolute", what, p, e.remoteName)}
+	}
+	return filepath.Clean(p), nil
 }

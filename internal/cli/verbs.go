@@ -298,7 +298,7 @@ func powerVerb(e *env, verb string, args []string) error {
 	if verb == "shutdown" {
 		dir := *saveDir
 		if dir != "" {
-			if dir, err = filepath.Abs(dir); err != nil {
+			if dir, err = e.hostPath("--save", dir); err != nil {
 				return err
 			}
 		}

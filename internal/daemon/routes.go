@@ -47,7 +47,7 @@ func (s *Server) routes() []route {
 	for _, area := range [][]route{
 		s.hostRoutes(), s.definitionRoutes(), s.domainRoutes(), s.deviceRoutes(),
 		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
-		s.trustRoutes(), s.observeRoutes(), s.tokenRoutes(), s.archiveRoutes(),
+		s.trustRoutes(), s.observeRoutes(), s.tokenRoutes(), s.transferRoutes(),
 		s.longDomainRoutes(), s.operationRoutes(),
 		s.eventRoutes(),
 	} {
