@@ -35,7 +35,7 @@ var routeDocs = map[string]routeDoc{
 	// The host.
 	"GET /host":                      {"The host: CPUs, memory, accelerator, QEMU, the ledger", nil, api.HostInfo{}, asJSON, ""},
 	"GET /stats":                     {"Every running domain's figures (top)", nil, api.Stats{}, asJSON, ""},
-	"POST /host/shutdown":            {"End (or save) every domain before the host goes down", api.HostShutdownRequest{}, api.HostShutdownResult{}, asJSON, ""},
+	"POST /host/shutdown":            {"End (or save) every domain before the host goes down: 202 and the Operation (its result a HostShutdownResult)", api.HostShutdownRequest{}, api.Operation{}, asJSON, ""},
 	"GET /host/log":                  {"The daemon's recent log", nil, nil, asText, ""},
 	"POST /host/trust":               {"Make this host a trust authority (or an offline copy)", api.TrustRequest{}, api.PeerStatus{}, asJSON, ""},
 	"POST /host/tokens":              {"A single-use join token (authority)", api.TokenRequest{}, api.PeerToken{}, asJSON, ""},
@@ -101,7 +101,7 @@ var routeDocs = map[string]routeDoc{
 	"POST /restore/image":                          {"Restore the save image in the body (capped: 413; 507 without the space): 202 and the Operation", nil, api.Operation{}, asJSON, "paused"},
 	"POST /import":                                 {"A domain from an archive on the host: 202 and the Operation", api.ImportRequest{}, api.Operation{}, asJSON, ""},
 	"POST /domains/{name}/migrate":                 {"Live-migrate the domain: 202 and the Operation (progress carries the migration figures)", api.MigrateRequest{}, api.Operation{}, asJSON, ""},
-	"POST /domains/{name}/migrate-cancel":          {"Cancel the domain's outgoing migration", nil, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/migrate-cancel":          {"Cancel the domain's outgoing migration: 202 and the Operation (its result the Domain)", nil, api.Operation{}, asJSON, ""},
 
 	// Storage pools and volumes.
 	"GET /pools":                         {"The storage pools", nil, []api.Pool{}, asJSON, ""},

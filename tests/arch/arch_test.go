@@ -59,7 +59,7 @@ var allowed = map[string][]string{
 	"internal/selfsign": {"internal/safefile"},
 
 	// The daemon's long jobs (operations): a registry over the wire types.
-	"internal/operations": {"internal/api"},
+	"internal/operations": {"internal/api", "internal/store"},
 
 	// The event bus: sequence numbers, the retained window, subscribers.
 	"internal/events": {"internal/api"},
