@@ -117,7 +117,7 @@ type Server struct {
 	metrics http.Handler // GET /1.0/metrics and --metrics-listen
 	tokens  *tokens.Manager
 	ops     *operations.Registry
-	bus     *events.Bus // the event stream (GET /1.0/events)
+	bus     *events.Bus  // the event stream (GET /1.0/events)
 	saves   pendingSaves // streamed saves waiting for their client
 }
 

@@ -68,7 +68,7 @@ func (m *Manager) export(ctx context.Context, name string, x *exporter, progress
 type exporter struct {
 	m          *Manager
 	d          *dom
-	path       string         // the archive's file ("" when streamed)
+	path       string          // the archive's file ("" when streamed)
 	out        *countingWriter // the stream (nil: to path)
 	scratchDir string
 	progress   func(api.JobProgress)
