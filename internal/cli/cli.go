@@ -41,6 +41,8 @@ type env struct {
 	// client of the remote chosen (nil: the unix socket).
 	remoteName string
 	remote     *client.Client
+	// intr is Ctrl-C's handling while a verb waits (waitCtx).
+	intr *interrupt
 }
 
 // Host runs the commands that act on this host itself rather than through
@@ -112,7 +114,7 @@ func init() {
 		{"host", "this host's trust among its peers: the authority, join tokens, the peer list", "host trust [--peer-name N] [--name HOST]... [--offline | --ca-from DIR] | host token [--peer-name N] [--ttl 10m] | host join TOKEN [--peer-name N] [--name HOST]... | host peers [--json] | host revoke NAME | host renew", runHost},
 		{"save", "save a domain's state to a file (it is gone afterwards; -c keeps it running)", "save [-c] [--async] NAME FILE", runSave},
 		{"restore", "start a domain from a save file", "restore [-p] [--async] FILE", runRestore},
-		{"audit", "who changed what: the daemon's record of every mutating call", "audit [--since SEQ] [--limit N] [--json]", runAudit},
+		{"audit", "who changed what: the daemon's record of every mutating call", "audit [--since SEQ|TIME|DUR] [--until TIME|DUR] [--principal P] [--domain D] [--limit N] [--json]", runAudit},
 		{"top", "live per-domain CPU, memory, steal, network and disk figures (xentop)", "top [-b] [-i N] [-d SECS] [--sort name|cpu|mem|steal|net|vbd] [--json]", runTop},
 		{"mem-set", "set a domain's memory (balloon), within maxmem", "mem-set NAME MEM (b/k/m/g suffix; KiB without, as xl)", memVerb("mem-set")},
 		{"mem-max", "lower the ceiling mem-set may reach", "mem-max NAME MEM", memVerb("mem-max")},
@@ -206,6 +208,9 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, host Host) in
 			}
 			if err == nil {
 				err = v.run(e, args[1:])
+			}
+			if e.intr != nil && e.intr.end() {
+				return 130 // detached by a second Ctrl-C, as a shell reports SIGINT
 			}
 			if err == nil {
 				return 0

@@ -120,7 +120,7 @@ func runSave(e *env, args []string) error {
 		return err
 	}
 	t0 := time.Now()
-	if err := e.client().Action(async.ctx(), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep}); err != nil || async.started(e) {
+	if err := e.client().Action(async.ctx(e), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep}); err != nil || async.started(e) {
 		return err
 	}
 	fi, _ := os.Stat(path)
@@ -143,13 +143,13 @@ func runRestore(e *env, args []string) error {
 	var d api.Domain
 	if e.remote != nil {
 		// The image is this machine's file: uploaded, then restored there.
-		d, err = restoreRemote(e, async.ctx(), pos[0], *paused)
+		d, err = restoreRemote(e, async.ctx(e), pos[0], *paused)
 	} else {
 		path, aerr := filepath.Abs(pos[0])
 		if aerr != nil {
 			return aerr
 		}
-		d, err = e.client().Restore(async.ctx(), api.RestoreRequest{Path: path, Paused: *paused})
+		d, err = e.client().Restore(async.ctx(e), api.RestoreRequest{Path: path, Paused: *paused})
 	}
 	if err != nil || async.started(e) {
 		return err

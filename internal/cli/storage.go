@@ -141,7 +141,7 @@ func runClone(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.client().Action(async.ctx(), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets}); err != nil || async.started(e) {
+	if err := e.client().Action(async.ctx(e), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets}); err != nil || async.started(e) {
 		return err
 	}
 	d, err := e.client().Get(ctx(), pos[1])
@@ -178,7 +178,7 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		s, err := e.client().CreateSnapshot(async.ctx(), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
+		s, err := e.client().CreateSnapshot(async.ctx(e), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
 		if err != nil || async.started(e) {
 			return err
 		}
@@ -202,7 +202,7 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		d, err := e.client().RevertSnapshot(async.ctx(), pos[0], pos[1])
+		d, err := e.client().RevertSnapshot(async.ctx(e), pos[0], pos[1])
 		if err != nil || async.started(e) {
 			return err
 		}
@@ -294,7 +294,7 @@ func runExport(e *env, args []string) error {
 		return err
 	}
 	bar, end := jobBar(e)
-	res, err := e.client().Export(async.ctx(), pos[0], api.ExportRequest{Path: path}, bar)
+	res, err := e.client().Export(async.ctx(e), pos[0], api.ExportRequest{Path: path}, bar)
 	end()
 	if err != nil || async.started(e) {
 		return err
@@ -320,7 +320,7 @@ func runImport(e *env, args []string) error {
 		return err
 	}
 	if e.remote != nil {
-		return importRemote(e, pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, *asJSON)
+		return importRemote(e, async.ctx(e), pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, *asJSON)
 	}
 	path, err := filepath.Abs(pos[0])
 	if err != nil {
@@ -332,7 +332,7 @@ func runImport(e *env, args []string) error {
 		}
 	}
 	bar, end := jobBar(e)
-	d, err := e.client().Import(async.ctx(), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, bar)
+	d, err := e.client().Import(async.ctx(e), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, bar)
 	end()
 	if err != nil || async.started(e) {
 		return err

@@ -108,7 +108,7 @@ func exportRemote(e *env, name, out string, asJSON bool) error {
 	}
 	defer f.close()
 	meter := newRateMeter(e, "receiving the archive")
-	n, err := e.client().ExportTo(ctx(), name, io.MultiWriter(f, meter))
+	n, err := e.client().ExportTo(e.waitCtx(), name, io.MultiWriter(f, meter))
 	meter.done()
 	if err == nil {
 		err = f.place()
@@ -140,14 +140,14 @@ func upload(file string) (client.Upload, func(), error) {
 
 // importRemote uploads a local archive to the remote and imports it there
 // (req.Dir, if given, is a directory on the remote's host).
-func importRemote(e *env, file string, req api.ImportRequest, asJSON bool) error {
+func importRemote(e *env, c context.Context, file string, req api.ImportRequest, asJSON bool) error {
 	up, closeFile, err := upload(file)
 	if err != nil {
 		return err
 	}
 	defer closeFile()
 	bar, end := jobBar(e)
-	d, err := e.client().ImportFrom(ctx(), up, req, bar)
+	d, err := e.client().ImportFrom(c, up, req, bar)
 	end()
 	if err != nil {
 		return err
@@ -174,7 +174,7 @@ func saveRemote(e *env, name, file string, checkpoint bool) error {
 	}
 	defer f.close()
 	meter := newRateMeter(e, "receiving the save image")
-	tok, n, err := e.client().SaveImage(ctx(), name, checkpoint, io.MultiWriter(f, meter))
+	tok, n, err := e.client().SaveImage(e.waitCtx(), name, checkpoint, io.MultiWriter(f, meter))
 	meter.done()
 	if err != nil {
 		return err

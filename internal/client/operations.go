@@ -21,6 +21,17 @@ func Detach(ctx context.Context) (context.Context, *api.Operation) {
 	return context.WithValue(ctx, detachKey{}, op), op
 }
 
+// watchKey carries what a caller wants to hear of each operation it
+// follows (Watch).
+type watchKey struct{}
+
+// Watch returns a context under which a call that starts an operation
+// calls fn with it before waiting for it (the CLI notes the id, so
+// Ctrl-C can cancel it).
+func Watch(ctx context.Context, fn func(api.Operation)) context.Context {
+	return context.WithValue(ctx, watchKey{}, fn)
+}
+
 // progressEvery is how often an operation whose progress is shown is
 // asked for (a wait with this timeout: at once when it ends).
 const progressEvery = 200 * time.Millisecond
@@ -31,6 +42,9 @@ func (c *Client) follow(ctx context.Context, op api.Operation, progress func(api
 	if d, ok := ctx.Value(detachKey{}).(*api.Operation); ok {
 		*d = op
 		return nil
+	}
+	if fn, ok := ctx.Value(watchKey{}).(func(api.Operation)); ok {
+		fn(op)
 	}
 	timeout := 30 * time.Second
 	if progress != nil {

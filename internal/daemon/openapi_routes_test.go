@@ -14,7 +14,7 @@ import (
 var routeDocs = map[string]routeDoc{
 	// The API itself, the audit log, metrics.
 	"GET ":         {"The API's version, Ringfence's release and the extensions served", nil, api.APIInfo{}, asJSON, ""},
-	"GET /audit":   {"Audit records: after ?since=SEQ (oldest first), else the newest; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,limit"},
+	"GET /audit":   {"Audit records: after ?since=SEQ or from ?since_time=T (oldest first), else the newest; before ?until=T, of ?principal, about ?domain; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,since_time,until,principal,domain,limit"},
 	"GET /metrics": {"The host's and the domains' figures in the Prometheus text format", nil, nil, asText, ""},
 
 	// The event stream.

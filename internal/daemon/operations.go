@@ -191,7 +191,7 @@ func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name stri
 		} else {
 			ev.publish("success", "")
 		}
-		s.auditCall(r, code, id)
+		s.auditCall(r, code, id, name)
 		return out, err
 	})
 	if err == nil {
