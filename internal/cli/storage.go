@@ -31,6 +31,9 @@ func runPool(e *env, args []string) error {
 		if *dir == "" {
 			return usageError{"pool create needs --dir PATH"}
 		}
+		if *dir, err = e.hostPath("--dir", *dir); err != nil {
+			return err
+		}
 		p, err := e.client().CreatePool(ctx(), api.Pool{Name: pos[0], Dir: *dir})
 		if err != nil {
 			return err
