@@ -105,6 +105,14 @@ func (s *Server) audited(rt route, h http.HandlerFunc) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			// A stream cut short (http.ErrAbortHandler) is recorded too,
+			// as failed, before the connection is cut.
+			if p := recover(); p != nil {
+				s.auditCall(r, http.StatusInternalServerError, "", r.PathValue("name"))
+				panic(p)
+			}
+		}()
 		h(sw, r)
 		if s.audit == nil {
 			return
