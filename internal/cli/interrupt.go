@@ -30,14 +30,19 @@ type interrupt struct {
 // transfer: Ctrl-C acts on it as interrupt says.
 func (e *env) waitCtx() context.Context {
 	if e.intr == nil {
-		c, cancel := context.WithCancel(context.Background())
-		in := &interrupt{e: e, detach: cancel, sigs: make(chan os.Signal, 2)}
-		in.ctx = client.Watch(c, in.follow)
-		signal.Notify(in.sigs, os.Interrupt)
-		go in.loop()
-		e.intr = in
+		e.intr = newInterrupt(e)
+		signal.Notify(e.intr.sigs, os.Interrupt)
 	}
 	return e.intr.ctx
+}
+
+// newInterrupt acts on what arrives on its sigs.
+func newInterrupt(e *env) *interrupt {
+	c, cancel := context.WithCancel(context.Background())
+	in := &interrupt{e: e, detach: cancel, sigs: make(chan os.Signal, 2)}
+	in.ctx = client.Watch(c, in.follow)
+	go in.loop()
+	return in
 }
 
 func (in *interrupt) follow(op api.Operation) {

@@ -78,38 +78,25 @@ func startCLI(t *testing.T, e *Env, stderr *strings.Builder, args ...string) *ex
 
 // interruptMigration: Ctrl-C (SIGINT) to `ringfence migrate` waiting on
 // the migration cancels its operation, as xl does: the CLI says so and
-// fails, the operation ends cancelled, the guest runs on here (pid). A
-// second Ctrl-C right after the first detaches: exit 130, saying how to
-// wait for or cancel the operation.
+// fails, the operation ends cancelled, the guest runs on here (pid).
+// (A second Ctrl-C, which detaches, is internal/cli's TestInterrupt: here
+// the cancel often ends the wait before a second signal could arrive.)
 func interruptMigration(t *testing.T, src, dst *Env, dstAddr string, pid int) {
 	t.Helper()
-	for _, sigs := range []int{1, 2} {
-		var stderr strings.Builder
-		cmd := startCLI(t, src, &stderr, "migrate", "--max-downtime", "1", "mover", dstAddr)
-		id := awaitMigrationOp(t, src)
-		for i := range sigs {
-			if i > 0 {
-				time.Sleep(20 * time.Millisecond) // two signals, not one coalesced
-			}
-			cmd.Process.Signal(syscall.SIGINT)
-		}
-		code := waitCLI(t, cmd, &stderr)
-		switch {
-		case !strings.Contains(stderr.String(), "cancelling operation "+id):
-			t.Fatalf("migrate after Ctrl-C: exit %d\n%s", code, stderr.String())
-		case sigs == 1 && code == 0:
-			t.Fatalf("migrate after Ctrl-C succeeded:\n%s", stderr.String())
-		case sigs == 2 && (code != 130 || !strings.Contains(stderr.String(), "left operation "+id+" running: `ringfence operation wait "+id+"`")):
-			t.Fatalf("migrate after two Ctrl-C: exit %d, want 130 and how to reach %s\n%s", code, id, stderr.String())
-		}
-		op, err := src.Client.WaitOperation(context.Background(), id, 60*time.Second)
-		if err != nil || op.Status != api.OpCancelled {
-			t.Fatalf("the migration Ctrl-C cancelled: %+v %v", op, err)
-		}
-		dst.Await("the destination to clean up after Ctrl-C", 40*time.Second, func() bool { return len(dst.List()) == 0 && len(dst.QEMUs()) == 0 })
-		if d := src.Domain("mover"); d.PID != pid {
-			t.Fatalf("the source after Ctrl-C: %+v", d)
-		}
+	var stderr strings.Builder
+	cmd := startCLI(t, src, &stderr, "migrate", "--max-downtime", "1", "mover", dstAddr)
+	id := awaitMigrationOp(t, src)
+	cmd.Process.Signal(syscall.SIGINT)
+	if code := waitCLI(t, cmd, &stderr); code == 0 || !strings.Contains(stderr.String(), "cancelling operation "+id) {
+		t.Fatalf("migrate after Ctrl-C: exit %d\n%s", code, stderr.String())
+	}
+	op, err := src.Client.WaitOperation(context.Background(), id, 60*time.Second)
+	if err != nil || op.Status != api.OpCancelled {
+		t.Fatalf("the migration Ctrl-C cancelled: %+v %v", op, err)
+	}
+	dst.Await("the destination to clean up after Ctrl-C", 40*time.Second, func() bool { return len(dst.List()) == 0 && len(dst.QEMUs()) == 0 })
+	if d := src.Domain("mover"); d.PID != pid {
+		t.Fatalf("the source after Ctrl-C: %+v", d)
 	}
 }
 
