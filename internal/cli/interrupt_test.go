@@ -8,30 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 )
-
-// syncBuf is a stderr the interrupt's goroutines may write to.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Ctrl-C while a verb waits: the first cancels the operation followed
 // (DELETE of it) and waits on; the second detaches, saying how to reach
@@ -52,8 +33,14 @@ func TestInterrupt(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	var stderr syncBuf
-	e := &env{stderr: &stderr, socket: sock}
+	// A file: the interrupt's goroutines write to it, the test reads it.
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	said := func() string { b, _ := os.ReadFile(stderr.Name()); return string(b) }
+	e := &env{stderr: stderr, socket: sock}
 	in := newInterrupt(e)
 	in.follow(api.Operation{ID: "0123456789abcdef0123456789abcdef"})
 	in.sigs <- os.Interrupt
@@ -65,16 +52,16 @@ func TestInterrupt(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the first Ctrl-C cancelled nothing")
 	}
-	if in.ctx.Err() != nil || !strings.Contains(stderr.String(), "cancelling operation 0123456789abcdef0123456789abcdef") {
-		t.Fatalf("after the first Ctrl-C: ctx %v, stderr %q", in.ctx.Err(), stderr.String())
+	if in.ctx.Err() != nil || !strings.Contains(said(), "cancelling operation 0123456789abcdef0123456789abcdef") {
+		t.Fatalf("after the first Ctrl-C: ctx %v, stderr %q", in.ctx.Err(), said())
 	}
 	in.sigs <- os.Interrupt
 	waitDone(t, in.ctx)
-	if !in.end() || !strings.Contains(stderr.String(), "`ringfence operation wait 0123456789abcdef0123456789abcdef`") {
-		t.Fatalf("after the second Ctrl-C: stderr %q", stderr.String())
+	if !in.end() || !strings.Contains(said(), "`ringfence operation wait 0123456789abcdef0123456789abcdef`") {
+		t.Fatalf("after the second Ctrl-C: stderr %q", said())
 	}
 
-	before := newInterrupt(&env{stderr: &stderr, socket: sock})
+	before := newInterrupt(&env{stderr: stderr, socket: sock})
 	before.sigs <- os.Interrupt
 	waitDone(t, before.ctx)
 	if before.end() {
