@@ -32,6 +32,8 @@ type env struct {
 	// client of the remote chosen (nil: the unix socket).
 	remoteName string
 	remote     *client.Client
+	// intr is Ctrl-C's handling while a verb waits (waitCtx).
+	intr *interrupt
 }
 
 // Host runs the commands that act on this host itself rather than through
@@ -106,6 +108,9 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, host Host) in
 	}
 	if err == nil {
 		err = v.run(e, args[1:])
+	}
+	if e.intr != nil && e.intr.end() {
+		return 130 // detached by a second Ctrl-C, as a shell reports SIGINT
 	}
 	return e.finish(v.name, err)
 }

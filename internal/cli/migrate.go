@@ -54,7 +54,10 @@ func (h *hostCmd) trust(args []string) error {
 		return err
 	}
 	if *caFrom != "" {
-		*caFrom = absPath(*caFrom)
+		var err error
+		if *caFrom, err = h.e.hostPath("--ca-from", *caFrom); err != nil {
+			return err
+		}
 	}
 	st, err := h.e.client().Trust(ctx(), api.TrustRequest{PeerName: *h.peerName, Names: h.sans, Offline: *offline, CAFrom: *caFrom})
 	return h.show(st, err, func(w io.Writer) {
@@ -176,7 +179,7 @@ func runMigrate(e *env, args []string) error {
 		return usageError{"expected NAME HOST:PORT"}
 	}
 	bar := newProgress(e)
-	res, err := e.client().Migrate(async.ctx(), pos[0], api.MigrateRequest{Target: pos[1], DowntimeMs: *downtime, PlainStream: *plain, WithStorage: *withStorage, StorageDir: *storageDir}, func(p api.MigrationProgress) {
+	res, err := e.client().Migrate(async.ctx(e), pos[0], api.MigrateRequest{Target: pos[1], DowntimeMs: *downtime, PlainStream: *plain, WithStorage: *withStorage, StorageDir: *storageDir}, func(p api.MigrationProgress) {
 		total := p.TransferredB + p.RemainingB
 		if p.Status == "disk-copy" {
 			bar.update(p.TransferredB, total, fmt.Sprintf("disks: %s of %s", sizeText(p.TransferredB), sizeText(total)))

@@ -116,7 +116,7 @@ func sizeText(n int64) string {
 // dump-core) whose progress is drawn, and the func that ends the line.
 func withBar(e *env, async *asyncOpt) (context.Context, func()) {
 	bar, end := jobBar(e)
-	return client.WithProgress(async.ctx(), bar), end
+	return client.WithProgress(async.ctx(e), bar), end
 }
 
 // jobBar draws a long operation's progress; the returned func ends the

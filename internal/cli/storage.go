@@ -28,6 +28,9 @@ func runPool(e *env, args []string) error {
 		if *dir == "" {
 			return usageError{"pool create needs --dir PATH"}
 		}
+		if *dir, err = e.hostPath("--dir", *dir); err != nil {
+			return err
+		}
 		p, err := e.client().CreatePool(ctx(), api.Pool{Name: pos[0], Dir: *dir})
 		if err != nil {
 			return err
@@ -138,7 +141,7 @@ func runClone(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.client().Action(async.ctx(), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets}); err != nil || async.started(e) {
+	if err := e.client().Action(async.ctx(e), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets}); err != nil || async.started(e) {
 		return err
 	}
 	d, err := e.client().Get(ctx(), pos[1])
@@ -201,7 +204,7 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		d, err := e.client().RevertSnapshot(async.ctx(), pos[0], pos[1])
+		d, err := e.client().RevertSnapshot(async.ctx(e), pos[0], pos[1])
 		if err != nil || async.started(e) {
 			return err
 		}
@@ -265,7 +268,7 @@ func runExport(e *env, args []string) error {
 		return err
 	}
 	bar, end := jobBar(e)
-	res, err := e.client().Export(async.ctx(), pos[0], api.ExportRequest{Path: path}, bar)
+	res, err := e.client().Export(async.ctx(e), pos[0], api.ExportRequest{Path: path}, bar)
 	end()
 	if err != nil || async.started(e) {
 		return err
@@ -291,19 +294,19 @@ func runImport(e *env, args []string) error {
 		return err
 	}
 	if e.remote != nil {
-		return importRemote(e, pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, *asJSON)
+		return importRemote(e, async.ctx(e), pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, *asJSON)
 	}
 	path, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err
 	}
 	if *dir != "" {
-		if *dir, err = filepath.Abs(*dir); err != nil {
+		if *dir, err = e.hostPath("--dir", *dir); err != nil {
 			return err
 		}
 	}
 	bar, end := jobBar(e)
-	d, err := e.client().Import(async.ctx(), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, bar)
+	d, err := e.client().Import(async.ctx(e), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, bar)
 	end()
 	if err != nil || async.started(e) {
 		return err
@@ -319,8 +322,23 @@ func runImport(e *env, args []string) error {
 	return nil
 }
 
-// blockVerb is block-attach, block-detach, cd-insert and cd-eject: NAME
-// and the verb's arguments into an api.BlockRequest.
+// runCDInsert: cd-insert NAME VDEV FILE, FILE a path on the daemon's
+// host (e.hostPath).
+func runCDInsert(e *env, args []string) error {
+	fs := flag.NewFlagSet("cd-insert", flag.ContinueOnError)
+	pos, err := parse(fs, args, 3, 3)
+	if err != nil {
+		return err
+	}
+	path, err := e.hostPath("FILE", pos[2])
+	if err != nil {
+		return err
+	}
+	return e.client().Action(ctx(), pos[0], "cd-insert", api.BlockRequest{VDev: pos[1], Path: path})
+}
+
+// blockVerb is block-attach, block-detach and cd-eject: NAME and the
+// verb's arguments into an api.BlockRequest.
 func blockVerb(action string, nargs int, req func([]string) api.BlockRequest) func(*env, []string) error {
 	return func(e *env, args []string) error {
 		fs := flag.NewFlagSet(action, flag.ContinueOnError)
@@ -348,9 +366,17 @@ func runBlockList(e *env, args []string) error {
 		})
 }
 
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
+// hostPath is a path QEMU or the daemon opens on the daemon's host (a
+// medium, a directory of saves or of a CA): over the local socket that is
+// this host, so a relative one is made absolute here; over a remote it is
+// the remote host's, never resolved or looked at here, and must be
+// absolute (the remote's disk policy judges it).
+func (e *env) hostPath(what, p string) (string, error) {
+	if e.remote == nil {
+		return filepath.Abs(p)
 	}
-	return p
+	if !filepath.IsAbs(p) {
+		return "", usageError{fmt.Sprintf("%s %q is a path on the remote's host (%s): give it absolute", what, p, e.remoteName)}
+	}
+	return filepath.Clean(p), nil
 }

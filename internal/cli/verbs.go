@@ -63,7 +63,7 @@ func runCreate(e *env, args []string) error {
 			d.Spec.MaxMemMiB, d.OverheadMiB, d.Spec.MaxMemMiB+d.OverheadMiB)
 		return nil
 	}
-	d, err := c.Create(async.ctx(), api.CreateRequest{Spec: spec, Paused: *paused})
+	d, err := c.Create(async.ctx(e), api.CreateRequest{Spec: spec, Paused: *paused})
 	if err != nil || async.started(e) {
 		return err
 	}
@@ -373,7 +373,7 @@ func powerVerb(e *env, verb string, args []string) error {
 	}
 	req := api.ShutdownRequest{Wait: *wait, Force: *force, TimeoutSec: *timeout}
 	if !*all {
-		if err := e.client().Action(async.ctx(), pos[0], verb, req); err != nil || async.started(e) {
+		if err := e.client().Action(async.ctx(e), pos[0], verb, req); err != nil || async.started(e) {
 			return err
 		}
 		return nil
@@ -381,11 +381,11 @@ func powerVerb(e *env, verb string, args []string) error {
 	if verb == "shutdown" {
 		dir := *saveDir
 		if dir != "" {
-			if dir, err = filepath.Abs(dir); err != nil {
+			if dir, err = e.hostPath("--save", dir); err != nil {
 				return err
 			}
 		}
-		res, err := e.client().HostShutdown(ctx(), api.HostShutdownRequest{TimeoutSec: *timeout, SaveDir: dir})
+		res, err := e.client().HostShutdown(e.waitCtx(), api.HostShutdownRequest{TimeoutSec: *timeout, SaveDir: dir})
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/cmdline"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // ServeUsage and StoreUsage are the commands' synopses for the CLI's help.
@@ -72,6 +73,7 @@ func serveFlags(cfg *Config, roots *cmdline.List) (fs *flag.FlagSet, conf *strin
 	fs.StringVar(&cfg.APIListen, "api-listen", "", "remote API listener (HTTPS, TLS 1.3, API tokens), e.g. :8443")
 	fs.StringVar(&cfg.QEMUIDs, "qemu-ids", "", "uid range QEMUs run as, one uid per running domain: BASE[:COUNT] (default 2000000000:65536; root: QEMU stays root, development only)")
 	fs.Var(roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")
+	fs.Var(sizeFlag{&cfg.MaxUpload}, "max-upload", "largest archive or save image a client may upload (K, M, G, T suffixes; default 64G)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest a client may take to send one request")
 	fs.StringVar(&cfg.LogFile, "log", "", "the daemon's log file (default stderr; SIGHUP reopens it)")
 	fs.StringVar(&cfg.LogDir, "log-dir", "", "the domains' logs, NAME/{console,qemu}.log (default /var/log/ringfence, or STATE-DIR/log with --state-dir)")
@@ -215,4 +217,22 @@ func storeCheck(stateDir string, asJSON bool, stdout io.Writer) error {
 		return fmt.Errorf("%d of %d store files damaged: `ringfence store restore` puts the newest good backup in place", bad, len(files))
 	}
 	return nil
+}
+
+// sizeFlag is a flag of bytes written as 10G, 512M, 4096.
+type sizeFlag struct{ v *int64 }
+
+func (f sizeFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(*f.v, 10)
+}
+
+func (f sizeFlag) Set(s string) error {
+	n, err := storage.ParseSize(s)
+	if err == nil {
+		*f.v = n
+	}
+	return err
 }

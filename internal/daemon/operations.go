@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/ringfence/ringfence/internal/auth"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/operations"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // operationRoutes: the long jobs the other routes start (202 Accepted and
@@ -189,7 +191,7 @@ func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name stri
 		} else {
 			ev.publish("success", "")
 		}
-		s.auditCall(r, code, id)
+		s.auditCall(r, code, id, name)
 		return out, err
 	})
 	if err == nil {
@@ -243,6 +245,27 @@ func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
 	}
 	s.startOp(w, r, "shutdown", name, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		return s.domainView(name, s.mgr.Shutdown(ctx, name, req))
+	})
+}
+
+// hostShutdown ends (or saves) every domain before the host goes down,
+// as an operation; a save dir the disk policy refuses is a 400 at once.
+func (s *Server) hostShutdown(w http.ResponseWriter, r *http.Request) {
+	var req api.HostShutdownRequest
+	if err := decode(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	if req.SaveDir != "" {
+		if err := s.pools.Policy.Check(storage.UseNew, filepath.Join(req.SaveDir, "x.save")); err != nil {
+			reply(w, nil, err)
+			return
+		}
+	}
+	s.startOp(w, r, "host-shutdown", "", func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+		res := s.mgr.HostShutdown(ctx, req)
+		s.log.Info("host shutdown: every domain ended", "domains", len(res.Domains))
+		return res, nil
 	})
 }
 
