@@ -141,7 +141,9 @@ type BlockDevice struct {
 
 // Vif is one virtual network interface.
 type Vif struct {
-	MAC    string   `json:"mac"`
+	MAC string `json:"mac"`
+	// Bridge is the bridge (or network) the tap is a port of; a vif with
+	// none goes on DefaultBridge, as in xl.
 	Bridge string   `json:"bridge,omitempty"`
 	IP     []string `json:"ip,omitempty"`
 	Model  string   `json:"model,omitempty"` // virtio (default), e1000, rtl8139
@@ -152,10 +154,16 @@ type Vif struct {
 	RateIntervalUS int64  `json:"rate_interval_us,omitempty"`
 	VifName        string `json:"vifname,omitempty"`
 	Type           string `json:"type,omitempty"` // ioemu or vif; both are virtio here
+	// MTU is xl's mtu=: the tap's MTU (and the guest NIC's, for virtio);
+	// 0 = the bridge's.
+	MTU int `json:"mtu,omitempty"`
 	// Port is the hot-plug slot of a vif attached while the domain ran
 	// (see Disk.Port).
 	Port string `json:"port,omitempty"`
 }
+
+// DefaultBridge is where a vif with no bridge= goes: xl's default.
+const DefaultBridge = "xenbr0"
 
 // NetworkRequest attaches a vif (Spec: an xl vif spec) or detaches one
 // (Dev: its index or MAC).

@@ -160,7 +160,8 @@ func TestAppendOctalCase(t *testing.T) {
 	if s.Cmdline != "quiet console=ttyS0" || len(s.Disks) != 2 || s.MemoryMiB != 256 {
 		t.Fatalf("spec %+v", s)
 	}
-	if len(warns) != 1 || !strings.Contains(warns[0].String(), "t.cfg:7:8: warning: memory = 0400: a leading 0 makes it octal in xl (256)") {
+	if len(warns) != 2 || !strings.Contains(warns[0].String(), "t.cfg:3:7: warning: console=hvc0 rewritten to console=ttyS0") ||
+		!strings.Contains(warns[1].String(), "t.cfg:7:8: warning: memory = 0400: a leading 0 makes it octal in xl (256)") {
 		t.Fatalf("warnings %v", warns)
 	}
 	if _, _, err := Decode("t.cfg", []byte("name='a'\nMemory=5")); err == nil || !strings.Contains(err.Error(), `t.cfg:2:1: setting names are lower case in xl.cfg: write "memory"`) {
@@ -225,7 +226,7 @@ usbdevice='tablet'
 	if err != nil || !reflect.DeepEqual(s, again) {
 		t.Fatalf("round trip: %v\n%s", err, Format(s))
 	}
-	for _, bad := range []string{"cpus='x'", "cpu_weight=0", "cap=-1", "boot='z'", "bootloader='grub2'", "vif=['rate=fast']", "vif=['ip=10.0.0.300']", "vif=['ip=fe80::1%eth0']", "vif=['vifname=this-name-is-too-long']", "on_crash='explode'"} {
+	for _, bad := range []string{"cpus='0-3;x'", "cpu_weight=0", "cap=-1", "boot='z'", "bootloader='grub2'", "vif=['rate=fast']", "vif=['ip=10.0.0.300']", "vif=['ip=fe80::1%eth0']", "vif=['vifname=this-name-is-too-long']", "on_crash='explode'"} {
 		if _, _, err := Decode("t.cfg", []byte("name='b'\nkernel='/k'\n"+bad)); err == nil || !strings.Contains(err.Error(), "t.cfg:3:") {
 			t.Errorf("%s: %v", bad, err)
 		}

@@ -113,6 +113,9 @@ func vifSpecs(vifs []api.Vif) []string {
 		if v.Type != "" {
 			parts = append(parts, "type="+v.Type)
 		}
+		if v.MTU > 0 {
+			parts = append(parts, fmt.Sprintf("mtu=%d", v.MTU))
+		}
 		out = append(out, strings.Join(parts, ","))
 	}
 	return out
@@ -186,9 +189,9 @@ func Summary(s api.DomainSpec) []string {
 		out = append(out, fmt.Sprintf("  disk %s -> /dev/%s: %s %s, %s, %s", d.VDev, d.Guest, kind, target, d.Format, d.Access))
 	}
 	for i, v := range s.Vifs {
-		where := "no bridge (unconnected tap)"
-		if v.Bridge != "" {
-			where = "tap on bridge " + v.Bridge
+		where := "tap on bridge " + v.Bridge
+		if v.MTU > 0 {
+			where += fmt.Sprintf(", mtu %d", v.MTU)
 		}
 		ip := ""
 		if len(v.IP) > 0 {

@@ -1,9 +1,7 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -13,26 +11,6 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/spec"
 )
-
-// Warning is a non-fatal diagnostic.
-type Warning struct {
-	Pos Pos
-	Msg string
-}
-
-func (w Warning) String() string { return w.Pos.String() + ": warning: " + w.Msg }
-
-// decoder carries the spec being built and the diagnostics so far.
-type decoder struct {
-	spec      api.DomainSpec
-	warnings  []Warning
-	root      string
-	extra     string
-	cmdline   string
-	hasCmd    bool
-	cmdPos    Pos // where root/extra/cmdline was set, for mapping warnings
-	kernelPos Pos
-}
 
 type keyRule struct {
 	doc   string
@@ -46,11 +24,11 @@ var keys = map[string]keyRule{
 	"uuid":        {"domain UUID", func(d *decoder, v Value) error { return str(v, &d.spec.UUID, spec.ValidUUID) }},
 	"type":        {"pv, pvh or hvm", func(d *decoder, v Value) error { return str(v, &d.spec.Type, spec.ValidType) }},
 	"builder":     {"legacy name for type (generic = pv)", decodeBuilder},
-	"memory":      {"guest RAM in MiB", func(d *decoder, v Value) error { return num(v, &d.spec.MemoryMiB, spec.MemoryRange) }},
-	"maxmem":      {"maximum RAM in MiB", func(d *decoder, v Value) error { return num(v, &d.spec.MaxMemMiB, spec.MemoryRange) }},
-	"vcpus":       {"virtual CPUs at boot", func(d *decoder, v Value) error { return num(v, &d.spec.VCPUs, spec.VCPURange) }},
-	"maxvcpus":    {"maximum virtual CPUs", func(d *decoder, v Value) error { return num(v, &d.spec.MaxVCPUs, spec.VCPURange) }},
-	"kernel":      {"kernel for direct boot", func(d *decoder, v Value) error { return str(v, &d.spec.Kernel, spec.AbsPath) }},
+	"memory":      {"guest RAM in MiB", func(d *decoder, v Value) error { return d.num(v, &d.spec.MemoryMiB, spec.MemoryRange) }},
+	"maxmem":      {"maximum RAM in MiB", func(d *decoder, v Value) error { return d.num(v, &d.spec.MaxMemMiB, spec.MemoryRange) }},
+	"vcpus":       {"virtual CPUs at boot", func(d *decoder, v Value) error { return d.num(v, &d.spec.VCPUs, spec.VCPURange) }},
+	"maxvcpus":    {"maximum virtual CPUs", func(d *decoder, v Value) error { return d.num(v, &d.spec.MaxVCPUs, spec.VCPURange) }},
+	"kernel":      {"kernel for direct boot", decodeKernel},
 	"ramdisk":     {"initial ramdisk", func(d *decoder, v Value) error { return str(v, &d.spec.Ramdisk, spec.AbsPath) }},
 	"cmdline":     {"kernel command line", func(d *decoder, v Value) error { d.hasCmd = true; return str(v, &d.cmdline, spec.SafeText) }},
 	"extra":       {"appended to the command line", func(d *decoder, v Value) error { return str(v, &d.extra, spec.SafeText) }},
@@ -65,22 +43,22 @@ var keys = map[string]keyRule{
 		return str(v, &a, spec.ValidAction)
 	}},
 	"cpus":          {"hard CPU affinity (CPULIST)", decodeCPUs},
-	"hotplug_slots": {"PCIe slots for disks/NICs attached while running, 0..8 (Ringfence)", func(d *decoder, v Value) error { return num(v, &d.spec.HotplugSlots, spec.HotplugSlotsRange) }},
-	"cpu_weight":    {"credit scheduler weight 1..65535", func(d *decoder, v Value) error { return num(v, &d.spec.CPUWeight, spec.CPUWeightRange) }},
-	"cap":           {"CPU cap in percent of one host CPU (0 = none)", func(d *decoder, v Value) error { return num(v, &d.spec.Cap, spec.CapRange) }},
+	"hotplug_slots": {"PCIe slots for disks/NICs attached while running, 0..8 (Ringfence)", func(d *decoder, v Value) error { return d.num(v, &d.spec.HotplugSlots, spec.HotplugSlotsRange) }},
+	"cpu_weight":    {"credit scheduler weight 1..65535", func(d *decoder, v Value) error { return d.num(v, &d.spec.CPUWeight, spec.CPUWeightRange) }},
+	"cap":           {"CPU cap in percent of one host CPU (0 = none)", func(d *decoder, v Value) error { return d.num(v, &d.spec.Cap, spec.CapRange) }},
 	"bootloader":    {"pygrub: boot the disk's own bootloader", func(d *decoder, v Value) error { return str(v, &d.spec.Bootloader, spec.ValidBootloader) }},
 	"boot":          {"firmware boot order: c disk, d cdrom, n network", func(d *decoder, v Value) error { return str(v, &d.spec.Boot, spec.ValidBoot) }},
 	"localtime": {"RTC in host local time (1) or UTC (0)", func(d *decoder, v Value) error {
 		var n int
-		err := num(v, &n, switchRange)
+		err := d.num(v, &n, switchRange)
 		d.spec.Localtime = n == 1
 		return err
 	}},
-	"rtc_timeoffset": {"RTC offset from UTC in seconds", func(d *decoder, v Value) error { return num(v, &d.spec.RTCOffsetSec, spec.RTCOffsetRange) }},
+	"rtc_timeoffset": {"RTC offset from UTC in seconds", func(d *decoder, v Value) error { return d.num(v, &d.spec.RTCOffsetSec, spec.RTCOffsetRange) }},
 	"disk":           {"list of disk specs", decodeDisks},
 	"persistent": {"Ringfence: 1 = create also defines it (kept across stops and host reboots)", func(d *decoder, v Value) error {
 		var n int
-		err := num(v, &n, switchRange)
+		err := d.num(v, &n, switchRange)
 		d.spec.Persistent = n == 1
 		return err
 	}},
@@ -114,178 +92,97 @@ var ignored = map[string]string{
 	"soundhw": "no sound", "extid": "no Xen extensions", "vcpu_avail": "xm-only; use vcpus/maxvcpus",
 	"cpu": "xm-only; use cpus", "dhcp": "xm-only; configure networking inside the guest",
 	"bootloader_args": "pygrub's arguments are not needed: the firmware reads the disk's own bootloader",
+
+	"device_model":        "the host's QEMU is always the device model; this path is not used",
+	"parallel":            "no parallel port in ringfence's device model",
+	"cdrom":               "xm's CD key, which xl ignores too: add the CD to disk = [ ..., 'PATH,hdc:cdrom,r' ]",
+	"hostname":            "xm-only; set the hostname inside the guest",
+	"seclabel":            "Xen's security (XSM/FLASK) label: no meaning under KVM",
+	"init_seclabel":       "Xen's security (XSM/FLASK) label: no meaning under KVM",
+	"max_grant_frames":    "Xen grant tables: no meaning under KVM",
+	"max_maptrack_frames": "Xen grant tables: no meaning under KVM",
+	"max_event_channels":  "Xen event channels: no meaning under KVM",
+	"device_tree":         "Arm device-tree passthrough is not supported",
+	"dtdev":               "Arm device passthrough is not supported",
+	"irqs":                "IRQ passthrough is not supported",
+	"iomem":               "I/O memory passthrough is not supported",
+	"ioports":             "I/O port passthrough is not supported",
+	"gfx_passthru":        "PCI passthrough is not supported yet",
+	"rdm":                 "PCI passthrough is not supported yet",
+	"vnuma":               "virtual NUMA is not offered: the guest sees one node with all its memory",
+	"opengl":              "no local display on a server",
+	"vgsx":                "a Xen PV device: not offered under KVM",
+	"vdispl":              "a Xen PV display: not offered under KVM",
+	"vkb":                 "a Xen PV keyboard: not offered under KVM",
+	"vsnd":                "a Xen PV sound card: not offered under KVM",
+	"vtpm":                "a Xen vTPM: not offered yet",
+	"channel":             "Xen PV channels: not offered (the serial console is there)",
+	"p9":                  "Xen 9pfs shares: not offered",
+	"usbctrl":             "no USB controller in ringfence's device model",
+	"usbdev":              "no USB controller in ringfence's device model",
+	"pool":                "Xen CPU pools: place the domain with cpus= instead",
+	"shadow_memory":       "KVM manages shadow paging",
+	"timer_mode":          "KVM manages guest timers",
+	"hpet":                "the HPET follows QEMU's machine type",
+	"nomigrate":           "every domain may migrate here; keep it on its host by not migrating it",
+	"driver_domain":       "no driver domains under KVM: the host serves every device",
+	"e820_host":           "the guest gets QEMU's memory map",
+	"altp2m":              "Xen alternate p2m: no meaning under KVM",
+	"cpu_weight_credit2":  "use cpu_weight",
 }
 
-// Load reads and decodes a domain file.
-func Load(path string) (api.DomainSpec, []Warning, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return api.DomainSpec{}, nil, fmt.Errorf("reading domain file: %w", err)
-	}
-	return Decode(path, src)
+// honoured are values of those keys that say what happens here anyway
+// (pae = 1, sdl = 0, an empty pci list): no warning for them.
+var honoured = map[string]func(Value) bool{
+	"pae": is(1), "acpi": is(1), "apic": is(1), "hap": is(1), "hpet": is(1), "sdl": is(0), "viridian": is(0),
+	"nestedhvm": is(0), "usb": is(0), "stdvga": is(0), "xen_platform_pci": is(0), "nographic": is(1),
+	"pci": emptyList, "irqs": emptyList, "iomem": emptyList, "dtdev": emptyList,
+	"serial": onePty, "parallel": isWord("none"), "device_model_version": isWord("qemu-xen"),
 }
 
-// Decode parses src and turns it into a validated spec with defaults
-// applied (xl's, see spec.Normalize).
-func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
-	settings, err := Parse(file, src)
-	if err != nil {
-		return api.DomainSpec{}, nil, err
-	}
-	settings, err = merge(settings)
-	if err != nil {
-		return api.DomainSpec{}, nil, err
-	}
-	d := &decoder{}
-	for _, s := range settings {
-		if s.Value.Kind == Number && s.Value.Octal {
-			d.warnings = append(d.warnings, Warning{s.Value.Pos, fmt.Sprintf("%s = %s: a leading 0 makes it octal in xl (%d); drop the 0 if you meant %s", s.Key, s.Value.Str, s.Value.Num, strings.TrimLeft(s.Value.Str, "0"))})
-		}
-		rule, ok := keys[s.Key]
-		if !ok {
-			why := "it has no meaning on KVM"
-			if r, known := ignored[s.Key]; known {
-				why = r
-			}
-			d.warnings = append(d.warnings, Warning{s.Pos, fmt.Sprintf("%q is ignored: %s", s.Key, why)})
-			continue
-		}
-		if s.Key == "root" || s.Key == "extra" || s.Key == "cmdline" {
-			d.cmdPos = s.Value.Pos
-		}
-		if s.Key == "kernel" {
-			d.kernelPos = s.Value.Pos
-		}
-		if err := rule.apply(d, s.Value); err != nil {
-			var pe *Error
-			if errors.As(err, &pe) {
-				return api.DomainSpec{}, d.warnings, pe
-			}
-			return api.DomainSpec{}, d.warnings, &Error{Pos: s.Value.Pos, Msg: fmt.Sprintf("%s: %v", s.Key, err)}
-		}
-	}
-	if d.spec.Name == "" {
-		return api.DomainSpec{}, d.warnings, &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: "name is required: add a line like `name = \"web01\"`"}
-	}
-	if base := filepath.Base(d.spec.Kernel); d.spec.Kernel != "" && base == "hvmloader" {
-		d.warnings = append(d.warnings, Warning{d.kernelPos, "kernel = hvmloader is Xen's HVM firmware: ignored, the domain boots through firmware as type hvm"})
-		d.spec.Kernel, d.spec.Type = "", "hvm"
-	} else if strings.HasPrefix(base, "pv-grub") || strings.HasPrefix(base, "pvgrub") {
-		d.warnings = append(d.warnings, Warning{d.kernelPos, "kernel = " + base + " is Xen's PV GRUB, which cannot run under KVM: the firmware boots the disk's own GRUB instead (as bootloader = 'pygrub')"})
-		d.spec.Kernel, d.spec.Ramdisk, d.spec.Bootloader = "", "", "pvgrub"
-		d.extra, d.root, d.cmdline, d.hasCmd = "", "", "", false
-	}
-	if !d.hasCmd {
-		parts := []string{}
-		if d.root != "" {
-			parts = append(parts, "root="+d.root)
-		}
-		if d.extra != "" {
-			parts = append(parts, d.extra)
-		}
-		d.cmdline = strings.Join(parts, " ")
-	}
-	for i := range d.spec.Disks {
-		d.spec.Disks[i].Guest = spec.GuestDisk(i)
-	}
-	d.spec.Cmdline = d.mapCmdline(d.cmdline)
-	if n := len(d.spec.Cmdline); n > spec.MaxCmdline {
-		return api.DomainSpec{}, d.warnings, &Error{Pos: d.cmdPos, Msg: fmt.Sprintf("the kernel command line (root=, extra=, cmdline=) is %d bytes, over the %d an x86 kernel keeps with the console= Ringfence adds: the guest would cut it off silently; shorten it", n, spec.MaxCmdline)}
-	}
-	if err := spec.Normalize(&d.spec); err != nil {
-		return api.DomainSpec{}, d.warnings, &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: err.Error()}
-	}
-	return d.spec, d.warnings, nil
+// misspelt are keys xl does not know that stand for one it does.
+var misspelt = map[string]string{
+	"initrd": "ramdisk (xl's name for it: this initrd is not loaded)", "memmax": "maxmem", "mem": "memory", "ram": "memory",
+	"vcpu": "vcpus", "disks": "disk", "vifs": "vif", "network": "vif", "append": "extra", "cmd_line": "cmdline",
+	"on_shutdown": "on_poweroff", "bridge": "vif = [ 'bridge=...' ]", "mac": "vif = [ 'mac=...' ]",
 }
 
-// merge applies xl's rules for repeated keys: the last assignment wins and
-// += appends to an earlier string or list. Each key keeps the position of
-// its last assignment.
-func merge(in []Setting) ([]Setting, error) {
-	idx := map[string]int{}
-	var out []Setting
-	for _, s := range in {
-		i, seen := idx[s.Key]
-		if !seen {
-			idx[s.Key] = len(out)
-			if s.Append {
-				s.Append = false
-			}
-			out = append(out, s)
-			continue
+// is says a number (quoted or not) equals n.
+func is(n int64) func(Value) bool {
+	return func(v Value) bool {
+		if v.Kind == Number {
+			return v.Num == n
 		}
-		if !s.Append {
-			out[i] = s
-			continue
-		}
-		prev := out[i].Value
-		switch {
-		case prev.Kind == List && s.Value.Kind == List:
-			prev.Items = append(append([]Value(nil), prev.Items...), s.Value.Items...)
-		case prev.Kind == String && s.Value.Kind == String:
-			prev.Str += s.Value.Str
-		default:
-			return nil, &Error{Pos: s.Pos, Msg: fmt.Sprintf("%s += : += appends a list to a list or a string to a string", s.Key)}
-		}
-		out[i].Value = prev
+		got, _, err := spec.ParseInt(v.Str)
+		return v.Kind == String && err == nil && got == n
 	}
-	return out, nil
 }
 
-// mapCmdline rewrites Xen device names on the kernel command line to the
-// virtio names the guest will see, and says so.
-func (d *decoder) mapCmdline(cmd string) string {
-	fields := strings.Fields(cmd)
-	for i, f := range fields {
-		if dev, ok := strings.CutPrefix(f, "root=/dev/"); ok {
-			if guest := d.guestDevice(dev); guest != "" && guest != dev {
-				fields[i] = "root=/dev/" + guest
-				d.warnings = append(d.warnings, Warning{d.cmdPos, fmt.Sprintf("root=/dev/%s rewritten to root=/dev/%s: that is the device the guest sees under KVM", dev, guest)})
-			}
-		}
-		switch f {
-		case "console=hvc0", "console=xvc0", "console=tty0":
-			fields[i] = "console=ttyS0" // Xen's PV consoles -> our serial console
-		}
-	}
-	return strings.Join(fields, " ")
+func isWord(w string) func(Value) bool {
+	return func(v Value) bool { return v.Kind == String && v.Str == w }
 }
 
-// guestDevice maps a Xen device name from root= to the virtio name: a
-// vdev listed as a disk (xvda1 -> vda: a partition vdev is a whole disk),
-// or a partition of a whole-disk vdev (xvda + 2 -> vda2).
-//
-// Only Xen names are mapped: root=/dev/vdX already names what the guest
-// sees, whatever a vdev happens to be called (and mapping it again would
-// make the rewrite apply twice on export and re-parse).
-func (d *decoder) guestDevice(dev string) string {
-	if strings.HasPrefix(dev, "vd") {
-		return ""
+func emptyList(v Value) bool { return v.Kind == List && len(v.Items) == 0 }
+
+// onePty is serial = 'pty' (or a list of just it): the one serial port
+// Ringfence gives every guest, its console.
+func onePty(v Value) bool {
+	if v.Kind == List && len(v.Items) == 1 {
+		v = v.Items[0]
 	}
-	for _, disk := range d.spec.Disks {
-		if dev == disk.VDev {
-			return disk.Guest
-		}
-	}
-	for _, disk := range d.spec.Disks {
-		last := disk.VDev[len(disk.VDev)-1]
-		if rest, ok := strings.CutPrefix(dev, disk.VDev); ok && rest != "" && !(last >= '0' && last <= '9') && strings.Trim(rest, "0123456789") == "" {
-			return disk.Guest + rest
-		}
-	}
-	return ""
+	return v.Kind == String && v.Str == "pty"
 }
 
 var cpuListRE = regexp.MustCompile(`^(all|\^?(nodes?:)?[0-9]+(-[0-9]+)?(,\^?(nodes?:)?[0-9]+(-[0-9]+)?)*)$`)
 
 // decodeCPUs reads cpus= as a CPULIST string; a per-vCPU list is joined
-// (pinning each vCPU separately is the resources issue).
+// (pinning each vCPU separately is the resources issue). Like xl's
+// parser it keeps a string that is not a CPU list (a template's
+// placeholder): it says so, and the host refuses it at create.
 func decodeCPUs(d *decoder, v Value) error {
 	var parts []string
 	switch v.Kind {
-	case String:
-		parts = []string{v.Str}
-	case Number:
+	case String, Number:
 		parts = []string{v.Str}
 	case List:
 		for _, it := range v.Items {
@@ -296,17 +193,22 @@ func decodeCPUs(d *decoder, v Value) error {
 		}
 	}
 	for _, p := range parts {
-		if !cpuListRE.MatchString(strings.ReplaceAll(p, " ", "")) {
+		if strings.ContainsAny(p, ";\x00\n") {
 			return fmt.Errorf("%q is not a CPU list: use \"all\", \"2\", \"0-3\", \"0-7,^1\"", p)
+		}
+		if !cpuListRE.MatchString(strings.ReplaceAll(p, " ", "")) {
+			d.warn(v.Pos, "cpus", "cpus %q is not a CPU list (a placeholder left in a template?): xl reads it and fails when it pins, and `ringfence create` refuses it; write one like \"all\", \"2\", \"0-3\", \"0-7,^1\"", p)
 		}
 	}
 	d.spec.CPUs = strings.Join(parts, ";")
 	return nil
 }
 
+// str reads a string setting; a number is taken as its text, as xl does
+// (name = 123).
 func str(v Value, dst *string, check func(string) error) error {
-	if v.Kind != String {
-		return fmt.Errorf("expected a quoted string")
+	if v.Kind == List {
+		return fmt.Errorf("expected a quoted string, not a list")
 	}
 	if err := check(v.Str); err != nil {
 		return err
@@ -318,14 +220,21 @@ func str(v Value, dst *string, check func(string) error) error {
 // switchRange is the range of a 0/1 switch (localtime, persistent).
 var switchRange = spec.Range{Lo: 0, Hi: 1}
 
-func num(v Value, dst *int, r spec.Range) error {
+// num reads a number setting: unquoted, or quoted in any base xl reads
+// ('04', '0x100', "010" = 8, said), within r.
+func (d *decoder) num(v Value, dst *int, r spec.Range) error {
 	n := v.Num
 	switch v.Kind {
 	case Number:
-	case String: // xl accepts quoted numbers
-		if _, err := fmt.Sscanf(v.Str, "%d", &n); err != nil || fmt.Sprint(n) != strings.TrimSpace(v.Str) {
-			return fmt.Errorf("%q is not a whole number", v.Str)
+	case String:
+		got, octal, err := spec.ParseInt(strings.TrimLeft(v.Str, " \t"))
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number (decimal, 0x hex or 0 octal)", v.Str)
 		}
+		if octal && got != 0 {
+			d.warn(v.Pos, "", "%q: a leading 0 makes it octal in xl (%d); drop the 0 if you meant %s", v.Str, got, strings.TrimLeft(v.Str, " \t0"))
+		}
+		n = got
 	default:
 		return fmt.Errorf("expected a number")
 	}
@@ -349,58 +258,26 @@ func decodeBuilder(d *decoder, v Value) error {
 	return nil
 }
 
-func stringList(v Value) ([]Value, error) {
-	if v.Kind == String {
-		return []Value{v}, nil // xl accepts a single spec too
-	}
-	if v.Kind != List {
-		return nil, fmt.Errorf("expected a list of quoted specs like [ '...', '...' ]")
-	}
-	for _, it := range v.Items {
-		if it.Kind != String {
-			return nil, fmt.Errorf("every item must be a quoted string")
+// decodeKernel reads kernel=. Two relative names are Xen's own boot
+// programs, recognised before the rule that a kernel is an absolute path:
+// hvmloader (the HVM firmware: the domain boots through firmware) and PV
+// GRUB (pv-grub*.gz: the firmware boots the disk's own GRUB instead).
+func decodeKernel(d *decoder, v Value) error {
+	base := filepath.Base(v.Str)
+	switch {
+	case v.Kind == String && base == "hvmloader":
+		d.warn(v.Pos, "kernel", "kernel = %s is Xen's HVM firmware: ignored, the domain boots through firmware as type hvm", v.Str)
+		if d.spec.Type == "" || d.spec.Type == "pv" {
+			d.spec.Type = "hvm"
 		}
+		d.spec.Kernel = ""
+		return nil
+	case v.Kind == String && (strings.HasPrefix(base, "pv-grub") || strings.HasPrefix(base, "pvgrub")):
+		d.pvgrub = true
+		d.spec.Kernel = ""
+		return nil
 	}
-	return v.Items, nil
-}
-
-// decodeDisks reads xl-disk-configuration(5) specs: positional
-// "[prefix:]target,vdev,access" or key=value form.
-func decodeDisks(d *decoder, v Value) error {
-	items, err := stringList(v)
-	if err != nil {
-		return err
-	}
-	seen := map[string]bool{}
-	for _, it := range items {
-		disk, warn, err := spec.ParseDisk(it.Str)
-		if err != nil {
-			return &Error{Pos: it.Pos, Msg: "disk: " + err.Error()}
-		}
-		if warn != "" {
-			d.warnings = append(d.warnings, Warning{it.Pos, warn})
-		}
-		if seen[disk.VDev] {
-			return &Error{Pos: it.Pos, Msg: fmt.Sprintf("disk: vdev %q is used twice", disk.VDev)}
-		}
-		seen[disk.VDev] = true
-		d.spec.Disks = append(d.spec.Disks, disk)
-	}
-	return nil
-}
-func decodeVifs(d *decoder, v Value) error {
-	items, err := stringList(v)
-	if err != nil {
-		return err
-	}
-	for _, it := range items {
-		vif, err := spec.ParseVif(it.Str)
-		if err != nil {
-			return &Error{Pos: it.Pos, Msg: "vif: " + err.Error()}
-		}
-		d.spec.Vifs = append(d.spec.Vifs, vif)
-	}
-	return nil
+	return str(v, &d.spec.Kernel, spec.AbsPath)
 }
 func Keys() []string {
 	var out []string

@@ -252,7 +252,7 @@ func cloneSpec(src api.DomainSpec, name string, o CloneOptions) (api.DomainSpec,
 		if i >= len(s.Vifs) {
 			return s, api.Errorf(api.ErrInvalid, "--vif %d: %s has %d vif(s); a clone's vifs follow the source's", i+1, src.Name, len(src.Vifs))
 		}
-		v, err := domspec.ParseVif(vs)
+		v, _, err := domspec.ParseVif(vs)
 		if err != nil {
 			return s, api.Errorf(api.ErrInvalid, "--vif %q: %v", vs, err)
 		}

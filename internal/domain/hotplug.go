@@ -276,13 +276,11 @@ func (m *Manager) vifsInUse(name string, vifs []api.Vif) error {
 // tap on the bridge, a NIC on a spare root port (xl network-attach).
 func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (_ api.Vif, err error) {
 	defer m.after(ctx, name, api.EvDeviceAdded, "vif "+spec, &err)
-	v, err := domspec.ParseVif(spec)
+	v, _, err := domspec.ParseVif(spec)
 	if err != nil {
 		return v, api.Errorf(api.ErrInvalid, "vif spec %q: %v", spec, err)
 	}
-	if v.Model == "" {
-		v.Model = "virtio"
-	}
+	domspec.VifDefaults(&v)
 	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return v, err
@@ -323,7 +321,7 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (_ api.V
 	if err != nil {
 		return v, err
 	}
-	nic := engine.NIC{ID: engine.NICID(idx, v.Port), Tap: tap, MAC: v.MAC, Model: v.Model, Port: v.Port}
+	nic := engine.NIC{ID: engine.NICID(idx, v.Port), Tap: tap, MAC: v.MAC, Model: v.Model, Port: v.Port, MTU: v.MTU}
 	err = hp.AttachNIC(ctx, nic, f)
 	f.Close()
 	if err != nil {

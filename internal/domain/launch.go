@@ -53,7 +53,7 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 			IOPS: d.IOPS, BPS: d.BPS})
 	}
 	for i, v := range spec.Vifs {
-		ls.NICs = append(ls.NICs, engine.NIC{ID: engine.NICID(i, v.Port), Tap: tapName(id, i), MAC: v.MAC, Model: v.Model, Port: v.Port})
+		ls.NICs = append(ls.NICs, engine.NIC{ID: engine.NICID(i, v.Port), Tap: tapName(id, i), MAC: v.MAC, Model: v.Model, Port: v.Port, MTU: v.MTU})
 	}
 	return ls
 }

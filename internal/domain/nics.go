@@ -43,20 +43,16 @@ var errNoNetworks = api.Errorf(api.ErrUnavailable, "this daemon has no network s
 
 // bridge resolves a vif's bridge= (see Networks.Bridge).
 func (m *Manager) bridge(name string) string {
-	if m.o.Networks == nil || name == "" {
+	if m.o.Networks == nil {
 		return name
 	}
 	return m.o.Networks.Bridge(name)
 }
 
-// checkVif says whether vif v can be attached. A vif with no bridge is
-// an unconnected tap: nothing to check.
+// checkVif says whether vif v can be attached (its bridge exists).
 func (m *Manager) checkVif(v api.Vif) error {
 	if m.o.Networks == nil {
 		return errNoNetworks
-	}
-	if v.Bridge == "" {
-		return nil
 	}
 	return m.o.Networks.CheckVif(v)
 }

@@ -72,6 +72,7 @@ type NIC struct {
 	MAC   string
 	Model string // virtio, e1000, rtl8139
 	Port  string // hot-plug root port ("" = the root bus)
+	MTU   int    // the tap's MTU, told to a virtio guest (0: the tap's default)
 }
 
 // Exit reasons reported by Instance.Wait.

@@ -95,6 +95,9 @@ func (m *Manager) Close() {
 // Bridge resolves a vif's bridge=: a managed network's bridge, or the
 // name itself.
 func (m *Manager) Bridge(name string) string {
+	if name == "" {
+		name = api.DefaultBridge // a record from before vifs had a default
+	}
 	m.cacheMu.RLock()
 	defer m.cacheMu.RUnlock()
 	if n, ok := m.byName[name]; ok {

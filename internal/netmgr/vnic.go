@@ -16,9 +16,14 @@ import (
 )
 
 // CheckVif says whether vif v can be attached: its bridge (a managed
-// network's, or the name itself) exists.
+// network's, or the name itself) exists. A missing xenbr0 is most often
+// a Xen file's vif with no bridge=, which goes there as in xl: said.
 func (m *Manager) CheckVif(v api.Vif) error {
-	return network.CheckBridge(m.Bridge(v.Bridge))
+	err := network.CheckBridge(m.Bridge(v.Bridge))
+	if err != nil && (v.Bridge == "" || v.Bridge == api.DefaultBridge) && !network.Exists(api.DefaultBridge) {
+		return fmt.Errorf("%w (%s is where a vif with no bridge= goes, as in xl)", err, api.DefaultBridge)
+	}
+	return err
 }
 
 // Attach makes vif v's tap on its bridge with its rate limit, address and
@@ -30,6 +35,11 @@ func (m *Manager) Attach(ctx context.Context, domain, tap string, v api.Vif) err
 		return err
 	}
 	r.Add(func() { network.DeleteTap(tap) })
+	if v.MTU > 0 {
+		if err := network.SetMTU(tap, v.MTU); err != nil {
+			return fmt.Errorf("mtu=%d: %w", v.MTU, err)
+		}
+	}
 	if v.RateBytes > 0 {
 		if err := network.SetRate(tap, v.RateBytes, v.RateIntervalUS); err != nil {
 			return fmt.Errorf("rate=%s: %w", v.Rate, err)

@@ -77,6 +77,19 @@ func CreateTap(name, bridge string) error {
 	return nil
 }
 
+// SetMTU sets an interface's MTU (a vif's mtu=, after CreateTap gave it
+// its bridge's).
+func SetMTU(name string, mtu int) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", name, err)
+	}
+	if err := netlink.LinkSetMTU(l, mtu); err != nil {
+		return fmt.Errorf("setting the MTU of %s to %d: %w", name, mtu, err)
+	}
+	return nil
+}
+
 // DeleteTap removes a tap and its rate-limiting IFB, if any; a missing tap
 // is not an error.
 func DeleteTap(name string) error {

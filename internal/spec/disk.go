@@ -20,39 +20,60 @@ var diskPrefixes = []struct{ prefix, format string }{
 	{"raw:", "raw"}, {"qcow:", "qcow"}, {"qcow2:", "qcow2"}, {"vhd:", "vhd"},
 }
 
-var prefixRE = regexp.MustCompile(`^([a-z0-9]+):`)
+// A word and a colon before something that is not a letter or digit is
+// a prefix, known or not (libxlu's rule): "foo:/dev/x" has an unknown
+// one, while "rbd:pool/img" is a target in QEMU's protocol syntax.
+var prefixRE = regexp.MustCompile(`^([a-z][a-z0-9]*):([^a-z0-9]|$)`)
 
-// ParseDisk parses one xl-disk-configuration(5) spec. It returns a
-// warning (or "") for forms it accepts but xl would not.
+// The prefixes that name a network disk's Xen hotplug script.
+var scriptPrefixRE = regexp.MustCompile(`^(iscsi|e?nbd|drbd):`)
+
+// Note is something a spec parser says about a spec it accepts: a Xen
+// setting that means nothing here, or a form only this reader takes.
+type Note struct {
+	Msg string
+	// NotXL: xl itself refuses this form (a domain file's --strict check
+	// makes it an error).
+	NotXL bool
+}
+
+// ParseDisk parses one xl-disk-configuration(5) spec the way libxlu
+// does, and says what it accepts but cannot honour (notes).
 //
 // It reads in three steps: the key=value items, then the positional
 // fields (with xend's prefixes), then the checks and defaults that need
 // them all.
-func ParseDisk(s string) (api.Disk, string, error) {
+func ParseDisk(s string) (api.Disk, []Note, error) {
 	var disk api.Disk
-	positional, err := diskItems(&disk, s)
+	var notes []Note
+	positional, err := diskItems(&disk, &notes, s)
 	if err != nil {
-		return disk, "", err
+		return disk, notes, err
 	}
 	if len(positional) > 0 {
 		if err := diskPositional(&disk, positional, s); err != nil {
-			return disk, "", err
+			return disk, notes, err
 		}
 	}
-	warn, err := diskFinish(&disk, s)
-	if err != nil {
-		return disk, "", err
+	if err := diskFinish(&disk, &notes, s); err != nil {
+		return disk, notes, err
 	}
-	return disk, warn, nil
+	return disk, notes, nil
 }
 
 // diskItems reads the comma-separated items of s into disk and returns
-// the positional ones (neither key=value nor a flag) in order.
-func diskItems(disk *api.Disk, s string) ([]string, error) {
+// the positional ones (neither key=value nor a flag) in order. As in
+// libxlu an empty item is an empty positional field ("/x,,hda" leaves
+// the format to its default), the comma that ends the spec makes no
+// field, and blanks before an item are skipped.
+func diskItems(disk *api.Disk, notes *[]Note, s string) ([]string, error) {
 	var positional []string
 	items := strings.Split(s, ",")
+	if len(items) > 1 && items[len(items)-1] == "" {
+		items = items[:len(items)-1]
+	}
 	for i := 0; i < len(items); i++ {
-		f := strings.TrimLeft(items[i], " \t")
+		f := strings.TrimLeft(items[i], " \t\n")
 		if strings.HasPrefix(f, "target=") {
 			// target= is last and takes the rest, commas included.
 			disk.Target = strings.TrimPrefix(strings.Join(append([]string{f}, items[i+1:]...), ","), "target=")
@@ -69,7 +90,7 @@ func diskItems(disk *api.Disk, s string) ([]string, error) {
 			}
 			continue
 		}
-		if err := diskKey(disk, k, val, s); err != nil {
+		if err := diskKey(disk, notes, k, val, s); err != nil {
 			return nil, err
 		}
 	}
@@ -77,7 +98,7 @@ func diskItems(disk *api.Disk, s string) ([]string, error) {
 }
 
 // diskKey applies one key=value item (target= aside) of s.
-func diskKey(disk *api.Disk, k, val, s string) error {
+func diskKey(disk *api.Disk, notes *[]Note, k, val, s string) error {
 	switch k {
 	case "vdev":
 		disk.VDev = val
@@ -103,12 +124,28 @@ func diskKey(disk *api.Disk, k, val, s string) error {
 		}
 		disk.BPS = n
 	case "script":
-		return fmt.Errorf("script=%s: block hotplug scripts are not supported on KVM; give the block device itself as the target", val)
-	case "backendtype", "backend", "specification":
+		return diskScript(val)
+	case "backend":
+		*notes = append(*notes, Note{Msg: fmt.Sprintf("backend=%s (a Xen driver domain) is not used: the host serves this disk itself", val)})
+	case "backendtype", "specification":
+		// Which Xen backend serves the disk (phy, qdisk, tap) or which
+		// protocol the guest speaks: on KVM QEMU is always the backend
+		// and the guest sees virtio, whatever the value.
 	default:
-		return fmt.Errorf("unknown key %q in %q (keys: target, vdev, access, format, devtype)", k, s)
+		return fmt.Errorf("unknown key %q in %q (keys: target, vdev, access, format, devtype, iops, bps)", k, s)
 	}
 	return nil
+}
+
+// diskScript refuses a block hotplug script: KVM runs none. The network
+// ones have their own message (see networkTarget).
+func diskScript(val string) error {
+	if scheme, ok := strings.CutPrefix(val, "block-"); ok {
+		if err := networkTarget(scheme); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("script=%s: block hotplug scripts are not run on KVM; give the block device itself as the target", val)
 }
 
 // diskPositional reads the positional fields of s: TARGET,FORMAT,VDEV,
@@ -151,9 +188,8 @@ func diskPositional(disk *api.Disk, positional []string, s string) error {
 func stripDiskPrefixes(disk *api.Disk, t, s string) (string, bool, error) {
 	legacy := false
 	for {
-		m := prefixRE.FindStringSubmatch(t)
-		if m == nil {
-			return t, legacy, nil
+		if m := scriptPrefixRE.FindStringSubmatch(t); m != nil {
+			return t, legacy, networkTarget(m[1])
 		}
 		known := false
 		for _, p := range diskPrefixes {
@@ -169,20 +205,43 @@ func stripDiskPrefixes(disk *api.Disk, t, s string) (string, bool, error) {
 				break
 			}
 		}
-		if !known {
-			switch m[1] {
-			case "iscsi", "nbd", "enbd", "drbd":
-				return t, legacy, fmt.Errorf("%s: targets need Xen's block-%s hotplug script, which KVM does not run: attach the device on the host and give its /dev path", m[1], m[1])
-			}
-			return t, legacy, fmt.Errorf("unknown prefix %q in %q (known: phy:, file:, tap:aio:, raw:, qcow2:, vhd:)", m[0], s)
+		if known {
+			continue
 		}
+		if m := prefixRE.FindStringSubmatch(t); m != nil {
+			if err := networkTarget(m[1]); err != nil {
+				return t, legacy, err
+			}
+			return t, legacy, fmt.Errorf("unknown prefix %q in %q (known: phy:, file:, tap:aio:, raw:, qcow2:, vhd:)", m[1]+":", s)
+		}
+		return t, legacy, nil
 	}
+}
+
+// networkFixes say, per network scheme, how to give the disk to a KVM
+// host: attached on the host, as a block device.
+var networkFixes = map[string]string{
+	"nbd":   "attach it on the host (nbd-client HOST PORT /dev/nbd0) and give /dev/nbd0",
+	"enbd":  "attach it on the host (nbd-client HOST PORT /dev/nbd0) and give /dev/nbd0",
+	"iscsi": "log in on the host (iscsiadm -m node -T IQN -p PORTAL --login) and give its /dev/disk/by-path/... device",
+	"drbd":  "bring the resource up on the host (drbdadm up RESOURCE) and give its /dev/drbdN device",
+	"rbd":   "map the image on the host (rbd map POOL/IMAGE) and give its /dev/rbd/POOL/IMAGE device",
+}
+
+// networkTarget refuses a disk served over the network, by scheme: Xen
+// reaches it with a hotplug script (or its QEMU), which Ringfence does
+// not run.
+func networkTarget(scheme string) error {
+	fix, ok := networkFixes[scheme]
+	if !ok {
+		return nil
+	}
+	return fmt.Errorf("%s: targets are reached by Xen's block-%s hotplug script (or its QEMU), which KVM here does not run: %s", scheme, scheme, fix)
 }
 
 // diskFinish applies the rules that need every field read: xend's vdev
 // markers, the format, the access mode and the vdev's and target's form.
-func diskFinish(disk *api.Disk, s string) (string, error) {
-	var warn string
+func diskFinish(disk *api.Disk, notes *[]Note, s string) error {
 	disk.VDev = strings.TrimPrefix(disk.VDev, "ioemu:") // xend's "emulated" marker
 	for _, suffix := range []string{":cdrom", ":disk"} {
 		if vd, ok := strings.CutSuffix(disk.VDev, suffix); ok {
@@ -191,18 +250,18 @@ func diskFinish(disk *api.Disk, s string) (string, error) {
 		}
 	}
 	if disk.Format != "" && !diskFormats[disk.Format] {
-		return "", fmt.Errorf("format %q: use raw, qcow2, qcow, vhd or qed", disk.Format)
+		return fmt.Errorf("format %q: use raw, qcow2, qcow, vhd or qed", disk.Format)
 	}
 	switch disk.Access {
 	case "", "w", "rw":
 		disk.Access = "rw"
 	case "w!":
 		disk.Access = "rw"
-		warn = "access w! (xm's shared-writable) is treated as w: two domains writing one disk corrupts it"
+		*notes = append(*notes, Note{Msg: "access w! (xm's shared-writable, which xl refuses) is treated as w: two domains writing one disk corrupts it", NotXL: true})
 	case "r", "ro":
 		disk.Access = "ro"
 	default:
-		return "", fmt.Errorf("access %q: use r (read-only) or w (read-write)", disk.Access)
+		return fmt.Errorf("access %q: use r (read-only) or w (read-write)", disk.Access)
 	}
 	if disk.CDROM {
 		disk.Access = "ro"
@@ -212,15 +271,20 @@ func diskFinish(disk *api.Disk, s string) (string, error) {
 		if vdevRE.MatchString(strings.TrimPrefix(disk.Target, "/dev/")) {
 			hint = " (after a prefix the fields are TARGET,VDEV,ACCESS: the vdev goes second, the path first)"
 		}
-		return "", fmt.Errorf("vdev %q in %q is not a disk name like xvda, hda or sdb%s", disk.VDev, s, hint)
+		return fmt.Errorf("vdev %q in %q is not a disk name like xvda, hda or sdb%s", disk.VDev, s, hint)
 	}
 	if disk.Target == "" && !disk.CDROM {
-		return "", fmt.Errorf("no target path in %q", s)
+		return fmt.Errorf("no target path in %q", s)
+	}
+	if scheme, _, ok := strings.Cut(disk.Target, ":"); ok && !strings.HasPrefix(disk.Target, "/") {
+		if err := networkTarget(scheme); err != nil {
+			return err
+		}
 	}
 	if disk.Target != "" {
 		if err := AbsPath(disk.Target); err != nil {
-			return "", err
+			return err
 		}
 	}
-	return warn, nil
+	return nil
 }

@@ -106,6 +106,7 @@ func vifFields(p string, v *api.Vif) []fieldRule {
 		strRule(p+"port", v.Port, validPort),
 		rng(p+"rate_bytes", v.RateBytes, Range{1, 1 << 50}),
 		rng(p+"rate_interval_us", v.RateIntervalUS, Range{1, 1 << 40}),
+		rng(p+"mtu", int64(v.MTU), MTURange),
 	}
 	for _, ip := range v.IP {
 		if a, err := netip.ParseAddr(ip); err != nil || a.Zone() != "" {

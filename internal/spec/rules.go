@@ -27,6 +27,7 @@ var (
 	CapRange          = Range{0, 25500}            // cap (percent of one host CPU)
 	HotplugSlotsRange = Range{0, 8}                // hotplug_slots
 	RTCOffsetRange    = Range{-1 << 31, 1<<31 - 1} // rtc_timeoffset (seconds)
+	MTURange          = Range{68, 65535}           // a vif's mtu= (bytes; 68 is IPv4's minimum)
 )
 
 var portRE = regexp.MustCompile(`^hp[0-7]$`)

@@ -14,13 +14,33 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 )
 
+// Problem is an error about particular settings of a spec, named by
+// their xl.cfg keys, so a domain file's reader can point at the line that
+// set the later of them (and a JSON client sees the same message).
+type Problem struct {
+	Keys []string // xl.cfg keys involved, e.g. maxmem and memory
+	Item int      // for disk and vif: which one (-1: the key as a whole)
+	Err  error
+}
+
+func (p *Problem) Error() string { return p.Err.Error() }
+func (p *Problem) Unwrap() error { return p.Err }
+
+// problem is a Problem about keys as a whole.
+func problem(err error, keys ...string) error { return &Problem{Keys: keys, Item: -1, Err: err} }
+
+// itemProblem is a Problem about the i-th disk or vif.
+func itemProblem(key string, i int, err error) error {
+	return &Problem{Keys: []string{key}, Item: i, Err: err}
+}
+
 // Normalize applies xl's defaults and checks every field and cross-field
 // rule. The daemon runs it on every spec it receives, whether from a
 // file, the JSON API, a restore or a migrating peer: none may carry what
 // the file parser would refuse.
 func Normalize(s *api.DomainSpec) error {
 	if err := ValidName(s.Name); err != nil {
-		return fmt.Errorf("name: %w", err)
+		return problem(fmt.Errorf("name: %w", err), "name")
 	}
 	if err := checkFields(s); err != nil {
 		return err
@@ -62,13 +82,13 @@ func normalizeResources(s *api.DomainSpec) error {
 		s.MemoryMiB = 32 // libxl's default
 	}
 	if fillMax(&s.MaxMemMiB, s.MemoryMiB) {
-		return fmt.Errorf("maxmem (%d) is below memory (%d): raise maxmem or lower memory", s.MaxMemMiB, s.MemoryMiB)
+		return problem(fmt.Errorf("maxmem (%d) is below memory (%d): raise maxmem or lower memory", s.MaxMemMiB, s.MemoryMiB), "maxmem", "memory")
 	}
 	if s.VCPUs == 0 {
 		s.VCPUs = 1
 	}
 	if fillMax(&s.MaxVCPUs, s.VCPUs) {
-		return fmt.Errorf("maxvcpus (%d) is below vcpus (%d)", s.MaxVCPUs, s.VCPUs)
+		return problem(fmt.Errorf("maxvcpus (%d) is below vcpus (%d): raise maxvcpus or lower vcpus", s.MaxVCPUs, s.VCPUs), "maxvcpus", "vcpus")
 	}
 	if s.CPUWeight == 0 {
 		s.CPUWeight = 256
@@ -106,26 +126,26 @@ func defaultActions(s *api.DomainSpec) {
 // files and the command line.
 func checkBoot(s *api.DomainSpec) error {
 	if s.Type != "hvm" && s.Kernel == "" && s.Bootloader == "" {
-		return fmt.Errorf("type %q needs kernel = \"/path/to/vmlinuz\" or bootloader = \"pygrub\" (or use type = \"hvm\" to boot the first disk)", s.Type)
+		return problem(fmt.Errorf("type %q needs kernel = \"/path/to/vmlinuz\" or bootloader = \"pygrub\" (or use type = \"hvm\" to boot the first disk)", s.Type), "type", "builder")
 	}
 	if s.Kernel == "" && len(s.Disks) == 0 {
-		return fmt.Errorf("nothing to boot: set kernel = ... or give a disk")
+		return problem(fmt.Errorf("nothing to boot: set kernel = ... or give a disk"), "kernel", "disk")
 	}
 	for _, p := range []string{s.Kernel, s.Ramdisk} {
 		if p != "" {
 			if err := AbsPath(p); err != nil {
-				return err
+				return problem(err, "kernel", "ramdisk")
 			}
 		}
 	}
 	if err := SafeText(s.Cmdline); err != nil {
-		return fmt.Errorf("cmdline: %w", err)
+		return problem(fmt.Errorf("cmdline: %w", err), "cmdline", "extra", "root")
 	}
 	// x86's COMMAND_LINE_SIZE is 2048 bytes with its NUL; Ringfence may
 	// append " console=ttyS0" (14 bytes). Longer, the guest cuts it off
 	// silently, console= with it.
 	if n := len(s.Cmdline); n > MaxCmdline {
-		return fmt.Errorf("cmdline: %d bytes, over the %d an x86 kernel keeps (2047, less room for the console= Ringfence adds): shorten root=/extra=/cmdline", n, MaxCmdline)
+		return problem(fmt.Errorf("cmdline: %d bytes, over the %d an x86 kernel keeps (2047, less room for the console= Ringfence adds): the guest would cut it off silently; shorten root=/extra=/cmdline", n, MaxCmdline), "cmdline", "extra", "root")
 	}
 	return nil
 }
@@ -135,7 +155,7 @@ func normalizeDisks(s *api.DomainSpec) error {
 	for i := range s.Disks {
 		dk := &s.Disks[i]
 		if err := AbsPath(dk.Target); err != nil && !(dk.CDROM && dk.Target == "") {
-			return fmt.Errorf("disk %d: %w", i, err)
+			return itemProblem("disk", i, fmt.Errorf("disk %d: %w", i, err))
 		}
 		if dk.Format == "" {
 			dk.Format = "raw"
@@ -144,17 +164,28 @@ func normalizeDisks(s *api.DomainSpec) error {
 			dk.Access = "rw"
 		}
 		if err := OneOf("raw", "qcow2", "qcow", "vhd", "qed")(dk.Format); err != nil {
-			return fmt.Errorf("disk %d format: %w", i, err)
+			return itemProblem("disk", i, fmt.Errorf("disk %d format: %w", i, err))
 		}
 		if err := OneOf("rw", "ro")(dk.Access); err != nil {
-			return fmt.Errorf("disk %d access: %w", i, err)
+			return itemProblem("disk", i, fmt.Errorf("disk %d access: %w", i, err))
 		}
 		dk.Guest = GuestDisk(i)
 	}
 	if len(s.Disks) > 20 {
-		return fmt.Errorf("at most 20 disks")
+		return itemProblem("disk", 20, fmt.Errorf("%d disks: at most 20", len(s.Disks)))
 	}
 	return nil
+}
+
+// VifDefaults fills what a vif spec may leave out: the model (virtio)
+// and the bridge (xenbr0, as in xl).
+func VifDefaults(v *api.Vif) {
+	if v.Model == "" {
+		v.Model = "virtio"
+	}
+	if v.Bridge == "" {
+		v.Bridge = api.DefaultBridge
+	}
 }
 
 // normalizeVifs gives each vif a MAC (a stable generated one if none),
@@ -167,21 +198,19 @@ func normalizeVifs(s *api.DomainSpec) error {
 			v.MAC = GenerateMAC(s.Name, i)
 		}
 		if err := validMAC(v.MAC); err != nil {
-			return fmt.Errorf("vif %d: %w", i, err)
+			return itemProblem("vif", i, fmt.Errorf("vif %d: %w", i, err))
 		}
 		v.MAC = strings.ToLower(v.MAC)
 		if j, dup := macs[v.MAC]; dup {
-			return fmt.Errorf("vif %d: mac %s is vif %d's too: two NICs with one MAC confuse the bridge and the guest; drop mac= from one (a stable one is generated)", i, v.MAC, j)
+			return itemProblem("vif", i, fmt.Errorf("vif %d: mac %s is vif %d's too: two NICs with one MAC confuse the bridge and the guest; drop mac= from one (a stable one is generated)", i, v.MAC, j))
 		}
 		macs[v.MAC] = i
-		if v.Model == "" {
-			v.Model = "virtio"
-		}
+		VifDefaults(v)
 		if err := OneOf("virtio", "e1000", "rtl8139")(v.Model); err != nil {
-			return fmt.Errorf("vif %d model: %w", i, err)
+			return itemProblem("vif", i, fmt.Errorf("vif %d model: %w", i, err))
 		}
 		if v.Bridge != "" && !ifNameRE.MatchString(v.Bridge) {
-			return fmt.Errorf("vif %d: bridge %q is not a valid interface name", i, v.Bridge)
+			return itemProblem("vif", i, fmt.Errorf("vif %d: bridge %q is not a valid interface name", i, v.Bridge))
 		}
 	}
 	return nil

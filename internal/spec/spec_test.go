@@ -30,12 +30,24 @@ func TestDiskSpecs(t *testing.T) {
 		{"vdev=hdc,devtype=cdrom,target=/x.iso", "/x.iso", "hdc", "ro", "", true, ""},
 		{"phy:/dev/sdb,xvdb,w!", "/dev/sdb", "xvdb", "rw", "", false, "w!"},
 		{"phy:/dev/sdb,xvdb,w,iops=500,bps=50m", "/dev/sdb", "xvdb", "rw", "", false, ""},
+		// libxlu's splitting: an empty item is an empty field, the comma
+		// that ends the spec makes none, blanks before an item are skipped.
+		{"/dev/vg/lv,,hdb,,", "/dev/vg/lv", "hdb", "rw", "", false, ""},
+		{"/dev/vg/lv,raw,xvda,rw,", "/dev/vg/lv", "xvda", "rw", "raw", false, ""},
+		{"backend=DomD, phy:/dev/sdc, xvda1", "/dev/sdc", "xvda1", "rw", "", false, "backend=DomD"},
+		{"/dev/vg/lv,raw,xvda,w,backendtype=phy,trusted", "/dev/vg/lv", "xvda", "rw", "raw", false, ""},
+		{"untrusted,format=qcow2,vdev=xvdb,target=/srv/a.qcow2", "/srv/a.qcow2", "xvdb", "rw", "qcow2", false, ""},
+		{"/dev/vg/lv,raw,hda,w,backendtype=phy,", "/dev/vg/lv", "hda", "rw", "raw", false, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.spec, func(t *testing.T) {
-			d, warn, err := ParseDisk(tc.spec)
+			d, notes, err := ParseDisk(tc.spec)
 			if err != nil {
 				t.Fatal(err)
+			}
+			warn := ""
+			for _, n := range notes {
+				warn += n.Msg
 			}
 			if d.Target != tc.target || d.VDev != tc.vdev || d.Access != tc.access || d.Format != tc.format || d.CDROM != tc.cdrom {
 				t.Fatalf("got %+v", d)
@@ -50,7 +62,13 @@ func TestDiskSpecs(t *testing.T) {
 		"iscsi:iqn.2001-05.com.x,xvda,w":  "block-iscsi hotplug script",
 		"foo:/x,xvda,w":                   `unknown prefix "foo:"`,
 		"phy:/x,xvda,w,dom0":              "xm's 4th backend-domain field",
-		"file:/x,xvda,w,script=y":         "not supported on KVM",
+		"file:/x,xvda,w,script=y":         "not run on KVM",
+		"/x,raw,xvda,rw,,":                "5 positional fields",
+		"phy:/x,xvda,w,script=block-nbd":  "nbd-client HOST PORT",
+		"nbd:10.0.0.1 20004,hda1,w":       "nbd: targets are reached by Xen's block-nbd hotplug script",
+		"drbd:r0,xvda,w":                  "drbdadm up",
+		"vdev=xvda,target=rbd:pool/img":   "rbd map POOL/IMAGE",
+		"rbd:/x,xvda,w":                   `rbd: targets`,
 		"format=vmdk,vdev=xvda,target=/x": `format "vmdk"`,
 		"phy:/x,xvda,w,iops=fast":         "iops=fast",
 		"phy:/x,xvda,w,bps=-1":            "bps=-1",
@@ -128,24 +146,36 @@ func TestNormalizeFields(t *testing.T) {
 }
 
 func TestParseVif(t *testing.T) {
-	v, err := ParseVif("mac=00:16:3E:00:00:0A, bridge=br0,ip=10.0.0.5 2001:db8::5,rate=10Mb/s,script=vif-bridge")
+	v, notes, err := ParseVif("mac=00:16:3E:00:00:0A, bridge=br0,,ip=10.0.0.5 2001:db8::5,rate=10Mb/s,script=/etc/xen/scripts/vif-bridge,untrusted,mtu=0x5dc,")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.MAC != "00:16:3e:00:00:0a" || v.Bridge != "br0" || len(v.IP) != 2 || v.RateBytes != 62500 || v.RateIntervalUS != 50000 {
-		t.Fatalf("vif %+v", v)
+	if v.MAC != "00:16:3e:00:00:0a" || v.Bridge != "br0" || len(v.IP) != 2 || v.RateBytes != 62500 || v.RateIntervalUS != 50000 || v.MTU != 1500 || len(notes) != 0 {
+		t.Fatalf("vif %+v %v", v, notes)
 	}
-	if v, err := ParseVif(" "); err != nil || v.MAC != "" {
+	if v, _, err := ParseVif(" "); err != nil || v.MAC != "" {
 		t.Fatalf("an empty vif: %+v %v", v, err)
 	}
 	for spec, want := range map[string]string{
+		"script=vif-openvswitch,bridge=ovs0": "script=vif-openvswitch is not run",
+		"backend=DomD,bridge=xenbr0":         "backend=DomD (a Xen driver domain) is not used",
+		"gatewaydev=eth0":                    "vif-route/vif-nat",
+	} {
+		if _, notes, err := ParseVif(spec); err != nil || len(notes) != 1 || !strings.Contains(notes[0].Msg, want) {
+			t.Errorf("%s: %v %v, want a note %q", spec, notes, err, want)
+		}
+	}
+	for spec, want := range map[string]string{
+		"mtu=9":                 "mtu=9: the tap's MTU in bytes, 68..65535",
+		"mtu=big":               "mtu=big",
+		"vlan=10":               "ringfence network create br10 --uplink UPLINK.10",
 		"bridge":                "not key=value",
 		"colour=red":            `unknown key "colour"`,
 		"bridge=a b":            "not a valid interface name",
 		"type=netfront":         "use ioemu or vif",
 		"mac=01:00:00:00:00:00": "multicast",
 	} {
-		if _, err := ParseVif(spec); err == nil || !strings.Contains(err.Error(), want) {
+		if _, _, err := ParseVif(spec); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", spec, err, want)
 		}
 	}

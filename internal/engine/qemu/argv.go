@@ -283,7 +283,7 @@ func nicOpts(s engine.LaunchSpec) ([]option, error) {
 		}
 		o = append(o,
 			opt("-netdev", "", "tap", "id", "net-"+n.ID, "ifname", n.Tap, "script", "no", "downscript", "no"),
-			opt("-device", append([]string{"", model, "netdev", "net-" + n.ID, "mac", n.MAC, "id", n.ID}, busOf(n.Port)...)...),
+			opt("-device", append(append([]string{"", model, "netdev", "net-" + n.ID, "mac", n.MAC, "id", n.ID}, hostMTU(n)...), busOf(n.Port)...)...),
 		)
 	}
 	return o, nil
@@ -331,6 +331,15 @@ func busOf(port string) []string {
 		return nil
 	}
 	return []string{"bus", port}
+}
+
+// hostMTU tells a virtio guest its NIC's MTU (the tap's, xl's mtu=), as
+// Xen's netfront reads it from xenstore; e1000 and rtl8139 have no way.
+func hostMTU(n engine.NIC) []string {
+	if n.MTU == 0 || nicModels[n.Model] != "virtio-net-pci" {
+		return nil
+	}
+	return []string{"host_mtu", strconv.Itoa(n.MTU)}
 }
 
 // nicModels maps vif model= to QEMU devices.

@@ -191,6 +191,9 @@ func (i *instance) AttachNIC(ctx context.Context, n engine.NIC, tap *os.File) er
 		return fmt.Errorf("opening tap %s in QEMU: %w", n.Tap, err)
 	}
 	dev := map[string]any{"driver": model, "netdev": "net-" + n.ID, "mac": n.MAC, "id": n.ID, "bus": n.Port}
+	if mtu := hostMTU(n); mtu != nil {
+		dev["host_mtu"] = n.MTU
+	}
 	if err := i.mon.Execute(ctx, "device_add", dev, nil); err != nil {
 		i.mon.Execute(context.Background(), "netdev_del", map[string]any{"id": "net-" + n.ID}, nil)
 		return fmt.Errorf("plugging NIC %s: %w", n.ID, err)
