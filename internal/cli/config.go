@@ -31,35 +31,62 @@ func runConfig(e *env, args []string) error {
 	return usageError{fmt.Sprintf("unknown config command %q", args[0])}
 }
 
-// configCheck reports every file's diagnostics and what it maps to; it
-// exits 1 if any file has an error.
+// checkReport is one file's result in `config check --json`.
+type checkReport struct {
+	File        string              `json:"file"`
+	OK          bool                `json:"ok"`
+	Diagnostics []config.Diagnostic `json:"diagnostics"`
+	Spec        *api.DomainSpec     `json:"spec,omitempty"`
+}
+
+// configCheck reports every file's diagnostics (stderr, in line order)
+// and what it maps to (stdout); it exits 1 if any file has an error.
 func configCheck(e *env, args []string) error {
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
 	quiet := fs.Bool("q", false, "only diagnostics, no summary")
+	asJSON := fs.Bool("json", false, "print a JSON report per file on stdout (for CI linters)")
+	strict := fs.Bool("strict", false, "also refuse what xl's own parser refuses, so the file works on Xen too")
 	files, err := parse(fs, args, 1, -1)
 	if err != nil {
 		return err
 	}
 	bad := 0
+	var reports []checkReport
 	for _, f := range files {
-		spec, warns, err := config.Load(f)
-		for _, w := range warns {
-			fmt.Fprintln(e.stdout, w.String())
+		spec, warns, err := config.LoadWith(f, config.Options{Strict: *strict})
+		r := checkReport{File: f, OK: err == nil, Diagnostics: config.Diagnostics(warns, err)}
+		if r.Diagnostics == nil {
+			r.Diagnostics = []config.Diagnostic{}
 		}
 		if err != nil {
-			fmt.Fprintf(e.stdout, "%v\n", err)
 			bad++
+		} else {
+			r.Spec = &spec
+		}
+		if *asJSON {
+			reports = append(reports, r)
 			continue
 		}
-		fmt.Fprintf(e.stdout, "%s: ok\n", f)
-		if !*quiet {
-			for _, line := range config.Summary(spec) {
-				fmt.Fprintln(e.stdout, "  "+line)
+		for _, d := range r.Diagnostics {
+			fmt.Fprintln(e.stderr, d.String())
+		}
+		if err == nil {
+			fmt.Fprintf(e.stdout, "%s: ok\n", f)
+			if !*quiet {
+				for _, line := range config.Summary(spec) {
+					fmt.Fprintln(e.stdout, "  "+line)
+				}
 			}
 		}
 	}
-	if bad > 0 {
+	if *asJSON {
+		if err := printJSON(e.stdout, reports); err != nil {
+			return err
+		}
+	} else if bad > 0 {
 		fmt.Fprintf(e.stderr, "%d of %d files have errors\n", bad, len(files))
+	}
+	if bad > 0 {
 		return exitError{1}
 	}
 	return nil
@@ -186,11 +213,20 @@ func configEdit(e *env, args []string) error {
 	return nil
 }
 
-// loadFile reads a domain file, printing its warnings on stderr.
+// loadFile reads a domain file, printing its warnings on stderr. A file
+// with several errors has them all printed, in line order with its
+// warnings; the error returned then says how many.
 func loadFile(e *env, path string) (api.DomainSpec, error) {
 	spec, warns, err := config.Load(path)
-	for _, w := range warns {
-		fmt.Fprintln(e.stderr, w.String())
+	n := config.ErrorCount(err)
+	if n <= 1 {
+		for _, w := range warns {
+			fmt.Fprintln(e.stderr, w.String())
+		}
+		return spec, err
 	}
-	return spec, err
+	for _, d := range config.Diagnostics(warns, err) {
+		fmt.Fprintln(e.stderr, d.String())
+	}
+	return spec, fmt.Errorf("%s has %d errors (above): nothing was done", path, n)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/revert"
 	"github.com/ringfence/ringfence/internal/safefile"
+	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -135,7 +136,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 
 	so.tl.mark("admitted")
 	if err := os.MkdirAll(m.runDir(spec.Name), 0o700); err != nil {
-		return api.Domain{}, fmt.Errorf("creating runtime dir: %w", err)
+		return api.Domain{}, storage.NoSpace("the run dir", m.runDir(spec.Name), fmt.Errorf("creating runtime dir: %w", err))
 	}
 	r.Add(func() { os.RemoveAll(m.runDir(spec.Name)) })
 	d.console = freshConsole(m.consoleLog(spec.Name), spec.Name)
@@ -212,10 +213,16 @@ func (l *launcher) prepare(context.Context) error {
 		l.ls.RunAs = fmt.Sprintf("%d:%d", uid, uid)
 	}
 	if err := os.MkdirAll(l.ls.RunDir, 0o700); err != nil {
-		return fmt.Errorf("creating runtime dir: %w", err)
+		return storage.NoSpace("the run dir", l.ls.RunDir, fmt.Errorf("creating runtime dir: %w", err))
 	}
-	return nil
+	// QEMU writes its pid file and sockets there: refused now, with the
+	// filesystem named, rather than by QEMU's "cannot create PID file".
+	return storage.CheckRoom("the run dir", l.ls.RunDir, runDirRoom)
 }
+
+// runDirRoom is the room a start needs in the run dir: QEMU's pid file
+// and sockets, the runtime record.
+const runDirRoom = 64 << 10
 
 // noteIntent writes the start's intent (ID, planned taps) before
 // anything is made on the host; undone, the record is what it was.

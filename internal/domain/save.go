@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -14,6 +15,7 @@ import (
 	"github.com/ringfence/ringfence/internal/safefile"
 	"github.com/ringfence/ringfence/internal/saveimage"
 	domspec "github.com/ringfence/ringfence/internal/spec"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // A save file is a saveimage (internal/saveimage): the header with the
@@ -90,13 +92,17 @@ func (m *Manager) saveDomain(ctx context.Context, name string, checkpoint bool, 
 func (m *Manager) writeSave(ctx context.Context, path string, hdr saveHeader, mig engine.Migratable) error {
 	f, err := safefile.Create(path)
 	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return storage.NoSpace("the save file", path, err)
+		}
 		return api.Errorf(api.ErrInvalid, "creating %s: %v", path, err)
 	}
 	defer f.Abort() // a no-op once committed
 	if err := streamSave(ctx, f, hdr, mig); err != nil {
-		return fmt.Errorf("writing %s: %w", f.Name(), err)
+		// A full disk is said as such, naming the filesystem.
+		return storage.NoSpace("the save file", path, fmt.Errorf("writing %s: %w", f.Name(), err))
 	}
-	return f.Commit()
+	return storage.NoSpace("the save file", path, f.Commit())
 }
 
 // streamSave writes the image to w: the header, QEMU's migration stream
@@ -119,11 +125,13 @@ func streamSave(ctx context.Context, w io.Writer, hdr saveHeader, mig engine.Mig
 	_, merr := mig.MigrateTo(ctx, pw, engine.MigrateOptions{Progress: streamProgress(ctx, "saving")})
 	pw.Close() // QEMU closed its copy when the stream ended
 	cerr := <-done
-	if merr != nil {
-		return merr
-	}
+	// The writer's error first: it is the cause (a full disk, a client
+	// gone), and QEMU then only sees its stream end ("Broken pipe").
 	if cerr != nil {
 		return cerr
+	}
+	if merr != nil {
+		return merr
 	}
 	return sw.End()
 }

@@ -23,7 +23,8 @@ func TestCheck(t *testing.T) {
 		{"-x", false, "starting with"},
 		{".hidden", false, "starting with"},
 		{strings.Repeat("a", 65), false, "65 bytes"},
-		{"XenGuest2&test", false, "letters, digits"},
+		{"XenGuest2&test", false, "'&' is not allowed: names are typed in shells"},
+		{"a b&c", false, "' ', '&' are not allowed"},
 	} {
 		err := Check("domain", tc.in)
 		if (err == nil) != tc.ok {
