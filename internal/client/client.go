@@ -53,11 +53,16 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 func seg(s string) string { return url.PathEscape(s) }
 
 // checkPath refuses a request path that is not canonical: a segment "."
-// or ".." would make the server's router redirect to another route.
+// or ".." would make the server's router redirect to another route, an
+// empty one (a name given as '') route nowhere.
 func checkPath(path string) error {
-	for _, p := range strings.Split(path, "/") {
+	path, _, _ = strings.Cut(path, "?")
+	for i, p := range strings.Split(path, "/") {
 		if p == "." || p == ".." {
 			return api.Errorf(api.ErrInvalid, "%q is not a valid name: '.' and '..' name no object", p)
+		}
+		if p == "" && i > 0 {
+			return api.Errorf(api.ErrInvalid, "a name is empty (''): give the name of the domain (or other object) to act on")
 		}
 	}
 	return nil

@@ -87,7 +87,7 @@ func (d *decoder) dropPVGrubMenu() {
 	if menu != "" {
 		said = fmt.Sprintf("; its command line %q (PV GRUB's menu) is not needed: the disk's GRUB reads its own", menu)
 	}
-	d.warn(d.pos["kernel"], "kernel", "kernel = pv-grub is Xen's PV GRUB, which cannot run under KVM: the firmware boots the disk's own GRUB instead (as bootloader = 'pygrub')%s", said)
+	d.warn(d.pos["kernel"], "kernel", "kernel = %s is Xen's PV GRUB, which cannot run under KVM: the firmware boots the disk's own GRUB instead (as bootloader = 'pygrub')%s", d.pvgrub, said)
 	d.spec.Kernel, d.spec.Ramdisk, d.spec.Bootloader = "", "", "pvgrub"
 	d.extra, d.root, d.cmdline, d.hasCmd = "", "", "", false
 }

@@ -50,7 +50,7 @@ type decoder struct {
 	cmdline string
 	hasCmd  bool
 	// pvgrub: kernel= named Xen's PV GRUB (see decodeKernel).
-	pvgrub bool
+	pvgrub string
 }
 
 func (d *decoder) warn(p Pos, key, format string, a ...any) {
@@ -65,7 +65,7 @@ func (d *decoder) errorf(p Pos, format string, a ...any) {
 // warning, or under Strict an error when xl would refuse the item.
 func (d *decoder) note(p Pos, key string, n spec.Note) {
 	if n.NotXL && d.o.Strict {
-		d.errorf(p, "%s: %s", key, n.Msg)
+		d.errorf(p, "%s", n.Msg)
 		return
 	}
 	d.warn(p, key, "%s", n.Msg)
@@ -119,6 +119,9 @@ func Decode(file string, src []byte) (api.DomainSpec, []Warning, error) {
 func DecodeWith(file string, src []byte, o Options) (api.DomainSpec, []Warning, error) {
 	d := &decoder{file: file, o: o, pos: map[string]Pos{}, items: map[string][]Pos{}, given: map[string]bool{}, failed: map[string]bool{}}
 	p := parse(file, src)
+	if p.notText {
+		return api.DomainSpec{}, nil, p.errs
+	}
 	d.errs = append(d.errs, p.errs...)
 	for k := range p.broken {
 		d.failed[k] = true
@@ -213,7 +216,7 @@ func (d *decoder) ignore(s Setting) {
 	}
 	hint := ""
 	if alt, ok := misspelt[s.Key]; ok {
-		hint = "; did you mean " + alt + "?"
+		hint = " (" + alt + ")"
 	}
 	d.warn(s.Pos, s.Key, "unknown key %q: ignored, as xl ignores it%s", s.Key, hint)
 }
@@ -221,7 +224,7 @@ func (d *decoder) ignore(s Setting) {
 // finish applies what needs every key read: the boot files, the command
 // line, then spec.Normalize (xl's defaults and every cross-field rule).
 func (d *decoder) finish() {
-	if d.pvgrub {
+	if d.pvgrub != "" {
 		d.dropPVGrubMenu()
 	}
 	if !d.hasCmd {
@@ -266,6 +269,9 @@ func (d *decoder) normalize(s *api.DomainSpec) {
 			}
 		}
 		at = d.latest(p)
+	}
+	if at.Line == 0 && len(d.errs) > 0 {
+		return // about the file as a whole, most likely what its errors left out
 	}
 	d.errorf(at, "%v", err)
 }

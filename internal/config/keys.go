@@ -142,9 +142,9 @@ var honoured = map[string]func(Value) bool{
 
 // misspelt are keys xl does not know that stand for one it does.
 var misspelt = map[string]string{
-	"initrd": "ramdisk (xl's name for it: this initrd is not loaded)", "memmax": "maxmem", "mem": "memory", "ram": "memory",
-	"vcpu": "vcpus", "disks": "disk", "vifs": "vif", "network": "vif", "append": "extra", "cmd_line": "cmdline",
-	"on_shutdown": "on_poweroff", "bridge": "vif = [ 'bridge=...' ]", "mac": "vif = [ 'mac=...' ]",
+	"initrd": "did you mean ramdisk? this initrd is not loaded", "memmax": "did you mean maxmem?", "mem": "did you mean memory?", "ram": "did you mean memory?",
+	"vcpu": "did you mean vcpus?", "disks": "did you mean disk?", "vifs": "did you mean vif?", "network": "did you mean vif?", "append": "did you mean extra?", "cmd_line": "did you mean cmdline?",
+	"on_shutdown": "did you mean on_poweroff?", "bridge": "did you mean vif = [ 'bridge=...' ]?", "mac": "did you mean vif = [ 'mac=...' ]?",
 }
 
 // is says a number (quoted or not) equals n.
@@ -273,7 +273,7 @@ func decodeKernel(d *decoder, v Value) error {
 		d.spec.Kernel = ""
 		return nil
 	case v.Kind == String && (strings.HasPrefix(base, "pv-grub") || strings.HasPrefix(base, "pvgrub")):
-		d.pvgrub = true
+		d.pvgrub = v.Str
 		d.spec.Kernel = ""
 		return nil
 	}

@@ -203,13 +203,14 @@ type parsed struct {
 	errs     Errors
 	xlOnly   []Warning
 	broken   map[string]bool
+	notText  bool // refused whole (size, NUL): nothing was read
 }
 
 // parse is Parse that also returns what only xl's lexer would refuse and
 // which keys had a syntax error.
 func parse(file string, src []byte) parsed {
 	if err := checkText(file, src); err != nil {
-		return parsed{errs: err.(Errors)}
+		return parsed{errs: err.(Errors), notText: true}
 	}
 	l := &lexer{file: file, src: []rune(string(src)), line: 1, col: 1, broken: map[string]bool{}}
 	var out []Setting
