@@ -54,7 +54,7 @@ func seg(s string) string { return url.PathEscape(s) }
 
 // checkPath refuses a request path that is not canonical: a segment "."
 // or ".." would make the server's router redirect to another route, an
-// empty one (a name given as ”) route nowhere.
+// empty one (a name given as an empty string) routes nowhere.
 func checkPath(path string) error {
 	path, _, _ = strings.Cut(path, "?")
 	for i, p := range strings.Split(path, "/") {
