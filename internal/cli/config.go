@@ -218,15 +218,21 @@ func configEdit(e *env, args []string) error {
 // warnings; the error returned then says how many.
 func loadFile(e *env, path string) (api.DomainSpec, error) {
 	spec, warns, err := config.Load(path)
+	return spec, reportLoad(e, path, warns, err)
+}
+
+// reportLoad prints what reading a domain file said (see loadFile) and
+// returns the error to fail with, if any.
+func reportLoad(e *env, path string, warns []config.Warning, err error) error {
 	n := config.ErrorCount(err)
 	if n <= 1 {
 		for _, w := range warns {
 			fmt.Fprintln(e.stderr, w.String())
 		}
-		return spec, err
+		return err
 	}
 	for _, d := range config.Diagnostics(warns, err) {
 		fmt.Fprintln(e.stderr, d.String())
 	}
-	return spec, fmt.Errorf("%s has %d errors (above): nothing was done", path, n)
+	return fmt.Errorf("%s has %d errors (above): nothing was done", path, n)
 }

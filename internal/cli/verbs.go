@@ -40,10 +40,7 @@ func runCreate(e *env, args []string) error {
 		}
 	}
 	spec, warns, err := config.LoadOverrides(pos[0], pos[1:])
-	for _, w := range warns {
-		fmt.Fprintln(e.stderr, w.String())
-	}
-	if err != nil {
+	if err := reportLoad(e, pos[0], warns, err); err != nil {
 		return err
 	}
 	c := e.client()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -16,9 +15,9 @@ import (
 // diagnostic about an override names it (`argument 2 "memory=x":1:10:`)
 // rather than a line past the end of the file.
 func LoadOverrides(path string, overrides []string) (api.DomainSpec, []Warning, error) {
-	src, err := os.ReadFile(path)
+	src, err := ReadFile(path)
 	if err != nil {
-		return api.DomainSpec{}, nil, fmt.Errorf("reading domain file: %w", err)
+		return api.DomainSpec{}, nil, err
 	}
 	if len(src) > 0 && !bytes.HasSuffix(src, []byte("\n")) {
 		src = append(src, '\n')
@@ -46,9 +45,13 @@ func LoadOverrides(path string, overrides []string) (api.DomainSpec, []Warning, 
 	for i := range warns {
 		warns[i].Pos = remap(warns[i].Pos)
 	}
-	var pe *Error
-	if errors.As(err, &pe) {
-		pe.Pos = remap(pe.Pos)
+	var es Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			e.Pos = remap(e.Pos)
+		}
+	} else if w := bootSectorWarning(path, spec); w != nil {
+		warns = append(warns, *w)
 	}
 	return spec, warns, err
 }
