@@ -38,6 +38,9 @@ func TestLimits(t *testing.T) {
 	if _, _, err := Load("/dev/zero"); err == nil || !strings.Contains(err.Error(), "/dev/zero: 1048577 bytes or more") {
 		t.Fatalf("/dev/zero: %v", err)
 	}
+	if _, _, err := LoadOverrides("/dev/zero", []string{"memory=64"}); err == nil || !strings.Contains(err.Error(), "/dev/zero: 1048577 bytes or more") {
+		t.Fatalf("/dev/zero with an override: %v", err)
+	}
 }
 
 // TestLimitsRandom feeds the reader random and mangled text: it never

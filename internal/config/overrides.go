@@ -19,6 +19,9 @@ func LoadOverrides(path string, overrides []string) (api.DomainSpec, []Warning, 
 	if err != nil {
 		return api.DomainSpec{}, nil, err
 	}
+	if err := checkText(path, src); err != nil {
+		return api.DomainSpec{}, nil, err // said of the file, before anything is appended
+	}
 	if len(src) > 0 && !bytes.HasSuffix(src, []byte("\n")) {
 		src = append(src, '\n')
 	}

@@ -23,6 +23,7 @@ func TestLoadOverrides(t *testing.T) {
 		{[]string{"memory=lots"}, 0, 0, `argument 1 "memory=lots":1:`},
 		{[]string{"memory"}, 0, 0, `argument 1 "memory":1:1: expected KEY=VALUE`},
 		{[]string{"vcpus=1", "cpu_weight=\"x\""}, 0, 0, `argument 2 "cpu_weight=\"x\""`},
+		{[]string{"memory=lots", "kernel='k'"}, 0, 0, "argument 1 \"memory=lots\":1:8: value \"lots\" must be quoted: write 'lots'\nargument 2 \"kernel='k'\":1:8: kernel: path \"k\" must be absolute"},
 	} {
 		spec, _, err := LoadOverrides(path, tc.args)
 		if tc.wantErr != "" {
