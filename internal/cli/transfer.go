@@ -13,6 +13,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/saveimage"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // Over a remote, files whose content the user supplies or receives (an
@@ -177,7 +178,7 @@ func saveRemote(e *env, name, file string, checkpoint bool) error {
 	tok, n, err := e.client().SaveImage(e.waitCtx(), name, checkpoint, io.MultiWriter(f, meter))
 	meter.done()
 	if err != nil {
-		return err
+		return storage.NoSpace("the save file", file, err) // a full disk here, said as such
 	}
 	if _, _, _, err := saveimage.Check(f.File, n, f.path); err != nil {
 		return fmt.Errorf("the image received is damaged (the domain runs on there): %w", err)
