@@ -143,7 +143,7 @@ func DecodeWith(file string, src []byte, o Options) (api.DomainSpec, []Warning, 
 
 // merge applies xl's rules for repeated keys: the last assignment wins
 // (said, since the earlier one's meaning is dropped) and += appends to an
-// earlier string or list. Each key keeps the position of its last
+// earlier string or list. Each key keeps the position of its last plain
 // assignment.
 func (d *decoder) merge(in []Setting) []Setting {
 	idx := map[string]int{}

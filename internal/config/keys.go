@@ -128,7 +128,6 @@ var ignored = map[string]string{
 	"driver_domain":       "no driver domains under KVM: the host serves every device",
 	"e820_host":           "the guest gets QEMU's memory map",
 	"altp2m":              "Xen alternate p2m: no meaning under KVM",
-	"cpu_weight_credit2":  "use cpu_weight",
 }
 
 // honoured are values of those keys that say what happens here anyway
@@ -138,6 +137,7 @@ var honoured = map[string]func(Value) bool{
 	"nestedhvm": is(0), "usb": is(0), "stdvga": is(0), "xen_platform_pci": is(0), "nographic": is(1),
 	"pci": emptyList, "irqs": emptyList, "iomem": emptyList, "dtdev": emptyList,
 	"serial": onePty, "parallel": isWord("none"), "device_model_version": isWord("qemu-xen"),
+	"tsc_mode": func(v Value) bool { return is(0)(v) || isWord("default")(v) },
 }
 
 // misspelt are keys xl does not know that stand for one it does.
