@@ -25,6 +25,7 @@ func Format(s api.DomainSpec) string {
 		w.list("vif", vifSpecs(s.Vifs))
 	}
 	formatPolicy(&w, s)
+	formatVNC(&w, s)
 	return w.String()
 }
 
