@@ -261,7 +261,7 @@ func (m *Manager) loadDefinitions(ctx context.Context) error {
 		d := &dom{def: def, rec: record{Spec: def.Spec, State: state, LastReason: reason}}
 		d.console = newConsole(m.consoleLog(name))
 		d.con.Store(d.console)
-		d.snap.Store(&api.Domain{Spec: def.Spec, State: state, Flags: Flags(state), LastReason: reason, Defined: true})
+		d.snap.Store(&api.Domain{Spec: def.Spec.Shown(), State: state, Flags: Flags(state), LastReason: reason, Defined: true})
 		m.doms[name] = d
 	}
 	return nil

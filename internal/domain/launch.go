@@ -122,7 +122,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	}
 	r.Add(func() { m.o.Ledger.Release(spec.Name) })
 	d := &dom{rec: record{Spec: spec, Accel: accel, State: api.StateDying}}
-	d.snap.Store(&api.Domain{Spec: spec, State: api.StateDying, Flags: Flags(api.StateDying)})
+	d.snap.Store(&api.Domain{Spec: spec.Shown(), State: api.StateDying, Flags: Flags(api.StateDying)})
 	m.doms[spec.Name] = d
 	r.Add(func() { m.mu.Lock(); delete(m.doms, spec.Name); m.mu.Unlock() })
 	d.mu.Lock()
