@@ -197,6 +197,9 @@ func Summary(s api.DomainSpec) []string {
 		}
 		out = append(out, fmt.Sprintf("  vif %d -> %s NIC %s, %s%s", i, v.Model, v.MAC, where, ip))
 	}
+	if s.VNC {
+		out = append(out, vncSummary(s))
+	}
 	out = append(out, fmt.Sprintf("  on_poweroff %s, on_reboot %s, on_crash %s", s.OnPoweroff, s.OnReboot, s.OnCrash))
 	return out
 }

@@ -93,3 +93,12 @@ func formatVNC(w *cfgWriter, s api.DomainSpec) {
 		w.kv("vncpasswd", quote(s.VNCPassword))
 	}
 }
+
+// vncSummary is the display's line of Summary.
+func vncSummary(s api.DomainSpec) string {
+	pw := "no password (the API token guards it)"
+	if s.VNCPassword != "" {
+		pw = "RFB password"
+	}
+	return fmt.Sprintf("  display: VGA, VNC on a unix socket (no host port), %s; `ringfence vnc %s`", pw, s.Name)
+}

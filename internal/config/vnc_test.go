@@ -59,6 +59,9 @@ func TestVNCKeys(t *testing.T) {
 			case tc.notInMsg != "" && strings.Contains(got[0], tc.notInMsg):
 				t.Fatalf("warning %q names %s, which is honoured", got[0], tc.notInMsg)
 			}
+			if sum := strings.Join(Summary(s), "\n"); strings.Contains(sum, "ringfence vnc v1") != tc.vnc {
+				t.Fatalf("summary (vnc %v):\n%s", tc.vnc, sum)
+			}
 			again, _, err := Decode("x.cfg", []byte(Format(s)))
 			if err != nil || !reflect.DeepEqual(s, again) {
 				t.Fatalf("round trip: %v\n%s", err, Format(s))
