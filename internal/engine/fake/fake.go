@@ -436,28 +436,8 @@ func (i *Instance) Die(detail string) {
 // End ends the VM with any exit.
 func (i *Instance) End(ex engine.Exit) { i.vm.end(ex) }
 
-func (i *Instance) PID() int           { return i.vm.pid }
-func (i *Instance) SerialPath() string { return i.vm.serial }
-func (i *Instance) VNCPath() string    { return i.vm.vnc }
-
-// SetVNCPassword implements engine.VNCDisplay.
-func (i *Instance) SetVNCPassword(_ context.Context, password string) error {
-	v := i.vm
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.ended {
-		return ErrGone
-	}
-	v.vncPass, v.vncPassAt = password, v.state
-	return nil
-}
-
-// VNCPassword is the VNC password set, and the VM's state when it was.
-func (i *Instance) VNCPassword() (string, engine.RunState) {
-	i.vm.mu.Lock()
-	defer i.vm.mu.Unlock()
-	return i.vm.vncPass, i.vm.vncPassAt
-}
+func (i *Instance) PID() int                 { return i.vm.pid }
+func (i *Instance) SerialPath() string       { return i.vm.serial }
 func (i *Instance) VCPUThreads() []int       { return nil }
 func (i *Instance) Wait() <-chan engine.Exit { return i.wait }
 
