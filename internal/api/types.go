@@ -62,6 +62,26 @@ type DomainSpec struct {
 	// Persistent (Ringfence key persistent = 1) makes `create` define the
 	// domain too: kept across stops, crashes and host reboots.
 	Persistent bool `json:"persistent,omitempty"`
+	// VNC (xl vnc = 1) gives the domain a display served over VNC, reached
+	// only through the daemon (GET /1.0/domains/NAME/vnc, `ringfence vnc
+	// NAME`), never on a host port. VNCPassword (xl vncpasswd, at most 8
+	// characters: RFB's DES) is the RFB password; write-only: the API
+	// shows HiddenPassword in its place.
+	VNC         bool   `json:"vnc,omitempty"`
+	VNCPassword string `json:"vncpasswd,omitempty"`
+}
+
+// HiddenPassword stands in for a set VNC password wherever the API shows
+// a spec. Given back in an update (`config edit`, or a file `config
+// export` wrote), it means "keep the password set now".
+const HiddenPassword = "********"
+
+// Shown is the spec as the API shows it: the VNC password hidden.
+func (s DomainSpec) Shown() DomainSpec {
+	if s.VNCPassword != "" {
+		s.VNCPassword = HiddenPassword
+	}
+	return s
 }
 
 // Autostart is when a defined domain starts at host boot.

@@ -529,6 +529,13 @@ func domainInfo(e *env, name string, asJSON bool) error {
 		kind = "defined (kept across stops and host reboots)"
 	}
 	row("kind", kind)
+	if d.Spec.VNC {
+		pw := "no password"
+		if d.Spec.VNCPassword != "" {
+			pw = "password set"
+		}
+		row("vnc", fmt.Sprintf("on, %s (ringfence vnc %s)", pw, d.Spec.Name))
+	}
 	if a := d.Autostart; a != nil && a.On {
 		row("autostart", fmt.Sprintf("on, order %d, delay %d s", a.Order, a.DelaySec))
 	}

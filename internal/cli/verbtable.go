@@ -91,6 +91,7 @@ func domainVerbs() []verb {
 func deviceVerbs() []verb {
 	return []verb{
 		{name: "console", group: grpDevices, summary: "attach to a domain's serial console (Ctrl-] detaches; -e sets another key)", usage: "console NAME [-e CHAR] [--no-history] [--until TEXT [--timeout SEC]]", example: "console web01 -e ^A", run: runConsole},
+		{name: "vnc", group: grpDevices, summary: "a vnc = 1 domain's display on a local port for any VNC viewer (tunnelled over the API; no port on the host)", usage: "vnc NAME [--listen ADDR]", example: "vnc web01 --listen 127.0.0.1:5901", run: runVNC},
 		{name: "vcpu-list", group: grpDevices, summary: "a domain's vCPUs: host CPU, state, time, affinity (xl vcpu-list)", usage: "vcpu-list [--json] [NAME...]", example: "vcpu-list web01", run: runVCPUList},
 		{name: "vcpu-set", group: grpDevices, summary: "hot-plug or unplug vCPUs, within maxvcpus", usage: "vcpu-set NAME N", example: "vcpu-set web01 4", run: runVCPUSet},
 		{name: "vcpu-pin", group: grpDevices, summary: "pin vCPUs to host CPUs", usage: "vcpu-pin NAME VCPU|all CPUS", example: "vcpu-pin web01 all 2-3", run: runVCPUPin},

@@ -280,6 +280,21 @@ func (c *Client) Stats(ctx context.Context) (api.Stats, error) {
 // Console opens a raw console stream: reads are guest output (history
 // first unless history is false), writes go to the guest.
 func (c *Client) Console(ctx context.Context, name string, history bool) (net.Conn, error) {
+	q := ""
+	if !history {
+		q = "?history=0"
+	}
+	return c.upgrade(ctx, name, "console"+q, "ringfence-console")
+}
+
+// VNC opens a raw stream to a domain's VNC display: RFB both ways (each
+// call a new viewer's connection).
+func (c *Client) VNC(ctx context.Context, name string) (net.Conn, error) {
+	return c.upgrade(ctx, name, "vnc", "ringfence-vnc")
+}
+
+// upgrade opens GET /domains/NAME/VERB as the raw upgrade to proto.
+func (c *Client) upgrade(ctx context.Context, name, verb, proto string) (net.Conn, error) {
 	if err := checkPath("/domains/" + name); err != nil {
 		return nil, err
 	}
@@ -287,27 +302,26 @@ func (c *Client) Console(ctx context.Context, name string, history bool) (net.Co
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the ringfence daemon at %s: %w", c.Socket, unwrapDial(err))
 	}
-	q := ""
-	if !history {
-		q = "?history=0"
-	}
 	authz := ""
 	if c.token != "" {
 		authz = "Authorization: Bearer " + c.token + "\r\n" // checked by NewRemote: no CR LF
 	}
 	// The request line is written by hand (an upgrade), so the name is
 	// escaped like every other path segment: no CR LF can reach it.
-	fmt.Fprintf(conn, "GET %s/domains/%s/console%s HTTP/1.1\r\nHost: ringfence\r\n%sConnection: Upgrade\r\nUpgrade: ringfence-console\r\n\r\n", api.Version, seg(name), q, authz)
+	fmt.Fprintf(conn, "GET %s/domains/%s/%s HTTP/1.1\r\nHost: ringfence\r\n%sConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", api.Version, seg(name), verb, authz, proto)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("opening console: %w", err)
+		return nil, fmt.Errorf("opening %s: %w", proto, err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		var e api.ErrorBody
 		json.NewDecoder(resp.Body).Decode(&e)
 		conn.Close()
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
 		return nil, &api.RemoteError{Message: strings.TrimSpace(e.Error), Class: e.Class}
 	}
 	return &bufConn{Conn: conn, r: br}, nil

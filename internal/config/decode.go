@@ -44,6 +44,7 @@ type decoder struct {
 	items map[string][]Pos
 	// given are the keys the file sets; failed those with an error.
 	given, failed map[string]bool
+	vnc           vncNotes
 	root          string
 	extra         string
 	// cmdline and hasCmd: cmdline= wins over root= and extra=.
@@ -241,6 +242,7 @@ func (d *decoder) finish() {
 		d.spec.Disks[i].Guest = spec.GuestDisk(i)
 	}
 	d.spec.Cmdline = d.mapCmdline(d.cmdline)
+	d.finishVNC()
 	switch {
 	case d.failed["name"]:
 		d.probe() // the name's error is said; check the rest

@@ -25,6 +25,7 @@ func Format(s api.DomainSpec) string {
 		w.list("vif", vifSpecs(s.Vifs))
 	}
 	formatPolicy(&w, s)
+	formatVNC(&w, s)
 	return w.String()
 }
 
@@ -198,6 +199,9 @@ func Summary(s api.DomainSpec) []string {
 			ip = ", ip " + strings.Join(v.IP, " ")
 		}
 		out = append(out, fmt.Sprintf("  vif %d -> %s NIC %s, %s%s", i, v.Model, v.MAC, where, ip))
+	}
+	if s.VNC {
+		out = append(out, vncSummary(s))
 	}
 	out = append(out, fmt.Sprintf("  on_poweroff %s, on_reboot %s, on_crash %s", s.OnPoweroff, s.OnReboot, s.OnCrash))
 	return out

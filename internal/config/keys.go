@@ -63,28 +63,30 @@ var keys = map[string]keyRule{
 		return err
 	}},
 	"vif": {"list of vif specs", decodeVifs},
+
+	// xl's VNC settings (vnc.go).
+	"vnc":        {"1 = a display served over VNC through the daemon (`ringfence vnc NAME`), never a host port", decodeVNC},
+	"vncpasswd":  {"the VNC display's password (RFB, at most 8 characters)", decodeVNCPassword},
+	"vnclisten":  vncHostKey("vnclisten"),
+	"vncdisplay": vncHostKey("vncdisplay"),
+	"vncunused":  vncHostKey("vncunused"),
+	"vncconsole": vncHostKey("vncconsole"),
 }
 
 // ignored are keys a hosting admin uses that mean nothing under Ringfence
 // (yet): accepted with a warning that says why.
 var ignored = map[string]string{
-	"serial":     "the first serial port is always ringfence's console (`ringfence console`)",
-	"vnc":        "graphics are not served yet (a later web console will); the serial console is there",
-	"vnclisten":  "graphics are not served yet",
-	"vncdisplay": "graphics are not served yet",
-	"vncunused":  "graphics are not served yet",
-	"vncpasswd":  "graphics are not served yet",
-	"vncconsole": "graphics are not served yet",
-	"sdl":        "no local display on a server",
-	"keymap":     "graphics are not served yet",
-	"vfb":        "graphics are not served yet",
-	"usb":        "no USB controller in ringfence's device model",
-	"usbdevice":  "no USB controller in ringfence's device model",
-	"pci":        "PCI passthrough is not supported yet",
-	"cpus_soft":  "only hard affinity (cpus=) is used",
-	"cpu_cap":    "this is xm's spelling, which xl ignores too: write cap = N",
-	"acpi":       "ACPI is always on (the power button is how shutdown works)",
-	"apic":       "always on", "pae": "always on", "hap": "hardware paging is KVM's default",
+	"serial":    "the first serial port is always ringfence's console (`ringfence console`)",
+	"sdl":       "no local display on a server",
+	"keymap":    "the VNC viewer sends the keys (RFB key events); no keymap is needed",
+	"vfb":       "write vnc = 1 (and vncpasswd) at the top level: the display is the same for every type",
+	"usb":       "no USB controller in ringfence's device model",
+	"usbdevice": "no USB controller in ringfence's device model",
+	"pci":       "PCI passthrough is not supported yet",
+	"cpus_soft": "only hard affinity (cpus=) is used",
+	"cpu_cap":   "this is xm's spelling, which xl ignores too: write cap = N",
+	"acpi":      "ACPI is always on (the power button is how shutdown works)",
+	"apic":      "always on", "pae": "always on", "hap": "hardware paging is KVM's default",
 	"viridian": "no Hyper-V enlightenments", "nestedhvm": "nested virtualization is not offered",
 	"device_model_version": "QEMU is always the device model", "device_model_override": "QEMU is always the device model",
 	"xen_platform_pci": "no Xen platform device under KVM", "vif2": "use vif", "tsc_mode": "KVM manages the TSC",

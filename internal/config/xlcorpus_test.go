@@ -135,8 +135,12 @@ func factOK(f xlFact, r read) bool {
 		return s.CPUs == f.want
 	case "on_poweroff", "on_reboot", "on_crash", "on_watchdog":
 		return map[string]string{"on_poweroff": s.OnPoweroff, "on_reboot": s.OnReboot, "on_crash": s.OnCrash, "on_watchdog": s.OnWatchdog}[f.key] == f.want
-	case "vnc", "vnclisten", "vncpasswd":
-		// Helper B's: graphics. Until they are served, said, not dropped.
+	case "vnc":
+		return s.VNC == (f.want == "1")
+	case "vncpasswd":
+		return s.VNCPassword == f.want
+	case "vnclisten":
+		// No host port is opened: said, not dropped (one merged line).
 		return r.warned(`"` + f.key + `"`)
 	}
 	return false

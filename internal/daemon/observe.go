@@ -36,6 +36,8 @@ var extensions = []string{
 	"operation_records", // operations outlive a restart; event seqs continue
 	"audit_filters",     // GET /audit: since_time, until, principal, domain
 	"metrics_devices",   // per-disk and per-vif series in /metrics
+	"console_websocket", // GET /domains/{name}/console: a WebSocket too
+	"vnc",               // GET /domains/{name}/vnc: vnc = 1 domains' display
 }
 
 // observeRoutes: what the API is, who changed what (the audit log), and

@@ -133,6 +133,9 @@ func (s *Server) remoteAuth(next http.Handler) http.Handler {
 // bearer is the principal of a request's token.
 func (s *Server) bearer(r *http.Request) (auth.Principal, error) {
 	h := r.Header.Values("Authorization")
+	if tok, ok := wsToken(r); ok && len(h) == 0 {
+		h = []string{"Bearer " + tok} // a browser's WebSocket (console.go)
+	}
 	switch {
 	case len(h) == 0 && r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
 		return s.tokens.AuthenticateCert(r.Context(), r.TLS.PeerCertificates[0].Raw, r.RemoteAddr)

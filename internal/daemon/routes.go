@@ -103,6 +103,7 @@ func (s *Server) domainRoutes() []route {
 			reply(w, out, err)
 		}},
 		{"GET", d + "/console", auth.DomainConsole, s.console},
+		{"GET", d + "/vnc", auth.DomainConsole, s.vnc},
 		{"POST", d + "/start", auth.DomainOperate, handle(func(r *http.Request, req api.StartRequest) (any, error) {
 			return s.mgr.Start(r.Context(), r.PathValue("name"), req.Paused)
 		})},

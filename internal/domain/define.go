@@ -146,7 +146,12 @@ func (m *Manager) Definition(name string) (api.Definition, error) {
 }
 
 func (def *definition) api() api.Definition {
-	return api.Definition{Spec: def.Spec, Pending: def.Pending, Autostart: def.Autostart, Saved: def.Saved, LastStop: def.LastStop, Created: def.Created, Updated: def.Updated}
+	var pending *api.DomainSpec
+	if def.Pending != nil {
+		p := def.Pending.Shown()
+		pending = &p
+	}
+	return api.Definition{Spec: def.Spec.Shown(), Pending: pending, Autostart: def.Autostart, Saved: def.Saved, LastStop: def.LastStop, Created: def.Created, Updated: def.Updated}
 }
 
 // UpdateDefinition replaces a defined domain's definition (`config
@@ -155,6 +160,9 @@ func (def *definition) api() api.Definition {
 func (m *Manager) UpdateDefinition(ctx context.Context, name string, spec api.DomainSpec) (api.Definition, error) {
 	if spec.Name != name {
 		return api.Definition{}, api.Errorf(api.ErrInvalid, "the file defines %q, not %q: a rename is not an update", spec.Name, name)
+	}
+	if err := m.keepHiddenPassword(name, &spec); err != nil {
+		return api.Definition{}, err
 	}
 	if _, err := m.validate(&spec); err != nil {
 		return api.Definition{}, err
@@ -253,7 +261,7 @@ func (m *Manager) loadDefinitions(ctx context.Context) error {
 		d := &dom{def: def, rec: record{Spec: def.Spec, State: state, LastReason: reason}}
 		d.console = newConsole(m.consoleLog(name))
 		d.con.Store(d.console)
-		d.snap.Store(&api.Domain{Spec: def.Spec, State: state, Flags: Flags(state), LastReason: reason, Defined: true})
+		d.snap.Store(&api.Domain{Spec: def.Spec.Shown(), State: state, Flags: Flags(state), LastReason: reason, Defined: true})
 		m.doms[name] = d
 	}
 	return nil

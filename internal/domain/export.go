@@ -404,7 +404,7 @@ func (im *importer) start(ctx context.Context) (api.Domain, error) {
 			return api.Domain{}, err
 		}
 		im.m.o.Log.Info("domain imported, not started", "name", spec.Name, "from", path, "config", im.cfg)
-		return api.Domain{Spec: spec, State: api.StateShutdown, Flags: Flags(api.StateShutdown),
+		return api.Domain{Spec: spec.Shown(), State: api.StateShutdown, Flags: Flags(api.StateShutdown),
 			LastReason: "imported, not started: `ringfence create " + im.cfg + "` starts it"}, nil
 	}
 	out, err := im.m.Create(ctx, api.CreateRequest{Spec: spec, Paused: im.req.Paused})

@@ -33,6 +33,7 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 		RunDir:  m.runDir(spec.Name),
 		LogFile: filepath.Join(m.logDir(spec.Name), "qemu.log"),
 		Boot:    spec.Boot,
+		VNC:     spec.VNC, VNCPassword: spec.VNCPassword != "",
 	}
 	switch {
 	case spec.Localtime:
@@ -77,7 +78,7 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (_ any, err
 		if err != nil {
 			return nil, api.Errorf(api.ErrInvalid, "%v", err)
 		}
-		return api.DryRun{Spec: spec, Argv: argv, OverheadMiB: m.overhead(spec, accel)}, nil
+		return api.DryRun{Spec: spec.Shown(), Argv: argv, OverheadMiB: m.overhead(spec, accel)}, nil
 	}
 	return m.create(ctx, spec, accel, startOpts{paused: req.Paused})
 }
@@ -122,7 +123,7 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 	}
 	r.Add(func() { m.o.Ledger.Release(spec.Name) })
 	d := &dom{rec: record{Spec: spec, Accel: accel, State: api.StateDying}}
-	d.snap.Store(&api.Domain{Spec: spec, State: api.StateDying, Flags: Flags(api.StateDying)})
+	d.snap.Store(&api.Domain{Spec: spec.Shown(), State: api.StateDying, Flags: Flags(api.StateDying)})
 	m.doms[spec.Name] = d
 	r.Add(func() { m.mu.Lock(); delete(m.doms, spec.Name); m.mu.Unlock() })
 	d.mu.Lock()
@@ -303,8 +304,8 @@ func (l *launcher) startVMM(ctx context.Context) error {
 	return nil
 }
 
-// configure pins vCPUs, sets the boot balloon, attaches the console and
-// loads incoming state (restore, migration).
+// configure pins vCPUs, sets the boot balloon, attaches the console,
+// sets the VNC password and loads incoming state (restore, migration).
 func (l *launcher) configure(ctx context.Context) error {
 	inst, spec := l.inst, l.spec
 	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, l.m.o.HostCPUs); err != nil {
@@ -319,6 +320,9 @@ func (l *launcher) configure(ctx context.Context) error {
 	}
 	if err := l.d.console.Connect(inst.SerialPath()); err != nil {
 		return fmt.Errorf("attaching console: %w", err)
+	}
+	if err := setVNCPassword(ctx, inst, spec); err != nil {
+		return err
 	}
 	l.so.tl.mark("console")
 	if l.so.incoming == nil {

@@ -311,7 +311,7 @@ func (m *Manager) view(d *dom) api.Domain {
 }
 
 func (m *Manager) render(d *dom) api.Domain {
-	v := api.Domain{Spec: d.rec.Spec, ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason, LastConsole: d.rec.LastConsole,
+	v := api.Domain{Spec: d.rec.Spec.Shown(), ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason, LastConsole: d.rec.LastConsole,
 		Defined: d.def != nil}
 	if d.def != nil && d.def.Autostart.On {
 		a := d.def.Autostart

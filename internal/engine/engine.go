@@ -48,6 +48,22 @@ type LaunchSpec struct {
 	RunAs string
 	// HotplugSlots spare PCIe root ports (hp0..) for hot-plug.
 	HotplugSlots int
+	// VNC gives the VM a display whose VNC server listens on a unix
+	// socket in RunDir (VNCDisplay.VNCPath), never a TCP port: the
+	// daemon proxies it. VNCPassword: a client must pass RFB's VNC
+	// authentication with the password VNCDisplay.SetVNCPassword sets
+	// (none gets in before it is set).
+	VNC         bool
+	VNCPassword bool
+}
+
+// VNCDisplay is the optional ability to serve a VM's display over VNC
+// (LaunchSpec.VNC).
+type VNCDisplay interface {
+	// VNCPath is the unix socket of the VM's VNC server.
+	VNCPath() string
+	// SetVNCPassword sets the RFB password; call it before Resume.
+	SetVNCPassword(ctx context.Context, password string) error
 }
 
 // Disk is a prepared block device.

@@ -45,6 +45,9 @@ func Normalize(s *api.DomainSpec) error {
 	if err := checkFields(s); err != nil {
 		return err
 	}
+	if err := checkVNC(s); err != nil {
+		return err
+	}
 	// The steps run in this order so a spec with several faults reports
 	// the same one first as it always has.
 	defaultType(s)

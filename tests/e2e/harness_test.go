@@ -351,7 +351,13 @@ func (e *Env) Console(name string) *Console {
 	if err != nil {
 		e.t.Fatalf("console %s: %v", name, err)
 	}
-	c := &Console{t: e.t, conn: conn}
+	return watchConsole(e.t, conn)
+}
+
+// watchConsole accumulates what a console stream (the raw upgrade, or a
+// WebSocket as a net.Conn) brings; it is closed when the test ends.
+func watchConsole(t *testing.T, conn net.Conn) *Console {
+	c := &Console{t: t, conn: conn}
 	go func() {
 		b := make([]byte, 4096)
 		for {
@@ -364,7 +370,7 @@ func (e *Env) Console(name string) *Console {
 			}
 		}
 	}()
-	e.t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { conn.Close() })
 	return c
 }
 

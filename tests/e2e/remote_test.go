@@ -29,13 +29,19 @@ type remoteCLI struct {
 
 func (r remoteCLI) run(args ...string) Result {
 	r.t.Helper()
+	return runCLI(r.t, []string{"nsenter", "--net=/run/netns/" + r.e.Netns}, r.env(), args...)
+}
+
+// env is the CLI's environment: its own remotes file, no RINGFENCE_*
+// of the test's.
+func (r remoteCLI) env() []string {
 	env := []string{"RINGFENCE_CONFIG=" + r.cfg}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "RINGFENCE_") {
 			env = append(env, kv)
 		}
 	}
-	return runCLI(r.t, []string{"nsenter", "--net=/run/netns/" + r.e.Netns}, env, args...)
+	return env
 }
 
 func (r remoteCLI) must(args ...string) string {

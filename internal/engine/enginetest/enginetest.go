@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -64,6 +65,7 @@ func Run(t *testing.T, setup func(t *testing.T) Setup) {
 		{"Attach", testAttach},
 		{"Balloon", testBalloon},
 		{"Overhead", testOverhead},
+		{"VNC", testVNC},
 		{"Migrate", testMigrate},
 	}
 	for _, tc := range tests {
@@ -341,6 +343,36 @@ func testOverhead(t *testing.T, s Setup) {
 	if oe.OverheadModel(spec.Accel) == "" {
 		t.Error("OverheadModel is empty")
 	}
+}
+
+// testVNC: a VM with a VNC display serves it on its unix socket (RFB's
+// version line first), takes its password before it runs, and still
+// runs afterwards.
+func testVNC(t *testing.T, s Setup) {
+	spec := s.Spec(t)
+	spec.VNC, spec.VNCPassword = true, true
+	inst := start(t, s, spec)
+	vd, ok := inst.(engine.VNCDisplay)
+	if !ok {
+		t.Skip("not an engine.VNCDisplay")
+	}
+	if err := vd.SetVNCPassword(ctxFor(t), "s3cret"); err != nil {
+		t.Fatalf("SetVNCPassword: %v", err)
+	}
+	if err := inst.Resume(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", vd.VNCPath())
+	if err != nil {
+		t.Fatalf("VNC socket %q: %v", vd.VNCPath(), err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	greeting := make([]byte, 12)
+	if _, err := io.ReadFull(c, greeting); err != nil || string(greeting) != "RFB 003.008\n" {
+		t.Fatalf("VNC greeting %q, %v; want RFB 003.008", greeting, err)
+	}
+	wantStatus(t, inst, engine.RunRunning)
 }
 
 func testMigrate(t *testing.T, s Setup) {

@@ -8,7 +8,9 @@
 // Its PIDs are made-up numbers and it reports no vCPU threads: nothing
 // of a fake VM is a host process. Its serial port is a real unix socket
 // (at RunDir/serial.sock), so a console can attach and read what a test
-// makes the guest print (Instance.Print).
+// makes the guest print (Instance.Print). A VM with LaunchSpec.VNC has a
+// VNC socket too (RunDir/vnc.sock) that greets every client with RFB's
+// version line, as QEMU's does.
 package fake
 
 import (
@@ -36,6 +38,7 @@ var (
 	_ engine.Instance    = (*Instance)(nil)
 	_ engine.Migratable  = (*Instance)(nil)
 	_ engine.Relocatable = (*Instance)(nil)
+	_ engine.VNCDisplay  = (*Instance)(nil)
 )
 
 // Op names an instance operation a test can make fail (Instance.Fail).
@@ -237,6 +240,13 @@ type vm struct {
 	pid    int
 	serial string
 	ln     net.Listener
+	// vnc and vncLn are the VNC socket (LaunchSpec.VNC); vncPass is the
+	// password set and vncPassAt the VM's state when it was set.
+	vnc       string
+	vncLn     net.Listener
+	vncConns  []net.Conn
+	vncPass   string
+	vncPassAt engine.RunState
 
 	mu       sync.Mutex
 	state    engine.RunState
@@ -250,23 +260,40 @@ type vm struct {
 	migrated bool
 }
 
-// listen opens the serial socket: RunDir/serial.sock, or a short temporary
-// path when that is too long for a unix socket.
+// listen opens the serial socket, and the VNC socket of a VM with VNC.
 func (v *vm) listen() error {
-	p := filepath.Join(v.spec.RunDir, "serial.sock")
-	if v.spec.RunDir == "" || len(p) > 100 {
-		dir, err := os.MkdirTemp("", "fakevm")
-		if err != nil {
-			return err
-		}
-		p = filepath.Join(dir, "serial.sock")
-	}
-	os.Remove(p)
-	ln, err := net.Listen("unix", p)
+	p, ln, err := v.listenUnix("serial.sock", "", &v.conns)
 	if err != nil {
 		return fmt.Errorf("fake serial port: %w", err)
 	}
 	v.serial, v.ln = p, ln
+	if !v.spec.VNC {
+		return nil
+	}
+	if v.vnc, v.vncLn, err = v.listenUnix("vnc.sock", "RFB 003.008\n", &v.vncConns); err != nil {
+		ln.Close()
+		return fmt.Errorf("fake VNC server: %w", err)
+	}
+	return nil
+}
+
+// listenUnix listens on RunDir/file, or a short temporary path when that
+// is too long for a unix socket; each client gets greeting, and what it
+// sends goes nowhere. Its connections are kept in conns (guarded by mu).
+func (v *vm) listenUnix(file, greeting string, conns *[]net.Conn) (string, net.Listener, error) {
+	p := filepath.Join(v.spec.RunDir, file)
+	if v.spec.RunDir == "" || len(p) > 100 {
+		dir, err := os.MkdirTemp("", "fakevm")
+		if err != nil {
+			return "", nil, err
+		}
+		p = filepath.Join(dir, file)
+	}
+	os.Remove(p)
+	ln, err := net.Listen("unix", p)
+	if err != nil {
+		return "", nil, err
+	}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -277,13 +304,14 @@ func (v *vm) listen() error {
 			if v.ended {
 				c.Close()
 			} else {
-				v.conns = append(v.conns, c)
+				*conns = append(*conns, c)
 			}
 			v.mu.Unlock()
-			go io.Copy(io.Discard, c) // what is typed goes nowhere
+			io.WriteString(c, greeting)
+			go io.Copy(io.Discard, c)
 		}
 	}()
-	return nil
+	return p, ln, nil
 }
 
 func (v *vm) isEnded() bool {
@@ -315,10 +343,14 @@ func (v *vm) end(ex engine.Exit) bool {
 		return false
 	}
 	v.ended, v.exit, v.state = true, ex, engine.RunOther
-	hs, conns := v.handles, v.conns
-	v.handles, v.conns = nil, nil
+	hs, conns := v.handles, append(v.conns, v.vncConns...)
+	v.handles, v.conns, v.vncConns = nil, nil, nil
 	v.mu.Unlock()
 	v.ln.Close()
+	if v.vncLn != nil {
+		v.vncLn.Close()
+		os.Remove(v.vnc)
+	}
 	for _, c := range conns {
 		c.Close()
 	}
@@ -410,13 +442,15 @@ func (i *Instance) VCPUThreads() []int       { return nil }
 func (i *Instance) Wait() <-chan engine.Exit { return i.wait }
 
 // Relocated implements engine.Relocatable: the VM is renamed with its
-// run dir (its serial socket moved with the directory).
+// run dir (its serial and VNC sockets moved with the directory).
 func (i *Instance) Relocated(runDir, _ string) {
 	v := i.vm
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if rel, err := filepath.Rel(v.spec.RunDir, v.serial); err == nil && !strings.HasPrefix(rel, "..") {
-		v.serial = filepath.Join(runDir, rel)
+	for _, p := range []*string{&v.serial, &v.vnc} {
+		if rel, err := filepath.Rel(v.spec.RunDir, *p); *p != "" && err == nil && !strings.HasPrefix(rel, "..") {
+			*p = filepath.Join(runDir, rel)
+		}
 	}
 	v.spec.RunDir = runDir
 	v.spec.Name = filepath.Base(runDir)

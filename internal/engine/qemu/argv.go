@@ -52,6 +52,7 @@ func opt(flag string, kv ...string) option {
 // Paths of the per-domain runtime files inside RunDir.
 func qmpPath(run string) string    { return filepath.Join(run, "qmp.sock") }
 func serialPath(run string) string { return filepath.Join(run, "serial.sock") }
+func vncPath(run string) string    { return filepath.Join(run, "vnc.sock") }
 func pidPath(run string) string    { return filepath.Join(run, "qemu.pid") }
 func logPath(run string) string    { return filepath.Join(run, "qemu.log") }
 
@@ -72,6 +73,7 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	o = append(o, controlOpts(s)...)
 	o = append(o, sandboxOpts(s)...)
 	o = append(o, bootOpts(s)...)
+	o = append(o, displayOpts(s)...)
 	o = append(o, hotplugPortOpts(s)...)
 	disks, err := diskOpts(s, fds)
 	if err != nil {
@@ -194,6 +196,22 @@ func bootOpts(s engine.LaunchSpec) []option {
 		o = append(o, opt("-rtc", "base", s.RTCBase))
 	}
 	return o
+}
+
+// displayOpts: with VNC, a standard VGA card and QEMU's VNC server on a
+// unix socket in the run dir (created before QEMU drops to its own user,
+// so only the daemon, root, connects; no TCP port is ever opened).
+// Viewers share the display: one asking for it alone (RFB's shared flag
+// 0) does not disconnect the others.
+func displayOpts(s engine.LaunchSpec) []option {
+	if !s.VNC {
+		return nil
+	}
+	vnc := []string{"", "unix:" + vncPath(s.RunDir), "share", "force-shared"}
+	if s.VNCPassword {
+		vnc = append(vnc, "password", "on")
+	}
+	return []option{opt("-device", "", "VGA", "id", "video0"), opt("-vnc", vnc...)}
 }
 
 // hotplugPortOpts: spare PCIe root ports: q35's root bus cannot hot-plug,

@@ -20,7 +20,15 @@ func TestArgv(t *testing.T) {
 			"-machine q35 -accel tcg,tb-size=64", "-m size=256M", "-smp cpus=2,maxcpus=4", "-no-reboot", "-S",
 			"-chardev socket,id=qmp,path=/run/rf/web01/qmp.sock,server=on,wait=off",
 			"-serial chardev:serial0", "-sandbox on,",
-			"-kernel /k", "-initrd /i", "-append root=/dev/vda console=ttyS0,115200"}, []string{"-cpu host", "-boot"}},
+			"-kernel /k", "-initrd /i", "-append root=/dev/vda console=ttyS0,115200"}, []string{"-cpu host", "-boot", "-vnc", "VGA"}},
+		// VNC: a unix socket in the run dir, never a TCP port; the
+		// password is set over QMP, never on the command line.
+		{"vnc", func(s *engine.LaunchSpec) { s.VNC = true }, []string{"-display none",
+			"-device VGA,id=video0", "-vnc unix:/run/rf/web01/vnc.sock,share=force-shared"}, []string{"password", "0.0.0.0", "127.0.0.1", ":59"}},
+		{"vnc with password", func(s *engine.LaunchSpec) { s.VNC, s.VNCPassword = true, true }, []string{
+			"-vnc unix:/run/rf/web01/vnc.sock,share=force-shared,password=on"}, nil},
+		{"vnc socket path with a comma", func(s *engine.LaunchSpec) { s.VNC, s.RunDir = true, "/run/a,b" }, []string{
+			"-vnc unix:/run/a,,b/vnc.sock,share"}, nil},
 		{"kvm uses host cpu", func(s *engine.LaunchSpec) { s.Accel = "kvm" }, []string{"-accel kvm", "-cpu host"}, nil},
 		{"firmware boot", func(s *engine.LaunchSpec) {
 			s.Kernel, s.Initrd, s.Cmdline = "", "", ""
@@ -87,6 +95,9 @@ func TestOverheadModel(t *testing.T) {
 	big := e.OverheadMiB(engine.LaunchSpec{Accel: "tcg", MemoryMiB: 512, VCPUs: 2, MaxVCPUs: 2})
 	if small != tcgFixedMiB+32+8+4 || big != tcgFixedMiB+128+16+16 {
 		t.Fatalf("model: 128 MiB/1 vCPU %d, 512 MiB/2 vCPUs %d", small, big)
+	}
+	if vnc := e.OverheadMiB(engine.LaunchSpec{Accel: "tcg", MemoryMiB: 128, VCPUs: 1, VNC: true}); vnc != small+displayMiB {
+		t.Fatalf("a VNC display is counted: %d, want %d", vnc, small+displayMiB)
 	}
 	if kvm := e.OverheadMiB(engine.LaunchSpec{Accel: "kvm", MemoryMiB: 512, VCPUs: 2}); kvm >= big {
 		t.Fatalf("KVM needs no translation buffer: %d", kvm)

@@ -35,6 +35,12 @@ const (
 	perVCPUMiB    = 8
 	ramDivisorTCG = 32 // + guest RAM / 32 under TCG
 	ramDivisorKVM = 64
+	// displayMiB is a VNC display's (LaunchSpec.VNC): the VGA card's 16
+	// MiB of video memory and the VNC server's copy of the screen, each
+	// filled only as far as the guest's mode needs (1.3 MiB more than
+	// no display at 720x400 text mode here), plus encoder buffers: the
+	// figure covers the largest mode 16 MiB holds.
+	displayMiB = 40
 )
 
 // OverheadMiB implements engine.OverheadEstimator.
@@ -43,16 +49,20 @@ func (e *Engine) OverheadMiB(s engine.LaunchSpec) int {
 	if vcpus < s.VCPUs {
 		vcpus = s.VCPUs
 	}
-	if s.Accel == "kvm" {
-		return kvmFixedMiB + perVCPUMiB*vcpus + s.MemoryMiB/ramDivisorKVM
+	display := 0
+	if s.VNC {
+		display = displayMiB
 	}
-	return tcgFixedMiB + TCGBufferFor(s.MemoryMiB) + perVCPUMiB*vcpus + s.MemoryMiB/ramDivisorTCG
+	if s.Accel == "kvm" {
+		return kvmFixedMiB + perVCPUMiB*vcpus + s.MemoryMiB/ramDivisorKVM + display
+	}
+	return tcgFixedMiB + TCGBufferFor(s.MemoryMiB) + perVCPUMiB*vcpus + s.MemoryMiB/ramDivisorTCG + display
 }
 
 // OverheadModel implements engine.OverheadEstimator.
 func (e *Engine) OverheadModel(accel string) string {
 	if accel == "kvm" {
-		return fmt.Sprintf("%d MiB + %d MiB per vCPU + guest RAM/%d (measured on TCG hosts; KVM figure documented, not yet measured here)", kvmFixedMiB, perVCPUMiB, ramDivisorKVM)
+		return fmt.Sprintf("%d MiB + %d MiB per vCPU + guest RAM/%d (+ %d MiB with VNC; measured on TCG hosts; KVM figure documented, not yet measured here)", kvmFixedMiB, perVCPUMiB, ramDivisorKVM, displayMiB)
 	}
-	return fmt.Sprintf("%d MiB + translation buffer (tb-size: guest RAM/4, %d..%d MiB) + %d MiB per vCPU + guest RAM/%d", tcgFixedMiB, TCGBufferMinMiB, TCGBufferMiB, perVCPUMiB, ramDivisorTCG)
+	return fmt.Sprintf("%d MiB + translation buffer (tb-size: guest RAM/4, %d..%d MiB) + %d MiB per vCPU + guest RAM/%d (+ %d MiB with VNC)", tcgFixedMiB, TCGBufferMinMiB, TCGBufferMiB, perVCPUMiB, ramDivisorTCG, displayMiB)
 }

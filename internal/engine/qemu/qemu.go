@@ -43,6 +43,7 @@ var (
 	_ engine.InternalSnapshotter = (*instance)(nil)
 	_ engine.DiskBackup          = (*instance)(nil)
 	_ engine.BlockHotplug        = (*instance)(nil)
+	_ engine.VNCDisplay          = (*instance)(nil)
 )
 
 // Engine launches QEMU.
@@ -379,6 +380,7 @@ func (i *instance) watch() {
 
 func (i *instance) PID() int           { return i.st.PID }
 func (i *instance) SerialPath() string { return serialPath(i.st.RunDir) }
+func (i *instance) VNCPath() string    { return vncPath(i.st.RunDir) }
 func (i *instance) VCPUThreads() []int {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -454,6 +456,13 @@ func (i *instance) Kill() error {
 		return nil
 	}
 	return err
+}
+
+// SetVNCPassword sets the password of a VNC server started with
+// password=on (over QMP: it never appears on QEMU's command line, which
+// every host user can read).
+func (i *instance) SetVNCPassword(ctx context.Context, password string) error {
+	return i.mon.Execute(ctx, "set_password", map[string]any{"protocol": "vnc", "password": password}, nil)
 }
 
 func (i *instance) SetBalloon(ctx context.Context, bytes int64) error {
