@@ -87,7 +87,11 @@ func (s *Server) exportDownload(w http.ResponseWriter, r *http.Request) {
 // with the progress stream of POST /import.
 func (s *Server) importUpload(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	req := api.ImportRequest{Dir: q.Get("dir"), Name: q.Get("name"), NoStart: q.Get("no_start") == "1", Paused: q.Get("paused") == "1"}
+	req := api.ImportRequest{Dir: q.Get("dir"), Name: q.Get("name"), NoStart: q.Get("no_start") == "1", Paused: q.Get("paused") == "1", Tenant: q.Get("tenant")}
+	if err := s.checkImport(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
 	path, err := s.scratchArchive("upload")
 	if err != nil {
 		reply(w, nil, err)
@@ -120,7 +124,7 @@ func (s *Server) importUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Path = path
 	// Once started, the operation removes the upload when it ends.
-	started = s.startOp(w, r, "import", req.Name, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+	started = s.startOp(w, r, "import", req.Name, req.Tenant, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 		defer os.Remove(path)
 		return s.mgr.Import(ctx, req, progress)
 	})

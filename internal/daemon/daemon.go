@@ -28,6 +28,7 @@ import (
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/tenants"
 	"github.com/ringfence/ringfence/internal/tokens"
 )
 
@@ -112,6 +113,8 @@ type Server struct {
 	tokens  *tokens.Manager
 	ops     *operations.Registry
 	bus     *events.Bus // the event stream (GET /1.0/events)
+	tenants *tenants.Manager
+	owners  owners // who owns what a path names (the tenants' gate)
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.

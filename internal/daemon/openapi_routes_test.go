@@ -34,7 +34,7 @@ var routeDocs = map[string]routeDoc{
 
 	// The host.
 	"GET /host":                      {"The host: CPUs, memory, accelerator, QEMU, the ledger", nil, api.HostInfo{}, asJSON, ""},
-	"GET /stats":                     {"Every running domain's figures (top)", nil, api.Stats{}, asJSON, ""},
+	"GET /stats":                     {"Every running domain's figures (top): a tenant's own, with its quota as the memory", nil, api.Stats{}, asJSON, ""},
 	"POST /host/shutdown":            {"End (or save) every domain before the host goes down", api.HostShutdownRequest{}, api.HostShutdownResult{}, asJSON, ""},
 	"GET /host/log":                  {"The daemon's recent log", nil, nil, asText, ""},
 	"POST /host/trust":               {"Make this host a trust authority (or an offline copy)", api.TrustRequest{}, api.PeerStatus{}, asJSON, ""},
@@ -95,7 +95,7 @@ var routeDocs = map[string]routeDoc{
 	"DELETE /domains/{name}/snapshots/{snap}":      {"Delete a snapshot", nil, empty{}, asJSON, ""},
 	"POST /domains/{name}/export":                  {"Write the domain to an archive on the host: 202 and the Operation", api.ExportRequest{}, api.Operation{}, asJSON, ""},
 	"GET /domains/{name}/export/archive":           {"The domain's archive as the body (for remote clients)", nil, nil, asText, ""},
-	"POST /import/archive":                         {"A domain from the archive in the body: 202 and the Operation", nil, api.Operation{}, asJSON, "dir,name,no_start,paused"},
+	"POST /import/archive":                         {"A domain from the archive in the body: 202 and the Operation", nil, api.Operation{}, asJSON, "dir,name,no_start,paused,tenant"},
 	"POST /import":                                 {"A domain from an archive on the host: 202 and the Operation", api.ImportRequest{}, api.Operation{}, asJSON, ""},
 	"POST /domains/{name}/migrate":                 {"Live-migrate the domain: 202 and the Operation (progress carries the migration figures)", api.MigrateRequest{}, api.Operation{}, asJSON, ""},
 	"POST /domains/{name}/migrate-cancel":          {"Cancel the domain's outgoing migration", nil, api.Domain{}, asJSON, ""},
@@ -108,6 +108,13 @@ var routeDocs = map[string]routeDoc{
 	"POST /pools/{pool}/volumes":         {"Create a volume (from: a thin clone of a template)", api.VolumeRequest{}, api.Volume{}, asJSON, ""},
 	"PUT /pools/{pool}/volumes/{vol}":    {"Resize a volume", api.VolumeRequest{}, api.Volume{}, asJSON, ""},
 	"DELETE /pools/{pool}/volumes/{vol}": {"Delete a volume", nil, empty{}, asJSON, ""},
+
+	// Tenants.
+	"GET /tenants":             {"The tenants with quota and usage (a tenant's principal: its own)", nil, []api.Tenant{}, asJSON, ""},
+	"POST /tenants":            {"Create a tenant: its memory and vCPUs reserved in the ledger", api.TenantRequest{}, api.Tenant{}, asJSON, ""},
+	"GET /tenants/{tenant}":    {"A tenant with its quota and usage", nil, api.Tenant{}, asJSON, ""},
+	"PUT /tenants/{tenant}":    {"Change a tenant's quota (not below what it uses)", api.TenantUpdate{}, api.Tenant{}, asJSON, ""},
+	"DELETE /tenants/{tenant}": {"Delete a tenant that owns nothing", nil, empty{}, asJSON, ""},
 
 	// Managed networks.
 	"GET /networks":                  {"The managed networks", nil, []api.Network{}, asJSON, ""},

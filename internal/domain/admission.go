@@ -18,18 +18,19 @@ import (
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
-// validate checks everything about a spec that can be checked without
-// changing the host: files exist and have the right type and the disk
-// policy allows them, bridges exist.
-func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
-	return m.validateExcept(spec, nil, false)
+// validate checks everything about a spec of a domain of tenant ("" =
+// the host) that can be checked without changing the host: the tenant
+// may use its files and bridges, files exist and have the right type and
+// the disk policy allows them, bridges exist.
+func (m *Manager) validate(spec *api.DomainSpec, tenant string) (string, error) {
+	return m.validateExcept(spec, tenant, nil, false)
 }
 
 // validateExcept is validate, without the file checks of the disks in
 // skip (by guest name): an incoming migration creates those itself; and
 // with incoming, without testing the images' locks (on shared storage the
 // source holds them until the handover).
-func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, incoming bool) (string, error) {
+func (m *Manager) validateExcept(spec *api.DomainSpec, tenant string, skip map[string]bool, incoming bool) (string, error) {
 	if err := domspec.Normalize(spec); err != nil {
 		return "", api.Errorf(api.ErrInvalid, "%v", err)
 	}
@@ -49,6 +50,11 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		from = storage.FromPeer
 	}
 	check := func(what, p string, use storage.Use, format string) error {
+		// The tenant's rule first: a tenant learns nothing of a path it
+		// may not use, not even whether it exists.
+		if err := m.tenantFile(tenant, what, p, use == storage.UseDisk); err != nil {
+			return err
+		}
 		fi, err := os.Stat(p)
 		if err != nil {
 			return api.Errorf(api.ErrInvalid, "%s %s: %v; fix the path in the domain file", what, p, errors.Unwrap(err))
@@ -83,7 +89,15 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		}
 	}
 	for _, d := range spec.Disks {
-		if d.Target == "" && d.CDROM || skip[d.Guest] {
+		if d.Target == "" && d.CDROM {
+			continue
+		}
+		if skip[d.Guest] {
+			// Made by the caller (a migration's copy): only the
+			// tenant's rule applies to where.
+			if err := m.tenantFile(tenant, "disk "+d.VDev, d.Target, true); err != nil {
+				return "", err
+			}
 			continue
 		}
 		use := storage.UseDisk
@@ -98,7 +112,7 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		return "", api.Errorf(api.ErrInvalid, "cpus: %v", err)
 	}
 	for i, v := range spec.Vifs {
-		if err := m.checkVif(v); err != nil {
+		if err := m.checkVif(tenant, v); err != nil {
 			return "", api.Errorf(api.ErrCode(err, api.ErrInvalid), "vif %d: %v", i, err)
 		}
 	}
@@ -214,7 +228,7 @@ func (m *Manager) DiskUsers(path string) []string {
 // holds m.mu.
 // The ledger holds maxmem (the balloon may grow back to it at any time) and
 // maxvcpus, so whatever mem-set or vcpu changes later ask is already paid.
-func (m *Manager) admit(spec api.DomainSpec, accel string) error {
+func (m *Manager) admit(spec api.DomainSpec, tenant, accel string) error {
 	if err := m.unaccountedErr(); err != nil {
 		return err
 	}
@@ -224,7 +238,22 @@ func (m *Manager) admit(spec api.DomainSpec, accel string) error {
 		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead) but the host has only %d MiB available; lower memory/maxmem",
 			spec.Name, memMiB+over, memMiB, over, hm.AvailableMiB)
 	}
-	return m.o.Ledger.Reserve(spec.Name, memMiB, over, spec.MaxVCPUs)
+	return m.o.Ledger.Reserve(m.ledgerEntry(spec, tenant, accel))
+}
+
+// ledgerEntry is what a domain holds in the ledger: maxmem, QEMU's
+// overhead, maxvcpus, drawn from its tenant's reservation.
+func (m *Manager) ledgerEntry(spec api.DomainSpec, tenant, accel string) api.LedgerEntry {
+	return api.LedgerEntry{Domain: spec.Name, Tenant: tenant, MemoryMiB: spec.MaxMemMiB, OverheadMiB: m.overhead(spec, accel), VCPUs: spec.MaxVCPUs}
+}
+
+// tenantFile applies the tenants' rule to a file a domain of tenant is
+// to use (write: not read-only).
+func (m *Manager) tenantFile(tenant, what, path string, write bool) error {
+	if m.o.Tenancy == nil {
+		return nil
+	}
+	return m.o.Tenancy.CheckFile(tenant, what, path, write)
 }
 
 // allocUID picks the QEMU uid for d's next incarnation: the lowest in the

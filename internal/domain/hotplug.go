@@ -55,10 +55,21 @@ func (m *Manager) checkImage(what, p string, use storage.Use, format string) err
 	return m.o.Policy.CheckImage(storage.Local, use, p, format)
 }
 
+// ownerMayUse applies the tenants' rule for domain name's owner to a
+// file it is to get, before the file is looked at: a tenant learns
+// nothing of a path it may not use, not even whether it exists.
+func (m *Manager) ownerMayUse(name, what, path string, write bool) error {
+	tenant, err := m.Owner(name)
+	if err != nil {
+		return err
+	}
+	return m.tenantFile(tenant, what, path, write)
+}
+
 // BlockAttach adds a disk (an xl disk spec) to a running domain, on a
 // spare root port; the guest sees a new /dev/vdX.
 func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (_ api.Disk, err error) {
-	defer m.after(ctx, name, api.EvDeviceAdded, "disk "+spec, &err)
+	defer m.after(m.about(ctx, name), api.EvDeviceAdded, "disk "+spec, &err)
 	dk, _, err := domspec.ParseDisk(spec)
 	if err != nil {
 		return dk, api.Errorf(api.ErrInvalid, "disk spec %q: %v", spec, err)
@@ -75,6 +86,9 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (_ api.Dis
 	use := storage.UseDisk
 	if dk.Access == "ro" {
 		use = storage.UseDiskRO
+	}
+	if err := m.ownerMayUse(name, "disk "+dk.VDev, dk.Target, use == storage.UseDisk); err != nil {
+		return dk, err
 	}
 	if err := m.checkImage("disk "+dk.VDev, dk.Target, use, dk.Format); err != nil {
 		return dk, err
@@ -133,7 +147,7 @@ func findDisk(spec api.DomainSpec, vdev string) int {
 
 // BlockDetach removes a hot-plugged disk from a running domain.
 func (m *Manager) BlockDetach(ctx context.Context, name, vdev string) (err error) {
-	defer m.after(ctx, name, api.EvDeviceRemoved, "disk "+vdev, &err)
+	defer m.after(m.about(ctx, name), api.EvDeviceRemoved, "disk "+vdev, &err)
 	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return err
@@ -185,8 +199,11 @@ func (m *Manager) BlockList(ctx context.Context, name string) ([]api.BlockDevice
 // CDChange puts path into CD-ROM drive vdev of a running domain, or
 // ejects its medium when path is "" (xl cd-insert / cd-eject).
 func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) (err error) {
-	defer m.after(ctx, name, api.EvMediaChanged, vdev+" "+cmp.Or(path, "ejected"), &err)
+	defer m.after(m.about(ctx, name), api.EvMediaChanged, vdev+" "+cmp.Or(path, "ejected"), &err)
 	if path != "" {
+		if err := m.ownerMayUse(name, "medium", path, false); err != nil {
+			return err
+		}
 		if err := m.checkImage("medium", path, storage.UseDiskRO, "raw"); err != nil {
 			return err
 		}
@@ -275,7 +292,7 @@ func (m *Manager) vifsInUse(name string, vifs []api.Vif) error {
 // NetworkAttach adds a vif (an xl vif spec) to a running domain: a new
 // tap on the bridge, a NIC on a spare root port (xl network-attach).
 func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (_ api.Vif, err error) {
-	defer m.after(ctx, name, api.EvDeviceAdded, "vif "+spec, &err)
+	defer m.after(m.about(ctx, name), api.EvDeviceAdded, "vif "+spec, &err)
 	v, err := domspec.ParseVif(spec)
 	if err != nil {
 		return v, api.Errorf(api.ErrInvalid, "vif spec %q: %v", spec, err)
@@ -292,7 +309,7 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (_ api.V
 	if v.MAC == "" {
 		v.MAC = domspec.GenerateMAC(name, idx)
 	}
-	if err := m.checkVif(v); err != nil {
+	if err := m.checkVif(d.tenant, v); err != nil {
 		return v, api.Errorf(api.ErrCode(err, api.ErrInvalid), "%v", err)
 	}
 	for _, x := range d.rec.Spec.Vifs {
@@ -362,7 +379,7 @@ func findVif(spec api.DomainSpec, dev string) int {
 
 // NetworkDetach removes a vif attached while the domain runs, and its tap.
 func (m *Manager) NetworkDetach(ctx context.Context, name, dev string) (err error) {
-	defer m.after(ctx, name, api.EvDeviceRemoved, "vif "+dev, &err)
+	defer m.after(m.about(ctx, name), api.EvDeviceRemoved, "vif "+dev, &err)
 	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return err

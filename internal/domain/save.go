@@ -35,12 +35,14 @@ type saveHeader struct {
 	Accel   string         `json:"accel"`
 	SavedAt time.Time      `json:"saved_at"`
 	Host    string         `json:"host"`
+	// Tenant owned the domain ("" = the host): a restore keeps it.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Save writes a domain's state to path. Without checkpoint the domain is
 // gone afterwards (xl save); with it, it keeps running (xl save -c).
 func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) (err error) {
-	defer m.after(ctx, name, api.EvSaved, path, &err)
+	defer m.after(m.about(ctx, name), api.EvSaved, path, &err)
 	if !filepath.IsAbs(path) {
 		return api.Errorf(api.ErrInvalid, "save file %q must be an absolute path", path)
 	}
@@ -54,7 +56,7 @@ func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) 
 		d.mu.Unlock()
 		return api.Errorf(api.ErrUnavailable, "this engine cannot save domains")
 	}
-	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: time.Now().UTC()}
+	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: time.Now().UTC(), Tenant: d.tenant}
 	hdr.Host, _ = os.Hostname()
 	err = m.writeSave(ctx, path, hdr, mig)
 	if err != nil {
@@ -176,14 +178,19 @@ func readSave(path string) (saveHeader, int64, int64, error) {
 	return hdr, start, end, nil
 }
 
-// Restore starts a domain from a save file; paused leaves it paused.
-func (m *Manager) Restore(ctx context.Context, path string, paused bool) (_ api.Domain, err error) {
+// Restore starts a domain from a save file; paused leaves it paused. The
+// domain keeps the tenant it had when saved; tenant, when set, is the
+// only one the caller may restore (a tenant's principal).
+func (m *Manager) Restore(ctx context.Context, path string, paused bool, tenant string) (_ api.Domain, err error) {
 	hdr, _, _, err := readSave(path)
 	if err != nil {
 		return api.Domain{}, err
 	}
+	if tenant != "" && hdr.Tenant != tenant {
+		return api.Domain{}, api.Errorf(api.ErrInvalid, "%s holds a domain that is not tenant %s's: a tenant restores only its own domains", path, tenant)
+	}
 	spec := hdr.Spec
-	accel, err := m.validate(&spec)
+	accel, err := m.validate(&spec, hdr.Tenant)
 	if err != nil {
 		return api.Domain{}, err
 	}
@@ -192,8 +199,8 @@ func (m *Manager) Restore(ctx context.Context, path string, paused bool) (_ api.
 		return api.Domain{}, err
 	}
 	defer closeFile()
-	defer m.after(ctx, spec.Name, api.EvRestored, path, &err)
-	return m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming, kind: kindRestore})
+	defer m.after(m.about(ctx, spec.Name), api.EvRestored, path, &err)
+	return m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming, kind: kindRestore, tenant: hdr.Tenant})
 }
 
 // saveLoader checks a save file (whole: magic, header, length, checksum)

@@ -69,7 +69,7 @@ func TestRecoverRunDirsWithoutRecords(t *testing.T) {
 				t.Fatalf("run dir kept=%v, want %v", err == nil, tc.wantDir)
 			}
 			m.mu.Lock()
-			err = m.admit(api.DomainSpec{Name: "next", MaxMemMiB: 64, MaxVCPUs: 1}, "tcg")
+			err = m.admit(api.DomainSpec{Name: "next", MaxMemMiB: 64, MaxVCPUs: 1}, "", "tcg")
 			m.mu.Unlock()
 			if (err == nil) != tc.wantAdmit {
 				t.Fatalf("admission err=%v, want admitted=%v", err, tc.wantAdmit)
@@ -78,7 +78,7 @@ func TestRecoverRunDirsWithoutRecords(t *testing.T) {
 				proc.Process.Kill()
 				procfs.WaitGone([]int{proc.Process.Pid}, 2*time.Second)
 				m.mu.Lock()
-				err = m.admit(api.DomainSpec{Name: "next2", MaxMemMiB: 64, MaxVCPUs: 1}, "tcg")
+				err = m.admit(api.DomainSpec{Name: "next2", MaxMemMiB: 64, MaxVCPUs: 1}, "", "tcg")
 				m.mu.Unlock()
 				if err != nil {
 					t.Fatalf("still refused once the stray QEMU is gone: %v", err)
