@@ -38,7 +38,7 @@ func BenchmarkRefusal200(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := l.Reserve(api.LedgerEntry{Domain: "new", MemoryMiB: 1<<20, OverheadMiB: 144, VCPUs: 1}); err == nil {
+		if err := l.Reserve(api.LedgerEntry{Domain: "new", MemoryMiB: 1 << 20, OverheadMiB: 144, VCPUs: 1}); err == nil {
 			b.Fatal("admitted")
 		}
 	}
