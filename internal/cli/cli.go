@@ -87,7 +87,7 @@ func init() {
 			}
 			return e.host.Serve(args, socket, e.stderr)
 		})},
-		{"create", "create a domain from a domain file", "create FILE [-p] [-c] [--dry-run] [--json] [--async]", runCreate},
+		{"create", "create a domain from a domain file", "create FILE [-p] [-c] [--dry-run] [--tenant T] [--json] [--async]", runCreate},
 		{"list", "list domains (--all: the defined stopped ones too, with why they stopped)", "list [--all] [--json] [NAME...]", runList},
 		{"console", "attach to a domain's serial console (Ctrl-] detaches)", "console NAME", runConsole},
 		{"define", "store a domain without starting it (kept across stops and host reboots)", "define FILE [--json]", runDefine},
@@ -124,11 +124,11 @@ func init() {
 		{"block-list", "a domain's disks, and what its VM has in them", "block-list NAME [--json]", runBlockList},
 		{"cd-insert", "put a medium in a CD-ROM drive", "cd-insert NAME VDEV FILE", blockVerb("cd-insert", 3, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1], Path: absPath(p[2])} })},
 		{"cd-eject", "empty a CD-ROM drive", "cd-eject NAME VDEV", blockVerb("cd-eject", 2, func(p []string) api.BlockRequest { return api.BlockRequest{VDev: p[1]} })},
-		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--vif SPEC]... [--set KEY=VALUE]... [--json] [--async]", runClone},
+		{"clone", "a new domain from a running or stopped one: thin-cloned disks, new MACs", "clone SRC NEW [-p] [--vif SPEC]... [--set KEY=VALUE]... [--tenant T] [--json] [--async]", runClone},
 		{"snapshot", "named snapshots of a domain's qcow2 disks (and memory)", "snapshot create NAME SNAP [--memory] [--async] | snapshot list NAME [--json] | snapshot revert NAME SNAP [--async] | snapshot delete NAME SNAP", runSnapshot},
 		{"operation", "the daemon's long jobs (create, save, restore, migrate, export, import, snapshot, clone, shutdown -w; started with --async): list, show, wait, cancel", "operation list [--json] | operation show ID [--json] | operation wait ID [--timeout D] [--json] | operation cancel ID [-w] [--json]", runOperation},
 		{"export", "write a domain (running or not) to one checked, compressed archive", "export NAME -o FILE [--json] [--async]", runExport},
-		{"import", "create a domain from an export archive (checked before anything changes)", "import FILE [--dir DIR] [--name NEW] [--no-start | -p] [--json] [--async]", runImport},
+		{"import", "create a domain from an export archive (checked before anything changes)", "import FILE [--dir DIR] [--name NEW] [--no-start | -p] [--tenant T] [--json] [--async]", runImport},
 		{"network-attach", "add a vif to a running domain (xl vif spec; defaults without one)", "network-attach NAME [VIFSPEC]", runNetworkAttach},
 		{"network-detach", "remove a vif attached while the domain runs", "network-detach NAME DEVID|MAC", func(e *env, args []string) error {
 			fs := flag.NewFlagSet("network-detach", flag.ContinueOnError)
@@ -139,11 +139,12 @@ func init() {
 			return e.client().Action(ctx(), pos[0], "network-detach", api.NetworkRequest{Dev: pos[1]})
 		}},
 		{"network-list", "a domain's vifs with taps and slots", "network-list NAME [--json]", runNetworkList},
-		{"network", "managed networks that vifs name in bridge=: bridged (with an uplink) or NAT (DHCP, DNS, masquerade)", "network create NAME [--bridge BR] [--uplink IF | --nat --subnet CIDR] | network list [--json] | network show NAME | network leases NAME [--json] | network delete NAME", runNetwork},
-		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", runPool},
+		{"network", "managed networks that vifs name in bridge=: bridged (with an uplink) or NAT (DHCP, DNS, masquerade)", "network create NAME [--bridge BR] [--uplink IF | --nat --subnet CIDR] [--tenant T | --shared] | network list [--json] | network show NAME | network leases NAME [--json] | network delete NAME", runNetwork},
+		{"pool", "storage pools (directories of volumes)", "pool create NAME --dir PATH [--tenant T | --shared] | pool list [--json] | pool delete NAME", runPool},
 		{"volume", "volumes in a pool; --from makes a thin clone of a template", "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", runVolume},
 		{"image", "build the default guest image", "image default [--dir DIR]", runImage},
 		{"remote", "daemons reached over HTTPS with an API token (the certificate pinned when added); local is the unix socket", "remote add NAME https://HOST:PORT --token T [--accept-certificate] [--client-cert] | remote list [--json] | remote switch NAME | remote remove NAME", runRemote},
+		{"tenant", "tenants: customers that own domains, networks and pools, with memory and vCPUs reserved on the host", "tenant create NAME [--memory M] [--vcpus N] [--disk SIZE] [--transfer SIZE] | tenant list [--json] | tenant show NAME [--json] | tenant set NAME [--memory M] [--vcpus N] [--disk SIZE] [--transfer SIZE] | tenant delete NAME", runTenant},
 		{"token", "API tokens for the remote API listener (serve --api-listen): the secret is shown once", "token create NAME --role ROLE [--tenant T] [--expires 30d] [--json] | token list [--json] | token revoke NAME", runToken},
 		{"events", "follow the event stream: lifecycle, operations, host (--since replays)", "events [--since SEQ] [--count N] [--json]", runEvents},
 		{"version", "print the version", "version", func(e *env, _ []string) error {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -26,6 +27,7 @@ func runCreate(e *env, args []string) error {
 	attach := fs.Bool("c", false, "attach to the console after creating")
 	dry := fs.Bool("dry-run", false, "print the spec and QEMU argv without starting")
 	fs.BoolVar(dry, "n", false, "same as --dry-run")
+	tenant := fs.String("tenant", "", "the tenant that owns the domain (an admin's choice; a tenant's token creates in its own)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 1, 1)
@@ -38,7 +40,7 @@ func runCreate(e *env, args []string) error {
 	}
 	c := e.client()
 	if *dry {
-		d, err := c.DryRun(ctx(), spec)
+		d, err := c.DryRun(ctx(), spec, *tenant)
 		if err != nil {
 			return err
 		}
@@ -53,7 +55,7 @@ func runCreate(e *env, args []string) error {
 			d.Spec.MaxMemMiB, d.OverheadMiB, d.Spec.MaxMemMiB+d.OverheadMiB)
 		return nil
 	}
-	d, err := c.Create(async.ctx(), api.CreateRequest{Spec: spec, Paused: *paused})
+	d, err := c.Create(async.ctx(), api.CreateRequest{Spec: spec, Paused: *paused, Tenant: *tenant})
 	if err != nil || async.started(e) {
 		return err
 	}
@@ -104,8 +106,15 @@ func runList(e *env, args []string) error {
 		}
 		return printJSON(e.stdout, ds)
 	}
-	// xl list's layout.
-	fmt.Fprintf(e.stdout, "%-40s %5s %5s %5s     %-6s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
+	// xl list's layout; a Tenant column (taken from Name's width, so
+	// it fits 80 columns) when any domain has one.
+	name := func(d api.Domain) string { return fmt.Sprintf("%-40s", d.Spec.Name) }
+	head := fmt.Sprintf("%-40s", "Name")
+	if slices.ContainsFunc(ds, func(d api.Domain) bool { return d.Tenant != "" }) {
+		name = func(d api.Domain) string { return fmt.Sprintf("%-27s %-12s", d.Spec.Name, tenantColumn(d.Tenant)) }
+		head = fmt.Sprintf("%-27s %-12s", "Name", "Tenant")
+	}
+	fmt.Fprintf(e.stdout, "%s %5s %5s %5s     %-6s %9s\n", head, "ID", "Mem", "VCPUs", "State", "Time(s)")
 	var stopped []api.Domain
 	for _, d := range ds {
 		id := fmt.Sprint(d.ID)
@@ -115,7 +124,7 @@ func runList(e *env, args []string) error {
 				stopped = append(stopped, d)
 			}
 		}
-		fmt.Fprintf(e.stdout, "%-40s %5s %5d %5d     %-6s %9.1f\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
+		fmt.Fprintf(e.stdout, "%s %5s %5d %5d     %-6s %9.1f\n", name(d), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
 	}
 	// Why the stopped ones stopped (xl has no such line; a host admin
 	// needs it first).
@@ -392,8 +401,15 @@ func runInfo(e *env, args []string) error {
 	row("ledger_free", h.Ledger.FreeMiB)
 	row("qemu_overhead", h.QEMUOverhead)
 	row("ledger_vcpus", fmt.Sprintf("%d free of %d (%d CPUs x %g)", h.Ledger.VCPUsFree, int(float64(h.Ledger.CPUs)*h.Ledger.VCPURatio+1e-9), h.Ledger.CPUs, h.Ledger.VCPURatio))
+	for _, lt := range h.Ledger.Tenants {
+		row("ledger_tenant_"+lt.Tenant, fmt.Sprintf("%d MiB, %d vCPUs reserved; its domains hold %d MiB, %d vCPUs", lt.MemoryMiB, lt.VCPUs, lt.UsedMemoryMiB, lt.UsedVCPUs))
+	}
 	for _, le := range h.Ledger.Entries {
-		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead, %d vCPUs", le.MemoryMiB, le.OverheadMiB, le.VCPUs))
+		of := ""
+		if le.Tenant != "" {
+			of = " (tenant " + le.Tenant + ")"
+		}
+		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead, %d vCPUs%s", le.MemoryMiB, le.OverheadMiB, le.VCPUs, of))
 	}
 	if p := h.Peer; p != nil {
 		row("peer_name", fmt.Sprintf("%s (%s)", p.Name, p.Role))
