@@ -451,6 +451,7 @@ func domainInfo(e *env, name string, asJSON bool) error {
 	w := tabwriter.NewWriter(e.stdout, 0, 0, 1, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(w, "%s\t: %v\n", k, v) }
 	row("name", d.Spec.Name)
+	row("tenant", tenantColumn(d.Tenant))
 	row("state", fmt.Sprintf("%s (%s)", d.State, d.Flags))
 	if d.PID != 0 {
 		row("id", d.ID)

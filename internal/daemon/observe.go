@@ -30,6 +30,7 @@ var extensions = []string{
 	"tokens",            // /tokens: API tokens, bound client certificates
 	"remote_archives",   // export/import streamed as the body
 	"events",            // GET /events: the event stream, since=SEQ replays
+	"tenants",           // /tenants: tenants' quotas; owners on domains, networks, pools
 }
 
 // observeRoutes: what the API is, who changed what (the audit log), and

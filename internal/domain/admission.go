@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -34,49 +35,12 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, tenant string, skip map[s
 	if err := domspec.Normalize(spec); err != nil {
 		return "", api.Errorf(api.ErrInvalid, "%v", err)
 	}
-	accel := m.o.Accel.Name
-	switch spec.Accel {
-	case "":
-	case "tcg":
-		accel = "tcg"
-	case "kvm":
-		if m.o.Accel.Name != "kvm" {
-			return "", api.Errorf(api.ErrInvalid, "accel = \"kvm\" asked but this host cannot use KVM: %s; remove accel= to use TCG", m.o.Accel.Reason)
-		}
-		accel = "kvm"
-	}
-	from := storage.Local
-	if incoming {
-		from = storage.FromPeer
+	accel, err := m.accelFor(*spec)
+	if err != nil {
+		return "", err
 	}
 	check := func(what, p string, use storage.Use, format string) error {
-		// The tenant's rule first: a tenant learns nothing of a path it
-		// may not use, not even whether it exists.
-		if err := m.tenantFile(tenant, what, p, use == storage.UseDisk); err != nil {
-			return err
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return api.Errorf(api.ErrInvalid, "%s %s: %v; fix the path in the domain file", what, p, errors.Unwrap(err))
-		}
-		allowBlock := use != storage.UseBoot
-		if !fi.Mode().IsRegular() && !(allowBlock && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0) {
-			return api.Errorf(api.ErrInvalid, "%s %s is not a regular file%s", what, p, map[bool]string{true: " or block device", false: ""}[allowBlock])
-		}
-		if use == storage.UseBoot {
-			return m.o.Policy.CheckFrom(from, use, p)
-		}
-		if !incoming {
-			if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
-				return err
-			}
-		}
-		if use == storage.UseDisk {
-			if err := m.o.Chains.CheckWritable(context.Background(), what, p); err != nil {
-				return err
-			}
-		}
-		return m.o.Policy.CheckImage(from, use, p, format)
+		return m.checkFile(tenant, what, p, use, format, incoming)
 	}
 	if spec.Kernel != "" {
 		if err := check("kernel", spec.Kernel, storage.UseBoot, ""); err != nil {
@@ -117,6 +81,62 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, tenant string, skip map[s
 		}
 	}
 	return accel, nil
+}
+
+// checkFile checks one file a domain of tenant is to use (what: "kernel",
+// "disk xvda"): the tenants' rule, its type, no other domain's conflicting
+// use, no overlay standing on a disk, the disk policy. incoming: a
+// migration's (its source still holds the images).
+func (m *Manager) checkFile(tenant, what, p string, use storage.Use, format string, incoming bool) error {
+	// The tenant's rule first: a tenant learns nothing of a path it may
+	// not use, not even whether it exists.
+	if err := m.tenantFile(tenant, what, p, use == storage.UseDisk); err != nil {
+		return err
+	}
+	from := storage.Local
+	if incoming {
+		from = storage.FromPeer
+	}
+	if !filepath.IsAbs(p) {
+		return api.Errorf(api.ErrInvalid, "%s %q must be an absolute path", what, p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return api.Errorf(api.ErrInvalid, "%s %s: %v; fix the path", what, p, errors.Unwrap(err))
+	}
+	allowBlock := use != storage.UseBoot
+	if !fi.Mode().IsRegular() && !(allowBlock && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0) {
+		return api.Errorf(api.ErrInvalid, "%s %s is not a regular file%s", what, p, map[bool]string{true: " or block device", false: ""}[allowBlock])
+	}
+	if use == storage.UseBoot {
+		return m.o.Policy.CheckFrom(from, use, p)
+	}
+	if !incoming {
+		if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
+			return err
+		}
+	}
+	if use == storage.UseDisk {
+		if err := m.o.Chains.CheckWritable(context.Background(), what, p); err != nil {
+			return err
+		}
+	}
+	return m.o.Policy.CheckImage(from, use, p, format)
+}
+
+// accelFor is the accelerator a spec runs under here: the host's, or the
+// one accel= forces (kvm only where the host has it).
+func (m *Manager) accelFor(spec api.DomainSpec) (string, error) {
+	switch spec.Accel {
+	case "tcg":
+		return "tcg", nil
+	case "kvm":
+		if m.o.Accel.Name != "kvm" {
+			return "", api.Errorf(api.ErrInvalid, "accel = \"kvm\" asked but this host cannot use KVM: %s; remove accel= to use TCG", m.o.Accel.Reason)
+		}
+		return "kvm", nil
+	}
+	return m.o.Accel.Name, nil
 }
 
 // diskInUse refuses a disk another live domain here has open, unless both

@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -31,39 +29,14 @@ func (m *Manager) lockHotplug(name string) (*dom, engine.BlockHotplug, error) {
 	return d, hp, nil
 }
 
-// checkImage checks an image for a running domain: it exists, is a file
-// or block device, and the disk policy allows it for use.
-func (m *Manager) checkImage(what, p string, use storage.Use, format string) error {
-	if !filepath.IsAbs(p) {
-		return api.Errorf(api.ErrInvalid, "%s %q must be an absolute path", what, p)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return api.Errorf(api.ErrInvalid, "%s %s: %v", what, p, err)
-	}
-	if !fi.Mode().IsRegular() && (fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0) {
-		return api.Errorf(api.ErrInvalid, "%s %s is not a regular file or block device", what, p)
-	}
-	if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
-		return err
-	}
-	if use == storage.UseDisk {
-		if err := m.o.Chains.CheckWritable(context.Background(), what, p); err != nil {
-			return err
-		}
-	}
-	return m.o.Policy.CheckImage(storage.Local, use, p, format)
-}
-
-// ownerMayUse applies the tenants' rule for domain name's owner to a
-// file it is to get, before the file is looked at: a tenant learns
-// nothing of a path it may not use, not even whether it exists.
-func (m *Manager) ownerMayUse(name, what, path string, write bool) error {
+// checkImage checks an image for running domain name (block-attach,
+// cd-insert) as a domain file's are checked, for the domain's owner.
+func (m *Manager) checkImage(name, what, p string, use storage.Use, format string) error {
 	tenant, err := m.Owner(name)
 	if err != nil {
 		return err
 	}
-	return m.tenantFile(tenant, what, path, write)
+	return m.checkFile(tenant, what, p, use, format, false)
 }
 
 // BlockAttach adds a disk (an xl disk spec) to a running domain, on a
@@ -87,10 +60,7 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (_ api.Dis
 	if dk.Access == "ro" {
 		use = storage.UseDiskRO
 	}
-	if err := m.ownerMayUse(name, "disk "+dk.VDev, dk.Target, use == storage.UseDisk); err != nil {
-		return dk, err
-	}
-	if err := m.checkImage("disk "+dk.VDev, dk.Target, use, dk.Format); err != nil {
+	if err := m.checkImage(name, "disk "+dk.VDev, dk.Target, use, dk.Format); err != nil {
 		return dk, err
 	}
 	d, hp, err := m.lockHotplug(name)
@@ -201,10 +171,7 @@ func (m *Manager) BlockList(ctx context.Context, name string) ([]api.BlockDevice
 func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) (err error) {
 	defer m.after(m.about(ctx, name), api.EvMediaChanged, vdev+" "+cmp.Or(path, "ejected"), &err)
 	if path != "" {
-		if err := m.ownerMayUse(name, "medium", path, false); err != nil {
-			return err
-		}
-		if err := m.checkImage("medium", path, storage.UseDiskRO, "raw"); err != nil {
+		if err := m.checkImage(name, "medium", path, storage.UseDiskRO, "raw"); err != nil {
 			return err
 		}
 	}

@@ -104,8 +104,14 @@ func TestTenantDomains(t *testing.T) {
 		t.Fatalf("a clone into a tenant with no reservation: %v", err)
 	}
 
-	// Events carry the tenant, the destroy's included (the domain is
-	// gone by then).
+	checkTenantEvents(t, h, rec)
+}
+
+// checkTenantEvents: events carry the tenant, the destroy's included
+// (the domain is gone by then); a definition keeps its tenant across a
+// restart of the manager.
+func checkTenantEvents(t *testing.T, h *fakeHost, rec *recorder) {
+	ctx := context.Background()
 	if err := h.m.Destroy(ctx, "a1"); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +130,6 @@ func TestTenantDomains(t *testing.T) {
 		t.Errorf("acme's reservation still held after the destroy: %+v", lt)
 	}
 
-	// A definition keeps its tenant across a restart of the manager.
 	if _, err := h.m.Define(ctx, h.spec("d1", "", "", ""), "acme"); err != nil {
 		t.Fatal(err)
 	}

@@ -162,11 +162,24 @@ func TestManager(t *testing.T) {
 		t.Fatalf("usage: %+v", tn.Usage)
 	}
 
-	// Delete: refused while it owns anything, its reservation kept.
-	doms = []api.Domain{{Spec: api.DomainSpec{Name: "a1"}, Tenant: "acme"}, {Spec: api.DomainSpec{Name: "h1"}}}
-	toks = []string{"acme-admin"}
+	checkDelete(t, m, l, &doms, &toks)
+	checkAdopted(t, m, st)
+}
+
+// checkDelete: refused while the tenant owns anything, its reservation
+// kept; then gone, and its reservation with it.
+func checkDelete(t *testing.T, m *Manager, l *host.Ledger, doms *[]api.Domain, toks *[]string) {
+	ctx := context.Background()
+	refused := func(err error, class error, want string) {
+		t.Helper()
+		if !errors.Is(err, class) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%v, want %v saying %q", err, class, want)
+		}
+	}
+	*doms = []api.Domain{{Spec: api.DomainSpec{Name: "a1"}, Tenant: "acme"}, {Spec: api.DomainSpec{Name: "h1"}}}
+	*toks = []string{"acme-admin"}
 	refused(m.Delete(ctx, "acme"), api.ErrConflict, "tenant acme still owns domains a1; tokens acme-admin")
-	doms, toks = nil, nil
+	*doms, *toks = nil, nil
 	refused(m.Delete(ctx, "acme"), api.ErrConflict, "tenant acme's domains hold 1100 MiB")
 	l.Release("a1")
 	if err := m.Delete(ctx, "acme"); err != nil {
@@ -176,8 +189,11 @@ func TestManager(t *testing.T) {
 		t.Fatalf("the reservation outlived the tenant: %+v", s)
 	}
 	refused(m.Delete(ctx, "acme"), api.ErrNotFound, `no tenant named "acme"`)
+}
 
-	// A restart adopts the reservations from the store.
+// checkAdopted: a restart adopts the reservations from the store.
+func checkAdopted(t *testing.T, m *Manager, st store.Store) {
+	ctx := context.Background()
 	if _, err := m.Create(ctx, api.TenantRequest{Name: "gamma", Quota: api.TenantQuota{MemoryMiB: 512, VCPUs: 1}}); err != nil {
 		t.Fatal(err)
 	}
