@@ -402,7 +402,7 @@ func runInfo(e *env, args []string) error {
 	row("qemu_overhead", h.QEMUOverhead)
 	row("ledger_vcpus", fmt.Sprintf("%d free of %d (%d CPUs x %g)", h.Ledger.VCPUsFree, int(float64(h.Ledger.CPUs)*h.Ledger.VCPURatio+1e-9), h.Ledger.CPUs, h.Ledger.VCPURatio))
 	for _, lt := range h.Ledger.Tenants {
-		row("ledger_tenant_"+lt.Tenant, fmt.Sprintf("%d MiB, %d vCPUs reserved; its domains hold %d MiB, %d vCPUs", lt.MemoryMiB, lt.VCPUs, lt.UsedMemoryMiB, lt.UsedVCPUs))
+		row("ledger_tenant_"+lt.Tenant, fmt.Sprintf("%d MiB, %d vCPUs reserved; %d MiB, %d held", lt.MemoryMiB, lt.VCPUs, lt.UsedMemoryMiB, lt.UsedVCPUs))
 	}
 	for _, le := range h.Ledger.Entries {
 		of := ""
