@@ -36,12 +36,13 @@ install-service:
 	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 # The Debian package a hosting admin installs on a fleet: binaries, units,
-# man page, bash completion, default settings. Installing, upgrading or
+# man pages, bash/zsh/fish completion, default settings. Installing, upgrading or
 # removing it leaves running guests alone.
 deb: build
 	rm -rf dist/pkg && mkdir -p dist/pkg/DEBIAN dist/pkg/usr/sbin dist/pkg/lib/systemd/system \
-		dist/pkg/etc/ringfence/auto dist/pkg/etc/default dist/pkg/usr/share/man/man8 \
-		dist/pkg/usr/share/bash-completion/completions dist/pkg/usr/share/doc/ringfence
+		dist/pkg/etc/ringfence/auto dist/pkg/etc/default dist/pkg/usr/share/man \
+		dist/pkg/usr/share/bash-completion/completions dist/pkg/usr/share/zsh/vendor-completions \
+		dist/pkg/usr/share/fish/vendor_completions.d dist/pkg/usr/share/doc/ringfence
 	install -m 0755 bin/ringfence bin/ringfence-launch dist/pkg/usr/sbin/
 	sed 's|@SBINDIR@|/usr/sbin|g' packaging/ringfence-guests-stop > dist/pkg/usr/sbin/ringfence-guests-stop
 	chmod 0755 dist/pkg/usr/sbin/ringfence-guests-stop
@@ -49,8 +50,10 @@ deb: build
 		sed 's|@SBINDIR@|/usr/sbin|g' packaging/systemd/$$u > dist/pkg/lib/systemd/system/$$u; done
 	install -m 0644 packaging/ringfence.conf dist/pkg/etc/ringfence/ringfence.conf
 	install -m 0644 packaging/default/ringfence-guests dist/pkg/etc/default/ringfence-guests
-	bin/ringfence __gen man | gzip -9n > dist/pkg/usr/share/man/man8/ringfence.8.gz
-	bin/ringfence __gen completion > dist/pkg/usr/share/bash-completion/completions/ringfence
+	bin/ringfence gen man dist/pkg/usr/share/man && gzip -9n dist/pkg/usr/share/man/man*/*
+	bin/ringfence gen completion bash > dist/pkg/usr/share/bash-completion/completions/ringfence
+	bin/ringfence gen completion zsh > dist/pkg/usr/share/zsh/vendor-completions/_ringfence
+	bin/ringfence gen completion fish > dist/pkg/usr/share/fish/vendor_completions.d/ringfence.fish
 	install -m 0644 README.md docs/design.md dist/pkg/usr/share/doc/ringfence/
 	sed 's|@VERSION@|$(VERSION)|' packaging/debian/control > dist/pkg/DEBIAN/control
 	install -m 0644 packaging/debian/conffiles dist/pkg/DEBIAN/conffiles

@@ -14,8 +14,10 @@ import (
 
 func main() {
 	host := cli.Host{
-		Serve: daemon.ServeMain,
-		Store: daemon.StoreMain,
+		Serve:      daemon.ServeMain,
+		Store:      daemon.StoreMain,
+		ServeFlags: daemon.ServeFlags,
+		StoreFlags: daemon.StoreFlags,
 		Hidden: map[string]func([]string) int{
 			daemon.HolderVerb:     func([]string) int { return daemon.HolderMain() },
 			daemon.StoreCheckVerb: daemon.StoreCheckMain,

@@ -35,6 +35,7 @@ const (
 	EvMediaChanged  = "media-changed"
 	EvDefined       = "defined"
 	EvUndefined     = "undefined"
+	EvRenamed       = "renamed"
 )
 
 // Event is one entry of the event stream (GET /1.0/events).

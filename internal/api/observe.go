@@ -28,6 +28,9 @@ type AuditRecord struct {
 	Path      string    `json:"path"`
 	Status    int       `json:"status"`          // the HTTP status answered (an operation's: as if answered at its end)
 	Class     string    `json:"class,omitempty"` // the error's class when it failed
+	// Domain is the domain the call named in its path, or its
+	// operation's (a create's, an import's), when there is one.
+	Domain string `json:"domain,omitempty"`
 	// Operation is set on the record of how a call answered 202 ended:
 	// its operation's ID (the call's own record says 202).
 	Operation string `json:"operation,omitempty"`

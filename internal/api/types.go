@@ -400,6 +400,31 @@ type DomainStats struct {
 	NetRxBytes int64  `json:"net_rx_bytes"`
 	BalloonKiB int64  `json:"balloon_kib,omitempty"`
 	Tenant     string `json:"tenant,omitempty"` // the domain's owner
+	// Disks and Vifs are the same counters per device (their sums are
+	// the figures above).
+	Disks []DiskStats `json:"disks,omitempty"`
+	Vifs  []VifStats  `json:"vifs,omitempty"`
+}
+
+// DiskStats are one disk's cumulative counters.
+type DiskStats struct {
+	VDev    string `json:"vdev"`  // its name in the domain file (xvda)
+	Guest   string `json:"guest"` // what the guest sees (vda)
+	RdOps   int64  `json:"rd_ops"`
+	WrOps   int64  `json:"wr_ops"`
+	RdBytes int64  `json:"rd_bytes"`
+	WrBytes int64  `json:"wr_bytes"`
+}
+
+// VifStats are one vif's cumulative counters as the guest sees them
+// (its tx is what the host's tap received).
+type VifStats struct {
+	Index     int    `json:"index"` // its place in the domain's vifs (vif N)
+	Tap       string `json:"tap"`
+	RxBytes   int64  `json:"rx_bytes"`
+	TxBytes   int64  `json:"tx_bytes"`
+	RxPackets int64  `json:"rx_packets"`
+	TxPackets int64  `json:"tx_packets"`
 }
 
 // Stats is GET /1.0/stats.
@@ -434,6 +459,13 @@ type VCPUPinRequest struct {
 type SaveRequest struct {
 	Path       string `json:"path"`       // absolute, on the daemon's host
 	Checkpoint bool   `json:"checkpoint"` // keep the domain running (xl save -c)
+}
+
+// SaveConfirm is the body of POST /1.0/domains/NAME/save/confirm: a
+// remote client holds a checked copy of the image streamed to it (the
+// token came in the X-Ringfence-Save-Token header of the stream).
+type SaveConfirm struct {
+	Token string `json:"token"`
 }
 
 // RestoreRequest is the body of POST /1.0/restore.

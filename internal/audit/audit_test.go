@@ -2,7 +2,9 @@ package audit
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/store/memstore"
@@ -89,5 +91,58 @@ func TestNeverRewritten(t *testing.T) {
 	l.last = 1
 	if got, _ := l.Since(ctx, 0, 0); len(got) != 1 || got[0].Path != "/a" {
 		t.Fatalf("%+v", got)
+	}
+}
+
+// Query picks by seq, time window, principal and domain, oldest first
+// from a start or the newest ones.
+func TestQuery(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, memstore.New(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, r := range []api.AuditRecord{
+		{Principal: "root", Domain: "g1"},
+		{Principal: "ops", Domain: "g1"},
+		{Principal: "ops", Domain: "g2", Tenant: "acme"},
+		{Principal: "root"},
+		{Principal: "ops", Domain: "g1"},
+	} {
+		r.Time = t0.Add(time.Duration(i) * time.Hour)
+		if _, err := l.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		what   string
+		f      Filter
+		newest bool
+		limit  int
+		want   []uint64
+	}{
+		{"all", Filter{}, false, 0, []uint64{1, 2, 3, 4, 5}},
+		{"after a seq", Filter{AfterSeq: 3}, false, 0, []uint64{4, 5}},
+		{"from a time", Filter{Since: t0.Add(2 * time.Hour)}, false, 0, []uint64{3, 4, 5}},
+		{"until a time (exclusive)", Filter{Until: t0.Add(2 * time.Hour)}, false, 0, []uint64{1, 2}},
+		{"a window", Filter{Since: t0.Add(time.Hour), Until: t0.Add(4 * time.Hour)}, false, 0, []uint64{2, 3, 4}},
+		{"a principal", Filter{Principal: "ops"}, false, 0, []uint64{2, 3, 5}},
+		{"a domain", Filter{Domain: "g1"}, false, 0, []uint64{1, 2, 5}},
+		{"both", Filter{Principal: "ops", Domain: "g1"}, false, 0, []uint64{2, 5}},
+		{"a tenant's principals", Filter{Tenant: "acme"}, false, 0, []uint64{3}},
+		{"a tenant and a domain", Filter{Tenant: "acme", Domain: "g1"}, false, 0, nil},
+		{"the first 2", Filter{Principal: "ops"}, false, 2, []uint64{2, 3}},
+		{"the newest 2", Filter{Principal: "ops"}, true, 2, []uint64{3, 5}},
+		{"none", Filter{Principal: "nobody"}, true, 0, nil},
+	} {
+		got, err := l.Query(ctx, c.f, c.newest, c.limit)
+		var seqs []uint64
+		for _, r := range got {
+			seqs = append(seqs, r.Seq)
+		}
+		if err != nil || !slices.Equal(seqs, c.want) {
+			t.Errorf("%s: %v %v, want %v", c.what, seqs, err, c.want)
+		}
 	}
 }

@@ -4,24 +4,45 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/client"
 )
 
 // runAudit is `ringfence audit`: who changed what, from the daemon's
-// append-only log: the newest records, or those after --since SEQ.
+// append-only log: the newest records, or those from --since (a sequence
+// number, a time, or a duration ago), filtered.
 func runAudit(e *env, args []string) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	since := fs.Uint64("since", 0, "the records after this sequence number (oldest first)")
+	since := fs.String("since", "", "from here, oldest first: a sequence number (the records after it), a time (RFC 3339) or a duration ago (1h, 30m)")
+	until := fs.String("until", "", "before this time (RFC 3339) or duration ago")
+	principal := fs.String("principal", "", "only the calls of this principal (a token's name, root)")
+	tenant := fs.String("tenant", "", "only the calls of this tenant's principals (its tokens)")
+	domain := fs.String("domain", "", "only the calls about this domain")
 	limit := fs.Int("limit", 0, "at most this many records (default 100; at most 10000)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	fromSeq := false
-	fs.Visit(func(f *flag.Flag) { fromSeq = fromSeq || f.Name == "since" })
-	recs, err := e.client().Audit(ctx(), *since, fromSeq, *limit)
+	q := client.AuditQuery{Principal: *principal, Tenant: *tenant, Domain: *domain, Limit: *limit}
+	now := time.Now()
+	if *since != "" {
+		if seq, err := strconv.ParseUint(*since, 10, 64); err == nil {
+			q.Since, q.FromSeq = seq, true
+		} else if q.SinceTime, err = auditTime("--since", *since, now); err != nil {
+			return err
+		}
+	}
+	if *until != "" {
+		var err error
+		if q.Until, err = auditTime("--until", *until, now); err != nil {
+			return err
+		}
+	}
+	recs, err := e.client().Audit(ctx(), q)
 	if err != nil {
 		return err
 	}
@@ -30,6 +51,17 @@ func runAudit(e *env, args []string) error {
 	}
 	renderAudit(e.stdout, recs)
 	return nil
+}
+
+// auditTime reads a time as RFC 3339, or a duration before now.
+func auditTime(flagName, s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, usageError{fmt.Sprintf("%s %q: want a time (RFC 3339, e.g. 2026-01-02T15:04:05Z), a duration ago (1h, 30m) or, for --since, a sequence number", flagName, s)}
 }
 
 // renderAudit prints one record a line, in 80 columns: the full record

@@ -4,10 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
-
-	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/cmdline"
@@ -57,7 +54,10 @@ func (h *hostCmd) trust(args []string) error {
 		return err
 	}
 	if *caFrom != "" {
-		*caFrom = absPath(*caFrom)
+		var err error
+		if *caFrom, err = h.e.hostPath("--ca-from", *caFrom); err != nil {
+			return err
+		}
 	}
 	st, err := h.e.client().Trust(ctx(), api.TrustRequest{PeerName: *h.peerName, Names: h.sans, Offline: *offline, CAFrom: *caFrom})
 	return h.show(st, err, func(w io.Writer) {
@@ -178,29 +178,16 @@ func runMigrate(e *env, args []string) error {
 	if len(pos) != 2 {
 		return usageError{"expected NAME HOST:PORT"}
 	}
-	tty := false
-	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		tty = true
-	}
-	res, err := e.client().Migrate(async.ctx(), pos[0], api.MigrateRequest{Target: pos[1], DowntimeMs: *downtime, PlainStream: *plain, WithStorage: *withStorage, StorageDir: *storageDir}, func(p api.MigrationProgress) {
-		if !tty {
-			return
-		}
+	bar := newProgress(e)
+	res, err := e.client().Migrate(async.ctx(e), pos[0], api.MigrateRequest{Target: pos[1], DowntimeMs: *downtime, PlainStream: *plain, WithStorage: *withStorage, StorageDir: *storageDir}, func(p api.MigrationProgress) {
 		total := p.TransferredB + p.RemainingB
-		pct := 0.0
-		if total > 0 {
-			pct = 100 * float64(p.TransferredB) / float64(total)
-		}
 		if p.Status == "disk-copy" {
-			fmt.Fprint(e.stderr, barLine(pct, fmt.Sprintf("disks: copied %d MiB of %d MiB", p.TransferredB>>20, total>>20)))
+			bar.update(p.TransferredB, total, fmt.Sprintf("disks: %s of %s", sizeText(p.TransferredB), sizeText(total)))
 			return
 		}
-		fmt.Fprint(e.stderr, barLine(pct, fmt.Sprintf("sent %d MiB, left %d MiB, dirty %d MiB/s, expected downtime %d ms",
-			p.TransferredB>>20, p.RemainingB>>20, p.DirtyRateBps>>20, p.ExpectedDownMs)))
+		bar.update(p.TransferredB, total, fmt.Sprintf("sent %s, dirty %s/s, downtime ~%d ms", sizeText(p.TransferredB), sizeText(p.DirtyRateBps), p.ExpectedDownMs))
 	})
-	if tty {
-		fmt.Fprintln(e.stderr)
-	}
+	bar.end()
 	if err != nil || async.started(e) {
 		return err
 	}

@@ -23,10 +23,11 @@ func asyncFlag(fs *flag.FlagSet) *asyncOpt {
 	return &asyncOpt{on: fs.Bool("async", false, "start the operation, print its id and return (see `ringfence operation`)")}
 }
 
-// ctx is the context for the verb's call.
-func (a *asyncOpt) ctx() context.Context {
+// ctx is the context for the verb's call: waited for (Ctrl-C cancels
+// it, twice detaches: env.waitCtx), or with --async not.
+func (a *asyncOpt) ctx(e *env) context.Context {
 	if !*a.on {
-		return ctx()
+		return e.waitCtx()
 	}
 	c, op := client.Detach(ctx())
 	a.op = op

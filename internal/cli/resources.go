@@ -109,12 +109,21 @@ func runSave(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if e.remote != nil {
+		if *async.on {
+			return usageError{"--async needs the daemon to write FILE: over a remote the image comes to this machine as it is made"}
+		}
+		return saveRemote(e, pos[0], pos[1], *keep)
+	}
 	path, err := filepath.Abs(pos[1])
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
-	if err := e.client().Action(async.ctx(), pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep}); err != nil || async.started(e) {
+	c, end := withBar(e, async)
+	err = e.client().Action(c, pos[0], "save", api.SaveRequest{Path: path, Checkpoint: *keep})
+	end()
+	if err != nil || async.started(e) {
 		return err
 	}
 	fi, _ := os.Stat(path)
@@ -134,11 +143,19 @@ func runRestore(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	path, err := filepath.Abs(pos[0])
-	if err != nil {
-		return err
+	var d api.Domain
+	if e.remote != nil {
+		// The image is this machine's file: uploaded, then restored there.
+		d, err = restoreRemote(e, async.ctx(e), pos[0], *paused)
+	} else {
+		path, aerr := filepath.Abs(pos[0])
+		if aerr != nil {
+			return aerr
+		}
+		c, end := withBar(e, async)
+		d, err = e.client().Restore(c, api.RestoreRequest{Path: path, Paused: *paused})
+		end()
 	}
-	d, err := e.client().Restore(async.ctx(), api.RestoreRequest{Path: path, Paused: *paused})
 	if err != nil || async.started(e) {
 		return err
 	}

@@ -3,12 +3,9 @@ package cli
 import (
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
-
-	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/storage"
@@ -32,6 +29,9 @@ func runPool(e *env, args []string) error {
 		}
 		if *dir == "" {
 			return usageError{"pool create needs --dir PATH"}
+		}
+		if *dir, err = e.hostPath("--dir", *dir); err != nil {
+			return err
 		}
 		p, err := e.client().CreatePool(ctx(), api.Pool{Name: pos[0], Dir: *dir, Tenant: *tenant, Shared: *shared})
 		if err != nil {
@@ -144,7 +144,7 @@ func runClone(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.client().Action(async.ctx(), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets, Tenant: *tenant}); err != nil || async.started(e) {
+	if err := e.client().Action(async.ctx(e), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets, Tenant: *tenant}); err != nil || async.started(e) {
 		return err
 	}
 	d, err := e.client().Get(ctx(), pos[1])
@@ -181,7 +181,9 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		s, err := e.client().CreateSnapshot(async.ctx(), pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
+		c, end := withBar(e, async)
+		s, err := e.client().CreateSnapshot(c, pos[0], api.SnapshotRequest{Name: pos[1], Memory: *memory})
+		end()
 		if err != nil || async.started(e) {
 			return err
 		}
@@ -205,7 +207,7 @@ func runSnapshot(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		d, err := e.client().RevertSnapshot(async.ctx(), pos[0], pos[1])
+		d, err := e.client().RevertSnapshot(async.ctx(e), pos[0], pos[1])
 		if err != nil || async.started(e) {
 			return err
 		}
@@ -248,34 +250,6 @@ func listTable[T any](e *env, fs *flag.FlagSet, args []string, nargs int, fetch 
 	return tw.Flush()
 }
 
-// jobBar draws a long operation's progress on a terminal (nothing
-// otherwise); the returned func ends the line.
-func jobBar(e *env) (func(api.JobProgress), func()) {
-	f, ok := e.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil, func() {}
-	}
-	drawn := false
-	return func(p api.JobProgress) {
-			drawn = true
-			if p.Total <= 0 {
-				fmt.Fprintf(e.stderr, "\r%s: %d MiB          ", p.Phase, p.Done>>20)
-				return
-			}
-			fmt.Fprint(e.stderr, barLine(100*float64(p.Done)/float64(p.Total), fmt.Sprintf("%s: %d of %d MiB", p.Phase, p.Done>>20, p.Total>>20)))
-		}, func() {
-			if drawn {
-				fmt.Fprintln(e.stderr)
-			}
-		}
-}
-
-// barLine is one redrawn progress line: a 20-cell bar, percent, text.
-func barLine(pct float64, text string) string {
-	n := min(max(int(pct/5), 0), 20)
-	return fmt.Sprintf("\r[%s%s] %5.1f%% %s ", strings.Repeat("#", n), strings.Repeat(".", 20-n), pct, text)
-}
-
 // runExport: export NAME -o FILE [--json]
 func runExport(e *env, args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
@@ -297,7 +271,7 @@ func runExport(e *env, args []string) error {
 		return err
 	}
 	bar, end := jobBar(e)
-	res, err := e.client().Export(async.ctx(), pos[0], api.ExportRequest{Path: path}, bar)
+	res, err := e.client().Export(async.ctx(e), pos[0], api.ExportRequest{Path: path}, bar)
 	end()
 	if err != nil || async.started(e) {
 		return err
@@ -324,19 +298,19 @@ func runImport(e *env, args []string) error {
 		return err
 	}
 	if e.remote != nil {
-		return importRemote(e, pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused, Tenant: *tenant}, *asJSON)
+		return importRemote(e, async.ctx(e), pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused, Tenant: *tenant}, *asJSON)
 	}
 	path, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err
 	}
 	if *dir != "" {
-		if *dir, err = filepath.Abs(*dir); err != nil {
+		if *dir, err = e.hostPath("--dir", *dir); err != nil {
 			return err
 		}
 	}
 	bar, end := jobBar(e)
-	d, err := e.client().Import(async.ctx(), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused, Tenant: *tenant}, bar)
+	d, err := e.client().Import(async.ctx(e), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused, Tenant: *tenant}, bar)
 	end()
 	if err != nil || async.started(e) {
 		return err
@@ -352,8 +326,23 @@ func runImport(e *env, args []string) error {
 	return nil
 }
 
-// blockVerb is block-attach, block-detach, cd-insert and cd-eject: NAME
-// and the verb's arguments into an api.BlockRequest.
+// runCDInsert: cd-insert NAME VDEV FILE, FILE a path on the daemon's
+// host (e.hostPath).
+func runCDInsert(e *env, args []string) error {
+	fs := flag.NewFlagSet("cd-insert", flag.ContinueOnError)
+	pos, err := parse(fs, args, 3, 3)
+	if err != nil {
+		return err
+	}
+	path, err := e.hostPath("FILE", pos[2])
+	if err != nil {
+		return err
+	}
+	return e.client().Action(ctx(), pos[0], "cd-insert", api.BlockRequest{VDev: pos[1], Path: path})
+}
+
+// blockVerb is block-attach, block-detach and cd-eject: NAME and the
+// verb's arguments into an api.BlockRequest.
 func blockVerb(action string, nargs int, req func([]string) api.BlockRequest) func(*env, []string) error {
 	return func(e *env, args []string) error {
 		fs := flag.NewFlagSet(action, flag.ContinueOnError)
@@ -381,9 +370,17 @@ func runBlockList(e *env, args []string) error {
 		})
 }
 
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
+// hostPath is a path QEMU or the daemon opens on the daemon's host (a
+// medium, a directory of saves or of a CA): over the local socket that is
+// this host, so a relative one is made absolute here; over a remote it is
+// the remote host's, never resolved or looked at here, and must be
+// absolute (the remote's disk policy judges it).
+func (e *env) hostPath(what, p string) (string, error) {
+	if e.remote == nil {
+		return filepath.Abs(p)
 	}
-	return p
+	if !filepath.IsAbs(p) {
+		return "", usageError{fmt.Sprintf("%s %q is a path on the remote's host (%s): give it absolute", what, p, e.remoteName)}
+	}
+	return filepath.Clean(p), nil
 }

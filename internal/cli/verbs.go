@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/config"
 	"github.com/ringfence/ringfence/internal/image"
 )
 
@@ -30,11 +31,20 @@ func runCreate(e *env, args []string) error {
 	tenant := fs.String("tenant", "", "the tenant that owns the domain (an admin's choice; a tenant's token creates in its own)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	async := asyncFlag(fs)
-	pos, err := parse(fs, args, 1, 1)
+	pos, err := parse(fs, args, 1, -1)
 	if err != nil {
 		return err
 	}
-	spec, err := loadFile(e, pos[0])
+	// xl create FILE KEY=VALUE...: the settings are appended to the file.
+	for _, o := range pos[1:] {
+		if !strings.Contains(o, "=") {
+			return usageError{fmt.Sprintf("%q after the domain file: only KEY=VALUE settings may follow it (memory=512)", o)}
+		}
+	}
+	spec, warns, err := config.LoadOverrides(pos[0], pos[1:])
+	for _, w := range warns {
+		fmt.Fprintln(e.stderr, w.String())
+	}
 	if err != nil {
 		return err
 	}
@@ -55,7 +65,7 @@ func runCreate(e *env, args []string) error {
 			d.Spec.MaxMemMiB, d.OverheadMiB, d.Spec.MaxMemMiB+d.OverheadMiB)
 		return nil
 	}
-	d, err := c.Create(async.ctx(), api.CreateRequest{Spec: spec, Paused: *paused, Tenant: *tenant})
+	d, err := c.Create(async.ctx(e), api.CreateRequest{Spec: spec, Paused: *paused, Tenant: *tenant})
 	if err != nil || async.started(e) {
 		return err
 	}
@@ -71,7 +81,7 @@ func runCreate(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return consoleLoop(e, conn)
+		return consoleLoop(e, conn, consoleEscape)
 	}
 	return nil
 }
@@ -90,31 +100,70 @@ func shellQuote(argv []string) string {
 
 func runList(e *env, args []string) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := fs.Bool("json", false, "print JSON (the domains as the API has them)")
 	all := fs.Bool("all", false, "the defined domains that are stopped too")
+	long := fs.Bool("l", false, "long: each domain's configuration as JSON, as xl list -l")
+	verbose := fs.Bool("v", false, "verbose: the UUID and why a stopped domain stopped, as more columns")
 	names, err := parse(fs, args, 0, -1)
 	if err != nil {
 		return err
+	}
+	if *long && *verbose {
+		return usageError{"-l and -v: one or the other"}
 	}
 	ds, err := listDomains(e, names, *all)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	switch {
+	case *asJSON:
 		if ds == nil {
 			ds = []api.Domain{}
 		}
 		return printJSON(e.stdout, ds)
+	case *long:
+		return printJSON(e.stdout, longList(ds))
 	}
-	// xl list's layout; a Tenant column (taken from Name's width, so
-	// it fits 80 columns) when any domain has one.
-	name := func(d api.Domain) string { return fmt.Sprintf("%-40s", d.Spec.Name) }
-	head := fmt.Sprintf("%-40s", "Name")
+	printList(e.stdout, ds, *verbose)
+	return nil
+}
+
+// longList is xl list -l: per domain its ID and configuration.
+func longList(ds []api.Domain) []any {
+	type long struct {
+		DomID  int            `json:"domid"`
+		Config api.DomainSpec `json:"config"`
+	}
+	out := []any{}
+	for _, d := range ds {
+		id := d.ID
+		if d.PID == 0 {
+			id = -1
+		}
+		out = append(out, long{id, d.Spec})
+	}
+	return out
+}
+
+// printList is xl list's layout (-v: xl's UUID and reason columns, the
+// reason here being why a stopped domain stopped), within 80 columns for
+// names up to 24 characters (longer ones are never cut). When any domain
+// has a tenant, a Tenant column follows the name: taken from the name's
+// width in the short layout (so it still fits 80 columns), added in -v.
+func printList(w io.Writer, ds []api.Domain, verbose bool) {
+	name := func(n, _ string) string { return n }
 	if slices.ContainsFunc(ds, func(d api.Domain) bool { return d.Tenant != "" }) {
-		name = func(d api.Domain) string { return fmt.Sprintf("%-27s %-12s", d.Spec.Name, tenantColumn(d.Tenant)) }
-		head = fmt.Sprintf("%-27s %-12s", "Name", "Tenant")
+		width := 27
+		if verbose {
+			width = 24
+		}
+		name = func(n, t string) string { return fmt.Sprintf("%-*s %-12s", width, n, t) }
 	}
-	fmt.Fprintf(e.stdout, "%s %5s %5s %5s     %-6s %9s\n", head, "ID", "Mem", "VCPUs", "State", "Time(s)")
+	if verbose {
+		fmt.Fprintf(w, "%-24s %4s %5s %5s %-6s %8s %-36s\n", name("Name", "Tenant"), "ID", "Mem", "VCPUs", "State", "Time(s)", "UUID")
+	} else {
+		fmt.Fprintf(w, "%-40s %5s %5s %5s     %-6s %9s\n", name("Name", "Tenant"), "ID", "Mem", "VCPUs", "State", "Time(s)")
+	}
 	var stopped []api.Domain
 	for _, d := range ds {
 		id := fmt.Sprint(d.ID)
@@ -124,17 +173,24 @@ func runList(e *env, args []string) error {
 				stopped = append(stopped, d)
 			}
 		}
-		fmt.Fprintf(e.stdout, "%s %5s %5d %5d     %-6s %9.1f\n", name(d), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
+		if verbose {
+			uuid := d.Spec.UUID
+			if uuid == "" {
+				uuid = "-"
+			}
+			fmt.Fprintf(w, "%-24s %4s %5d %5d %-6s %8.1f %-36s\n", name(d.Spec.Name, tenantColumn(d.Tenant)), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime, uuid)
+			continue
+		}
+		fmt.Fprintf(w, "%-40s %5s %5d %5d     %-6s %9.1f\n", name(d.Spec.Name, tenantColumn(d.Tenant)), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
 	}
 	// Why the stopped ones stopped (xl has no such line; a host admin
 	// needs it first).
 	for _, d := range stopped {
-		fmt.Fprintf(e.stdout, "\n%s stopped: %s\n", d.Spec.Name, d.LastReason)
+		fmt.Fprintf(w, "\n%s stopped: %s\n", d.Spec.Name, d.LastReason)
 		for _, l := range d.LastConsole {
-			fmt.Fprintf(e.stdout, "  | %s\n", l)
+			fmt.Fprintf(w, "  | %s\n", l)
 		}
 	}
-	return nil
 }
 
 // runStart starts a kept (stopped) domain again.
@@ -177,9 +233,14 @@ func listDomains(e *env, names []string, all bool) ([]api.Domain, error) {
 func runConsole(e *env, args []string) error {
 	fs := flag.NewFlagSet("console", flag.ContinueOnError)
 	noHist := fs.Bool("no-history", false, "do not replay earlier output")
+	escape := fs.String("e", "^]", "the key that detaches: ^X for Ctrl-X, or one character (as xl console -e)")
 	until := fs.String("until", "", "print output until this text appears, then exit (for scripts)")
 	timeout := fs.Int("timeout", 60, "with --until: seconds to wait before failing")
 	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	esc, err := escapeKey(*escape)
 	if err != nil {
 		return err
 	}
@@ -190,7 +251,32 @@ func runConsole(e *env, args []string) error {
 	if *until != "" {
 		return consoleUntil(e, conn, *until, time.Duration(*timeout)*time.Second)
 	}
-	return consoleLoop(e, conn)
+	return consoleLoop(e, conn, esc)
+}
+
+// consoleEscape is Ctrl-], the key that detaches by default (xl's).
+const consoleEscape = 0x1d
+
+// escapeKey reads console -e: ^X is Ctrl-X (^] is the default, ^^ and ^_
+// work too), or a single character.
+func escapeKey(s string) (byte, error) {
+	switch {
+	case len(s) == 2 && s[0] == '^' && s[1] >= '@' && s[1] <= '_':
+		return s[1] - '@', nil
+	case len(s) == 2 && s[0] == '^' && s[1] >= 'a' && s[1] <= 'z':
+		return s[1] - 'a' + 1, nil
+	case len(s) == 1 && s[0] < 0x80:
+		return s[0], nil
+	}
+	return 0, usageError{fmt.Sprintf("-e %q: a control key as ^X (^] is the default) or one ASCII character", s)}
+}
+
+// escapeName shows a detach key as people type it.
+func escapeName(k byte) string {
+	if k < 0x20 {
+		return "Ctrl-" + string(rune(k+'@'))
+	}
+	return string(rune(k))
 }
 
 // consoleUntil copies console output until text appears.
@@ -220,7 +306,7 @@ func consoleUntil(e *env, conn net.Conn, text string, timeout time.Duration) err
 
 // consoleLoop connects the terminal to a console stream. On a terminal the
 // input is raw and Ctrl-] detaches, as in xl console.
-func consoleLoop(e *env, conn io.ReadWriteCloser) error {
+func consoleLoop(e *env, conn io.ReadWriteCloser, esc byte) error {
 	defer conn.Close()
 	in, isFile := e.stdin.(*os.File)
 	tty := isFile && term.IsTerminal(int(in.Fd()))
@@ -230,7 +316,7 @@ func consoleLoop(e *env, conn io.ReadWriteCloser) error {
 			return err
 		}
 		defer term.Restore(int(in.Fd()), old)
-		fmt.Fprint(e.stderr, "[connected; Ctrl-] detaches]\r\n")
+		fmt.Fprintf(e.stderr, "[connected; %s detaches]\r\n", escapeName(esc))
 	}
 	done := make(chan struct{})
 	go func() {
@@ -244,7 +330,7 @@ func consoleLoop(e *env, conn io.ReadWriteCloser) error {
 			if n > 0 {
 				p := buf[:n]
 				if tty {
-					if i := strings.IndexByte(string(p), 0x1d); i >= 0 {
+					if i := strings.IndexByte(string(p), esc); i >= 0 {
 						conn.Write(p[:i])
 						conn.Close()
 						return
@@ -299,7 +385,7 @@ func powerVerb(e *env, verb string, args []string) error {
 	}
 	req := api.ShutdownRequest{Wait: *wait, Force: *force, TimeoutSec: *timeout}
 	if !*all {
-		if err := e.client().Action(async.ctx(), pos[0], verb, req); err != nil || async.started(e) {
+		if err := e.client().Action(async.ctx(e), pos[0], verb, req); err != nil || async.started(e) {
 			return err
 		}
 		return nil
@@ -307,11 +393,11 @@ func powerVerb(e *env, verb string, args []string) error {
 	if verb == "shutdown" {
 		dir := *saveDir
 		if dir != "" {
-			if dir, err = filepath.Abs(dir); err != nil {
+			if dir, err = e.hostPath("--save", dir); err != nil {
 				return err
 			}
 		}
-		res, err := e.client().HostShutdown(ctx(), api.HostShutdownRequest{TimeoutSec: *timeout, SaveDir: dir})
+		res, err := e.client().HostShutdown(e.waitCtx(), api.HostShutdownRequest{TimeoutSec: *timeout, SaveDir: dir})
 		if err != nil {
 			return err
 		}
@@ -443,7 +529,7 @@ func domainInfo(e *env, name string, asJSON bool) error {
 		}
 	}
 	if d == nil {
-		return fmt.Errorf("no domain named %q (ringfence list --all)", name)
+		return api.Errorf(api.ErrNotFound, "no domain named %q (ringfence list --all)", name)
 	}
 	if asJSON {
 		return printJSON(e.stdout, d)

@@ -70,8 +70,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		return nil, err
 	}
 	var body io.Reader
-	if r, ok := in.(io.Reader); ok {
-		body = r // a raw body (an archive's upload)
+	length := int64(-1)
+	if u, ok := in.(Upload); ok {
+		body, length = u.R, u.Size // a raw body (an upload)
 	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
@@ -82,6 +83,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	req, err := http.NewRequestWithContext(ctx, method, c.base+api.Version+path, body)
 	if err != nil {
 		return nil, err
+	}
+	if length >= 0 {
+		req.ContentLength = length
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"net/url"
+	"strconv"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 )
@@ -15,18 +17,40 @@ func (c *Client) API(ctx context.Context) (api.APIInfo, error) {
 	return out, c.do(ctx, "GET", "", nil, &out)
 }
 
-// Audit reads the audit log: the records after since (oldest first) when
-// fromSeq, else the newest limit (0: the daemon's default).
-func (c *Client) Audit(ctx context.Context, since uint64, fromSeq bool, limit int) ([]api.AuditRecord, error) {
-	q := fmt.Sprintf("/audit?limit=%d", limit)
-	if limit == 0 {
-		q = "/audit?"
+// Audit reads the audit log: the records q picks.
+func (c *Client) Audit(ctx context.Context, q AuditQuery) ([]api.AuditRecord, error) {
+	v := url.Values{}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	if fromSeq {
-		q += fmt.Sprintf("&since=%d", since)
+	if q.FromSeq {
+		v.Set("since", strconv.FormatUint(q.Since, 10))
+	}
+	for k, t := range map[string]time.Time{"since_time": q.SinceTime, "until": q.Until} {
+		if !t.IsZero() {
+			v.Set(k, t.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	for k, s := range map[string]string{"principal": q.Principal, "tenant": q.Tenant, "domain": q.Domain} {
+		if s != "" {
+			v.Set(k, s)
+		}
 	}
 	var out []api.AuditRecord
-	return out, c.do(ctx, "GET", q, nil, &out)
+	return out, c.do(ctx, "GET", "/audit?"+v.Encode(), nil, &out)
+}
+
+// AuditQuery picks audit records (GET /1.0/audit): after Since (when
+// FromSeq) or from SinceTime, oldest first, else the newest Limit; before
+// Until, of Principal, of Tenant's principals, about Domain.
+type AuditQuery struct {
+	Since            uint64
+	FromSeq          bool
+	SinceTime, Until time.Time
+	Principal        string
+	Tenant           string
+	Domain           string
+	Limit            int
 }
 
 // Metrics is GET /1.0/metrics: the Prometheus text format.

@@ -21,6 +21,30 @@ func Detach(ctx context.Context) (context.Context, *api.Operation) {
 	return context.WithValue(ctx, detachKey{}, op), op
 }
 
+// progressKey carries a progress function for calls that take none
+// (save, restore, snapshot create): WithProgress.
+type progressKey struct{}
+
+// WithProgress returns ctx under which a call that starts an operation
+// reports the operation's progress to fn.
+func WithProgress(ctx context.Context, fn func(api.JobProgress)) context.Context {
+	if fn == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+// watchKey carries what a caller wants to hear of each operation it
+// follows (Watch).
+type watchKey struct{}
+
+// Watch returns a context under which a call that starts an operation
+// calls fn with it before waiting for it (the CLI notes the id, so
+// Ctrl-C can cancel it).
+func Watch(ctx context.Context, fn func(api.Operation)) context.Context {
+	return context.WithValue(ctx, watchKey{}, fn)
+}
+
 // progressEvery is how often an operation whose progress is shown is
 // asked for (a wait with this timeout: at once when it ends).
 const progressEvery = 200 * time.Millisecond
@@ -31,6 +55,12 @@ func (c *Client) follow(ctx context.Context, op api.Operation, progress func(api
 	if d, ok := ctx.Value(detachKey{}).(*api.Operation); ok {
 		*d = op
 		return nil
+	}
+	if progress == nil {
+		progress, _ = ctx.Value(progressKey{}).(func(api.JobProgress))
+	}
+	if fn, ok := ctx.Value(watchKey{}).(func(api.Operation)); ok {
+		fn(op)
 	}
 	timeout := 30 * time.Second
 	if progress != nil {

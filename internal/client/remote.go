@@ -144,8 +144,16 @@ func (c *Client) RevokeToken(ctx context.Context, name string) (api.APIToken, er
 	return out, c.do(ctx, "DELETE", "/tokens/"+seg(name), nil, &out)
 }
 
-// ExportTo exports a domain and writes the archive to w (the caller's
-// file, not one on the daemon's host); it returns the archive's size.
+// Upload is a raw request body (a file uploaded) of Size bytes (-1:
+// unknown, sent chunked; known, a daemon refuses one over its cap at once).
+type Upload struct {
+	R    io.Reader
+	Size int64
+}
+
+// ExportTo exports a domain and writes the archive to w as the daemon
+// makes it (the caller's file, never one on the daemon's host); it
+// returns the archive's size. A transfer cut short is an error.
 func (c *Client) ExportTo(ctx context.Context, name string, w io.Writer) (int64, error) {
 	resp, err := c.send(ctx, "GET", "/domains/"+seg(name)+"/export/archive", nil)
 	if err != nil {
@@ -153,14 +161,14 @@ func (c *Client) ExportTo(ctx context.Context, name string, w io.Writer) (int64,
 	}
 	defer resp.Body.Close()
 	n, err := io.Copy(w, resp.Body)
-	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-		err = fmt.Errorf("the archive ended after %d of %d bytes", n, resp.ContentLength)
+	if err != nil {
+		return n, fmt.Errorf("the archive's transfer broke off after %d bytes: %w", n, err)
 	}
-	return n, err
+	return n, nil
 }
 
 // ImportFrom uploads an archive (req.Path unused) and imports it.
-func (c *Client) ImportFrom(ctx context.Context, archive io.Reader, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
+func (c *Client) ImportFrom(ctx context.Context, archive Upload, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{"dir": req.Dir, "name": req.Name, "tenant": req.Tenant} {
 		if v != "" {
@@ -177,6 +185,42 @@ func (c *Client) ImportFrom(ctx context.Context, archive io.Reader, req api.Impo
 		path += "?" + q.Encode()
 	}
 	var out api.Domain
-	err := c.doProgress(ctx, "POST", path, io.NopCloser(archive), progress, &out)
+	err := c.doProgress(ctx, "POST", path, archive, progress, &out)
 	return out, err
+}
+
+// SaveImage streams a domain's save image into w (the caller's file) and
+// returns the token that confirms it (ConfirmSave). Without checkpoint
+// the domain waits, paused, for that confirmation; with it, it runs on.
+func (c *Client) SaveImage(ctx context.Context, name string, checkpoint bool, w io.Writer) (token string, n int64, err error) {
+	path := "/domains/" + seg(name) + "/save/image"
+	if checkpoint {
+		path += "?checkpoint=1"
+	}
+	resp, err := c.send(ctx, "POST", path, nil)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	n, err = io.Copy(w, resp.Body)
+	if err != nil {
+		return "", n, fmt.Errorf("the save image's transfer broke off after %d bytes: %w", n, err)
+	}
+	return resp.Header.Get("X-Ringfence-Save-Token"), n, nil
+}
+
+// ConfirmSave tells the daemon the caller holds a checked copy of the
+// image SaveImage streamed: the domain is ended.
+func (c *Client) ConfirmSave(ctx context.Context, name, token string) error {
+	return c.do(ctx, "POST", "/domains/"+seg(name)+"/save/confirm", api.SaveConfirm{Token: token}, nil)
+}
+
+// RestoreFrom uploads a save image and restores the domain it holds.
+func (c *Client) RestoreFrom(ctx context.Context, image Upload, paused bool) (api.Domain, error) {
+	path := "/restore/image"
+	if paused {
+		path += "?paused=1"
+	}
+	var out api.Domain
+	return out, c.do(ctx, "POST", path, image, &out)
 }

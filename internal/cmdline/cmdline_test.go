@@ -20,9 +20,19 @@ func TestParse(t *testing.T) {
 		{[]string{}, 1, 1, nil, "expected 1 to 1 arguments, got 0"},
 		{[]string{"--nope"}, 0, 0, nil, "flag provided but not defined: -nope"},
 		{[]string{"-h"}, 0, 0, nil, "help requested"},
+		// Bundled one-letter flags, as getopt takes them.
+		{[]string{"a.cfg", "-pc"}, 1, 1, []string{"a.cfg"}, ""},
+		{[]string{"-cpd", "5", "x"}, 1, 1, []string{"x"}, ""},
+		{[]string{"-cdp", "5"}, 0, 0, nil, "flag provided but not defined: -cdp"},
+		{[]string{"-pq"}, 0, 0, nil, "flag provided but not defined: -pq"},
+		{[]string{"-json"}, 0, 0, nil, ""},
+		{[]string{"--", "-pc"}, 1, 1, []string{"-pc"}, ""},
 	} {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.Bool("c", false, "")
+		fs.Bool("p", false, "")
+		fs.Int("d", 0, "")
+		fs.Bool("json", false, "")
 		pos, err := Parse(fs, c.args, c.min, c.max)
 		var ue UsageError
 		if c.err != "" {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/cmdline"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // ServeUsage and StoreUsage are the commands' synopses for the CLI's help.
@@ -53,9 +54,16 @@ func ServeMain(args []string, socket string, stderr io.Writer) int {
 	return exit(stderr, "serve", ServeUsage, serve(args, socket))
 }
 
-func serve(args []string, socket string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var cfg Config
+// ServeFlags are serve's flags on a throwaway Config: for its help and
+// ringfence.conf(5), where each is a key of the settings file.
+func ServeFlags() *flag.FlagSet {
+	fs, _ := serveFlags(&Config{}, &cmdline.List{})
+	return fs
+}
+
+// serveFlags declares serve's flags over cfg and roots; conf is --config.
+func serveFlags(cfg *Config, roots *cmdline.List) (fs *flag.FlagSet, conf *string) {
+	fs = flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.StateDir, "state-dir", api.DefaultStateDir, "state directory (store, images)")
 	fs.StringVar(&cfg.RunDir, "run-dir", "", "runtime directory (default /run/ringfence, or STATE-DIR/run with --state-dir)")
 	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
@@ -64,8 +72,8 @@ func serve(args []string, socket string) error {
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve /metrics (Prometheus text, no token, plain HTTP) here, e.g. 127.0.0.1:9465: keep it on loopback or a management network")
 	fs.StringVar(&cfg.APIListen, "api-listen", "", "remote API listener (HTTPS, TLS 1.3, API tokens), e.g. :8443")
 	fs.StringVar(&cfg.QEMUIDs, "qemu-ids", "", "uid range QEMUs run as, one uid per running domain: BASE[:COUNT] (default 2000000000:65536; root: QEMU stays root, development only)")
-	var roots cmdline.List
-	fs.Var(&roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")
+	fs.Var(roots, "disk-roots", "only directories file disks, kernels, media and pools may be in (repeatable; default: anywhere but the host's system and Ringfence's own dirs)")
+	fs.Var(sizeFlag{&cfg.MaxUpload}, "max-upload", "largest archive or save image a client may upload (K, M, G, T suffixes; default 64G)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "longest a client may take to send one request")
 	fs.StringVar(&cfg.LogFile, "log", "", "the daemon's log file (default stderr; SIGHUP reopens it)")
 	fs.StringVar(&cfg.LogDir, "log-dir", "", "the domains' logs, NAME/{console,qemu}.log (default /var/log/ringfence, or STATE-DIR/log with --state-dir)")
@@ -81,7 +89,14 @@ func serve(args []string, socket string) error {
 	fs.BoolVar(&cfg.NoCgroups, "no-cgroups", false, "run without per-domain cgroups (nothing is enforced; development only)")
 	fs.IntVar(&cfg.ReserveMiB, "reserve-mem", 0, "host memory kept from domains in MiB (default 10%, >= 512)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the daemon's log level: debug, info, warn or error")
-	conf := fs.String("config", "", "the host's settings, in domain-file syntax (default "+DefaultHostConf+" when --state-dir is not given); flags override it")
+	conf = fs.String("config", "", "the host's settings, in domain-file syntax (default "+DefaultHostConf+" when --state-dir is not given); flags override it")
+	return fs, conf
+}
+
+func serve(args []string, socket string) error {
+	var cfg Config
+	var roots cmdline.List
+	fs, conf := serveFlags(&cfg, &roots)
 	if _, err := cmdline.Parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -122,14 +137,25 @@ func StoreMain(args []string, stdout, stderr io.Writer) int {
 	return exit(stderr, "store", StoreUsage, storeCmd(args, stdout, stderr))
 }
 
+// StoreFlags are the flags of store check and store restore (for help).
+func StoreFlags() *flag.FlagSet {
+	fs, _, _ := storeFlags()
+	return fs
+}
+
+func storeFlags() (fs *flag.FlagSet, stateDir *string, asJSON *bool) {
+	fs = flag.NewFlagSet("store", flag.ContinueOnError)
+	stateDir = fs.String("state-dir", api.DefaultStateDir, "the daemon's state directory")
+	asJSON = fs.Bool("json", false, "check: print the result as JSON")
+	return fs, stateDir, asJSON
+}
+
 func storeCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError("expected check or restore")
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("store "+sub, flag.ContinueOnError)
-	stateDir := fs.String("state-dir", api.DefaultStateDir, "the daemon's state directory")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
+	fs, stateDir, asJSON := storeFlags()
 	switch sub {
 	case "check":
 		if _, err := cmdline.Parse(fs, args, 0, 0); err != nil {
@@ -191,4 +217,22 @@ func storeCheck(stateDir string, asJSON bool, stdout io.Writer) error {
 		return fmt.Errorf("%d of %d store files damaged: `ringfence store restore` puts the newest good backup in place", bad, len(files))
 	}
 	return nil
+}
+
+// sizeFlag is a flag of bytes written as 10G, 512M, 4096.
+type sizeFlag struct{ v *int64 }
+
+func (f sizeFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(*f.v, 10)
+}
+
+func (f sizeFlag) Set(s string) error {
+	n, err := storage.ParseSize(s)
+	if err == nil {
+		*f.v = n
+	}
+	return err
 }

@@ -86,7 +86,13 @@ type Config struct {
 	// MetricsListen serves GET /metrics (Prometheus text, no token) on
 	// its own plain-HTTP listener, e.g. 127.0.0.1:9465; empty: none.
 	MetricsListen string
+	// MaxUpload caps one upload (an archive to import, a save image to
+	// restore) over the API, in bytes (0: DefaultMaxUpload).
+	MaxUpload int64
 }
+
+// DefaultMaxUpload is the largest upload a daemon takes unless told.
+const DefaultMaxUpload = 64 << 30
 
 // Where a production host keeps the domains' logs and its autostart files
 // (the state and run dirs are api's: the client needs them too).
@@ -112,7 +118,8 @@ type Server struct {
 	metrics http.Handler // GET /1.0/metrics and --metrics-listen
 	tokens  *tokens.Manager
 	ops     *operations.Registry
-	bus     *events.Bus // the event stream (GET /1.0/events)
+	bus     *events.Bus  // the event stream (GET /1.0/events)
+	saves   pendingSaves // streamed saves waiting for their client
 	tenants *tenants.Manager
 	owners  owners // who owns what a path names (the tenants' gate)
 }

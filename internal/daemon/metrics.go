@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -44,6 +45,39 @@ var domainMetrics = []metricDesc{
 	domainMetric("net_tx_bytes_total", "Bytes the domain's vifs sent (as the guest sees them).", prometheus.CounterValue, func(d api.DomainStats) float64 { return float64(d.NetTxBytes) }),
 }
 
+// deviceMetric is one per-device counter: a disk's (labels domain, disk:
+// its name in the domain file, e.g. xvda) or a vif's (domain, vif: its
+// index, tap).
+type deviceMetric[T any] struct {
+	desc *prometheus.Desc
+	val  func(T) float64
+}
+
+func diskMetric(name, help string, val func(api.DiskStats) float64) deviceMetric[api.DiskStats] {
+	return deviceMetric[api.DiskStats]{prometheus.NewDesc("ringfence_disk_"+name, help, []string{"domain", "disk"}, nil), val}
+}
+
+func vifMetric(name, help string, val func(api.VifStats) float64) deviceMetric[api.VifStats] {
+	return deviceMetric[api.VifStats]{prometheus.NewDesc("ringfence_vif_"+name, help, []string{"domain", "vif", "tap"}, nil), val}
+}
+
+// diskMetrics and vifMetrics split the domain's disk and net figures by
+// device (the domain's are their sums).
+var (
+	diskMetrics = []deviceMetric[api.DiskStats]{
+		diskMetric("read_bytes_total", "Bytes read from one disk.", func(d api.DiskStats) float64 { return float64(d.RdBytes) }),
+		diskMetric("write_bytes_total", "Bytes written to one disk.", func(d api.DiskStats) float64 { return float64(d.WrBytes) }),
+		diskMetric("read_ops_total", "Read operations on one disk.", func(d api.DiskStats) float64 { return float64(d.RdOps) }),
+		diskMetric("write_ops_total", "Write operations on one disk.", func(d api.DiskStats) float64 { return float64(d.WrOps) }),
+	}
+	vifMetrics = []deviceMetric[api.VifStats]{
+		vifMetric("rx_bytes_total", "Bytes one vif received (as the guest sees it).", func(v api.VifStats) float64 { return float64(v.RxBytes) }),
+		vifMetric("tx_bytes_total", "Bytes one vif sent (as the guest sees it).", func(v api.VifStats) float64 { return float64(v.TxBytes) }),
+		vifMetric("rx_packets_total", "Packets one vif received.", func(v api.VifStats) float64 { return float64(v.RxPackets) }),
+		vifMetric("tx_packets_total", "Packets one vif sent.", func(v api.VifStats) float64 { return float64(v.TxPackets) }),
+	}
+)
+
 // The ledger: what is admitted, what is left.
 var (
 	ledgerTotal     = prometheus.NewDesc("ringfence_ledger_total_bytes", "Host memory the ledger books.", nil, nil)
@@ -69,6 +103,12 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range domainMetrics {
 		ch <- m.desc
 	}
+	for _, m := range diskMetrics {
+		ch <- m.desc
+	}
+	for _, m := range vifMetrics {
+		ch <- m.desc
+	}
 	for _, d := range []*prometheus.Desc{ledgerTotal, ledgerReserved, ledgerCommitted, ledgerFree, ledgerVCPUs, ledgerVCPUsFree, ledgerDomain, domainsRunning} {
 		ch <- d
 	}
@@ -80,6 +120,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range st.Domains {
 		for _, m := range domainMetrics {
 			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.val(d), d.Name)
+		}
+		for _, dk := range d.Disks {
+			for _, m := range diskMetrics {
+				ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, m.val(dk), d.Name, dk.VDev)
+			}
+		}
+		for _, v := range d.Vifs {
+			for _, m := range vifMetrics {
+				ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, m.val(v), d.Name, strconv.Itoa(v.Index), v.Tap)
+			}
 		}
 	}
 	l := c.ledger()

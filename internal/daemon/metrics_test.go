@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -63,4 +64,63 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s labels %v", name, m.Label)
 		}
 	}
+}
+
+// Per-device series: each disk under its domain-file name, each vif
+// under its index and tap, with the device's own counters.
+func TestDeviceMetrics(t *testing.T) {
+	st := api.Stats{Domains: []api.DomainStats{{Name: "g1",
+		Disks: []api.DiskStats{{VDev: "xvda", Guest: "vda", RdOps: 3, WrOps: 4, RdBytes: 512, WrBytes: 1024}, {VDev: "xvdb", Guest: "vdb", RdBytes: 7}},
+		Vifs:  []api.VifStats{{Index: 0, Tap: "rf1t0", RxBytes: 100, TxBytes: 200, RxPackets: 2, TxPackets: 3}},
+	}}}
+	h := metricsHandler(collector{func() api.Stats { return st }, func() api.Ledger { return api.Ledger{} }})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(w.Body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"ringfence_disk_read_bytes_total", map[string]string{"domain": "g1", "disk": "xvda"}, 512},
+		{"ringfence_disk_write_bytes_total", map[string]string{"domain": "g1", "disk": "xvda"}, 1024},
+		{"ringfence_disk_read_ops_total", map[string]string{"domain": "g1", "disk": "xvda"}, 3},
+		{"ringfence_disk_write_ops_total", map[string]string{"domain": "g1", "disk": "xvda"}, 4},
+		{"ringfence_disk_read_bytes_total", map[string]string{"domain": "g1", "disk": "xvdb"}, 7},
+		{"ringfence_vif_rx_bytes_total", map[string]string{"domain": "g1", "vif": "0", "tap": "rf1t0"}, 100},
+		{"ringfence_vif_tx_bytes_total", map[string]string{"domain": "g1", "vif": "0", "tap": "rf1t0"}, 200},
+		{"ringfence_vif_rx_packets_total", map[string]string{"domain": "g1", "vif": "0", "tap": "rf1t0"}, 2},
+		{"ringfence_vif_tx_packets_total", map[string]string{"domain": "g1", "vif": "0", "tap": "rf1t0"}, 3},
+	} {
+		if got, ok := seriesValue(fams[c.name], c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+}
+
+// seriesValue is the counter or gauge of f's series with exactly labels.
+func seriesValue(f *dto.MetricFamily, labels map[string]string) (float64, bool) {
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.Metric {
+		if len(m.Label) != len(labels) {
+			continue
+		}
+		match := true
+		for _, l := range m.Label {
+			match = match && labels[l.GetName()] == l.GetValue()
+		}
+		if match {
+			if m.Counter != nil {
+				return m.GetCounter().GetValue(), true
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
 }

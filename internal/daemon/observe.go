@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/audit"
@@ -30,6 +32,10 @@ var extensions = []string{
 	"tokens",            // /tokens: API tokens, bound client certificates
 	"remote_archives",   // export/import streamed as the body
 	"events",            // GET /events: the event stream, since=SEQ replays
+	"remote_saves",      // save/restore streamed as the body; uploads capped
+	"operation_records", // operations outlive a restart; event seqs continue
+	"audit_filters",     // GET /audit: since_time, until, principal, tenant, domain
+	"metrics_devices",   // per-disk and per-vif series in /metrics
 	"tenants",           // /tenants: tenants' quotas; owners on domains, networks, pools
 }
 
@@ -45,27 +51,42 @@ func (s *Server) observeRoutes() []route {
 	}
 }
 
-// auditLog is GET /1.0/audit?since=SEQ&limit=N: the records after SEQ,
-// oldest first; without since, the newest N (default 100).
+// auditLog is GET /1.0/audit: the records after ?since=SEQ or from
+// ?since_time=T, before ?until=T (RFC 3339), of ?principal=NAME, of
+// ?tenant=NAME's principals, about ?domain=NAME, oldest first; without since or since_time, the newest
+// ?limit=N (default 100) of those picked.
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	f, fromStart, limit, err := auditQuery(r.URL.Query())
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	out, err := s.audit.Query(r.Context(), f, !fromStart, limit)
+	reply(w, out, err)
+}
+
+// auditQuery reads GET /audit's query: the filter, whether it reads from
+// a start (since, since_time), the limit.
+func auditQuery(q url.Values) (audit.Filter, bool, int, error) {
+	f := audit.Filter{Principal: q.Get("principal"), Tenant: q.Get("tenant"), Domain: q.Get("domain")}
 	limit, err := queryUint(q.Get("limit"), 100)
 	if err != nil || limit > audit.MaxLimit {
-		reply(w, nil, api.Errorf(api.ErrInvalid, "limit %q: a number of records, at most %d", q.Get("limit"), audit.MaxLimit))
-		return
+		return f, false, 0, api.Errorf(api.ErrInvalid, "limit %q: a number of records, at most %d", q.Get("limit"), audit.MaxLimit)
 	}
-	if !q.Has("since") {
-		out, err := s.audit.Tail(r.Context(), int(limit))
-		reply(w, out, err)
-		return
+	if f.AfterSeq, err = queryUint(q.Get("since"), 0); err != nil {
+		return f, false, 0, api.Errorf(api.ErrInvalid, "since %q: a record's sequence number (since_time takes a time)", q.Get("since"))
 	}
-	since, err := queryUint(q.Get("since"), 0)
-	if err != nil {
-		reply(w, nil, api.Errorf(api.ErrInvalid, "since %q: a record's sequence number", q.Get("since")))
-		return
+	for _, t := range []struct {
+		key string
+		to  *time.Time
+	}{{"since_time", &f.Since}, {"until", &f.Until}} {
+		if v := q.Get(t.key); v != "" {
+			if *t.to, err = time.Parse(time.RFC3339Nano, v); err != nil {
+				return f, false, 0, api.Errorf(api.ErrInvalid, "%s %q: a time in RFC 3339, e.g. 2026-01-02T15:04:05Z", t.key, v)
+			}
+		}
 	}
-	out, err := s.audit.Since(r.Context(), since, int(limit))
-	reply(w, out, err)
+	return f, q.Has("since") || q.Has("since_time"), int(limit), nil
 }
 
 func queryUint(s string, def uint64) (uint64, error) {
@@ -85,23 +106,32 @@ func (s *Server) audited(rt route, h http.HandlerFunc) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			// A stream cut short (http.ErrAbortHandler) is recorded too,
+			// as failed, before the connection is cut.
+			if p := recover(); p != nil {
+				s.auditCall(r, http.StatusInternalServerError, "", r.PathValue("name"))
+				panic(p)
+			}
+		}()
 		h(sw, r)
 		if s.audit == nil {
 			return
 		}
-		s.auditCall(r, sw.status(), "")
+		s.auditCall(r, sw.status(), "", r.PathValue("name"))
 	}
 }
 
 // auditCall records request r as answered with code; op names the
-// operation whose end this is ("" for the call itself).
-func (s *Server) auditCall(r *http.Request, code int, op string) {
+// operation whose end this is ("" for the call itself), domain the
+// domain it was about ("" for none).
+func (s *Server) auditCall(r *http.Request, code int, op, domain string) {
 	if s.audit == nil {
 		return
 	}
 	p := principalOf(r.Context())
 	rec := api.AuditRecord{Principal: p.Name, Kind: string(p.Kind), Role: string(p.Role), Tenant: p.Tenant, Remote: p.Remote,
-		Method: r.Method, Path: r.URL.Path, Status: code, Class: api.ClassOfStatus(code), Operation: op}
+		Method: r.Method, Path: r.URL.Path, Status: code, Class: api.ClassOfStatus(code), Operation: op, Domain: domain}
 	if _, err := s.audit.Append(context.WithoutCancel(r.Context()), rec); err != nil {
 		s.log.Error("writing the audit record", "method", r.Method, "path", r.URL.Path, "principal", p.String(), "err", err)
 	}

@@ -14,7 +14,7 @@ import (
 var routeDocs = map[string]routeDoc{
 	// The API itself, the audit log, metrics.
 	"GET ":         {"The API's version, Ringfence's release and the extensions served", nil, api.APIInfo{}, asJSON, ""},
-	"GET /audit":   {"Audit records: after ?since=SEQ (oldest first), else the newest; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,limit"},
+	"GET /audit":   {"Audit records: after ?since=SEQ or from ?since_time=T (oldest first), else the newest; before ?until=T, of ?principal, of ?tenant's principals, about ?domain; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,since_time,until,principal,tenant,domain,limit"},
 	"GET /metrics": {"The host's and the domains' figures in the Prometheus text format", nil, nil, asText, ""},
 
 	// The event stream.
@@ -35,7 +35,7 @@ var routeDocs = map[string]routeDoc{
 	// The host.
 	"GET /host":                      {"The host: CPUs, memory, accelerator, QEMU, the ledger", nil, api.HostInfo{}, asJSON, ""},
 	"GET /stats":                     {"Every running domain's figures (top): a tenant's own, with its quota as the memory", nil, api.Stats{}, asJSON, ""},
-	"POST /host/shutdown":            {"End (or save) every domain before the host goes down", api.HostShutdownRequest{}, api.HostShutdownResult{}, asJSON, ""},
+	"POST /host/shutdown":            {"End (or save) every domain before the host goes down: 202 and the Operation (its result a HostShutdownResult)", api.HostShutdownRequest{}, api.Operation{}, asJSON, ""},
 	"GET /host/log":                  {"The daemon's recent log", nil, nil, asText, ""},
 	"POST /host/trust":               {"Make this host a trust authority (or an offline copy)", api.TrustRequest{}, api.PeerStatus{}, asJSON, ""},
 	"POST /host/tokens":              {"A single-use join token (authority)", api.TokenRequest{}, api.PeerToken{}, asJSON, ""},
@@ -88,17 +88,28 @@ var routeDocs = map[string]routeDoc{
 	"GET /domains/{name}/blocks":          {"The VM's disks", nil, []api.BlockDevice{}, asJSON, ""},
 	"GET /domains/{name}/vifs":            {"The VM's vifs", nil, []api.NetworkDevice{}, asJSON, ""},
 
+	// xl's remaining verbs on a domain.
+	"GET /domains/{name}/vcpus":      {"The vCPUs: present ones (host CPU, state, time, affinity), then free slots up to maxvcpus", nil, []api.VCPU{}, asJSON, ""},
+	"POST /domains/{name}/vcpu-set":  {"Hot-plug or unplug vCPUs until this many are present (1..maxvcpus)", api.VCPUSetRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/sysrq":     {"Send Magic SysRq KEY (Alt+SysRq+KEY on the keyboard)", api.SysRqRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/trigger":   {"Inject a platform event: nmi, reset, power or s3resume", api.TriggerRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/rename":    {"Rename the domain (a running one keeps running); the reply is the domain under its new name", api.RenameRequest{}, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/dump-core": {"Write the guest's memory to a new file as an ELF core: 202 and the Operation", api.DumpCoreRequest{}, api.Operation{}, asJSON, ""},
+
 	// Snapshots, export, import, migration.
 	"GET /domains/{name}/snapshots":                {"The domain's snapshots", nil, []api.Snapshot{}, asJSON, ""},
 	"POST /domains/{name}/snapshots":               {"Take a snapshot (memory: the running state too): 202 and the Operation", api.SnapshotRequest{}, api.Operation{}, asJSON, ""},
 	"POST /domains/{name}/snapshots/{snap}/revert": {"Revert to a snapshot: 202 and the Operation", nil, api.Operation{}, asJSON, ""},
 	"DELETE /domains/{name}/snapshots/{snap}":      {"Delete a snapshot", nil, empty{}, asJSON, ""},
 	"POST /domains/{name}/export":                  {"Write the domain to an archive on the host: 202 and the Operation", api.ExportRequest{}, api.Operation{}, asJSON, ""},
-	"GET /domains/{name}/export/archive":           {"The domain's archive as the body (for remote clients)", nil, nil, asText, ""},
-	"POST /import/archive":                         {"A domain from the archive in the body: 202 and the Operation", nil, api.Operation{}, asJSON, "dir,name,no_start,paused,tenant"},
+	"GET /domains/{name}/export/archive":           {"The domain's archive as the body, streamed as it is made (for remote clients)", nil, nil, asText, ""},
+	"POST /import/archive":                         {"A domain from the archive in the body (capped: 413; 507 without the space): 202 and the Operation", nil, api.Operation{}, asJSON, "dir,name,no_start,paused,tenant"},
+	"POST /domains/{name}/save/image":              {"The domain's save image as the body, streamed (header X-Ringfence-Save-Token); without ?checkpoint=1 it waits, paused, for save/confirm", nil, nil, asText, "checkpoint"},
+	"POST /domains/{name}/save/confirm":            {"The client holds a checked copy of the streamed image: the domain is ended", api.SaveConfirm{}, api.Domain{}, asJSON, ""},
+	"POST /restore/image":                          {"Restore the save image in the body (capped: 413; 507 without the space): 202 and the Operation", nil, api.Operation{}, asJSON, "paused"},
 	"POST /import":                                 {"A domain from an archive on the host: 202 and the Operation", api.ImportRequest{}, api.Operation{}, asJSON, ""},
 	"POST /domains/{name}/migrate":                 {"Live-migrate the domain: 202 and the Operation (progress carries the migration figures)", api.MigrateRequest{}, api.Operation{}, asJSON, ""},
-	"POST /domains/{name}/migrate-cancel":          {"Cancel the domain's outgoing migration", nil, api.Domain{}, asJSON, ""},
+	"POST /domains/{name}/migrate-cancel":          {"Cancel the domain's outgoing migration: 202 and the Operation (its result the Domain)", nil, api.Operation{}, asJSON, ""},
 
 	// Storage pools and volumes.
 	"GET /pools":                         {"The storage pools", nil, []api.Pool{}, asJSON, ""},

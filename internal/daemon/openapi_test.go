@@ -26,9 +26,11 @@ const openAPIFile = "../../docs/openapi.json"
 // notOnRoutes are internal/api's wire types no route's body or reply
 // names, and why.
 var notOnRoutes = map[string]string{
-	"RemoteError":     "the client's error value, not a body (ErrorBody is)",
-	"ExportResult":    "the result inside an export's Operation (json.RawMessage)",
-	"MigrationResult": "the result inside a migration's Operation (json.RawMessage)",
+	"RemoteError":        "the client's error value, not a body (ErrorBody is)",
+	"ExportResult":       "the result inside an export's Operation (json.RawMessage)",
+	"MigrationResult":    "the result inside a migration's Operation (json.RawMessage)",
+	"DumpCoreResult":     "the result inside a dump-core Operation (json.RawMessage)",
+	"HostShutdownResult": "the result inside a host shutdown's Operation (json.RawMessage)",
 }
 
 // TestOpenAPI checks the reference both ways: every registered route is

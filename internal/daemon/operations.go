@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/ringfence/ringfence/internal/auth"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/operations"
+	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // operationRoutes: the long jobs the other routes start (202 Accepted and
@@ -213,7 +215,7 @@ func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name, ten
 		} else {
 			ev.publish("success", "")
 		}
-		s.auditCall(r, code, id)
+		s.auditCall(r, code, id, name)
 		return out, err
 	})
 	if err == nil {
@@ -275,6 +277,27 @@ func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// hostShutdown ends (or saves) every domain before the host goes down,
+// as an operation; a save dir the disk policy refuses is a 400 at once.
+func (s *Server) hostShutdown(w http.ResponseWriter, r *http.Request) {
+	var req api.HostShutdownRequest
+	if err := decode(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
+	if req.SaveDir != "" {
+		if err := s.pools.Policy.Check(storage.UseNew, filepath.Join(req.SaveDir, "x.save")); err != nil {
+			reply(w, nil, err)
+			return
+		}
+	}
+	s.startOp(w, r, "host-shutdown", "", "", func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+		res := s.mgr.HostShutdown(ctx, req)
+		s.log.Info("host shutdown: every domain ended", "domains", len(res.Domains))
+		return res, nil
+	})
+}
+
 // longDomainRoutes: the long verbs on a domain and the ones that make a
 // domain from a file, each an operation.
 func (s *Server) longDomainRoutes() []route {
@@ -284,8 +307,8 @@ func (s *Server) longDomainRoutes() []route {
 		{"POST", d + "/shutdown", auth.DomainOperate, s.shutdown},
 		{"POST", d + "/save", auth.DomainOperate, checkedOperation(s, "save", func(r *http.Request, req *api.SaveRequest) error {
 			return s.tenantPath(r, "save file", req.Path, true)
-		}, func(ctx context.Context, name string, req api.SaveRequest, _ func(api.JobProgress)) (any, error) {
-			return s.domainView(name, s.mgr.Save(ctx, name, req.Path, req.Checkpoint))
+		}, func(ctx context.Context, name string, req api.SaveRequest, progress func(api.JobProgress)) (any, error) {
+			return s.domainView(name, s.mgr.Save(domain.WithProgress(ctx, progress), name, req.Path, req.Checkpoint))
 		})},
 		{"POST", d + "/clone", auth.DomainCreate, checkedOperation(s, "clone", func(r *http.Request, req *api.CloneRequest) (err error) {
 			if req.Tenant != "" {
@@ -297,8 +320,8 @@ func (s *Server) longDomainRoutes() []route {
 		})},
 		{"POST", "/restore", auth.DomainCreate, checkedOperation(s, "restore", func(r *http.Request, req *api.RestoreRequest) error {
 			return s.tenantPath(r, "save file", req.Path, false)
-		}, func(ctx context.Context, _ string, req api.RestoreRequest, _ func(api.JobProgress)) (any, error) {
-			return s.mgr.Restore(ctx, req.Path, req.Paused, principalOf(ctx).Tenant)
+		}, func(ctx context.Context, _ string, req api.RestoreRequest, progress func(api.JobProgress)) (any, error) {
+			return s.mgr.Restore(domain.WithProgress(ctx, progress), req.Path, req.Paused, principalOf(ctx).Tenant)
 		})},
 		{"POST", d + "/export", auth.DomainOperate, checkedOperation(s, "export", func(r *http.Request, req *api.ExportRequest) error {
 			return s.tenantPath(r, "archive", req.Path, true)
@@ -308,8 +331,8 @@ func (s *Server) longDomainRoutes() []route {
 		{"POST", "/import", auth.DomainCreate, checkedOperation(s, "import", s.checkImport, func(ctx context.Context, _ string, req api.ImportRequest, progress func(api.JobProgress)) (any, error) {
 			return s.mgr.Import(ctx, req, progress)
 		})},
-		{"POST", d + "/snapshots", auth.DomainOperate, operation(s, "snapshot", func(ctx context.Context, name string, req api.SnapshotRequest, _ func(api.JobProgress)) (any, error) {
-			return s.mgr.SnapshotCreate(ctx, name, req.Name, req.Memory)
+		{"POST", d + "/snapshots", auth.DomainOperate, operation(s, "snapshot", func(ctx context.Context, name string, req api.SnapshotRequest, progress func(api.JobProgress)) (any, error) {
+			return s.mgr.SnapshotCreate(domain.WithProgress(ctx, progress), name, req.Name, req.Memory)
 		})},
 		{"POST", d + "/snapshots/{snap}/revert", auth.DomainOperate, s.revertSnapshot},
 	}

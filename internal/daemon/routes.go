@@ -2,17 +2,16 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"slices"
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/auth"
-	"github.com/ringfence/ringfence/internal/storage"
 )
 
 // route is one row of the API: method and path (under /1.0), the
@@ -47,9 +46,9 @@ func (s *Server) routes() []route {
 	for _, area := range [][]route{
 		s.hostRoutes(), s.definitionRoutes(), s.domainRoutes(), s.deviceRoutes(),
 		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
-		s.trustRoutes(), s.observeRoutes(), s.tokenRoutes(), s.archiveRoutes(),
+		s.trustRoutes(), s.observeRoutes(), s.tokenRoutes(), s.transferRoutes(),
 		s.longDomainRoutes(), s.operationRoutes(),
-		s.eventRoutes(), s.tenantRoutes(),
+		s.eventRoutes(), s.xlRoutes(), s.tenantRoutes(),
 	} {
 		rs = append(rs, area...)
 	}
@@ -65,16 +64,7 @@ func (s *Server) hostRoutes() []route {
 		{"GET", "/stats", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			reply(w, s.seenStats(principalOf(r.Context()), s.mgr.Stats()), nil)
 		}},
-		{"POST", "/host/shutdown", auth.HostManage, handle(func(r *http.Request, req api.HostShutdownRequest) (any, error) {
-			if req.SaveDir != "" {
-				if err := s.pools.Policy.Check(storage.UseNew, filepath.Join(req.SaveDir, "x.save")); err != nil {
-					return nil, err
-				}
-			}
-			res := s.mgr.HostShutdown(r.Context(), req)
-			s.log.Info("host shutdown: every domain ended", "domains", len(res.Domains))
-			return res, nil
-		})},
+		{"POST", "/host/shutdown", auth.HostManage, s.hostShutdown},
 		{"GET", "/host/log", auth.HostRead, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Write(s.logRing.Bytes())
@@ -203,7 +193,9 @@ func (s *Server) migrateRoutes() []route {
 	d := domainPath
 	return []route{
 		{"POST", d + "/migrate", auth.DomainMigrate, s.migrate},
-		{"POST", d + "/migrate-cancel", auth.DomainMigrate, domainAction(s, func(r *http.Request, name string, _ struct{}) error { return s.mgr.CancelMigration(name) })},
+		{"POST", d + "/migrate-cancel", auth.DomainMigrate, operation(s, "migrate-cancel", func(_ context.Context, name string, _ struct{}, _ func(api.JobProgress)) (any, error) {
+			return s.domainView(name, s.mgr.CancelMigration(name))
+		})},
 		{"POST", "/migrate/incoming", auth.PeerMigrate, s.incoming},
 		{"POST", "/migrate/data/{token}", auth.PeerMigrate, s.incomingData},
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine/qemu"
-	"github.com/ringfence/ringfence/internal/events"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/launch"
 	"github.com/ringfence/ringfence/internal/netmgr"
@@ -106,7 +105,9 @@ func (b *startup) takeDirs() error {
 	// come to us as subreaper so they are reaped at once, not every few
 	// seconds by PID 1.
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	for _, d := range []string{b.cfg.StateDir, b.cfg.RunDir} {
+	// STATE/imports holds imports and, unnamed, uploads and an export's
+	// disk copies (made now: a transfer leaves no trace there).
+	for _, d := range []string{b.cfg.StateDir, b.cfg.RunDir, filepath.Join(b.cfg.StateDir, "imports")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
@@ -238,7 +239,10 @@ func (b *startup) newManagers() error {
 		return fmt.Errorf("loading networks: %w", err)
 	}
 	cfg := b.cfg
-	bus := events.New(events.Config{})
+	bus, err := b.openBus()
+	if err != nil {
+		return err
+	}
 	// Tenants' reservations are in the ledger before any domain is
 	// adopted into it.
 	tm, err := tenants.New(context.Background(), b.st, b.ledger)
@@ -326,6 +330,9 @@ func (b *startup) listenAPI() error {
 	b.ctx = ctx
 	b.later(stop)
 	b.s.ops = operations.New(ctx) // operations run as long as the daemon
+	if err := b.openOperations(); err != nil {
+		return err
+	}
 	// SIGHUP reopens the log (logrotate), never ends the daemon.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -130,6 +130,14 @@ func (c *Console) append(p []byte) {
 // generation kept), so a chatty guest cannot fill the disk.
 const consoleLogMax = 4 << 20
 
+// moveLog follows console.log to a new path (rename: the caller moved
+// the file with its directory).
+func (c *Console) moveLog(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.logPath = path
+}
+
 // writeLog appends to console.log, rotating it when it is full.
 func (c *Console) writeLog(p []byte) {
 	if c.logSize+int64(len(p)) > consoleLogMax {

@@ -23,54 +23,81 @@ import (
 // Export writes domain name to one archive at path (internal/storage's
 // format): the domain file, its kernel and ramdisk, and every disk as a
 // flat raw image. A running domain keeps running: its disks are copied as
-// of one instant by the engine (copy-before-write) into scratch files
-// beside the archive, which are removed afterwards; a stopped one's images
-// are flattened with qemu-img (clones and snapshots included).
+// of one instant by the engine (copy-before-write), a stopped one's
+// images are flattened with qemu-img, each into a scratch file that has
+// no name (storage.ScratchFile) beside the archive.
 func (m *Manager) Export(ctx context.Context, name, path string, progress func(api.JobProgress)) (api.ExportResult, error) {
+	x := &exporter{path: path, scratchDir: filepath.Dir(path)}
+	return m.export(ctx, name, x, progress)
+}
+
+// ExportTo is Export streamed to w (a remote client's download): the
+// archive is never a file on this host; the disks' copies are unnamed
+// scratch files in scratchDir.
+func (m *Manager) ExportTo(ctx context.Context, name string, w io.Writer, scratchDir string, progress func(api.JobProgress)) (api.ExportResult, error) {
+	x := &exporter{out: &countingWriter{w: w}, scratchDir: scratchDir}
+	return m.export(ctx, name, x, progress)
+}
+
+func (m *Manager) export(ctx context.Context, name string, x *exporter, progress func(api.JobProgress)) (api.ExportResult, error) {
 	d, err := m.get(name)
 	if err != nil {
 		return api.ExportResult{}, err
 	}
-	x := &exporter{m: m, d: d, path: path, progress: progress, t0: time.Now(), r: revert.New()}
+	x.m, x.d, x.progress, x.t0, x.r = m, d, progress, time.Now(), revert.New()
 	defer x.r.Fail()
-	defer func() {
-		if x.scratch != "" {
-			os.RemoveAll(x.scratch)
-		}
-	}()
+	defer x.closeScratch()
 	for _, step := range []func(context.Context) error{x.open, x.copyDisks, x.writeArchive} {
 		if err := step(ctx); err != nil {
 			return api.ExportResult{}, err
 		}
 	}
 	x.r.Success()
-	fi, _ := os.Stat(path)
-	res := api.ExportResult{Path: path, Bytes: fi.Size(), InputBytes: x.total, Ms: time.Since(x.t0).Milliseconds()}
-	m.o.Log.Info("domain exported", "name", name, "path", path, "bytes", res.Bytes)
+	res := api.ExportResult{Path: x.path, InputBytes: x.total, Ms: time.Since(x.t0).Milliseconds()}
+	if x.out != nil {
+		res.Bytes = x.out.n
+	} else if fi, err := os.Stat(x.path); err == nil {
+		res.Bytes = fi.Size()
+	}
+	m.o.Log.Info("domain exported", "name", name, "path", x.path, "bytes", res.Bytes)
 	return res, nil
 }
 
 // exporter is one export; its methods are the steps in the order they
 // run, and r undoes the archive if a later step fails.
 type exporter struct {
-	m        *Manager
-	d        *dom
-	path     string
-	progress func(api.JobProgress)
-	t0       time.Time
-	r        *revert.Reverter
+	m          *Manager
+	d          *dom
+	path       string          // the archive's file ("" when streamed)
+	out        *countingWriter // the stream (nil: to path)
+	scratchDir string
+	progress   func(api.JobProgress)
+	t0         time.Time
+	r          *revert.Reverter
 
-	aw      *storage.ArchiveWriter
-	scratch string
-	spec    api.DomainSpec // the domain's spec, rewritten to the archive's paths
-	jobs    []copyJob
-	total   int64
+	aw    *storage.ArchiveWriter
+	spec  api.DomainSpec // the domain's spec, rewritten to the archive's paths
+	jobs  []copyJob
+	total int64
 }
 
 // copyJob is one disk flattened to a raw scratch file.
 type copyJob struct {
-	idx              int
-	src, dst, member string
+	idx         int
+	src, member string
+	f           *os.File // the copy: a scratch file with no name
+}
+
+// countingWriter counts what a streamed archive sent.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (x *exporter) report(phase string, done, total int64) {
@@ -79,20 +106,31 @@ func (x *exporter) report(phase string, done, total int64) {
 	}
 }
 
-// open creates the archive (removed unless the export finishes) and a
-// scratch dir beside it (removed when Export returns).
+// open creates the archive (removed unless the export finishes), or
+// starts the stream.
 func (x *exporter) open(context.Context) error {
-	aw, err := storage.CreateArchive(x.path)
+	var aw *storage.ArchiveWriter
+	var err error
+	if x.out != nil {
+		aw, err = storage.StreamArchive(x.out)
+	} else {
+		aw, err = storage.CreateArchive(x.path)
+	}
 	if err != nil {
 		return err
 	}
 	x.aw = aw
 	x.r.Add(aw.Abort)
-	x.scratch, err = os.MkdirTemp(filepath.Dir(x.path), ".ringfence-export-")
-	if err != nil {
-		return err
-	}
 	return nil
+}
+
+// closeScratch gives the disks' copies back.
+func (x *exporter) closeScratch() {
+	for _, j := range x.jobs {
+		if j.f != nil {
+			j.f.Close()
+		}
+	}
 }
 
 // copyDisks copies every disk to scratch: a running domain's all as of
@@ -103,9 +141,15 @@ func (x *exporter) copyDisks(ctx context.Context) error {
 	x.spec.Disks = append([]api.Disk(nil), x.spec.Disks...)
 	inst := x.d.inst
 	for i, dk := range x.spec.Disks {
-		if dk.Target != "" {
-			x.jobs = append(x.jobs, copyJob{idx: i, src: dk.Target, dst: filepath.Join(x.scratch, dk.Guest+".raw"), member: "disks/" + dk.Guest + ".raw"})
+		if dk.Target == "" {
+			continue
 		}
+		f, err := storage.ScratchFile(x.scratchDir)
+		if err != nil {
+			x.d.mu.Unlock()
+			return err
+		}
+		x.jobs = append(x.jobs, copyJob{idx: i, src: dk.Target, member: "disks/" + dk.Guest + ".raw", f: f})
 	}
 	if inst != nil && len(x.jobs) > 0 {
 		defer x.d.mu.Unlock()
@@ -113,15 +157,21 @@ func (x *exporter) copyDisks(ctx context.Context) error {
 	}
 	x.d.mu.Unlock()
 	for _, j := range x.jobs {
-		if err := storage.ConvertToRaw(ctx, j.src, x.spec.Disks[j.idx].Format, j.dst); err != nil {
-			return fmt.Errorf("copying disk %s: %w", x.spec.Disks[j.idx].Guest, err)
+		dk := x.spec.Disks[j.idx]
+		size, err := storage.VirtualSize(j.src, dk.Format)
+		if err == nil {
+			err = storage.ConvertToRawFile(ctx, j.src, dk.Format, size, j.f)
+		}
+		if err != nil {
+			return fmt.Errorf("copying disk %s: %w", dk.Guest, err)
 		}
 	}
 	return nil
 }
 
-// backupRunning has the engine copy a running domain's disks. Caller
-// holds the domain's lock.
+// backupRunning has the engine copy a running domain's disks (into the
+// scratch files, through their /proc/self/fd names). Caller holds the
+// domain's lock.
 func (x *exporter) backupRunning(ctx context.Context, inst engine.Instance) error {
 	bk, ok := inst.(engine.DiskBackup)
 	if !ok {
@@ -132,12 +182,12 @@ func (x *exporter) backupRunning(ctx context.Context, inst engine.Instance) erro
 		dk := x.spec.Disks[j.idx]
 		size, err := storage.VirtualSize(j.src, dk.Format)
 		if err == nil {
-			err = storage.CreateImage(j.dst, "raw", size)
+			err = j.f.Truncate(size)
 		}
 		if err != nil {
 			return fmt.Errorf("disk %s: %w", dk.Guest, err)
 		}
-		targets = append(targets, engine.BackupTarget{Disk: dk.Guest, Path: j.dst})
+		targets = append(targets, engine.BackupTarget{Disk: dk.Guest, Path: fmt.Sprintf("/proc/self/fd/%d", j.f.Fd())})
 	}
 	return bk.BackupDisks(ctx, targets, func(done, total int64) { x.report("copying disks", done, total) })
 }
@@ -145,26 +195,49 @@ func (x *exporter) backupRunning(ctx context.Context, inst engine.Instance) erro
 // writeArchive adds boot files and disks, then the domain file and the
 // manifest.
 func (x *exporter) writeArchive(ctx context.Context) error {
-	type member struct{ name, path string }
+	type member struct {
+		name string
+		f    *os.File
+	}
 	var members []member
-	for _, f := range []*string{&x.spec.Kernel, &x.spec.Ramdisk} {
-		if *f != "" {
-			members = append(members, member{"boot/" + filepath.Base(*f), *f})
-			*f = "boot/" + filepath.Base(*f)
+	defer func() {
+		for _, mb := range members {
+			mb.f.Close()
 		}
+	}()
+	for _, p := range []*string{&x.spec.Kernel, &x.spec.Ramdisk} {
+		if *p == "" {
+			continue
+		}
+		f, err := os.Open(*p)
+		if err != nil {
+			return err
+		}
+		members = append(members, member{"boot/" + filepath.Base(*p), f})
+		*p = "boot/" + filepath.Base(*p)
 	}
 	for _, j := range x.jobs {
-		members = append(members, member{j.member, j.dst})
+		// A second descriptor: the member's reads start at 0, and the
+		// job's own is closed by closeScratch.
+		f, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", j.f.Fd()))
+		if err != nil {
+			return err
+		}
+		members = append(members, member{j.member, f})
 		x.spec.Disks[j.idx].Target, x.spec.Disks[j.idx].Format = j.member, "raw"
 	}
-	for _, mb := range members {
-		if fi, err := os.Stat(mb.path); err == nil {
-			x.total += fi.Size()
+	sizes := make([]int64, len(members))
+	for i, mb := range members {
+		fi, err := mb.f.Stat()
+		if err != nil {
+			return err
 		}
+		sizes[i] = fi.Size()
+		x.total += fi.Size()
 	}
 	x.aw.Progress = func(done int64) { x.report("writing the archive", done, x.total) }
-	for _, mb := range members {
-		if err := addFile(ctx, x.aw, mb.name, mb.path); err != nil {
+	for i, mb := range members {
+		if err := x.aw.Add(mb.name, sizes[i], storage.CtxReader(ctx, mb.f)); err != nil {
 			return err
 		}
 	}
@@ -176,39 +249,19 @@ func (x *exporter) writeArchive(ctx context.Context) error {
 	return x.aw.Close(storage.Manifest{Created: time.Now().UTC(), Host: host, Spec: x.spec})
 }
 
-// addFile adds the file at path to an archive as member name.
-func addFile(ctx context.Context, aw *storage.ArchiveWriter, name, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	return aw.Add(name, fi.Size(), ctxReader{ctx, f})
-}
-
-// ctxReader stops a copy once ctx is done (a cancelled export).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // Import unpacks an archive made by Export and creates the domain from
 // it, with its files in dir (default STATE/imports/NAME). The archive is
 // checked whole (every member's SHA-256) before anything is put in place:
 // a corrupt or truncated archive changes nothing.
-func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress func(api.JobProgress)) (_ api.Domain, err error) {
-	im := &importer{m: m, req: req, progress: progress, r: revert.New()}
+func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
+	return m.ImportFrom(ctx, nil, req, progress)
+}
+
+// ImportFrom is Import of the archive read from src (an upload the
+// daemon holds unnamed; nil: the file req.Path). A cancel (ctx) stops
+// it part-way, leaving nothing.
+func (m *Manager) ImportFrom(ctx context.Context, src io.Reader, req api.ImportRequest, progress func(api.JobProgress)) (_ api.Domain, err error) {
+	im := &importer{m: m, ctx: ctx, src: src, req: req, progress: progress, r: revert.New()}
 	defer func() { m.after(m.about(ctx, im.spec.Name), api.EvCreated, "import", &err) }()
 	defer im.r.Fail()
 	defer func() {
@@ -233,6 +286,8 @@ func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress fu
 // run, and r removes what was put in place if a later step fails.
 type importer struct {
 	m        *Manager
+	ctx      context.Context
+	src      io.Reader // the archive (nil: the file req.Path)
 	req      api.ImportRequest
 	progress func(api.JobProgress)
 	r        *revert.Reverter
@@ -245,7 +300,7 @@ type importer struct {
 // checkPaths checks the archive and target paths and makes the target.
 func (im *importer) checkPaths() error {
 	im.dir = im.req.Dir
-	if !filepath.IsAbs(im.req.Path) {
+	if im.src == nil && !filepath.IsAbs(im.req.Path) {
 		return api.Errorf(api.ErrInvalid, "archive %q must be an absolute path", im.req.Path)
 	}
 	if im.dir == "" {
@@ -275,11 +330,18 @@ func (im *importer) unpack() error {
 	rb := make([]byte, 6)
 	rand.Read(rb)
 	im.scratch = filepath.Join(im.dir, ".import-"+hex.EncodeToString(rb))
-	man, err := storage.Unpack(im.req.Path, im.scratch, func(done int64) {
+	progress := func(done int64) {
 		if im.progress != nil {
 			im.progress(api.JobProgress{Phase: "reading and checking the archive", Done: done})
 		}
-	})
+	}
+	var man storage.Manifest
+	var err error
+	if im.src != nil {
+		man, err = storage.UnpackFrom(im.ctx, im.src, "the uploaded archive", im.scratch, progress)
+	} else {
+		man, err = storage.Unpack(im.ctx, im.req.Path, im.scratch, progress)
+	}
 	if err != nil {
 		return err
 	}

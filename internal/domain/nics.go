@@ -30,7 +30,7 @@ type Networks interface {
 	// OpenTap opens an attached tap for a hot-plug by fd.
 	OpenTap(tap string) (*os.File, error)
 	// Counters are a tap's host-side bytes received and sent.
-	Counters(tap string) (rx, tx int64)
+	Counters(tap string) (rxBytes, txBytes, rxPackets, txPackets int64)
 	// Addresses are what an attached tap may send from (ip= or its lease).
 	Addresses(tap string) []string
 }
@@ -87,9 +87,9 @@ func (m *Manager) unplugTap(tap string) {
 }
 
 // tapCounters are a tap's host-side bytes received and sent.
-func (m *Manager) tapCounters(tap string) (rx, tx int64) {
+func (m *Manager) tapCounters(tap string) (rxBytes, txBytes, rxPackets, txPackets int64) {
 	if m.o.Networks == nil {
-		return 0, 0
+		return 0, 0, 0, 0
 	}
 	return m.o.Networks.Counters(tap)
 }

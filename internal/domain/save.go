@@ -1,11 +1,7 @@
 package domain
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,28 +12,15 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/safefile"
+	"github.com/ringfence/ringfence/internal/saveimage"
 	domspec "github.com/ringfence/ringfence/internal/spec"
 )
 
-// A save file is: saveMagic, a 4-byte big-endian header length, the JSON
-// header (the domain spec travels with its state, as in xl), QEMU's
-// migration stream, and a trailer: trailerMagic, the stream's length and
-// its SHA-256. Restore checks all of it before it starts anything, so a
+// A save file is a saveimage (internal/saveimage): the header with the
+// domain spec, QEMU's migration stream, a trailer with its length and
+// SHA-256. Restore checks all of it before it starts anything, so a
 // truncated, corrupted or foreign file is refused with nothing created.
-const (
-	saveMagic    = "RINGFENCE-SAVE-1\n"
-	trailerMagic = "RFSAVEND"
-	trailerLen   = len(trailerMagic) + 8 + sha256.Size
-)
-
-type saveHeader struct {
-	Spec    api.DomainSpec `json:"spec"`
-	Accel   string         `json:"accel"`
-	SavedAt time.Time      `json:"saved_at"`
-	Host    string         `json:"host"`
-	// Tenant owned the domain ("" = the host): a restore keeps it.
-	Tenant string `json:"tenant,omitempty"`
-}
+type saveHeader = saveimage.Header
 
 // Save writes a domain's state to path. Without checkpoint the domain is
 // gone afterwards (xl save); with it, it keeps running (xl save -c).
@@ -46,6 +29,27 @@ func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) 
 	if !filepath.IsAbs(path) {
 		return api.Errorf(api.ErrInvalid, "save file %q must be an absolute path", path)
 	}
+	return m.saveDomain(ctx, name, checkpoint, func(hdr saveHeader, mig engine.Migratable) error {
+		return m.writeSave(ctx, path, hdr, mig)
+	}, nil)
+}
+
+// SaveTo writes a domain's save image to w (a remote client's file,
+// streamed). With checkpoint the domain resumes at once. Without, it
+// stays paused, and locked, until confirmed returns: nil (the client
+// holds a checked copy) ends it; an error (no confirmation in time, the
+// client gone) resumes it, so a save whose image never arrived never
+// loses the guest.
+func (m *Manager) SaveTo(ctx context.Context, name string, w io.Writer, checkpoint bool, confirmed func() error) (err error) {
+	defer m.after(m.about(ctx, name), api.EvSaved, "streamed to the client", &err)
+	return m.saveDomain(ctx, name, checkpoint, func(hdr saveHeader, mig engine.Migratable) error {
+		return streamSave(ctx, w, hdr, mig)
+	}, confirmed)
+}
+
+// saveDomain is Save and SaveTo: write (the image, wherever it goes) with the
+// domain locked, then resume it (checkpoint, or not confirmed) or end it.
+func (m *Manager) saveDomain(ctx context.Context, name string, checkpoint bool, write func(saveHeader, engine.Migratable) error, confirmed func() error) error {
 	d, err := m.lockRunning(name)
 	if err != nil {
 		return err
@@ -58,11 +62,17 @@ func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) 
 	}
 	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: time.Now().UTC(), Tenant: d.tenant}
 	hdr.Host, _ = os.Hostname()
-	err = m.writeSave(ctx, path, hdr, mig)
-	if err != nil {
+	if err := write(hdr, mig); err != nil {
 		d.mu.Unlock()
 		// QEMU resumes the guest itself when a migration fails.
 		return fmt.Errorf("saving %s: %w", name, err)
+	}
+	if !checkpoint && confirmed != nil {
+		if err := confirmed(); err != nil {
+			rerr := inst.Resume(context.WithoutCancel(ctx))
+			d.mu.Unlock()
+			return errors.Join(fmt.Errorf("saving %s: %w; the domain runs on", name, err), rerr)
+		}
 	}
 	if checkpoint {
 		err := inst.Resume(ctx)
@@ -73,107 +83,78 @@ func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) 
 	return m.Destroy(ctx, name)
 }
 
+// writeSave writes the image to a new root-only file beside path,
+// renamed over it at the end: nothing already at the path (a symlink,
+// someone's file) is followed or reused, and the guest's RAM is never
+// readable by anyone else.
 func (m *Manager) writeSave(ctx context.Context, path string, hdr saveHeader, mig engine.Migratable) error {
-	// A new root-only file beside the target, renamed over it at the end:
-	// nothing already at the path (a symlink, someone's file) is followed
-	// or reused, and the guest's RAM is never readable by anyone else.
 	f, err := safefile.Create(path)
 	if err != nil {
 		return api.Errorf(api.ErrInvalid, "creating %s: %v", path, err)
 	}
-	tmp := f.Name()
 	defer f.Abort() // a no-op once committed
-	hb, _ := json.Marshal(hdr)
-	var pre bytes.Buffer
-	pre.WriteString(saveMagic)
-	binary.Write(&pre, binary.BigEndian, uint32(len(hb)))
-	pre.Write(hb)
-	if _, err := f.Write(pre.Bytes()); err != nil {
+	if err := streamSave(ctx, f, hdr, mig); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	return f.Commit()
+}
+
+// streamSave writes the image to w: the header, QEMU's migration stream
+// (through a pipe), the trailer.
+func streamSave(ctx context.Context, w io.Writer, hdr saveHeader, mig engine.Migratable) error {
+	sw, err := saveimage.Begin(w, hdr)
+	if err != nil {
 		return err
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	h := sha256.New()
-	type copied struct {
-		n   int64
-		err error
-	}
-	done := make(chan copied, 1)
+	done := make(chan error, 1)
 	go func() {
-		n, err := io.Copy(io.MultiWriter(f, h), pr)
-		pr.Close()
-		done <- copied{n, err}
+		_, err := io.Copy(sw, pr)
+		pr.Close() // a failed write ends QEMU's stream too (EPIPE)
+		done <- err
 	}()
-	_, merr := mig.MigrateTo(ctx, pw, engine.MigrateOptions{})
+	_, merr := mig.MigrateTo(ctx, pw, engine.MigrateOptions{Progress: streamProgress(ctx, "saving")})
 	pw.Close() // QEMU closed its copy when the stream ended
-	c := <-done
+	cerr := <-done
 	if merr != nil {
 		return merr
 	}
-	if c.err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, c.err)
+	if cerr != nil {
+		return cerr
 	}
-	var tr bytes.Buffer
-	tr.WriteString(trailerMagic)
-	binary.Write(&tr, binary.BigEndian, uint64(c.n))
-	tr.Write(h.Sum(nil))
-	if _, err := f.Write(tr.Bytes()); err != nil {
-		return err
-	}
-	return f.Commit()
+	return sw.End()
 }
 
-// readSave checks a save file completely and returns its header and where
-// the stream lies.
-func readSave(path string) (saveHeader, int64, int64, error) {
-	var hdr saveHeader
-	bad := func(format string, a ...any) (saveHeader, int64, int64, error) {
-		return hdr, 0, 0, api.Errorf(api.ErrInvalid, "%s is not a usable ringfence save file: %s", path, fmt.Sprintf(format, a...))
-	}
+// openSave opens a save file and checks it completely: its header and
+// where the stream lies. The caller closes the file.
+func openSave(path string) (*os.File, saveHeader, int64, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return hdr, 0, 0, api.Errorf(api.ErrInvalid, "opening save file: %v", err)
+		return nil, saveHeader{}, 0, 0, api.Errorf(api.ErrInvalid, "opening save file: %v", err)
 	}
-	defer f.Close()
+	hdr, start, end, err := checkSave(f, path)
+	if err != nil {
+		f.Close()
+		return nil, hdr, 0, 0, err
+	}
+	return f, hdr, start, end, nil
+}
+
+// checkSave checks the save image in f (label names it in errors).
+func checkSave(f *os.File, label string) (saveHeader, int64, int64, error) {
 	fi, err := f.Stat()
+	if err != nil {
+		return saveHeader{}, 0, 0, err
+	}
+	hdr, start, end, err := saveimage.Check(f, fi.Size(), label)
 	if err != nil {
 		return hdr, 0, 0, err
 	}
-	magic := make([]byte, len(saveMagic)+4)
-	if _, err := io.ReadFull(f, magic); err != nil || string(magic[:len(saveMagic)]) != saveMagic {
-		return bad("wrong magic (not saved by ringfence, or from an incompatible version)")
-	}
-	hl := int64(binary.BigEndian.Uint32(magic[len(saveMagic):]))
-	if hl > 1<<20 || int64(len(magic))+hl+int64(trailerLen) > fi.Size() {
-		return bad("truncated header")
-	}
-	hb := make([]byte, hl)
-	if _, err := io.ReadFull(f, hb); err != nil {
-		return bad("truncated header")
-	}
-	if err := json.Unmarshal(hb, &hdr); err != nil {
-		return bad("corrupt header: %v", err)
-	}
-	start := int64(len(magic)) + hl
-	end := fi.Size() - int64(trailerLen)
-	tr := make([]byte, trailerLen)
-	if _, err := f.ReadAt(tr, end); err != nil || string(tr[:len(trailerMagic)]) != trailerMagic {
-		return bad("no trailer: the file is truncated (was the save interrupted?)")
-	}
-	if n := int64(binary.BigEndian.Uint64(tr[len(trailerMagic):])); n != end-start {
-		return bad("the state is %d bytes, the trailer says %d: truncated or corrupt", end-start, n)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, start, end-start)); err != nil {
-		return hdr, 0, 0, err
-	}
-	if !bytes.Equal(h.Sum(nil), tr[len(trailerMagic)+8:]) {
-		return bad("checksum mismatch: the state is corrupt")
-	}
 	if err := domspec.Normalize(&hdr.Spec); err != nil {
-		return bad("the saved domain spec is invalid: %v", err)
+		return hdr, 0, 0, api.Errorf(api.ErrInvalid, "%s is not a usable ringfence save file: the saved domain spec is invalid: %v", label, err)
 	}
 	return hdr, start, end, nil
 }
@@ -181,53 +162,74 @@ func readSave(path string) (saveHeader, int64, int64, error) {
 // Restore starts a domain from a save file; paused leaves it paused. The
 // domain keeps the tenant it had when saved; tenant, when set, is the
 // only one the caller may restore (a tenant's principal).
-func (m *Manager) Restore(ctx context.Context, path string, paused bool, tenant string) (_ api.Domain, err error) {
-	hdr, _, _, err := readSave(path)
+func (m *Manager) Restore(ctx context.Context, path string, paused bool, tenant string) (api.Domain, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return api.Domain{}, api.Errorf(api.ErrInvalid, "opening save file: %v", err)
+	}
+	defer f.Close()
+	return m.RestoreFrom(ctx, f, path, paused, tenant)
+}
+
+// RestoreFrom starts a domain from the save image in f (a file, or an
+// upload the daemon holds unnamed); label names it in errors and events.
+// tenant is as for Restore: an image's header is what its holder says
+// (an upload's is the client's), so a tenant's principal restores only
+// an image that names its own tenant, and the domain draws from that
+// tenant's quota.
+func (m *Manager) RestoreFrom(ctx context.Context, f *os.File, label string, paused bool, tenant string) (_ api.Domain, err error) {
+	hdr, start, end, err := checkSave(f, label)
 	if err != nil {
 		return api.Domain{}, err
 	}
 	if tenant != "" && hdr.Tenant != tenant {
-		return api.Domain{}, api.Errorf(api.ErrInvalid, "%s holds a domain that is not tenant %s's: a tenant restores only its own domains", path, tenant)
+		return api.Domain{}, api.Errorf(api.ErrInvalid, "%s holds a domain that is not tenant %s's: a tenant restores only its own domains", label, tenant)
 	}
 	spec := hdr.Spec
 	accel, err := m.validate(&spec, hdr.Tenant)
 	if err != nil {
 		return api.Domain{}, err
 	}
-	incoming, closeFile, err := m.saveLoader(path, spec.Name, accel)
+	incoming, err := saveIncoming(f, hdr, start, end, spec.Name, accel, label)
 	if err != nil {
 		return api.Domain{}, err
 	}
-	defer closeFile()
-	defer m.after(m.about(ctx, spec.Name), api.EvRestored, path, &err)
+	defer m.after(m.about(ctx, spec.Name), api.EvRestored, label, &err)
 	return m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming, kind: kindRestore, tenant: hdr.Tenant})
 }
 
 // saveLoader checks a save file (whole: magic, header, length, checksum)
 // for domain name and returns what loads it into a starting QEMU.
 func (m *Manager) saveLoader(path, name, accel string) (func(context.Context, engine.Migratable) error, func(), error) {
-	hdr, start, end, err := readSave(path)
+	f, hdr, start, end, err := openSave(path)
 	if err != nil {
 		return nil, nil, err
 	}
+	incoming, err := saveIncoming(f, hdr, start, end, name, accel, path)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return incoming, func() { f.Close() }, nil
+}
+
+// saveIncoming is what loads a checked image (the stream at start..end
+// of f) of domain name into a starting QEMU.
+func saveIncoming(f *os.File, hdr saveHeader, start, end int64, name, accel, label string) (func(context.Context, engine.Migratable) error, error) {
 	if hdr.Spec.Name != name {
-		return nil, nil, api.Errorf(api.ErrInvalid, "%s holds domain %s, not %s", path, hdr.Spec.Name, name)
+		return nil, api.Errorf(api.ErrInvalid, "%s holds domain %s, not %s", label, hdr.Spec.Name, name)
 	}
 	if hdr.Accel != accel {
-		return nil, nil, api.Errorf(api.ErrInvalid, "the domain was saved under %s and this host runs %s: its CPU state cannot be loaded", hdr.Accel, accel)
+		return nil, api.Errorf(api.ErrInvalid, "the domain was saved under %s and this host runs %s: its CPU state cannot be loaded", hdr.Accel, accel)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	incoming := func(ctx context.Context, mig engine.Migratable) error {
+	return func(ctx context.Context, mig engine.Migratable) error {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return err
 		}
-		return loadStream(ctx, mig, pr, pw, io.NewSectionReader(f, start, end-start))
-	}
-	return incoming, func() { f.Close() }, nil
+		src := &countingReader{r: io.NewSectionReader(f, start, end-start), total: end - start, phase: "loading", report: progressOf(ctx)}
+		return loadStream(ctx, mig, pr, pw, src)
+	}, nil
 }
 
 var errNoMigrate = errors.New("this engine cannot load saved state")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/procfs"
 )
@@ -70,6 +71,7 @@ func (m *Manager) sampleOne(ctx context.Context, d *dom, memTotalKiB int64) api.
 			s.MemKiB, s.BalloonKiB = b>>10, b>>10
 		}
 		if bs, err := d.inst.BlockStats(qctx); err == nil {
+			s.Disks = diskStats(v.Spec.Disks, bs)
 			for _, b := range bs {
 				s.VBDRd += b.ReadOps
 				s.VBDWr += b.WriteOps
@@ -84,12 +86,14 @@ func (m *Manager) sampleOne(ctx context.Context, d *dom, memTotalKiB int64) api.
 				s.WaitNs += wait
 			}
 		}
-		for _, tap := range d.rec.Taps {
-			rx, tx := m.tapCounters(tap)
+		for i, tap := range d.rec.Taps {
+			rx, tx, rxp, txp := m.tapCounters(tap)
 			s.NetTxKiB += rx >> 10
 			s.NetRxKiB += tx >> 10
 			s.NetTxBytes += rx
 			s.NetRxBytes += tx
+			// The tap's rx is what the guest sent.
+			s.Vifs = append(s.Vifs, api.VifStats{Index: i, Tap: tap, RxBytes: tx, TxBytes: rx, RxPackets: txp, TxPackets: rxp})
 		}
 	}
 	if memTotalKiB > 0 {
@@ -151,4 +155,23 @@ func (m *Manager) Stats() api.Stats {
 		return m.Sample(context.Background())
 	}
 	return m.sampler.last
+}
+
+// diskStats are the engine's per-device counters under the names the
+// domain file gives its disks (a device the spec does not name, e.g.
+// one the engine added, keeps the engine's id).
+func diskStats(disks []api.Disk, bs []engine.BlockStats) []api.DiskStats {
+	vdev := map[string]string{}
+	for _, dk := range disks {
+		vdev[dk.Guest] = dk.VDev
+	}
+	out := make([]api.DiskStats, 0, len(bs))
+	for _, b := range bs {
+		name := vdev[b.ID]
+		if name == "" {
+			name = b.ID
+		}
+		out = append(out, api.DiskStats{VDev: name, Guest: b.ID, RdOps: b.ReadOps, WrOps: b.WriteOps, RdBytes: b.ReadBytes, WrBytes: b.WriteBytes})
+	}
+	return out
 }

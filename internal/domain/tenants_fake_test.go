@@ -3,6 +3,7 @@ package domain
 import (
 	"context"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,5 +140,69 @@ func checkTenantEvents(t *testing.T, h *fakeHost, rec *recorder) {
 	}
 	if got, err := m2.Owner("d1"); err != nil || got != "acme" {
 		t.Errorf("after a restart d1 is %q's (%v)", got, err)
+	}
+}
+
+// TestTenantRenameSaveRestore: a renamed domain stays its tenant's (its
+// view, record, ledger entry and event); a save image carries the
+// tenant, and a restore by a tenant's principal takes only an image of
+// its own tenant's domain (an upload's header is the client's word),
+// which draws from its reservation again.
+func TestTenantRenameSaveRestore(t *testing.T) {
+	rec := &recorder{}
+	h := newFakeHost(t, func(o *Options) { o.Events = rec; o.Tenancy = &fakeTenancy{} })
+	ctx := context.Background()
+	if err := h.ledger.ReserveTenant("acme", 500, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Create(ctx, api.CreateRequest{Spec: h.spec("a1", "", "", ""), Tenant: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Rename(ctx, "a1", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := h.record("a2")
+	lt, _ := h.ledger.Tenant("acme")
+	if got, err := h.m.Owner("a2"); err != nil || got != "acme" || r.Tenant != "acme" || h.get("a2").Tenant != "acme" || lt.UsedMemoryMiB == 0 {
+		t.Fatalf("renamed: owner %q (%v), record %q, view %q, acme holds %d MiB", got, err, r.Tenant, h.get("a2").Tenant, lt.UsedMemoryMiB)
+	}
+	rec.mu.Lock()
+	for _, ev := range rec.evs {
+		if ev.Action == api.EvRenamed && ev.Tenant != "acme" {
+			t.Errorf("the rename's event is for %q", ev.Tenant)
+		}
+	}
+	rec.mu.Unlock()
+
+	dir := t.TempDir()
+	img, hostImg := dir+"/a2.save", dir+"/h1.save"
+	if err := h.m.Save(ctx, "a2", img, false); err != nil {
+		t.Fatal(err)
+	}
+	h.create(h.spec("h1", "", "", ""))
+	if err := h.m.Save(ctx, "h1", hostImg, false); err != nil {
+		t.Fatal(err)
+	}
+	if lt, _ := h.ledger.Tenant("acme"); lt.UsedMemoryMiB != 0 {
+		t.Fatalf("acme still holds %d MiB after the save", lt.UsedMemoryMiB)
+	}
+	for _, c := range []struct{ path, tenant string }{{img, "beta"}, {hostImg, "acme"}} {
+		f, err := os.Open(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = h.m.RestoreFrom(ctx, f, "the upload", false, c.tenant)
+		f.Close()
+		if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "the upload holds a domain that is not tenant "+c.tenant+"'s") {
+			t.Errorf("restore of %s by tenant %s: %v", c.path, c.tenant, err)
+		}
+	}
+	h.gone("h1")
+	if _, err := h.m.Restore(ctx, img, false, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	lt, _ = h.ledger.Tenant("acme")
+	if got, _ := h.m.Owner("a2"); got != "acme" || lt.UsedMemoryMiB == 0 {
+		t.Fatalf("restored a2 is %q's; acme holds %d MiB", got, lt.UsedMemoryMiB)
 	}
 }

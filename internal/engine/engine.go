@@ -317,3 +317,41 @@ func NICID(index int, port string) string {
 	}
 	return fmt.Sprintf("net%d", index)
 }
+
+// VCPUHotplug is the optional ability to add and remove vCPUs of a
+// running VM, within the maxvcpus it was started with (xl vcpu-set).
+type VCPUHotplug interface {
+	// SetVCPUs plugs or unplugs vCPUs until n are present: the lowest
+	// free slots are filled, the highest-numbered vCPUs go first (as in
+	// xl), never vCPU 0. An unplug waits for the guest to let go.
+	// VCPUThreads names the threads of the vCPUs present afterwards.
+	SetVCPUs(ctx context.Context, n int) error
+}
+
+// PlatformEvents is the optional ability to inject platform events
+// (xl trigger, xl sysrq).
+type PlatformEvents interface {
+	// SendKeys presses the keys together and releases them (qcode
+	// names, e.g. alt, sysrq, h).
+	SendKeys(ctx context.Context, keys []string) error
+	// InjectNMI sends a non-maskable interrupt to the guest.
+	InjectNMI(ctx context.Context) error
+	// Wakeup resumes a guest that suspended itself to RAM (S3).
+	Wakeup(ctx context.Context) error
+}
+
+// CoreDumper is the optional ability to write the guest's memory to a
+// file as an ELF core (xl dump-core).
+type CoreDumper interface {
+	// DumpCore writes the core into w; progress gets bytes written of
+	// the total as the dump goes.
+	DumpCore(ctx context.Context, w *os.File, progress func(done, total int64)) error
+}
+
+// Relocatable is the optional ability of a running VM to follow its run
+// dir and log to new paths (xl rename): the caller has moved them (the
+// VM's sockets move with the directory); the VM keeps running, and its
+// State names the new paths from then on.
+type Relocatable interface {
+	Relocated(runDir, logFile string)
+}

@@ -36,7 +36,20 @@ type Config struct {
 	MaxEvents int           // ...up to this many
 	MaxLag    int           // a subscriber's backlog beyond which it is dropped
 	Now       func() time.Time
+	// Start is the seq the previous daemon reached (0: none): the first
+	// event here is Start+1, so seqs never repeat across restarts and a
+	// since from before the restart is answered with a resync.
+	Start uint64
+	// Reserve, when set, is told the highest seq that may be given out
+	// before it is called again (seq + ReserveBlock, each time the head
+	// reaches the last): it keeps that number where the next daemon
+	// reads its Start, so a daemon that dies never lets the next one give
+	// a seq twice. Publish waits for it once per ReserveBlock events.
+	Reserve func(upto uint64)
 }
+
+// ReserveBlock is how many seqs one Reserve call covers.
+const ReserveBlock = 10_000
 
 // Live is the since of a subscription that wants only what comes next.
 const Live = ^uint64(0)
@@ -52,6 +65,8 @@ type Bus struct {
 	first uint64  // oldest seq held (head+1 when none)
 	head  uint64  // last seq published (0: none yet)
 	wake  chan struct{}
+	// reserved is the highest seq Reserve has covered.
+	reserved uint64
 }
 
 // entry is an event and its JSON line, encoded once for every reader.
@@ -82,7 +97,7 @@ func New(cfg Config) *Bus {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Bus{cfg: cfg, buf: make([]entry, cfg.MinEvents), first: 1, wake: make(chan struct{})}
+	return &Bus{cfg: cfg, buf: make([]entry, cfg.MinEvents), first: cfg.Start + 1, head: cfg.Start, reserved: cfg.Start, wake: make(chan struct{})}
 }
 
 // Publish gives ev the next seq (and the time, when unset), keeps it and
@@ -104,6 +119,10 @@ func (b *Bus) Publish(ev api.Event) {
 		}
 	}
 	b.head++
+	if b.cfg.Reserve != nil && b.head > b.reserved {
+		b.reserved = b.head + ReserveBlock
+		b.cfg.Reserve(b.reserved)
+	}
 	ev.Seq = b.head
 	b.buf[b.head%uint64(len(b.buf))] = newEntry(ev)
 	close(b.wake)
@@ -123,6 +142,15 @@ func (b *Bus) grow(n int) {
 func (b *Bus) Head() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.head
+}
+
+// Checkpoint returns the head for a clean stop to record as the next
+// daemon's Start; an event published after it is reserved anew first.
+func (b *Bus) Checkpoint() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reserved = b.head
 	return b.head
 }
 

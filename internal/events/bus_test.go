@@ -203,3 +203,52 @@ func TestNextHonoursContext(t *testing.T) {
 		t.Fatal("ready with nothing published")
 	}
 }
+
+// A bus continuing a previous daemon's seqs: the first is Start+1, each
+// block of seqs is reserved before it is given, a since from before the
+// restart is a resync, one past the head an error; after a Checkpoint the
+// next event reserves anew.
+func TestStartAndReserve(t *testing.T) {
+	var reserved []uint64
+	b := New(Config{Start: 100, Reserve: func(upto uint64) { reserved = append(reserved, upto) }})
+	b.Publish(api.Event{Type: api.EventHost, Action: "daemon-started"})
+	if b.Head() != 101 || len(reserved) != 1 || reserved[0] != 101+ReserveBlock {
+		t.Fatalf("head %d, reserved %v", b.Head(), reserved)
+	}
+	for range 5 {
+		b.Publish(api.Event{Type: api.EventHost})
+	}
+	if len(reserved) != 1 {
+		t.Fatalf("reserved again within the block: %v", reserved)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		since    uint64
+		wantType string
+		wantSeq  uint64
+	}{
+		{50, api.EventResync, 101},
+		{100, api.EventHost, 101},
+		{103, api.EventHost, 104},
+	} {
+		s, err := b.Subscribe(c.since, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := s.Next(ctx)
+		if err != nil || ev.Type != c.wantType || ev.Seq != c.wantSeq {
+			t.Errorf("since=%d: %+v %v, want %s at %d", c.since, ev, err, c.wantType, c.wantSeq)
+		}
+	}
+	if _, err := b.Subscribe(107, nil); err == nil {
+		t.Error("since beyond the head was taken")
+	}
+	if got := b.Checkpoint(); got != 106 {
+		t.Fatalf("checkpoint %d", got)
+	}
+	b.Publish(api.Event{Type: api.EventHost})
+	if len(reserved) != 2 || reserved[1] != 107+ReserveBlock {
+		t.Fatalf("after a checkpoint: %v", reserved)
+	}
+}

@@ -460,3 +460,19 @@ func (c *Cgroups) MemoryEvents(name string) MemEvents {
 	ev.PeakB = num(dir, "memory.peak")
 	return ev
 }
+
+// Rename moves a domain's cgroups to its new name; its processes stay in
+// them (rename(2) within one hierarchy keeps membership and limits). A
+// domain with no cgroups (stopped) has nothing to move.
+func (c *Cgroups) Rename(from, to string) error {
+	old, dirs := c.Dirs(from), c.Dirs(to)
+	for i := range old {
+		if err := os.Rename(old[i], dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
+			for j := 0; j < i; j++ {
+				os.Rename(dirs[j], old[j])
+			}
+			return fmt.Errorf("renaming cgroup %s: %w", old[i], err)
+		}
+	}
+	return nil
+}

@@ -305,3 +305,17 @@ func DefaultReserve(totalMiB int) int {
 	}
 	return r
 }
+
+// Rename moves a domain's reservation to its new name (xl rename); the
+// figures do not change, so nothing is admitted or freed.
+func (l *Ledger) Rename(from, to string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.entries[from]
+	if !ok {
+		return
+	}
+	delete(l.entries, from)
+	e.Domain = to
+	l.entries[to] = e
+}

@@ -60,4 +60,7 @@ func (m *Manager) Detach(tap string) error {
 func (m *Manager) OpenTap(tap string) (*os.File, error) { return network.OpenTap(tap) }
 
 // Counters are a tap's host-side bytes received and sent.
-func (m *Manager) Counters(tap string) (rx, tx int64) { return network.TapCounters(tap) }
+func (m *Manager) Counters(tap string) (rxBytes, txBytes, rxPackets, txPackets int64) {
+	st := network.TapCounters(tap)
+	return st.RxBytes, st.TxBytes, st.RxPackets, st.TxPackets
+}

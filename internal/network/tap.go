@@ -101,13 +101,19 @@ func Exists(name string) bool {
 
 // TapCounters returns a tap's received and transmitted bytes (received by
 // the host = sent by the guest).
-func TapCounters(name string) (rx, tx int64) {
+func TapCounters(name string) TapStats {
 	l, err := netlink.LinkByName(name)
 	if err != nil || l.Attrs().Statistics == nil {
-		return 0, 0
+		return TapStats{}
 	}
 	st := l.Attrs().Statistics
-	return int64(st.RxBytes), int64(st.TxBytes)
+	return TapStats{RxBytes: int64(st.RxBytes), TxBytes: int64(st.TxBytes), RxPackets: int64(st.RxPackets), TxPackets: int64(st.TxPackets)}
+}
+
+// TapStats are a tap's counters as the host sees them (what the host
+// receives from the tap, the guest sent).
+type TapStats struct {
+	RxBytes, TxBytes, RxPackets, TxPackets int64
 }
 
 // OpenTap opens a queue of an existing persistent tap (as root), to hand

@@ -4,7 +4,9 @@
 // asked for it, so it goes on when the client disconnects; it can be
 // waited for, watched (its progress), listed and cancelled by an
 // unguessable id. Finished operations are kept a while (Keep, at most
-// MaxDone of them) for a client that comes back for the result.
+// MaxDone of them) for a client that comes back for the result, in the
+// store too once Open has given the registry one (persist.go), so they
+// outlive a restart of the daemon.
 package operations
 
 import (
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/store"
 )
 
 // Func is an operation's job. It must honour ctx (a cancel, the daemon
@@ -49,9 +52,12 @@ type Registry struct {
 	Keep       time.Duration
 	MaxDone    int
 	MaxRunning int
+	// OnError hears of a record the store could not write (persist.go).
+	OnError func(error)
 
 	mu  sync.Mutex
 	ops map[string]*op
+	st  store.Store // where the records are kept (nil: none; Open)
 }
 
 // op is one operation: its public view (under Registry.mu) and its life.
@@ -80,7 +86,8 @@ func newID() string {
 func (r *Registry) Start(m Meta, fn Func) (api.Operation, error) {
 	now := time.Now().UTC()
 	r.mu.Lock()
-	r.pruneLocked(now)
+	dropped := r.pruneLocked(now)
+	defer r.unpersist(dropped)
 	if n := r.runningLocked(); n >= r.MaxRunning {
 		r.mu.Unlock()
 		return api.Operation{}, api.Errorf(api.ErrUnavailable, "%d operations are running, the most at once: wait for some to end", n)
@@ -93,6 +100,7 @@ func (r *Registry) Start(m Meta, fn Func) (api.Operation, error) {
 	r.ops[o.view.ID] = o
 	view := o.view
 	r.mu.Unlock()
+	r.persist(view) // before run can write its end
 	go r.run(ctx, o, fn)
 	return view, nil
 }
@@ -123,7 +131,6 @@ func (r *Registry) run(ctx context.Context, o *op, fn Func) {
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	o.view.Updated = time.Now().UTC()
 	switch {
 	case err == nil:
@@ -137,6 +144,11 @@ func (r *Registry) run(ctx context.Context, o *op, fn Func) {
 		_, o.view.Class = api.StatusOf(err)
 		o.view.Error = err.Error()
 	}
+	view := o.view
+	r.mu.Unlock()
+	// Recorded before a waiter hears of it: a restart right after the
+	// answer still shows the end.
+	r.persist(view)
 	close(o.done)
 }
 
@@ -164,12 +176,13 @@ func (r *Registry) Get(id string) (api.Operation, bool) {
 // List returns every operation kept, oldest first.
 func (r *Registry) List() []api.Operation {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.pruneLocked(time.Now())
+	dropped := r.pruneLocked(time.Now())
 	out := make([]api.Operation, 0, len(r.ops))
 	for _, o := range r.ops {
 		out = append(out, o.view)
 	}
+	r.mu.Unlock()
+	r.unpersist(dropped)
 	slices.SortFunc(out, func(a, b api.Operation) int {
 		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
 	})
@@ -224,24 +237,29 @@ func notFound(id string) error {
 }
 
 // pruneLocked drops finished operations older than Keep, then the oldest
-// finished ones over MaxDone. Running ones always stay.
-func (r *Registry) pruneLocked(now time.Time) {
+// finished ones over MaxDone, and returns their ids (whose records the
+// caller deletes, outside the lock). Running ones always stay.
+func (r *Registry) pruneLocked(now time.Time) []string {
 	var done []*op
+	var dropped []string
 	for id, o := range r.ops {
 		if !o.view.Done() {
 			continue
 		}
 		if now.Sub(o.view.Updated) > r.Keep {
 			delete(r.ops, id)
+			dropped = append(dropped, id)
 			continue
 		}
 		done = append(done, o)
 	}
 	if len(done) <= r.MaxDone {
-		return
+		return dropped
 	}
 	slices.SortFunc(done, func(a, b *op) int { return a.view.Updated.Compare(b.view.Updated) })
 	for _, o := range done[:len(done)-r.MaxDone] {
 		delete(r.ops, o.view.ID)
+		dropped = append(dropped, o.view.ID)
 	}
+	return dropped
 }

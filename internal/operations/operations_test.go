@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
+	"github.com/ringfence/ringfence/internal/store/memstore"
 )
 
 func wait(t *testing.T, r *Registry, id string) api.Operation {
@@ -229,4 +230,52 @@ func TestMaxRunning(t *testing.T) {
 		wait(t, r, op.ID)
 	}
 	start(t, r, Meta{}, func(context.Context, func(api.JobProgress)) (any, error) { return nil, nil })
+}
+
+// Records outlive the registry: a new one (a restarted daemon) shows the
+// finished operation with its result and the running one as
+// interrupted; pruning deletes records.
+func TestRecordsAcrossRestart(t *testing.T) {
+	st := memstore.New()
+	r := New(context.Background())
+	if err := r.Open(context.Background(), st, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	done := start(t, r, Meta{Kind: "save", Domain: "g1", Owner: "root"}, func(context.Context, func(api.JobProgress)) (any, error) {
+		return map[string]int{"n": 7}, nil
+	})
+	wait(t, r, done.ID)
+	release := make(chan struct{})
+	defer close(release)
+	running := start(t, r, Meta{Kind: "migrate", Domain: "g2", Owner: "ops", Tenant: "t1"}, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+		<-release
+		return nil, nil
+	})
+	restart := time.Now().Add(time.Minute).Truncate(time.Second)
+	r2 := New(context.Background())
+	if err := r2.Open(context.Background(), st, restart); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id, status, result, errText string
+	}{
+		{done.ID, api.OpSuccess, `{"n":7}`, ""},
+		{running.ID, api.OpFailure, "", "interrupted: the daemon restarted at " + restart.UTC().Format(time.RFC3339)},
+	} {
+		got, ok := r2.Get(c.id)
+		if !ok || got.Status != c.status || string(got.Result) != c.result || got.Error != c.errText || !got.Done() {
+			t.Errorf("after the restart, %s: %+v (found %v)", c.id, got, ok)
+		}
+		if _, err := r2.Wait(context.Background(), c.id); err != nil {
+			t.Errorf("wait on a record: %v", err)
+		}
+	}
+	if got, _ := r2.Get(running.ID); got.Tenant != "t1" || got.Owner != "ops" {
+		t.Errorf("the record lost who it was for: %+v", got)
+	}
+	r2.Keep = -time.Hour // everything finished is now too old
+	r2.List()
+	if kvs, _ := st.List(context.Background(), keyPrefix); len(kvs) != 0 {
+		t.Errorf("pruned operations kept their records: %d", len(kvs))
+	}
 }

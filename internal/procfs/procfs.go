@@ -22,6 +22,7 @@ type Stat struct {
 	UTime     uint64 // ticks
 	STime     uint64
 	StartTime uint64 // ticks after boot; with the pid it identifies a process
+	CPU       int    // the host CPU it last ran on
 }
 
 // CPUSeconds is user+system time in seconds.
@@ -52,6 +53,9 @@ func ReadStat(pid, tid int) (Stat, error) {
 	s.UTime, _ = strconv.ParseUint(f[11], 10, 64)
 	s.STime, _ = strconv.ParseUint(f[12], 10, 64)
 	s.StartTime, _ = strconv.ParseUint(f[19], 10, 64)
+	if len(f) > 36 { // processor is field 39
+		s.CPU, _ = strconv.Atoi(f[36])
+	}
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -46,10 +47,10 @@ type Member struct {
 }
 
 // ArchiveWriter writes an archive to a new file beside FILE (see
-// internal/safefile) and renames it onto FILE on Close.
+// internal/safefile) and renames it onto FILE on Close, or streams it to
+// a writer (StreamArchive: a remote client's download).
 type ArchiveWriter struct {
-	path    string
-	f       *safefile.File
+	f       *safefile.File // nil when streamed
 	zw      *zstd.Encoder
 	tw      *tar.Writer
 	members []Member
@@ -75,7 +76,18 @@ func CreateArchive(path string) (*ArchiveWriter, error) {
 		f.Abort()
 		return nil, err
 	}
-	return &ArchiveWriter{path: path, f: f, zw: zw, tw: tar.NewWriter(zw)}, nil
+	return &ArchiveWriter{f: f, zw: zw, tw: tar.NewWriter(zw)}, nil
+}
+
+// StreamArchive starts an archive written to w as it is made: nothing
+// is kept on this host. A failed archive is cut short, which the reader
+// sees (zstd's frame and the manifest are missing).
+func StreamArchive(w io.Writer) (*ArchiveWriter, error) {
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		return nil, err
+	}
+	return &ArchiveWriter{zw: zw, tw: tar.NewWriter(zw)}, nil
 }
 
 // Add writes one member of size bytes from r.
@@ -128,11 +140,18 @@ func (a *ArchiveWriter) Close(m Manifest) error {
 			return err
 		}
 	}
+	if a.f == nil {
+		return nil
+	}
 	return a.f.CommitNoReplace()
 }
 
-// Abort removes the partial archive.
+// Abort removes the partial archive (a streamed one is left cut short:
+// its zstd frame is not ended).
 func (a *ArchiveWriter) Abort() {
+	if a.f == nil {
+		return
+	}
 	a.zw.Close()
 	a.f.Abort()
 }
@@ -196,15 +215,22 @@ func isZero(b []byte) bool {
 
 // Unpack reads the archive at path into dir (a fresh scratch directory)
 // and checks it: every member named in the manifest present, with its
-// size and SHA-256, nothing else, zstd's own checksums intact. On any
-// error dir may hold partial files: the caller removes it.
-func Unpack(path, dir string, progress func(done int64)) (Manifest, error) {
-	var m Manifest
+// size and SHA-256, nothing else, zstd's own checksums intact. It stops
+// part-way once ctx is done. On any error dir may hold partial files:
+// the caller removes it.
+func Unpack(ctx context.Context, path, dir string, progress func(done int64)) (Manifest, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return m, api.Errorf(api.ErrInvalid, "opening the archive: %v", err)
+		return Manifest{}, api.Errorf(api.ErrInvalid, "opening the archive: %v", err)
 	}
 	defer f.Close()
+	return UnpackFrom(ctx, f, path, dir, progress)
+}
+
+// UnpackFrom is Unpack of the archive read from f (label names it).
+func UnpackFrom(ctx context.Context, f io.Reader, path, dir string, progress func(done int64)) (Manifest, error) {
+	var m Manifest
+	f = ctxReader{ctx, f}
 	zr, err := zstd.NewReader(f)
 	if err != nil {
 		return m, api.Errorf(api.ErrInvalid, "%s is not a Ringfence export (zstd): %v", path, err)
@@ -219,7 +245,7 @@ func Unpack(path, dir string, progress func(done int64)) (Manifest, error) {
 			break
 		}
 		if err != nil {
-			return m, api.Errorf(api.ErrInvalid, "%s is damaged or truncated: %v", path, err)
+			return m, damaged(ctx, path, "", err)
 		}
 		name := filepath.Clean(h.Name)
 		if h.Typeflag != tar.TypeReg || filepath.IsAbs(name) || strings.HasPrefix(name, "..") {
@@ -257,7 +283,7 @@ func Unpack(path, dir string, progress func(done int64)) (Manifest, error) {
 			return m, api.Errorf(api.ErrInsufficient, "writing %s into %s: %v; free space there or import into another --dir", name, dir, we.err)
 		}
 		if err != nil {
-			return m, api.Errorf(api.ErrInvalid, "%s is damaged or truncated (in %s): %v", path, name, err)
+			return m, damaged(ctx, path, name, err)
 		}
 		got[name] = Member{Name: name, Size: n, SHA256: hex.EncodeToString(hs.Sum(nil))}
 	}
@@ -277,4 +303,32 @@ func Unpack(path, dir string, progress func(done int64)) (Manifest, error) {
 		}
 	}
 	return m, nil
+}
+
+// damaged is a read of the archive that failed: cancelled (ctx), or a
+// damaged or truncated archive.
+func damaged(ctx context.Context, path, member string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("reading %s: %w", path, ctx.Err())
+	}
+	if member != "" {
+		return api.Errorf(api.ErrInvalid, "%s is damaged or truncated (in %s): %v", path, member, err)
+	}
+	return api.Errorf(api.ErrInvalid, "%s is damaged or truncated: %v", path, err)
+}
+
+// ctxReader stops a read once ctx is done (a cancelled import or export).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+// CtxReader is r that fails once ctx is done.
+func CtxReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

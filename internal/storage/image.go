@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ringfence/ringfence/internal/safefile"
 )
 
@@ -56,13 +58,47 @@ func Snapshot(op, snap, path string) error {
 	return nil
 }
 
-// ConvertToRaw copies a (stopped or shared-readable) image to a raw file
-// dst, for an export.
-func ConvertToRaw(ctx context.Context, src, format, dst string) error {
+// ConvertToRawFile copies a (stopped or shared-readable) image of size
+// bytes into f, an open file of the caller's (ScratchFile: no name).
+func ConvertToRawFile(ctx context.Context, src, format string, size int64, f *os.File) error {
 	if format == "" {
 		format = "raw"
 	}
-	return qemuImgCtx(ctx, "convert", "-U", "-f", format, "-O", "raw", src, dst)
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-U", "-n", "-f", format, "-O", "raw", src, "/dev/fd/3")
+	cmd.ExtraFiles = []*os.File{f}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-img convert: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ScratchFile is a new root-only file in dir that has no name: it never
+// shows in dir, and its space is given back when it is closed, even when
+// the daemon dies (O_TMPFILE; where the filesystem has none, a file made
+// and unlinked at once).
+func ScratchFile(dir string) (*os.File, error) {
+	f, err := os.OpenFile(dir, unix.O_TMPFILE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return f, nil
+	}
+	f, err = os.CreateTemp(dir, ".scratch-*")
+	if err != nil {
+		return nil, fmt.Errorf("making a scratch file in %s: %w", dir, err)
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
+// FreeBytes is the space in dir's filesystem that root may still use.
+func FreeBytes(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bfree) * st.Bsize, nil
 }
 
 // newImage makes a file at path, which must not exist: fill writes it

@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	// The CLI is a client of the API: never the daemon, the domain core,
 	// the store or the engine. It reads domain files itself (config) and
 	// builds the default guest image locally (image).
-	"internal/cli":    {"internal/api", "internal/client", "internal/cmdline", "internal/config", "internal/image", "internal/selfsign", "internal/storage"},
+	"internal/cli":    {"internal/api", "internal/client", "internal/cmdline", "internal/config", "internal/image", "internal/saveimage", "internal/selfsign", "internal/storage"},
 	"internal/client": {"internal/api"},
 	"internal/api":    {},
 
@@ -30,7 +30,7 @@ var allowed = map[string][]string{
 	// managers.
 	"internal/daemon": {"internal/api", "internal/audit", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
 		"internal/events", "internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/operations", "internal/peer", "internal/procfs", "internal/safefile", "internal/selfsign", "internal/storage", "internal/store", "internal/tenants", "internal/tokens"},
-	"internal/domain": {"internal/api", "internal/auth", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names",
+	"internal/domain": {"internal/api", "internal/auth", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names", "internal/saveimage",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
 	// The engine boundary: domain talks to engine only; the QEMU engine
@@ -62,10 +62,14 @@ var allowed = map[string][]string{
 	"internal/selfsign": {"internal/safefile"},
 
 	// The daemon's long jobs (operations): a registry over the wire types.
-	"internal/operations": {"internal/api"},
+	"internal/operations": {"internal/api", "internal/store"},
 
 	// The event bus: sequence numbers, the retained window, subscribers.
 	"internal/events": {"internal/api"},
+
+	// The save image's format: the daemon writes and checks it, the CLI
+	// checks a copy it received over a remote.
+	"internal/saveimage": {"internal/api"},
 
 	// Host-side managers and their leaves.
 	"internal/config":     {"internal/api", "internal/spec"},

@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +20,7 @@ import (
 
 // TestObserve: GET /1.0 names the extensions; /1.0/metrics (the socket)
 // and --metrics-listen (no token) serve Prometheus text that agrees with
-// `top --json` and the ledger; every mutating call, refused ones too,
+// `top --json` and the ledger, per domain and per disk and vif; every mutating call, refused ones too,
 // is in `ringfence audit`.
 func TestObserve(t *testing.T) {
 	e := NewEnv(t, "--metrics-listen", "127.0.0.1:9465")
@@ -27,7 +30,7 @@ func TestObserve(t *testing.T) {
 		!slices.Contains(info.Extensions, "audit") || !slices.Contains(info.Extensions, "metrics") {
 		t.Fatalf("GET /1.0: %+v %v", info, err)
 	}
-	e.Boot("ob1", "")
+	bootWithDevices(t, e, "ob1")
 
 	// The socket's /1.0/metrics and the scraper's listener.
 	text, err := e.Client.Metrics(ctx)
@@ -46,8 +49,7 @@ func TestObserve(t *testing.T) {
 		t.Errorf("GET /1.0/domains on the metrics listener: %q %v", out, err)
 	}
 
-	// Mutating calls, one refused: all recorded.
-	e.MustRF("pause", "ob1")
+	e.MustRF("pause", "ob1") // mutating calls, one refused: all recorded
 	e.MustRF("unpause", "ob1")
 	if r := e.RF("create", e.WriteConfig("ob1", "")); r.Code == 0 {
 		t.Fatal("a second ob1 was created")
@@ -99,6 +101,18 @@ func TestObserve(t *testing.T) {
 	if !strings.Contains(table, "POST /domains/ob1/pause") || !strings.Contains(table, "root/admin") {
 		t.Errorf("audit table:\n%s", table)
 	}
+}
+
+// bootWithDevices boots name with a disk (xvdb) and a vif of its own,
+// for the per-device series.
+func bootWithDevices(t *testing.T, e *Env, name string) {
+	t.Helper()
+	mustRun(t, "ip", "-n", e.Netns, "link", "add", "obbr0", "type", "bridge")
+	disk := filepath.Join(e.Dir, name+"-data.raw")
+	if err := os.WriteFile(disk, make([]byte, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.Boot(name, "vif = [ 'bridge=obbr0' ]\ndisk = [ 'format=raw,vdev=xvdb,access=rw,target="+disk+"' ]")
 }
 
 func parseMetrics(t *testing.T, text string) map[string]*dto.MetricFamily {
@@ -187,4 +201,66 @@ func checkMetrics(t *testing.T, fams map[string]*dto.MetricFamily, top api.Stats
 	if got := value(t, fams, "ringfence_ledger_vcpus", ""); got != 1 {
 		t.Errorf("ledger vCPUs: %.0f", got)
 	}
+	checkDeviceMetrics(t, fams, top)
+}
+
+// checkDeviceMetrics: every disk and vif top shows has its series, under
+// its domain-file name (xvdb) or its index and tap, near what top showed
+// (taken a moment apart); the per-device series of one scrape add up to
+// the domain's.
+func checkDeviceMetrics(t *testing.T, fams map[string]*dto.MetricFamily, top api.Stats) {
+	t.Helper()
+	var d api.DomainStats
+	for _, x := range top.Domains {
+		if x.Name == "ob1" {
+			d = x
+		}
+	}
+	if len(d.Disks) != 1 || d.Disks[0].VDev != "xvdb" || len(d.Vifs) != 1 || d.Vifs[0].Tap == "" {
+		t.Fatalf("top --json's devices of ob1: disks %+v, vifs %+v", d.Disks, d.Vifs)
+	}
+	series := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		for _, m := range fams[name].GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			if maps.Equal(got, labels) {
+				return m.GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("no %s%v in the metrics", name, labels)
+		return 0
+	}
+	dk := d.Disks[0]
+	disk := map[string]string{"domain": "ob1", "disk": "xvdb"}
+	for name, topv := range map[string]int64{"ringfence_disk_read_bytes_total": dk.RdBytes, "ringfence_disk_read_ops_total": dk.RdOps,
+		"ringfence_disk_write_bytes_total": dk.WrBytes, "ringfence_disk_write_ops_total": dk.WrOps} {
+		if got := series(name, disk); math.Abs(got-float64(topv)) > near(name) {
+			t.Errorf("%s%v = %.0f, top %d", name, disk, got, topv)
+		}
+	}
+	if got := series("ringfence_disk_read_bytes_total", disk); got <= 0 || got != value(t, fams, "ringfence_domain_disk_read_bytes_total", "ob1") {
+		t.Errorf("xvdb's read bytes %.0f: want the guest's probe of it, and the domain's whole (its one disk)", got)
+	}
+	v := d.Vifs[0]
+	vif := map[string]string{"domain": "ob1", "vif": "0", "tap": v.Tap}
+	for name, topv := range map[string]int64{"ringfence_vif_rx_bytes_total": v.RxBytes, "ringfence_vif_tx_bytes_total": v.TxBytes,
+		"ringfence_vif_rx_packets_total": v.RxPackets, "ringfence_vif_tx_packets_total": v.TxPackets} {
+		if got := series(name, vif); math.Abs(got-float64(topv)) > near(name) {
+			t.Errorf("%s%v = %.0f, top %d", name, vif, got, topv)
+		}
+	}
+	if got, dom := series("ringfence_vif_tx_bytes_total", vif), value(t, fams, "ringfence_domain_net_tx_bytes_total", "ob1"); got != dom {
+		t.Errorf("vif 0 sent %.0f bytes, the domain %.0f: its one vif is all of it", got, dom)
+	}
+}
+
+// near is how far a counter may move between a scrape and top's sample.
+func near(name string) float64 {
+	if strings.Contains(name, "bytes") {
+		return 1 << 20
+	}
+	return 1000
 }

@@ -39,7 +39,8 @@ func randomFile(t *testing.T, path string, size int) {
 	}
 }
 
-// TestOperations: long verbs are operations. An async export or save
+// TestOperations: long verbs are operations, and their records outlive
+// a restart of the daemon. An async export or save
 // returns an id at once; `operation wait` gets the result, `operation
 // list` shows it; a cancelled export ends cancelled with nothing left
 // behind and the domain untouched; a forged id is a 404 that says
@@ -102,6 +103,8 @@ func TestOperations(t *testing.T) {
 	if fi, err := os.Stat(file); err != nil || fi.Size() == 0 || len(e.List()) != 0 {
 		t.Fatalf("after the save: %v, %d domains", err, len(e.List()))
 	}
+	e.MustRF("restore", file)
+	restartKeepsRecords(t, e, id)
 }
 
 // forgedID: an id nobody was given is a 404 that names nothing else.
@@ -164,8 +167,9 @@ func hangUpExport(t *testing.T, e *Env, archive string) {
 }
 
 // TestOperationCancelMigration: `operation cancel` stops a migration in
-// flight like `migrate --cancel`: the operation ends cancelled, the guest
-// keeps running here, the destination keeps nothing.
+// flight like `migrate --cancel`, and so does Ctrl-C to a `migrate`
+// waiting on it: the operation ends cancelled, the guest keeps running
+// here, the destination keeps nothing.
 func TestOperationCancelMigration(t *testing.T) {
 	port := 20000 + os.Getpid()%20000
 	srcAddr, dstAddr := fmt.Sprintf("127.0.0.1:%d", port+5), fmt.Sprintf("127.0.0.2:%d", port+6)
@@ -198,4 +202,8 @@ func TestOperationCancelMigration(t *testing.T) {
 	off := len(c.Output())
 	c.Send("echo alive-$((6*7))")
 	c.WaitFor("alive-42", off, 10*time.Second)
+	interruptMigration(t, src, dst, dstAddr, pid)
+	off = len(c.Output())
+	c.Send("echo alive-$((7*7))")
+	c.WaitFor("alive-49", off, 10*time.Second)
 }

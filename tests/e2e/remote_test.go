@@ -59,13 +59,15 @@ func (r remoteCLI) refused(want string, args ...string) {
 // TestRemoteAPI: the API over HTTPS with tokens. Tokens are made on the
 // socket; a remote is added with its certificate pinned; the verbs work
 // over it (create from a client-side file, list, console, top, export to
-// and import from the client's files, migrate, destroy);
+// (streamed, no scratch file there) and import from the client's files,
+// uploads over the cap refused, save to and restore from the client's
+// files, migrate, destroy);
 // an auditor reads but may not destroy; no, garbled, oversized, revoked
 // and expired tokens get 401; the peer listener refuses a token.
 func TestRemoteAPI(t *testing.T) {
 	port := 41000 + os.Getpid()%20000
 	apiAddr, peerAddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", port+1)
-	e := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--api-listen", apiAddr, "--listen", peerAddr, guestStorage()}})
+	e := NewEnvWith(t, EnvOptions{ServeArgs: []string{"--api-listen", apiAddr, "--listen", peerAddr, guestStorage(), "--max-upload", fmt.Sprint(remoteUploadCap)}})
 	e.MustRF("host", "trust", "--peer-name", "h1", "--name", "127.0.0.1")
 	secret := func(args ...string) string {
 		return strings.TrimSpace(e.MustRF(append([]string{"token", "create"}, args...)...))
@@ -113,6 +115,8 @@ func TestRemoteAPI(t *testing.T) {
 		t.Fatalf("token list over the remote: %q", out)
 	}
 	remoteArchive(t, e, r)
+	remoteUploadCapped(t, e, apiAddr, admin)
+	remoteSave(t, e, r)
 	remoteMigrate(t, e, r, fmt.Sprintf("127.0.0.2:%d", port+2))
 	// The local socket stays reachable by name.
 	if res := r.run("--remote", "local", "--socket", e.Socket, "list"); res.Code != 0 {
@@ -151,7 +155,7 @@ func remoteClientCert(t *testing.T, e *Env, r remoteCLI, url string) {
 func remoteArchive(t *testing.T, e *Env, r remoteCLI) {
 	t.Helper()
 	archive := filepath.Join(t.TempDir(), "rm1.archive")
-	r.must("export", "rm1", "-o", archive)
+	remoteExportNoScratch(t, e, r, archive)
 	st, err := os.Stat(archive)
 	if err != nil || st.Size() < 1024 {
 		t.Fatalf("the exported archive on the client: %v %v", st, err)

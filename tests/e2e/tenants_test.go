@@ -35,8 +35,9 @@ const bUUID = "6f1d2c3b-0000-4000-8000-0000000000b1"
 // TestTenants: two tenants with quotas, each a tenant-admin token and a
 // guest created over the remote. Tenant ta sees only its own guest: tb's
 // answers 404 by name, domid and UUID exactly as a domain that does not
-// exist (info, console, destroy, stats), and nothing of it changes; ta's
-// events carry nothing of tb's. An over-quota create is refused with the
+// exist (info, console, destroy, stats, rename, save, export), and
+// nothing of it changes; ta renames, saves to its machine and restores
+// its own guest, which stays ta's; ta's events carry nothing of tb's. An over-quota create is refused with the
 // tenant's numbers and leaves nothing; a host create that would eat into
 // the tenants' reservations is refused with the host's; a tenant that
 // owns a domain or a token cannot be deleted, and once it owns nothing
@@ -45,6 +46,7 @@ func TestTenants(t *testing.T) {
 	te := newTenantEnv(t)
 	te.createGuests()
 	te.checkIsolation()
+	te.checkXlVerbs()
 	te.checkEvents()
 	te.checkQuotas()
 	te.checkDelete()
@@ -118,6 +120,8 @@ func (te *tenantEnv) checkIsolation() {
 		for _, call := range []struct{ method, path string }{
 			{"GET", "/domains/%s"}, {"GET", "/domains/%s/console"}, {"POST", "/domains/%s/destroy"},
 			{"POST", "/domains/%s/pause"}, {"GET", "/domains/%s/snapshots"}, {"GET", "/logs/%s"},
+			{"POST", "/domains/%s/rename"}, {"GET", "/domains/%s/vcpus"}, {"POST", "/domains/%s/dump-core"},
+			{"POST", "/domains/%s/save/image"}, {"GET", "/domains/%s/export/archive"},
 		} {
 			code, body := te.call("ta", call.method, fmt.Sprintf(call.path, ref))
 			nc, nbody := te.call("ta", call.method, fmt.Sprintf(call.path, "zz"+ref))
@@ -143,6 +147,63 @@ func (te *tenantEnv) checkIsolation() {
 	if now := te.Domain("b1"); now.PID != b1.PID || now.State != b1.State && now.State != api.StateBlocked && now.State != api.StateRunning {
 		t.Fatalf("b1 changed: %+v, was %+v", now, b1)
 	}
+}
+
+// checkXlVerbs: ta renames its own guest (it stays ta's), not to a name
+// taken host-wide; its core file on the host must be in one of its
+// pools; a save streamed to ta's machine is restored, uploaded, as ta's
+// again (tb's restore of it is refused, nothing made); the admin's audit
+// picks ta's calls by tenant.
+func (te *tenantEnv) checkXlVerbs() {
+	t := te.t
+	te.r.refused("a domain named b1 exists", "--remote", "ta", "rename", "a1", "b1")
+	te.r.must("--remote", "ta", "rename", "a1", "a1r")
+	if d := te.Domain("a1r"); d.Tenant != "ta" || d.PID == 0 {
+		t.Fatalf("a1 renamed by ta: %+v", d)
+	}
+	te.r.must("--remote", "ta", "rename", "a1r", "a1")
+	core := filepath.Join(te.Dir, "a1.core")
+	te.r.refused("core file: "+core+" is not in one of tenant ta's pools", "--remote", "ta", "dump-core", "a1", core)
+	if _, err := os.Stat(core); err == nil {
+		t.Fatalf("a refused dump-core left %s", core)
+	}
+	img := filepath.Join(t.TempDir(), "a1.save")
+	te.r.must("--remote", "ta", "save", "a1", img)
+	if tn := te.tenant("ta"); tn.Usage.MemoryMiB != 0 || len(te.List()) != 1 {
+		t.Fatalf("after ta saved a1: ta holds %d MiB, domains %+v", tn.Usage.MemoryMiB, te.List())
+	}
+	te.r.refused("holds a domain that is not tenant tb's", "--remote", "tb", "restore", img)
+	if ds := te.List(); len(ds) != 1 || len(te.QEMUs()) != 1 {
+		t.Fatalf("tb's refused restore left something: %+v", ds)
+	}
+	te.r.must("--remote", "ta", "restore", img)
+	if d := te.Domain("a1"); d.Tenant != "ta" || d.PID == 0 || te.tenant("ta").Usage.MemoryMiB == 0 {
+		t.Fatalf("a1 restored by ta: %+v", d)
+	}
+	var recs []api.AuditRecord
+	if err := json.Unmarshal([]byte(te.MustRF("audit", "--tenant", "ta", "--json")), &recs); err != nil || len(recs) == 0 {
+		t.Fatalf("audit --tenant ta: %v", err)
+	}
+	renamed := false
+	for _, r := range recs {
+		renamed = renamed || strings.HasSuffix(r.Path, "/a1/rename")
+		if r.Tenant != "ta" {
+			t.Errorf("audit --tenant ta holds a call of tenant %q: %+v", r.Tenant, r)
+		}
+	}
+	if !renamed {
+		t.Errorf("audit --tenant ta lacks ta's rename: %+v", recs)
+	}
+}
+
+// tenant is a tenant as the admin sees it.
+func (te *tenantEnv) tenant(name string) api.Tenant {
+	te.t.Helper()
+	var tn api.Tenant
+	if err := json.Unmarshal([]byte(te.MustRF("tenant", "show", name, "--json")), &tn); err != nil {
+		te.t.Fatal(err)
+	}
+	return tn
 }
 
 // call makes one raw API call with the remote's token: status and body.

@@ -33,8 +33,9 @@ var (
 	_ engine.Engine            = (*Engine)(nil)
 	_ engine.OverheadEstimator = (*Engine)(nil)
 
-	_ engine.Instance   = (*Instance)(nil)
-	_ engine.Migratable = (*Instance)(nil)
+	_ engine.Instance    = (*Instance)(nil)
+	_ engine.Migratable  = (*Instance)(nil)
+	_ engine.Relocatable = (*Instance)(nil)
 )
 
 // Op names an instance operation a test can make fail (Instance.Fail).
@@ -407,6 +408,19 @@ func (i *Instance) PID() int                 { return i.vm.pid }
 func (i *Instance) SerialPath() string       { return i.vm.serial }
 func (i *Instance) VCPUThreads() []int       { return nil }
 func (i *Instance) Wait() <-chan engine.Exit { return i.wait }
+
+// Relocated implements engine.Relocatable: the VM is renamed with its
+// run dir (its serial socket moved with the directory).
+func (i *Instance) Relocated(runDir, _ string) {
+	v := i.vm
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if rel, err := filepath.Rel(v.spec.RunDir, v.serial); err == nil && !strings.HasPrefix(rel, "..") {
+		v.serial = filepath.Join(runDir, rel)
+	}
+	v.spec.RunDir = runDir
+	v.spec.Name = filepath.Base(runDir)
+}
 
 func (i *Instance) State() json.RawMessage {
 	b, _ := json.Marshal(stateBlob{PID: i.vm.pid, Name: i.vm.spec.Name, Serial: i.vm.serial})

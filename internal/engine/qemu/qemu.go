@@ -306,10 +306,15 @@ func (i *instance) loadVCPUs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	i.st.VCPUs = i.st.VCPUs[:0]
+	// A fresh slice: VCPUThreads and State may be reading the old one
+	// (vcpu-set reloads it while the domain runs).
+	tids := make([]int, 0, len(cpus))
 	for _, c := range cpus {
-		i.st.VCPUs = append(i.st.VCPUs, c.ThreadID)
+		tids = append(tids, c.ThreadID)
 	}
+	i.mu.Lock()
+	i.st.VCPUs = tids
+	i.mu.Unlock()
 	return nil
 }
 
@@ -372,13 +377,19 @@ func (i *instance) watch() {
 	}()
 }
 
-func (i *instance) PID() int                 { return i.st.PID }
-func (i *instance) SerialPath() string       { return serialPath(i.st.RunDir) }
-func (i *instance) VCPUThreads() []int       { return append([]int(nil), i.st.VCPUs...) }
+func (i *instance) PID() int           { return i.st.PID }
+func (i *instance) SerialPath() string { return serialPath(i.st.RunDir) }
+func (i *instance) VCPUThreads() []int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append([]int(nil), i.st.VCPUs...)
+}
 func (i *instance) Wait() <-chan engine.Exit { return i.waitCh }
 
 func (i *instance) State() json.RawMessage {
+	i.mu.Lock()
 	b, _ := json.Marshal(i.st)
+	i.mu.Unlock()
 	return b
 }
 
