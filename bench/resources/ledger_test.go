@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/host"
 )
 
@@ -15,13 +16,13 @@ import (
 func BenchmarkAdmission200(b *testing.B) {
 	l := host.NewLedger(1<<20, 1024, 64, 4)
 	for i := 0; i < 200; i++ {
-		if err := l.Reserve(fmt.Sprintf("d%03d", i), 1024, 144, 1); err != nil {
+		if err := l.Reserve(api.LedgerEntry{Domain: fmt.Sprintf("d%03d", i), MemoryMiB: 1024, OverheadMiB: 144, VCPUs: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := l.Reserve("new", 1024, 144, 1); err != nil {
+		if err := l.Reserve(api.LedgerEntry{Domain: "new", MemoryMiB: 1024, OverheadMiB: 144, VCPUs: 1}); err != nil {
 			b.Fatal(err)
 		}
 		l.Release("new")
@@ -33,11 +34,11 @@ func BenchmarkAdmission200(b *testing.B) {
 func BenchmarkRefusal200(b *testing.B) {
 	l := host.NewLedger(200*1200, 1024, 64, 4)
 	for i := 0; i < 200; i++ {
-		l.Reserve(fmt.Sprintf("d%03d", i), 1024, 144, 1)
+		l.Reserve(api.LedgerEntry{Domain: fmt.Sprintf("d%03d", i), MemoryMiB: 1024, OverheadMiB: 144, VCPUs: 1})
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := l.Reserve("new", 1<<20, 144, 1); err == nil {
+		if err := l.Reserve(api.LedgerEntry{Domain: "new", MemoryMiB: 1 << 20, OverheadMiB: 144, VCPUs: 1}); err == nil {
 			b.Fatal("admitted")
 		}
 	}

@@ -124,6 +124,10 @@ type Definition struct {
 // definition (PUT /1.0/definitions/{name}).
 type DefineRequest struct {
 	Spec DomainSpec `json:"spec"`
+	// Tenant owns a new definition ("" = the host's own; a tenant's
+	// principal always defines in its own tenant). Ignored on PUT: a
+	// domain keeps its owner.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Disk is one virtual block device.
@@ -208,6 +212,9 @@ type CreateRequest struct {
 	Persistent bool `json:"persistent,omitempty"`
 	Paused     bool `json:"paused,omitempty"` // like xl create -p
 	DryRun     bool `json:"dry_run,omitempty"`
+	// Tenant owns the new domain ("" = the host's own). A tenant's
+	// principal always creates in its own tenant.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // DryRun is what a dry-run create returns: the validated spec and the argv
@@ -251,6 +258,8 @@ type Domain struct {
 	// reboots); Autostart: it starts at host boot.
 	Defined   bool       `json:"defined,omitempty"`
 	Autostart *Autostart `json:"autostart,omitempty"`
+	// Tenant owns the domain ("" = the host's own).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // StartRequest starts a stopped (kept) domain again.
@@ -370,6 +379,9 @@ type Ledger struct {
 	VCPURatio   float64       `json:"vcpu_ratio"` // vCPUs allowed per host CPU (1 = none oversold)
 	VCPUsFree   int           `json:"vcpus_free"`
 	Entries     []LedgerEntry `json:"entries"`
+	// Tenants are the tenants' reservations: held for them whether their
+	// domains use them or not (FreeMiB and VCPUsFree already exclude them).
+	Tenants []LedgerTenant `json:"tenants,omitempty"`
 }
 
 // LedgerEntry is one domain's admitted memory (guest RAM + QEMU overhead).
@@ -378,6 +390,8 @@ type LedgerEntry struct {
 	MemoryMiB   int    `json:"memory_mib"`
 	OverheadMiB int    `json:"overhead_mib"`
 	VCPUs       int    `json:"vcpus"`
+	// Tenant is whose reservation the entry draws from ("" = the host's).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // DomainStats are one domain's figures for `top` (xentop's columns).
@@ -408,11 +422,12 @@ type DomainStats struct {
 	// Byte counters (the KiB and op figures above are top's columns):
 	// the disks' bytes read and written, the vifs' bytes as the guest
 	// sees them, and the balloon's actual size (0: no answer).
-	VBDRdBytes int64 `json:"vbd_rd_bytes"`
-	VBDWrBytes int64 `json:"vbd_wr_bytes"`
-	NetTxBytes int64 `json:"net_tx_bytes"`
-	NetRxBytes int64 `json:"net_rx_bytes"`
-	BalloonKiB int64 `json:"balloon_kib,omitempty"`
+	VBDRdBytes int64  `json:"vbd_rd_bytes"`
+	VBDWrBytes int64  `json:"vbd_wr_bytes"`
+	NetTxBytes int64  `json:"net_tx_bytes"`
+	NetRxBytes int64  `json:"net_rx_bytes"`
+	BalloonKiB int64  `json:"balloon_kib,omitempty"`
+	Tenant     string `json:"tenant,omitempty"` // the domain's owner
 	// Disks and Vifs are the same counters per device (their sums are
 	// the figures above).
 	Disks []DiskStats `json:"disks,omitempty"`
@@ -525,6 +540,11 @@ type MigrationResult struct {
 type Pool struct {
 	Name string `json:"name"`
 	Dir  string `json:"dir"`
+	// Tenant owns the pool and its volumes ("" = the host's); a host
+	// pool that is Shared may be read by every tenant's domains (images,
+	// kernels, ISOs), never written.
+	Tenant string `json:"tenant,omitempty"`
+	Shared bool   `json:"shared,omitempty"`
 }
 
 // Volume is a disk image in a pool.
@@ -555,6 +575,8 @@ type CloneRequest struct {
 	// source's with a new MAC); Set are key=value settings of its own.
 	Vifs []string `json:"vifs,omitempty"`
 	Set  []string `json:"set,omitempty"`
+	// Tenant owns the clone ("" keeps the source's owner).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Snapshot is a named point of a domain's disks (and memory).
@@ -609,6 +631,9 @@ type ImportRequest struct {
 	// without starting the domain; Paused starts it paused.
 	NoStart bool `json:"no_start,omitempty"`
 	Paused  bool `json:"paused,omitempty"`
+	// Tenant owns the imported domain ("" = the host's own; a tenant's
+	// principal always imports into its own tenant).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Network is a managed network: a bridge (and its uplink) the daemon
@@ -625,6 +650,11 @@ type Network struct {
 	NAT     bool   `json:"nat,omitempty"`
 	Subnet  string `json:"subnet,omitempty"` // 10.77.0.0/24
 	Gateway string `json:"gateway,omitempty"`
+	// Tenant owns the network ("" = the host's); only its domains may
+	// have a vif on it. A host network that is Shared may take every
+	// tenant's domains too.
+	Tenant string `json:"tenant,omitempty"`
+	Shared bool   `json:"shared,omitempty"`
 }
 
 // Lease is one address a NAT network's DHCP server hands out. Every vif on

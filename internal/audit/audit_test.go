@@ -106,7 +106,7 @@ func TestQuery(t *testing.T) {
 	for i, r := range []api.AuditRecord{
 		{Principal: "root", Domain: "g1"},
 		{Principal: "ops", Domain: "g1"},
-		{Principal: "ops", Domain: "g2"},
+		{Principal: "ops", Domain: "g2", Tenant: "acme"},
 		{Principal: "root"},
 		{Principal: "ops", Domain: "g1"},
 	} {
@@ -130,6 +130,8 @@ func TestQuery(t *testing.T) {
 		{"a principal", Filter{Principal: "ops"}, false, 0, []uint64{2, 3, 5}},
 		{"a domain", Filter{Domain: "g1"}, false, 0, []uint64{1, 2, 5}},
 		{"both", Filter{Principal: "ops", Domain: "g1"}, false, 0, []uint64{2, 5}},
+		{"a tenant's principals", Filter{Tenant: "acme"}, false, 0, []uint64{3}},
+		{"a tenant and a domain", Filter{Tenant: "acme", Domain: "g1"}, false, 0, nil},
 		{"the first 2", Filter{Principal: "ops"}, false, 2, []uint64{2, 3}},
 		{"the newest 2", Filter{Principal: "ops"}, true, 2, []uint64{3, 5}},
 		{"none", Filter{Principal: "nobody"}, true, 0, nil},

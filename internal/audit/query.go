@@ -10,11 +10,13 @@ import (
 )
 
 // Filter picks records: after a sequence number, within a time window,
-// of one principal, about one domain. Zero fields pick everything.
+// of one principal, of one tenant's principals, about one domain. Zero
+// fields pick everything.
 type Filter struct {
 	AfterSeq     uint64
 	Since, Until time.Time // Since inclusive, Until exclusive
 	Principal    string
+	Tenant       string // the tenant of the principal that called
 	Domain       string
 }
 
@@ -24,6 +26,7 @@ func (f Filter) Match(r api.AuditRecord) bool {
 		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
 		(f.Until.IsZero() || r.Time.Before(f.Until)) &&
 		(f.Principal == "" || r.Principal == f.Principal) &&
+		(f.Tenant == "" || r.Tenant == f.Tenant) &&
 		(f.Domain == "" || r.Domain == f.Domain)
 }
 

@@ -35,13 +35,15 @@ const (
 	PeerSync       Perm = "peer.sync"       // a peer host: the peer list, renewing its certificate
 	PeerJoin       Perm = "peer.join"       // anyone on the peer listener: join with a single-use token
 	APIRead        Perm = "api.read"        // GET /1.0: the API's version and extensions (every user role)
+	TenantRead     Perm = "tenant.read"     // tenants, their quotas and usage (a tenant role: its own only)
+	TenantManage   Perm = "tenant.manage"   // tenants: create, change quotas, delete
 )
 
 // Perms is every permission, in a stable order.
 func Perms() []Perm {
 	return []Perm{HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate,
 		DomainConfig, DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage,
-		EventsRead, OpsRead, CredentialBind, PeerMigrate, PeerSync, PeerJoin, APIRead}
+		EventsRead, OpsRead, CredentialBind, PeerMigrate, PeerSync, PeerJoin, APIRead, TenantRead, TenantManage}
 }
 
 // Role is a named set of permissions.
@@ -56,7 +58,9 @@ const (
 	Operator Role = "operator"
 	// Auditor reads everything an admin can read, changes nothing.
 	Auditor Role = "auditor"
-	// TenantAdmin manages its tenant's domains and volumes, nothing else.
+	// TenantAdmin manages its tenant's domains and volumes, nothing else;
+	// it sees only what its tenant owns (and the host's shared pools and
+	// networks), and everything else answers as if it did not exist.
 	TenantAdmin Role = "tenant-admin"
 	// TenantUser uses its tenant's domains (start, stop, console).
 	TenantUser Role = "tenant-user"
@@ -68,14 +72,16 @@ const (
 
 var rolePerms = map[Role][]Perm{
 	Admin: {APIRead, HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate, DomainConfig,
-		DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage, EventsRead, OpsRead, CredentialBind},
+		DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage, EventsRead, OpsRead, CredentialBind,
+		TenantRead, TenantManage},
 	Operator: {APIRead, HostRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, DomainMigrate,
-		StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead, CredentialBind},
-	Auditor:     {APIRead, HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead, CredentialBind},
-	TenantAdmin: {APIRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead, CredentialBind},
-	TenantUser:  {APIRead, DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead, CredentialBind},
-	PeerHost:    {PeerMigrate, PeerSync},
-	Joiner:      {PeerJoin},
+		StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead, CredentialBind, TenantRead},
+	Auditor: {APIRead, HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead, CredentialBind, TenantRead},
+	TenantAdmin: {APIRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, StorageRead, StorageManage, NetworkRead,
+		EventsRead, OpsRead, CredentialBind, TenantRead},
+	TenantUser: {APIRead, DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead, CredentialBind, TenantRead},
+	PeerHost:   {PeerMigrate, PeerSync},
+	Joiner:     {PeerJoin},
 }
 
 // Can reports whether the role holds perm.

@@ -13,6 +13,8 @@ func TestRoles(t *testing.T) {
 		{Auditor, DomainRead, true}, {Auditor, DomainOperate, false}, {Auditor, AuditRead, true},
 		{TenantAdmin, DomainCreate, true}, {TenantAdmin, HostRead, false}, {TenantAdmin, DomainMigrate, false},
 		{TenantUser, DomainConsole, true}, {TenantUser, DomainCreate, false}, {TenantUser, StorageRead, false},
+		{TenantAdmin, TenantRead, true}, {TenantAdmin, TenantManage, false}, {TenantUser, TenantRead, true},
+		{Admin, TenantManage, true}, {Operator, TenantManage, false}, {Auditor, TenantRead, true}, {PeerHost, TenantRead, false},
 		{PeerHost, PeerMigrate, true}, {PeerHost, DomainRead, false},
 		{Joiner, PeerJoin, true}, {Joiner, PeerSync, false},
 		{Role("nobody"), DomainRead, false},

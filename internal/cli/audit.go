@@ -20,13 +20,14 @@ func runAudit(e *env, args []string) error {
 	since := fs.String("since", "", "from here, oldest first: a sequence number (the records after it), a time (RFC 3339) or a duration ago (1h, 30m)")
 	until := fs.String("until", "", "before this time (RFC 3339) or duration ago")
 	principal := fs.String("principal", "", "only the calls of this principal (a token's name, root)")
+	tenant := fs.String("tenant", "", "only the calls of this tenant's principals (its tokens)")
 	domain := fs.String("domain", "", "only the calls about this domain")
 	limit := fs.Int("limit", 0, "at most this many records (default 100; at most 10000)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	q := client.AuditQuery{Principal: *principal, Domain: *domain, Limit: *limit}
+	q := client.AuditQuery{Principal: *principal, Tenant: *tenant, Domain: *domain, Limit: *limit}
 	now := time.Now()
 	if *since != "" {
 		if seq, err := strconv.ParseUint(*since, 10, 64); err == nil {

@@ -144,9 +144,26 @@ func printVerbHelp(e *env, v verb) error {
 	return nil
 }
 
-// synopses are the alternatives of a verb's usage, one per line.
+// synopses are the alternatives of a verb's usage, one per line: split
+// at the " | " outside brackets (one inside, as [--tenant T | --shared],
+// is a choice of flags within one synopsis).
 func synopses(v verb) []string {
-	return strings.Split(v.usage, " | ")
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(v.usage); i++ {
+		switch v.usage[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		case '|':
+			if depth == 0 && strings.HasPrefix(v.usage[i-1:], " | ") {
+				out = append(out, v.usage[start:i-1])
+				start = i + 2
+			}
+		}
+	}
+	return append(out, v.usage[start:])
 }
 
 // flagSets are the flag sets a verb parses (one per subcommand): the

@@ -242,3 +242,21 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestSynopses: a usage splits into its alternatives at the " | " outside
+// brackets only.
+func TestSynopses(t *testing.T) {
+	for _, c := range []struct {
+		usage string
+		want  []string
+	}{
+		{"pool create NAME [--tenant T | --shared] | pool list", []string{"pool create NAME [--tenant T | --shared]", "pool list"}},
+		{"list [--all] [-l | -v] [--json]", []string{"list [--all] [-l | -v] [--json]"}},
+		{"a [b [c | d]] | e | f [g|h]", []string{"a [b [c | d]]", "e", "f [g|h]"}},
+		{"version", []string{"version"}},
+	} {
+		if got := synopses(verb{usage: c.usage}); strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+			t.Errorf("%q: %q, want %q", c.usage, got, c.want)
+		}
+	}
+}

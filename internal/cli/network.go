@@ -21,6 +21,8 @@ func runNetwork(e *env, args []string) error {
 		uplink := fs.String("uplink", "", "host interface put on the bridge, so guests share its segment (as xenbr0 with eth0)")
 		nat := fs.Bool("nat", false, "a private network: DHCP, DNS and masquerading out of the host (needs --subnet)")
 		subnet := fs.String("subnet", "", "the NAT network's IPv4 range, e.g. 10.77.0.0/24 (the gateway is its first address)")
+		tenant := fs.String("tenant", "", "the tenant that owns the network (only its domains may use it)")
+		shared := fs.Bool("shared", false, "a host network every tenant's domains may use too")
 		pos, err := parse(fs, args, 1, 1)
 		if err != nil {
 			return err
@@ -28,7 +30,7 @@ func runNetwork(e *env, args []string) error {
 		if *nat && *subnet == "" {
 			return usageError{"--nat needs --subnet, e.g. --subnet 10.77.0.0/24"}
 		}
-		n, err := e.client().CreateNetwork(ctx(), api.Network{Name: pos[0], Bridge: *bridge, Uplink: *uplink, NAT: *nat, Subnet: *subnet})
+		n, err := e.client().CreateNetwork(ctx(), api.Network{Name: pos[0], Bridge: *bridge, Uplink: *uplink, NAT: *nat, Subnet: *subnet, Tenant: *tenant, Shared: *shared})
 		if err != nil {
 			return err
 		}
@@ -43,12 +45,12 @@ func runNetwork(e *env, args []string) error {
 		return nil
 	case "list":
 		return listTable(e, fs, args, 0, func([]string) ([]api.Network, error) { return e.client().Networks(ctx()) },
-			"NAME\tBRIDGE\tKIND\tUPLINK/SUBNET\tPORTS", func(n api.Network) string {
+			"NAME\tTENANT\tBRIDGE\tKIND\tUPLINK/SUBNET\tPORTS", func(n api.Network) string {
 				kind, where := "bridged", n.Uplink
 				if n.NAT {
 					kind, where = "nat", n.Subnet
 				}
-				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", n.Name, n.Bridge, kind, where, strings.Join(n.Ports, ","))
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", n.Name, ownerColumn(n.Tenant, n.Shared), n.Bridge, kind, where, strings.Join(n.Ports, ","))
 			})
 	case "leases":
 		return listTable(e, fs, args, 1, func(pos []string) ([]api.Lease, error) { return e.client().Leases(ctx(), pos[0]) },

@@ -21,6 +21,8 @@ func runPool(e *env, args []string) error {
 	switch sub {
 	case "create":
 		dir := fs.String("dir", "", "directory that holds the pool's volumes (made if missing)")
+		tenant := fs.String("tenant", "", "the tenant that owns the pool and its volumes")
+		shared := fs.Bool("shared", false, "a host pool every tenant's domains may read (images, kernels, ISOs)")
 		pos, err := parse(fs, args, 1, 1)
 		if err != nil {
 			return err
@@ -31,7 +33,7 @@ func runPool(e *env, args []string) error {
 		if *dir, err = e.hostPath("--dir", *dir); err != nil {
 			return err
 		}
-		p, err := e.client().CreatePool(ctx(), api.Pool{Name: pos[0], Dir: *dir})
+		p, err := e.client().CreatePool(ctx(), api.Pool{Name: pos[0], Dir: *dir, Tenant: *tenant, Shared: *shared})
 		if err != nil {
 			return err
 		}
@@ -39,7 +41,7 @@ func runPool(e *env, args []string) error {
 		return nil
 	case "list":
 		return listTable(e, fs, args, 0, func([]string) ([]api.Pool, error) { return e.client().Pools(ctx()) },
-			"NAME\tDIRECTORY", func(p api.Pool) string { return p.Name + "\t" + p.Dir })
+			"NAME\tTENANT\tDIRECTORY", func(p api.Pool) string { return p.Name + "\t" + ownerColumn(p.Tenant, p.Shared) + "\t" + p.Dir })
 	case "delete":
 		pos, err := parse(fs, args, 1, 1)
 		if err != nil {
@@ -136,12 +138,13 @@ func runClone(e *env, args []string) error {
 	var vifs, sets multiFlag
 	fs.Var(&vifs, "vif", "the clone's vif (xl spec, e.g. 'ip=10.0.0.6,bridge=xenbr0'), one per vif in order (repeatable; '' keeps the source's)")
 	fs.Var(&sets, "set", "a setting of the clone's own, KEY=VALUE as in a domain file (memory=512; repeatable)")
+	tenant := fs.String("tenant", "", "the tenant that owns the clone (default: the source's)")
 	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	if err := e.client().Action(async.ctx(e), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets}); err != nil || async.started(e) {
+	if err := e.client().Action(async.ctx(e), pos[0], "clone", api.CloneRequest{Name: pos[1], Paused: *paused, Vifs: vifs, Set: sets, Tenant: *tenant}); err != nil || async.started(e) {
 		return err
 	}
 	d, err := e.client().Get(ctx(), pos[1])
@@ -288,13 +291,14 @@ func runImport(e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print the new domain as JSON")
 	noStart := fs.Bool("no-start", false, "put the files and their domain file in place, do not start it")
 	paused := fs.Bool("p", false, "start it paused")
+	tenant := fs.String("tenant", "", "the tenant that owns the domain (its files go into --dir, in one of its pools)")
 	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
 	if e.remote != nil {
-		return importRemote(e, async.ctx(e), pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, *asJSON)
+		return importRemote(e, async.ctx(e), pos[0], api.ImportRequest{Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused, Tenant: *tenant}, *asJSON)
 	}
 	path, err := filepath.Abs(pos[0])
 	if err != nil {
@@ -306,7 +310,7 @@ func runImport(e *env, args []string) error {
 		}
 	}
 	bar, end := jobBar(e)
-	d, err := e.client().Import(async.ctx(e), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused}, bar)
+	d, err := e.client().Import(async.ctx(e), api.ImportRequest{Path: path, Dir: *dir, Name: *name, NoStart: *noStart, Paused: *paused, Tenant: *tenant}, bar)
 	end()
 	if err != nil || async.started(e) {
 		return err

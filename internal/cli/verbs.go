@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -27,6 +28,7 @@ func runCreate(e *env, args []string) error {
 	attach := fs.Bool("c", false, "attach to the console after creating")
 	dry := fs.Bool("dry-run", false, "print the spec and QEMU argv without starting")
 	fs.BoolVar(dry, "n", false, "same as --dry-run")
+	tenant := fs.String("tenant", "", "the tenant that owns the domain (an admin's choice; a tenant's token creates in its own)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	async := asyncFlag(fs)
 	pos, err := parse(fs, args, 1, -1)
@@ -45,7 +47,7 @@ func runCreate(e *env, args []string) error {
 	}
 	c := e.client()
 	if *dry {
-		d, err := c.DryRun(ctx(), spec)
+		d, err := c.DryRun(ctx(), spec, *tenant)
 		if err != nil {
 			return err
 		}
@@ -60,7 +62,7 @@ func runCreate(e *env, args []string) error {
 			d.Spec.MaxMemMiB, d.OverheadMiB, d.Spec.MaxMemMiB+d.OverheadMiB)
 		return nil
 	}
-	d, err := c.Create(async.ctx(e), api.CreateRequest{Spec: spec, Paused: *paused})
+	d, err := c.Create(async.ctx(e), api.CreateRequest{Spec: spec, Paused: *paused, Tenant: *tenant})
 	if err != nil || async.started(e) {
 		return err
 	}
@@ -142,12 +144,22 @@ func longList(ds []api.Domain) []any {
 
 // printList is xl list's layout (-v: xl's UUID and reason columns, the
 // reason here being why a stopped domain stopped), within 80 columns for
-// names up to 24 characters (longer ones are never cut).
+// names up to 24 characters (longer ones are never cut). When any domain
+// has a tenant, a Tenant column follows the name: taken from the name's
+// width in the short layout (so it still fits 80 columns), added in -v.
 func printList(w io.Writer, ds []api.Domain, verbose bool) {
+	name := func(n, _ string) string { return n }
+	if slices.ContainsFunc(ds, func(d api.Domain) bool { return d.Tenant != "" }) {
+		width := 27
+		if verbose {
+			width = 24
+		}
+		name = func(n, t string) string { return fmt.Sprintf("%-*s %-12s", width, n, t) }
+	}
 	if verbose {
-		fmt.Fprintf(w, "%-24s %4s %5s %5s %-6s %8s %-36s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)", "UUID")
+		fmt.Fprintf(w, "%-24s %4s %5s %5s %-6s %8s %-36s\n", name("Name", "Tenant"), "ID", "Mem", "VCPUs", "State", "Time(s)", "UUID")
 	} else {
-		fmt.Fprintf(w, "%-40s %5s %5s %5s     %-6s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
+		fmt.Fprintf(w, "%-40s %5s %5s %5s     %-6s %9s\n", name("Name", "Tenant"), "ID", "Mem", "VCPUs", "State", "Time(s)")
 	}
 	var stopped []api.Domain
 	for _, d := range ds {
@@ -163,10 +175,10 @@ func printList(w io.Writer, ds []api.Domain, verbose bool) {
 			if uuid == "" {
 				uuid = "-"
 			}
-			fmt.Fprintf(w, "%-24s %4s %5d %5d %-6s %8.1f %-36s\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime, uuid)
+			fmt.Fprintf(w, "%-24s %4s %5d %5d %-6s %8.1f %-36s\n", name(d.Spec.Name, tenantColumn(d.Tenant)), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime, uuid)
 			continue
 		}
-		fmt.Fprintf(w, "%-40s %5s %5d %5d     %-6s %9.1f\n", d.Spec.Name, id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
+		fmt.Fprintf(w, "%-40s %5s %5d %5d     %-6s %9.1f\n", name(d.Spec.Name, tenantColumn(d.Tenant)), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
 	}
 	// Why the stopped ones stopped (xl has no such line; a host admin
 	// needs it first).
@@ -472,8 +484,15 @@ func runInfo(e *env, args []string) error {
 	row("ledger_free", h.Ledger.FreeMiB)
 	row("qemu_overhead", h.QEMUOverhead)
 	row("ledger_vcpus", fmt.Sprintf("%d free of %d (%d CPUs x %g)", h.Ledger.VCPUsFree, int(float64(h.Ledger.CPUs)*h.Ledger.VCPURatio+1e-9), h.Ledger.CPUs, h.Ledger.VCPURatio))
+	for _, lt := range h.Ledger.Tenants {
+		row("ledger_tenant_"+lt.Tenant, fmt.Sprintf("%d MiB, %d vCPUs reserved; %d MiB, %d held", lt.MemoryMiB, lt.VCPUs, lt.UsedMemoryMiB, lt.UsedVCPUs))
+	}
 	for _, le := range h.Ledger.Entries {
-		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead, %d vCPUs", le.MemoryMiB, le.OverheadMiB, le.VCPUs))
+		of := ""
+		if le.Tenant != "" {
+			of = " (tenant " + le.Tenant + ")"
+		}
+		row("ledger_"+le.Domain, fmt.Sprintf("%d MiB + %d overhead, %d vCPUs%s", le.MemoryMiB, le.OverheadMiB, le.VCPUs, of))
 	}
 	if p := h.Peer; p != nil {
 		row("peer_name", fmt.Sprintf("%s (%s)", p.Name, p.Role))
@@ -515,6 +534,7 @@ func domainInfo(e *env, name string, asJSON bool) error {
 	w := tabwriter.NewWriter(e.stdout, 0, 0, 1, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(w, "%s\t: %v\n", k, v) }
 	row("name", d.Spec.Name)
+	row("tenant", tenantColumn(d.Tenant))
 	row("state", fmt.Sprintf("%s (%s)", d.State, d.Flags))
 	if d.PID != 0 {
 		row("id", d.ID)

@@ -45,7 +45,7 @@ var groups = []struct{ name, title string }{
 	{grpDevices, "Devices: vCPUs, memory, disks, media, vifs, console"},
 	{grpStorage, "Storage: pools, volumes, snapshots, archives"},
 	{grpNetworks, "Networks"},
-	{grpHost, "The host: its daemon, facts, store, trust"},
+	{grpHost, "The host: its daemon, facts, store, tenants, trust"},
 	{grpAPI, "The API and this command: remotes, tokens, operations, events"},
 }
 
@@ -57,7 +57,7 @@ func init() {
 
 func domainVerbs() []verb {
 	return []verb{
-		{name: "create", group: grpDomains, summary: "create a domain from a domain file (KEY=VALUE overrides it)", usage: "create FILE [KEY=VALUE...] [-p] [-c] [--dry-run] [--json] [--async]", example: "create /etc/ringfence/web01.cfg memory=1024 -pc", run: runCreate},
+		{name: "create", group: grpDomains, summary: "create a domain from a domain file (KEY=VALUE overrides it)", usage: "create FILE [KEY=VALUE...] [-p] [-c] [--dry-run] [--tenant T] [--json] [--async]", example: "create /etc/ringfence/web01.cfg memory=1024 -pc", run: runCreate},
 		{name: "list", group: grpDomains, summary: "list domains (--all: the defined stopped ones too, with why they stopped)", usage: "list [--all] [-l | -v] [--json] [NAME...]", example: "list -v", run: runList},
 		{name: "define", group: grpDomains, summary: "store a domain without starting it (kept across stops and host reboots)", usage: "define FILE [--json]", example: "define /etc/ringfence/web01.cfg", run: runDefine},
 		{name: "undefine", group: grpDomains, summary: "remove a domain's definition (a running one runs on, transient)", usage: "undefine NAME", example: "undefine web01", run: runUndefine},
@@ -80,7 +80,7 @@ func domainVerbs() []verb {
 		{name: "save", group: grpDomains, summary: "save a domain's state to a file (it is gone afterwards; -c keeps it running)", usage: "save [-c] [--async] NAME FILE", example: "save web01 /srv/save/web01.save", run: runSave},
 		{name: "restore", group: grpDomains, summary: "start a domain from a save file", usage: "restore [-p] [--async] FILE", example: "restore /srv/save/web01.save", run: runRestore},
 		{name: "migrate", group: grpDomains, summary: "live-migrate a domain to another host", usage: "migrate NAME HOST:PORT [--max-downtime MS] [--with-storage [--storage-dir DIR]] [--plain-stream] [--json] [--async] | migrate --cancel NAME", example: "migrate web01 host2:7443", run: runMigrate},
-		{name: "clone", group: grpDomains, summary: "a new domain from a running or stopped one: thin-cloned disks, new MACs", usage: "clone SRC NEW [-p] [--vif SPEC]... [--set KEY=VALUE]... [--json] [--async]", example: "clone web01 web02 --set memory=512", run: runClone},
+		{name: "clone", group: grpDomains, summary: "a new domain from a running or stopped one: thin-cloned disks, new MACs", usage: "clone SRC NEW [-p] [--vif SPEC]... [--set KEY=VALUE]... [--tenant T] [--json] [--async]", example: "clone web01 web02 --set memory=512", run: runClone},
 		{name: "config", group: grpDomains, summary: "check, show or export domain files; update or edit a definition", usage: "config check [--strict] [--json] [-q] FILE... | config show FILE [--json] | config export NAME | config update NAME FILE | config edit NAME", example: "config check /etc/ringfence/*.cfg", subs: []string{"check", "show", "export", "update", "edit"}, run: runConfig},
 		{name: "dump-core", group: grpDomains, summary: "write a domain's memory to a new file as an ELF core (crash, gdb)", usage: "dump-core NAME FILE [--async]", example: "dump-core web01 /srv/cores/web01.core", run: runDumpCore},
 		{name: "sysrq", group: grpDomains, summary: "send Magic SysRq KEY to a Linux guest (Alt+SysRq+KEY)", usage: "sysrq NAME KEY", example: "sysrq web01 s", run: runSysRq},
@@ -111,13 +111,13 @@ func deviceVerbs() []verb {
 
 func storageVerbs() []verb {
 	return []verb{
-		{name: "pool", group: grpStorage, summary: "storage pools (directories of volumes)", usage: "pool create NAME --dir PATH | pool list [--json] | pool delete NAME", example: "pool create fast --dir /srv/fast", subs: []string{"create", "list", "delete"}, run: runPool},
+		{name: "pool", group: grpStorage, summary: "storage pools (directories of volumes)", usage: "pool create NAME --dir PATH [--tenant T | --shared] | pool list [--json] | pool delete NAME", example: "pool create fast --dir /srv/fast", subs: []string{"create", "list", "delete"}, run: runPool},
 		{name: "volume", group: grpStorage, summary: "volumes in a pool; --from makes a thin clone of a template", usage: "volume create POOL NAME SIZE [--format raw|qcow2] | volume create POOL NAME --from TEMPLATE [SIZE] | volume list POOL [--json] | volume resize POOL NAME SIZE | volume delete POOL NAME", example: "volume create fast web02-root --from debian12 20G", subs: []string{"create", "list", "resize", "delete"}, run: runVolume},
 		{name: "snapshot", group: grpStorage, summary: "named snapshots of a domain's qcow2 disks (and memory)", usage: "snapshot create NAME SNAP [--memory] [--async] | snapshot list NAME [--json] | snapshot revert NAME SNAP [--async] | snapshot delete NAME SNAP", example: "snapshot create web01 before-upgrade --memory", subs: []string{"create", "list", "revert", "delete"}, run: runSnapshot},
 		{name: "export", group: grpStorage, summary: "write a domain (running or not) to one checked, compressed archive", usage: "export NAME -o FILE [--json] [--async]", example: "export web01 -o /srv/archive/web01.rfa", run: runExport},
-		{name: "import", group: grpStorage, summary: "create a domain from an export archive (checked before anything changes)", usage: "import FILE [--dir DIR] [--name NEW] [--no-start | -p] [--json] [--async]", example: "import /srv/archive/web01.rfa --dir /srv/vm", run: runImport},
+		{name: "import", group: grpStorage, summary: "create a domain from an export archive (checked before anything changes)", usage: "import FILE [--dir DIR] [--name NEW] [--no-start | -p] [--tenant T] [--json] [--async]", example: "import /srv/archive/web01.rfa --dir /srv/vm", run: runImport},
 		{name: "image", group: grpStorage, summary: "build the default guest image", usage: "image default [--dir DIR] [--force]", example: "image default", run: runImage, local: true},
-		{name: "network", group: grpNetworks, summary: "managed networks that vifs name in bridge=: bridged (with an uplink) or NAT (DHCP, DNS, masquerade)", usage: "network create NAME [--bridge BR] [--uplink IF | --nat --subnet CIDR] | network list [--json] | network show NAME | network leases NAME [--json] | network delete NAME", example: "network create lan --nat --subnet 10.77.0.0/24", subs: []string{"create", "list", "show", "leases", "delete"}, run: runNetwork},
+		{name: "network", group: grpNetworks, summary: "managed networks that vifs name in bridge=: bridged (with an uplink) or NAT (DHCP, DNS, masquerade)", usage: "network create NAME [--bridge BR] [--uplink IF | --nat --subnet CIDR] [--tenant T | --shared] | network list [--json] | network show NAME | network leases NAME [--json] | network delete NAME", example: "network create lan --nat --subnet 10.77.0.0/24", subs: []string{"create", "list", "show", "leases", "delete"}, run: runNetwork},
 	}
 }
 
@@ -138,13 +138,14 @@ func hostVerbs() []verb {
 			}),
 			hostFlags: func(h Host) []*flag.FlagSet { return hostFlagSet(h.StoreFlags) }},
 		{name: "dmesg", group: grpHost, summary: "the daemon's recent log", usage: "dmesg", example: "dmesg", run: runDmesg},
+		{name: "tenant", group: grpHost, summary: "tenants: customers that own domains, networks and pools, with memory and vCPUs reserved on the host", usage: "tenant create NAME [--memory M] [--vcpus N] [--disk SIZE] [--transfer SIZE] | tenant list [--json] | tenant show NAME [--json] | tenant set NAME [--memory M] [--vcpus N] [--disk SIZE] [--transfer SIZE] | tenant delete NAME", example: "tenant create acme --memory 8g --vcpus 8 --disk 200G", subs: []string{"create", "list", "show", "set", "delete"}, run: runTenant},
 		{name: "host", group: grpHost, summary: "this host's trust among its peers: the authority, join tokens, the peer list", usage: "host trust [--peer-name N] [--name HOST]... [--offline | --ca-from DIR] | host token [--peer-name N] [--ttl 10m] | host join TOKEN [--peer-name N] [--name HOST]... | host peers [--json] | host revoke NAME | host renew", example: "host token --ttl 30m", subs: []string{"trust", "token", "join", "peers", "revoke", "renew"}, run: runHost},
 	}
 }
 
 func apiVerbs() []verb {
 	return []verb{
-		{name: "audit", group: grpAPI, summary: "who changed what: the daemon's record of every mutating call", usage: "audit [--since SEQ|TIME|DUR] [--until TIME|DUR] [--principal P] [--domain D] [--limit N] [--json]", example: "audit --since 1h --domain web01", run: runAudit},
+		{name: "audit", group: grpAPI, summary: "who changed what: the daemon's record of every mutating call", usage: "audit [--since SEQ|TIME|DUR] [--until TIME|DUR] [--principal P] [--tenant T] [--domain D] [--limit N] [--json]", example: "audit --since 1h --domain web01", run: runAudit},
 		{name: "operation", group: grpAPI, summary: "the daemon's long jobs (create, save, restore, migrate, export, import, snapshot, clone, dump-core, shutdown -w; started with --async): list, show, wait, cancel", usage: "operation list [--json] | operation show ID [--json] | operation wait ID [--timeout D] [--json] | operation cancel ID [-w] [--json]", example: "operation wait 3f2a9c", subs: []string{"list", "show", "wait", "cancel"}, run: runOperation},
 		{name: "events", group: grpAPI, summary: "follow the event stream: lifecycle, operations, host (--since replays)", usage: "events [--since SEQ] [--count N] [--json]", example: "events --since 0 --count 10", run: runEvents},
 		{name: "remote", group: grpAPI, summary: "daemons reached over HTTPS with an API token (the certificate pinned when added); local is the unix socket", usage: "remote add NAME https://HOST:PORT --token T [--accept-certificate] [--client-cert] | remote list [--json] | remote switch NAME | remote remove NAME", example: "remote add host2 https://host2:8443 --token rf_...", subs: []string{"add", "list", "switch", "remove"}, run: runRemote, local: true},

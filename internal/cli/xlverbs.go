@@ -3,7 +3,6 @@ package cli
 import (
 	"flag"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -163,7 +162,9 @@ func runDumpCore(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	path, err := filepath.Abs(pos[1])
+	// The core is written on the daemon's host: over a remote, FILE is
+	// a path there.
+	path, err := e.hostPath("core file", pos[1])
 	if err != nil {
 		return err
 	}

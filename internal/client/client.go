@@ -240,9 +240,9 @@ func (c *Client) Create(ctx context.Context, req api.CreateRequest) (api.Domain,
 }
 
 // DryRun validates a spec and returns the argv it would run.
-func (c *Client) DryRun(ctx context.Context, spec api.DomainSpec) (api.DryRun, error) {
+func (c *Client) DryRun(ctx context.Context, spec api.DomainSpec, tenant string) (api.DryRun, error) {
 	var d api.DryRun
-	return d, c.do(ctx, "POST", "/domains", api.CreateRequest{Spec: spec, DryRun: true}, &d)
+	return d, c.do(ctx, "POST", "/domains", api.CreateRequest{Spec: spec, DryRun: true, Tenant: tenant}, &d)
 }
 
 // Action runs shutdown, reboot, destroy, pause or unpause.

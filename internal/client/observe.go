@@ -31,7 +31,7 @@ func (c *Client) Audit(ctx context.Context, q AuditQuery) ([]api.AuditRecord, er
 			v.Set(k, t.UTC().Format(time.RFC3339Nano))
 		}
 	}
-	for k, s := range map[string]string{"principal": q.Principal, "domain": q.Domain} {
+	for k, s := range map[string]string{"principal": q.Principal, "tenant": q.Tenant, "domain": q.Domain} {
 		if s != "" {
 			v.Set(k, s)
 		}
@@ -42,12 +42,13 @@ func (c *Client) Audit(ctx context.Context, q AuditQuery) ([]api.AuditRecord, er
 
 // AuditQuery picks audit records (GET /1.0/audit): after Since (when
 // FromSeq) or from SinceTime, oldest first, else the newest Limit; before
-// Until, of Principal, about Domain.
+// Until, of Principal, of Tenant's principals, about Domain.
 type AuditQuery struct {
 	Since            uint64
 	FromSeq          bool
 	SinceTime, Until time.Time
 	Principal        string
+	Tenant           string
 	Domain           string
 	Limit            int
 }

@@ -170,7 +170,7 @@ func (c *Client) ExportTo(ctx context.Context, name string, w io.Writer) (int64,
 // ImportFrom uploads an archive (req.Path unused) and imports it.
 func (c *Client) ImportFrom(ctx context.Context, archive Upload, req api.ImportRequest, progress func(api.JobProgress)) (api.Domain, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"dir": req.Dir, "name": req.Name} {
+	for k, v := range map[string]string{"dir": req.Dir, "name": req.Name, "tenant": req.Tenant} {
 		if v != "" {
 			q.Set(k, v)
 		}

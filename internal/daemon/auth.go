@@ -53,8 +53,10 @@ const maxBody = 4 << 20
 
 // guard is the one gate in front of every route: the caller must hold
 // the route's permission, every name in the path must follow the name
-// rule, and the body is capped (but for an archive's upload).
-func guard(rt route) http.HandlerFunc {
+// rule and name something the caller may see (a tenant's principal:
+// its tenant's; see visible), and the body is capped (but for an
+// archive's upload).
+func (s *Server) guard(rt route) http.HandlerFunc {
 	params := rt.params()
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := principalOf(r.Context())
@@ -75,6 +77,10 @@ func guard(rt route) http.HandlerFunc {
 				return
 			}
 		}
+		if err := s.visible(r, p, params); err != nil {
+			reply(w, nil, err)
+			return
+		}
 		if !uploads[rt.method+" "+rt.path] {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
@@ -85,7 +91,7 @@ func guard(rt route) http.HandlerFunc {
 // paramKinds names what each path parameter is, for error messages.
 var paramKinds = map[string]string{
 	"name": "domain", "pool": "pool", "vol": "volume", "snap": "snapshot",
-	"network": "network", "peer": "host", "apitoken": "token",
+	"network": "network", "peer": "host", "apitoken": "token", "tenant": "tenant",
 }
 
 // paramChecks are the path parameters that are not names: each its own

@@ -28,6 +28,7 @@ import (
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/tenants"
 	"github.com/ringfence/ringfence/internal/tokens"
 )
 
@@ -119,6 +120,8 @@ type Server struct {
 	ops     *operations.Registry
 	bus     *events.Bus  // the event stream (GET /1.0/events)
 	saves   pendingSaves // streamed saves waiting for their client
+	tenants *tenants.Manager
+	owners  owners // who owns what a path names (the tenants' gate)
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.

@@ -106,7 +106,7 @@ func (s *Server) migrate(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, err)
 		return
 	}
-	s.startOp(w, r, "migrate", name, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+	s.startOp(w, r, "migrate", name, s.opTenant(r, name), func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 		mp, err := s.dialPeer(ctx, name, req.Target)
 		if err != nil {
 			return nil, err

@@ -34,10 +34,11 @@ var extensions = []string{
 	"events",            // GET /events: the event stream, since=SEQ replays
 	"remote_saves",      // save/restore streamed as the body; uploads capped
 	"operation_records", // operations outlive a restart; event seqs continue
-	"audit_filters",     // GET /audit: since_time, until, principal, domain
+	"audit_filters",     // GET /audit: since_time, until, principal, tenant, domain
 	"metrics_devices",   // per-disk and per-vif series in /metrics
 	"console_websocket", // GET /domains/{name}/console: a WebSocket too
 	"vnc",               // GET /domains/{name}/vnc: vnc = 1 domains' display
+	"tenants",           // /tenants: tenants' quotas; owners on domains, networks, pools
 }
 
 // observeRoutes: what the API is, who changed what (the audit log), and
@@ -53,8 +54,8 @@ func (s *Server) observeRoutes() []route {
 }
 
 // auditLog is GET /1.0/audit: the records after ?since=SEQ or from
-// ?since_time=T, before ?until=T (RFC 3339), of ?principal=NAME, about
-// ?domain=NAME, oldest first; without since or since_time, the newest
+// ?since_time=T, before ?until=T (RFC 3339), of ?principal=NAME, of
+// ?tenant=NAME's principals, about ?domain=NAME, oldest first; without since or since_time, the newest
 // ?limit=N (default 100) of those picked.
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	f, fromStart, limit, err := auditQuery(r.URL.Query())
@@ -69,7 +70,7 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 // auditQuery reads GET /audit's query: the filter, whether it reads from
 // a start (since, since_time), the limit.
 func auditQuery(q url.Values) (audit.Filter, bool, int, error) {
-	f := audit.Filter{Principal: q.Get("principal"), Domain: q.Get("domain")}
+	f := audit.Filter{Principal: q.Get("principal"), Tenant: q.Get("tenant"), Domain: q.Get("domain")}
 	limit, err := queryUint(q.Get("limit"), 100)
 	if err != nil || limit > audit.MaxLimit {
 		return f, false, 0, api.Errorf(api.ErrInvalid, "limit %q: a number of records, at most %d", q.Get("limit"), audit.MaxLimit)

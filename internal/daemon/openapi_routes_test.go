@@ -14,7 +14,7 @@ import (
 var routeDocs = map[string]routeDoc{
 	// The API itself, the audit log, metrics.
 	"GET ":         {"The API's version, Ringfence's release and the extensions served", nil, api.APIInfo{}, asJSON, ""},
-	"GET /audit":   {"Audit records: after ?since=SEQ or from ?since_time=T (oldest first), else the newest; before ?until=T, of ?principal, about ?domain; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,since_time,until,principal,domain,limit"},
+	"GET /audit":   {"Audit records: after ?since=SEQ or from ?since_time=T (oldest first), else the newest; before ?until=T, of ?principal, of ?tenant's principals, about ?domain; at most ?limit=N", nil, []api.AuditRecord{}, asJSON, "since,since_time,until,principal,tenant,domain,limit"},
 	"GET /metrics": {"The host's and the domains' figures in the Prometheus text format", nil, nil, asText, ""},
 
 	// The event stream.
@@ -34,7 +34,7 @@ var routeDocs = map[string]routeDoc{
 
 	// The host.
 	"GET /host":                      {"The host: CPUs, memory, accelerator, QEMU, the ledger", nil, api.HostInfo{}, asJSON, ""},
-	"GET /stats":                     {"Every running domain's figures (top)", nil, api.Stats{}, asJSON, ""},
+	"GET /stats":                     {"Every running domain's figures (top): a tenant's own, with its quota as the memory", nil, api.Stats{}, asJSON, ""},
 	"POST /host/shutdown":            {"End (or save) every domain before the host goes down: 202 and the Operation (its result a HostShutdownResult)", api.HostShutdownRequest{}, api.Operation{}, asJSON, ""},
 	"GET /host/log":                  {"The daemon's recent log", nil, nil, asText, ""},
 	"POST /host/trust":               {"Make this host a trust authority (or an offline copy)", api.TrustRequest{}, api.PeerStatus{}, asJSON, ""},
@@ -104,7 +104,7 @@ var routeDocs = map[string]routeDoc{
 	"DELETE /domains/{name}/snapshots/{snap}":      {"Delete a snapshot", nil, empty{}, asJSON, ""},
 	"POST /domains/{name}/export":                  {"Write the domain to an archive on the host: 202 and the Operation", api.ExportRequest{}, api.Operation{}, asJSON, ""},
 	"GET /domains/{name}/export/archive":           {"The domain's archive as the body, streamed as it is made (for remote clients)", nil, nil, asText, ""},
-	"POST /import/archive":                         {"A domain from the archive in the body (capped: 413; 507 without the space): 202 and the Operation", nil, api.Operation{}, asJSON, "dir,name,no_start,paused"},
+	"POST /import/archive":                         {"A domain from the archive in the body (capped: 413; 507 without the space): 202 and the Operation", nil, api.Operation{}, asJSON, "dir,name,no_start,paused,tenant"},
 	"POST /domains/{name}/save/image":              {"The domain's save image as the body, streamed (header X-Ringfence-Save-Token); without ?checkpoint=1 it waits, paused, for save/confirm", nil, nil, asText, "checkpoint"},
 	"POST /domains/{name}/save/confirm":            {"The client holds a checked copy of the streamed image: the domain is ended", api.SaveConfirm{}, api.Domain{}, asJSON, ""},
 	"POST /restore/image":                          {"Restore the save image in the body (capped: 413; 507 without the space): 202 and the Operation", nil, api.Operation{}, asJSON, "paused"},
@@ -120,6 +120,13 @@ var routeDocs = map[string]routeDoc{
 	"POST /pools/{pool}/volumes":         {"Create a volume (from: a thin clone of a template)", api.VolumeRequest{}, api.Volume{}, asJSON, ""},
 	"PUT /pools/{pool}/volumes/{vol}":    {"Resize a volume", api.VolumeRequest{}, api.Volume{}, asJSON, ""},
 	"DELETE /pools/{pool}/volumes/{vol}": {"Delete a volume", nil, empty{}, asJSON, ""},
+
+	// Tenants.
+	"GET /tenants":             {"The tenants with quota and usage (a tenant's principal: its own)", nil, []api.Tenant{}, asJSON, ""},
+	"POST /tenants":            {"Create a tenant: its memory and vCPUs reserved in the ledger", api.TenantRequest{}, api.Tenant{}, asJSON, ""},
+	"GET /tenants/{tenant}":    {"A tenant with its quota and usage", nil, api.Tenant{}, asJSON, ""},
+	"PUT /tenants/{tenant}":    {"Change a tenant's quota (not below what it uses)", api.TenantUpdate{}, api.Tenant{}, asJSON, ""},
+	"DELETE /tenants/{tenant}": {"Delete a tenant that owns nothing", nil, empty{}, asJSON, ""},
 
 	// Managed networks.
 	"GET /networks":                  {"The managed networks", nil, []api.Network{}, asJSON, ""},

@@ -117,26 +117,49 @@ type opFunc[In any] func(ctx context.Context, name string, in In, progress func(
 // operation adapts a long verb: the body is decoded at once (a bad one
 // is a 400 here), then the verb runs as an operation of kind.
 func operation[In any](s *Server, kind string, fn opFunc[In]) http.HandlerFunc {
+	return checkedOperation(s, kind, nil, fn)
+}
+
+// checkedOperation is operation with check run on the decoded body
+// first (what the caller may name: a 4xx at once, nothing started).
+func checkedOperation[In any](s *Server, kind string, check func(*http.Request, *In) error, fn opFunc[In]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var in In
 		if err := decode(r, &in); err != nil {
 			reply(w, nil, err)
 			return
 		}
+		if check != nil {
+			if err := check(r, &in); err != nil {
+				reply(w, nil, err)
+				return
+			}
+		}
 		name := r.PathValue("name")
-		s.startOp(w, r, kind, name, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+		s.startOp(w, r, kind, name, s.opTenant(r, name), func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 			return fn(ctx, name, in, progress)
 		})
 	}
 }
 
+// opTenant is whose an operation is, for who may see it: the tenant of
+// the domain it acts on, else the caller's.
+func (s *Server) opTenant(r *http.Request, name string) string {
+	if name != "" && s.owners != nil {
+		if t, _, err := s.owners.owner("domain", name); err == nil {
+			return t
+		}
+	}
+	return principalOf(r.Context()).Tenant
+}
+
 // opEvents publishes an operation's start, progress (at most once a
 // second) and end on the event stream.
 type opEvents struct {
-	s                *Server
-	p                auth.Principal
-	id, kind, domain string
-	last             time.Time
+	s                        *Server
+	p                        auth.Principal
+	id, kind, domain, tenant string
+	last                     time.Time
 }
 
 func (e *opEvents) publish(action, detail string) {
@@ -147,7 +170,7 @@ func (e *opEvents) publish(action, detail string) {
 	if detail != "" {
 		d += ": " + detail
 	}
-	e.s.bus.Publish(api.Event{Type: api.EventOperation, Action: action, Domain: e.domain, Tenant: e.p.Tenant,
+	e.s.bus.Publish(api.Event{Type: api.EventOperation, Action: action, Domain: e.domain, Tenant: e.tenant,
 		Actor: &api.Actor{Name: e.p.Name, Kind: string(e.p.Kind), Role: string(e.p.Role), Remote: e.p.Remote}, Detail: d})
 }
 
@@ -173,15 +196,16 @@ func ended(ctx context.Context, err error) string {
 // startOp runs fn as an operation for the request's principal (who it
 // runs as, in its context, for the layers that record who asked), under
 // the daemon's lifetime rather than the request's, and answers 202
-// Accepted with its Location and the operation.
-func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name string, fn operations.Func) bool {
+// Accepted with its Location and the operation. tenant is whose it is
+// (its tenant's principals see it).
+func (s *Server) startOp(w http.ResponseWriter, r *http.Request, kind, name, tenant string, fn operations.Func) bool {
 	p := principalOf(r.Context())
 	// How it ended is audited too (the call's own record says 202); the
 	// ID is handed in once Start has made it.
 	idc := make(chan string, 1)
-	op, err := s.ops.Start(operations.Meta{Kind: kind, Domain: name, Owner: p.Name}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+	op, err := s.ops.Start(operations.Meta{Kind: kind, Domain: name, Owner: p.Name, Tenant: tenant}, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 		id := <-idc
-		ev := opEvents{s: s, p: p, id: id, kind: kind, domain: name}
+		ev := opEvents{s: s, p: p, id: id, kind: kind, domain: name, tenant: tenant}
 		ev.publish("started", "")
 		out, err := fn(auth.NewContext(ctx, p), ev.progress(progress))
 		code := http.StatusOK
@@ -217,6 +241,11 @@ func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, err)
 		return
 	}
+	var err error
+	if req.Tenant, err = s.ownerFor(r, req.Tenant); err != nil {
+		reply(w, nil, err)
+		return
+	}
 	dry := req
 	dry.DryRun = true
 	out, err := s.mgr.Create(r.Context(), dry)
@@ -224,7 +253,7 @@ func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) {
 		reply(w, out, err)
 		return
 	}
-	s.startOp(w, r, "create", req.Spec.Name, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	s.startOp(w, r, "create", req.Spec.Name, req.Tenant, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		return s.mgr.Create(ctx, req)
 	})
 }
@@ -243,7 +272,7 @@ func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
 		reply(w, out, err)
 		return
 	}
-	s.startOp(w, r, "shutdown", name, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	s.startOp(w, r, "shutdown", name, s.opTenant(r, name), func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		return s.domainView(name, s.mgr.Shutdown(ctx, name, req))
 	})
 }
@@ -262,7 +291,7 @@ func (s *Server) hostShutdown(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.startOp(w, r, "host-shutdown", "", func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	s.startOp(w, r, "host-shutdown", "", "", func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		res := s.mgr.HostShutdown(ctx, req)
 		s.log.Info("host shutdown: every domain ended", "domains", len(res.Domains))
 		return res, nil
@@ -276,19 +305,30 @@ func (s *Server) longDomainRoutes() []route {
 	return []route{
 		{"POST", "/domains", auth.DomainCreate, s.createDomain},
 		{"POST", d + "/shutdown", auth.DomainOperate, s.shutdown},
-		{"POST", d + "/save", auth.DomainOperate, operation(s, "save", func(ctx context.Context, name string, req api.SaveRequest, progress func(api.JobProgress)) (any, error) {
+		{"POST", d + "/save", auth.DomainOperate, checkedOperation(s, "save", func(r *http.Request, req *api.SaveRequest) error {
+			return s.tenantPath(r, "save file", req.Path, true)
+		}, func(ctx context.Context, name string, req api.SaveRequest, progress func(api.JobProgress)) (any, error) {
 			return s.domainView(name, s.mgr.Save(domain.WithProgress(ctx, progress), name, req.Path, req.Checkpoint))
 		})},
-		{"POST", d + "/clone", auth.DomainCreate, operation(s, "clone", func(ctx context.Context, name string, req api.CloneRequest, _ func(api.JobProgress)) (any, error) {
-			return s.mgr.Clone(ctx, name, req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set})
+		{"POST", d + "/clone", auth.DomainCreate, checkedOperation(s, "clone", func(r *http.Request, req *api.CloneRequest) (err error) {
+			if req.Tenant != "" {
+				req.Tenant, err = s.ownerFor(r, req.Tenant)
+			}
+			return err
+		}, func(ctx context.Context, name string, req api.CloneRequest, _ func(api.JobProgress)) (any, error) {
+			return s.mgr.Clone(ctx, name, req.Name, domain.CloneOptions{Paused: req.Paused, Vifs: req.Vifs, Set: req.Set, Tenant: req.Tenant})
 		})},
-		{"POST", "/restore", auth.DomainCreate, operation(s, "restore", func(ctx context.Context, _ string, req api.RestoreRequest, progress func(api.JobProgress)) (any, error) {
-			return s.mgr.Restore(domain.WithProgress(ctx, progress), req.Path, req.Paused)
+		{"POST", "/restore", auth.DomainCreate, checkedOperation(s, "restore", func(r *http.Request, req *api.RestoreRequest) error {
+			return s.tenantPath(r, "save file", req.Path, false)
+		}, func(ctx context.Context, _ string, req api.RestoreRequest, progress func(api.JobProgress)) (any, error) {
+			return s.mgr.Restore(domain.WithProgress(ctx, progress), req.Path, req.Paused, principalOf(ctx).Tenant)
 		})},
-		{"POST", d + "/export", auth.DomainOperate, operation(s, "export", func(ctx context.Context, name string, req api.ExportRequest, progress func(api.JobProgress)) (any, error) {
+		{"POST", d + "/export", auth.DomainOperate, checkedOperation(s, "export", func(r *http.Request, req *api.ExportRequest) error {
+			return s.tenantPath(r, "archive", req.Path, true)
+		}, func(ctx context.Context, name string, req api.ExportRequest, progress func(api.JobProgress)) (any, error) {
 			return s.mgr.Export(ctx, name, req.Path, progress)
 		})},
-		{"POST", "/import", auth.DomainCreate, operation(s, "import", func(ctx context.Context, _ string, req api.ImportRequest, progress func(api.JobProgress)) (any, error) {
+		{"POST", "/import", auth.DomainCreate, checkedOperation(s, "import", s.checkImport, func(ctx context.Context, _ string, req api.ImportRequest, progress func(api.JobProgress)) (any, error) {
 			return s.mgr.Import(ctx, req, progress)
 		})},
 		{"POST", d + "/snapshots", auth.DomainOperate, operation(s, "snapshot", func(ctx context.Context, name string, req api.SnapshotRequest, progress func(api.JobProgress)) (any, error) {
@@ -305,7 +345,7 @@ func (s *Server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, snap := r.PathValue("name"), r.PathValue("snap")
-	s.startOp(w, r, "snapshot-revert", name, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	s.startOp(w, r, "snapshot-revert", name, s.opTenant(r, name), func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
 		return s.mgr.SnapshotRevert(ctx, name, snap)
 	})
 }

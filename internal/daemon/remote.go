@@ -18,6 +18,7 @@ import (
 	"github.com/ringfence/ringfence/internal/auth"
 	"github.com/ringfence/ringfence/internal/peer"
 	"github.com/ringfence/ringfence/internal/selfsign"
+	"github.com/ringfence/ringfence/internal/tenants"
 	"github.com/ringfence/ringfence/internal/tokens"
 )
 
@@ -75,6 +76,7 @@ func (s *Server) tokenRoutes() []route {
 func (b *startup) listenRemote() error {
 	s, log := b.s, b.log
 	s.tokens = tokens.New(b.st)
+	s.tokens.TenantKey = tenants.Key
 	if b.cfg.APIListen == "" {
 		return nil
 	}
@@ -119,13 +121,8 @@ func (s *Server) remoteAuth(next http.Handler) http.Handler {
 			reply(w, nil, err)
 			return
 		}
-		if p.Role.Tenanted() {
-			// Deny by default: nothing here belongs to a tenant yet, and
-			// the routes do not filter by tenant, so a tenant role may
-			// see and do nothing rather than everything.
-			reply(w, nil, api.Errorf(api.ErrForbidden, "%s: the tenant roles cannot be used yet (this host's domains, pools and networks have no tenants)", p))
-			return
-		}
+		// A tenant role's principal passes too: the routes' gate
+		// (visible) shows it only its tenant's objects.
 		next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
 	})
 }

@@ -63,7 +63,8 @@ func TestRemoteAuth(t *testing.T) {
 		{"oversized", "GET", "/1.0/tokens", []string{"Bearer " + strings.Repeat("a", 4096)}, 401, "over 512 bytes"},
 		{"revoked", "GET", "/1.0/tokens", []string{"Bearer " + sec["auditor"]}, 401, "revoked"},
 		{"wrong role", "GET", "/1.0/tokens", []string{"Bearer " + sec["aud2"]}, 403, "needs permission token.manage"},
-		{"tenant role", "GET", "/1.0/domains", []string{"Bearer " + sec["tu"]}, 403, "tenant roles cannot be used yet"},
+		{"tenant role, host route", "GET", "/1.0/tokens", []string{"Bearer " + sec["tu"]}, 403, "needs permission token.manage"},
+		{"tenant role, not its domain", "GET", "/1.0/domains/g1", []string{"Bearer " + sec["tu"]}, 404, `no domain named \"g1\"`},
 		{"admin", "GET", "/1.0/tokens", []string{"Bearer " + sec["admin"]}, 200, `"name":"admin"`},
 		{"peer route", "POST", "/1.0/migrate/incoming", []string{"Bearer " + sec["admin"]}, 404, ""},
 	}

@@ -48,7 +48,7 @@ func (s *Server) routes() []route {
 		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
 		s.trustRoutes(), s.observeRoutes(), s.tokenRoutes(), s.transferRoutes(),
 		s.longDomainRoutes(), s.operationRoutes(),
-		s.eventRoutes(), s.xlRoutes(),
+		s.eventRoutes(), s.xlRoutes(), s.tenantRoutes(),
 	} {
 		rs = append(rs, area...)
 	}
@@ -60,7 +60,10 @@ func (s *Server) routes() []route {
 func (s *Server) hostRoutes() []route {
 	return []route{
 		{"GET", "/host", auth.HostRead, s.hostInfo},
-		{"GET", "/stats", auth.HostRead, func(w http.ResponseWriter, r *http.Request) { reply(w, s.mgr.Stats(), nil) }},
+		// Per domain, so a tenant reads its own (DomainRead, filtered).
+		{"GET", "/stats", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
+			reply(w, s.seenStats(principalOf(r.Context()), s.mgr.Stats()), nil)
+		}},
 		{"POST", "/host/shutdown", auth.HostManage, s.hostShutdown},
 		{"GET", "/host/log", auth.HostRead, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -72,7 +75,13 @@ func (s *Server) hostRoutes() []route {
 // definitionRoutes: the stored definitions of domains, the domains' logs.
 func (s *Server) definitionRoutes() []route {
 	return []route{
-		{"POST", "/definitions", auth.DomainCreate, handle(func(r *http.Request, req api.DefineRequest) (any, error) { return s.mgr.Define(r.Context(), req.Spec) })},
+		{"POST", "/definitions", auth.DomainCreate, handle(func(r *http.Request, req api.DefineRequest) (any, error) {
+			tenant, err := s.ownerFor(r, req.Tenant)
+			if err != nil {
+				return nil, err
+			}
+			return s.mgr.Define(r.Context(), req.Spec, tenant)
+		})},
 		{"GET", "/definitions/{name}", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.Definition(r.PathValue("name"))
 			reply(w, out, err)
@@ -96,7 +105,7 @@ func (s *Server) domainRoutes() []route {
 	d := domainPath
 	return []route{
 		{"GET", "/domains", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
-			reply(w, s.mgr.List(r.URL.Query().Get("all") == "1"), nil)
+			reply(w, seenDomains(principalOf(r.Context()), s.mgr.List(r.URL.Query().Get("all") == "1")), nil)
 		}},
 		{"GET", d, auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.Get(r.PathValue("name"))
@@ -198,9 +207,14 @@ func (s *Server) poolRoutes() []route {
 	return []route{
 		{"GET", "/pools", auth.StorageRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.pools.List(r.Context())
-			reply(w, out, err)
+			reply(w, seenPools(principalOf(r.Context()), out), err)
 		}},
-		{"POST", "/pools", auth.HostManage, handle(func(r *http.Request, req api.Pool) (any, error) { return s.pools.Create(r.Context(), req) })},
+		{"POST", "/pools", auth.HostManage, handle(func(r *http.Request, req api.Pool) (any, error) {
+			if _, err := s.ownerFor(r, req.Tenant); err != nil {
+				return nil, err
+			}
+			return s.pools.Create(r.Context(), req)
+		})},
 		{"DELETE", "/pools/{pool}", auth.HostManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.pools.Delete(r.Context(), r.PathValue("pool"))
 		})},
@@ -209,10 +223,10 @@ func (s *Server) poolRoutes() []route {
 			reply(w, out, err)
 		}},
 		{"POST", "/pools/{pool}/volumes", auth.StorageManage, handle(func(r *http.Request, req api.VolumeRequest) (any, error) {
-			return s.pools.CreateVolume(r.Context(), r.PathValue("pool"), req)
+			return s.createVolume(r, r.PathValue("pool"), req)
 		})},
 		{"PUT", "/pools/{pool}/volumes/{vol}", auth.StorageManage, handle(func(r *http.Request, req api.VolumeRequest) (any, error) {
-			return s.pools.ResizeVolume(r.Context(), r.PathValue("pool"), r.PathValue("vol"), req.SizeB)
+			return s.resizeVolume(r, r.PathValue("pool"), r.PathValue("vol"), req.SizeB)
 		})},
 		{"DELETE", "/pools/{pool}/volumes/{vol}", auth.StorageManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.pools.DeleteVolume(r.Context(), r.PathValue("pool"), r.PathValue("vol"))
@@ -223,15 +237,22 @@ func (s *Server) poolRoutes() []route {
 // networkRoutes: managed networks and their DHCP leases.
 func (s *Server) networkRoutes() []route {
 	return []route{
-		{"GET", "/networks", auth.NetworkRead, func(w http.ResponseWriter, r *http.Request) { reply(w, s.nets.List(), nil) }},
-		{"POST", "/networks", auth.NetworkManage, handle(func(r *http.Request, req api.Network) (any, error) { return s.nets.Create(r.Context(), req) })},
+		{"GET", "/networks", auth.NetworkRead, func(w http.ResponseWriter, r *http.Request) {
+			reply(w, seenNetworks(principalOf(r.Context()), s.nets.List()), nil)
+		}},
+		{"POST", "/networks", auth.NetworkManage, handle(func(r *http.Request, req api.Network) (any, error) {
+			if _, err := s.ownerFor(r, req.Tenant); err != nil {
+				return nil, err
+			}
+			return s.nets.Create(r.Context(), req)
+		})},
 		{"GET", "/networks/{network}", auth.NetworkRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.nets.Get(r.PathValue("network"))
-			reply(w, out, err)
+			reply(w, seenNetwork(principalOf(r.Context()), out), err)
 		}},
 		{"GET", "/networks/{network}/leases", auth.NetworkRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.nets.Leases(r.PathValue("network"))
-			reply(w, out, err)
+			reply(w, s.seenLeases(principalOf(r.Context()), out), err)
 		}},
 		{"DELETE", "/networks/{network}", auth.NetworkManage, handle(func(r *http.Request, _ struct{}) (any, error) {
 			return struct{}{}, s.nets.Delete(r.Context(), r.PathValue("network"))
@@ -246,7 +267,7 @@ func (s *Server) handler(roles []auth.Role, fallback http.HandlerFunc) http.Hand
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		if slices.ContainsFunc(roles, func(r auth.Role) bool { return r.Can(rt.perm) }) {
-			mux.HandleFunc(rt.method+" "+api.Version+rt.path, s.audited(rt, guard(rt)))
+			mux.HandleFunc(rt.method+" "+api.Version+rt.path, s.audited(rt, s.guard(rt)))
 		}
 	}
 	if fallback != nil {

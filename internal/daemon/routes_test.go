@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -106,6 +107,85 @@ func TestRouteTable(t *testing.T) {
 	// A request with no principal may do nothing.
 	if w := call(mux, auth.Principal{}, "GET", api.Version+"/domains", ""); w.Code != http.StatusForbidden {
 		t.Errorf("GET /domains with no principal: %d", w.Code)
+	}
+	checkTenantGate(t, s, mux)
+}
+
+// fakeOwners: every object named x1 is tenant other's (the tenant x1 is
+// itself; the domain is domid 7 and otherUUID too), s1 is the host's and
+// shared, nothing else exists.
+type fakeOwners struct{}
+
+const otherUUID = "6f1d2c3b-0000-4000-8000-00000000beef"
+
+func (fakeOwners) owner(kind, name string) (string, bool, error) {
+	switch {
+	case name == "x1" && kind == "tenant":
+		return "x1", false, nil
+	case name == "x1", kind == "domain" && (name == "7" || name == otherUUID):
+		return "other", false, nil
+	case name == "s1":
+		return "", true, nil
+	}
+	return "", false, notFoundAs(kind, name)
+}
+
+// checkTenantGate: on every route that names a domain (by name, domid or
+// UUID), network, pool or tenant, a tenant role that holds the route's
+// permission gets, for another tenant's object, exactly the 404 of one
+// that does not exist, and nothing runs (the managers are nil here: a
+// handler reached would panic); a shared host object is read-only to it.
+func checkTenantGate(t *testing.T, s *Server, mux http.Handler) {
+	t.Helper()
+	s.owners = fakeOwners{}
+	gated := 0
+	for _, rt := range s.routes() {
+		var kind, param string
+		for _, p := range rt.params() {
+			if k, ok := ownedParams[p]; ok {
+				kind, param = k, p
+				break
+			}
+		}
+		if kind == "" {
+			continue
+		}
+		for _, role := range []auth.Role{auth.TenantAdmin, auth.TenantUser} {
+			if !role.Can(rt.perm) {
+				continue
+			}
+			gated++
+			for _, other := range []string{"x1", "7", otherUUID} {
+				if other != "x1" && kind != "domain" {
+					continue
+				}
+				path := api.Version + fill(strings.Replace(rt.path, "{"+param+"}", other, 1))
+				w := call(mux, as(role), rt.method, path, "{}")
+				body := strings.TrimSpace(w.Body.String())
+				if other != "x1" {
+					// Its domid or UUID: the answer to a name nobody has.
+					want, _ := json.Marshal(api.ErrorBody{Error: notFoundAs(kind, other).Error(), Class: "not-found"})
+					if w.Code != http.StatusNotFound || body != string(want) {
+						t.Errorf("%s %s as %s: %d %s", rt.method, path, role, w.Code, body)
+					}
+					continue
+				}
+				nothing := call(mux, as(role), rt.method, strings.Replace(path, "/x1", "/zz9", 1), "{}")
+				if w.Code != http.StatusNotFound || body != strings.ReplaceAll(strings.TrimSpace(nothing.Body.String()), "zz9", "x1") || nothing.Code != w.Code {
+					t.Errorf("%s %s as %s (another tenant's): %d %s; for one that does not exist: %d %s", rt.method, path, role, w.Code, body, nothing.Code, nothing.Body)
+				}
+			}
+			if kind != "tenant" && rt.method != http.MethodGet {
+				path := api.Version + fill(strings.Replace(rt.path, "{"+param+"}", "s1", 1))
+				if w := call(mux, as(role), rt.method, path, "{}"); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "shared with the tenants to read") {
+					t.Errorf("%s %s as %s (a shared object): %d %s", rt.method, path, role, w.Code, w.Body)
+				}
+			}
+		}
+	}
+	t.Logf("%d routes x tenant roles through the tenants' gate", gated)
+	if gated < 40 {
+		t.Errorf("only %d routes x tenant roles went through the tenants' gate", gated)
 	}
 }
 

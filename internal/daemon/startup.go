@@ -28,6 +28,8 @@ import (
 	"github.com/ringfence/ringfence/internal/procfs"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/tenants"
+	"github.com/ringfence/ringfence/internal/tokens"
 )
 
 // startup is one run of the daemon, from its log to its last request:
@@ -241,12 +243,19 @@ func (b *startup) newManagers() error {
 	if err != nil {
 		return err
 	}
+	// Tenants' reservations are in the ledger before any domain is
+	// adopted into it.
+	tm, err := tenants.New(context.Background(), b.st, b.ledger)
+	if err != nil {
+		return b.mgrDamaged(err)
+	}
 	b.mgr = domain.New(domain.Options{Events: bus, Networks: b.nets, Store: b.st, Engine: b.eng, Ledger: b.ledger, Accel: b.accel, RunDir: cfg.RunDir, Log: b.log, QEMUIDs: b.qemuIDs,
 		Cgroups: b.cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, StateDir: cfg.StateDir, Policy: policy, Chains: chains,
 		LogDir: logDir, LogRetention: cfg.LogRetention, BootIDFile: cfg.BootIDFile, AutoDir: autoDir(cfg),
-		RestartLimit: cfg.RestartLimit, RestartWindow: cfg.RestartWindow})
+		RestartLimit: cfg.RestartLimit, RestartWindow: cfg.RestartWindow, Tenancy: tm})
 	b.newServer(policy, chains)
 	b.s.bus = bus
+	b.wireTenants(tm)
 	bus.Publish(api.Event{Type: api.EventHost, Action: "daemon-started", Detail: api.Release})
 	return nil
 }
@@ -271,6 +280,30 @@ func (b *startup) newServer(policy *storage.Policy, chains *storage.Chains) {
 	s.nets = b.nets
 	b.s = s
 	b.log.Info("host probed", "accel", accel.Name, "reason", accel.Reason, "qemu", b.qv)
+}
+
+// wireTenants gives the tenants what they read of the host: each object
+// keeps its own owner; the tenants only count and check.
+func (b *startup) wireTenants(tm *tenants.Manager) {
+	s := b.s
+	tm.Src = tenants.Sources{
+		Domains:  func() []api.Domain { return s.mgr.List(true) },
+		Stats:    s.mgr.Stats,
+		Pools:    s.pools.List,
+		Volumes:  storage.Volumes,
+		Networks: s.nets.List,
+		DiskSize: storage.VirtualSize,
+		Tokens: func(list func(string) ([]store.KV, error), tenant string) ([]string, error) {
+			return tokens.Holders(list, tenant, time.Now())
+		},
+	}
+	s.tenants, s.owners = tm, liveOwners{s}
+}
+
+// mgrDamaged is the refusal of a store whose tenants cannot be read.
+func (b *startup) mgrDamaged(err error) error {
+	return fmt.Errorf("the store %s cannot be read whole: %v. The daemon did not start, and touched no guest. Restore the newest good backup: `ringfence store restore --state-dir %s`",
+		filepath.Join(b.cfg.StateDir, "state.db"), err, b.cfg.StateDir)
 }
 
 // openTrust opens this host's peer trust (its TLS identity and peers).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/auth"
+	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
@@ -133,17 +134,22 @@ func (s *Server) exportDownload(w http.ResponseWriter, r *http.Request) {
 }
 
 // importUpload takes an archive as the body (the query says dir, name,
-// no_start, paused as api.ImportRequest does) and imports it as an
+// no_start, paused, tenant as api.ImportRequest does) and imports it as an
 // operation, which closes the upload (giving its space back) when it ends.
 func (s *Server) importUpload(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	req := api.ImportRequest{Dir: q.Get("dir"), Name: q.Get("name"), NoStart: q.Get("no_start") == "1", Paused: q.Get("paused") == "1"}
+	req := api.ImportRequest{Dir: q.Get("dir"), Name: q.Get("name"), NoStart: q.Get("no_start") == "1", Paused: q.Get("paused") == "1", Tenant: q.Get("tenant")}
+	// Whose it is and where it may go are checked before a byte is taken.
+	if err := s.checkImport(r, &req); err != nil {
+		reply(w, nil, err)
+		return
+	}
 	f, err := s.receive(w, r, "archive")
 	if err != nil {
 		reply(w, nil, err)
 		return
 	}
-	if !s.startOp(w, r, "import", req.Name, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
+	if !s.startOp(w, r, "import", req.Name, req.Tenant, func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 		defer f.Close()
 		return s.mgr.ImportFrom(ctx, f, req, progress)
 	}) {
@@ -160,9 +166,9 @@ func (s *Server) restoreUpload(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, err)
 		return
 	}
-	if !s.startOp(w, r, "restore", "", func(ctx context.Context, _ func(api.JobProgress)) (any, error) {
+	if !s.startOp(w, r, "restore", "", s.opTenant(r, ""), func(ctx context.Context, progress func(api.JobProgress)) (any, error) {
 		defer f.Close()
-		return s.mgr.RestoreFrom(ctx, f, "the uploaded save image", paused)
+		return s.mgr.RestoreFrom(domain.WithProgress(ctx, progress), f, "the uploaded save image", paused, principalOf(ctx).Tenant)
 	}) {
 		f.Close()
 	}

@@ -10,7 +10,9 @@ import (
 
 // xlRoutes: xl's remaining verbs on a domain: its vCPUs listed and
 // hot-plugged, keys and platform events sent, a new name, and its memory
-// dumped (an operation: a big guest takes a while).
+// dumped (an operation: a big guest takes a while). A tenant reaches
+// only its own domains (the guard); a renamed domain keeps its tenant,
+// and its new name is unique host-wide, as every domain name is.
 func (s *Server) xlRoutes() []route {
 	d := domainPath
 	return []route{
@@ -31,7 +33,10 @@ func (s *Server) xlRoutes() []route {
 			err := s.mgr.Rename(r.Context(), r.PathValue("name"), req.Name)
 			return s.domainView(req.Name, err)
 		})},
-		{"POST", d + "/dump-core", auth.DomainOperate, operation(s, "dump-core", func(ctx context.Context, name string, req api.DumpCoreRequest, progress func(api.JobProgress)) (any, error) {
+		// A tenant's core file goes into one of its pools, as a save file.
+		{"POST", d + "/dump-core", auth.DomainOperate, checkedOperation(s, "dump-core", func(r *http.Request, req *api.DumpCoreRequest) error {
+			return s.tenantPath(r, "core file", req.Path, true)
+		}, func(ctx context.Context, name string, req api.DumpCoreRequest, progress func(api.JobProgress)) (any, error) {
 			return s.mgr.DumpCore(ctx, name, req.Path, progress)
 		})},
 	}

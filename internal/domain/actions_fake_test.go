@@ -43,7 +43,7 @@ func TestFakeOnActions(t *testing.T) {
 					spec := h.spec("vm", onPoweroff, onReboot, onCrash)
 					var first api.Domain
 					if defined {
-						if _, err := h.m.Define(context.Background(), spec); err != nil {
+						if _, err := h.m.Define(context.Background(), spec, ""); err != nil {
 							t.Fatal(err)
 						}
 						v, err := h.m.Start(context.Background(), "vm", false)

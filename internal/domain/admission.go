@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -18,59 +19,28 @@ import (
 	"github.com/ringfence/ringfence/internal/storage"
 )
 
-// validate checks everything about a spec that can be checked without
-// changing the host: files exist and have the right type and the disk
-// policy allows them, bridges exist.
-func (m *Manager) validate(spec *api.DomainSpec) (string, error) {
-	return m.validateExcept(spec, nil, false)
+// validate checks everything about a spec of a domain of tenant ("" =
+// the host) that can be checked without changing the host: the tenant
+// may use its files and bridges, files exist and have the right type and
+// the disk policy allows them, bridges exist.
+func (m *Manager) validate(spec *api.DomainSpec, tenant string) (string, error) {
+	return m.validateExcept(spec, tenant, nil, false)
 }
 
 // validateExcept is validate, without the file checks of the disks in
 // skip (by guest name): an incoming migration creates those itself; and
 // with incoming, without testing the images' locks (on shared storage the
 // source holds them until the handover).
-func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, incoming bool) (string, error) {
+func (m *Manager) validateExcept(spec *api.DomainSpec, tenant string, skip map[string]bool, incoming bool) (string, error) {
 	if err := domspec.Normalize(spec); err != nil {
 		return "", api.Errorf(api.ErrInvalid, "%v", err)
 	}
-	accel := m.o.Accel.Name
-	switch spec.Accel {
-	case "":
-	case "tcg":
-		accel = "tcg"
-	case "kvm":
-		if m.o.Accel.Name != "kvm" {
-			return "", api.Errorf(api.ErrInvalid, "accel = \"kvm\" asked but this host cannot use KVM: %s; remove accel= to use TCG", m.o.Accel.Reason)
-		}
-		accel = "kvm"
-	}
-	from := storage.Local
-	if incoming {
-		from = storage.FromPeer
+	accel, err := m.accelFor(*spec)
+	if err != nil {
+		return "", err
 	}
 	check := func(what, p string, use storage.Use, format string) error {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return api.Errorf(api.ErrInvalid, "%s %s: %v; fix the path in the domain file", what, p, errors.Unwrap(err))
-		}
-		allowBlock := use != storage.UseBoot
-		if !fi.Mode().IsRegular() && !(allowBlock && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0) {
-			return api.Errorf(api.ErrInvalid, "%s %s is not a regular file%s", what, p, map[bool]string{true: " or block device", false: ""}[allowBlock])
-		}
-		if use == storage.UseBoot {
-			return m.o.Policy.CheckFrom(from, use, p)
-		}
-		if !incoming {
-			if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
-				return err
-			}
-		}
-		if use == storage.UseDisk {
-			if err := m.o.Chains.CheckWritable(context.Background(), what, p); err != nil {
-				return err
-			}
-		}
-		return m.o.Policy.CheckImage(from, use, p, format)
+		return m.checkFile(tenant, what, p, use, format, incoming)
 	}
 	if spec.Kernel != "" {
 		if err := check("kernel", spec.Kernel, storage.UseBoot, ""); err != nil {
@@ -83,7 +53,15 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		}
 	}
 	for _, d := range spec.Disks {
-		if d.Target == "" && d.CDROM || skip[d.Guest] {
+		if d.Target == "" && d.CDROM {
+			continue
+		}
+		if skip[d.Guest] {
+			// Made by the caller (a migration's copy): only the
+			// tenant's rule applies to where.
+			if err := m.tenantFile(tenant, "disk "+d.VDev, d.Target, true); err != nil {
+				return "", err
+			}
 			continue
 		}
 		use := storage.UseDisk
@@ -98,11 +76,67 @@ func (m *Manager) validateExcept(spec *api.DomainSpec, skip map[string]bool, inc
 		return "", api.Errorf(api.ErrInvalid, "cpus: %v", err)
 	}
 	for i, v := range spec.Vifs {
-		if err := m.checkVif(v); err != nil {
+		if err := m.checkVif(tenant, v); err != nil {
 			return "", api.Errorf(api.ErrCode(err, api.ErrInvalid), "vif %d: %v", i, err)
 		}
 	}
 	return accel, nil
+}
+
+// checkFile checks one file a domain of tenant is to use (what: "kernel",
+// "disk xvda"): the tenants' rule, its type, no other domain's conflicting
+// use, no overlay standing on a disk, the disk policy. incoming: a
+// migration's (its source still holds the images).
+func (m *Manager) checkFile(tenant, what, p string, use storage.Use, format string, incoming bool) error {
+	// The tenant's rule first: a tenant learns nothing of a path it may
+	// not use, not even whether it exists.
+	if err := m.tenantFile(tenant, what, p, use == storage.UseDisk); err != nil {
+		return err
+	}
+	from := storage.Local
+	if incoming {
+		from = storage.FromPeer
+	}
+	if !filepath.IsAbs(p) {
+		return api.Errorf(api.ErrInvalid, "%s %q must be an absolute path", what, p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return api.Errorf(api.ErrInvalid, "%s %s: %v; fix the path", what, p, errors.Unwrap(err))
+	}
+	allowBlock := use != storage.UseBoot
+	if !fi.Mode().IsRegular() && !(allowBlock && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0) {
+		return api.Errorf(api.ErrInvalid, "%s %s is not a regular file%s", what, p, map[bool]string{true: " or block device", false: ""}[allowBlock])
+	}
+	if use == storage.UseBoot {
+		return m.o.Policy.CheckFrom(from, use, p)
+	}
+	if !incoming {
+		if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
+			return err
+		}
+	}
+	if use == storage.UseDisk {
+		if err := m.o.Chains.CheckWritable(context.Background(), what, p); err != nil {
+			return err
+		}
+	}
+	return m.o.Policy.CheckImage(from, use, p, format)
+}
+
+// accelFor is the accelerator a spec runs under here: the host's, or the
+// one accel= forces (kvm only where the host has it).
+func (m *Manager) accelFor(spec api.DomainSpec) (string, error) {
+	switch spec.Accel {
+	case "tcg":
+		return "tcg", nil
+	case "kvm":
+		if m.o.Accel.Name != "kvm" {
+			return "", api.Errorf(api.ErrInvalid, "accel = \"kvm\" asked but this host cannot use KVM: %s; remove accel= to use TCG", m.o.Accel.Reason)
+		}
+		return "kvm", nil
+	}
+	return m.o.Accel.Name, nil
 }
 
 // diskInUse refuses a disk another live domain here has open, unless both
@@ -214,7 +248,7 @@ func (m *Manager) DiskUsers(path string) []string {
 // holds m.mu.
 // The ledger holds maxmem (the balloon may grow back to it at any time) and
 // maxvcpus, so whatever mem-set or vcpu changes later ask is already paid.
-func (m *Manager) admit(spec api.DomainSpec, accel string) error {
+func (m *Manager) admit(spec api.DomainSpec, tenant, accel string) error {
 	if err := m.unaccountedErr(); err != nil {
 		return err
 	}
@@ -224,7 +258,22 @@ func (m *Manager) admit(spec api.DomainSpec, accel string) error {
 		return api.Errorf(api.ErrInsufficient, "memory: %s asks %d MiB (%d guest + %d QEMU overhead) but the host has only %d MiB available; lower memory/maxmem",
 			spec.Name, memMiB+over, memMiB, over, hm.AvailableMiB)
 	}
-	return m.o.Ledger.Reserve(spec.Name, memMiB, over, spec.MaxVCPUs)
+	return m.o.Ledger.Reserve(m.ledgerEntry(spec, tenant, accel))
+}
+
+// ledgerEntry is what a domain holds in the ledger: maxmem, QEMU's
+// overhead, maxvcpus, drawn from its tenant's reservation.
+func (m *Manager) ledgerEntry(spec api.DomainSpec, tenant, accel string) api.LedgerEntry {
+	return api.LedgerEntry{Domain: spec.Name, Tenant: tenant, MemoryMiB: spec.MaxMemMiB, OverheadMiB: m.overhead(spec, accel), VCPUs: spec.MaxVCPUs}
+}
+
+// tenantFile applies the tenants' rule to a file a domain of tenant is
+// to use (write: not read-only).
+func (m *Manager) tenantFile(tenant, what, path string, write bool) error {
+	if m.o.Tenancy == nil {
+		return nil
+	}
+	return m.o.Tenancy.CheckFile(tenant, what, path, write)
 }
 
 // allocUID picks the QEMU uid for d's next incarnation: the lowest in the

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -33,6 +34,8 @@ type CloneOptions struct {
 	Vifs []string
 	// Set are key=value settings of its own (memory=512, ...).
 	Set []string
+	// Tenant owns the clone ("" keeps the source's owner).
+	Tenant string
 }
 
 // Clone makes domain newName from src: same configuration, new MACs, and
@@ -50,7 +53,7 @@ type CloneOptions struct {
 // removes them if a later step fails. src is never moved for a clone that
 // is then refused.
 func (m *Manager) Clone(ctx context.Context, src, newName string, o CloneOptions) (_ api.Domain, err error) {
-	defer m.after(ctx, newName, api.EvCreated, "clone of "+src, &err)
+	defer m.after(m.about(ctx, newName), api.EvCreated, "clone of "+src, &err)
 	d, err := m.get(src)
 	if err != nil {
 		return api.Domain{}, err
@@ -62,6 +65,7 @@ func (m *Manager) Clone(ctx context.Context, src, newName string, o CloneOptions
 	}
 	srcSpec := d.rec.Spec
 	d.mu.Unlock()
+	tenant := cmp.Or(o.Tenant, d.tenant)
 	if _, err := m.get(newName); err == nil {
 		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists: pick another name", newName)
 	}
@@ -78,19 +82,40 @@ func (m *Manager) Clone(ctx context.Context, src, newName string, o CloneOptions
 		spec.Disks[p.idx].Target, spec.Disks[p.idx].Format = p.cloneTo, "qcow2"
 		skip[spec.Disks[p.idx].Guest] = true
 	}
-	accel, err := m.validateExcept(&spec, skip, false)
+	accel, err := m.validateExcept(&spec, tenant, skip, false)
 	if err != nil {
 		return api.Domain{}, fmt.Errorf("the clone %s: %w", newName, err)
+	}
+	if err := m.cloneQuota(ctx, tenant, newName, plans); err != nil {
+		return api.Domain{}, err
 	}
 	switchSrc := func(r *revert.Reverter) error {
 		return m.cloneDisks(ctx, d, srcSpec, newName, plans, r)
 	}
-	v, err := m.create(ctx, spec, accel, startOpts{paused: o.Paused, admitted: switchSrc})
+	v, err := m.create(ctx, spec, accel, startOpts{paused: o.Paused, admitted: switchSrc, tenant: tenant})
 	if err != nil {
 		return api.Domain{}, err
 	}
 	m.o.Log.Info("domain cloned", "from", src, "name", newName, "disks", len(plans))
 	return v, nil
+}
+
+// cloneQuota checks the disk quota of the clone's tenant: each disk adds
+// two overlays of its base's virtual size (src's and the clone's, both
+// in the base's pool).
+func (m *Manager) cloneQuota(ctx context.Context, tenant, newName string, plans []clonePlan) error {
+	if m.o.Tenancy == nil || tenant == "" || len(plans) == 0 {
+		return nil
+	}
+	var add int64
+	for _, p := range plans {
+		n, err := storage.VirtualSize(p.base, p.fmt)
+		if err != nil {
+			return err
+		}
+		add += 2 * n
+	}
+	return m.o.Tenancy.CheckDisk(ctx, tenant, add, "the clone "+newName+"'s overlays")
 }
 
 // clonePlans lays out the overlays of a clone, refusing what cannot be

@@ -33,6 +33,8 @@ type definition struct {
 	LastStop api.StopInfo `json:"last_stop"`
 	Created  time.Time    `json:"created"`
 	Updated  time.Time    `json:"updated"`
+	// Tenant owns the domain ("" = the host's own).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Stop reasons shown by `list --all`.
@@ -56,9 +58,10 @@ func (m *Manager) saveDef(ctx context.Context, name string, def *definition) err
 
 // Define stores a domain without starting it (virsh define; xl's
 // /etc/xen/auto files are defined this way by autostart).
-func (m *Manager) Define(ctx context.Context, spec api.DomainSpec) (_ api.Domain, err error) {
-	defer m.after(ctx, spec.Name, api.EvDefined, "", &err)
-	if _, err := m.validate(&spec); err != nil {
+// tenant owns it ("" = the host).
+func (m *Manager) Define(ctx context.Context, spec api.DomainSpec, tenant string) (_ api.Domain, err error) {
+	defer m.after(m.about(ctx, spec.Name), api.EvDefined, "", &err)
+	if _, err := m.validate(&spec, tenant); err != nil {
 		return api.Domain{}, err
 	}
 	spec.Persistent = true
@@ -68,8 +71,8 @@ func (m *Manager) Define(ctx context.Context, spec api.DomainSpec) (_ api.Domain
 		return api.Domain{}, api.Errorf(api.ErrConflict, "a domain named %q already exists: `ringfence config update %s FILE` changes its definition, or pick another name", spec.Name, spec.Name)
 	}
 	now := time.Now().UTC()
-	def := &definition{Spec: spec, Created: now, LastStop: api.StopInfo{State: api.StateShutdown, Reason: reasonNeverStarted, At: now}}
-	d := &dom{def: def, rec: record{Spec: spec, State: api.StateShutdown, LastReason: reasonNeverStarted}}
+	def := &definition{Spec: spec, Created: now, LastStop: api.StopInfo{State: api.StateShutdown, Reason: reasonNeverStarted, At: now}, Tenant: tenant}
+	d := &dom{def: def, rec: record{Spec: spec, State: api.StateShutdown, LastReason: reasonNeverStarted, Tenant: tenant}, tenant: tenant}
 	d.console = freshConsole(m.consoleLog(spec.Name), spec.Name)
 	d.con.Store(d.console)
 	m.doms[spec.Name] = d
@@ -89,8 +92,8 @@ func (m *Manager) Define(ctx context.Context, spec api.DomainSpec) (_ api.Domain
 
 // createDefined is `create` of a persistent domain: defined, then started;
 // a start that fails leaves no definition behind.
-func (m *Manager) createDefined(ctx context.Context, spec api.DomainSpec, paused bool) (api.Domain, error) {
-	if _, err := m.Define(ctx, spec); err != nil {
+func (m *Manager) createDefined(ctx context.Context, spec api.DomainSpec, tenant string, paused bool) (api.Domain, error) {
+	if _, err := m.Define(ctx, spec, tenant); err != nil {
 		return api.Domain{}, err
 	}
 	v, err := m.Start(ctx, spec.Name, paused)
@@ -106,7 +109,7 @@ func (m *Manager) createDefined(ctx context.Context, spec api.DomainSpec, paused
 // Undefine removes a domain's definition. A running domain keeps running,
 // transient from then on (as virsh undefine); a stopped one is gone.
 func (m *Manager) Undefine(ctx context.Context, name string) (err error) {
-	defer m.after(ctx, name, api.EvUndefined, "", &err)
+	defer m.after(m.about(ctx, name), api.EvUndefined, "", &err)
 	d, err := m.get(name)
 	if err != nil {
 		return err
@@ -164,7 +167,11 @@ func (m *Manager) UpdateDefinition(ctx context.Context, name string, spec api.Do
 	if err := m.keepHiddenPassword(name, &spec); err != nil {
 		return api.Definition{}, err
 	}
-	if _, err := m.validate(&spec); err != nil {
+	tenant, err := m.Owner(name)
+	if err != nil {
+		return api.Definition{}, err
+	}
+	if _, err := m.validate(&spec, tenant); err != nil {
 		return api.Definition{}, err
 	}
 	spec.Persistent = true
@@ -258,10 +265,10 @@ func (m *Manager) loadDefinitions(ctx context.Context) error {
 		if state == "" {
 			state = api.StateShutdown
 		}
-		d := &dom{def: def, rec: record{Spec: def.Spec, State: state, LastReason: reason}}
+		d := &dom{def: def, rec: record{Spec: def.Spec, State: state, LastReason: reason, Tenant: def.Tenant}, tenant: def.Tenant}
 		d.console = newConsole(m.consoleLog(name))
 		d.con.Store(d.console)
-		d.snap.Store(&api.Domain{Spec: def.Spec.Shown(), State: state, Flags: Flags(state), LastReason: reason, Defined: true})
+		d.snap.Store(&api.Domain{Spec: def.Spec.Shown(), State: state, Flags: Flags(state), LastReason: reason, Defined: true, Tenant: def.Tenant})
 		m.doms[name] = d
 	}
 	return nil

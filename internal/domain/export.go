@@ -262,14 +262,14 @@ func (m *Manager) Import(ctx context.Context, req api.ImportRequest, progress fu
 // it part-way, leaving nothing.
 func (m *Manager) ImportFrom(ctx context.Context, src io.Reader, req api.ImportRequest, progress func(api.JobProgress)) (_ api.Domain, err error) {
 	im := &importer{m: m, ctx: ctx, src: src, req: req, progress: progress, r: revert.New()}
-	defer func() { m.after(ctx, im.spec.Name, api.EvCreated, "import", &err) }()
+	defer func() { m.after(m.about(ctx, im.spec.Name), api.EvCreated, "import", &err) }()
 	defer im.r.Fail()
 	defer func() {
 		if im.scratch != "" {
 			os.RemoveAll(im.scratch) // gone once renamed into place
 		}
 	}()
-	for _, step := range []func() error{im.checkPaths, im.unpack, im.place, im.writeConfig} {
+	for _, step := range []func() error{im.checkPaths, im.unpack, im.checkQuota, im.place, im.writeConfig} {
 		if err := step(); err != nil {
 			return api.Domain{}, err
 		}
@@ -308,6 +308,15 @@ func (im *importer) checkPaths() error {
 	}
 	if !filepath.IsAbs(im.dir) {
 		return api.Errorf(api.ErrInvalid, "directory %q must be an absolute path", im.dir)
+	}
+	if t := im.req.Tenant; t != "" {
+		// Its files become the tenant's disks: they go into its pools.
+		if err := im.m.tenantFile(t, "import directory", im.dir, true); err != nil {
+			if im.req.Dir == "" {
+				return api.Errorf(api.ErrInvalid, "a domain of tenant %s is imported into one of its pools: give --dir, a directory in one (see `ringfence pool list`)", t)
+			}
+			return err
+		}
 	}
 	if err := im.m.o.Policy.Check(storage.UseNew, im.dir); err != nil {
 		return err
@@ -350,6 +359,25 @@ func (im *importer) unpack() error {
 		return api.Errorf(api.ErrInvalid, "the archive's domain: %v", err)
 	}
 	return nil
+}
+
+// checkQuota checks the tenant's disk quota for the archive's writable
+// disks (flat raw images: their size is their virtual size).
+func (im *importer) checkQuota() error {
+	if im.req.Tenant == "" || im.m.o.Tenancy == nil {
+		return nil
+	}
+	sizes := map[string]int64{}
+	for _, mb := range im.man.Members {
+		sizes[mb.Name] = mb.Size
+	}
+	var add int64
+	for _, dk := range im.spec.Disks {
+		if !dk.CDROM && dk.Access != "ro" {
+			add += sizes[dk.Target]
+		}
+	}
+	return im.m.o.Tenancy.CheckDisk(context.Background(), im.req.Tenant, add, "the import of "+im.spec.Name)
 }
 
 // place moves the unpacked files to the domain's home and points the
@@ -400,14 +428,14 @@ func (im *importer) writeConfig() error {
 func (im *importer) start(ctx context.Context) (api.Domain, error) {
 	spec, path := im.spec, im.req.Path
 	if im.req.NoStart {
-		if _, err := im.m.validate(&spec); err != nil {
+		if _, err := im.m.validate(&spec, im.req.Tenant); err != nil {
 			return api.Domain{}, err
 		}
 		im.m.o.Log.Info("domain imported, not started", "name", spec.Name, "from", path, "config", im.cfg)
 		return api.Domain{Spec: spec.Shown(), State: api.StateShutdown, Flags: Flags(api.StateShutdown),
 			LastReason: "imported, not started: `ringfence create " + im.cfg + "` starts it"}, nil
 	}
-	out, err := im.m.Create(ctx, api.CreateRequest{Spec: spec, Paused: im.req.Paused})
+	out, err := im.m.Create(ctx, api.CreateRequest{Spec: spec, Paused: im.req.Paused, Tenant: im.req.Tenant})
 	if err != nil {
 		return api.Domain{}, err
 	}

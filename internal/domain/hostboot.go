@@ -51,7 +51,7 @@ func (m *Manager) defineAutoDir(ctx context.Context) {
 			continue
 		}
 		if _, err := m.get(spec.Name); err != nil {
-			_, err = m.Define(ctx, spec)
+			_, err = m.Define(ctx, spec, "") // the host's own files
 		} else if d, _ := m.get(spec.Name); d != nil && m.isDefined(d) {
 			_, err = m.UpdateDefinition(ctx, spec.Name, spec)
 		}
@@ -108,7 +108,7 @@ func (m *Manager) restoreSaved(ctx context.Context) map[string]bool {
 	kvs, _ := m.o.Store.List(ctx, keyRestore)
 	for _, kv := range kvs {
 		name, path := strings.TrimPrefix(kv.Key, keyRestore), string(kv.Value)
-		if _, err := m.Restore(ctx, path, false); err != nil {
+		if _, err := m.Restore(ctx, path, false, ""); err != nil {
 			m.o.Log.Error("restoring a domain saved at host shutdown", "name", name, "file", path, "err", err)
 		} else {
 			os.Remove(path)
@@ -126,7 +126,7 @@ func (m *Manager) restoreInto(ctx context.Context, d *dom, path string) error {
 	if d.def != nil {
 		spec = d.def.Spec
 	}
-	accel, err := m.validate(&spec)
+	accel, err := m.validate(&spec, d.tenant)
 	if err != nil {
 		return err
 	}

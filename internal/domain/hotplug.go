@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -31,34 +29,20 @@ func (m *Manager) lockHotplug(name string) (*dom, engine.BlockHotplug, error) {
 	return d, hp, nil
 }
 
-// checkImage checks an image for a running domain: it exists, is a file
-// or block device, and the disk policy allows it for use.
-func (m *Manager) checkImage(what, p string, use storage.Use, format string) error {
-	if !filepath.IsAbs(p) {
-		return api.Errorf(api.ErrInvalid, "%s %q must be an absolute path", what, p)
-	}
-	fi, err := os.Stat(p)
+// checkImage checks an image for running domain name (block-attach,
+// cd-insert) as a domain file's are checked, for the domain's owner.
+func (m *Manager) checkImage(name, what, p string, use storage.Use, format string) error {
+	tenant, err := m.Owner(name)
 	if err != nil {
-		return api.Errorf(api.ErrInvalid, "%s %s: %v", what, p, err)
-	}
-	if !fi.Mode().IsRegular() && (fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0) {
-		return api.Errorf(api.ErrInvalid, "%s %s is not a regular file or block device", what, p)
-	}
-	if err := m.ownUse(p, strings.TrimPrefix(what, "disk "), use); err != nil {
 		return err
 	}
-	if use == storage.UseDisk {
-		if err := m.o.Chains.CheckWritable(context.Background(), what, p); err != nil {
-			return err
-		}
-	}
-	return m.o.Policy.CheckImage(storage.Local, use, p, format)
+	return m.checkFile(tenant, what, p, use, format, false)
 }
 
 // BlockAttach adds a disk (an xl disk spec) to a running domain, on a
 // spare root port; the guest sees a new /dev/vdX.
 func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (_ api.Disk, err error) {
-	defer m.after(ctx, name, api.EvDeviceAdded, "disk "+spec, &err)
+	defer m.after(m.about(ctx, name), api.EvDeviceAdded, "disk "+spec, &err)
 	dk, _, err := domspec.ParseDisk(spec)
 	if err != nil {
 		return dk, api.Errorf(api.ErrInvalid, "disk spec %q: %v", spec, err)
@@ -76,7 +60,7 @@ func (m *Manager) BlockAttach(ctx context.Context, name, spec string) (_ api.Dis
 	if dk.Access == "ro" {
 		use = storage.UseDiskRO
 	}
-	if err := m.checkImage("disk "+dk.VDev, dk.Target, use, dk.Format); err != nil {
+	if err := m.checkImage(name, "disk "+dk.VDev, dk.Target, use, dk.Format); err != nil {
 		return dk, err
 	}
 	d, hp, err := m.lockHotplug(name)
@@ -133,7 +117,7 @@ func findDisk(spec api.DomainSpec, vdev string) int {
 
 // BlockDetach removes a hot-plugged disk from a running domain.
 func (m *Manager) BlockDetach(ctx context.Context, name, vdev string) (err error) {
-	defer m.after(ctx, name, api.EvDeviceRemoved, "disk "+vdev, &err)
+	defer m.after(m.about(ctx, name), api.EvDeviceRemoved, "disk "+vdev, &err)
 	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return err
@@ -185,9 +169,9 @@ func (m *Manager) BlockList(ctx context.Context, name string) ([]api.BlockDevice
 // CDChange puts path into CD-ROM drive vdev of a running domain, or
 // ejects its medium when path is "" (xl cd-insert / cd-eject).
 func (m *Manager) CDChange(ctx context.Context, name, vdev, path string) (err error) {
-	defer m.after(ctx, name, api.EvMediaChanged, vdev+" "+cmp.Or(path, "ejected"), &err)
+	defer m.after(m.about(ctx, name), api.EvMediaChanged, vdev+" "+cmp.Or(path, "ejected"), &err)
 	if path != "" {
-		if err := m.checkImage("medium", path, storage.UseDiskRO, "raw"); err != nil {
+		if err := m.checkImage(name, "medium", path, storage.UseDiskRO, "raw"); err != nil {
 			return err
 		}
 	}
@@ -275,7 +259,7 @@ func (m *Manager) vifsInUse(name string, vifs []api.Vif) error {
 // NetworkAttach adds a vif (an xl vif spec) to a running domain: a new
 // tap on the bridge, a NIC on a spare root port (xl network-attach).
 func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (_ api.Vif, err error) {
-	defer m.after(ctx, name, api.EvDeviceAdded, "vif "+spec, &err)
+	defer m.after(m.about(ctx, name), api.EvDeviceAdded, "vif "+spec, &err)
 	v, _, err := domspec.ParseVif(spec)
 	if err != nil {
 		return v, api.Errorf(api.ErrInvalid, "vif spec %q: %v", spec, err)
@@ -290,7 +274,7 @@ func (m *Manager) NetworkAttach(ctx context.Context, name, spec string) (_ api.V
 	if v.MAC == "" {
 		v.MAC = domspec.GenerateMAC(name, idx)
 	}
-	if err := m.checkVif(v); err != nil {
+	if err := m.checkVif(d.tenant, v); err != nil {
 		return v, api.Errorf(api.ErrCode(err, api.ErrInvalid), "%v", err)
 	}
 	for _, x := range d.rec.Spec.Vifs {
@@ -360,7 +344,7 @@ func findVif(spec api.DomainSpec, dev string) int {
 
 // NetworkDetach removes a vif attached while the domain runs, and its tap.
 func (m *Manager) NetworkDetach(ctx context.Context, name, dev string) (err error) {
-	defer m.after(ctx, name, api.EvDeviceRemoved, "vif "+dev, &err)
+	defer m.after(m.about(ctx, name), api.EvDeviceRemoved, "vif "+dev, &err)
 	d, hp, err := m.lockHotplug(name)
 	if err != nil {
 		return err

@@ -63,15 +63,15 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 // Create admits, starts and records a new domain.
 func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (_ any, err error) {
 	if !req.DryRun {
-		defer m.after(ctx, req.Spec.Name, api.EvCreated, "", &err)
+		defer m.after(m.about(ctx, req.Spec.Name), api.EvCreated, "", &err)
 	}
 	spec := req.Spec
-	accel, err := m.validate(&spec)
+	accel, err := m.validate(&spec, req.Tenant)
 	if err != nil {
 		return nil, err
 	}
 	if (req.Persistent || spec.Persistent) && !req.DryRun {
-		return m.createDefined(ctx, spec, req.Paused)
+		return m.createDefined(ctx, spec, req.Tenant, req.Paused)
 	}
 	if req.DryRun {
 		argv, err := m.o.Engine.Argv(m.launchSpec(spec, accel, 0))
@@ -80,7 +80,7 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (_ any, err
 		}
 		return api.DryRun{Spec: spec.Shown(), Argv: argv, OverheadMiB: m.overhead(spec, accel)}, nil
 	}
-	return m.create(ctx, spec, accel, startOpts{paused: req.Paused})
+	return m.create(ctx, spec, accel, startOpts{paused: req.Paused, tenant: req.Tenant})
 }
 
 // startOpts say how an incarnation starts.
@@ -97,6 +97,8 @@ type startOpts struct {
 	tl *timeline
 	// kind is why it starts (create when unset).
 	kind startKind
+	// tenant owns a new domain ("" = the host).
+	tenant string
 }
 
 // create admits and starts a new domain (create and restore).
@@ -117,13 +119,13 @@ func (m *Manager) create(ctx context.Context, spec api.DomainSpec, accel string,
 		m.mu.Unlock()
 		return api.Domain{}, err
 	}
-	if err := m.admit(spec, accel); err != nil {
+	if err := m.admit(spec, so.tenant, accel); err != nil {
 		m.mu.Unlock()
 		return api.Domain{}, err
 	}
 	r.Add(func() { m.o.Ledger.Release(spec.Name) })
-	d := &dom{rec: record{Spec: spec, Accel: accel, State: api.StateDying}}
-	d.snap.Store(&api.Domain{Spec: spec.Shown(), State: api.StateDying, Flags: Flags(api.StateDying)})
+	d := &dom{rec: record{Spec: spec, Accel: accel, State: api.StateDying, Tenant: so.tenant}, tenant: so.tenant}
+	d.snap.Store(&api.Domain{Spec: spec.Shown(), State: api.StateDying, Flags: Flags(api.StateDying), Tenant: so.tenant})
 	m.doms[spec.Name] = d
 	r.Add(func() { m.mu.Lock(); delete(m.doms, spec.Name); m.mu.Unlock() })
 	d.mu.Lock()

@@ -214,7 +214,7 @@ func (m *Manager) applyAction(d *dom, action string, state api.State) {
 	case api.ActionRenameRestart:
 		m.mu.Lock()
 		old := m.freeIncarnationName(name, d.rec.Generation)
-		kept := &dom{rec: d.rec}
+		kept := &dom{rec: d.rec, tenant: d.tenant}
 		m.setState(kept, state)
 		kept.rec.Spec.Name = old
 		os.MkdirAll(m.runDir(old), 0o700)
@@ -289,7 +289,7 @@ func (m *Manager) removeCgroup(name string) {
 
 // Destroy ends a domain at once, whatever its on_* settings.
 func (m *Manager) Destroy(ctx context.Context, name string) (err error) {
-	defer m.after(ctx, name, api.EvDestroyed, "", &err)
+	defer m.after(m.about(ctx, name), api.EvDestroyed, "", &err)
 	d, err := m.get(name)
 	if err != nil {
 		return err
@@ -350,7 +350,7 @@ func (m *Manager) Destroy(ctx context.Context, name string) (err error) {
 // or crash, or stopped by the crash-loop brake): admitted again like a
 // create, with its console history kept.
 func (m *Manager) Start(ctx context.Context, name string, paused bool) (_ api.Domain, err error) {
-	defer m.after(ctx, name, api.EvStarted, "", &err)
+	defer m.after(m.about(ctx, name), api.EvStarted, "", &err)
 	d, err := m.get(name)
 	if err != nil {
 		return api.Domain{}, err
@@ -406,7 +406,7 @@ func (m *Manager) startKept(ctx context.Context, d *dom, so startOpts) (api.Doma
 		d.rec.Spec = d.def.Spec
 	}
 	spec := d.rec.Spec
-	accel, err := m.validate(&spec)
+	accel, err := m.validate(&spec, d.tenant)
 	if err != nil {
 		return api.Domain{}, err
 	}
@@ -419,7 +419,7 @@ func (m *Manager) startKept(ctx context.Context, d *dom, so startOpts) (api.Doma
 		m.mu.Unlock()
 		return api.Domain{}, err
 	}
-	if err := m.admit(spec, accel); err != nil {
+	if err := m.admit(spec, d.tenant, accel); err != nil {
 		m.mu.Unlock()
 		return api.Domain{}, err
 	}

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/procfs"
+	domspec "github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -67,6 +69,8 @@ type record struct {
 	// Ending is what was decided for an incarnation that ended (its
 	// on_* action), written before it is carried out.
 	Ending *endIntent `json:"ending,omitempty"`
+	// Tenant owns the domain ("" = the host's own).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // startKind says why an incarnation starts, which decides what a daemon
@@ -133,6 +137,11 @@ type dom struct {
 	// askedBy is who pressed the power button last (shutdown, reboot):
 	// the event of the end it causes names them. Guarded by mu.
 	askedBy *api.Actor
+	// tenant owns the domain ("" = the host). Set when the dom is made
+	// and never changed (the record and definition keep it in the
+	// store), so it is read without mu: who may see a domain must be
+	// known even while a long operation holds it.
+	tenant string
 }
 
 type liveInst struct{ engine.Instance }
@@ -194,6 +203,18 @@ type Options struct {
 	RestartWindow time.Duration
 	// Events takes the lifecycle events (nil: none are published).
 	Events Publisher
+	// Tenancy says what a tenant's domain may use and checks its disk
+	// quota (internal/tenants); nil: no tenants.
+	Tenancy Tenancy
+}
+
+// Tenancy is the tenants' side of admission (internal/tenants): the one
+// rule of which files and bridges a domain of a tenant ("" = the host)
+// may use, and the disk quota a tenant's new disks count against.
+type Tenancy interface {
+	CheckFile(tenant, what, path string, write bool) error
+	CheckNetwork(tenant, bridge string) error
+	CheckDisk(ctx context.Context, tenant string, add int64, what string) error
 }
 
 // Manager owns the host's domains.
@@ -242,18 +263,42 @@ func (m *Manager) get(name string) (*dom, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d, ok := m.doms[name]
-	if !ok {
-		// xl accepts a domid where it accepts a name.
-		if id, err := strconv.Atoi(name); err == nil {
-			for _, x := range m.doms {
-				if x.rec.ID == id && x.rec.State != api.StateShutdown && x.rec.State != api.StateCrashed {
-					return x, nil
-				}
-			}
-		}
-		return nil, api.Errorf(api.ErrNotFound, "no domain named %q (see `ringfence list`)", name)
+	if ok {
+		return d, nil
 	}
-	return d, nil
+	// xl accepts a domid or a UUID where it accepts a name. Both are
+	// read from the last view: a domain busy under a long operation is
+	// found all the same.
+	id, idErr := strconv.Atoi(name)
+	uuid := domspec.ValidUUID(name) == nil
+	for _, x := range m.doms {
+		v := x.snap.Load()
+		if v == nil {
+			continue
+		}
+		live := v.State != api.StateShutdown && v.State != api.StateCrashed
+		if idErr == nil && v.ID == id && live || uuid && strings.EqualFold(v.Spec.UUID, name) {
+			return x, nil
+		}
+	}
+	return nil, NotFound(name)
+}
+
+// NotFound is the one answer for a domain that does not exist, and (to a
+// tenant's principal) for another tenant's: the same words and status,
+// so nothing tells the two apart.
+func NotFound(name string) error {
+	return api.Errorf(api.ErrNotFound, "no domain named %q (see `ringfence list`)", name)
+}
+
+// Owner is the tenant of the domain a name, domid or UUID names ("" =
+// the host's), or NotFound.
+func (m *Manager) Owner(name string) (string, error) {
+	d, err := m.get(name)
+	if err != nil {
+		return "", err
+	}
+	return d.tenant, nil
 }
 
 // Get returns one domain, waiting for an operation on it to finish so the
@@ -312,7 +357,7 @@ func (m *Manager) view(d *dom) api.Domain {
 
 func (m *Manager) render(d *dom) api.Domain {
 	v := api.Domain{Spec: d.rec.Spec.Shown(), ID: d.rec.ID, State: d.rec.State, Taps: d.rec.Taps, LastReason: d.rec.LastReason, LastConsole: d.rec.LastConsole,
-		Defined: d.def != nil}
+		Defined: d.def != nil, Tenant: d.tenant}
 	if d.def != nil && d.def.Autostart.On {
 		a := d.def.Autostart
 		v.Autostart = &a

@@ -97,7 +97,7 @@ func (in *incoming) validate() error {
 	for _, d := range plan {
 		skip[d.ID] = true
 	}
-	accel, err := in.m.validateExcept(&in.spec, skip, true)
+	accel, err := in.m.validateExcept(&in.spec, in.hdr.Tenant, skip, true)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func (in *incoming) release() {
 // create admits and starts the domain, with admitted and load as steps
 // of its start; its revert stack removes everything if one fails.
 func (in *incoming) create(ctx context.Context) error {
-	_, err := in.m.create(ctx, in.spec, in.accel, startOpts{admitted: in.admitted, incoming: in.load, tl: in.tl, kind: kindMigrate})
+	_, err := in.m.create(ctx, in.spec, in.accel, startOpts{admitted: in.admitted, incoming: in.load, tl: in.tl, kind: kindMigrate, tenant: in.hdr.Tenant})
 	if err == nil {
 		return nil
 	}

@@ -78,7 +78,7 @@ type remoteReply struct {
 
 // MigrateOut moves a running domain to the daemon at the other end of p.
 func (m *Manager) MigrateOut(ctx context.Context, name string, p MigrationPeer, o MigrateOptions, progress func(api.MigrationProgress)) (_ api.MigrationResult, err error) {
-	defer m.after(ctx, name, api.EvMigrated, "out to "+p.Hostname, &err)
+	defer m.after(m.about(ctx, name), api.EvMigrated, "out to "+p.Hostname, &err)
 	out, err := m.claimOutgoing(ctx, name)
 	if err != nil {
 		return api.MigrationResult{}, err
@@ -162,7 +162,7 @@ func (o *outgoing) check() error {
 
 func (o *outgoing) offer() error {
 	o.ctl = migration.NewControl(o.p.Control)
-	hdr := migration.Header{Spec: o.spec, Accel: o.accel, Plain: o.o.Plain, Storage: o.disks, StorageDir: o.o.StorageDir}
+	hdr := migration.Header{Spec: o.spec, Accel: o.accel, Plain: o.o.Plain, Storage: o.disks, StorageDir: o.o.StorageDir, Tenant: o.d.tenant}
 	if err := o.ctl.Send(hdr); err != nil {
 		return fmt.Errorf("talking to the destination: %w", err)
 	}

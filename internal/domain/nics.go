@@ -49,8 +49,16 @@ func (m *Manager) bridge(name string) string {
 	return m.o.Networks.Bridge(name)
 }
 
-// checkVif says whether vif v can be attached (its bridge exists).
-func (m *Manager) checkVif(v api.Vif) error {
+// checkVif says whether vif v of a domain of tenant can be attached: the
+// tenant may use its bridge (checked first: a tenant learns nothing of a
+// bridge it may not use), which exists (a vif without bridge= is on
+// xenbr0 by now, as in xl).
+func (m *Manager) checkVif(tenant string, v api.Vif) error {
+	if m.o.Tenancy != nil && v.Bridge != "" {
+		if err := m.o.Tenancy.CheckNetwork(tenant, v.Bridge); err != nil {
+			return err
+		}
+	}
 	if m.o.Networks == nil {
 		return errNoNetworks
 	}

@@ -69,7 +69,7 @@ func (m *Manager) recoverOne(ctx context.Context, rec record) {
 	m.mu.Lock()
 	d, defined := m.doms[name]
 	if !defined {
-		d = &dom{console: newConsole(m.consoleLog(name))}
+		d = &dom{console: newConsole(m.consoleLog(name)), tenant: rec.Tenant}
 		d.con.Store(d.console)
 		m.doms[name] = d
 	}
@@ -103,7 +103,7 @@ func (m *Manager) recoverOne(ctx context.Context, rec record) {
 // carried out. Caller holds d.mu.
 func (m *Manager) recoverEnding(d *dom) {
 	rec, name := d.rec, d.rec.Spec.Name
-	m.o.Ledger.Adopt(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs)
+	m.o.Ledger.Adopt(m.ledgerEntry(rec.Spec, d.tenant, rec.Accel))
 	m.o.Log.Warn("finishing the end of a domain the last daemon left undone", "name", name, "action", rec.Ending.Action)
 	for _, t := range rec.Taps {
 		m.unplugTap(t)
@@ -118,7 +118,7 @@ func (m *Manager) recoverEnding(d *dom) {
 // d.mu.
 func (m *Manager) reattach(ctx context.Context, d *dom) {
 	rec, name := d.rec, d.rec.Spec.Name
-	if err := m.o.Ledger.Adopt(name, rec.Spec.MaxMemMiB, m.overhead(rec.Spec, rec.Accel), rec.Spec.MaxVCPUs); err != nil {
+	if err := m.o.Ledger.Adopt(m.ledgerEntry(rec.Spec, d.tenant, rec.Accel)); err != nil {
 		m.o.Log.Error("a running domain does not fit the ledger", "name", name, "err", err)
 	}
 	inst, err := m.o.Engine.Attach(ctx, rec.Engine)
@@ -212,7 +212,7 @@ func (m *Manager) recoverStart(ctx context.Context, d *dom) {
 	switch st.Kind {
 	case kindRestart:
 		m.o.Log.Warn("restarting a domain whose restart the last daemon did not finish", "name", name)
-		m.o.Ledger.Adopt(name, d.rec.Spec.MaxMemMiB, m.overhead(d.rec.Spec, d.rec.Accel), d.rec.Spec.MaxVCPUs)
+		m.o.Ledger.Adopt(m.ledgerEntry(d.rec.Spec, d.tenant, d.rec.Accel))
 		m.applyAction(d, api.ActionRestart, api.StateCrashed)
 	case kindStart:
 		d.rec.LastReason = fmt.Sprintf("start interrupted: the daemon stopped while it started it; `ringfence start %s`", name)
@@ -231,7 +231,7 @@ func (m *Manager) recoverStart(ctx context.Context, d *dom) {
 // holds d.mu.
 func (m *Manager) holdStray(d *dom, why error) {
 	name := d.rec.Spec.Name
-	m.o.Ledger.Adopt(name, d.rec.Spec.MaxMemMiB, m.overhead(d.rec.Spec, d.rec.Accel), d.rec.Spec.MaxVCPUs)
+	m.o.Ledger.Adopt(m.ledgerEntry(d.rec.Spec, d.tenant, d.rec.Accel))
 	m.setState(d, api.StateCrashed)
 	d.rec.LastReason = fmt.Sprintf("its QEMU (pid %v) runs but could not be re-attached (%v): it keeps its resources; `ringfence destroy %s` stops it", d.stray, why, name)
 	m.o.Log.Error("a domain's QEMU runs unattached", "name", name, "pids", d.stray, "err", why)

@@ -43,7 +43,7 @@ func (m *Manager) Rename(ctx context.Context, name, newName string) (err error) 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.rec.Spec.Name
-	defer func() { m.after(ctx, newName, api.EvRenamed, "from "+old, &err) }()
+	defer func() { m.after(subject{ctx: ctx, name: newName, tenant: d.tenant}, api.EvRenamed, "from "+old, &err) }()
 	if d.migrating {
 		return api.Errorf(api.ErrConflict, "%s is being migrated: rename it once the migration has ended", old)
 	}

@@ -33,7 +33,7 @@ func TestFakeRename(t *testing.T) {
 	})
 	t.Run("defined-stopped", func(t *testing.T) {
 		h := newFakeHost(t, nil)
-		if _, err := h.m.Define(ctx, h.spec("vm", "", "", "")); err != nil {
+		if _, err := h.m.Define(ctx, h.spec("vm", "", "", ""), ""); err != nil {
 			t.Fatal(err)
 		}
 		if err := h.m.Rename(ctx, "vm", "vm2"); err != nil {
@@ -65,7 +65,7 @@ func TestFakeRename(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newFakeHost(t, nil)
 			before := h.create(h.spec("vm", "", "", ""))
-			if _, err := h.m.Define(ctx, h.spec("other", "", "", "")); err != nil {
+			if _, err := h.m.Define(ctx, h.spec("other", "", "", ""), ""); err != nil {
 				t.Fatal(err)
 			}
 			if tc.inject != nil {

@@ -76,7 +76,7 @@ func (m *Manager) lockRunning(name string) (*dom, error) {
 
 // MemSet changes the balloon target (xl mem-set), within maxmem.
 func (m *Manager) MemSet(ctx context.Context, name string, mib int) (err error) {
-	defer m.after(ctx, name, api.EvResized, fmt.Sprintf("memory %d MiB", mib), &err)
+	defer m.after(m.about(ctx, name), api.EvResized, fmt.Sprintf("memory %d MiB", mib), &err)
 	d, err := m.lockRunning(name)
 	if err != nil {
 		return err
@@ -96,7 +96,7 @@ func (m *Manager) MemSet(ctx context.Context, name string, mib int) (err error) 
 // is fixed at start, so it cannot rise above the boot-time maxmem; what is
 // given up returns to the ledger.
 func (m *Manager) MemMax(ctx context.Context, name string, mib int) (err error) {
-	defer m.after(ctx, name, api.EvResized, fmt.Sprintf("maxmem %d MiB", mib), &err)
+	defer m.after(m.about(ctx, name), api.EvResized, fmt.Sprintf("maxmem %d MiB", mib), &err)
 	d, err := m.lockRunning(name)
 	if err != nil {
 		return err
@@ -117,7 +117,7 @@ func (m *Manager) MemMax(ctx context.Context, name string, mib int) (err error) 
 	booted := d.rec.Spec
 	booted.MaxMemMiB = boot
 	over := m.overhead(booted, d.rec.Accel)
-	if err := m.o.Ledger.Reserve(name, mib, over, d.rec.Spec.MaxVCPUs); err != nil {
+	if err := m.o.Ledger.Reserve(api.LedgerEntry{Domain: name, Tenant: d.tenant, MemoryMiB: mib, OverheadMiB: over, VCPUs: d.rec.Spec.MaxVCPUs}); err != nil {
 		return err
 	}
 	d.rec.BootMaxMemMiB = boot

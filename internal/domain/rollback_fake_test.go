@@ -97,7 +97,7 @@ func TestFakeDefinedStartFailureKeepsDefinition(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			h := newFakeHost(t, nil)
 			ctx := context.Background()
-			if _, err := h.m.Define(ctx, h.failSpec()); err != nil {
+			if _, err := h.m.Define(ctx, h.failSpec(), ""); err != nil {
 				t.Fatal(err)
 			}
 			f.inject(h)
@@ -256,7 +256,7 @@ func TestFakeFoundBugs(t *testing.T) {
 		// delivers the exit at once, which the contract allows.
 		h := newFakeHost(t, nil)
 		ctx := context.Background()
-		if _, err := h.m.Define(ctx, h.spec("vm", "", "", "")); err != nil {
+		if _, err := h.m.Define(ctx, h.spec("vm", "", "", ""), ""); err != nil {
 			t.Fatal(err)
 		}
 		conflicts := 0

@@ -27,7 +27,7 @@ type saveHeader = saveimage.Header
 // Save writes a domain's state to path. Without checkpoint the domain is
 // gone afterwards (xl save); with it, it keeps running (xl save -c).
 func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) (err error) {
-	defer m.after(ctx, name, api.EvSaved, path, &err)
+	defer m.after(m.about(ctx, name), api.EvSaved, path, &err)
 	if !filepath.IsAbs(path) {
 		return api.Errorf(api.ErrInvalid, "save file %q must be an absolute path", path)
 	}
@@ -43,7 +43,7 @@ func (m *Manager) Save(ctx context.Context, name, path string, checkpoint bool) 
 // client gone) resumes it, so a save whose image never arrived never
 // loses the guest.
 func (m *Manager) SaveTo(ctx context.Context, name string, w io.Writer, checkpoint bool, confirmed func() error) (err error) {
-	defer m.after(ctx, name, api.EvSaved, "streamed to the client", &err)
+	defer m.after(m.about(ctx, name), api.EvSaved, "streamed to the client", &err)
 	return m.saveDomain(ctx, name, checkpoint, func(hdr saveHeader, mig engine.Migratable) error {
 		return streamSave(ctx, w, hdr, mig)
 	}, confirmed)
@@ -62,7 +62,7 @@ func (m *Manager) saveDomain(ctx context.Context, name string, checkpoint bool, 
 		d.mu.Unlock()
 		return api.Errorf(api.ErrUnavailable, "this engine cannot save domains")
 	}
-	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: time.Now().UTC()}
+	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: time.Now().UTC(), Tenant: d.tenant}
 	hdr.Host, _ = os.Hostname()
 	if err := write(hdr, mig); err != nil {
 		d.mu.Unlock()
@@ -167,25 +167,34 @@ func checkSave(f *os.File, label string) (saveHeader, int64, int64, error) {
 	return hdr, start, end, nil
 }
 
-// Restore starts a domain from a save file; paused leaves it paused.
-func (m *Manager) Restore(ctx context.Context, path string, paused bool) (api.Domain, error) {
+// Restore starts a domain from a save file; paused leaves it paused. The
+// domain keeps the tenant it had when saved; tenant, when set, is the
+// only one the caller may restore (a tenant's principal).
+func (m *Manager) Restore(ctx context.Context, path string, paused bool, tenant string) (api.Domain, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return api.Domain{}, api.Errorf(api.ErrInvalid, "opening save file: %v", err)
 	}
 	defer f.Close()
-	return m.RestoreFrom(ctx, f, path, paused)
+	return m.RestoreFrom(ctx, f, path, paused, tenant)
 }
 
 // RestoreFrom starts a domain from the save image in f (a file, or an
 // upload the daemon holds unnamed); label names it in errors and events.
-func (m *Manager) RestoreFrom(ctx context.Context, f *os.File, label string, paused bool) (_ api.Domain, err error) {
+// tenant is as for Restore: an image's header is what its holder says
+// (an upload's is the client's), so a tenant's principal restores only
+// an image that names its own tenant, and the domain draws from that
+// tenant's quota.
+func (m *Manager) RestoreFrom(ctx context.Context, f *os.File, label string, paused bool, tenant string) (_ api.Domain, err error) {
 	hdr, start, end, err := checkSave(f, label)
 	if err != nil {
 		return api.Domain{}, err
 	}
+	if tenant != "" && hdr.Tenant != tenant {
+		return api.Domain{}, api.Errorf(api.ErrInvalid, "%s holds a domain that is not tenant %s's: a tenant restores only its own domains", label, tenant)
+	}
 	spec := hdr.Spec
-	accel, err := m.validate(&spec)
+	accel, err := m.validate(&spec, hdr.Tenant)
 	if err != nil {
 		return api.Domain{}, err
 	}
@@ -193,8 +202,8 @@ func (m *Manager) RestoreFrom(ctx context.Context, f *os.File, label string, pau
 	if err != nil {
 		return api.Domain{}, err
 	}
-	defer m.after(ctx, spec.Name, api.EvRestored, label, &err)
-	return m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming, kind: kindRestore})
+	defer m.after(m.about(ctx, spec.Name), api.EvRestored, label, &err)
+	return m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming, kind: kindRestore, tenant: hdr.Tenant})
 }
 
 // saveLoader checks a save file (whole: magic, header, length, checksum)

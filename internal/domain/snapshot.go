@@ -151,7 +151,7 @@ func (m *Manager) snapRunning(ctx context.Context, r *revert.Reverter, d *dom, r
 		return err
 	}
 	rec.StatePath = filepath.Join(dir, rec.Name+".state")
-	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: rec.Created}
+	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: rec.Created, Tenant: d.tenant}
 	hdr.Host, _ = os.Hostname()
 	if err := m.writeSave(ctx, rec.StatePath, hdr, mig); err != nil {
 		return fmt.Errorf("saving %s's memory: %w", rec.Domain, err)
@@ -260,5 +260,5 @@ func (m *Manager) SnapshotRevert(ctx context.Context, name, snap string) (api.Do
 	if !rec.Memory {
 		return api.Domain{Spec: api.DomainSpec{Name: name}}, nil
 	}
-	return m.Restore(ctx, rec.StatePath, false)
+	return m.Restore(ctx, rec.StatePath, false, "")
 }

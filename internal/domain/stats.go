@@ -57,12 +57,12 @@ func (m *Manager) sampleOne(ctx context.Context, d *dom, memTotalKiB int64) api.
 	if !d.mu.TryLock() {
 		// Busy (creating, migrating): report what we last knew.
 		v := m.current(d)
-		return api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime,
+		return api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime, Tenant: d.tenant,
 			MemKiB: int64(v.Spec.MemoryMiB) << 10, MaxMemKiB: int64(v.Spec.MaxMemMiB) << 10, VCPUs: v.Spec.VCPUs}
 	}
 	defer d.mu.Unlock()
 	v := m.view(d)
-	s := api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime, PID: v.PID,
+	s := api.DomainStats{Name: v.Spec.Name, ID: v.ID, Flags: v.Flags, CPUSec: v.CPUTime, PID: v.PID, Tenant: d.tenant,
 		MemKiB: int64(v.Spec.MemoryMiB) << 10, MaxMemKiB: int64(v.Spec.MaxMemMiB) << 10,
 		VCPUs: v.Spec.VCPUs, Nets: len(v.Spec.Vifs), VBDs: len(v.Spec.Disks)}
 	if d.inst != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,12 +44,15 @@ func TestRecoverRunDirsWithoutRecords(t *testing.T) {
 			var proc *exec.Cmd
 			if tc.alive {
 				// Stands in for a QEMU: its command line names the run dir.
+				// Its own process group: sh may fork sleep rather than
+				// exec it, and both name the dir until killed together.
 				proc = exec.Command("sh", "-c", "sleep 60", filepath.Join(dir, "qmp.sock"))
+				proc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 				if err := proc.Start(); err != nil {
 					t.Fatal(err)
 				}
 				go proc.Wait()
-				t.Cleanup(func() { proc.Process.Kill() })
+				t.Cleanup(func() { syscall.Kill(-proc.Process.Pid, syscall.SIGKILL) })
 			}
 			st, err := store.OpenBolt(filepath.Join(t.TempDir(), "state.db"))
 			if err != nil {
@@ -69,17 +73,23 @@ func TestRecoverRunDirsWithoutRecords(t *testing.T) {
 				t.Fatalf("run dir kept=%v, want %v", err == nil, tc.wantDir)
 			}
 			m.mu.Lock()
-			err = m.admit(api.DomainSpec{Name: "next", MaxMemMiB: 64, MaxVCPUs: 1}, "tcg")
+			err = m.admit(api.DomainSpec{Name: "next", MaxMemMiB: 64, MaxVCPUs: 1}, "", "tcg")
 			m.mu.Unlock()
 			if (err == nil) != tc.wantAdmit {
 				t.Fatalf("admission err=%v, want admitted=%v", err, tc.wantAdmit)
 			}
 			if tc.alive && tc.wantAlive {
-				proc.Process.Kill()
-				procfs.WaitGone([]int{proc.Process.Pid}, 2*time.Second)
-				m.mu.Lock()
-				err = m.admit(api.DomainSpec{Name: "next2", MaxMemMiB: 64, MaxVCPUs: 1}, "tcg")
-				m.mu.Unlock()
+				syscall.Kill(-proc.Process.Pid, syscall.SIGKILL)
+				// Every process of the group must be reaped before the
+				// sweep stops seeing it: retry (a loaded machine is slow).
+				for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+					m.mu.Lock()
+					err = m.admit(api.DomainSpec{Name: "next2", MaxMemMiB: 64, MaxVCPUs: 1}, "", "tcg")
+					m.mu.Unlock()
+					if err == nil || time.Now().After(deadline) {
+						break
+					}
+				}
 				if err != nil {
 					t.Fatalf("still refused once the stray QEMU is gone: %v", err)
 				}

@@ -17,7 +17,7 @@ import (
 // never oversold by a hot-plug. A new vCPU is offline in the guest until
 // it onlines it (a udev rule, or echo 1 > /sys/devices/system/cpu/cpuN/online).
 func (m *Manager) VCPUSet(ctx context.Context, name string, n int) (err error) {
-	defer m.after(ctx, name, api.EvResized, fmt.Sprintf("vcpus %d", n), &err)
+	defer m.after(m.about(ctx, name), api.EvResized, fmt.Sprintf("vcpus %d", n), &err)
 	d, err := m.lockRunning(name)
 	if err != nil {
 		return err

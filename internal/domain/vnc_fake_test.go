@@ -87,7 +87,7 @@ func TestFakeVNCRefused(t *testing.T) {
 	h := newFakeHost(t, nil)
 	h.create(h.spec("plain", "", "", ""))
 	stopped := h.vncSpec("stopped", "")
-	if _, err := h.m.Define(context.Background(), stopped); err != nil {
+	if _, err := h.m.Define(context.Background(), stopped, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -113,7 +113,7 @@ func TestFakeVNCRefused(t *testing.T) {
 func TestFakeVNCHiddenPassword(t *testing.T) {
 	h := newFakeHost(t, nil)
 	ctx := context.Background()
-	if _, err := h.m.Define(ctx, h.vncSpec("d1", "s3cret")); err != nil {
+	if _, err := h.m.Define(ctx, h.vncSpec("d1", "s3cret"), ""); err != nil {
 		t.Fatal(err)
 	}
 	def, err := h.m.Definition("d1")
@@ -138,7 +138,7 @@ func TestFakeVNCHiddenPassword(t *testing.T) {
 			return err
 		}, "is the placeholder"},
 		{"update of a definition without a password", func() error {
-			if _, err := h.m.Define(ctx, h.vncSpec("d2", "")); err != nil {
+			if _, err := h.m.Define(ctx, h.vncSpec("d2", ""), ""); err != nil {
 				return err
 			}
 			_, err := h.m.UpdateDefinition(ctx, "d2", h.vncSpec("d2", api.HiddenPassword))

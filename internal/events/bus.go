@@ -255,11 +255,22 @@ func (s *Sub) take() (entry, bool, error) {
 }
 
 // Ready reports whether Next would return at once (an event or more is
-// published past the cursor): a writer flushes when it is not.
+// published past the cursor): a writer flushes when it is not. Events
+// the filter drops are stepped over here: counted as ready, they kept a
+// writer from flushing what it had written while Next went on to wait
+// (a tenant's last events held back until its next one, or the
+// heartbeat).
 func (s *Sub) Ready() bool {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	return s.resync || s.next <= s.b.head
+	b := s.b
+	for s.filter != nil && !s.resync && s.next >= b.first && s.next <= b.head {
+		if e := b.buf[s.next%uint64(len(b.buf))]; s.filter(e.ev) {
+			break
+		}
+		s.next++
+	}
+	return s.resync || s.next <= b.head
 }
 
 // Last is the seq of the last event read (filtered out or not).

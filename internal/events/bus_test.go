@@ -91,6 +91,24 @@ func TestFilter(t *testing.T) {
 	if e := next(t, s); e.Domain != "b" || e.Seq != 2 {
 		t.Fatalf("filtered: %+v", e)
 	}
+	// What the filter drops is not "ready": a writer waiting for it would
+	// hold back (not flush) what it already wrote.
+	for _, c := range []struct {
+		tenants []string
+		ready   bool
+	}{{nil, false}, {[]string{"other"}, false}, {[]string{"other", "other"}, false}, {[]string{"other", "acme"}, true}, {[]string{"acme"}, true}} {
+		for _, tn := range c.tenants {
+			b.Publish(api.Event{Type: api.EventLifecycle, Domain: "x", Tenant: tn})
+		}
+		if got := s.Ready(); got != c.ready {
+			t.Fatalf("after %v: ready %v, want %v", c.tenants, got, c.ready)
+		}
+		if c.ready {
+			if e := next(t, s); e.Tenant != "acme" {
+				t.Fatalf("after %v: %+v", c.tenants, e)
+			}
+		}
+	}
 }
 
 // A subscriber that stops reading is dropped with the seq to resume from;

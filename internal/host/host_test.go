@@ -40,18 +40,18 @@ func TestProbeAccel(t *testing.T) {
 
 func TestLedger(t *testing.T) {
 	l := NewLedger(4096, 1024, 2, 1)
-	if err := l.Reserve("a", 1024, 112, 1); err != nil {
+	if err := l.Reserve(api.LedgerEntry{Domain: "a", MemoryMiB: 1024, OverheadMiB: 112, VCPUs: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Reserve("b", 1024, 112, 1); err != nil {
+	if err := l.Reserve(api.LedgerEntry{Domain: "b", MemoryMiB: 1024, OverheadMiB: 112, VCPUs: 1}); err != nil {
 		t.Fatal(err)
 	}
-	err := l.Reserve("c", 1024, 112, 0)
+	err := l.Reserve(api.LedgerEntry{Domain: "c", MemoryMiB: 1024, OverheadMiB: 112, VCPUs: 0})
 	if !errors.Is(err, api.ErrInsufficient) || !strings.Contains(err.Error(), "memory: c asks 1136 MiB") ||
 		!strings.Contains(err.Error(), "800 MiB free of 4096") || !strings.Contains(err.Error(), "held by a 1136 MiB, b 1136 MiB") {
 		t.Fatalf("oversell not refused clearly: %v", err)
 	}
-	err = l.Reserve("c", 128, 112, 1)
+	err = l.Reserve(api.LedgerEntry{Domain: "c", MemoryMiB: 128, OverheadMiB: 112, VCPUs: 1})
 	if !errors.Is(err, api.ErrInsufficient) || !strings.Contains(err.Error(), "vcpus: c asks 1 vCPUs, 0 free of 2") {
 		t.Fatalf("vCPU oversell not refused: %v", err)
 	}
@@ -59,15 +59,15 @@ func TestLedger(t *testing.T) {
 		t.Fatalf("snapshot %+v", s)
 	}
 	// A refused re-reservation keeps the old one.
-	if err := l.Reserve("a", 4000, 112, 1); err == nil || len(l.Snapshot().Entries) != 2 {
+	if err := l.Reserve(api.LedgerEntry{Domain: "a", MemoryMiB: 4000, OverheadMiB: 112, VCPUs: 1}); err == nil || len(l.Snapshot().Entries) != 2 {
 		t.Fatalf("re-reserve: %v %+v", err, l.Snapshot())
 	}
 	l.Release("a")
 	l.Release("a")
-	if err := l.Reserve("c", 1024, 112, 1); err != nil {
+	if err := l.Reserve(api.LedgerEntry{Domain: "c", MemoryMiB: 1024, OverheadMiB: 112, VCPUs: 1}); err != nil {
 		t.Fatalf("after release: %v", err)
 	}
-	if err := NewLedger(4096, 0, 2, 2).Reserve("x", 64, 0, 4); err != nil {
+	if err := NewLedger(4096, 0, 2, 2).Reserve(api.LedgerEntry{Domain: "x", MemoryMiB: 64, OverheadMiB: 0, VCPUs: 4}); err != nil {
 		t.Fatalf("ratio 2 should allow 4 vCPUs on 2 CPUs: %v", err)
 	}
 }

@@ -48,6 +48,9 @@ type Header struct {
 	// where the destination puts them ("" = the same paths).
 	Storage    []Disk `json:"storage,omitempty"`
 	StorageDir string `json:"storage_dir,omitempty"`
+	// Tenant owns the domain ("" = the host): the destination admits it
+	// into that tenant's reservation there (refused if it has none).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Disk is one disk to copy (--with-storage).

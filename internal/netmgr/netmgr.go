@@ -125,10 +125,16 @@ func (m *Manager) Get(name string) (api.Network, error) {
 	defer m.cacheMu.RUnlock()
 	n, ok := m.byName[name]
 	if !ok {
-		return n, api.Errorf(api.ErrNotFound, "no network named %q (see `ringfence network list`)", name)
+		return n, NotFound(name)
 	}
 	n.Ports = network.Ports(n.Bridge)
 	return n, nil
+}
+
+// NotFound is the answer for a network that does not exist (and, to a
+// tenant, for one it may not see).
+func NotFound(name string) error {
+	return api.Errorf(api.ErrNotFound, "no network named %q (see `ringfence network list`)", name)
 }
 
 // Create makes a bridged network: the bridge (made if missing, kept if it
@@ -155,7 +161,7 @@ func (m *Manager) Create(ctx context.Context, req api.Network) (api.Network, err
 		}
 		r.Add(func() { network.Release(req.Uplink) })
 	}
-	n := api.Network{Name: req.Name, Bridge: req.Bridge, Uplink: req.Uplink, Created: created}
+	n := api.Network{Name: req.Name, Bridge: req.Bridge, Uplink: req.Uplink, Created: created, Tenant: req.Tenant, Shared: req.Shared}
 	if req.NAT {
 		n.NAT, n.Subnet, n.Gateway = true, subnet.String(), subnet.Addr().Next().String()
 		r.Add(func() { m.stopNAT(n) })
@@ -175,6 +181,9 @@ func (m *Manager) Create(ctx context.Context, req api.Network) (api.Network, err
 func (m *Manager) checkRequest(req *api.Network) (netip.Prefix, error) {
 	var subnet netip.Prefix
 	if err := storage.CheckName("network", req.Name); err != nil {
+		return subnet, err
+	}
+	if err := storage.CheckOwner("network", req.Tenant, req.Shared); err != nil {
 		return subnet, err
 	}
 	if req.Bridge == "" {

@@ -36,6 +36,8 @@ type Header struct {
 	Accel   string         `json:"accel"`
 	SavedAt time.Time      `json:"saved_at"`
 	Host    string         `json:"host"`
+	// Tenant owned the domain ("" = the host): a restore keeps it.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Writer writes one image: Begin writes the header, Write the stream

@@ -59,6 +59,27 @@ func (p *Pools) List(ctx context.Context) ([]api.Pool, error) {
 	return out, nil
 }
 
+// NotFound is the answer for a pool that does not exist (and, to a
+// tenant, for one it may not see).
+func NotFound(name string) error {
+	return api.Errorf(api.ErrNotFound, "no pool named %q (see `ringfence pool list`)", name)
+}
+
+// CheckOwner checks a pool's or network's owner: a tenant's name, and
+// shared only for the host's own (a tenant's object is its own).
+func CheckOwner(kind, tenant string, shared bool) error {
+	if tenant == "" {
+		return nil
+	}
+	if err := CheckName("tenant", tenant); err != nil {
+		return err
+	}
+	if shared {
+		return api.Errorf(api.ErrInvalid, "a %s of tenant %s cannot be shared: only the host's %ss are (drop --shared or --tenant)", kind, tenant, kind)
+	}
+	return nil
+}
+
 // Get returns one pool.
 func (p *Pools) Get(ctx context.Context, name string) (api.Pool, error) {
 	var pl api.Pool
@@ -67,7 +88,7 @@ func (p *Pools) Get(ctx context.Context, name string) (api.Pool, error) {
 	}
 	b, err := p.st.Get(ctx, keyPools+name)
 	if err != nil || b == nil {
-		return pl, api.Errorf(api.ErrNotFound, "no pool named %q (see `ringfence pool list`)", name)
+		return pl, NotFound(name)
 	}
 	err = json.Unmarshal(b, &pl)
 	return pl, err
@@ -79,6 +100,9 @@ func (p *Pools) Create(ctx context.Context, req api.Pool) (api.Pool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := CheckName("pool", req.Name); err != nil {
+		return req, err
+	}
+	if err := CheckOwner("pool", req.Tenant, req.Shared); err != nil {
 		return req, err
 	}
 	if _, err := p.Get(ctx, req.Name); err == nil {
@@ -102,7 +126,7 @@ func (p *Pools) Create(ctx context.Context, req api.Pool) (api.Pool, error) {
 		}
 		made = true
 	}
-	pl := api.Pool{Name: req.Name, Dir: dir}
+	pl := api.Pool{Name: req.Name, Dir: dir, Tenant: req.Tenant, Shared: req.Shared}
 	b, _ := json.Marshal(pl)
 	if err := store.Put(ctx, p.st, keyPools+pl.Name, b); err != nil {
 		if made {

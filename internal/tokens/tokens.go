@@ -67,6 +67,10 @@ var ErrInvalid = api.Errorf(api.ErrUnauthorized, "invalid API token")
 type Manager struct {
 	st  store.Store
 	Now func() time.Time
+	// TenantKey, when set, is the store key of a tenant (internal/tenants):
+	// a token of a tenant role is made only in the transaction that finds
+	// its tenant, so a tenant being deleted cannot get a token meanwhile.
+	TenantKey func(tenant string) string
 
 	mu      sync.Mutex
 	written map[string]time.Time // when each token's last use was last written
@@ -111,6 +115,13 @@ func (m *Manager) Create(ctx context.Context, req api.APITokenRequest) (api.APIT
 	}
 	b, _ := json.Marshal(rec)
 	err = m.st.Update(ctx, func(tx store.Tx) error {
+		if m.TenantKey != nil && req.Tenant != "" {
+			if _, err := tx.Get(m.TenantKey(req.Tenant)); errors.Is(err, store.ErrNotFound) {
+				return api.Errorf(api.ErrInvalid, "no tenant named %q: `ringfence tenant create %s` first (see `ringfence tenant list`)", req.Tenant, req.Tenant)
+			} else if err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Get(Prefix + req.Name); err == nil {
 			return api.Errorf(api.ErrConflict, "token %q exists (revoke it, or choose another name)", req.Name)
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -138,6 +149,25 @@ func (m *Manager) List(ctx context.Context) ([]api.APIToken, error) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Holders names the live tokens (neither revoked nor expired at now) of
+// tenant, read with list (a transaction's, or the store's).
+func Holders(list func(prefix string) ([]store.KV, error), tenant string, now time.Time) ([]string, error) {
+	kvs, err := list(Prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, kv := range kvs {
+		var r record
+		if json.Unmarshal(kv.Value, &r) != nil || r.Tenant != tenant || !r.Revoked.IsZero() || !r.Expires.IsZero() && !now.Before(r.Expires) {
+			continue
+		}
+		out = append(out, strings.TrimPrefix(kv.Key, Prefix))
+	}
+	sort.Strings(out)
 	return out, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/auth"
+	"github.com/ringfence/ringfence/internal/store"
 	"github.com/ringfence/ringfence/internal/store/memstore"
 )
 
@@ -173,5 +174,43 @@ func TestCertificates(t *testing.T) {
 	m.Revoke(ctx, "a")
 	if _, err := m.AuthenticateCert(ctx, der, ""); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("the certificate of a revoked token: %v", err)
+	}
+}
+
+// A tenant role's token is made only for a tenant that exists (checked
+// in its own transaction); Holders names a tenant's live tokens only.
+func TestTenantTokens(t *testing.T) {
+	m, st, c := newManager(t)
+	ctx := context.Background()
+	m.TenantKey = func(n string) string { return "tenants/" + n }
+	if _, err := m.Create(ctx, api.APITokenRequest{Name: "a", Role: "tenant-admin", Tenant: "acme"}); !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), `no tenant named "acme"`) {
+		t.Fatalf("a token of a tenant that does not exist: %v", err)
+	}
+	if kvs, _ := st.List(ctx, Prefix); len(kvs) != 0 {
+		t.Fatalf("a refused token was stored: %v", kvs)
+	}
+	st.Update(ctx, func(tx store.Tx) error { return tx.Put("tenants/acme", []byte("{}")) })
+	for _, req := range []api.APITokenRequest{
+		{Name: "a", Role: "tenant-admin", Tenant: "acme"}, {Name: "u", Role: "tenant-user", Tenant: "acme"},
+		{Name: "old", Role: "tenant-user", Tenant: "acme"}, {Name: "brief", Role: "tenant-user", Tenant: "acme", ExpiresSec: 60},
+		{Name: "host", Role: "admin"},
+	} {
+		if _, err := m.Create(ctx, req); err != nil {
+			t.Fatalf("%s: %v", req.Name, err)
+		}
+	}
+	m.Revoke(ctx, "old")
+	list := func(p string) ([]store.KV, error) { return st.List(ctx, p) }
+	for _, tc := range []struct {
+		tenant string
+		at     time.Time
+		want   string
+	}{
+		{"acme", c.t, "a,brief,u"}, {"acme", c.t.Add(time.Hour), "a,u"}, {"beta", c.t, ""}, {"", c.t, "host"},
+	} {
+		got, err := Holders(list, tc.tenant, tc.at)
+		if err != nil || strings.Join(got, ",") != tc.want {
+			t.Errorf("Holders(%q, %s) = %v %v, want %s", tc.tenant, tc.at, got, err, tc.want)
+		}
 	}
 }

@@ -29,7 +29,7 @@ var allowed = map[string][]string{
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
 	"internal/daemon": {"internal/api", "internal/audit", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
-		"internal/events", "internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/operations", "internal/peer", "internal/procfs", "internal/safefile", "internal/selfsign", "internal/storage", "internal/store", "internal/tokens"},
+		"internal/events", "internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/operations", "internal/peer", "internal/procfs", "internal/safefile", "internal/selfsign", "internal/storage", "internal/store", "internal/tenants", "internal/tokens"},
 	"internal/domain": {"internal/api", "internal/auth", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names", "internal/saveimage",
 		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
 
@@ -53,6 +53,9 @@ var allowed = map[string][]string{
 	"internal/auth": {},
 	// Who did what: the append-only audit log in the store.
 	"internal/audit": {"internal/api", "internal/store"},
+	// Tenants: records, ledger reservations, usage, the rule of what a
+	// tenant's domain may use (the objects' owners are read, not kept).
+	"internal/tenants": {"internal/api", "internal/host", "internal/names", "internal/store"},
 	// API tokens: made, hashed, checked, revoked.
 	"internal/tokens": {"internal/api", "internal/auth", "internal/names", "internal/store"},
 	// Self-signed certificates pinned by fingerprint (the API listener's, a CLI's).
