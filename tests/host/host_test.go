@@ -639,10 +639,18 @@ func (v *hostVM) domain(name string) api.Domain {
 // included).
 func (v *hostVM) waitReady(name string, timeout time.Duration) {
 	v.t.Helper()
+	start := time.Now()
 	if short {
+		// No console wait in the short form, but the domain must run
+		// (autostart starts it after the daemon is up, not before).
+		for v.domain(name).PID == 0 {
+			if time.Since(start) > timeout {
+				v.t.Fatalf("%s not running after %s", name, timeout)
+			}
+			time.Sleep(2 * time.Second)
+		}
 		return
 	}
-	start := time.Now()
 	secs := int(timeout / time.Second)
 	v.must(fmt.Sprintf("ringfence console %s --until '%s' --timeout %d >/dev/null", name, image.ReadyLine, secs), timeout+time.Minute)
 	v.t.Logf("%s: %q on its console after %s", name, image.ReadyLine, time.Since(start).Round(100*time.Millisecond))
