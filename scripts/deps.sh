@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what Ringfence needs on Debian 12. Idempotent; run as root.
 set -eu
-PKGS="qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio iproute2 iputils-ping zstd nftables debootstrap"
+PKGS="qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio iproute2 iputils-ping zstd nftables debootstrap chromium genisoimage openssh-client"
 if [ "$(id -u)" != 0 ]; then echo "deps: run as root (sudo make ...)" >&2; exit 1; fi
 missing=""
 for p in $PKGS; do

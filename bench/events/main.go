@@ -27,12 +27,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ringfence/ringfence/bench/internal/benchenv"
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/client"
 	"github.com/ringfence/ringfence/internal/events"
@@ -62,25 +62,13 @@ func main() {
 	full := flag.Bool("full-decode", false, "subscribers decode every event whole (internal/client) instead of reading only its time")
 	prof := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err == nil {
-			pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
-		}
-	}
+	stopProfile := benchenv.CPUProfile(*prof)
+	defer stopProfile()
 	res, err := run(*subs, *rate, *dur, *full)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-	b, _ := json.MarshalIndent(res, "", "  ")
-	fmt.Println(string(b))
-	os.MkdirAll("bench/results", 0o755)
-	os.WriteFile("bench/results/events.json", b, 0o644)
+	benchenv.Report("events", res, err)
 	if res.P99OfTarget > 1 || res.MissedOnReco != 0 || res.Lagged != 0 {
 		fmt.Fprintln(os.Stderr, "bench: over target, or events missed")
-		pprof.StopCPUProfile()
+		stopProfile()
 		os.Exit(1)
 	}
 }

@@ -32,7 +32,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ringfence/ringfence/bench/internal/benchenv"
@@ -56,71 +55,16 @@ func main() {
 	}
 }
 
-// console is a guest's serial line: commands in, output collected.
-type console struct {
-	w    io.Writer
-	mu   sync.Mutex
-	out  strings.Builder
-	more chan struct{}
-}
-
-func newConsole(r io.Reader, w io.Writer) *console {
-	c := &console{w: w, more: make(chan struct{}, 1)}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			c.mu.Lock()
-			c.out.Write(buf[:n])
-			c.mu.Unlock()
-			select {
-			case c.more <- struct{}{}:
-			default:
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return c
-}
-
-func (c *console) len() int { c.mu.Lock(); defer c.mu.Unlock(); return c.out.Len() }
-
-func (c *console) waitFor(text string, from int, timeout time.Duration) error {
-	deadline := time.After(timeout)
-	for {
-		c.mu.Lock()
-		s := c.out.String()
-		c.mu.Unlock()
-		if from <= len(s) && strings.Contains(s[from:], text) {
-			return nil
-		}
-		select {
-		case <-c.more:
-		case <-deadline:
-			return fmt.Errorf("%q not seen within %s; console tail:\n%s", text, timeout, s[max(0, len(s)-800):])
-		}
-	}
-}
-
-// do runs a shell line and waits for marker after it.
-func (c *console) do(line, marker string, timeout time.Duration) error {
-	off := c.len()
-	fmt.Fprintf(c.w, "%s\n", line)
-	return c.waitFor(marker, off, timeout)
-}
-
 var seq int
 
 // transfer sends mib MiB from one guest to ip:port where a receiver is
 // already listening, and returns the elapsed time.
-func transfer(from *console, ip string, port, mib int) (time.Duration, error) {
+func transfer(from *benchenv.Console, ip string, port, mib int) (time.Duration, error) {
 	seq++
 	t0 := time.Now()
 	// The marker is an arithmetic expansion, so it appears in the output
 	// only, not in the echoed command line.
-	err := from.do(fmt.Sprintf("dd if=/dev/zero bs=64k count=%d 2>/dev/null | nc %s %d; echo xfer-%d-$((6*7))", mib*16, ip, port, seq),
+	err := from.Do(fmt.Sprintf("dd if=/dev/zero bs=64k count=%d 2>/dev/null | nc %s %d; echo xfer-%d-$((6*7))", mib*16, ip, port, seq),
 		fmt.Sprintf("xfer-%d-42", seq), 5*time.Minute)
 	return time.Since(t0), err
 }
@@ -138,20 +82,8 @@ func sink(port string) {
 	if err != nil {
 		return
 	}
-	buf := make([]byte, 256<<10)
-	var n int64
-	var first time.Time
-	for {
-		k, err := c.Read(buf)
-		if k > 0 && n == 0 {
-			first = time.Now()
-		}
-		n += int64(k)
-		if err != nil {
-			break
-		}
-	}
-	b, _ := json.Marshal(map[string]any{"bytes": n, "seconds": time.Since(first).Seconds()})
+	n, secs := benchenv.Count(c)
+	b, _ := json.Marshal(map[string]any{"bytes": n, "seconds": secs})
 	fmt.Println(string(b))
 }
 
@@ -166,17 +98,15 @@ func uplinkSink(netns string, port int) (wait func() (int64, time.Duration, erro
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := newConsole(out, io.Discard)
-	if err := c.waitFor("ready", 0, 10*time.Second); err != nil {
+	c := benchenv.NewConsole(out, io.Discard)
+	if _, err := c.WaitFor("ready", 0, 10*time.Second); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
 		return nil, err
 	}
 	return func() (int64, time.Duration, error) {
 		cmd.Wait()
-		c.mu.Lock()
-		s := c.out.String()
-		c.mu.Unlock()
+		s := c.Output()
 		var r struct {
 			Bytes   int64   `json:"bytes"`
 			Seconds float64 `json:"seconds"`
@@ -217,7 +147,7 @@ type netBench struct {
 	dir, bin           string
 	ns, up             string // the host's namespace and the uplink's
 	undo               benchenv.Undo
-	rf, bare           map[string]*console
+	rf, bare           map[string]*benchenv.Console
 }
 
 // sample are one case's transfers, in Mbit/s.
@@ -244,14 +174,6 @@ func run(ggMiB, upMiB, runs int, img image.Paths) error {
 	return b.report(res)
 }
 
-// sh runs a command, its output part of the error.
-func sh(args ...string) error {
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%v: %v: %s", args, err, out)
-	}
-	return nil
-}
-
 // workdir makes the scratch dir and builds ringfence into it.
 func (b *netBench) workdir() error {
 	dir, bin, cleanup, err := benchenv.Workdir("/tmp", "rfbnet")
@@ -269,12 +191,12 @@ func (b *netBench) workdir() error {
 func (b *netBench) namespaces() error {
 	ns, up := b.ns, b.up
 	for _, n := range []string{ns, up} {
-		if err := sh("ip", "netns", "add", n); err != nil {
+		if err := benchenv.Sh("ip", "netns", "add", n); err != nil {
 			return err
 		}
 		del := exec.Command("ip", "netns", "del", n)
 		b.undo.Later(func() { del.Run() })
-		sh("ip", "-n", n, "link", "set", "lo", "up")
+		benchenv.Sh("ip", "-n", n, "link", "set", "lo", "up")
 	}
 	for _, c := range [][]string{
 		{"ip", "-n", ns, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p", "netns", up},
@@ -289,7 +211,7 @@ func (b *netBench) namespaces() error {
 		{"ip", "-n", ns, "link", "set", "plainbr", "up"},
 		{"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
 	} {
-		if err := sh(c...); err != nil {
+		if err := benchenv.Sh(c...); err != nil {
 			return err
 		}
 	}
@@ -308,7 +230,7 @@ func (b *netBench) startOurs() error {
 		return err
 	}
 	b.undo.Later(func() { c.DeleteNetwork(ctx, "bn") })
-	b.rf = map[string]*console{}
+	b.rf = map[string]*benchenv.Console{}
 	for i, name := range []string{"rfa", "rfb"} {
 		spec := api.DomainSpec{Name: name, Kernel: b.img.Kernel, Ramdisk: b.img.Initrd, Cmdline: "console=ttyS0 quiet",
 			MemoryMiB: 256, MaxMemMiB: 256, VCPUs: 1, MaxVCPUs: 1,
@@ -322,10 +244,10 @@ func (b *netBench) startOurs() error {
 			return err
 		}
 		b.undo.Later(func() { conn.Close() })
-		b.rf[name] = newConsole(conn, conn)
+		b.rf[name] = benchenv.NewConsole(conn, conn)
 	}
 	for i, name := range []string{"rfa", "rfb"} {
-		if err := b.rf[name].waitFor(fmt.Sprintf("eth0 has 10.90.0.%d", i+2), 0, 2*time.Minute); err != nil {
+		if _, err := b.rf[name].WaitFor(fmt.Sprintf("eth0 has 10.90.0.%d", i+2), 0, 2*time.Minute); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -335,7 +257,7 @@ func (b *netBench) startOurs() error {
 // startBare starts bare QEMU: the same guests on taps on the plain bridge,
 // addressed by hand.
 func (b *netBench) startBare() error {
-	b.bare = map[string]*console{}
+	b.bare = map[string]*benchenv.Console{}
 	for i, name := range []string{"pa", "pb"} {
 		g, err := b.bareGuest(i)
 		if err != nil {
@@ -345,11 +267,11 @@ func (b *netBench) startBare() error {
 	}
 	for i, name := range []string{"pa", "pb"} {
 		g := b.bare[name]
-		if err := g.waitFor(image.ReadyLine, 0, 2*time.Minute); err != nil {
+		if _, err := g.WaitFor(image.ReadyLine, 0, 2*time.Minute); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		ip := fmt.Sprintf("10.91.0.%d", i+2)
-		if err := g.do(fmt.Sprintf("killall udhcpc; ip addr add %s/24 dev eth0; ip route add default via 10.91.0.1; echo ip-$((1+1))-set", ip), "ip-2-set", 30*time.Second); err != nil {
+		if err := g.Do(fmt.Sprintf("killall udhcpc; ip addr add %s/24 dev eth0; ip route add default via 10.91.0.1; echo ip-$((1+1))-set", ip), "ip-2-set", 30*time.Second); err != nil {
 			return err
 		}
 	}
@@ -357,14 +279,14 @@ func (b *netBench) startBare() error {
 }
 
 // bareGuest starts bare guest i on a tap of its own on the plain bridge.
-func (b *netBench) bareGuest(i int) (*console, error) {
+func (b *netBench) bareGuest(i int) (*benchenv.Console, error) {
 	tap := fmt.Sprintf("ptap%d", i)
 	for _, c := range [][]string{
 		{"ip", "-n", b.ns, "tuntap", "add", tap, "mode", "tap", "vnet_hdr"},
 		{"ip", "-n", b.ns, "link", "set", tap, "master", "plainbr"},
 		{"ip", "-n", b.ns, "link", "set", tap, "up"},
 	} {
-		if err := sh(c...); err != nil {
+		if err := benchenv.Sh(c...); err != nil {
 			return nil, err
 		}
 	}
@@ -379,32 +301,32 @@ func (b *netBench) bareGuest(i int) (*console, error) {
 		return nil, err
 	}
 	b.undo.Later(func() { cmd.Process.Kill(); cmd.Wait() })
-	return newConsole(out, in), nil
+	return benchenv.NewConsole(out, in), nil
 }
 
 // startReceivers: guests listen in a loop; the uplink namespace runs one
 // nc per transfer.
 func (b *netBench) startReceivers() {
 	// Receiving guests print the byte count of every transfer.
-	for _, g := range []*console{b.rf["rfb"], b.bare["pb"]} {
+	for _, g := range []*benchenv.Console{b.rf["rfb"], b.bare["pb"]} {
 		// stdin is a FIFO opened read-write: it never ends, so nc does not
 		// half-close (which ends the sender's nc early) and nothing else
 		// in the pipeline outlives the transfer.
-		fmt.Fprintf(g.w, "mkfifo /tmp/hold; while true; do echo got-$(nc -l -p 5001 <>/tmp/hold | wc -c)-bytes; done &\n")
+		fmt.Fprintf(g.W, "mkfifo /tmp/hold; while true; do echo got-$(nc -l -p 5001 <>/tmp/hold | wc -c)-bytes; done &\n")
 	}
 	time.Sleep(time.Second)
 }
 
 // guestToGuest sends ggMiB from one guest to the receiver at ip and checks
 // every byte arrived.
-func (b *netBench) guestToGuest(from, to *console, ip string) (time.Duration, error) {
-	off := to.len()
+func (b *netBench) guestToGuest(from, to *benchenv.Console, ip string) (time.Duration, error) {
+	off := to.Len()
 	d, err := transfer(from, ip, 5001, b.ggMiB)
 	if err != nil {
 		return 0, err
 	}
 	want := fmt.Sprintf("got-%d-bytes", b.ggMiB<<20)
-	if err := to.waitFor(want, off, 30*time.Second); err != nil {
+	if _, err := to.WaitFor(want, off, 30*time.Second); err != nil {
 		return 0, fmt.Errorf("receiver at %s: %w", ip, err)
 	}
 	return d, nil
@@ -433,7 +355,7 @@ func (b *netBench) measure(r int, res map[string]*sample) error {
 	}
 	res["guest-uplink"].plain = append(res["guest-uplink"].plain, mbit(upMiB, d))
 	if d, err = viaUplink(b.up, upMiB, func() error {
-		return sh("ip", "netns", "exec", b.ns, "sh", "-c", fmt.Sprintf("dd if=/dev/zero bs=64k count=%d 2>/dev/null | busybox nc 192.0.2.1 5002", upMiB*16))
+		return benchenv.Sh("ip", "netns", "exec", b.ns, "sh", "-c", fmt.Sprintf("dd if=/dev/zero bs=64k count=%d 2>/dev/null | busybox nc 192.0.2.1 5002", upMiB*16))
 	}); err != nil {
 		return err
 	}
@@ -448,10 +370,8 @@ func (b *netBench) measure(r int, res map[string]*sample) error {
 
 // printTails prints the end of the senders' and a receiver's consoles.
 func (b *netBench) printTails() {
-	for n, g := range map[string]*console{"rfa": b.rf["rfa"], "pa": b.bare["pa"], "rfb": b.rf["rfb"]} {
-		g.mu.Lock()
-		s := g.out.String()
-		g.mu.Unlock()
+	for n, g := range map[string]*benchenv.Console{"rfa": b.rf["rfa"], "pa": b.bare["pa"], "rfb": b.rf["rfb"]} {
+		s := g.Output()
 		fmt.Printf("--- %s\n%s\n", n, s[max(0, len(s)-1500):])
 	}
 }

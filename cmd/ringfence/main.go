@@ -21,6 +21,8 @@ func main() {
 		Hidden: map[string]func([]string) int{
 			daemon.HolderVerb:     func([]string) int { return daemon.HolderMain() },
 			daemon.StoreCheckVerb: daemon.StoreCheckMain,
+			// HA's fence guard: kills the HA guests if the daemon cannot.
+			daemon.FenceGuardVerb: daemon.FenceGuardMain,
 			// The daemon's fork-exec trampoline for QEMU: Main returns
 			// only on failure.
 			launch.Verb: func(args []string) int { fmt.Fprintln(os.Stderr, launch.Main(args)); return 127 },

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -97,4 +98,17 @@ func ErrCode(err error, def error) error {
 		}
 	}
 	return def
+}
+
+// Reply answers a request the API's way: v as JSON, or err as an
+// ErrorBody with its class's status.
+func Reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code, class := StatusOf(err)
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(ErrorBody{Error: err.Error(), Class: class})
+		return
+	}
+	json.NewEncoder(w).Encode(v)
 }

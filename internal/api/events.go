@@ -7,6 +7,9 @@ const (
 	EventLifecycle = "lifecycle" // a domain changed (Action says how)
 	EventOperation = "operation" // a long operation's progress
 	EventHost      = "host"      // the host itself
+	// EventHA is HA's fencing and takeovers: Action is one of the EvHA*
+	// below and Detail their JSON (HAFenced, HATakeover, HARefused).
+	EventHA = "ha"
 	// EventResync says the subscriber asked for events older than the
 	// retained window: Seq is the oldest one still held; what came before
 	// is lost and the subscriber should re-read the state it tracks.
@@ -36,7 +39,43 @@ const (
 	EvDefined       = "defined"
 	EvUndefined     = "undefined"
 	EvRenamed       = "renamed"
+	EvGuestPassword = "guest-password-set"
 )
+
+// HA actions (Event.Action of an "ha" event).
+const (
+	EvHAFenced   = "ha.fenced"
+	EvHATakeover = "ha.takeover"
+	EvHARefused  = "ha.refused"
+)
+
+// HAFenced: a host killed its HA guests' QEMUs (Detail of ha.fenced).
+type HAFenced struct {
+	Host    string   `json:"host"`
+	Domains []string `json:"domains"`
+	Reason  string   `json:"reason"`
+	// By is who killed them: "daemon" or "guard".
+	By string `json:"by"`
+	// AtNs is the wall-clock time of the kill (ns since the epoch).
+	AtNs int64 `json:"at_ns"`
+}
+
+// HATakeover: a survivor took a failed host's HA domain (ha.takeover);
+// the phases are wall-clock ns since the epoch.
+type HATakeover struct {
+	Domain       string `json:"domain"`
+	From         string `json:"from"`
+	To           string `json:"to"`
+	ExpirySeenNs int64  `json:"expiry_seen"`
+	TxnNs        int64  `json:"txn"`
+	QEMUStarted  int64  `json:"qemu_started"`
+}
+
+// HARefused: HA did not do something, and why (ha.refused).
+type HARefused struct {
+	Domain string `json:"domain,omitempty"`
+	Why    string `json:"why"`
+}
 
 // Event is one entry of the event stream (GET /1.0/events).
 type Event struct {

@@ -17,15 +17,18 @@ type Tenant struct {
 // the host's ledger when the tenant is made or its quota raised (nothing
 // else may use them); the tenant's domains draw from that reservation and
 // nothing beyond it: 0 reserves nothing, so no domain of it can run. Disk
-// bounds the virtual size of its volumes and disks (0: none). Transfer is
-// recorded and shown with its usage, not enforced (0: no quota).
+// bounds the virtual size of its volumes and disks (0: none). Transfer
+// bounds what its domains' vifs move (rx + tx) in a calendar month (UTC;
+// 0: no quota); crossing it takes TransferAction (notify, pause,
+// throttle:RATE; default notify) on its domains (internal/usage).
 type TenantQuota struct {
 	// MemoryMiB counts what the ledger counts for each domain: guest
 	// memory (maxmem) plus QEMU's overhead.
-	MemoryMiB     int   `json:"memory_mib"`
-	VCPUs         int   `json:"vcpus"`
-	DiskBytes     int64 `json:"disk_bytes"`
-	TransferBytes int64 `json:"transfer_bytes"`
+	MemoryMiB      int    `json:"memory_mib"`
+	VCPUs          int    `json:"vcpus"`
+	DiskBytes      int64  `json:"disk_bytes"`
+	TransferBytes  int64  `json:"transfer_bytes"`
+	TransferAction string `json:"transfer_action,omitempty"`
 }
 
 // TenantUsage is what a tenant holds against its quota, and what it owns.
@@ -33,8 +36,8 @@ type TenantUsage struct {
 	MemoryMiB int   `json:"memory_mib"` // its running domains' ledger entries
 	VCPUs     int   `json:"vcpus"`
 	DiskBytes int64 `json:"disk_bytes"` // virtual size of its volumes and disks
-	// TransferBytes is its running domains' vif bytes (rx + tx) since
-	// each started: the counters top shows, not a billing period.
+	// TransferBytes is its domains' vif bytes (rx + tx) this month, as
+	// the usage ledger counts them against the transfer quota.
 	TransferBytes int64    `json:"transfer_bytes"`
 	Domains       []string `json:"domains,omitempty"`
 	Networks      []string `json:"networks,omitempty"`
@@ -51,10 +54,11 @@ type TenantRequest struct {
 // TenantUpdate changes a tenant's quota (PUT /1.0/tenants/{tenant}): a
 // field left out keeps its value. A quota below what is in use is refused.
 type TenantUpdate struct {
-	MemoryMiB     *int   `json:"memory_mib,omitempty"`
-	VCPUs         *int   `json:"vcpus,omitempty"`
-	DiskBytes     *int64 `json:"disk_bytes,omitempty"`
-	TransferBytes *int64 `json:"transfer_bytes,omitempty"`
+	MemoryMiB      *int    `json:"memory_mib,omitempty"`
+	VCPUs          *int    `json:"vcpus,omitempty"`
+	DiskBytes      *int64  `json:"disk_bytes,omitempty"`
+	TransferBytes  *int64  `json:"transfer_bytes,omitempty"`
+	TransferAction *string `json:"transfer_action,omitempty"`
 }
 
 // LedgerTenant is one tenant's reservation in the ledger and how much of

@@ -9,6 +9,10 @@ type APITokenRequest struct {
 	Tenant string `json:"tenant,omitempty"`
 	// ExpiresSec is the token's lifetime in seconds (0: it never expires).
 	ExpiresSec int64 `json:"expires_sec,omitempty"`
+	// Password lets a person sign in to the web admin as the token's
+	// identity (user NAME, this password; at least 12 characters); kept
+	// only as a salted PBKDF2 hash.
+	Password string `json:"password,omitempty"`
 }
 
 // APIToken is a token as listed: never its secret.
@@ -23,6 +27,8 @@ type APIToken struct {
 	// Certificates are the SHA-256 (hex) of the client certificates
 	// bound to the token.
 	Certificates []string `json:"certificates,omitempty"`
+	// Password: a web admin sign-in password is set (user NAME).
+	Password bool `json:"password,omitempty"`
 }
 
 // APICertRequest binds a client certificate (PEM) to the caller's token

@@ -69,6 +69,22 @@ type DomainSpec struct {
 	// shows HiddenPassword in its place.
 	VNC         bool   `json:"vnc,omitempty"`
 	VNCPassword string `json:"vncpasswd,omitempty"`
+	// TransferQuota (Ringfence key transfer_quota, e.g. "100G") is the
+	// bytes its vifs may move (received + sent) in a calendar month (UTC)
+	// before TransferAction (transfer_action: notify, pause or
+	// throttle:RATE; default notify) is taken, within a minute of the
+	// crossing (internal/usage). 0: no quota.
+	TransferQuota  int64  `json:"transfer_quota,omitempty"`
+	TransferAction string `json:"transfer_action,omitempty"`
+	// Provision, when set, makes the domain from an OS image.
+	Provision *Provision `json:"provision,omitempty"`
+	// GuestAgent (Ringfence key guest_agent = 1; on for a provisioned
+	// domain) gives the VM the QEMU guest agent's virtio-serial port.
+	GuestAgent bool `json:"guest_agent,omitempty"`
+	// HA (Ringfence key ha = 1, `ringfence ha NAME on`): in a cluster,
+	// the domain is restarted on a surviving host when its host fails.
+	// Every disk must be on a cluster pool (the same path on every host).
+	HA bool `json:"ha,omitempty"`
 }
 
 // HiddenPassword stands in for a set VNC password wherever the API shows
@@ -80,6 +96,11 @@ const HiddenPassword = "********"
 func (s DomainSpec) Shown() DomainSpec {
 	if s.VNCPassword != "" {
 		s.VNCPassword = HiddenPassword
+	}
+	if s.Provision != nil && s.Provision.PasswordHash != "" {
+		p := *s.Provision
+		p.PasswordHash = HiddenPassword
+		s.Provision = &p
 	}
 	return s
 }
@@ -215,6 +236,9 @@ type CreateRequest struct {
 	// Tenant owns the new domain ("" = the host's own). A tenant's
 	// principal always creates in its own tenant.
 	Tenant string `json:"tenant,omitempty"`
+	// Host pins the domain to a host of the cluster ("": the host with
+	// the most room in its ledger; a host in no cluster: this one).
+	Host string `json:"host,omitempty"`
 }
 
 // DryRun is what a dry-run create returns: the validated spec and the argv
@@ -260,6 +284,9 @@ type Domain struct {
 	Autostart *Autostart `json:"autostart,omitempty"`
 	// Tenant owns the domain ("" = the host's own).
 	Tenant string `json:"tenant,omitempty"`
+	// Host is the cluster host the domain is on (set on a host in a
+	// cluster, whose list has every host's domains).
+	Host string `json:"host,omitempty"`
 }
 
 // StartRequest starts a stopped (kept) domain again.
@@ -394,78 +421,6 @@ type LedgerEntry struct {
 	Tenant string `json:"tenant,omitempty"`
 }
 
-// DomainStats are one domain's figures for `top` (xentop's columns).
-// Counters are cumulative; Pct fields are rates over the daemon's last
-// sampling interval (1 s).
-type DomainStats struct {
-	Name      string  `json:"name"`
-	ID        int     `json:"id"`
-	Flags     string  `json:"state"`
-	CPUSec    float64 `json:"cpu_sec"`
-	CPUPct    float64 `json:"cpu_pct"`
-	MemKiB    int64   `json:"mem_kib"`
-	MemPct    float64 `json:"mem_pct"`
-	MaxMemKiB int64   `json:"maxmem_kib"`
-	VCPUs     int     `json:"vcpus"`
-	// StealPct is the share of time the vCPU threads were runnable but
-	// waiting for a host CPU, averaged over vCPUs: what the guest sees as st.
-	StealPct float64 `json:"steal_pct"`
-	WaitNs   int64   `json:"vcpu_wait_ns"` // cumulative runnable-but-waiting time
-	RunNs    int64   `json:"vcpu_run_ns"`
-	Nets     int     `json:"nets"`
-	NetTxKiB int64   `json:"net_tx_kib"`
-	NetRxKiB int64   `json:"net_rx_kib"`
-	VBDs     int     `json:"vbds"`
-	VBDRd    int64   `json:"vbd_rd"`
-	VBDWr    int64   `json:"vbd_wr"`
-	PID      int     `json:"pid"`
-	// Byte counters (the KiB and op figures above are top's columns):
-	// the disks' bytes read and written, the vifs' bytes as the guest
-	// sees them, and the balloon's actual size (0: no answer).
-	VBDRdBytes int64  `json:"vbd_rd_bytes"`
-	VBDWrBytes int64  `json:"vbd_wr_bytes"`
-	NetTxBytes int64  `json:"net_tx_bytes"`
-	NetRxBytes int64  `json:"net_rx_bytes"`
-	BalloonKiB int64  `json:"balloon_kib,omitempty"`
-	Tenant     string `json:"tenant,omitempty"` // the domain's owner
-	// Disks and Vifs are the same counters per device (their sums are
-	// the figures above).
-	Disks []DiskStats `json:"disks,omitempty"`
-	Vifs  []VifStats  `json:"vifs,omitempty"`
-}
-
-// DiskStats are one disk's cumulative counters.
-type DiskStats struct {
-	VDev    string `json:"vdev"`  // its name in the domain file (xvda)
-	Guest   string `json:"guest"` // what the guest sees (vda)
-	RdOps   int64  `json:"rd_ops"`
-	WrOps   int64  `json:"wr_ops"`
-	RdBytes int64  `json:"rd_bytes"`
-	WrBytes int64  `json:"wr_bytes"`
-}
-
-// VifStats are one vif's cumulative counters as the guest sees them
-// (its tx is what the host's tap received).
-type VifStats struct {
-	Index     int    `json:"index"` // its place in the domain's vifs (vif N)
-	Tap       string `json:"tap"`
-	RxBytes   int64  `json:"rx_bytes"`
-	TxBytes   int64  `json:"tx_bytes"`
-	RxPackets int64  `json:"rx_packets"`
-	TxPackets int64  `json:"tx_packets"`
-}
-
-// Stats is GET /1.0/stats.
-type Stats struct {
-	Time        time.Time     `json:"time"`
-	IntervalSec float64       `json:"interval_sec"`
-	SampleMs    float64       `json:"sample_ms"` // what collecting this sample cost the daemon
-	CPUs        int           `json:"cpus"`
-	MemTotalKiB int64         `json:"mem_total_kib"`
-	MemFreeKiB  int64         `json:"mem_free_kib"`
-	Domains     []DomainStats `json:"domains"`
-}
-
 // MemRequest is the body of mem-set and mem-max.
 type MemRequest struct {
 	MemoryMiB int `json:"memory_mib"`
@@ -545,6 +500,10 @@ type Pool struct {
 	// kernels, ISOs), never written.
 	Tenant string `json:"tenant,omitempty"`
 	Shared bool   `json:"shared,omitempty"`
+	// Cluster: declared cluster-wide (`--cluster`): every host of the
+	// cluster has it, on the same (shared) path; an HA domain's disks
+	// must all be on such pools.
+	Cluster bool `json:"cluster,omitempty"`
 }
 
 // Volume is a disk image in a pool.
@@ -655,6 +614,9 @@ type Network struct {
 	// tenant's domains too.
 	Tenant string `json:"tenant,omitempty"`
 	Shared bool   `json:"shared,omitempty"`
+	// Cluster: declared cluster-wide (`--cluster`): every host of the
+	// cluster has it, made from the declaration in etcd.
+	Cluster bool `json:"cluster,omitempty"`
 }
 
 // Lease is one address a NAT network's DHCP server hands out. Every vif on

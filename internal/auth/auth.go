@@ -24,6 +24,8 @@ const (
 	DomainConfig   Perm = "domain.config"   // memory, vCPUs, scheduling, device hot-plug, media
 	DomainConsole  Perm = "domain.console"  // the serial console
 	DomainMigrate  Perm = "domain.migrate"  // migrate a domain to another host
+	DomainGuest    Perm = "domain.guest"    // inside the guest, through its agent: run commands, set passwords
+	DomainHA       Perm = "domain.ha"       // turn a domain's HA (restart on a survivor) on or off
 	StorageRead    Perm = "storage.read"    // pools and volumes
 	StorageManage  Perm = "storage.manage"  // pools and volumes: create, delete, resize
 	NetworkRead    Perm = "network.read"    // networks and leases
@@ -34,16 +36,18 @@ const (
 	PeerMigrate    Perm = "peer.migrate"    // a peer host: migrate a domain here
 	PeerSync       Perm = "peer.sync"       // a peer host: the peer list, renewing its certificate
 	PeerJoin       Perm = "peer.join"       // anyone on the peer listener: join with a single-use token
+	PeerForward    Perm = "peer.forward"    // a peer host of the cluster: a verb on a domain this host owns, for its caller
 	APIRead        Perm = "api.read"        // GET /1.0: the API's version and extensions (every user role)
 	TenantRead     Perm = "tenant.read"     // tenants, their quotas and usage (a tenant role: its own only)
 	TenantManage   Perm = "tenant.manage"   // tenants: create, change quotas, delete
+	UsageRead      Perm = "usage.read"      // usage records and invoices (a tenant role: its own only)
 )
 
 // Perms is every permission, in a stable order.
 func Perms() []Perm {
 	return []Perm{HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate,
-		DomainConfig, DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage,
-		EventsRead, OpsRead, CredentialBind, PeerMigrate, PeerSync, PeerJoin, APIRead, TenantRead, TenantManage}
+		DomainConfig, DomainConsole, DomainMigrate, DomainGuest, DomainHA, StorageRead, StorageManage, NetworkRead, NetworkManage,
+		EventsRead, OpsRead, CredentialBind, PeerMigrate, PeerSync, PeerJoin, PeerForward, APIRead, TenantRead, TenantManage, UsageRead}
 }
 
 // Role is a named set of permissions.
@@ -72,20 +76,24 @@ const (
 
 var rolePerms = map[Role][]Perm{
 	Admin: {APIRead, HostRead, HostManage, TokenManage, AuditRead, DomainRead, DomainCreate, DomainOperate, DomainConfig,
-		DomainConsole, DomainMigrate, StorageRead, StorageManage, NetworkRead, NetworkManage, EventsRead, OpsRead, CredentialBind,
-		TenantRead, TenantManage},
-	Operator: {APIRead, HostRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, DomainMigrate,
+		DomainConsole, DomainMigrate, DomainGuest, DomainHA, StorageRead, StorageManage, NetworkRead, NetworkManage, EventsRead, OpsRead, CredentialBind,
+		TenantRead, TenantManage, UsageRead},
+	Operator: {APIRead, HostRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, DomainMigrate, DomainGuest, DomainHA,
 		StorageRead, StorageManage, NetworkRead, EventsRead, OpsRead, CredentialBind, TenantRead},
-	Auditor: {APIRead, HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead, CredentialBind, TenantRead},
-	TenantAdmin: {APIRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, StorageRead, StorageManage, NetworkRead,
-		EventsRead, OpsRead, CredentialBind, TenantRead},
-	TenantUser: {APIRead, DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead, CredentialBind, TenantRead},
-	PeerHost:   {PeerMigrate, PeerSync},
+	Auditor: {APIRead, HostRead, AuditRead, DomainRead, StorageRead, NetworkRead, EventsRead, OpsRead, CredentialBind, TenantRead, UsageRead},
+	TenantAdmin: {APIRead, DomainRead, DomainCreate, DomainOperate, DomainConfig, DomainConsole, DomainGuest, StorageRead, StorageManage, NetworkRead,
+		EventsRead, OpsRead, CredentialBind, TenantRead, UsageRead},
+	TenantUser: {APIRead, DomainRead, DomainOperate, DomainConsole, EventsRead, OpsRead, CredentialBind, TenantRead, UsageRead},
+	PeerHost:   {PeerMigrate, PeerSync, PeerForward},
 	Joiner:     {PeerJoin},
 }
 
 // Can reports whether the role holds perm.
 func (r Role) Can(p Perm) bool { return slices.Contains(rolePerms[r], p) }
+
+// Perms are the permissions the role holds (a copy), e.g. for a page to
+// show only the buttons its user may press.
+func (r Role) Perms() []Perm { return slices.Clone(rolePerms[r]) }
 
 // Tenanted reports whether the role is bound to a tenant.
 func (r Role) Tenanted() bool { return r == TenantAdmin || r == TenantUser }

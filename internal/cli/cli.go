@@ -156,11 +156,10 @@ func (e *env) finish(name string, err error) int {
 	case code == exitOK:
 	case errors.As(err, &ee):
 	case errors.As(err, &ue):
-		usage := ""
+		fmt.Fprintf(e.stderr, "ringfence %s: %s\n", name, ue.msg)
 		if v, ok := lookupVerb(name); ok {
-			usage = v.usage
+			printSynopses(e.stderr, v)
 		}
-		fmt.Fprintf(e.stderr, "ringfence %s: %s\nusage: ringfence %s\n", name, ue.msg, usage)
 	default:
 		fmt.Fprintf(e.stderr, "ringfence %s: error: %v\n", name, err)
 	}

@@ -31,14 +31,6 @@ func runConfig(e *env, args []string) error {
 	return usageError{fmt.Sprintf("unknown config command %q", args[0])}
 }
 
-// checkReport is one file's result in `config check --json`.
-type checkReport struct {
-	File        string              `json:"file"`
-	OK          bool                `json:"ok"`
-	Diagnostics []config.Diagnostic `json:"diagnostics"`
-	Spec        *api.DomainSpec     `json:"spec,omitempty"`
-}
-
 // configCheck reports every file's diagnostics (stderr, in line order)
 // and what it maps to (stdout); it exits 1 if any file has an error.
 func configCheck(e *env, args []string) error {
@@ -51,17 +43,12 @@ func configCheck(e *env, args []string) error {
 		return err
 	}
 	bad := 0
-	var reports []checkReport
+	var reports []config.Report
 	for _, f := range files {
 		spec, warns, err := config.LoadWith(f, config.Options{Strict: *strict})
-		r := checkReport{File: f, OK: err == nil, Diagnostics: config.Diagnostics(warns, err)}
-		if r.Diagnostics == nil {
-			r.Diagnostics = []config.Diagnostic{}
-		}
+		r := config.NewReport(f, spec, warns, err)
 		if err != nil {
 			bad++
-		} else {
-			r.Spec = &spec
 		}
 		if *asJSON {
 			reports = append(reports, r)

@@ -50,16 +50,23 @@ func runAutostart(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var on bool
-	switch pos[1] {
-	case "on":
-		on = true
-	case "off":
-	default:
-		return usageError{"expected on or off, not " + strconv.Quote(pos[1])}
+	on, err := onOff(pos[1])
+	if err != nil {
+		return err
 	}
 	_, err = e.client().SetAutostart(ctx(), pos[0], api.Autostart{On: on, Order: *order, DelaySec: *delay})
 	return err
+}
+
+// onOff reads a verb's on|off argument.
+func onOff(s string) (bool, error) {
+	switch s {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, usageError{"expected on or off, not " + strconv.Quote(s)}
 }
 
 // runLog prints a domain's console (or QEMU) log, kept after it is gone.

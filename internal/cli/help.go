@@ -123,13 +123,7 @@ func printOverview(w io.Writer) {
 // every flag with its description and default, and an example.
 func printVerbHelp(e *env, v verb) error {
 	w := e.stdout
-	for i, alt := range synopses(v) {
-		lead := "usage: "
-		if i > 0 {
-			lead = "   or: "
-		}
-		fmt.Fprintf(w, "%sringfence %s\n", lead, alt)
-	}
+	printSynopses(w, v)
 	fmt.Fprintln(w)
 	for _, l := range wrapWords(v.summary, 78) {
 		fmt.Fprintln(w, l)
@@ -142,6 +136,57 @@ func printVerbHelp(e *env, v verb) error {
 	}
 	fmt.Fprintf(w, "\nexample:\n  ringfence %s\n", v.example)
 	return nil
+}
+
+// printSynopses writes a verb's usage lines, each folded to 80 columns
+// between bracketed groups, the continuation under the first argument.
+func printSynopses(w io.Writer, v verb) {
+	for i, alt := range synopses(v) {
+		lead := "usage: "
+		if i > 0 {
+			lead = "   or: "
+		}
+		words := synopsisWords(alt)
+		head := lead + "ringfence " + words[0]
+		if len(words) == 1 {
+			fmt.Fprintln(w, head)
+			continue
+		}
+		indent := strings.Repeat(" ", len(head)+1)
+		for j, l := range wrapWords(strings.Join(words[1:], " "), 80-len(indent)) {
+			l = strings.ReplaceAll(l, "\x00", " ")
+			if j == 0 {
+				fmt.Fprintf(w, "%s %s\n", head, l)
+			} else {
+				fmt.Fprintf(w, "%s%s\n", indent, l)
+			}
+		}
+	}
+}
+
+// synopsisWords splits a synopsis at spaces outside brackets, the words
+// inside a group joined by NULs so the group folds as one word.
+func synopsisWords(s string) []string {
+	var out []string
+	depth, cur := 0, ""
+	for _, r := range s {
+		switch {
+		case r == '[':
+			depth++
+		case r == ']':
+			depth--
+		case r == ' ' && depth == 0:
+			if cur != "" {
+				out = append(out, cur)
+			}
+			cur = ""
+			continue
+		case r == ' ':
+			r = 0
+		}
+		cur += string(r)
+	}
+	return append(out, cur)
 }
 
 // synopses are the alternatives of a verb's usage, one per line: split

@@ -15,7 +15,7 @@ import (
 // `host revoke`, `host renew`.
 func runHost(e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError{"expected trust, token, join, peers, revoke or renew"}
+		return usageError{"expected trust, token, join, peers, revoke, renew, evacuate or resume"}
 	}
 	sub, args := args[0], args[1:]
 	h := &hostCmd{e: e, sub: sub, fs: flag.NewFlagSet("host "+sub, flag.ContinueOnError)}
@@ -33,8 +33,10 @@ func runHost(e *env, args []string) error {
 		return h.renew(args)
 	case "peers", "revoke":
 		return h.peers(args)
+	case "evacuate", "resume":
+		return h.evacuate(args)
 	}
-	return usageError{fmt.Sprintf("unknown `host %s`: expected trust, token, join, peers, revoke or renew", sub)}
+	return usageError{fmt.Sprintf("unknown `host %s`: expected trust, token, join, peers, revoke, renew, evacuate or resume", sub)}
 }
 
 // hostCmd is one `host` subcommand with the flags they share.

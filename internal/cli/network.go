@@ -23,6 +23,7 @@ func runNetwork(e *env, args []string) error {
 		subnet := fs.String("subnet", "", "the NAT network's IPv4 range, e.g. 10.77.0.0/24 (the gateway is its first address)")
 		tenant := fs.String("tenant", "", "the tenant that owns the network (only its domains may use it)")
 		shared := fs.Bool("shared", false, "a host network every tenant's domains may use too")
+		clusterWide := fs.Bool("cluster", false, "declare it cluster-wide: every host of the cluster makes the same bridge and uplink")
 		pos, err := parse(fs, args, 1, 1)
 		if err != nil {
 			return err
@@ -30,7 +31,7 @@ func runNetwork(e *env, args []string) error {
 		if *nat && *subnet == "" {
 			return usageError{"--nat needs --subnet, e.g. --subnet 10.77.0.0/24"}
 		}
-		n, err := e.client().CreateNetwork(ctx(), api.Network{Name: pos[0], Bridge: *bridge, Uplink: *uplink, NAT: *nat, Subnet: *subnet, Tenant: *tenant, Shared: *shared})
+		n, err := e.client().CreateNetwork(ctx(), api.Network{Name: pos[0], Bridge: *bridge, Uplink: *uplink, NAT: *nat, Subnet: *subnet, Tenant: *tenant, Shared: *shared, Cluster: *clusterWide})
 		if err != nil {
 			return err
 		}
@@ -45,12 +46,12 @@ func runNetwork(e *env, args []string) error {
 		return nil
 	case "list":
 		return listTable(e, fs, args, 0, func([]string) ([]api.Network, error) { return e.client().Networks(ctx()) },
-			"NAME\tTENANT\tBRIDGE\tKIND\tUPLINK/SUBNET\tPORTS", func(n api.Network) string {
+			"NAME\tTENANT\tSCOPE\tBRIDGE\tKIND\tUPLINK/SUBNET\tPORTS", func(n api.Network) string {
 				kind, where := "bridged", n.Uplink
 				if n.NAT {
 					kind, where = "nat", n.Subnet
 				}
-				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", n.Name, ownerColumn(n.Tenant, n.Shared), n.Bridge, kind, where, strings.Join(n.Ports, ","))
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", n.Name, ownerColumn(n.Tenant, n.Shared), scopeColumn(n.Cluster), n.Bridge, kind, where, strings.Join(n.Ports, ","))
 			})
 	case "leases":
 		return listTable(e, fs, args, 1, func(pos []string) ([]api.Lease, error) { return e.client().Leases(ctx(), pos[0]) },
@@ -112,4 +113,13 @@ func runNetworkList(e *env, args []string) error {
 			}
 			return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s", n.Index, n.MAC, n.Bridge, n.Tap, n.Model, slot, ip)
 		})
+}
+
+// scopeColumn says whether a network or pool is this host's or declared
+// cluster-wide.
+func scopeColumn(clusterWide bool) string {
+	if clusterWide {
+		return "cluster"
+	}
+	return "host"
 }

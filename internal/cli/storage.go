@@ -23,6 +23,7 @@ func runPool(e *env, args []string) error {
 		dir := fs.String("dir", "", "directory that holds the pool's volumes (made if missing)")
 		tenant := fs.String("tenant", "", "the tenant that owns the pool and its volumes")
 		shared := fs.Bool("shared", false, "a host pool every tenant's domains may read (images, kernels, ISOs)")
+		clusterWide := fs.Bool("cluster", false, "declare it cluster-wide: every host of the cluster has it on the same (shared) path")
 		pos, err := parse(fs, args, 1, 1)
 		if err != nil {
 			return err
@@ -33,7 +34,7 @@ func runPool(e *env, args []string) error {
 		if *dir, err = e.hostPath("--dir", *dir); err != nil {
 			return err
 		}
-		p, err := e.client().CreatePool(ctx(), api.Pool{Name: pos[0], Dir: *dir, Tenant: *tenant, Shared: *shared})
+		p, err := e.client().CreatePool(ctx(), api.Pool{Name: pos[0], Dir: *dir, Tenant: *tenant, Shared: *shared, Cluster: *clusterWide})
 		if err != nil {
 			return err
 		}
@@ -41,7 +42,9 @@ func runPool(e *env, args []string) error {
 		return nil
 	case "list":
 		return listTable(e, fs, args, 0, func([]string) ([]api.Pool, error) { return e.client().Pools(ctx()) },
-			"NAME\tTENANT\tDIRECTORY", func(p api.Pool) string { return p.Name + "\t" + ownerColumn(p.Tenant, p.Shared) + "\t" + p.Dir })
+			"NAME\tTENANT\tSCOPE\tDIRECTORY", func(p api.Pool) string {
+				return p.Name + "\t" + ownerColumn(p.Tenant, p.Shared) + "\t" + scopeColumn(p.Cluster) + "\t" + p.Dir
+			})
 	case "delete":
 		pos, err := parse(fs, args, 1, 1)
 		if err != nil {
@@ -383,4 +386,12 @@ func (e *env) hostPath(what, p string) (string, error) {
 		return "", usageError{fmt.Sprintf("%s %q is a path on the remote's host (%s): give it absolute", what, p, e.remoteName)}
 	}
 	return filepath.Clean(p), nil
+}
+
+// yesNo is a boolean column.
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

@@ -62,7 +62,8 @@ func tenantQuota(e *env, fs *flag.FlagSet, sub string, args []string) error {
 	mem := fs.String("memory", "", "memory reserved, guest RAM + QEMU overhead as the ledger counts it: 2048 (MiB), 512m, 4g")
 	vcpus := fs.Int("vcpus", 0, "vCPUs reserved")
 	disk := fs.String("disk", "", "virtual size its volumes and disks may reach: 20G")
-	transfer := fs.String("transfer", "", "network transfer (shown with its usage, not enforced): 1T; 0 = no quota")
+	transfer := fs.String("transfer", "", "network transfer its domains may move in a calendar month (rx + tx): 1T; 0 = no quota")
+	action := fs.String("transfer-action", "", "what crossing --transfer does to its domains: notify (default), pause, throttle:RATE (throttle:10Mbit)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
@@ -86,6 +87,8 @@ func tenantQuota(e *env, fs *flag.FlagSet, sub string, args []string) error {
 			n, err := parseQuotaBytes("--transfer", *transfer)
 			perr = firstErr(perr, err)
 			u.TransferBytes = &n
+		case "transfer-action":
+			u.TransferAction = action
 		}
 	})
 	if perr != nil {
@@ -98,10 +101,11 @@ func tenantQuota(e *env, fs *flag.FlagSet, sub string, args []string) error {
 		set(&q.VCPUs, u.VCPUs)
 		set(&q.DiskBytes, u.DiskBytes)
 		set(&q.TransferBytes, u.TransferBytes)
+		set(&q.TransferAction, u.TransferAction)
 		t, err = e.client().CreateTenant(ctx(), api.TenantRequest{Name: pos[0], Quota: q})
 	} else {
 		if u == (api.TenantUpdate{}) {
-			return usageError{"tenant set NAME needs at least one of --memory, --vcpus, --disk, --transfer"}
+			return usageError{"tenant set NAME needs at least one of --memory, --vcpus, --disk, --transfer, --transfer-action"}
 		}
 		t, err = e.client().UpdateTenant(ctx(), pos[0], u)
 	}
@@ -175,7 +179,11 @@ func showTenant(e *env, t api.Tenant) error {
 	row("memory", fmt.Sprintf("%d of %d MiB reserved (guest RAM + QEMU overhead)", u.MemoryMiB, q.MemoryMiB))
 	row("vcpus", fmt.Sprintf("%d of %d reserved", u.VCPUs, q.VCPUs))
 	row("disk", fmt.Sprintf("%s of %s (virtual size of its volumes and disks)", size(u.DiskBytes), size(q.DiskBytes)))
-	row("transfer", fmt.Sprintf("%s of %s (vif rx+tx since each domain started; not enforced)", size(u.TransferBytes), transferQuota(q.TransferBytes)))
+	action := q.TransferAction
+	if action == "" {
+		action = "notify"
+	}
+	row("transfer", fmt.Sprintf("%s of %s this month (vif rx+tx; over it: %s)", size(u.TransferBytes), transferQuota(q.TransferBytes), action))
 	for _, o := range []struct {
 		k     string
 		names []string

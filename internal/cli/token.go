@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -44,6 +46,7 @@ func tokenCreate(e *env, args []string) error {
 	tenant := fs.String("tenant", "", "the tenant (the tenant roles only)")
 	expires := fs.String("expires", "", "lifetime: 30d, 12h, 90m (default: no expiry)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	pwStdin := fs.Bool("password-stdin", false, "read a web admin sign-in password (user NAME) from stdin's first line")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -51,11 +54,19 @@ func tokenCreate(e *env, args []string) error {
 	if *role == "" {
 		return usageError{"--role is required"}
 	}
+	var password string
+	if *pwStdin {
+		// One line, never an argument (every host user reads argv).
+		line, _ := bufio.NewReader(io.LimitReader(e.stdin, 1024)).ReadString('\n')
+		if password = strings.TrimRight(line, "\r\n"); password == "" {
+			return usageError{"--password-stdin: no password on stdin"}
+		}
+	}
 	life, err := parseLifetime(*expires)
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	t, err := e.client().CreateToken(ctx(), api.APITokenRequest{Name: pos[0], Role: *role, Tenant: *tenant, ExpiresSec: int64(life / time.Second)})
+	t, err := e.client().CreateToken(ctx(), api.APITokenRequest{Name: pos[0], Role: *role, Tenant: *tenant, ExpiresSec: int64(life / time.Second), Password: password})
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/config"
-	"github.com/ringfence/ringfence/internal/image"
 )
 
 func runCreate(e *env, args []string) error {
@@ -30,19 +28,15 @@ func runCreate(e *env, args []string) error {
 	fs.BoolVar(dry, "n", false, "same as --dry-run")
 	tenant := fs.String("tenant", "", "the tenant that owns the domain (an admin's choice; a tenant's token creates in its own)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	onHost := fs.String("host", "", "a host of the cluster to create it on (default: the one with the most room in its ledger)")
 	async := asyncFlag(fs)
+	img := addImageFlags(fs)
 	pos, err := parse(fs, args, 1, -1)
 	if err != nil {
 		return err
 	}
-	// xl create FILE KEY=VALUE...: the settings are appended to the file.
-	for _, o := range pos[1:] {
-		if !strings.Contains(o, "=") {
-			return usageError{fmt.Sprintf("%q after the domain file: only KEY=VALUE settings may follow it (memory=512)", o)}
-		}
-	}
-	spec, warns, err := config.LoadOverrides(pos[0], pos[1:])
-	if err := reportLoad(e, pos[0], warns, err); err != nil {
+	spec, err := createSpec(e, img, pos)
+	if err != nil {
 		return err
 	}
 	c := e.client()
@@ -62,7 +56,7 @@ func runCreate(e *env, args []string) error {
 			d.Spec.MaxMemMiB, d.OverheadMiB, d.Spec.MaxMemMiB+d.OverheadMiB)
 		return nil
 	}
-	d, err := c.Create(async.ctx(e), api.CreateRequest{Spec: spec, Paused: *paused, Tenant: *tenant})
+	d, err := c.Create(async.ctx(e), api.CreateRequest{Spec: spec, Paused: *paused, Tenant: *tenant, Host: *onHost})
 	if err != nil || async.started(e) {
 		return err
 	}
@@ -70,6 +64,11 @@ func runCreate(e *env, args []string) error {
 		printJSON(e.stdout, d)
 	} else {
 		fmt.Fprintf(e.stderr, "Created domain %s (id %d)\n", d.Spec.Name, d.ID)
+	}
+	if *img.wait {
+		if _, err := waitAgent(e, d.Spec.Name, time.Duration(*img.waitTimeout)*time.Second); err != nil {
+			return err
+		}
 	}
 	if *attach {
 		// History replays everything since the first instruction (QEMU
@@ -119,17 +118,38 @@ func runList(e *env, args []string) error {
 		}
 		return printJSON(e.stdout, ds)
 	case *long:
-		return printJSON(e.stdout, longList(ds))
+		return printJSON(e.stdout, longList(ds, guestInfos(e, ds)))
 	}
 	printList(e.stdout, ds, *verbose)
 	return nil
 }
 
-// longList is xl list -l: per domain its ID and configuration.
-func longList(ds []api.Domain) []any {
+// createSpec is the domain create makes: from a domain file and
+// KEY=VALUE settings, or from --image and NAME.
+func createSpec(e *env, img *imageFlags, pos []string) (api.DomainSpec, error) {
+	if *img.image != "" {
+		if len(pos) != 1 {
+			return api.DomainSpec{}, usageError{"create --image IMAGE NAME --ssh-key FILE: one NAME, no domain file"}
+		}
+		return img.spec(pos[0])
+	}
+	// xl create FILE KEY=VALUE...: the settings are appended to the file.
+	for _, o := range pos[1:] {
+		if !strings.Contains(o, "=") {
+			return api.DomainSpec{}, usageError{fmt.Sprintf("%q after the domain file: only KEY=VALUE settings may follow it (memory=512)", o)}
+		}
+	}
+	spec, warns, err := config.LoadOverrides(pos[0], pos[1:])
+	return spec, reportLoad(e, pos[0], warns, err)
+}
+
+// longList is xl list -l: per domain its ID and configuration, and
+// what its guest agent says (addresses, OS) when it answers.
+func longList(ds []api.Domain, guests map[string]api.GuestInfo) []any {
 	type long struct {
 		DomID  int            `json:"domid"`
 		Config api.DomainSpec `json:"config"`
+		Guest  *api.GuestInfo `json:"guest,omitempty"`
 	}
 	out := []any{}
 	for _, d := range ds {
@@ -137,29 +157,53 @@ func longList(ds []api.Domain) []any {
 		if d.PID == 0 {
 			id = -1
 		}
-		out = append(out, long{id, d.Spec})
+		l := long{DomID: id, Config: d.Spec}
+		if g, ok := guests[d.Spec.Name]; ok {
+			l.Guest = &g
+		}
+		out = append(out, l)
 	}
 	return out
+}
+
+// guestInfos asks the guest agents of the running domains that have one;
+// a guest whose agent does not answer is left out.
+func guestInfos(e *env, ds []api.Domain) map[string]api.GuestInfo {
+	out := map[string]api.GuestInfo{}
+	for _, d := range ds {
+		if d.Spec.GuestAgent && d.PID != 0 {
+			if g, err := e.client().GuestInfo(ctx(), d.Spec.Name); err == nil {
+				out[d.Spec.Name] = g
+			}
+		}
+	}
+	return out
+}
+
+// guestRows are what info NAME shows of a guest agent's answer.
+func guestRows(row func(string, any), g api.GuestInfo) {
+	row("guest_os", g.OS)
+	for _, n := range g.NICs {
+		if n.Name != "lo" && len(n.Addresses) > 0 {
+			row("guest_"+n.Name, strings.Join(n.Addresses, " "))
+		}
+	}
 }
 
 // printList is xl list's layout (-v: xl's UUID and reason columns, the
 // reason here being why a stopped domain stopped), within 80 columns for
 // names up to 24 characters (longer ones are never cut). When any domain
-// has a tenant, a Tenant column follows the name: taken from the name's
-// width in the short layout (so it still fits 80 columns), added in -v.
+// has a tenant, a Tenant column follows the name, and on a host in a
+// cluster a Host column: taken from the name's width in the short layout
+// (so it still fits 80 columns). -v, with its 36-column UUID, sizes the
+// name, tenant and host to the longest one instead (80 columns for names
+// up to 10 characters on a single host).
 func printList(w io.Writer, ds []api.Domain, verbose bool) {
-	name := func(n, _ string) string { return n }
-	if slices.ContainsFunc(ds, func(d api.Domain) bool { return d.Tenant != "" }) {
-		width := 27
-		if verbose {
-			width = 24
-		}
-		name = func(n, t string) string { return fmt.Sprintf("%-*s %-12s", width, n, t) }
-	}
+	name := listNameColumn(ds, verbose)
 	if verbose {
-		fmt.Fprintf(w, "%-24s %4s %5s %5s %-6s %8s %-36s\n", name("Name", "Tenant"), "ID", "Mem", "VCPUs", "State", "Time(s)", "UUID")
+		fmt.Fprintf(w, "%s %4s %5s %5s %-6s %7s %s\n", name("Name", "Tenant", "Host"), "ID", "Mem", "VCPUs", "State", "Time(s)", "UUID")
 	} else {
-		fmt.Fprintf(w, "%-40s %5s %5s %5s     %-6s %9s\n", name("Name", "Tenant"), "ID", "Mem", "VCPUs", "State", "Time(s)")
+		fmt.Fprintf(w, "%s %5s %5s %5s     %-6s %9s\n", name("Name", "Tenant", "Host"), "ID", "Mem", "VCPUs", "State", "Time(s)")
 	}
 	var stopped []api.Domain
 	for _, d := range ds {
@@ -175,10 +219,10 @@ func printList(w io.Writer, ds []api.Domain, verbose bool) {
 			if uuid == "" {
 				uuid = "-"
 			}
-			fmt.Fprintf(w, "%-24s %4s %5d %5d %-6s %8.1f %-36s\n", name(d.Spec.Name, tenantColumn(d.Tenant)), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime, uuid)
+			fmt.Fprintf(w, "%s %4s %5d %5d %-6s %7.1f %s\n", name(d.Spec.Name, tenantColumn(d.Tenant), d.Host), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime, uuid)
 			continue
 		}
-		fmt.Fprintf(w, "%-40s %5s %5d %5d     %-6s %9.1f\n", name(d.Spec.Name, tenantColumn(d.Tenant)), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
+		fmt.Fprintf(w, "%s %5s %5d %5d     %-6s %9.1f\n", name(d.Spec.Name, tenantColumn(d.Tenant), d.Host), id, d.Spec.MemoryMiB, d.Spec.VCPUs, d.Flags, d.CPUTime)
 	}
 	// Why the stopped ones stopped (xl has no such line; a host admin
 	// needs it first).
@@ -187,6 +231,32 @@ func printList(w io.Writer, ds []api.Domain, verbose bool) {
 		for _, l := range d.LastConsole {
 			fmt.Fprintf(w, "  | %s\n", l)
 		}
+	}
+}
+
+// listNameColumn formats the name cell of a list row, with the tenant
+// and the host beside it when any domain has one.
+func listNameColumn(ds []api.Domain, verbose bool) func(n, t, h string) string {
+	hasTenant := slices.ContainsFunc(ds, func(d api.Domain) bool { return d.Tenant != "" })
+	hasHost := slices.ContainsFunc(ds, func(d api.Domain) bool { return d.Host != "" })
+	nw, tw, hw := 40-13*(btoi(hasTenant)+btoi(hasHost)), 12, 12
+	if verbose {
+		nw, tw, hw = len("Name"), len("Tenant"), len("Host")
+		for _, d := range ds {
+			nw = max(nw, len(d.Spec.Name))
+			tw = max(tw, len(tenantColumn(d.Tenant)))
+			hw = max(hw, len(d.Host))
+		}
+	}
+	return func(n, t, h string) string {
+		out := fmt.Sprintf("%-*s", nw, n)
+		if hasTenant {
+			out += fmt.Sprintf(" %-*s", tw, t)
+		}
+		if hasHost {
+			out += fmt.Sprintf(" %-*s", hw, h)
+		}
+		return out
 	}
 }
 
@@ -556,8 +626,19 @@ func domainInfo(e *env, name string, asJSON bool) error {
 		}
 		row("vnc", fmt.Sprintf("on, %s (ringfence vnc %s)", pw, d.Spec.Name))
 	}
+	if d.Spec.HA {
+		row("ha", "on (restarted on a surviving host when its host fails)")
+	}
 	if a := d.Autostart; a != nil && a.On {
 		row("autostart", fmt.Sprintf("on, order %d, delay %d s", a.Order, a.DelaySec))
+	}
+	if p := d.Spec.Provision; p != nil {
+		row("image", p.Image)
+	}
+	if g, ok := guestInfos(e, []api.Domain{*d})[d.Spec.Name]; ok {
+		guestRows(row, g)
+	} else if d.Spec.GuestAgent && d.PID != 0 {
+		row("guest_agent", "not answering (the guest is booting, or has no qemu-guest-agent)")
 	}
 	if d.LastReason != "" {
 		row("last_stop", d.LastReason)
@@ -608,27 +689,9 @@ func fmtUptime(sec float64) string {
 	return fmt.Sprintf("%2d:%02d:%02d", h, m, s)
 }
 
-func runImage(e *env, args []string) error {
-	fs := flag.NewFlagSet("image", flag.ContinueOnError)
-	dir := fs.String("dir", filepath.Join(api.DefaultStateDir, "images", "default"), "where to write the image")
-	force := fs.Bool("force", false, "rebuild even if the image exists")
-	pos, err := parse(fs, args, 1, 1)
-	if err != nil {
-		return err
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	if pos[0] != "default" {
-		return usageError{fmt.Sprintf("unknown image %q; only `default` can be built", pos[0])}
-	}
-	p := image.PathsIn(*dir)
-	if p.Built() && !*force {
-		fmt.Fprintf(e.stderr, "default guest already built in %s (--force rebuilds)\n", *dir)
-		fmt.Fprintln(e.stdout, p.Config)
-		return nil
-	}
-	p, err = image.BuildDefault(*dir, func(s string) { fmt.Fprintln(e.stderr, "==>", s) })
-	if err != nil {
-		return fmt.Errorf("building the default guest: %w", err)
-	}
-	fmt.Fprintln(e.stdout, p.Config)
-	return nil
+	return 0
 }

@@ -501,3 +501,20 @@ func (c *Client) Revoke(ctx context.Context, name string) (api.PeerList, error) 
 	var out api.PeerList
 	return out, c.do(ctx, "POST", "/host/peers/"+seg(name)+"/revoke", nil, &out)
 }
+
+// GuestInfo is what a running domain's guest agent says.
+func (c *Client) GuestInfo(ctx context.Context, name string) (api.GuestInfo, error) {
+	var gi api.GuestInfo
+	return gi, c.do(ctx, "GET", "/domains/"+seg(name)+"/guest", nil, &gi)
+}
+
+// GuestExec runs a command in a running domain's guest.
+func (c *Client) GuestExec(ctx context.Context, name string, req api.GuestExecRequest) (api.GuestExecResult, error) {
+	var r api.GuestExecResult
+	return r, c.do(ctx, "POST", "/domains/"+seg(name)+"/exec", req, &r)
+}
+
+// SetGuestPassword sets a user's password in a running domain's guest.
+func (c *Client) SetGuestPassword(ctx context.Context, name string, req api.GuestPasswordRequest) error {
+	return c.do(ctx, "POST", "/domains/"+seg(name)+"/password", req, nil)
+}

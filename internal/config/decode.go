@@ -243,6 +243,7 @@ func (d *decoder) finish() {
 	}
 	d.spec.Cmdline = d.mapCmdline(d.cmdline)
 	d.finishVNC()
+	d.finishProvision()
 	switch {
 	case d.failed["name"]:
 		d.probe() // the name's error is said; check the rest

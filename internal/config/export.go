@@ -26,6 +26,7 @@ func Format(s api.DomainSpec) string {
 	}
 	formatPolicy(&w, s)
 	formatVNC(&w, s)
+	formatProvision(&w, s)
 	return w.String()
 }
 
@@ -53,6 +54,9 @@ func formatMachine(w *cfgWriter, s api.DomainSpec) {
 	w.kv("type", quote(s.Type))
 	if s.Persistent {
 		w.kv("persistent", "1")
+	}
+	if s.HA {
+		w.kv("ha", "1")
 	}
 	w.kv("memory", fmt.Sprint(s.MemoryMiB))
 	w.kv("maxmem", fmt.Sprint(s.MaxMemMiB))
@@ -139,6 +143,12 @@ func formatPolicy(w *cfgWriter, s api.DomainSpec) {
 	w.kv("cap", fmt.Sprint(s.Cap))
 	if s.HotplugSlots > 0 {
 		w.kv("hotplug_slots", fmt.Sprint(s.HotplugSlots))
+	}
+	if s.TransferQuota > 0 {
+		w.kv("transfer_quota", quote(fmt.Sprint(s.TransferQuota)))
+	}
+	if s.TransferAction != "" {
+		w.kv("transfer_action", quote(s.TransferAction))
 	}
 	if s.Bootloader != "" {
 		w.kv("bootloader", quote(s.Bootloader))

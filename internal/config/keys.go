@@ -62,7 +62,32 @@ var keys = map[string]keyRule{
 		d.spec.Persistent = n == 1
 		return err
 	}},
+	"ha": {"Ringfence: 1 = in a cluster, restart it on a surviving host when its host fails (disks on cluster pools)", func(d *decoder, v Value) error {
+		var n int
+		err := d.num(v, &n, switchRange)
+		d.spec.HA = n == 1
+		return err
+	}},
 	"vif": {"list of vif specs", decodeVifs},
+	"transfer_quota": {"Ringfence: bytes its vifs may move in a month (100G, 500M; 0 = none)", func(d *decoder, v Value) error {
+		if v.Kind == Number && v.Num == 0 {
+			d.spec.TransferQuota = 0
+			return nil
+		}
+		s := v.Str
+		if v.Kind == Number {
+			s = strconv.FormatInt(v.Num, 10)
+		}
+		n, err := spec.ParseSize(s)
+		if err != nil || v.Kind == List {
+			return fmt.Errorf("expected a size like \"100G\" or \"500M\" (k/m/g/t: powers of 1024), or 0 for none")
+		}
+		d.spec.TransferQuota = n
+		return nil
+	}},
+	"transfer_action": {"Ringfence: what a crossed transfer_quota does: notify, pause, throttle:RATE (throttle:10Mbit)", func(d *decoder, v Value) error {
+		return str(v, &d.spec.TransferAction, spec.ValidTransferAction)
+	}},
 
 	// xl's VNC settings (vnc.go).
 	"vnc":        {"1 = a display served over VNC through the daemon (`ringfence vnc NAME`), never a host port", decodeVNC},

@@ -3,29 +3,35 @@ package config
 import (
 	"errors"
 	"sort"
+
+	"github.com/ringfence/ringfence/internal/api"
 )
 
-// Diagnostic is one error or warning about a file, as a linter reads it
-// (`config check --json`).
-type Diagnostic struct {
-	File     string `json:"file"`
-	Line     int    `json:"line,omitempty"`
-	Col      int    `json:"col,omitempty"`
-	Severity string `json:"severity"` // error or warning
-	Key      string `json:"key,omitempty"`
-	Message  string `json:"message"`
+// Report is one file's check (api.ConfigReport).
+type Report = api.ConfigReport
+
+// NewReport is the report of a file's decode (Load's or Decode's result).
+func NewReport(file string, spec api.DomainSpec, warns []Warning, err error) Report {
+	r := Report{File: file, OK: err == nil, Diagnostics: Diagnostics(warns, err)}
+	if r.Diagnostics == nil {
+		r.Diagnostics = []Diagnostic{}
+	}
+	if err == nil {
+		r.Spec = &spec
+	}
+	return r
 }
 
-func (d Diagnostic) String() string {
-	return Pos{d.File, d.Line, d.Col}.String() + ": " + d.Severity + ": " + d.Message
-}
+// Diagnostic is one error or warning about a file (api.ConfigDiagnostic:
+// the daemon's check answers the same).
+type Diagnostic = api.ConfigDiagnostic
 
 // Diagnostics lists a file's warnings and errors (Load's) together, in
 // line order.
 func Diagnostics(warns []Warning, err error) []Diagnostic {
 	var out []Diagnostic
 	for _, w := range warns {
-		out = append(out, Diagnostic{w.Pos.File, w.Pos.Line, w.Pos.Col, "warning", w.Key, w.Msg})
+		out = append(out, Diagnostic{File: w.Pos.File, Line: w.Pos.Line, Col: w.Pos.Col, Severity: "warning", Key: w.Key, Message: w.Msg})
 	}
 	var list Errors
 	var one *Error
@@ -37,7 +43,7 @@ func Diagnostics(warns []Warning, err error) []Diagnostic {
 		out = append(out, Diagnostic{Severity: "error", Message: err.Error()})
 	}
 	for _, e := range list {
-		out = append(out, Diagnostic{e.Pos.File, e.Pos.Line, e.Pos.Col, "error", "", e.Msg})
+		out = append(out, Diagnostic{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Col, Severity: "error", Message: e.Msg})
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]

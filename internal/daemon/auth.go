@@ -84,6 +84,9 @@ func (s *Server) guard(rt route) http.HandlerFunc {
 		if !uploads[rt.method+" "+rt.path] {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
+		if s.forwardIfRemote(w, r, rt) {
+			return
+		}
 		rt.h(w, r)
 	}
 }

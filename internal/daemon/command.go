@@ -69,6 +69,8 @@ func serveFlags(cfg *Config, roots *cmdline.List) (fs *flag.FlagSet, conf *strin
 	fs.StringVar(&cfg.QEMUBinary, "qemu", "", "QEMU binary (default qemu-system-x86_64)")
 	fs.StringVar(&cfg.Accel, "accel", "", "force kvm or tcg (default: probe)")
 	fs.StringVar(&cfg.Listen, "listen", "", "peer listener for other hosts (mutual TLS), e.g. :7443")
+	fs.StringVar(&cfg.Prices, "prices", "", "the price file `usage invoice` rates with (default "+DefaultPrices+")")
+	fs.Var((*cmdline.List)(&cfg.EtcdEndpoints), "etcd-endpoints", "an existing etcd cluster for `cluster init`/`join`: HOST:PORT, repeatable (it must trust this cluster's CA); no etcd member runs here")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve /metrics (Prometheus text, no token, plain HTTP) here, e.g. 127.0.0.1:9465: keep it on loopback or a management network")
 	fs.StringVar(&cfg.APIListen, "api-listen", "", "remote API listener (HTTPS, TLS 1.3, API tokens), e.g. :8443")
 	fs.StringVar(&cfg.QEMUIDs, "qemu-ids", "", "uid range QEMUs run as, one uid per running domain: BASE[:COUNT] (default 2000000000:65536; root: QEMU stays root, development only)")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/audit"
+	"github.com/ringfence/ringfence/internal/cluster"
 	"github.com/ringfence/ringfence/internal/domain"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/events"
@@ -30,6 +32,8 @@ import (
 	"github.com/ringfence/ringfence/internal/store"
 	"github.com/ringfence/ringfence/internal/tenants"
 	"github.com/ringfence/ringfence/internal/tokens"
+	"github.com/ringfence/ringfence/internal/usage"
+	"github.com/ringfence/ringfence/internal/webui"
 )
 
 // Config is the daemon's configuration.
@@ -86,9 +90,15 @@ type Config struct {
 	// MetricsListen serves GET /metrics (Prometheus text, no token) on
 	// its own plain-HTTP listener, e.g. 127.0.0.1:9465; empty: none.
 	MetricsListen string
+	// Prices is the price file invoices are rated with ("" =
+	// DefaultPrices), read at each invoice.
+	Prices string
 	// MaxUpload caps one upload (an archive to import, a save image to
 	// restore) over the API, in bytes (0: DefaultMaxUpload).
 	MaxUpload int64
+	// EtcdEndpoints point the cluster at an existing etcd cluster instead
+	// of members embedded in the first three daemons.
+	EtcdEndpoints []string
 }
 
 // DefaultMaxUpload is the largest upload a daemon takes unless told.
@@ -105,23 +115,35 @@ const (
 type Server struct {
 	logRing *logSink
 	trust   *peer.Trust
-	ledger  *host.Ledger
-	pools   *storage.Pools
-	nets    *netmgr.Manager
-	cfg     Config
-	mgr     *domain.Manager
-	st      store.Store
-	info    api.HostInfo
-	accel   host.Accel
-	log     *slog.Logger
-	audit   *audit.Log   // every mutating call (nil: none kept)
-	metrics http.Handler // GET /1.0/metrics and --metrics-listen
-	tokens  *tokens.Manager
-	ops     *operations.Registry
-	bus     *events.Bus  // the event stream (GET /1.0/events)
-	saves   pendingSaves // streamed saves waiting for their client
-	tenants *tenants.Manager
-	owners  owners // who owns what a path names (the tenants' gate)
+	cluster *cluster.Cluster
+	ha      *haRuntime // HA's fencing and takeovers (nil: not started)
+	// declMu: a cluster-wide network or pool is declared (or deleted)
+	// and made here, or synced from the declarations, one at a time.
+	declMu sync.Mutex
+	// publishMu: this host's domains are published (publishNow) with no
+	// local change in between that a cold move must not race.
+	publishMu sync.Mutex
+	// forwardMux serves the calls peers forward (the user roles' routes).
+	forwardMux http.Handler
+	ledger     *host.Ledger
+	pools      *storage.Pools
+	nets       *netmgr.Manager
+	cfg        Config
+	mgr        *domain.Manager
+	st         store.Store
+	info       api.HostInfo
+	accel      host.Accel
+	log        *slog.Logger
+	audit      *audit.Log   // every mutating call (nil: none kept)
+	metrics    http.Handler // GET /1.0/metrics and --metrics-listen
+	tokens     *tokens.Manager
+	ops        *operations.Registry
+	bus        *events.Bus  // the event stream (GET /1.0/events)
+	saves      pendingSaves // streamed saves waiting for their client
+	tenants    *tenants.Manager
+	owners     owners          // who owns what a path names (the tenants' gate)
+	web        *webui.Sessions // the web admin's browsers (API listener only)
+	usage      *usage.Ledger
 }
 
 // Run serves until SIGINT/SIGTERM. Guests keep running after it returns.
@@ -140,6 +162,7 @@ func Run(cfg Config) error {
 		b.qemuUsers,
 		b.newManagers,
 		b.openTrust,
+		b.openCluster,
 		b.openAudit,
 		b.listenAPI,
 		b.recoverDomains,

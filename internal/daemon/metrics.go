@@ -12,6 +12,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/audit"
+	"github.com/ringfence/ringfence/internal/usage"
 )
 
 // metricDesc is one metric: its description and how a sample reads it.
@@ -78,6 +79,34 @@ var (
 	}
 )
 
+// usageMetric is one of the usage ledger's figures per domain: its
+// running totals, continuous across restarts, save/restore and
+// migration (unlike ringfence_domain_*, which start again with each
+// QEMU), labelled with the tenant billed.
+type usageMetric struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	val  func(usage.Current) float64
+}
+
+func newUsageMetric(name, help string, kind prometheus.ValueType, val func(usage.Current) float64) usageMetric {
+	return usageMetric{prometheus.NewDesc("ringfence_usage_"+name, help, []string{"domain", "tenant"}, nil), kind, val}
+}
+
+var usageMetrics = []usageMetric{
+	newUsageMetric("cpu_seconds_total", "CPU time the domain's cgroup used, as billed.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.CPUNs) / 1e9 }),
+	newUsageMetric("steal_seconds_total", "Time its vCPUs waited for a host CPU.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.StealNs) / 1e9 }),
+	newUsageMetric("disk_read_bytes_total", "Bytes read from its disks.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.DiskRdBytes) }),
+	newUsageMetric("disk_write_bytes_total", "Bytes written to its disks.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.DiskWrBytes) }),
+	newUsageMetric("disk_read_ops_total", "Read operations on its disks.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.DiskRdOps) }),
+	newUsageMetric("disk_write_ops_total", "Write operations on its disks.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.DiskWrOps) }),
+	newUsageMetric("net_rx_bytes_total", "Bytes its vifs received.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.NetRxBytes) }),
+	newUsageMetric("net_tx_bytes_total", "Bytes its vifs sent.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.NetTxBytes) }),
+	newUsageMetric("net_rx_packets_total", "Packets its vifs received.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.NetRxPackets) }),
+	newUsageMetric("net_tx_packets_total", "Packets its vifs sent.", prometheus.CounterValue, func(c usage.Current) float64 { return float64(c.Totals.NetTxPackets) }),
+	newUsageMetric("transfer_month_bytes", "Bytes its vifs moved this month (what a transfer quota counts).", prometheus.GaugeValue, func(c usage.Current) float64 { return float64(c.MonthBytes) }),
+}
+
 // The ledger: what is admitted, what is left.
 var (
 	ledgerTotal     = prometheus.NewDesc("ringfence_ledger_total_bytes", "Host memory the ledger books.", nil, nil)
@@ -95,6 +124,7 @@ var (
 type collector struct {
 	stats  func() api.Stats
 	ledger func() api.Ledger
+	usage  func() []usage.Current // nil: no usage ledger
 }
 
 // Describe names every metric, whether or not a domain runs now (the
@@ -107,6 +137,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- m.desc
 	}
 	for _, m := range vifMetrics {
+		ch <- m.desc
+	}
+	for _, m := range usageMetrics {
 		ch <- m.desc
 	}
 	for _, d := range []*prometheus.Desc{ledgerTotal, ledgerReserved, ledgerCommitted, ledgerFree, ledgerVCPUs, ledgerVCPUsFree, ledgerDomain, domainsRunning} {
@@ -129,6 +162,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for _, v := range d.Vifs {
 			for _, m := range vifMetrics {
 				ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, m.val(v), d.Name, strconv.Itoa(v.Index), v.Tap)
+			}
+		}
+	}
+	if c.usage != nil {
+		for _, u := range c.usage() {
+			for _, m := range usageMetrics {
+				ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.val(u), u.Domain, u.Tenant)
 			}
 		}
 	}
@@ -165,7 +205,7 @@ func (b *startup) openAudit() error {
 		return fmt.Errorf("opening the audit log: %w", err)
 	}
 	b.s.audit = l
-	b.s.metrics = metricsHandler(collector{b.mgr.Stats, b.ledger.Snapshot})
+	b.s.metrics = metricsHandler(collector{b.mgr.Stats, b.ledger.Snapshot, b.s.usage.Currents})
 	return nil
 }
 

@@ -20,7 +20,7 @@ func TestMetrics(t *testing.T) {
 	var st api.Stats
 	led := api.Ledger{TotalMiB: 4096, ReservedMiB: 512, FreeMiB: 3000, VCPUsFree: 3,
 		Entries: []api.LedgerEntry{{Domain: "g1", MemoryMiB: 512, OverheadMiB: 72, VCPUs: 1}}}
-	h := metricsHandler(collector{func() api.Stats { return st }, func() api.Ledger { return led }})
+	h := metricsHandler(collector{stats: func() api.Stats { return st }, ledger: func() api.Ledger { return led }})
 	st.Domains = []api.DomainStats{{Name: "g1", CPUSec: 12.5, WaitNs: 2e9, MemKiB: 524288, BalloonKiB: 524288, VCPUs: 1,
 		VBDRd: 7, VBDRdBytes: 4096, NetRxBytes: 1500}}
 	w := httptest.NewRecorder()
@@ -73,7 +73,7 @@ func TestDeviceMetrics(t *testing.T) {
 		Disks: []api.DiskStats{{VDev: "xvda", Guest: "vda", RdOps: 3, WrOps: 4, RdBytes: 512, WrBytes: 1024}, {VDev: "xvdb", Guest: "vdb", RdBytes: 7}},
 		Vifs:  []api.VifStats{{Index: 0, Tap: "rf1t0", RxBytes: 100, TxBytes: 200, RxPackets: 2, TxPackets: 3}},
 	}}}
-	h := metricsHandler(collector{func() api.Stats { return st }, func() api.Ledger { return api.Ledger{} }})
+	h := metricsHandler(collector{stats: func() api.Stats { return st }, ledger: func() api.Ledger { return api.Ledger{} }})
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	p := expfmt.NewTextParser(model.UTF8Validation)

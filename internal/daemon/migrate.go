@@ -65,7 +65,9 @@ func (s *Server) incoming(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
-	if err := s.mgr.MigrateIn(context.Background(), &rwConn{Conn: conn, r: rw.Reader}); err != nil {
+	// The caller (the source host) stays on the context: its domain's
+	// name is its own in the cluster (nameClaim).
+	if err := s.mgr.MigrateIn(context.WithoutCancel(r.Context()), &rwConn{Conn: conn, r: rw.Reader}); err != nil {
 		s.log.Warn("incoming migration failed", "err", err)
 	}
 }

@@ -31,6 +31,13 @@ var notOnRoutes = map[string]string{
 	"MigrationResult":    "the result inside a migration's Operation (json.RawMessage)",
 	"DumpCoreResult":     "the result inside a dump-core Operation (json.RawMessage)",
 	"HostShutdownResult": "the result inside a host shutdown's Operation (json.RawMessage)",
+	"UsageRecord":        "the usage ledger's stored record; GET /usage serves it as a UsageRow",
+	"Evacuation":         "the result inside an evacuation's Operation (json.RawMessage)",
+	"EvacuatedMove":      "a part of Evacuation",
+	"HAFenced":           "the JSON Detail of an ha.fenced event on the event stream",
+	"HATakeover":         "the JSON Detail of an ha.takeover event on the event stream",
+	"HARefused":          "the JSON Detail of an ha.refused event on the event stream",
+	"Image":              "OS images are built, listed and deleted by the CLI on the host (image build|list|delete), not over the API",
 }
 
 // TestOpenAPI checks the reference both ways: every registered route is

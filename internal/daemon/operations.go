@@ -248,9 +248,22 @@ func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) {
 	}
 	dry := req
 	dry.DryRun = true
-	out, err := s.mgr.Create(r.Context(), dry)
+	var out any
+	if req.DryRun || !s.imageElsewhere(r.Context(), req) {
+		// (an image this host lacks: the host chosen checks it all)
+		out, err = s.mgr.Create(r.Context(), dry)
+	}
+	if err == nil {
+		err = s.cluster.Claim(r.Context(), req.Spec.Name)
+	}
+	if err == nil {
+		err = s.createHA(r.Context(), req, out)
+	}
 	if err != nil || req.DryRun {
 		reply(w, out, err)
+		return
+	}
+	if s.placeCreate(w, r, req, out) {
 		return
 	}
 	s.startOp(w, r, "create", req.Spec.Name, req.Tenant, func(ctx context.Context, _ func(api.JobProgress)) (any, error) {

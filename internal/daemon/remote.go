@@ -20,6 +20,7 @@ import (
 	"github.com/ringfence/ringfence/internal/selfsign"
 	"github.com/ringfence/ringfence/internal/tenants"
 	"github.com/ringfence/ringfence/internal/tokens"
+	"github.com/ringfence/ringfence/internal/webui"
 )
 
 // The remote API listener (serve --api-listen) serves the same /1.0 API
@@ -97,11 +98,26 @@ func (b *startup) listenRemote() error {
 		ClientAuth: tls.RequestClientCert,
 		NextProtos: []string{"http/1.1"}, // the console is an HTTP/1.1 upgrade
 	})
-	srv := s.server(s.remoteAuth(s.handler(auth.UserRoles(), nil)), remoteConn)
+	srv := s.server(s.remoteHandler(), remoteConn)
+	if err := s.web.Sweep(b.ctx); err != nil {
+		log.Warn("dropping the web admin's expired sessions", "err", err)
+	}
 	go srv.Serve(tl)
 	b.later(func() { srv.Close() })
 	log.Info("remote API listener (TLS 1.3, API tokens)", "addr", tl.Addr().String(), "fingerprint", peer.Fingerprint(cert.Leaf.Raw))
 	return nil
+}
+
+// remoteHandler is the API listener's: the API behind its gate, and the
+// web admin's pages under /ui/ (themselves a client of the API: a session
+// cookie is one more credential the gate accepts).
+func (s *Server) remoteHandler() http.Handler {
+	s.web = webui.NewSessions(s.tokens, s.st)
+	mux := http.NewServeMux()
+	mux.Handle(webui.Prefix, webui.Handler(s.web))
+	mux.Handle("GET /{$}", http.RedirectHandler(webui.Prefix, http.StatusSeeOther))
+	mux.Handle("/", s.remoteAuth(s.handler(auth.UserRoles(), nil)))
+	return mux
 }
 
 // remoteConn tags a connection of the API listener with no role: a
@@ -132,6 +148,13 @@ func (s *Server) bearer(r *http.Request) (auth.Principal, error) {
 	h := r.Header.Values("Authorization")
 	if tok, ok := wsToken(r); ok && len(h) == 0 {
 		h = []string{"Bearer " + tok} // a browser's WebSocket (console.go)
+	}
+	if len(h) == 0 && s.web != nil {
+		// A browser's session: the cookie stands for the token it
+		// signed in with (and a write must bring the page's CSRF token).
+		if p, ok, err := s.web.Authenticate(r); ok {
+			return p, err
+		}
 	}
 	switch {
 	case len(h) == 0 && r.TLS != nil && len(r.TLS.PeerCertificates) > 0:

@@ -45,10 +45,10 @@ func (s *Server) routes() []route {
 	var rs []route
 	for _, area := range [][]route{
 		s.hostRoutes(), s.definitionRoutes(), s.domainRoutes(), s.deviceRoutes(),
-		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(),
-		s.trustRoutes(), s.observeRoutes(), s.tokenRoutes(), s.transferRoutes(),
+		s.snapshotRoutes(), s.migrateRoutes(), s.poolRoutes(), s.networkRoutes(), s.guestRoutes(),
+		s.trustRoutes(), s.clusterRoutes(), s.memberRoutes(), s.observeRoutes(), s.tokenRoutes(), s.transferRoutes(),
 		s.longDomainRoutes(), s.operationRoutes(),
-		s.eventRoutes(), s.xlRoutes(), s.tenantRoutes(),
+		s.eventRoutes(), s.xlRoutes(), s.tenantRoutes(), s.usageRoutes(), s.checkRoutes(), s.haRoutes(),
 	} {
 		rs = append(rs, area...)
 	}
@@ -80,6 +80,14 @@ func (s *Server) definitionRoutes() []route {
 			if err != nil {
 				return nil, err
 			}
+			if err := s.cluster.Claim(r.Context(), req.Spec.Name); err != nil {
+				return nil, err
+			}
+			if req.Spec.HA {
+				if err := s.admitHA(r.Context(), req.Spec, s.cluster.Name()); err != nil {
+					return nil, err
+				}
+			}
 			return s.mgr.Define(r.Context(), req.Spec, tenant)
 		})},
 		{"GET", "/definitions/{name}", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +95,11 @@ func (s *Server) definitionRoutes() []route {
 			reply(w, out, err)
 		}},
 		{"PUT", "/definitions/{name}", auth.DomainCreate, handle(func(r *http.Request, req api.DefineRequest) (any, error) {
+			if req.Spec.HA {
+				if err := s.admitHA(r.Context(), req.Spec, s.cluster.Name()); err != nil {
+					return nil, err
+				}
+			}
 			return s.mgr.UpdateDefinition(r.Context(), r.PathValue("name"), req.Spec)
 		})},
 		{"DELETE", "/definitions/{name}", auth.DomainCreate, handle(func(r *http.Request, _ struct{}) (any, error) {
@@ -105,7 +118,11 @@ func (s *Server) domainRoutes() []route {
 	d := domainPath
 	return []route{
 		{"GET", "/domains", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
-			reply(w, seenDomains(principalOf(r.Context()), s.mgr.List(r.URL.Query().Get("all") == "1")), nil)
+			ds := s.mgr.List(r.URL.Query().Get("all") == "1")
+			if principalOf(r.Context()).Tenant == "" {
+				ds = s.clusterList(r.Context(), ds)
+			}
+			reply(w, seenDomains(principalOf(r.Context()), ds), nil)
 		}},
 		{"GET", d, auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.mgr.Get(r.PathValue("name"))
@@ -173,6 +190,25 @@ func (s *Server) deviceRoutes() []route {
 	}
 }
 
+// guestRoutes: the guest agent of a running domain. Reading what the
+// guest says about itself is a read; running commands in it and setting
+// its users' passwords reach inside it (domain.guest: not a tenant-user's).
+func (s *Server) guestRoutes() []route {
+	d := domainPath
+	return []route{
+		{"GET", d + "/guest", auth.DomainRead, func(w http.ResponseWriter, r *http.Request) {
+			out, err := s.mgr.GuestInfo(r.Context(), r.PathValue("name"))
+			reply(w, out, err)
+		}},
+		{"POST", d + "/exec", auth.DomainGuest, handle(func(r *http.Request, req api.GuestExecRequest) (any, error) {
+			return s.mgr.GuestExec(r.Context(), r.PathValue("name"), req)
+		})},
+		{"POST", d + "/password", auth.DomainGuest, handle(func(r *http.Request, req api.GuestPasswordRequest) (any, error) {
+			return struct{}{}, s.mgr.SetGuestPassword(r.Context(), r.PathValue("name"), req)
+		})},
+	}
+}
+
 // snapshotRoutes: a domain's snapshots (taken and reverted, and its
 // archive out and in, by longDomainRoutes, as operations).
 func (s *Server) snapshotRoutes() []route {
@@ -213,10 +249,10 @@ func (s *Server) poolRoutes() []route {
 			if _, err := s.ownerFor(r, req.Tenant); err != nil {
 				return nil, err
 			}
-			return s.pools.Create(r.Context(), req)
+			return s.createPool(r.Context(), req)
 		})},
 		{"DELETE", "/pools/{pool}", auth.HostManage, handle(func(r *http.Request, _ struct{}) (any, error) {
-			return struct{}{}, s.pools.Delete(r.Context(), r.PathValue("pool"))
+			return struct{}{}, s.deletePool(r.Context(), r.PathValue("pool"))
 		})},
 		{"GET", "/pools/{pool}/volumes", auth.StorageRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.pools.Volumes(r.Context(), r.PathValue("pool"))
@@ -244,7 +280,7 @@ func (s *Server) networkRoutes() []route {
 			if _, err := s.ownerFor(r, req.Tenant); err != nil {
 				return nil, err
 			}
-			return s.nets.Create(r.Context(), req)
+			return s.createNetwork(r.Context(), req)
 		})},
 		{"GET", "/networks/{network}", auth.NetworkRead, func(w http.ResponseWriter, r *http.Request) {
 			out, err := s.nets.Get(r.PathValue("network"))
@@ -255,7 +291,7 @@ func (s *Server) networkRoutes() []route {
 			reply(w, s.seenLeases(principalOf(r.Context()), out), err)
 		}},
 		{"DELETE", "/networks/{network}", auth.NetworkManage, handle(func(r *http.Request, _ struct{}) (any, error) {
-			return struct{}{}, s.nets.Delete(r.Context(), r.PathValue("network"))
+			return struct{}{}, s.deleteNetwork(r.Context(), r.PathValue("network"))
 		})},
 	}
 }
@@ -337,16 +373,7 @@ func decode(r *http.Request, v any) error {
 }
 
 // reply writes v, or err as the error body with its status.
-func reply(w http.ResponseWriter, v any, err error) {
-	w.Header().Set("Content-Type", "application/json")
-	if err != nil {
-		code, class := api.StatusOf(err)
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(api.ErrorBody{Error: err.Error(), Class: class})
-		return
-	}
-	json.NewEncoder(w).Encode(v)
-}
+func reply(w http.ResponseWriter, v any, err error) { api.Reply(w, v, err) }
 
 // RouteInfo is one API route and the permission it needs (for the docs
 // and the end-to-end walk over a real listener).

@@ -64,6 +64,10 @@ func TestRouteTable(t *testing.T) {
 		"POST /peer/renew":           auth.PeerSync,
 		"GET /peer/list":             auth.PeerSync,
 		"PUT /peer/list":             auth.PeerSync,
+		// A cluster host forwards a verb on a domain this host owns.
+		"POST /peer/forward": auth.PeerForward,
+		// ... and relays a stream of one (console, VNC, a download).
+		"POST /peer/relay": auth.PeerForward,
 	}
 	mux := s.handler(allRoles, forbidden)
 	seen := map[string]bool{}

@@ -30,6 +30,7 @@ import (
 	"github.com/ringfence/ringfence/internal/store"
 	"github.com/ringfence/ringfence/internal/tenants"
 	"github.com/ringfence/ringfence/internal/tokens"
+	"github.com/ringfence/ringfence/internal/usage"
 )
 
 // startup is one run of the daemon, from its log to its last request:
@@ -249,11 +250,20 @@ func (b *startup) newManagers() error {
 	if err != nil {
 		return b.mgrDamaged(err)
 	}
-	b.mgr = domain.New(domain.Options{Events: bus, Networks: b.nets, Store: b.st, Engine: b.eng, Ledger: b.ledger, Accel: b.accel, RunDir: cfg.RunDir, Log: b.log, QEMUIDs: b.qemuIDs,
+	// The usage ledger's open records are read before recovery tells
+	// it what each domain holds now.
+	ul := usage.New(b.st)
+	if err := ul.Load(context.Background()); err != nil {
+		return b.mgrDamaged(err)
+	}
+	names := &nameClaim{} // its Server is made below
+	b.mgr = domain.New(domain.Options{Names: names, Events: bus, Networks: b.nets, Store: b.st, Engine: b.eng, Ledger: b.ledger, Accel: b.accel, RunDir: cfg.RunDir, Log: b.log, QEMUIDs: b.qemuIDs,
 		Cgroups: b.cgroups, HostCPUs: host.CPUs(), OverheadMiB: cfg.OverheadMiB, StateDir: cfg.StateDir, Policy: policy, Chains: chains,
 		LogDir: logDir, LogRetention: cfg.LogRetention, BootIDFile: cfg.BootIDFile, AutoDir: autoDir(cfg),
-		RestartLimit: cfg.RestartLimit, RestartWindow: cfg.RestartWindow, Tenancy: tm})
+		RestartLimit: cfg.RestartLimit, RestartWindow: cfg.RestartWindow, Tenancy: tm, Usage: ul})
 	b.newServer(policy, chains)
+	names.s = b.s
+	b.s.usage = ul
 	b.s.bus = bus
 	b.wireTenants(tm)
 	bus.Publish(api.Event{Type: api.EventHost, Action: "daemon-started", Detail: api.Release})
@@ -293,6 +303,7 @@ func (b *startup) wireTenants(tm *tenants.Manager) {
 		Volumes:  storage.Volumes,
 		Networks: s.nets.List,
 		DiskSize: storage.VirtualSize,
+		Transfer: func(t string) int64 { return s.usage.Transfer(t, true) },
 		Tokens: func(list func(string) ([]store.KV, error), tenant string) ([]string, error) {
 			return tokens.Holders(list, tenant, time.Now())
 		},
@@ -369,6 +380,7 @@ func (b *startup) recoverDomains() error {
 		b.log.Error("the network filter could not be rendered; the previous rules stay in force", "err", err)
 	}
 	go b.mgr.RunSampler(b.ctx, time.Second)
+	go b.s.watchQuotas(b.ctx)
 	go b.s.trust.RunSync(b.ctx)
 	return nil
 }

@@ -41,7 +41,7 @@ func (s *Server) trustRoutes() []route {
 			reply(w, out, err)
 		}},
 		{"POST", "/host/peers/{peer}/revoke", auth.HostManage, handle(func(r *http.Request, _ struct{}) (any, error) {
-			if err := s.trust.Revoke(r.PathValue("peer")); err != nil {
+			if err := s.revokePeer(r.Context(), r.PathValue("peer")); err != nil {
 				return nil, err
 			}
 			return s.trust.Peers()

@@ -215,6 +215,9 @@ func (m *Manager) switchLive(ctx context.Context, d *dom, plans []clonePlan) (n 
 	for _, p := range plans {
 		ovs = append(ovs, engine.Overlay{Disk: d.rec.Spec.Disks[p.idx].Guest, Path: p.overlay, Base: p.base})
 	}
+	// Frozen through the guest agent across the switch: the frozen
+	// image, the clone's base, is application-consistent.
+	defer m.freezeGuest(ctx, d, d.rec.Spec.Name)()
 	if st, err := d.inst.Status(ctx); err == nil && st == engine.RunRunning && len(ovs) > 1 && d.inst.Pause(ctx) == nil {
 		defer d.inst.Resume(context.Background())
 	}
@@ -263,6 +266,9 @@ func cloneSpec(src api.DomainSpec, name string, o CloneOptions) (api.DomainSpec,
 	s := src
 	s.Name = name
 	s.UUID = ""
+	// A clone is a new domain on new disks: HA is the admin's to turn on
+	// (`ringfence ha`), with its checks.
+	s.HA = false
 	s.Disks = append([]api.Disk(nil), src.Disks...)
 	s.Vifs = append([]api.Vif(nil), src.Vifs...)
 	for i := range s.Vifs {

@@ -86,6 +86,7 @@ func (m *Manager) Define(ctx context.Context, spec api.DomainSpec, tenant string
 	crashpoint.Hit("define:saved")
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	m.account(ctx, d) // a defined domain holds its disks
 	m.o.Log.Info("domain defined", "name", spec.Name)
 	return m.view(d), nil
 }
@@ -125,6 +126,7 @@ func (m *Manager) Undefine(ctx context.Context, name string) (err error) {
 	d.def = nil
 	d.rec.Spec.Persistent = false
 	if d.inst == nil {
+		d.endWhy = "undefined"
 		m.destroyLocked(d)
 	} else {
 		m.save(ctx, d)
@@ -225,7 +227,7 @@ func (m *Manager) changeDef(ctx context.Context, name, fix string, change func(d
 // with why it stopped. Caller holds d.mu; d has no running instance.
 func (m *Manager) keepStopped(d *dom, state api.State) {
 	name := d.rec.Spec.Name
-	m.deleteRecord(name)
+	m.deleteRecord(name, nil)
 	m.o.Ledger.Release(name)
 	m.removeRunDir(name)
 	m.setState(d, state)
@@ -239,6 +241,7 @@ func (m *Manager) keepStopped(d *dom, state api.State) {
 	if err := m.saveDef(context.Background(), name, d.def); err != nil {
 		m.o.Log.Error("recording why a defined domain stopped", "name", name, "err", err)
 	}
+	m.account(context.Background(), d)
 	m.view(d)
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/api"
@@ -189,7 +190,17 @@ func (x *exporter) backupRunning(ctx context.Context, inst engine.Instance) erro
 		}
 		targets = append(targets, engine.BackupTarget{Disk: dk.Guest, Path: fmt.Sprintf("/proc/self/fd/%d", j.f.Fd())})
 	}
-	return bk.BackupDisks(ctx, targets, func(done, total int64) { x.report("copying disks", done, total) })
+	// Frozen through the guest agent until the copy's instant is taken
+	// (the first progress report comes once the backup jobs run:
+	// copy-before-write keeps that instant), so it is
+	// application-consistent.
+	var once sync.Once
+	thaw := x.m.freezeGuest(ctx, x.d, x.spec.Name)
+	defer once.Do(thaw)
+	return bk.BackupDisks(ctx, targets, func(done, total int64) {
+		once.Do(thaw)
+		x.report("copying disks", done, total)
+	})
 }
 
 // writeArchive adds boot files and disks, then the domain file and the
@@ -269,7 +280,7 @@ func (m *Manager) ImportFrom(ctx context.Context, src io.Reader, req api.ImportR
 			os.RemoveAll(im.scratch) // gone once renamed into place
 		}
 	}()
-	for _, step := range []func() error{im.checkPaths, im.unpack, im.checkQuota, im.place, im.writeConfig} {
+	for _, step := range []func() error{im.checkPaths, im.unpack, im.claim, im.checkQuota, im.place, im.writeConfig} {
 		if err := step(); err != nil {
 			return api.Domain{}, err
 		}
@@ -346,6 +357,10 @@ func (im *importer) unpack() error {
 		return err
 	}
 	im.man, im.spec = man, man.Spec
+	// A copy of a domain made from an image boots the archive's disks
+	// (its cloud-init seed among them, so the guest keeps its
+	// configuration): it is not made from the image again.
+	im.spec.Provision = nil
 	if rename := im.req.Name; rename != "" {
 		im.spec.Name, im.spec.UUID = rename, ""
 		for i := range im.spec.Vifs {
@@ -416,6 +431,10 @@ func (im *importer) place() error {
 	}
 	return nil
 }
+
+// claim refuses the archive's name when another host of the cluster has
+// it (before anything is put in place).
+func (im *importer) claim() error { return im.m.claim(im.ctx, im.spec.Name) }
 
 // writeConfig writes its domain file, as `create` takes it: absolute
 // paths to the files just put in place.

@@ -21,6 +21,7 @@ import (
 	"github.com/ringfence/ringfence/internal/safefile"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/usage"
 )
 
 // launchSpec turns a domain into the engine's plain data.
@@ -34,6 +35,7 @@ func (m *Manager) launchSpec(spec api.DomainSpec, accel string, id int) engine.L
 		LogFile: filepath.Join(m.logDir(spec.Name), "qemu.log"),
 		Boot:    spec.Boot,
 		VNC:     spec.VNC, VNCPassword: spec.VNCPassword != "",
+		GuestAgent: spec.GuestAgent,
 	}
 	switch {
 	case spec.Localtime:
@@ -66,10 +68,28 @@ func (m *Manager) Create(ctx context.Context, req api.CreateRequest) (_ any, err
 		defer m.after(m.about(ctx, req.Spec.Name), api.EvCreated, "", &err)
 	}
 	spec := req.Spec
-	accel, err := m.validate(&spec, req.Tenant)
+	pr := revert.New()
+	defer pr.Fail()
+	var unmade map[string]bool // a dry run's provisioned files, not made
+	if req.DryRun && spec.Provision != nil {
+		pl, err := m.planProvision(ctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		provisionSpec(&spec, pl)
+		unmade = pl.unmade()
+	} else if err := m.provision(ctx, &spec, pr); err != nil {
+		return nil, err
+	}
+	accel, err := m.validateExcept(&spec, req.Tenant, unmade, false)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err == nil {
+			pr.Success()
+		}
+	}()
 	if (req.Persistent || spec.Persistent) && !req.DryRun {
 		return m.createDefined(ctx, spec, req.Tenant, req.Paused)
 	}
@@ -257,7 +277,7 @@ func (l *launcher) noteIntent(ctx context.Context) error {
 		if hadRecord {
 			m.save(context.Background(), d)
 		} else {
-			m.deleteRecordSaveID(name)
+			m.deleteRecordSaveID(name, m.usageDiscard(name))
 		}
 	})
 	crashpoint.Hit("start:intent")
@@ -310,7 +330,7 @@ func (l *launcher) startVMM(ctx context.Context) error {
 // sets the VNC password and loads incoming state (restore, migration).
 func (l *launcher) configure(ctx context.Context) error {
 	inst, spec := l.inst, l.spec
-	if err := pinVCPUs(inst.VCPUThreads(), spec.CPUs, l.m.o.HostCPUs); err != nil {
+	if err := pinVCPUs(inst.PID(), inst.VCPUThreads(), spec.CPUs, l.m.o.HostCPUs); err != nil {
 		return api.Errorf(api.ErrInvalid, "pinning vCPUs: %v", err)
 	}
 	if spec.MemoryMiB < spec.MaxMemMiB {
@@ -409,12 +429,19 @@ func (m *Manager) save(ctx context.Context, d *dom) error {
 	m.mu.Lock()
 	next := m.nextID
 	m.mu.Unlock()
+	// What the domain holds is billed in the same transaction that
+	// records it (usage.go).
+	uc := m.usageChange(ctx, d)
 	err = m.o.Store.Update(ctx, func(tx store.Tx) error {
 		if err := tx.Put(keyNextID, []byte(strconv.Itoa(next))); err != nil {
 			return err
 		}
+		if err := writeUsage(uc)(tx); err != nil {
+			return err
+		}
 		return tx.Put(keyDomains+d.rec.Spec.Name, b)
 	})
+	uc.Done(err)
 	if err != nil {
 		return fmt.Errorf("saving domain state: %w", err)
 	}
@@ -447,8 +474,8 @@ func (m *Manager) runtimeRecord(name string) (record, bool) {
 }
 
 // deleteRecordSaveID deletes a record and saves the ID counter in one
-// transaction.
-func (m *Manager) deleteRecordSaveID(name string) {
+// transaction, with uc (the domain's last usage record, or nil).
+func (m *Manager) deleteRecordSaveID(name string, uc *usage.Change) {
 	m.mu.Lock()
 	next := m.nextID
 	m.mu.Unlock()
@@ -456,15 +483,28 @@ func (m *Manager) deleteRecordSaveID(name string) {
 		if err := tx.Put(keyNextID, []byte(strconv.Itoa(next))); err != nil {
 			return err
 		}
+		if err := writeUsage(uc)(tx); err != nil {
+			return err
+		}
 		return tx.Delete(keyDomains + name)
 	})
+	uc.Done(err)
 	if err != nil {
 		m.o.Log.Error("deleting domain record", "name", name, "err", err)
 	}
 }
 
-func (m *Manager) deleteRecord(name string) {
-	if err := store.Delete(context.Background(), m.o.Store, keyDomains+name); err != nil {
+// deleteRecord deletes a record, with uc (nil, or the domain's last
+// usage record) in the same transaction.
+func (m *Manager) deleteRecord(name string, uc *usage.Change) {
+	err := m.o.Store.Update(context.Background(), func(tx store.Tx) error {
+		if err := writeUsage(uc)(tx); err != nil {
+			return err
+		}
+		return tx.Delete(keyDomains + name)
+	})
+	uc.Done(err)
+	if err != nil {
 		m.o.Log.Error("deleting domain record", "name", name, "err", err)
 	}
 }

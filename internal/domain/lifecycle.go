@@ -16,6 +16,7 @@ import (
 	"github.com/ringfence/ringfence/internal/crashpoint"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/names"
+	"github.com/ringfence/ringfence/internal/revert"
 )
 
 // watch waits for an incarnation to end and applies the domain's action.
@@ -40,6 +41,7 @@ func (m *Manager) handleExit(d *dom, inst engine.Instance, ex engine.Exit) {
 		return // superseded
 	}
 	name := d.rec.Spec.Name
+	m.finalReading(d)
 	for _, t := range d.rec.Taps {
 		m.unplugTap(t)
 	}
@@ -189,6 +191,11 @@ func (m *Manager) applyAction(d *dom, action string, state api.State) {
 	case api.ActionCoredumpRestart, api.ActionSoftReset:
 		action = api.ActionRestart
 	}
+	if restarts(action) && !m.haAllows(d, true) {
+		// Kept, not restarted: the cluster's HA restarts it elsewhere,
+		// or, if no host could (a lost quorum), an admin starts it.
+		action = api.ActionPreserve
+	}
 	switch action {
 	case api.ActionRestart:
 		crashpoint.Hit("restart:before-start")
@@ -255,7 +262,7 @@ func (m *Manager) freeIncarnationName(name string, gen int) string {
 // destroyLocked removes a domain that has no running instance.
 func (m *Manager) destroyLocked(d *dom) {
 	name := d.rec.Spec.Name
-	m.deleteRecord(name)
+	m.deleteRecord(name, m.usageEnd(d))
 	m.o.Ledger.Release(name)
 	if d.console != nil {
 		d.console.Close()
@@ -386,6 +393,9 @@ func (m *Manager) startKept(ctx context.Context, d *dom, so startOpts) (api.Doma
 	if d.inst != nil {
 		return api.Domain{}, api.Errorf(api.ErrConflict, "%s is already %s", name, d.rec.State)
 	}
+	if !m.haAllows(d, false) {
+		return api.Domain{}, api.Errorf(api.ErrConflict, "%s is an HA domain another host of the cluster owns now (or the cluster cannot be reached to ask): nothing started; `ringfence list` shows where it runs", name)
+	}
 	if so.kind == "" {
 		so.kind = kindStart
 	}
@@ -406,6 +416,10 @@ func (m *Manager) startKept(ctx context.Context, d *dom, so startOpts) (api.Doma
 		d.rec.Spec = d.def.Spec
 	}
 	spec := d.rec.Spec
+	// A provisioned domain's seed is made again from its settings.
+	if err := m.provision(ctx, &spec, revert.New()); err != nil {
+		return api.Domain{}, err
+	}
 	accel, err := m.validate(&spec, d.tenant)
 	if err != nil {
 		return api.Domain{}, err
@@ -468,7 +482,10 @@ func (m *Manager) Shutdown(ctx context.Context, name string, req api.ShutdownReq
 	ended := d.ended
 	d.askedBy = actorOf(ctx)
 	d.mu.Unlock()
-	timeout, err := pressAndWait(ctx, name, inst, ended, req)
+	// The guest agent when it answers (a clean poweroff even when the
+	// guest does not listen to ACPI), the power button otherwise.
+	viaAgent := m.agentShutdown(ctx, d, name)
+	timeout, err := pressAndWait(ctx, name, inst, ended, req, viaAgent)
 	if err != nil || timeout == 0 {
 		return err
 	}
@@ -479,11 +496,12 @@ func (m *Manager) Shutdown(ctx context.Context, name string, req api.ShutdownReq
 	return api.Errorf(api.ErrUnavailable, "%s did not shut down within %s: it may ignore ACPI; use --force or `ringfence destroy %s`", name, timeout, name)
 }
 
-// pressAndWait presses the ACPI power button and, with Wait or Force,
-// waits for the incarnation to end. It returns the timeout when the guest
+// pressAndWait presses the ACPI power button (unless pressed, when the
+// guest agent already took the shutdown) and, with Wait or Force, waits
+// for the incarnation to end. It returns the timeout when the guest
 // ignored the button that long (0 when it ended, or no wait was asked).
-func pressAndWait(ctx context.Context, name string, inst engine.Instance, ended chan struct{}, req api.ShutdownRequest) (time.Duration, error) {
-	if err := inst.Powerdown(ctx); err != nil {
+func pressAndWait(ctx context.Context, name string, inst engine.Instance, ended chan struct{}, req api.ShutdownRequest, pressed bool) (time.Duration, error) {
+	if err := pressOnce(ctx, inst, pressed); err != nil {
 		return 0, fmt.Errorf("sending ACPI power button to %s: %w", name, err)
 	}
 	if !req.Wait && !req.Force {
@@ -512,6 +530,14 @@ func pressAndWait(ctx context.Context, name string, inst engine.Instance, ended 
 	}
 }
 
+// pressOnce presses the power button unless the guest was already asked.
+func pressOnce(ctx context.Context, inst engine.Instance, pressed bool) error {
+	if pressed {
+		return nil
+	}
+	return inst.Powerdown(ctx)
+}
+
 // Reboot asks the guest to restart, as xl, virsh and incus mean it: the
 // ACPI power button, and when the guest has shut down it is started again
 // as on_reboot says (there is no ACPI reboot button; libvirt does the
@@ -527,7 +553,7 @@ func (m *Manager) Reboot(ctx context.Context, name string, req api.ShutdownReque
 	d.intent = "reboot"
 	d.askedBy = actorOf(ctx)
 	d.mu.Unlock()
-	timeout, err := pressAndWait(ctx, name, inst, ended, req)
+	timeout, err := pressAndWait(ctx, name, inst, ended, req, false)
 	switch {
 	case err != nil:
 		return err

@@ -33,6 +33,7 @@ import (
 	domspec "github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/storage"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/usage"
 )
 
 const (
@@ -106,7 +107,7 @@ type dom struct {
 	// migrating is set while the domain streams to another host;
 	// cancelMig stops that stream.
 	migrating bool
-	cancelMig context.CancelFunc
+	cancelMig context.CancelCauseFunc
 	// snap is the last rendered view, served while an operation holds mu
 	// for long (an incoming migration loads for seconds): list never hangs.
 	snap atomic.Pointer[api.Domain]
@@ -142,6 +143,9 @@ type dom struct {
 	// store), so it is read without mu: who may see a domain must be
 	// known even while a long operation holds it.
 	tenant string
+	// endWhy is why its usage records end when it goes ("" =
+	// destroyed): saved, migrated. Guarded by mu.
+	endWhy string
 }
 
 type liveInst struct{ engine.Instance }
@@ -206,6 +210,27 @@ type Options struct {
 	// Tenancy says what a tenant's domain may use and checks its disk
 	// quota (internal/tenants); nil: no tenants.
 	Tenancy Tenancy
+	// Usage is the usage ledger (internal/usage): told what each domain
+	// holds at every save, fed every sample; nil: no accounting.
+	Usage *usage.Ledger
+	// Names refuses a name another host of the cluster has, for the
+	// verbs that make a domain from a file or a stream (restore, import,
+	// an incoming migration); nil: every name is this host's to give.
+	Names NameClaim
+}
+
+// NameClaim is the cluster's side of a new domain's name
+// (internal/cluster): it refuses a name another host has.
+type NameClaim interface {
+	Claim(ctx context.Context, name string) error
+}
+
+// claim asks Options.Names, if any, for name.
+func (m *Manager) claim(ctx context.Context, name string) error {
+	if m.o.Names == nil {
+		return nil
+	}
+	return m.o.Names.Claim(ctx, name)
 }
 
 // Tenancy is the tenants' side of admission (internal/tenants): the one
@@ -226,6 +251,7 @@ type Manager struct {
 	// nextID is the next domain ID; guarded by mu.
 	nextID  int
 	sampler sampler
+	hist    history // the samples' recent past, per domain (graphs)
 	// migData holds incoming migrations waiting for their data
 	// connection, by token; guarded by mu.
 	migData map[string]*inMig
@@ -236,6 +262,10 @@ type Manager struct {
 	// unaccounted are pids of QEMUs found running from run dirs no record
 	// names (see sweep): admissions wait until they are gone.
 	unaccounted []int
+	// haGate says whether an HA domain may start (restart: by its own
+	// on_* action) here; see SetHAGate.
+	haGate atomic.Pointer[HAGate]
+	haLost atomic.Pointer[HALost] // see SetHALost
 }
 
 // New returns a Manager; call Recover before serving.

@@ -111,7 +111,7 @@ func (m *Manager) CancelMigration(name string) error {
 	if !d.migrating || d.cancelMig == nil {
 		return api.Errorf(api.ErrConflict, "%s is not being migrated", name)
 	}
-	d.cancelMig()
+	d.cancelMig(errMigrationCancelled)
 	return nil
 }
 

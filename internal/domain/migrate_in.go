@@ -74,6 +74,9 @@ func (in *incoming) run(ctx context.Context) error {
 	if err := in.validate(); err != nil {
 		return in.ctl.Refuse(err)
 	}
+	if err := in.m.claim(ctx, in.spec.Name); err != nil {
+		return in.ctl.Refuse(err)
+	}
 	if err := in.reserve(); err != nil {
 		return in.ctl.Refuse(err)
 	}
@@ -173,7 +176,16 @@ func (in *incoming) admitted(r *revert.Reverter) error {
 	in.answered = true
 	go func() {
 		defer close(in.aborted)
-		in.ctl.AwaitGo(func() { close(in.handover) })
+		in.ctl.AwaitGo(func(g migration.Go) {
+			// The guest's records continue here from the source's
+			// final totals (the header's, if it sent none).
+			totals := in.hdr.Usage
+			if g.Usage != nil {
+				totals = g.Usage
+			}
+			in.m.seedUsage(in.spec.Name, totals)
+			close(in.handover)
+		})
 	}()
 	return nil
 }

@@ -126,10 +126,10 @@ func (m *Manager) claimOutgoing(ctx context.Context, name string) (*outgoing, er
 		return nil, api.Errorf(api.ErrConflict, "%s is already being migrated", name)
 	}
 	d.migrating = true
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
 	d.cancelMig = cancel
 	return &outgoing{m: m, d: d, name: name, inst: d.inst, spec: d.rec.Spec, accel: d.rec.Accel,
-		t0: t0, ctx: ctx, cancel: cancel, r: revert.New()}, nil
+		t0: t0, ctx: ctx, cancel: func() { cancel(context.Canceled) }, r: revert.New()}, nil
 }
 
 // release ends the claim, after the revert.
@@ -162,7 +162,8 @@ func (o *outgoing) check() error {
 
 func (o *outgoing) offer() error {
 	o.ctl = migration.NewControl(o.p.Control)
-	hdr := migration.Header{Spec: o.spec, Accel: o.accel, Plain: o.o.Plain, Storage: o.disks, StorageDir: o.o.StorageDir, Tenant: o.d.tenant}
+	hdr := migration.Header{Spec: o.spec, Accel: o.accel, Plain: o.o.Plain, Storage: o.disks, StorageDir: o.o.StorageDir, Tenant: o.d.tenant,
+		Usage: o.m.usageTotals(o.name)}
 	if err := o.ctl.Send(hdr); err != nil {
 		return fmt.Errorf("talking to the destination: %w", err)
 	}
@@ -236,9 +237,16 @@ func (o *outgoing) listen() {
 	o.remote <- r
 }
 
-// failed says why the stream or the disk copy (what) failed: the
-// destination's error first, then a cancel.
+// errMigrationCancelled is the cause of a cancel the user asked for.
+var errMigrationCancelled = errors.New("migration cancelled")
+
+// failed says why the stream or the disk copy (what) failed: the user's
+// cancel first (the destination then fails too, on the cut stream), then
+// the destination's error, then any other cancel.
 func (o *outgoing) failed(what string, err error) error {
+	if errors.Is(context.Cause(o.ctx), errMigrationCancelled) {
+		return api.Errorf(api.ErrConflict, "migration of %s cancelled; it keeps running here", o.name)
+	}
 	if e := o.destErr.Load(); e != nil {
 		return fmt.Errorf("the destination failed (%s); %s keeps running here", *e, o.name)
 	}
@@ -300,7 +308,13 @@ func (o *outgoing) handover() error {
 	}
 	// The relay (the encrypted stream's last bytes) is not awaited: the
 	// destination runs the guest only once it has loaded all of them.
-	if err := o.ctl.Send(migration.Go{Go: true}); err != nil {
+	// The last reading here (the guest is stopped): the destination
+	// continues these totals, and our last record ends with them.
+	o.d.mu.Lock()
+	totals := o.m.readTotals(context.Background(), o.d)
+	o.d.endWhy = "migrated" // no reading here from now on
+	o.d.mu.Unlock()
+	if err := o.ctl.Send(migration.Go{Go: true, Usage: totals}); err != nil {
 		return fmt.Errorf("the destination went away, %s keeps running here: %w", o.name, err)
 	}
 	return nil
@@ -338,6 +352,7 @@ func (o *outgoing) letGo() {
 	if cg := o.m.o.Cgroups; cg != nil {
 		cg.Deprioritize(o.name)
 	}
+
 	if err := o.m.Destroy(context.Background(), o.name); err != nil {
 		o.m.o.Log.Error("destroying the migrated-away copy", "name", o.name, "err", err)
 	}
@@ -350,6 +365,9 @@ func (o *outgoing) letGo() {
 // (and its images' locks) back. If the locks are gone (the destination
 // holds them: it may run the guest), our copy stays paused.
 func (o *outgoing) resumeHere() {
+	o.d.mu.Lock()
+	o.d.endWhy = "" // it goes on here
+	o.d.mu.Unlock()
 	if err := o.m.takeLocks(o.inst, o.d.rec.Spec); err != nil {
 		o.keepPaused()
 		o.err = api.Errorf(api.ErrConflict, "%v; and the images could not be taken back (%v): %s is paused here; if it runs on the destination, destroy this copy, otherwise `ringfence unpause %s` once the images are free", o.err, err, o.name, o.name)

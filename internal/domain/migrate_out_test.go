@@ -96,7 +96,7 @@ func fakeDest(c net.Conn, refuse, closeEarly bool, atGo func(c net.Conn)) {
 		return
 	}
 	ctl.Send(migration.Reply{Listening: true})
-	ctl.AwaitGo(func() { atGo(c); c.Close() })
+	ctl.AwaitGo(func(migration.Go) { atGo(c); c.Close() })
 }
 
 // The handover rules, from the source: after "go" only the destination

@@ -33,6 +33,9 @@ type Networks interface {
 	Counters(tap string) (rxBytes, txBytes, rxPackets, txPackets int64)
 	// Addresses are what an attached tap may send from (ip= or its lease).
 	Addresses(tap string) []string
+	// Network is the managed network a vif's bridge= names (by its
+	// name or its bridge), for a provisioned guest's address settings.
+	Network(bridge string) (api.Network, bool)
 }
 
 // tapName is the host name of domain domid's vif idx, as Xen names it.
@@ -81,6 +84,21 @@ func (m *Manager) unplugTap(tap string) {
 	if err := m.o.Networks.Detach(tap); err != nil {
 		m.o.Log.Error("removing tap", "tap", tap, "err", err)
 	}
+}
+
+// bulkCounters is the optional form of Networks.Counters that reads every
+// tap at once: a sample asks once (one netlink dump), not once per tap.
+type bulkCounters interface {
+	AllCounters() map[string][4]int64 // rx bytes, tx bytes, rx packets, tx packets
+}
+
+// allTapCounters are every tap's counters, when the network side reads
+// them at once (nil: ask per tap).
+func (m *Manager) allTapCounters() map[string][4]int64 {
+	if b, ok := m.o.Networks.(bulkCounters); ok {
+		return b.AllCounters()
+	}
+	return nil
 }
 
 // tapCounters are a tap's host-side bytes received and sent.

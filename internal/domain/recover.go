@@ -52,6 +52,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 	if err := m.o.Ledger.Oversold(); err != nil {
 		m.o.Log.Error("the host is over its limits with the domains it runs: new domains are refused until some stop (or --reserve-mem/--vcpu-ratio are raised)", "err", err)
 	}
+	m.reconcileUsage(ctx)
 	m.pruneLogs()
 	return nil
 }
@@ -105,6 +106,7 @@ func (m *Manager) recoverEnding(d *dom) {
 	rec, name := d.rec, d.rec.Spec.Name
 	m.o.Ledger.Adopt(m.ledgerEntry(rec.Spec, d.tenant, rec.Accel))
 	m.o.Log.Warn("finishing the end of a domain the last daemon left undone", "name", name, "action", rec.Ending.Action)
+	m.finalReading(d)
 	for _, t := range rec.Taps {
 		m.unplugTap(t)
 	}
@@ -247,6 +249,7 @@ func (m *Manager) killStray(d *dom) {
 	}
 	procfs.WaitGone(d.stray, 10*time.Second)
 	d.stray = nil
+	m.finalReading(d)
 	for _, t := range d.rec.Taps {
 		m.unplugTap(t)
 	}
@@ -265,6 +268,7 @@ func (m *Manager) lostWhileAway(d *dom, why error) {
 		m.holdStray(d, why)
 		return
 	}
+	m.finalReading(d)
 	for _, t := range d.rec.Taps {
 		m.unplugTap(t)
 	}
@@ -274,16 +278,22 @@ func (m *Manager) lostWhileAway(d *dom, why error) {
 	if m.rebooted {
 		m.o.Log.Warn("domain stopped by the host's reboot", "name", name, "id", d.rec.ID)
 		d.rec.LastReason = reasonHostReboot
+		m.haLostHere(d)
 		// A created (transient) domain is kept too, stopped, so nothing a
 		// customer had is lost: `start` brings it back.
 		m.keepOrPreserve(d, api.StateShutdown)
 		return
 	}
-	m.o.Log.Warn("domain died while the daemon was away; applying on_crash", "name", name, "id", d.rec.ID, "err", why)
 	d.rec.LastReason = "crash: the VM ended while the daemon was not running"
 	if oom != "" {
 		d.rec.LastReason = oom
 	}
+	if m.haLostHere(d) {
+		m.o.Log.Warn("HA domain died while the daemon was away; kept for the cluster's HA", "name", name, "id", d.rec.ID, "err", why)
+		m.applyAction(d, api.ActionPreserve, api.StateCrashed)
+		return
+	}
+	m.o.Log.Warn("domain died while the daemon was away; applying on_crash", "name", name, "id", d.rec.ID, "err", why)
 	m.applyAction(d, d.rec.Spec.OnCrash, api.StateCrashed)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/ringfence/ringfence/internal/revert"
 	"github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/usage"
 )
 
 // renamer renames one domain (xl rename), running or not: a running one
@@ -150,9 +151,19 @@ func (rn *renamer) store() error {
 			return err
 		}
 	}
+	// Its usage records so far close under the old name, the next opens
+	// under the new one with the same totals.
+	var uc *usage.Change
+	if rn.m.o.Usage != nil {
+		uc = rn.m.o.Usage.Rename(rn.old, rn.new)
+	}
 	err = rn.m.o.Store.Update(context.Background(), func(tx store.Tx) error {
+		if err := writeUsage(uc)(tx); err != nil {
+			return err
+		}
 		return rn.moveKeys(tx, rb, db)
 	})
+	uc.Done(err)
 	if err != nil {
 		return fmt.Errorf("renaming %s to %s in the store: %w", rn.old, rn.new, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/engine"
 	"github.com/ringfence/ringfence/internal/host"
+	"github.com/ringfence/ringfence/internal/procfs"
 )
 
 // limits are the cgroup limits of a spec: memory = maxmem + QEMU overhead
@@ -35,26 +36,70 @@ func (m *Manager) overhead(spec api.DomainSpec, accel string) int {
 	return 0
 }
 
-// pinVCPUs applies cpus= to the vCPU threads (hard affinity). "" or "all"
-// lets them run anywhere.
-func pinVCPUs(threads []int, cpus string, hostCPUs int) error {
+// pinVCPUs applies cpus= to the vCPU threads of QEMU process pid (hard
+// affinity); "" or "all" lets them run anywhere. QEMU's other threads (its
+// main loop, block and network I/O, the thread pool's workers, which
+// inherit it) get the union of the vCPUs' CPUs, as libvirt's default
+// emulatorpin does: pinned by vCPU only, a neighbour's I/O thread ran on
+// the victim's CPU and showed there as 15% steal while it flooded.
+func pinVCPUs(pid int, threads []int, cpus string, hostCPUs int) error {
 	sets, err := host.ParseCPUList(cpus, len(threads), hostCPUs)
 	if err != nil {
 		return err
 	}
+	var union unix.CPUSet
 	for i, tid := range threads {
-		var set unix.CPUSet
-		if sets == nil || sets[i] == nil {
-			for c := 0; c < hostCPUs; c++ {
-				set.Set(c)
-			}
-		} else {
-			for _, c := range sets[i] {
-				set.Set(c)
-			}
+		set := cpuSet(nil, hostCPUs)
+		if sets != nil && sets[i] != nil {
+			set = cpuSet(sets[i], hostCPUs)
 		}
 		if err := unix.SchedSetaffinity(tid, &set); err != nil {
 			return fmt.Errorf("vCPU %d (thread %d): %w", i, tid, err)
+		}
+		for c := 0; c < hostCPUs; c++ {
+			if set.IsSet(c) {
+				union.Set(c)
+			}
+		}
+	}
+	if len(threads) == 0 || pid <= 0 {
+		return nil
+	}
+	return pinEmulator(pid, threads, union)
+}
+
+// cpuSet is the affinity mask of cpus, or of every host CPU for nil.
+func cpuSet(cpus []int, hostCPUs int) unix.CPUSet {
+	var set unix.CPUSet
+	if cpus == nil {
+		for c := 0; c < hostCPUs; c++ {
+			set.Set(c)
+		}
+		return set
+	}
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	return set
+}
+
+// pinEmulator gives every thread of pid that is not a vCPU the mask set.
+// A thread that ends meanwhile is no error.
+func pinEmulator(pid int, vcpus []int, set unix.CPUSet) error {
+	tids, err := procfs.Threads(pid)
+	if err != nil {
+		return fmt.Errorf("QEMU's threads: %w", err)
+	}
+	isVCPU := make(map[int]bool, len(vcpus))
+	for _, t := range vcpus {
+		isVCPU[t] = true
+	}
+	for _, tid := range tids {
+		if isVCPU[tid] {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("QEMU thread %d: %w", tid, err)
 		}
 	}
 	return nil
@@ -191,7 +236,7 @@ func (m *Manager) VCPUPin(ctx context.Context, name string, vcpu int, cpus strin
 		}
 	}
 	spec := joinCPUs(lists)
-	if err := pinVCPUs(threads, spec, m.o.HostCPUs); err != nil {
+	if err := pinVCPUs(d.inst.PID(), threads, spec, m.o.HostCPUs); err != nil {
 		return err
 	}
 	d.rec.Spec.CPUs = spec

@@ -62,7 +62,7 @@ func (m *Manager) saveDomain(ctx context.Context, name string, checkpoint bool, 
 		d.mu.Unlock()
 		return api.Errorf(api.ErrUnavailable, "this engine cannot save domains")
 	}
-	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: time.Now().UTC(), Tenant: d.tenant}
+	hdr := saveHeader{Spec: d.rec.Spec, Accel: d.rec.Accel, SavedAt: time.Now().UTC(), Tenant: d.tenant, Usage: m.readTotals(ctx, d)}
 	hdr.Host, _ = os.Hostname()
 	if err := write(hdr, mig); err != nil {
 		d.mu.Unlock()
@@ -81,6 +81,7 @@ func (m *Manager) saveDomain(ctx context.Context, name string, checkpoint bool, 
 		d.mu.Unlock()
 		return err
 	}
+	d.endWhy = "saved"
 	d.mu.Unlock()
 	return m.Destroy(ctx, name)
 }
@@ -195,6 +196,9 @@ func (m *Manager) RestoreFrom(ctx context.Context, f *os.File, label string, pau
 	}
 	spec := hdr.Spec
 	accel, err := m.validate(&spec, hdr.Tenant)
+	if err == nil {
+		err = m.claim(ctx, spec.Name)
+	}
 	if err != nil {
 		return api.Domain{}, err
 	}
@@ -203,6 +207,7 @@ func (m *Manager) RestoreFrom(ctx context.Context, f *os.File, label string, pau
 		return api.Domain{}, err
 	}
 	defer m.after(m.about(ctx, spec.Name), api.EvRestored, label, &err)
+	m.seedUsage(spec.Name, hdr.Usage)
 	return m.create(ctx, spec, accel, startOpts{paused: paused, incoming: incoming, kind: kindRestore, tenant: hdr.Tenant})
 }
 

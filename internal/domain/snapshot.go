@@ -126,6 +126,12 @@ func (m *Manager) snapRunning(ctx context.Context, r *revert.Reverter, d *dom, r
 		return api.Errorf(api.ErrUnavailable, "this engine cannot snapshot a running domain")
 	}
 	if st, err := d.inst.Status(ctx); err == nil && st == engine.RunRunning {
+		// Disks only: frozen through the guest agent across the
+		// snapshot (application-consistent). Not with memory: a
+		// revert would resume a guest whose filesystems stay frozen.
+		if !rec.Memory {
+			defer m.freezeGuest(ctx, d, rec.Domain)()
+		}
 		if err := d.inst.Pause(ctx); err != nil {
 			return err
 		}

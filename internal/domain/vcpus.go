@@ -38,7 +38,7 @@ func (m *Manager) VCPUSet(ctx context.Context, name string, n int) (err error) {
 	// A new vCPU thread gets the domain's cpus= affinity like the others.
 	threads := d.inst.VCPUThreads()
 	if spec.CPUs != "" {
-		if err := pinVCPUs(threads, spec.CPUs, m.o.HostCPUs); err != nil {
+		if err := pinVCPUs(d.inst.PID(), threads, spec.CPUs, m.o.HostCPUs); err != nil {
 			m.o.Log.Warn("pinning hot-plugged vCPUs", "name", name, "err", err)
 		}
 	}

@@ -65,11 +65,13 @@ func setVNCPassword(ctx context.Context, inst engine.Instance, spec api.DomainSp
 }
 
 // keepHiddenPassword replaces the placeholder the API shows for a set
-// VNC password (api.HiddenPassword, as `config export` writes it) with
-// the password of the definition it updates: a file exported, edited
-// and given back keeps its password.
+// VNC password or root password hash (api.HiddenPassword, as `config
+// export` writes it) with the one of the definition it updates: a file
+// exported, edited and given back keeps its passwords.
 func (m *Manager) keepHiddenPassword(name string, spec *api.DomainSpec) error {
-	if spec.VNCPassword != api.HiddenPassword {
+	vnc := spec.VNCPassword == api.HiddenPassword
+	hash := spec.Provision != nil && spec.Provision.PasswordHash == api.HiddenPassword
+	if !vnc && !hash {
 		return nil
 	}
 	d, err := m.get(name)
@@ -81,13 +83,23 @@ func (m *Manager) keepHiddenPassword(name string, spec *api.DomainSpec) error {
 	if d.def == nil {
 		return nil // not defined: the update says so
 	}
-	cur := d.def.Spec.VNCPassword
+	cur := d.def.Spec
 	if d.def.Pending != nil {
-		cur = d.def.Pending.VNCPassword
+		cur = *d.def.Pending
 	}
-	if cur == "" {
-		return api.Errorf(api.ErrInvalid, "vncpasswd: %q stands for the password set now, but %s has none: write the password itself", api.HiddenPassword, name)
+	if vnc {
+		if cur.VNCPassword == "" {
+			return api.Errorf(api.ErrInvalid, "vncpasswd: %q stands for the password set now, but %s has none: write the password itself", api.HiddenPassword, name)
+		}
+		spec.VNCPassword = cur.VNCPassword
 	}
-	spec.VNCPassword = cur
+	if hash {
+		if cur.Provision == nil || cur.Provision.PasswordHash == "" {
+			return api.Errorf(api.ErrInvalid, "root_password_hash: %q stands for the hash set now, but %s has none: write the hash itself", api.HiddenPassword, name)
+		}
+		p := *spec.Provision
+		p.PasswordHash = cur.Provision.PasswordHash
+		spec.Provision = &p
+	}
 	return nil
 }

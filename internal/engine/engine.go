@@ -55,6 +55,44 @@ type LaunchSpec struct {
 	// (none gets in before it is set).
 	VNC         bool
 	VNCPassword bool
+	// GuestAgent gives the VM a virtio-serial port for the QEMU guest
+	// agent (GuestAgent), its host end a socket in RunDir.
+	GuestAgent bool
+}
+
+// GuestAgent is the optional ability to talk to the agent in the guest
+// (LaunchSpec.GuestAgent). Every call is bounded by ctx and a short
+// timeout of its own: an absent or wedged agent answers with an error,
+// never a hang.
+type GuestAgent interface {
+	AgentInfo(ctx context.Context) (GuestInfo, error)
+	// AgentShutdown asks the guest to power off.
+	AgentShutdown(ctx context.Context) error
+	// AgentFreeze and AgentThaw freeze and thaw the guest's
+	// filesystems, returning how many.
+	AgentFreeze(ctx context.Context) (int, error)
+	AgentThaw(ctx context.Context) (int, error)
+	AgentExec(ctx context.Context, argv []string, stdin []byte) (GuestExec, error)
+	AgentSetPassword(ctx context.Context, user, password string) error
+}
+
+// GuestInfo is what the agent says about the guest.
+type GuestInfo struct {
+	OS     string
+	Kernel string
+	NICs   []GuestNIC
+}
+
+// GuestNIC is one guest interface and its addresses (CIDR form).
+type GuestNIC struct {
+	Name, MAC string
+	Addresses []string
+}
+
+// GuestExec is what a command run through the agent did.
+type GuestExec struct {
+	ExitCode       int
+	Stdout, Stderr []byte
 }
 
 // VNCDisplay is the optional ability to serve a VM's display over VNC

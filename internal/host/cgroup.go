@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ type Cgroups struct {
 	// Scope is the systemd scope unit that holds the domains on a systemd
 	// host with cgroup v2 ("" elsewhere).
 	Scope string
+	mu    sync.Mutex // balance's read-sum-write of the subtree's weight
 }
 
 const cfsPeriod = 100000 // µs
@@ -166,7 +168,7 @@ func detectCgroups(mountinfo, selfCgroup, sub string) (*Cgroups, error) {
 		switch m.FSType {
 		case "cgroup":
 			for _, opt := range strings.Split(m.SuperOpts, ",") {
-				if opt == "cpu" || opt == "memory" {
+				if opt == "cpu" || opt == "memory" || opt == "cpuacct" {
 					v1[opt] = filepath.Join(m.Point, strings.TrimPrefix(own[opt], m.Root), sub)
 				}
 			}
@@ -190,12 +192,53 @@ func newCgroupsV1(cpu, memory string) *Cgroups {
 
 func newCgroupsV2(base string) *Cgroups { return &Cgroups{Version: 2, v2: base} }
 
-// Dirs are the domain's cgroup directories.
+// Dirs are the domain's cgroup directories (on v1: cpu, memory, then
+// cpuacct where it is mounted apart from cpu, for the CPU time usage
+// accounting bills).
 func (c *Cgroups) Dirs(name string) []string {
 	if c.Version == 1 {
-		return []string{filepath.Join(c.v1["cpu"], name), filepath.Join(c.v1["memory"], name)}
+		dirs := []string{filepath.Join(c.v1["cpu"], name), filepath.Join(c.v1["memory"], name)}
+		if acct := c.v1["cpuacct"]; acct != "" && acct != c.v1["cpu"] {
+			dirs = append(dirs, filepath.Join(acct, name))
+		}
+		return dirs
 	}
 	return []string{filepath.Join(c.v2, name)}
+}
+
+// CPUTime is the CPU time (ns) the domain's cgroup has used since it was
+// made: every thread of its QEMU, the vCPUs and the device emulation
+// alike. -1 when it cannot be read (no cgroup, no cpuacct on v1).
+func (c *Cgroups) CPUTime(name string) int64 {
+	if c.Version == 1 {
+		acct := c.v1["cpuacct"]
+		if acct == "" {
+			return -1
+		}
+		b, err := procfs.ReadCounter(filepath.Join(acct, name, "cpuacct.usage"))
+		if err != nil {
+			return -1
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	b, err := procfs.ReadCounter(filepath.Join(c.v2, name, "cpu.stat"))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == "usage_usec" {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n * 1000
+		}
+	}
+	return -1
 }
 
 // ProcsFiles are the files a process writes its pid to to join.
@@ -316,7 +359,7 @@ func (c *Cgroups) Update(name string, l Limits) error {
 				return err
 			}
 		}
-		return nil
+		return c.balance()
 	}
 	dir := c.Dirs(name)[0]
 	max := "max"
@@ -335,7 +378,45 @@ func (c *Cgroups) Update(name string, l Limits) error {
 			return err
 		}
 	}
-	return nil
+	return c.balance()
+}
+
+// balance gives the domains' subtree the sum of its domains' CPU weights
+// (never less than one ordinary task's), so that each domain competes
+// with the host's own processes as one task of its weight would, as a
+// Xen guest competes with dom0, instead of all domains together as one:
+// with the default, a busy process on the host took as much CPU as
+// every guest together, and a second busy guest halved the first one's
+// share of a busy host (measured: bench/neighbours). Under systemd's
+// scope the siblings are other machines and machine.slice's CPUWeight=
+// is the admin's: left alone.
+func (c *Cgroups) balance() error {
+	if c.Scope != "" {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	base, file, floor, ceil := c.v2, "cpu.weight", 100, 10000
+	if c.Version == 1 {
+		base, file, floor, ceil = c.v1["cpu"], "cpu.shares", 1024, 262144
+	}
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return fmt.Errorf("reading cgroup %s: %w", base, err)
+	}
+	total := 0
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(base, e.Name(), file))
+		if err != nil {
+			continue // not a domain's (v2: the supervisor's leaf has no cpu files until enabled)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		total += n
+	}
+	return write(base, file, strconv.Itoa(min(max(total, floor), ceil)))
 }
 
 // HostThread charges one thread of a domain's QEMU to the host instead of
@@ -347,6 +428,9 @@ func (c *Cgroups) HostThread(tid int) error {
 	if c.Version != 1 {
 		return nil
 	}
+	if acct := c.v1["cpuacct"]; acct != "" && acct != c.v1["cpu"] {
+		write(acct, "tasks", strconv.Itoa(tid))
+	}
 	return write(c.v1["cpu"], "tasks", strconv.Itoa(tid))
 }
 
@@ -354,10 +438,14 @@ func (c *Cgroups) HostThread(tid int) error {
 // about to be torn down (after migrating away) must not take CPU from the
 // guests that run, the migrated one included.
 func (c *Cgroups) Deprioritize(name string) error {
+	file, val := "cpu.weight", "1"
 	if c.Version == 1 {
-		return write(c.Dirs(name)[0], "cpu.shares", "2")
+		file, val = "cpu.shares", "2"
 	}
-	return write(c.Dirs(name)[0], "cpu.weight", "1")
+	if err := write(c.Dirs(name)[0], file, val); err != nil {
+		return err
+	}
+	return c.balance()
 }
 
 // Remove deletes the domain's cgroups. A process SIGKILLed a moment ago
@@ -378,6 +466,9 @@ func (c *Cgroups) Remove(name string) error {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// The domain is gone whatever the subtree's weight; a failure to
+	// lower it is corrected by the next domain's change.
+	c.balance()
 	return nil
 }
 

@@ -152,6 +152,61 @@ func TestCgroupWrites(t *testing.T) {
 	}
 }
 
+// The domains' subtree weighs what its domains weigh together (at least
+// one ordinary task, at most the kernel's maximum), on v1 and v2; under
+// systemd's scope it is left to systemd.
+func TestSubtreeWeight(t *testing.T) {
+	read := func(p string) string { b, _ := os.ReadFile(p); return strings.TrimSpace(string(b)) }
+	root := t.TempDir()
+	v1base := filepath.Join(root, "cpu", "ringfence")
+	v2base := filepath.Join(root, "v2", "ringfence")
+	type step struct {
+		domain string
+		weight int // 0: the domain goes
+		want   string
+	}
+	cases := []struct {
+		name  string
+		c     *Cgroups
+		file  string
+		steps []step
+	}{
+		{name: "v1", c: newCgroupsV1(v1base, filepath.Join(root, "memory", "ringfence")), file: filepath.Join(v1base, "cpu.shares"),
+			steps: []step{{"a", 512, "2048"}, {"b", 256, "3072"}, {"b", 65535, "262144"}, {"a", 0, "262140"}, {"b", 0, "1024"}}},
+		{name: "v2", c: newCgroupsV2(v2base), file: filepath.Join(v2base, "cpu.weight"),
+			steps: []step{{"a", 512, "200"}, {"b", 256, "300"}, {"b", 65535, "10000"}, {"a", 0, "10000"}, {"b", 0, "100"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, st := range tc.steps {
+				var err error
+				if st.weight > 0 {
+					err = tc.c.Create(st.domain, Limits{CPUWeight: st.weight})
+				} else {
+					for _, d := range tc.c.Dirs(st.domain) {
+						os.RemoveAll(d) // cgroupfs removes a cgroup with its files; a temp dir does not
+					}
+					err = tc.c.balance()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := read(tc.file); got != st.want {
+					t.Fatalf("after %s weight %d: subtree %s = %q, want %q", st.domain, st.weight, filepath.Base(tc.file), got, st.want)
+				}
+			}
+		})
+	}
+	scoped := newCgroupsV2(filepath.Join(root, "scope"))
+	scoped.Scope = "ringfence-guests.scope"
+	if err := scoped.Create("a", Limits{CPUWeight: 512}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "scope", "cpu.weight")); err == nil {
+		t.Fatal("the systemd scope's weight was written")
+	}
+}
+
 func TestDetectCgroups(t *testing.T) {
 	dir := t.TempDir()
 	mi := filepath.Join(dir, "mountinfo")

@@ -6,6 +6,7 @@ package image
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -107,12 +108,21 @@ func (c cachedBuild) run(log io.Writer, build func(scratch string) ([][2]string,
 
 // debootstrap makes a minbase tree of suite with packages added (their
 // dependencies, not their recommends). Its output goes to out.
-func debootstrap(root string, packages []string, out io.Writer) error {
-	cmd := exec.Command("debootstrap", "--variant=minbase", "--components=main",
-		"--include="+strings.Join(packages, ","), debianSuite, root, debianMirror)
+func debootstrap(ctx context.Context, root string, packages []string, cacheDir string, out io.Writer) error {
+	args := []string{"--variant=minbase", "--components=main", "--include=" + strings.Join(packages, ",")}
+	if cacheDir != "" {
+		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+			return err
+		}
+		args = append(args, "--cache-dir="+cacheDir)
+	}
+	cmd := exec.CommandContext(ctx, "debootstrap", append(args, debianSuite, root, debianMirror)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("debootstrap: %v (its log: %s)", err, filepath.Join(root, "debootstrap", "debootstrap.log"))
 	}
 	return nil
@@ -131,8 +141,13 @@ func configureTree(root string, files map[string]string, rootPassword string, un
 			return err
 		}
 	}
-	if err := chroot(root, rootPassword, "root:"+rootPassword+"\n", "chpasswd"); err != nil {
-		return err
+	if rootPassword != "" {
+		if err := chroot(root, rootPassword, "root:"+rootPassword+"\n", "chpasswd"); err != nil {
+			return err
+		}
+	}
+	if len(units) == 0 {
+		return nil
 	}
 	return chroot(root, "", "", append([]string{"systemctl", "enable"}, units...)...)
 }
@@ -303,6 +318,7 @@ type treeRecipe struct {
 	prune        []string
 	rootPassword string
 	files        map[string]string // written into the tree after debootstrap
+	executables  []string          // of files, made executable
 	label        string            // of the ext4 root
 	minSize      int64             // of the root filesystem; 0: what the tree needs
 	configuring  string            // the log line of the configuring step
@@ -310,6 +326,8 @@ type treeRecipe struct {
 	check func(root string) error
 	// quiet keeps debootstrap's output out of log, for the error only.
 	quiet bool
+	// cacheDir keeps the downloaded .debs between builds ("": none).
+	cacheDir string
 }
 
 // hash hashes everything the image is made from.
@@ -323,6 +341,9 @@ func (r treeRecipe) hash() string {
 	fmt.Fprintf(h, "packages %s\nmodules %s\nunits %s\nprune %s\nroot password %s\n%s\n",
 		strings.Join(r.packages, ","), strings.Join(r.modules, ","), strings.Join(r.units, ","),
 		strings.Join(r.prune, ","), r.rootPassword, size)
+	if len(r.executables) > 0 {
+		fmt.Fprintf(h, "executables %s\n", strings.Join(r.executables, ","))
+	}
 	names := make([]string, 0, len(r.files))
 	for n := range r.files {
 		names = append(names, n)
@@ -394,55 +415,85 @@ func buildBootImage(r treeRecipe, dir string, log io.Writer) (BootImage, error) 
 func (r treeRecipe) buildIn(scratch string, log io.Writer) (BootImage, error) {
 	hash := r.hash()
 	out := bootImageIn(scratch, hash)
-	root := filepath.Join(scratch, "rootfs")
-
-	fmt.Fprintf(log, "==> debootstrap --variant=minbase %s (%s)\n", debianSuite, strings.Join(r.packages, " "))
-	var bootstrapOut io.Writer = log
-	quiet := &tailWriter{max: 8 << 10}
-	if r.quiet {
-		bootstrapOut = quiet
-	}
-	if err := debootstrap(root, r.packages, bootstrapOut); err != nil {
-		if r.quiet {
-			return out, fmt.Errorf("%w\nlast of its output:\n%s", err, quiet)
-		}
-		return out, err
-	}
-	if r.check != nil {
-		if err := r.check(root); err != nil {
-			return out, err
-		}
-	}
-	fmt.Fprintln(log, "==> configuring: "+r.configuring)
-	if err := configureTree(root, r.files, r.rootPassword, r.units); err != nil {
-		return out, err
-	}
-	kernel, kver, err := treeKernel(root)
+	t, err := r.prepareTree(context.Background(), scratch, log)
 	if err != nil {
 		return out, err
 	}
-	initramfsLog := log
-	if r.quiet {
-		initramfsLog = io.Discard
-	}
-	initrd, err := updateInitramfs(root, kver, r.modules, initramfsLog)
-	if err != nil {
+	if err := copyFile(t.kernel, out.Kernel); err != nil {
 		return out, err
 	}
-	if err := pruneTree(root, r.prune); err != nil {
+	if err := copyFile(t.initrd, out.Initrd); err != nil {
 		return out, err
 	}
-	if err := copyFile(kernel, out.Kernel); err != nil {
-		return out, err
-	}
-	if err := copyFile(initrd, out.Initrd); err != nil {
-		return out, err
-	}
-	if err := makeRootFS(root, out.Root, r.label, r.minSize, initramfsLog); err != nil {
+	if err := makeRootFS(t.root, out.Root, r.label, r.minSize, r.stepLog(log)); err != nil {
 		return out, err
 	}
 	if err := writeAtomic(out.Recipe, []byte(hash+"\n"), 0o644); err != nil {
 		return out, err
 	}
 	return out, nil
+}
+
+// stepLog is where the detail of the steps after debootstrap goes.
+func (r treeRecipe) stepLog(log io.Writer) io.Writer {
+	if r.quiet {
+		return io.Discard
+	}
+	return log
+}
+
+// preparedTree is a configured, pruned Debian tree with its kernel and
+// initramfs.
+type preparedTree struct{ root, kernel, initrd string }
+
+// prepareTree debootstraps the recipe's tree into scratch/rootfs,
+// configures it, rebuilds its initramfs and prunes it. ctx ends
+// debootstrap (the longest step) and is checked between the others.
+func (r treeRecipe) prepareTree(ctx context.Context, scratch string, log io.Writer) (preparedTree, error) {
+	t := preparedTree{root: filepath.Join(scratch, "rootfs")}
+	fmt.Fprintf(log, "==> debootstrap --variant=minbase %s (%s)\n", debianSuite, strings.Join(r.packages, " "))
+	var bootstrapOut io.Writer = log
+	quiet := &tailWriter{max: 8 << 10}
+	if r.quiet {
+		bootstrapOut = quiet
+	}
+	if err := debootstrap(ctx, t.root, r.packages, r.cacheDir, bootstrapOut); err != nil {
+		if r.quiet {
+			return t, fmt.Errorf("%w\nlast of its output:\n%s", err, quiet)
+		}
+		return t, err
+	}
+	if r.check != nil {
+		if err := r.check(t.root); err != nil {
+			return t, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return t, err
+	}
+	fmt.Fprintln(log, "==> configuring: "+r.configuring)
+	if err := configureTree(t.root, r.files, r.rootPassword, r.units); err != nil {
+		return t, err
+	}
+	for _, x := range r.executables {
+		if err := os.Chmod(filepath.Join(t.root, x), 0o755); err != nil {
+			return t, err
+		}
+	}
+	kernel, kver, err := treeKernel(t.root)
+	if err != nil {
+		return t, err
+	}
+	if err := ctx.Err(); err != nil {
+		return t, err
+	}
+	initrd, err := updateInitramfs(t.root, kver, r.modules, r.stepLog(log))
+	if err != nil {
+		return t, err
+	}
+	if err := pruneTree(t.root, r.prune); err != nil {
+		return t, err
+	}
+	t.kernel, t.initrd = kernel, initrd
+	return t, ctx.Err()
 }

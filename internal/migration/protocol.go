@@ -51,6 +51,9 @@ type Header struct {
 	// Tenant owns the domain ("" = the host): the destination admits it
 	// into that tenant's reservation there (refused if it has none).
 	Tenant string `json:"tenant,omitempty"`
+	// Usage are the domain's running usage totals as the migration
+	// starts; Go carries them again, final, at the handover.
+	Usage *api.UsageCounters `json:"usage,omitempty"`
 }
 
 // Disk is one disk to copy (--with-storage).
@@ -68,6 +71,10 @@ type Disk struct {
 // its copy.
 type Go struct {
 	Go bool `json:"go"`
+	// Usage are the domain's usage totals at the handover (its guest
+	// stopped): the destination's records continue from them, the
+	// source's last record ends with them.
+	Usage *api.UsageCounters `json:"usage,omitempty"`
 }
 
 // Reply is every message the destination sends.
@@ -150,7 +157,7 @@ func (c *Control) ReadReply(rep *Reply) error {
 
 // AwaitGo reads the source's messages until the channel closes, calling
 // handover on the first "go" (a repeated one is ignored).
-func (c *Control) AwaitGo(handover func()) {
+func (c *Control) AwaitGo(handover func(Go)) {
 	var once sync.Once
 	for {
 		line, err := readBounded(c.br, MaxMessage)
@@ -159,7 +166,7 @@ func (c *Control) AwaitGo(handover func()) {
 		}
 		var g Go
 		if json.Unmarshal(line, &g) == nil && g.Go {
-			once.Do(handover)
+			once.Do(func() { handover(g) })
 		}
 	}
 }

@@ -75,7 +75,7 @@ func TestAwaitGoSeesTheHandoverThenTheEnd(t *testing.T) {
 	gone := make(chan int, 1)
 	go func() {
 		n := 0
-		dst.AwaitGo(func() { n++ })
+		dst.AwaitGo(func(Go) { n++ })
 		gone <- n
 	}()
 	src.Send(map[string]any{"something": "else"})

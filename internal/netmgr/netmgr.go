@@ -106,6 +106,25 @@ func (m *Manager) Bridge(name string) string {
 	return name
 }
 
+// Network returns the managed network bridge names: by its name, or
+// by its bridge ("" is xl's default bridge).
+func (m *Manager) Network(bridge string) (api.Network, bool) {
+	if bridge == "" {
+		bridge = api.DefaultBridge
+	}
+	m.cacheMu.RLock()
+	defer m.cacheMu.RUnlock()
+	if n, ok := m.byName[bridge]; ok {
+		return n, true
+	}
+	for _, n := range m.byName {
+		if n.Bridge == bridge {
+			return n, true
+		}
+	}
+	return api.Network{}, false
+}
+
 // List returns the networks by name.
 func (m *Manager) List() []api.Network {
 	m.cacheMu.RLock()
@@ -161,7 +180,7 @@ func (m *Manager) Create(ctx context.Context, req api.Network) (api.Network, err
 		}
 		r.Add(func() { network.Release(req.Uplink) })
 	}
-	n := api.Network{Name: req.Name, Bridge: req.Bridge, Uplink: req.Uplink, Created: created, Tenant: req.Tenant, Shared: req.Shared}
+	n := api.Network{Name: req.Name, Bridge: req.Bridge, Uplink: req.Uplink, Created: created, Tenant: req.Tenant, Shared: req.Shared, Cluster: req.Cluster}
 	if req.NAT {
 		n.NAT, n.Subnet, n.Gateway = true, subnet.String(), subnet.Addr().Next().String()
 		r.Add(func() { m.stopNAT(n) })

@@ -74,3 +74,31 @@ func (m *Manager) Counters(tap string) (rxBytes, txBytes, rxPackets, txPackets i
 	st := network.TapCounters(tap)
 	return st.RxBytes, st.TxBytes, st.RxPackets, st.TxPackets
 }
+
+// AllCounters are every tap's Counters at once (one netlink dump), by
+// tap: rx bytes, tx bytes, rx packets, tx packets.
+func (m *Manager) AllCounters() map[string][4]int64 {
+	all := network.AllTapCounters()
+	out := make(map[string][4]int64, len(all))
+	for name, st := range all {
+		out[name] = [4]int64{st.RxBytes, st.TxBytes, st.RxPackets, st.TxPackets}
+	}
+	return out
+}
+
+// Throttle shapes a running vif's tap to bytesPerSec both ways (a
+// transfer quota crossed), through the same limiter as rate=; it is
+// idempotent, and the tap's next incarnation gets its rate= again.
+func (m *Manager) Throttle(tap string, bytesPerSec int64) error {
+	if bytesPerSec <= 0 {
+		return nil
+	}
+	if network.Rate(tap) == uint64(bytesPerSec) {
+		return nil
+	}
+	// 50 ms of traffic per interval, as Xen's rate= default.
+	return network.SetRate(tap, bytesPerSec/20, 50000)
+}
+
+// Rate is a tap's shaping rate in bytes per second (0: none).
+func (m *Manager) Rate(tap string) int64 { return int64(network.Rate(tap)) }

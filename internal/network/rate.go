@@ -1,6 +1,7 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,20 +20,18 @@ func SetRate(tap string, bytesPerInterval, intervalUS int64) error {
 	if bytesPerInterval <= 0 || intervalUS <= 0 {
 		return nil
 	}
-	rate := bytesPerInterval * 1000000 / intervalUS // bytes per second
-	burst := bytesPerInterval
-	if burst < 3200 {
-		burst = 3200 // at least two full frames, or nothing passes
-	}
+	rate, buffer, limit := tbfParams(bytesPerInterval, intervalUS)
 	link, err := netlink.LinkByName(tap)
 	if err != nil {
 		return fmt.Errorf("rate on %s: %w", tap, err)
 	}
-	if err := shape(link, rate, burst); err != nil {
+	if err := shape(link, rate, buffer, limit); err != nil {
 		return err
 	}
 	ifb := &netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: ifbName(tap)}}
-	if err := netlink.LinkAdd(ifb); err != nil {
+	// Set again (a transfer quota's throttle over rate=): the device is
+	// there already and is reshaped.
+	if err := netlink.LinkAdd(ifb); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("creating %s for %s's transmit limit: %w", ifb.Name, tap, err)
 	}
 	il, err := netlink.LinkByName(ifb.Name)
@@ -42,7 +41,7 @@ func SetRate(tap string, bytesPerInterval, intervalUS int64) error {
 	if err := netlink.LinkSetUp(il); err != nil {
 		return err
 	}
-	if err := shape(il, rate, burst); err != nil {
+	if err := shape(il, rate, buffer, limit); err != nil {
 		return err
 	}
 	idx := link.Attrs().Index
@@ -62,12 +61,28 @@ func SetRate(tap string, bytesPerInterval, intervalUS int64) error {
 	return nil
 }
 
-func shape(link netlink.Link, rate, burst int64) error {
+// tbfParams are the token bucket's settings for xl's rate: bytes per
+// second, the bucket (one interval's worth, at least two full frames)
+// and the queue (four buckets). The kernel takes the bucket as the time
+// it takes to send it at the rate, in its scheduler ticks, not in bytes:
+// given 31250 as bytes it held a 1250-byte bucket at 5 Mbit/s, and a
+// frame larger than the bucket is always dropped, so no full-size frame
+// ever passed a rate=.
+func tbfParams(bytesPerInterval, intervalUS int64) (rate uint64, buffer, limit uint32) {
+	rate = uint64(bytesPerInterval * 1000000 / intervalUS)
+	burst := bytesPerInterval
+	if burst < 3200 {
+		burst = 3200 // at least two full frames, or nothing passes
+	}
+	return rate, netlink.Xmittime(rate, uint32(burst)), uint32(burst * 4)
+}
+
+func shape(link netlink.Link, rate uint64, buffer, limit uint32) error {
 	tbf := &netlink.Tbf{
 		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
-		Rate:       uint64(rate),
-		Buffer:     uint32(burst),
-		Limit:      uint32(burst * 4),
+		Rate:       rate,
+		Buffer:     buffer,
+		Limit:      limit,
 	}
 	if err := netlink.QdiscReplace(tbf); err != nil {
 		return fmt.Errorf("shaping %s to %d B/s: %w", link.Attrs().Name, rate, err)

@@ -370,3 +370,11 @@ func doJSON(ctx context.Context, cfg *tls.Config, method, url string, in, out an
 	}
 	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
 }
+
+// AuthorityAddr is where a member's authority listens (HOST:PORT; "" on
+// an authority or an untrusted host): a joining host finds its cluster there.
+func (t *Trust) AuthorityAddr() string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.auth.Addr
+}

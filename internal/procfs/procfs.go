@@ -19,6 +19,7 @@ const ClockTicks = 100
 // Stat is the parsed part of /proc/PID[/task/TID]/stat.
 type Stat struct {
 	State     byte   // R, S, D, Z, T...
+	MajFlt    uint64 // page faults that had to read a page in (swap, files)
 	UTime     uint64 // ticks
 	STime     uint64
 	StartTime uint64 // ticks after boot; with the pid it identifies a process
@@ -38,6 +39,11 @@ func ReadStat(pid, tid int) (Stat, error) {
 	if err != nil {
 		return Stat{}, err
 	}
+	return parseStat(p, b)
+}
+
+// parseStat reads the fields of a stat file (p names it in errors).
+func parseStat(p string, b []byte) (Stat, error) {
 	// comm may contain spaces and parens: split after the last ')'.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
@@ -47,9 +53,11 @@ func ReadStat(pid, tid int) (Stat, error) {
 	if len(f) < 20 {
 		return Stat{}, fmt.Errorf("%s: malformed", p)
 	}
-	// f[0] is field 3 (state); utime is field 14, stime 15, starttime 22.
+	// f[0] is field 3 (state); majflt is field 12, utime 14, stime 15,
+	// starttime 22.
 	var s Stat
 	s.State = f[0][0]
+	s.MajFlt, _ = strconv.ParseUint(f[9], 10, 64)
 	s.UTime, _ = strconv.ParseUint(f[11], 10, 64)
 	s.STime, _ = strconv.ParseUint(f[12], 10, 64)
 	s.StartTime, _ = strconv.ParseUint(f[19], 10, 64)
@@ -85,7 +93,7 @@ func CmdlineContains(pid int, s string) bool {
 // SchedStat is /proc/PID/task/TID/schedstat: time on a CPU and time
 // runnable but waiting for one, in nanoseconds.
 func SchedStat(pid, tid int) (run, wait int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, tid))
+	b, err := ReadCounter(fmt.Sprintf("/proc/%d/task/%d/schedstat", pid, tid))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -98,15 +106,26 @@ func SchedStat(pid, tid int) (run, wait int64, err error) {
 	return run, wait, nil
 }
 
+// Threads lists the ids of pid's threads.
+func Threads(pid int) ([]int, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, 0, len(tasks))
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			out = append(out, tid)
+		}
+	}
+	return out, nil
+}
+
 // ProcessSchedStat sums SchedStat over all of pid's threads (threads that
 // end meanwhile are skipped).
 func ProcessSchedStat(pid int) (run, wait int64) {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
+	tids, _ := Threads(pid)
+	for _, tid := range tids {
 		if r, w, err := SchedStat(pid, tid); err == nil {
 			run, wait = run+r, wait+w
 		}
@@ -172,11 +191,10 @@ func BootID(path string) (string, error) {
 // ThreadNamed returns the id of pid's thread whose name (comm) is comm,
 // or 0.
 func ThreadNamed(pid int, comm string) int {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/comm", pid, t.Name()))
+	tids, _ := Threads(pid)
+	for _, tid := range tids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", pid, tid))
 		if err == nil && strings.TrimSpace(string(b)) == comm {
-			tid, _ := strconv.Atoi(t.Name())
 			return tid
 		}
 	}

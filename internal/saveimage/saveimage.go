@@ -38,6 +38,9 @@ type Header struct {
 	Host    string         `json:"host"`
 	// Tenant owned the domain ("" = the host): a restore keeps it.
 	Tenant string `json:"tenant,omitempty"`
+	// Usage are its running usage totals when it was saved: a restore
+	// continues them (internal/usage).
+	Usage *api.UsageCounters `json:"usage,omitempty"`
 }
 
 // Writer writes one image: Begin writes the header, Write the stream

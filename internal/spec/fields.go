@@ -54,6 +54,10 @@ func checkFields(s *api.DomainSpec) error {
 		strRule("on_watchdog", s.OnWatchdog, ValidAction),
 		strRule("bootloader", s.Bootloader, ValidBootloader),
 		strRule("boot", s.Boot, ValidBoot),
+		strRule("transfer_action", s.TransferAction, ValidTransferAction),
+	}
+	if s.TransferQuota < 0 {
+		rules = append(rules, fieldRule{"transfer_quota", fmt.Errorf("%d: a quota is a number of bytes >= 0 (0: none)", s.TransferQuota)})
 	}
 	// cpus= is checked against the host's CPUs by the daemon (ParseCPUList).
 	for i, d := range s.Disks {

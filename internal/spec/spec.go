@@ -69,7 +69,9 @@ func Normalize(s *api.DomainSpec) error {
 func defaultType(s *api.DomainSpec) {
 	if s.Type == "" {
 		s.Type = "pv"
-		if s.Kernel == "" && s.Bootloader == "" {
+		// A domain made from an image boots the image's kernel (the
+		// daemon fills it in) or, with a bootloader, its GRUB.
+		if s.Kernel == "" && s.Bootloader == "" && s.Provision == nil {
 			s.Type = "hvm"
 		}
 	}
@@ -128,6 +130,9 @@ func defaultActions(s *api.DomainSpec) {
 // checkBoot refuses a spec with nothing to boot and checks the boot
 // files and the command line.
 func checkBoot(s *api.DomainSpec) error {
+	if s.Provision != nil && s.Kernel == "" {
+		return nil // the daemon adds the image's disk and boot files
+	}
 	if s.Type != "hvm" && s.Kernel == "" && s.Bootloader == "" {
 		return problem(fmt.Errorf("type %q needs kernel = \"/path/to/vmlinuz\" or bootloader = \"pygrub\" (or use type = \"hvm\" to boot the first disk)", s.Type), "type", "builder")
 	}

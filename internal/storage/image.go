@@ -177,3 +177,13 @@ func VirtualSize(path, format string) (int64, error) {
 	ii, err := info(path)
 	return ii.VirtualSize, err
 }
+
+// ConvertToQcow2 writes a raw image as a new qcow2 file at dst (zero
+// blocks stay unallocated): an OS image's template.
+func ConvertToQcow2(ctx context.Context, raw, dst string) error {
+	if err := qemuImgCtx(ctx, "convert", "-q", "-f", "raw", "-O", "qcow2", raw, dst); err != nil {
+		os.Remove(dst)
+		return err
+	}
+	return nil
+}

@@ -126,7 +126,10 @@ func (p *Pools) Create(ctx context.Context, req api.Pool) (api.Pool, error) {
 		}
 		made = true
 	}
-	pl := api.Pool{Name: req.Name, Dir: dir, Tenant: req.Tenant, Shared: req.Shared}
+	if req.Cluster && req.Tenant != "" {
+		return req, api.Errorf(api.ErrInvalid, "a pool of tenant %s cannot be a cluster pool: only the host's pools are (drop --cluster or --tenant)", req.Tenant)
+	}
+	pl := api.Pool{Name: req.Name, Dir: dir, Tenant: req.Tenant, Shared: req.Shared, Cluster: req.Cluster}
 	b, _ := json.Marshal(pl)
 	if err := store.Put(ctx, p.st, keyPools+pl.Name, b); err != nil {
 		if made {

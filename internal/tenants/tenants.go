@@ -19,6 +19,7 @@ import (
 	"github.com/ringfence/ringfence/internal/api"
 	"github.com/ringfence/ringfence/internal/host"
 	"github.com/ringfence/ringfence/internal/names"
+	"github.com/ringfence/ringfence/internal/spec"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -41,7 +42,10 @@ type Sources struct {
 	// Domains are every domain, the stopped defined ones too.
 	Domains func() []api.Domain
 	// Stats is the latest sample of the running domains (top).
-	Stats    func() api.Stats
+	Stats func() api.Stats
+	// Transfer is a tenant's transfer this month (the usage ledger's);
+	// nil: the running domains' counters since each started.
+	Transfer func(tenant string) int64
 	Pools    func(ctx context.Context) ([]api.Pool, error)
 	Volumes  func(p api.Pool) ([]api.Volume, error)
 	Networks func() []api.Network
@@ -112,6 +116,9 @@ func checkQuota(q api.TenantQuota) error {
 	if q.MemoryMiB < 0 || q.VCPUs < 0 || q.DiskBytes < 0 || q.TransferBytes < 0 {
 		return api.Errorf(api.ErrInvalid, "a quota cannot be negative (memory %d MiB, vcpus %d, disk %d bytes, transfer %d bytes)", q.MemoryMiB, q.VCPUs, q.DiskBytes, q.TransferBytes)
 	}
+	if err := spec.ValidTransferAction(q.TransferAction); err != nil {
+		return api.Errorf(api.ErrInvalid, "transfer action: %v", err)
+	}
 	return nil
 }
 
@@ -156,6 +163,7 @@ func (m *Manager) Update(ctx context.Context, name string, u api.TenantUpdate) (
 	set(&q.VCPUs, u.VCPUs)
 	set(&q.DiskBytes, u.DiskBytes)
 	set(&q.TransferBytes, u.TransferBytes)
+	set(&q.TransferAction, u.TransferAction)
 	if err := checkQuota(q); err != nil {
 		return api.Tenant{}, err
 	}
@@ -268,7 +276,7 @@ func (m *Manager) view(ctx context.Context, name string, r record) api.Tenant {
 		u.MemoryMiB, u.VCPUs = lt.UsedMemoryMiB, lt.UsedVCPUs
 	}
 	u.DiskBytes, _ = m.DiskUsage(ctx, name)
-	u.TransferBytes = m.transfer(u.Domains)
+	u.TransferBytes = m.transfer(name, u.Domains)
 	return api.Tenant{Name: name, Quota: r.Quota, Created: r.Created, Usage: u}
 }
 
@@ -319,11 +327,13 @@ func (m *Manager) tokens(list func(string) ([]store.KV, error), name string) ([]
 	return m.Src.Tokens(list, name)
 }
 
-// transfer is the vif bytes (rx + tx) of the domains named, from the
-// latest sample: counters since each domain's QEMU started. A billing
-// period that outlives restarts is usage accounting's (issue 19), so the
-// transfer quota is shown, not enforced.
-func (m *Manager) transfer(domains []string) int64 {
+// transfer is the tenant's vif bytes (rx + tx) this month, as the usage
+// ledger counts them against its transfer quota (Sources.Transfer);
+// without one, the named domains' counters since each QEMU started.
+func (m *Manager) transfer(tenant string, domains []string) int64 {
+	if m.Src.Transfer != nil {
+		return m.Src.Transfer(tenant)
+	}
 	if m.Src.Stats == nil || len(domains) == 0 {
 		return 0
 	}

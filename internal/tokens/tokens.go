@@ -52,11 +52,13 @@ type record struct {
 	// Certs are the SHA-256 of the client certificates bound to the
 	// token (hex): each stands for the token, for as long as it lives.
 	Certs []string `json:"certs,omitempty"`
+	// Password is the web admin sign-in password's hash (password.go).
+	Password string `json:"password,omitempty"`
 }
 
 func (r record) view(name string) api.APIToken {
 	return api.APIToken{Name: name, Role: r.Role, Tenant: r.Tenant, Created: r.Created, Expires: r.Expires, LastUsed: r.LastUsed,
-		Revoked: r.Revoked, Certificates: r.Certs}
+		Revoked: r.Revoked, Certificates: r.Certs, Password: r.Password != ""}
 }
 
 // ErrInvalid is the one answer to a secret that is not a known token's
@@ -110,6 +112,11 @@ func (m *Manager) Create(ctx context.Context, req api.APITokenRequest) (api.APIT
 	secret := secretPrefix + req.Name + "_" + base64.RawURLEncoding.EncodeToString(raw[:])
 	now := m.Now().UTC().Truncate(time.Second)
 	rec := record{Role: string(role), Tenant: req.Tenant, Hash: hashOf(secret), Created: now}
+	if req.Password != "" {
+		if rec.Password, err = hashPassword(req.Password); err != nil {
+			return api.APITokenCreated{}, err
+		}
+	}
 	if req.ExpiresSec > 0 {
 		rec.Expires = now.Add(time.Duration(req.ExpiresSec) * time.Second)
 	}
@@ -240,6 +247,18 @@ func (m *Manager) Authenticate(ctx context.Context, secret, remote string) (auth
 	}
 	got := hashOf(secret)
 	if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 || name == "" || r.Hash == "" {
+		return auth.Principal{}, ErrInvalid
+	}
+	return m.principal(ctx, auth.Token, name, r, remote)
+}
+
+// Lookup is the principal of the live token name, its secret already
+// proven earlier (a web session signed in with it): refused, as
+// Authenticate refuses, once the token is revoked, expired or gone.
+func (m *Manager) Lookup(ctx context.Context, name, remote string) (auth.Principal, error) {
+	var r record
+	b, err := m.st.Get(ctx, Prefix+name)
+	if err != nil || json.Unmarshal(b, &r) != nil {
 		return auth.Principal{}, ErrInvalid
 	}
 	return m.principal(ctx, auth.Token, name, r, remote)

@@ -29,15 +29,16 @@ var allowed = map[string][]string{
 	// The daemon serves the API over the domain core and the host-side
 	// managers.
 	"internal/daemon": {"internal/api", "internal/audit", "internal/auth", "internal/cmdline", "internal/config", "internal/domain", "internal/engine", "internal/engine/qemu",
-		"internal/events", "internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/operations", "internal/peer", "internal/procfs", "internal/safefile", "internal/selfsign", "internal/storage", "internal/store", "internal/tenants", "internal/tokens"},
+		"internal/cluster", "internal/etcdmember", "internal/events", "internal/ha", "internal/host", "internal/launch", "internal/migration", "internal/names", "internal/netmgr", "internal/operations", "internal/peer", "internal/procfs", "internal/revert", "internal/safefile", "internal/selfsign", "internal/spec", "internal/storage", "internal/store", "internal/tenants", "internal/tokens", "internal/usage", "internal/webui"},
 	"internal/domain": {"internal/api", "internal/auth", "internal/config", "internal/crashpoint", "internal/engine", "internal/host", "internal/migration", "internal/names", "internal/saveimage",
-		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store"},
+		"internal/procfs", "internal/revert", "internal/safefile", "internal/spec", "internal/storage", "internal/store", "internal/usage", "internal/cloudinit"},
 
 	// The engine boundary: domain talks to engine only; the QEMU engine
 	// knows nothing above it.
 	"internal/engine":          {},
-	"internal/engine/qemu":     {"internal/engine", "internal/engine/qemu/qmp", "internal/imagelock", "internal/launch", "internal/procfs"},
+	"internal/engine/qemu":     {"internal/engine", "internal/engine/qemu/qga", "internal/engine/qemu/qmp", "internal/imagelock", "internal/launch", "internal/procfs"},
 	"internal/engine/qemu/qmp": {},
+	"internal/engine/qemu/qga": {},
 	// Test doubles and conformance suites: each knows only the boundary
 	// it stands in for or checks.
 	"internal/engine/fake":       {"internal/engine"},
@@ -51,11 +52,17 @@ var allowed = map[string][]string{
 
 	// Who may do what: permissions, roles, principals. A leaf.
 	"internal/auth": {},
+	// The web admin: its pages and the browsers' sessions, over the API's
+	// wire types and roles (never the daemon: it is one more client).
+	"internal/webui": {"internal/api", "internal/auth", "internal/store"},
 	// Who did what: the append-only audit log in the store.
 	"internal/audit": {"internal/api", "internal/store"},
 	// Tenants: records, ledger reservations, usage, the rule of what a
 	// tenant's domain may use (the objects' owners are read, not kept).
-	"internal/tenants": {"internal/api", "internal/host", "internal/names", "internal/store"},
+	// The usage ledger: records, rating and quotas over the store.
+	"internal/usage": {"internal/api", "internal/store"},
+
+	"internal/tenants": {"internal/api", "internal/host", "internal/names", "internal/spec", "internal/store"},
 	// API tokens: made, hashed, checked, revoked.
 	"internal/tokens": {"internal/api", "internal/auth", "internal/names", "internal/store"},
 	// Self-signed certificates pinned by fingerprint (the API listener's, a CLI's).
@@ -72,16 +79,25 @@ var allowed = map[string][]string{
 	"internal/saveimage": {"internal/api"},
 
 	// Host-side managers and their leaves.
-	"internal/config":     {"internal/api", "internal/spec"},
-	"internal/spec":       {"internal/api", "internal/names"}, // a valid spec's rules: config and the daemon share them
-	"internal/storage":    {"internal/api", "internal/imagelock", "internal/names", "internal/procfs", "internal/safefile", "internal/spec", "internal/store"},
-	"internal/netmgr":     {"internal/api", "internal/network", "internal/revert", "internal/storage", "internal/store"},
-	"internal/network":    {},
-	"internal/peer":       {"internal/api", "internal/names", "internal/safefile"},
-	"internal/host":       {"internal/api", "internal/procfs"},
-	"internal/store":      {"internal/safefile"},
-	"internal/image":      {"internal/procfs"},
+	"internal/config":  {"internal/api", "internal/names", "internal/spec"},
+	"internal/spec":    {"internal/api", "internal/names"}, // a valid spec's rules: config and the daemon share them
+	"internal/storage": {"internal/api", "internal/imagelock", "internal/names", "internal/procfs", "internal/safefile", "internal/spec", "internal/store"},
+	"internal/netmgr":  {"internal/api", "internal/network", "internal/revert", "internal/storage", "internal/store"},
+	"internal/network": {},
+	"internal/peer":    {"internal/api", "internal/names", "internal/safefile"},
+	"internal/host":    {"internal/api", "internal/procfs"},
+	"internal/store":   {"internal/safefile"},
+	// The cluster's store: etcd as a store.Store, and the etcd member a
+	// daemon runs (embed), each knowing only its own boundary.
+	"internal/store/etcdstore": {"internal/store"},
+	"internal/etcdmember":      {},
+	// This host's membership of a cluster: its member, its record, the verbs.
+	"internal/cluster": {"internal/api", "internal/etcdmember", "internal/revert", "internal/safefile", "internal/store", "internal/store/etcdstore"},
+	// A host's fencing of its HA guests: the deadline and the guard process.
+	"internal/ha":         {"internal/procfs", "internal/safefile"},
+	"internal/image":      {"internal/api", "internal/procfs", "internal/storage"},
 	"internal/crashpoint": {},
+	"internal/cloudinit":  {},
 	"internal/cmdline":    {},
 	"internal/imagelock":  {},
 	"internal/launch":     {},

@@ -16,9 +16,7 @@ import (
 // test's own network namespace.
 func TestBridgedVif(t *testing.T) {
 	e := NewEnv(t)
-	mustRun(t, "ip", "-n", e.Netns, "link", "add", "xenbr0", "type", "bridge")
-	mustRun(t, "ip", "-n", e.Netns, "addr", "add", "10.77.0.1/24", "dev", "xenbr0")
-	mustRun(t, "ip", "-n", e.Netns, "link", "set", "xenbr0", "up")
+	e.hostBridge("xenbr0", "10.77.0.1/24")
 
 	c := e.Boot("net1", `vif = [ 'mac=00:16:3e:01:02:03,bridge=xenbr0,rate=8Mb/s' ]`)
 	d := e.Domain("net1")

@@ -187,6 +187,9 @@ func TestCapAndTop(t *testing.T) {
 	if got := vcpuAffinity(t, d.PID); got != "1" {
 		t.Fatalf("vCPU 0 allowed on %q after vcpu-pin 0 1", got)
 	}
+	if got := emulatorAffinity(t, d.PID); len(got) != 1 || got[0] != "1" {
+		t.Fatalf("QEMU's other threads allowed on %q after vcpu-pin 0 1 (its only vCPU)", got)
+	}
 	e.MustRF("vcpu-pin", "capped", "all", "all")
 	if got := vcpuAffinity(t, d.PID); got != "0-1" && got != "0" {
 		t.Fatalf("vCPU 0 allowed on %q after vcpu-pin all all", got)
@@ -212,6 +215,11 @@ func TestWeightsAndSteal(t *testing.T) {
 	for _, p := range []int{p1, p2} {
 		if got := vcpuAffinity(t, p); got != "1" {
 			t.Fatalf("cpus = '1' but the vCPU thread may run on %q", got)
+		}
+		// QEMU's other threads (main loop, I/O) follow the vCPUs' CPUs:
+		// a flooding neighbour's I/O must not land on its victim's CPU.
+		if got := emulatorAffinity(t, p); len(got) != 1 || got[0] != "1" {
+			t.Fatalf("cpus = '1' but QEMU's other threads may run on %q", got)
 		}
 	}
 	// What Ringfence writes: the weights, as the cgroup version has them.
@@ -370,6 +378,29 @@ func TestBalloon(t *testing.T) {
 	if r := e.RF("mem-set", "bal", "250m"); r.Code == 0 {
 		t.Fatal("mem-set above the lowered ceiling was accepted")
 	}
+}
+
+// emulatorAffinity lists the distinct Cpus_allowed_list of a QEMU's
+// threads that are not vCPUs.
+func emulatorAffinity(t *testing.T, pid int) []string {
+	tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*"))
+	seen := map[string]bool{}
+	var out []string
+	for _, task := range tasks {
+		comm, _ := os.ReadFile(filepath.Join(task, "comm"))
+		if strings.HasPrefix(string(comm), "CPU ") {
+			continue
+		}
+		status, _ := os.ReadFile(filepath.Join(task, "status"))
+		if m := regexp.MustCompile(`Cpus_allowed_list:\s+(\S+)`).FindStringSubmatch(string(status)); m != nil && !seen[m[1]] {
+			seen[m[1]] = true
+			out = append(out, m[1])
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no QEMU threads besides the vCPUs in %d", pid)
+	}
+	return out
 }
 
 // vcpuAffinity is Cpus_allowed_list of a QEMU's first vCPU thread.

@@ -99,8 +99,8 @@ func TestPeerListenerServesOnlyMigration(t *testing.T) {
 			}
 		}
 	}
-	if open != 5 {
-		t.Errorf("%d routes are open to peer hosts, want the 5 migration and trust ones", open)
+	if open != 7 {
+		t.Errorf("%d routes are open to peer hosts, want the 7 migration, trust, cluster-forward and stream-relay ones", open)
 	}
 	// The review's attacks, by name.
 	attacks := []struct{ method, path, body string }{

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -65,6 +66,13 @@ func Daemon(bin, stateDir string, args ...string) (c *client.Client, stop func()
 // the network namespace is joined (nsenter --net): `ip netns exec` would
 // also remount /sys and hide the cgroup hierarchies.
 func DaemonIn(netns, bin, stateDir string, args ...string) (c *client.Client, stop func(), err error) {
+	c, _, stop, err = DaemonProc(netns, bin, stateDir, args...)
+	return c, stop, err
+}
+
+// DaemonProc is DaemonIn that also gives the daemon's process id (a
+// benchmark that reads the daemon's own CPU time needs it).
+func DaemonProc(netns, bin, stateDir string, args ...string) (c *client.Client, pid int, stop func(), err error) {
 	os.MkdirAll(stateDir, 0o700)
 	sock := filepath.Join(stateDir, "s.sock")
 	argv := append([]string{bin, "--socket", sock, "serve", "--state-dir", stateDir}, args...)
@@ -75,22 +83,22 @@ func DaemonIn(netns, bin, stateDir string, args ...string) (c *client.Client, st
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, err := os.Create(filepath.Join(stateDir, "daemon.log"))
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
 	stop = func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); logf.Close() }
 	c = client.New(sock)
 	for i := 0; i < 300; i++ {
 		if _, err := c.Host(context.Background()); err == nil {
-			return c, stop, nil
+			return c, cmd.Process.Pid, stop, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	stop()
-	return nil, nil, fmt.Errorf("daemon on %s did not start; see %s/daemon.log", stateDir, stateDir)
+	return nil, 0, nil, fmt.Errorf("daemon on %s did not start; see %s/daemon.log", stateDir, stateDir)
 }
 
 // WaitFor reads r until text appears (it may span reads).
@@ -138,4 +146,46 @@ func (u *Undo) Run() {
 	for _, f := range *u {
 		defer f()
 	}
+}
+
+// Sh runs a command, its output part of the error.
+func Sh(args ...string) error {
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Count reads r to its end: how many bytes came, and the seconds from the
+// first to the end (a sink's view of a transfer, buffers drained).
+func Count(r io.Reader) (n int64, seconds float64) {
+	buf := make([]byte, 256<<10)
+	var first time.Time
+	for {
+		k, err := r.Read(buf)
+		if k > 0 && n == 0 {
+			first = time.Now()
+		}
+		n += int64(k)
+		if err != nil {
+			break
+		}
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return n, time.Since(first).Seconds()
+}
+
+// Report ends a benchmark's run: err ends it with a message, else res is
+// printed as JSON and written to bench/results/NAME.json.
+func Report(name string, res any, err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	b, _ := json.MarshalIndent(res, "", "  ")
+	fmt.Println(string(b))
+	os.MkdirAll("bench/results", 0o755)
+	os.WriteFile(filepath.Join("bench/results", name+".json"), b, 0o644)
 }

@@ -52,6 +52,7 @@ func opt(flag string, kv ...string) option {
 // Paths of the per-domain runtime files inside RunDir.
 func qmpPath(run string) string    { return filepath.Join(run, "qmp.sock") }
 func serialPath(run string) string { return filepath.Join(run, "serial.sock") }
+func agentPath(run string) string  { return filepath.Join(run, "qga.sock") }
 func vncPath(run string) string    { return filepath.Join(run, "vnc.sock") }
 func pidPath(run string) string    { return filepath.Join(run, "qemu.pid") }
 func logPath(run string) string    { return filepath.Join(run, "qemu.log") }
@@ -82,6 +83,13 @@ func options(s engine.LaunchSpec, fds map[string]diskFD) ([]option, error) {
 	o = append(o, disks...)
 	if s.Balloon {
 		o = append(o, opt("-device", "", "virtio-balloon-pci", "id", "balloon0"))
+	}
+	if s.GuestAgent {
+		// The guest agent's port: a virtio-serial port the guest's
+		// qemu-guest-agent finds by its name, its host end a socket.
+		o = append(o, opt("-chardev", "", "socket", "id", "qga0", "path", agentPath(s.RunDir), "server", "on", "wait", "off"),
+			opt("-device", "", "virtio-serial-pci", "id", "vser0"),
+			opt("-device", "", "virtserialport", "bus", "vser0.0", "chardev", "qga0", "name", "org.qemu.guest_agent.0"))
 	}
 	nics, err := nicOpts(s)
 	if err != nil {

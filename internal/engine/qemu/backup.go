@@ -34,6 +34,12 @@ func (i *instance) BackupDisks(ctx context.Context, targets []engine.BackupTarge
 	return i.waitBackups(ctx, events, pending, progress)
 }
 
+// A backup's copy buffers: backupWorkers requests of backupChunk bytes.
+const (
+	backupWorkers = 8
+	backupChunk   = 1 << 20
+)
+
 // backupNodes are the target nodes and fd sets a backup has added, to be
 // removed whatever its outcome.
 type backupNodes struct {
@@ -78,7 +84,11 @@ func (i *instance) addBackupNodes(ctx context.Context, targets []engine.BackupTa
 			return nil, nil, fmt.Errorf("disk %s: opening the copy: %w", t.Disk, err)
 		}
 		actions = append(actions, map[string]any{"type": "blockdev-backup", "data": map[string]any{
-			"job-id": node, "device": "drive-" + t.Disk, "target": node, "sync": "full"}})
+			"job-id": node, "device": "drive-" + t.Disk, "target": node, "sync": "full",
+			// QEMU's default is 64 copies of up to 1 MiB in flight: 64
+			// MiB that the domain's memory limit does not count. 8 keep a
+			// local disk busy and stay in the overhead's margin.
+			"x-perf": map[string]any{"max-workers": backupWorkers, "max-chunk": backupChunk}}})
 		pending[node] = true
 	}
 	return actions, pending, nil

@@ -109,6 +109,8 @@ type instance struct {
 	sets  map[string]int
 	// pskDir is the NBD server's key dir while it serves disks.
 	pskDir string
+	// agentMu serializes guest agent calls.
+	agentMu sync.Mutex
 }
 
 // Start implements engine.Engine.
@@ -182,6 +184,11 @@ func (e *Engine) command(s engine.LaunchSpec) (cmd *exec.Cmd, logFile string, re
 	}
 	cmd = exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// glibc gives each thread that allocates an arena of its own; QEMU's
+	// I/O worker threads (up to 64) then hold tens of MiB of heap the
+	// domain's memory limit must also hold. Two arenas keep the heap to
+	// what QEMU uses.
+	cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=2")
 	cmd.Dir = s.RunDir
 	cmd.ExtraFiles = files // fds 3.. in order, kept across the launcher's exec
 	// Own session: a daemon restart or a ^C on the daemon's terminal must
@@ -254,6 +261,17 @@ func tailLog(path string) string {
 	return s
 }
 
+// noteInLog adds the daemon's own line to QEMU's log, where an admin
+// reading why a domain ended looks.
+func noteInLog(path, line string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
+}
+
 // Attach implements engine.Engine.
 func (e *Engine) Attach(ctx context.Context, raw json.RawMessage) (engine.Instance, error) {
 	var st state
@@ -319,11 +337,21 @@ func (i *instance) loadVCPUs(ctx context.Context) error {
 	return nil
 }
 
+// exitGrace is how long QEMU may take to exit after its SHUTDOWN event
+// (it flushes and closes its disks) before it is killed: a QEMU stuck in
+// its cleanup must not keep a domain from its on_* action.
+var exitGrace = 20 * time.Second
+
 // watch records why the guest stopped and reports the exit once the
 // process is gone.
 func (i *instance) watch() {
 	events, _ := i.mon.Subscribe()
+	// drained closes once every event QEMU wrote before it went has been
+	// read; shutdown once it said it is going.
+	drained, shutdown := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(drained)
+		var once sync.Once
 		for ev := range events {
 			switch ev.Name {
 			case "SHUTDOWN":
@@ -336,6 +364,7 @@ func (i *instance) watch() {
 					i.lastEvt = d.Reason
 				}
 				i.mu.Unlock()
+				once.Do(func() { close(shutdown) })
 			case "GUEST_PANICKED":
 				i.mu.Lock()
 				i.lastEvt = "guest-panic"
@@ -354,6 +383,20 @@ func (i *instance) watch() {
 				i.Kill()
 				<-i.exited
 			}
+		case <-shutdown:
+			select {
+			case <-i.exited:
+			case <-time.After(exitGrace):
+				noteInLog(i.st.logFile(), fmt.Sprintf("ringfence: QEMU had not exited %s after its SHUTDOWN event: killed", exitGrace))
+				i.Kill()
+				<-i.exited
+			}
+		}
+		// The process can be reaped before the monitor's last lines (the
+		// SHUTDOWN event saying why) are read: read them first.
+		select {
+		case <-drained:
+		case <-time.After(5 * time.Second):
 		}
 		i.mon.Close()
 		i.mu.Lock()

@@ -34,6 +34,12 @@ func Run(t *testing.T, open Opener) {
 		{"TxSeesItsOwnWrites", testTxOwnWrites},
 		{"FailedUpdateWritesNothing", testAtomic},
 		{"UpdatesAreSerializable", testSerializable},
+		{"Revisions", testRevisions},
+		{"CompareAndSwap", testCAS},
+		{"ListedPrefixConflicts", testListConflict},
+		{"Watch", testWatch},
+		{"WatchFromRevision", testWatchFrom},
+		{"Leases", testLeases},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
