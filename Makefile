@@ -13,6 +13,7 @@ all: build
 build:
 	$(GO) build -o bin/ringfence ./cmd/ringfence
 	$(GO) build -o bin/ringfence-launch ./cmd/ringfence-launch
+	$(GO) build -o bin/ringfence-guard ./cmd/ringfence-guard
 
 deps:
 	./scripts/deps.sh
@@ -20,6 +21,7 @@ deps:
 install: deps build
 	install -m 0755 bin/ringfence $(SBINDIR)/ringfence
 	install -m 0755 bin/ringfence-launch $(SBINDIR)/ringfence-launch
+	install -m 0755 bin/ringfence-guard $(SBINDIR)/ringfence-guard
 	$(MAKE) --no-print-directory install-service
 
 # Units, settings and docs. The settings files are never overwritten; the
@@ -43,7 +45,7 @@ deb: build
 		dist/pkg/etc/ringfence/auto dist/pkg/etc/default dist/pkg/usr/share/man \
 		dist/pkg/usr/share/bash-completion/completions dist/pkg/usr/share/zsh/vendor-completions \
 		dist/pkg/usr/share/fish/vendor_completions.d dist/pkg/usr/share/doc/ringfence
-	install -m 0755 bin/ringfence bin/ringfence-launch dist/pkg/usr/sbin/
+	install -m 0755 bin/ringfence bin/ringfence-launch bin/ringfence-guard dist/pkg/usr/sbin/
 	sed 's|@SBINDIR@|/usr/sbin|g' packaging/ringfence-guests-stop > dist/pkg/usr/sbin/ringfence-guests-stop
 	chmod 0755 dist/pkg/usr/sbin/ringfence-guests-stop
 	for u in ringfence.service ringfence-guests.service; do \

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -95,11 +96,16 @@ type Cluster struct {
 	// revoked: the serials in this member's revocation list (nil: not
 	// written since the start).
 	revoked  []string
+	crl      []string // the serials in the list: revoked and superseded
 	followed []string // a client host's view of the revoked serials (followRevocations)
 	// restartDue: a serial was added; the heartbeat restarts the member.
 	restartDue bool
 	// leaderMoved: when this host last handed etcd's leadership away.
 	leaderMoved, leaderChecked time.Time
+	// supMu: one writer of superseded.json; supPending: it lists a
+	// replaced certificate not yet in etcd.
+	supMu      sync.Mutex
+	supPending atomic.Bool
 }
 
 func (c *Cluster) statePath() string { return filepath.Join(c.cfg.Dir, "cluster.json") }
@@ -128,6 +134,9 @@ func Open(cfg Config) (*Cluster, error) {
 	}
 	c.st = &st
 	c.ready = "starting"
+	if _, err := os.Stat(c.supersededPath()); err == nil {
+		c.supPending.Store(true) // a renewal not yet recorded in etcd
+	}
 	c.startRunning(func(ctx context.Context) error { return c.resume(ctx) })
 	return c, nil
 }

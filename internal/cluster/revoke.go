@@ -54,12 +54,17 @@ func (c *Cluster) startMember(ctx context.Context, st state, joined bool) (*etcd
 	return etcdmember.Start(ctx, c.memberConfig(st, joined))
 }
 
-// revokedSerials are the serials under cluster/revoked/, sorted. A
-// member reads its own copy (serializable, in process): a revocation
-// also removes a member and restarts the others, and a read through the
-// cluster's endpoints then meets a stopped server for seconds; its own
-// copy has the serial as soon as the put is applied here.
+// revokedSerials are the serials under cluster/revoked/, sorted.
 func (c *Cluster) revokedSerials(ctx context.Context, cli *clientv3.Client) ([]string, error) {
+	return c.serialsUnder(ctx, cli, revokedPrefix)
+}
+
+// serialsUnder are the values under a prefix, sorted. A member reads its
+// own copy (serializable, in process): a revocation also removes a
+// member and restarts the others, and a read through the cluster's
+// endpoints then meets a stopped server for seconds; its own copy has
+// the serial as soon as the put is applied here.
+func (c *Cluster) serialsUnder(ctx context.Context, cli *clientv3.Client, prefix string) ([]string, error) {
 	cctx, cancel := etcdCtx(ctx)
 	defer cancel()
 	c.mu.Lock()
@@ -67,13 +72,13 @@ func (c *Cluster) revokedSerials(ctx context.Context, cli *clientv3.Client) ([]s
 	c.mu.Unlock()
 	var vals [][]byte
 	if m != nil {
-		v, err := m.LocalPrefix(cctx, etcdstore.Prefix+revokedPrefix)
+		v, err := m.LocalPrefix(cctx, etcdstore.Prefix+prefix)
 		if err != nil {
 			return nil, err
 		}
 		vals = v
 	} else {
-		resp, err := cli.Get(cctx, etcdstore.Prefix+revokedPrefix, clientv3.WithPrefix())
+		resp, err := cli.Get(cctx, etcdstore.Prefix+prefix, clientv3.WithPrefix())
 		if err != nil {
 			return nil, err
 		}
@@ -89,29 +94,35 @@ func (c *Cluster) revokedSerials(ctx context.Context, cli *clientv3.Client) ([]s
 	return out, nil
 }
 
-// syncCRL writes the cluster's revoked serials into this member's list
-// when they changed; it reports whether a serial was added since the
-// list was last written here (the member is then due a restart).
+// syncCRL writes the cluster's revoked and superseded serials into this
+// member's list when they changed; it reports whether a revoked serial
+// was added since the list was last written here (the member is then
+// due a restart; a superseded one needs none).
 func (c *Cluster) syncCRL(ctx context.Context, cli *clientv3.Client) (bool, error) {
-	serials, err := c.revokedSerials(ctx, cli)
+	revoked, err := c.revokedSerials(ctx, cli)
 	if err != nil {
 		return false, err
 	}
+	superseded, err := c.serialsUnder(ctx, cli, supersededPrefix)
+	if err != nil {
+		return false, err
+	}
+	all := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(revoked), superseded...))))
 	c.mu.Lock()
-	old := c.revoked
+	old, oldAll := c.revoked, c.crl
 	c.mu.Unlock()
-	if old != nil && slices.Equal(old, serials) {
+	if oldAll != nil && slices.Equal(oldAll, all) {
 		return false, nil
 	}
 	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
 		return false, err
 	}
-	if err := writeCRL(c.crlPath(), serials); err != nil {
+	if err := writeCRL(c.crlPath(), all); err != nil {
 		return false, fmt.Errorf("writing the etcd member's revocation list: %w", err)
 	}
-	added := old != nil && slices.ContainsFunc(serials, func(s string) bool { return !slices.Contains(old, s) })
+	added := old != nil && slices.ContainsFunc(revoked, func(s string) bool { return !slices.Contains(old, s) })
 	c.mu.Lock()
-	c.revoked = serials
+	c.revoked, c.crl = revoked, all
 	c.restartDue = c.restartDue || added
 	c.mu.Unlock()
 	return added, nil
@@ -176,8 +187,63 @@ func (c *Cluster) keepCRL(ctx context.Context, cli *clientv3.Client) {
 		}
 		if err := c.restartMember(ctx); err != nil {
 			c.cfg.Log.Warn("cluster: restarting the etcd member", "err", err)
+			return
 		}
+		c.sweepRevoked(ctx)
 	}()
+}
+
+// sweepRevoked deletes the revoked hosts' records again. A revoked
+// host's connections opened before its revocation stay open until each
+// member restarts, and what it wrote through them meanwhile (its
+// domains' records, published every 2 s) would outlive it: each member
+// sweeps after its restart, so the last one's sweep follows the end of
+// the last such connection.
+func (c *Cluster) sweepRevoked(ctx context.Context) {
+	for try := 0; ; try++ {
+		err := c.sweepRevokedOnce(ctx)
+		if err == nil {
+			return
+		}
+		if try == 4 {
+			c.cfg.Log.Warn("cluster: deleting a revoked host's records after the member's restart", "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second): // the member may be catching up
+		}
+	}
+}
+
+func (c *Cluster) sweepRevokedOnce(ctx context.Context) error {
+	cs, err := c.conn()
+	if err != nil {
+		return err
+	}
+	var names []string
+	cctx, cancel := etcdCtx(ctx)
+	err = cs.s.Update(cctx, func(tx store.Tx) error {
+		kvs, err := tx.List(revokedPrefix)
+		for _, kv := range kvs {
+			names = append(names, strings.TrimPrefix(kv.Key, revokedPrefix))
+		}
+		return err
+	})
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if name == cs.me {
+			continue
+		}
+		if _, err := (&clusterStore{cs.s, name}).dropRecords(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // followRevocations: a client host keeps no revocation list, but a new
@@ -277,12 +343,20 @@ func (c *Cluster) Remove(ctx context.Context, name, serial string) (bool, error)
 	if err != nil {
 		return wasMember, fmt.Errorf("removing %s's etcd member: %w %s", name, err, again)
 	}
-	if _, err := (&clusterStore{cs.s, name}).dropRecords(ctx); err != nil {
+	if wasMember {
+		// Its server stops now: a request the client sends it meanwhile
+		// fails ("raft: stopped"), so its endpoint goes first and the
+		// writes below are retried for a few seconds.
+		syncEndpoints(ctx, cs.s.Client())
+	}
+	if err := afterRemoval(ctx, func() error { _, err := (&clusterStore{cs.s, name}).dropRecords(ctx); return err }); err != nil {
 		return wasMember, fmt.Errorf("deleting %s's records from the cluster: %w %s", name, err, again)
 	}
-	cctx, cancel := etcdCtx(ctx)
-	defer cancel()
-	if err := store.Put(cctx, cs.s, revokedPrefix+name, []byte(serial)); err != nil {
+	if err := afterRemoval(ctx, func() error {
+		cctx, cancel := etcdCtx(ctx)
+		defer cancel()
+		return store.Put(cctx, cs.s, revokedPrefix+name, []byte(serial))
+	}); err != nil {
 		return wasMember, api.Errorf(api.ErrUnavailable, "recording the revocation of %q in the cluster: %v %s", name, err, again)
 	}
 	// This member refuses it at once (the others within a heartbeat).
@@ -293,6 +367,20 @@ func (c *Cluster) Remove(ctx context.Context, name, serial string) (bool, error)
 	}
 	c.cfg.Log.Info("cluster: a revoked host removed", "name", name, "etcd_member", wasMember)
 	return wasMember, nil
+}
+
+// afterRemoval runs a write just after a member's removal, retried for
+// up to 10 s: the client may still send it to the removed member, whose
+// server is stopping.
+func afterRemoval(ctx context.Context, write func() error) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := write()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // removeMemberNamed removes the etcd member of that name, if there is one.

@@ -83,6 +83,7 @@ func (c *Cluster) heartbeat(ctx context.Context, s *etcdstore.Etcd) error {
 				c.cfg.Renewed(sent)
 			}
 			c.keepCRL(ctx, s.Client())
+			go c.flushSuperseded(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -404,11 +405,12 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	os.RemoveAll(c.dataDir())
 	os.Remove(c.leasePath())
 	os.Remove(c.crlPath())
+	os.Remove(c.supersededPath())
 	if err := os.Remove(c.statePath()); err != nil {
 		return err
 	}
 	c.mu.Lock()
-	c.st, c.ready, c.revoked = nil, "", nil
+	c.st, c.ready, c.revoked, c.crl = nil, "", nil, nil
 	c.mu.Unlock()
 	c.cfg.Log.Info("cluster: left", "name", st.Name)
 	return nil

@@ -403,7 +403,8 @@ func (h *haRuntime) ensureGuard() {
 		return
 	}
 	logf, _ := os.OpenFile(filepath.Join(h.files.Dir, "guard.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	cmd := exec.Command(exe, ha.GuardVerb, h.files.Dir)
+	argv := ha.GuardCommand(exe, h.files.Dir)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -415,7 +416,7 @@ func (h *haRuntime) ensureGuard() {
 	}
 	h.guardCmd = cmd
 	go cmd.Wait()
-	h.s.log.Info("ha: fence guard started", "pid", cmd.Process.Pid)
+	h.s.log.Info("ha: fence guard started", "pid", cmd.Process.Pid, "binary", argv[0])
 }
 
 // status is this host's HA for `cluster status`.

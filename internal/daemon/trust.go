@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -31,8 +32,17 @@ func (s *Server) trustRoutes() []route {
 			return s.trust.Status(), nil
 		})},
 		{"POST", "/host/renew", auth.HostManage, handle(func(r *http.Request, _ struct{}) (any, error) {
+			old := s.trust.Status()
 			if err := s.trust.Renew(r.Context()); err != nil {
 				return nil, err
+			}
+			// The old certificate goes on the cluster's revocation list:
+			// etcd checks only the CA, and a renewal is often made because
+			// a key may have leaked.
+			if old != nil && s.cluster != nil {
+				if err := s.cluster.Supersede(r.Context(), old.Serial, old.NotAfter); err != nil {
+					return nil, fmt.Errorf("the certificate was renewed, but recording the old one (serial %s) for the cluster's revocation list failed: %w; fix that and run `ringfence host renew` again", old.Serial, err)
+				}
 			}
 			return s.trust.Status(), nil
 		})},

@@ -121,18 +121,34 @@ func (c Config) embedConfig() (*embed.Config, error) {
 
 // LocalPrefix reads the values under prefix from this member's own copy
 // of the data (serializable: no leader, no network), in key order.
-func (m *Member) LocalPrefix(ctx context.Context, prefix string) ([][]byte, error) {
+// A member whose server has stopped (removed from its cluster) answers
+// an error: etcd's own read of a closed backend dereferences nil, so the
+// stop is checked first, and a stop racing the read is recovered.
+func (m *Member) LocalPrefix(ctx context.Context, prefix string) (out [][]byte, err error) {
+	select {
+	case <-m.e.Server.StopNotify():
+		return nil, fmt.Errorf("reading %s from this host's etcd member: %w", prefix, ErrStopped)
+	default:
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("reading %s from this host's etcd member: %w (%v)", prefix, ErrStopped, r)
+		}
+	}()
 	key := []byte(prefix)
 	resp, err := m.e.Server.Range(ctx, &pb.RangeRequest{Key: key, RangeEnd: []byte(clientv3.GetPrefixRangeEnd(prefix)), Serializable: true})
 	if err != nil {
 		return nil, fmt.Errorf("reading %s from this host's etcd member: %w", prefix, err)
 	}
-	out := make([][]byte, 0, len(resp.Kvs))
+	out = make([][]byte, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		out = append(out, kv.Value)
 	}
 	return out, nil
 }
+
+// ErrStopped: this member's server has stopped (it was removed).
+var ErrStopped = errors.New("the etcd member has stopped (removed from its cluster)")
 
 // LeaderID is the member ID of its cluster's leader, as this member
 // knows it (0: none).

@@ -2,6 +2,7 @@ package etcdmember_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -106,5 +107,27 @@ func TestEtcdRefusesStrangers(t *testing.T) {
 	defer cancel()
 	if _, err := cli.Get(ctx, "x"); err == nil {
 		t.Fatal("a host of another CA read from the member")
+	}
+}
+
+// TestLocalPrefixStopped: the member's own copy is read in process; once
+// its server has stopped (a removed member; here closed) the read is an
+// error, not etcd's nil dereference of the closed backend (it took a
+// revoked host's daemon down).
+func TestLocalPrefixStopped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd member")
+	}
+	dir := t.TempDir()
+	id := identity(t, filepath.Join(dir, "tls"))
+	m := member(t, filepath.Join(dir, "etcd"), id, freePort(t), freePort(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := m.LocalPrefix(ctx, "/x/"); err != nil {
+		t.Fatalf("a running member's own copy: %v", err)
+	}
+	m.Close()
+	if _, err := m.LocalPrefix(ctx, "/x/"); !errors.Is(err, etcdmember.ErrStopped) {
+		t.Fatalf("after the stop: %v, want ErrStopped", err)
 	}
 }

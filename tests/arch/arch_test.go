@@ -18,6 +18,7 @@ var allowed = map[string][]string{
 	// The binaries wire packages together and do nothing else.
 	"cmd/ringfence":        {"internal/cli", "internal/daemon", "internal/launch"},
 	"cmd/ringfence-launch": {"internal/launch"},
+	"cmd/ringfence-guard":  {"internal/ha"},
 
 	// The CLI is a client of the API: never the daemon, the domain core,
 	// the store or the engine. It reads domain files itself (config) and

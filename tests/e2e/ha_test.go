@@ -66,7 +66,30 @@ func haGuarded(e *Env, name string) api.HAStatus {
 		return st.HA != nil && slices.Contains(st.HA.Guests, name) && st.HA.DeadlineInSec != nil && st.HA.GuardPID != 0
 	})
 	time.Sleep(2 * time.Second) // a loop round past the guard's start: the owner key is written
+	checkGuardSmall(e.t, st.HA.GuardPID)
 	return *st.HA
+}
+
+// checkGuardSmall: the fence guard is the small binary (found beside the
+// daemon's), and locking it in memory holds a few MB, not the daemon's
+// whole binary and a Go heap arena (144 MB before MCL_ONFAULT and
+// cmd/ringfence-guard).
+func checkGuardSmall(t *testing.T, pid int) {
+	t.Helper()
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return // fenced and gone meanwhile
+	}
+	if filepath.Base(exe) != "ringfence-guard" {
+		t.Errorf("the fence guard runs %s, want the ringfence-guard helper", exe)
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(status), "\n") {
+		var kb int
+		if n, _ := fmt.Sscanf(l, "VmRSS: %d kB", &kb); n == 1 && kb > 16<<10 {
+			t.Errorf("the fence guard holds %d kB resident, want a few MB", kb)
+		}
+	}
 }
 
 // survivorQEMUs waits until exactly one of envs runs a QEMU (name's,

@@ -61,6 +61,10 @@ func run(m *testing.M) int {
 		// The daemon's QEMU launcher, found beside the binary.
 		out, err = exec.Command("go", "build", "-o", filepath.Join(dir, "ringfence-launch"), "../../cmd/ringfence-launch").CombinedOutput()
 	}
+	if err == nil {
+		// The fence guard's own small binary, found beside it too.
+		out, err = exec.Command("go", "build", "-o", filepath.Join(dir, "ringfence-guard"), "../../cmd/ringfence-guard").CombinedOutput()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building ringfence: %v\n%s", err, out)
 		return 1

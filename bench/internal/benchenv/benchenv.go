@@ -32,10 +32,12 @@ func Build(dir string) (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building ringfence: %v\n%s", err, out)
 	}
-	cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "ringfence-launch"), "./cmd/ringfence-launch")
-	cmd.Dir = strings.TrimSpace(string(root))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building ringfence-launch: %v\n%s", err, out)
+	for _, helper := range []string{"ringfence-launch", "ringfence-guard"} {
+		cmd = exec.Command("go", "build", "-o", filepath.Join(dir, helper), "./cmd/"+helper)
+		cmd.Dir = strings.TrimSpace(string(root))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("building %s: %v\n%s", helper, err, out)
+		}
 	}
 	return bin, nil
 }
